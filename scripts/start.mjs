@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 const root = new URL('..', import.meta.url).pathname;
 const main = `${root}apps/gcd-service/dist/src/main.js`;
 if (!existsSync(main)) {
-  console.error('gcd-service is not built yet: run `npm run build` (or `npm test`) first.');
+  console.error('gcd-service is not built (the prestart build should have made it).');
   process.exit(1);
 }
 const child = spawn(process.execPath, ['--enable-source-maps', main], { stdio: 'inherit' });
