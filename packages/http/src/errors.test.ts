@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { test } from 'node:test';
+import { request } from 'undici';
+import {
+  HttpNetworkError,
+  HttpStatusError,
+  classifyNetworkError,
+  isRetryableHttpError,
+  parseRetryAfter,
+} from './errors.js';
+
+test('parseRetryAfter: delay-seconds', () => {
+  assert.equal(parseRetryAfter('0'), 0);
+  assert.equal(parseRetryAfter('120'), 120_000);
+  assert.equal(parseRetryAfter(' 3 '), 3000);
+  assert.equal(parseRetryAfter(['7', '9']), 7000);
+});
+
+test('parseRetryAfter: HTTP-date relative to now, never negative', () => {
+  const now = Date.parse('Wed, 21 Oct 2015 07:28:00 GMT');
+  assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:28:30 GMT', now), 30_000);
+  assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:27:00 GMT', now), 0);
+});
+
+test('parseRetryAfter: absent or unparsable → undefined', () => {
+  for (const bad of [undefined, '', '  ', '-1', '1.5', 'soon', '12abc', '2015-10-21'])
+    assert.equal(parseRetryAfter(bad, 0), undefined, String(bad));
+});
+
+test('HttpStatusError: code, fields, retryable statuses', () => {
+  const e = new HttpStatusError(503, 'http://x/', 2000);
+  assert.equal(e.code, 'BULWARK_ERR_HTTP_STATUS');
+  assert.equal(e.name, 'HttpStatusError');
+  assert.equal(e.status, 503);
+  assert.equal(e.retryAfterMs, 2000);
+  assert.equal(e.retryable, true);
+  assert.equal(new HttpStatusError(404, 'http://x/').retryable, false);
+  assert.equal(isRetryableHttpError(e), true);
+  assert.equal(isRetryableHttpError(new Error('x')), false);
+});
+
+test('classifyNetworkError: the inner code wins', () => {
+  const socket = Object.assign(new Error('other side closed'), {
+    code: 'UND_ERR_SOCKET',
+    cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
+  });
+  const e = classifyNetworkError(socket, 'http://x/');
+  assert.ok(e instanceof HttpNetworkError);
+  assert.equal(e.kind, 'connection-reset');
+  assert.equal(e.errorCode, 'ECONNRESET');
+  assert.equal(e.cause, socket);
+  assert.equal(e.retryable, true);
+  const parse = classifyNetworkError(Object.assign(new Error('bad'), { code: 'HPE_INVALID_CONSTANT' }), 'u');
+  assert.equal((parse as HttpNetworkError).kind, 'protocol');
+  assert.equal(parse.retryable, false);
+  assert.equal((classifyNetworkError(new Error('?'), 'u') as HttpNetworkError).kind, 'other');
+  const status = new HttpStatusError(500, 'u');
+  assert.equal(classifyNetworkError(status, 'u'), status);
+});
+
+test('classifyNetworkError: a real refused connection over loopback', async () => {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  const error = await request(`http://127.0.0.1:${port}/`).then(
+    () => assert.fail('expected a refusal'),
+    (e: unknown) => e,
+  );
+  const classified = classifyNetworkError(error, 'u') as HttpNetworkError;
+  assert.equal(classified.kind, 'connection-refused');
+});
