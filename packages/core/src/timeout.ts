@@ -133,6 +133,8 @@ export class TimeoutPolicy extends BasePolicy {
       if (outer.abortable) {
         const signal = outer.signal;
         const onAbort = (): void => {
+          // propagate to the operation's signal before dropping the links
+          entry.ctx.abort(signal.reason);
           settle();
           reject(signal.reason);
         };
