@@ -1,0 +1,140 @@
+/**
+ * Where the CPU work runs: inline on the event loop when it is cheap, in a piscina worker pool when
+ * it is not, and never longer than `computeTimeoutMs`.
+ *
+ * Why a threshold: a BigInt gcd of two 20-digit numbers costs ~1–5 µs, while handing any task to a
+ * worker costs ~50–70 µs (ANCHOR-BENCHMARKS.md §D). At 100 digits the worst case (Fibonacci pairs)
+ * reaches the offload cost, so above `inlineMaxDigits` the work moves off the event loop.
+ *
+ * Why a pool and not a timer around inline work: JavaScript cannot interrupt a running loop, so the
+ * only way to stop runaway CPU work is to terminate the thread doing it. The @bulwark/core `timeout`
+ * policy aborts its signal at the deadline, and piscina answers an abort of a running task by
+ * terminating that worker thread (and starting a fresh one). A queued task is removed from the queue.
+ */
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { EventEmitter, TimeoutError, timeout, type Subscribe, type TimeoutPolicy } from '@bulwark/core';
+import { gcd } from './gcd.js';
+import { GcdError } from './errors.js';
+import type { GcdInput } from './validation.js';
+import type { GcdTask } from './worker.js';
+
+export interface ComputeOptions {
+  /** Inputs with at most this many digits are computed inline. */
+  inlineMaxDigits: number;
+  /** Deadline for pool work, queue wait included. */
+  computeTimeoutMs: number;
+  /** Worker threads in the pool. */
+  poolMaxThreads: number;
+  /** Tasks that may wait for a worker; beyond that the request is refused with 503. */
+  poolMaxQueue: number;
+  /** The worker module (tests may pass another). @default dist/src/worker.js */
+  workerFile?: URL;
+}
+
+export type ComputePath = 'inline' | 'pool';
+export type ComputeOutcome = 'ok' | 'timeout' | 'busy' | 'aborted' | 'error';
+
+/** One computation finished (any outcome). */
+export interface ComputeEvent {
+  readonly path: ComputePath;
+  readonly outcome: ComputeOutcome;
+  readonly durationMs: number;
+  readonly digits: number;
+}
+
+export interface ComputeResult {
+  readonly gcd: string;
+  readonly path: ComputePath;
+}
+
+/** Worker threads a pool gets by default: one core is left to the event loop. */
+export function defaultPoolThreads(): number {
+  return Math.max(1, availableParallelism() - 1);
+}
+
+export class GcdComputer {
+  readonly pool: Piscina<GcdTask, string>;
+  readonly #options: ComputeOptions;
+  readonly #timeout: TimeoutPolicy;
+  readonly #onCompute = new EventEmitter<ComputeEvent>();
+  /** Subscribe to finished computations (metrics, logs). */
+  readonly onCompute: Subscribe<ComputeEvent> = this.#onCompute.subscribe;
+
+  constructor(options: ComputeOptions) {
+    this.#options = options;
+    this.#timeout = timeout({ timeoutMs: options.computeTimeoutMs, name: 'gcd-compute' });
+    this.pool = new Piscina<GcdTask, string>({
+      filename: (options.workerFile ?? new URL('./worker.js', import.meta.url)).href,
+      minThreads: 1,
+      maxThreads: options.poolMaxThreads,
+      maxQueue: options.poolMaxQueue,
+      // Workers are started once and kept: the pool is small and thread start-up costs ~30 ms.
+      idleTimeout: 60_000,
+      name: 'default',
+    });
+  }
+
+  /** Worker threads alive now. */
+  get threads(): number {
+    return this.pool.threads.length;
+  }
+
+  /** Tasks waiting for a worker. */
+  get queueSize(): number {
+    return this.pool.queueSize;
+  }
+
+  /**
+   * The gcd of a validated input. Rejects with a {@link GcdError} `GCD_ERR_COMPUTE_TIMEOUT` or
+   * `GCD_ERR_BUSY` (both 503), or with `signal.reason` when the caller gives up.
+   */
+  async compute(input: GcdInput, signal?: AbortSignal): Promise<ComputeResult> {
+    const started = performance.now();
+    if (input.digits <= this.#options.inlineMaxDigits) {
+      const value = gcd(input.n, input.m).toString();
+      this.#emit('inline', 'ok', started, input.digits);
+      return { gcd: value, path: 'inline' };
+    }
+    const task: GcdTask = { n: input.n.toString(), m: input.m.toString() };
+    try {
+      const value = await this.#timeout.execute((ctx) => this.pool.run(task, { signal: ctx.signal }), {
+        signal,
+      });
+      this.#emit('pool', 'ok', started, input.digits);
+      return { gcd: value, path: 'pool' };
+    } catch (error) {
+      if (error instanceof TimeoutError) {
+        this.#emit('pool', 'timeout', started, input.digits);
+        throw new GcdError(
+          'GCD_ERR_COMPUTE_TIMEOUT',
+          `Computation exceeded the time limit of ${this.#options.computeTimeoutMs} ms and was stopped; ` +
+            `try smaller numbers.`,
+          { 'retry-after': '1' },
+        );
+      }
+      if (error instanceof Error && error.message === 'Task queue is at limit') {
+        this.#emit('pool', 'busy', started, input.digits);
+        throw new GcdError(
+          'GCD_ERR_BUSY',
+          `All ${this.#options.poolMaxThreads} worker threads are busy and ${this.#options.poolMaxQueue} ` +
+            `computations are waiting; retry in a moment.`,
+          { 'retry-after': '1' },
+        );
+      }
+      this.#emit('pool', signal?.aborted ? 'aborted' : 'error', started, input.digits);
+      throw error;
+    }
+  }
+
+  /** Waits for running tasks, then stops the workers. */
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  #emit(path: ComputePath, outcome: ComputeOutcome, started: number, digits: number): void {
+    if (this.#onCompute.active) {
+      this.#onCompute.emit({ path, outcome, durationMs: performance.now() - started, digits });
+    }
+  }
+}

@@ -1,0 +1,367 @@
+/**
+ * Configuration comes only from the environment. `loadConfig(env)` turns it into typed options, with
+ * every default declared once in {@link DEFAULTS}; a bad value is reported with the variable's name,
+ * what was received and what is allowed (all problems at once), and `main.ts` exits non-zero.
+ *
+ * An empty value (`PORT=`) counts as unset, as Docker Compose writes unset interpolations.
+ * Secrets (the password in `REDIS_URL`) are never echoed: see {@link redactUrl}.
+ */
+import { availableParallelism } from 'node:os';
+
+export type Mode = 'gcd' | 'validator';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/** The defaults, in one place. The docs table is checked against it (test/config.test.ts). */
+export const DEFAULTS = Object.freeze({
+  /** What the process serves: the gcd service or the upstream validator. @default 'gcd' */
+  mode: 'gcd' as Mode,
+  /** TCP port (0 = any free port). @default 3000 */
+  port: 3000,
+  /**
+   * Interface to listen on. Loopback by default, so a developer's `npm start` is not reachable from the
+   * network; containers set `HOST=0.0.0.0` (probes from outside the pod cannot reach loopback).
+   * @default '127.0.0.1'
+   */
+  host: '127.0.0.1',
+  /** Digits allowed per number. @default 1000 */
+  maxDigits: 1000,
+  /** Inputs up to this many digits are computed on the event loop; longer ones in the worker pool. @default 100 */
+  inlineMaxDigits: 100,
+  /** Deadline of a pool computation (queue wait included); past it the worker thread is terminated. @default 1000 */
+  computeTimeoutMs: 1000,
+  /** Worker threads: the CPU count minus one (one core stays with the event loop), at least 1. */
+  poolMaxThreads: Math.max(1, availableParallelism() - 1),
+  /** Computations allowed to wait for a worker; more are refused with 503. @default 32 */
+  poolMaxQueue: 32,
+  /** Largest request body (the form). Must hold two numbers of `maxDigits`. @default 4096 */
+  bodyLimitBytes: 4096,
+  /** Largest request head (request line + headers). Must hold a URL with two numbers. @default 16384 */
+  maxHeaderBytes: 16384,
+  /** Whole request (headers and body) must arrive within this time. @default 10000 */
+  requestTimeoutMs: 10_000,
+  /** Request headers must arrive within this time (slowloris). @default 5000 */
+  headersTimeoutMs: 5_000,
+  /** Idle keep-alive sockets are closed after this time. @default 5000 */
+  keepAliveTimeoutMs: 5_000,
+  /** A handler that has not answered by then gets a 503 (Fastify `handlerTimeout`). @default 5000 */
+  handlerTimeoutMs: 5_000,
+  /** Graceful shutdown: in-flight requests get this long before the process exits anyway. @default 10000 */
+  shutdownTimeoutMs: 10_000,
+  /** pino level. @default 'info' */
+  logLevel: 'info' as LogLevel,
+  /** Reload the TLS certificate when its files change (SIGHUP always reloads). @default true */
+  tlsWatch: true,
+  /** Per-attempt timeout of a call to the validator. @default 300 */
+  validatorTimeoutMs: 300,
+  /** Retries after a failed validator call (so at most 1 + this many attempts). @default 2 */
+  validatorRetries: 2,
+  /** Overall deadline of the validation step, retries included; then local validation is used. @default 1000 */
+  validatorDeadlineMs: 1_000,
+  /** How long the validator's breaker stays open before it lets a probe through. @default 5000 */
+  validatorOpenMs: 5_000,
+});
+
+export interface TlsConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly watch: boolean;
+}
+
+export interface ValidatorConfig {
+  readonly url: string;
+  readonly timeoutMs: number;
+  readonly retries: number;
+  readonly deadlineMs: number;
+  readonly openMs: number;
+}
+
+export interface GcdConfig {
+  readonly mode: Mode;
+  readonly port: number;
+  readonly host: string;
+  readonly maxDigits: number;
+  readonly inlineMaxDigits: number;
+  readonly computeTimeoutMs: number;
+  readonly poolMaxThreads: number;
+  readonly poolMaxQueue: number;
+  readonly bodyLimitBytes: number;
+  readonly maxHeaderBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly handlerTimeoutMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly logLevel: LogLevel;
+  /** Redis for the shared rate limit; unset = in-memory limit. Contains a secret: log {@link redactUrl} only. */
+  readonly redisUrl: string | undefined;
+  readonly tls: TlsConfig | undefined;
+  readonly validator: ValidatorConfig | undefined;
+  /** Every `OTEL_*` variable, passed to the tracing setup unchanged. */
+  readonly otel: Readonly<Record<string, string>>;
+}
+
+/** One problem with one variable. */
+export interface ConfigIssue {
+  readonly variable: string;
+  /** The value as received (redacted for secrets). */
+  readonly received: string;
+  readonly expected: string;
+}
+
+/** The environment is invalid. `message` lists every problem, one per line. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'GCD_ERR_CONFIG';
+  constructor(readonly issues: readonly ConfigIssue[]) {
+    super(
+      `Invalid configuration (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n` +
+        issues.map((i) => `  ${i.variable}=${i.received}: expected ${i.expected}`).join('\n'),
+    );
+  }
+}
+
+/** A variable the reader looked at, for docs and `--help`. */
+export interface VariableInfo {
+  readonly name: string;
+  readonly default: string;
+  readonly expected: string;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Reads variables, records what it read, and collects problems instead of stopping at the first. */
+class EnvReader {
+  readonly issues: ConfigIssue[] = [];
+  readonly read: VariableInfo[] = [];
+  constructor(private readonly env: Env) {}
+
+  raw(name: string, fallback: string, expected: string): string | undefined {
+    this.read.push({ name, default: fallback, expected });
+    const value = this.env[name];
+    return value === undefined || value === '' ? undefined : value;
+  }
+
+  fail(name: string, received: string, expected: string): void {
+    this.issues.push({ variable: name, received: JSON.stringify(received), expected });
+  }
+
+  int(name: string, fallback: number, min: number, max: number, fallbackText = String(fallback)): number {
+    const expected = `a whole number from ${min} to ${max}`;
+    const value = this.raw(name, fallbackText, expected);
+    if (value === undefined) return fallback;
+    if (!/^[0-9]{1,15}$/u.test(value) || Number(value) < min || Number(value) > max) {
+      this.fail(name, value, expected);
+      return fallback;
+    }
+    return Number(value);
+  }
+
+  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+    const expected = `one of ${allowed.join(', ')}`;
+    const value = this.raw(name, fallback, expected);
+    if (value === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(value)) {
+      this.fail(name, value, expected);
+      return fallback;
+    }
+    return value as T;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const expected = 'one of true, false, on, off, 1, 0';
+    const value = this.raw(name, fallback ? 'true' : 'false', expected);
+    if (value === undefined) return fallback;
+    const v = value.toLowerCase();
+    if (v === 'true' || v === 'on' || v === '1') return true;
+    if (v === 'false' || v === 'off' || v === '0') return false;
+    this.fail(name, value, expected);
+    return fallback;
+  }
+
+  string(name: string, expected: string, fallback = '(unset)'): string | undefined {
+    return this.raw(name, fallback, expected);
+  }
+
+  url(name: string, protocols: readonly string[], secret: boolean): string | undefined {
+    const expected = `a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`;
+    const value = this.raw(name, '(unset)', expected);
+    if (value === undefined) return undefined;
+    let url: URL | undefined;
+    try {
+      url = new URL(value);
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || !protocols.includes(url.protocol)) {
+      this.issues.push({
+        variable: name,
+        received: secret ? '(hidden: it may contain a password)' : JSON.stringify(value),
+        expected,
+      });
+      return undefined;
+    }
+    return value;
+  }
+}
+
+function read(env: Env): { config: GcdConfig; reader: EnvReader } {
+  const r = new EnvReader(env);
+  const mode = r.oneOf<Mode>('GCD_MODE', DEFAULTS.mode, ['gcd', 'validator']);
+  const port = r.int('PORT', DEFAULTS.port, 0, 65535);
+  const hostExpected = 'an IP address or host name without spaces';
+  const host = r.string('HOST', hostExpected, DEFAULTS.host) ?? DEFAULTS.host;
+  if (/\s|\/|^$/u.test(host)) r.fail('HOST', host, hostExpected);
+  const maxDigits = r.int('MAX_DIGITS', DEFAULTS.maxDigits, 1, 1_000_000);
+  const inlineMaxDigits = r.int('INLINE_MAX_DIGITS', DEFAULTS.inlineMaxDigits, 0, 1_000_000);
+  const computeTimeoutMs = r.int('COMPUTE_TIMEOUT_MS', DEFAULTS.computeTimeoutMs, 1, 600_000);
+  const poolMaxThreads = r.int(
+    'POOL_MAX_THREADS',
+    DEFAULTS.poolMaxThreads,
+    1,
+    256,
+    'CPU count − 1 (at least 1)',
+  );
+  const poolMaxQueue = r.int('POOL_MAX_QUEUE', DEFAULTS.poolMaxQueue, 0, 100_000);
+  const bodyLimitBytes = r.int('BODY_LIMIT_BYTES', DEFAULTS.bodyLimitBytes, 64, 10 * 1024 * 1024);
+  const maxHeaderBytes = r.int('MAX_HEADER_BYTES', DEFAULTS.maxHeaderBytes, 1024, 1024 * 1024);
+  const requestTimeoutMs = r.int('REQUEST_TIMEOUT_MS', DEFAULTS.requestTimeoutMs, 1, 3_600_000);
+  const headersTimeoutMs = r.int('HEADERS_TIMEOUT_MS', DEFAULTS.headersTimeoutMs, 1, 3_600_000);
+  const keepAliveTimeoutMs = r.int('KEEP_ALIVE_TIMEOUT_MS', DEFAULTS.keepAliveTimeoutMs, 1, 3_600_000);
+  const handlerTimeoutMs = r.int('HANDLER_TIMEOUT_MS', DEFAULTS.handlerTimeoutMs, 1, 3_600_000);
+  const shutdownTimeoutMs = r.int('SHUTDOWN_TIMEOUT_MS', DEFAULTS.shutdownTimeoutMs, 0, 3_600_000);
+  const logLevel = r.oneOf<LogLevel>('LOG_LEVEL', DEFAULTS.logLevel, [
+    'fatal',
+    'error',
+    'warn',
+    'info',
+    'debug',
+    'trace',
+    'silent',
+  ]);
+  const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:'], true);
+
+  const fileExpected = 'a path to a PEM file (set TLS_CERT_FILE and TLS_KEY_FILE together)';
+  const certFile = r.string('TLS_CERT_FILE', fileExpected);
+  const keyFile = r.string('TLS_KEY_FILE', fileExpected);
+  const tlsWatch = r.bool('TLS_WATCH', DEFAULTS.tlsWatch);
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    const [missing, given] = certFile === undefined ? ['TLS_CERT_FILE', keyFile] : ['TLS_KEY_FILE', certFile];
+    r.issues.push({
+      variable: missing,
+      received: '(unset)',
+      expected: `a path too, since ${missing === 'TLS_CERT_FILE' ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'} is set (${JSON.stringify(given)})`,
+    });
+  }
+
+  const validatorUrl = r.url('VALIDATOR_URL', ['http:', 'https:'], false);
+  const validatorTimeoutMs = r.int('VALIDATOR_TIMEOUT_MS', DEFAULTS.validatorTimeoutMs, 1, 60_000);
+  const validatorRetries = r.int('VALIDATOR_RETRIES', DEFAULTS.validatorRetries, 0, 10);
+  const validatorDeadlineMs = r.int('VALIDATOR_DEADLINE_MS', DEFAULTS.validatorDeadlineMs, 1, 60_000);
+  const validatorOpenMs = r.int('VALIDATOR_OPEN_MS', DEFAULTS.validatorOpenMs, 1, 3_600_000);
+
+  // Relations between variables.
+  if (inlineMaxDigits > maxDigits) {
+    r.fail('INLINE_MAX_DIGITS', String(inlineMaxDigits), `at most MAX_DIGITS (${maxDigits})`);
+  }
+  const bodyNeeded = 2 * maxDigits + 64;
+  if (bodyLimitBytes < bodyNeeded) {
+    r.fail(
+      'BODY_LIMIT_BYTES',
+      String(bodyLimitBytes),
+      `at least ${bodyNeeded} (2 × MAX_DIGITS + 64), so a form with two numbers of MAX_DIGITS fits`,
+    );
+  }
+  const headNeeded = 2 * maxDigits + 2048;
+  if (maxHeaderBytes < headNeeded) {
+    r.fail(
+      'MAX_HEADER_BYTES',
+      String(maxHeaderBytes),
+      `at least ${headNeeded} (2 × MAX_DIGITS + 2048), so /api/gcd?n=…&m=… with two numbers of MAX_DIGITS fits`,
+    );
+  }
+  if (headersTimeoutMs > requestTimeoutMs) {
+    r.fail(
+      'HEADERS_TIMEOUT_MS',
+      String(headersTimeoutMs),
+      `at most REQUEST_TIMEOUT_MS (${requestTimeoutMs})`,
+    );
+  }
+  if (mode === 'validator' && validatorUrl !== undefined) {
+    r.fail('VALIDATOR_URL', validatorUrl, 'unset when GCD_MODE=validator (a validator does not call one)');
+  }
+
+  const otel: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (name.startsWith('OTEL_') && value !== undefined) otel[name] = value;
+  }
+  r.read.push({ name: 'OTEL_*', default: '(unset)', expected: 'the standard OpenTelemetry variables' });
+
+  const config: GcdConfig = Object.freeze({
+    mode,
+    port,
+    host,
+    maxDigits,
+    inlineMaxDigits,
+    computeTimeoutMs,
+    poolMaxThreads,
+    poolMaxQueue,
+    bodyLimitBytes,
+    maxHeaderBytes,
+    requestTimeoutMs,
+    headersTimeoutMs,
+    keepAliveTimeoutMs,
+    handlerTimeoutMs,
+    shutdownTimeoutMs,
+    logLevel,
+    redisUrl,
+    tls:
+      certFile !== undefined && keyFile !== undefined
+        ? Object.freeze({ certFile, keyFile, watch: tlsWatch })
+        : undefined,
+    validator:
+      validatorUrl !== undefined
+        ? Object.freeze({
+            url: validatorUrl,
+            timeoutMs: validatorTimeoutMs,
+            retries: validatorRetries,
+            deadlineMs: validatorDeadlineMs,
+            openMs: validatorOpenMs,
+          })
+        : undefined,
+    otel: Object.freeze(otel),
+  });
+  return { config, reader: r };
+}
+
+/** The typed configuration, or a {@link ConfigError} listing every bad variable. */
+export function loadConfig(env: Env): GcdConfig {
+  const { config, reader } = read(env);
+  if (reader.issues.length > 0) throw new ConfigError(reader.issues);
+  return config;
+}
+
+/** Every variable the service reads, with its default and what it accepts (docs and `--help`). */
+export function listVariables(): readonly VariableInfo[] {
+  return read({}).reader.read;
+}
+
+/** The configuration as it is safe to log: the Redis password replaced by `***`. */
+export function describeConfig(config: GcdConfig): Record<string, unknown> {
+  return {
+    ...config,
+    redisUrl: config.redisUrl === undefined ? undefined : redactUrl(config.redisUrl),
+    otel: Object.keys(config.otel),
+  };
+}
+
+/** A URL with its password (and user name) hidden. */
+export function redactUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.password !== '') url.password = '***';
+    if (url.username !== '' && url.password === '') url.username = '***';
+    return url.toString();
+  } catch {
+    return '(unparseable URL hidden)';
+  }
+}
