@@ -86,6 +86,35 @@ export class RateLimitedError extends BulwarkError {
   }
 }
 
+/** What happened at one tier of a degradation ladder (see `degrade`). */
+export interface TierReport {
+  readonly tier: string;
+  readonly status: 'served' | 'skipped' | 'failed';
+  /** Skip reason or failure message (empty when served). */
+  readonly reason: string;
+  /** The failure (only when `status` is `failed`). */
+  readonly error?: unknown;
+  /** Time spent in the tier, in ms on the ladder's clock. */
+  readonly elapsedMs: number;
+}
+
+/** Every tier of a degradation ladder failed or had nothing to offer. `tiers` says what happened at each. */
+export class AllSourcesFailedError extends BulwarkError {
+  override readonly name = 'AllSourcesFailedError';
+  readonly code = 'BULWARK_ERR_ALL_SOURCES_FAILED';
+  constructor(readonly tiers: readonly TierReport[]) {
+    super(
+      `All sources failed: ${tiers.map((t) => `${t.tier} ${t.status}${t.reason ? ` (${t.reason})` : ''}`).join('; ')}`,
+      { cause: [...tiers].reverse().find((t) => t.status === 'failed')?.error },
+    );
+  }
+
+  /** The errors of the tiers that failed (skipped tiers have none), in ladder order. */
+  get errors(): unknown[] {
+    return this.tiers.filter((t) => t.status === 'failed').map((t) => t.error);
+  }
+}
+
 /** Any value → a short description for error messages. */
 export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);

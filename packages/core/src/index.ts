@@ -14,6 +14,7 @@ export {
   TimeoutError,
   BulkheadRejectedError,
   RateLimitedError,
+  AllSourcesFailedError,
   isBulwarkError,
 } from './errors.js';
 export type { CircuitRejectReason } from './errors.js';
@@ -26,6 +27,21 @@ export type { Policy, Outcome } from './policy.js';
 
 export { timeout, TimeoutPolicy } from './timeout.js';
 export type { TimeoutOptions, TimeoutStrategy, TimeoutEvent } from './timeout.js';
+
+export { degrade, Degrader, TierSkip } from './degrade.js';
+export type {
+  Tier,
+  TierContext,
+  TierReport,
+  TierStatus,
+  TierEvent,
+  DegradeOptions,
+  DegradeResult,
+  DegradeExecuteOptions,
+} from './degrade.js';
+
+export { singleFlight, SingleFlight } from './single-flight.js';
+export type { FlightResult, FlightEvent } from './single-flight.js';
 
 // Option validators, for packages built on core that want the same errors.
 export * as checks from './options.js';
