@@ -2,6 +2,7 @@
  * One error family. Every error has a `name`, a stable `code` (`BULWARK_ERR_*`, listed in
  * docs/errors.md and checked against it by a test) and structured fields.
  */
+import type { CorruptSnapshot } from './snapshot/format.js';
 
 export abstract class BulwarkError extends Error {
   /** Stable machine-readable code, e.g. `BULWARK_ERR_TIMEOUT`. */
@@ -112,6 +113,65 @@ export class AllSourcesFailedError extends BulwarkError {
   /** The errors of the tiers that failed (skipped tiers have none), in ladder order. */
   get errors(): unknown[] {
     return this.tiers.filter((t) => t.status === 'failed').map((t) => t.error);
+  }
+}
+
+/** No snapshot exists for this store (no generation file in its directory), or not the one asked for. */
+export class SnapshotNotFoundError extends BulwarkError {
+  override readonly name = 'SnapshotNotFoundError';
+  readonly code = 'BULWARK_ERR_SNAPSHOT_NOT_FOUND';
+  constructor(
+    readonly dir: string,
+    readonly snapshotName: string,
+    /** The generation asked for, when one was. */
+    readonly generation?: number,
+  ) {
+    super(
+      generation === undefined
+        ? `No snapshot "${snapshotName}" in ${dir}`
+        : `No snapshot "${snapshotName}" generation ${generation} in ${dir}`,
+    );
+  }
+}
+
+/** Snapshot files exist but none is intact: the store refuses to return an empty state silently. */
+export class SnapshotCorruptError extends BulwarkError {
+  override readonly name = 'SnapshotCorruptError';
+  readonly code = 'BULWARK_ERR_SNAPSHOT_CORRUPT';
+  constructor(
+    readonly dir: string,
+    readonly snapshotName: string,
+    /** Every file that failed verification, newest first (and where it was quarantined). */
+    readonly corrupt: readonly CorruptSnapshot[],
+  ) {
+    super(
+      `No intact snapshot "${snapshotName}" in ${dir}: ${corrupt
+        .map((c) => `generation ${c.generation} ${c.reason}`)
+        .join(', ')}`,
+    );
+  }
+}
+
+/** The step of a snapshot save that failed. */
+export type SnapshotWriteStep = 'serialize' | 'open' | 'write' | 'fsync' | 'close' | 'publish' | 'fsync-dir';
+
+/** A snapshot save failed; the temp file was removed and the previous generation is untouched. */
+export class SnapshotWriteError extends BulwarkError {
+  override readonly name = 'SnapshotWriteError';
+  readonly code = 'BULWARK_ERR_SNAPSHOT_WRITE';
+  constructor(
+    /** The file the step worked on. */
+    readonly path: string,
+    readonly step: SnapshotWriteStep,
+    cause: unknown,
+  ) {
+    const code = (cause as { code?: unknown } | null)?.code;
+    super(
+      `Snapshot save failed at ${step} of ${path}: ${typeof code === 'string' ? `${code} ` : ''}${
+        (cause as Error)?.message ?? String(cause)
+      }`,
+      { cause },
+    );
   }
 }
 

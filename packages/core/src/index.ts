@@ -14,10 +14,13 @@ export {
   TimeoutError,
   BulkheadRejectedError,
   RateLimitedError,
+  SnapshotNotFoundError,
+  SnapshotCorruptError,
+  SnapshotWriteError,
   AllSourcesFailedError,
   isBulwarkError,
 } from './errors.js';
-export type { CircuitRejectReason } from './errors.js';
+export type { CircuitRejectReason, SnapshotWriteStep } from './errors.js';
 
 export { Context } from './context.js';
 export type { CallContext, ExecuteOptions, Operation } from './context.js';
@@ -42,6 +45,22 @@ export type {
 
 export { singleFlight, SingleFlight } from './single-flight.js';
 export type { FlightResult, FlightEvent } from './single-flight.js';
+
+export { createSnapshotStore, snapshotFileName, SNAPSHOT_STORE_DEFAULTS } from './snapshot/snapshot-store.js';
+export type {
+  SnapshotStore,
+  SnapshotStoreOptions,
+  SavedSnapshot,
+  LoadedSnapshot,
+  SnapshotInventory,
+  SnapshotFileInfo,
+  SnapshotCorruptionEvent,
+  SnapshotCallOptions,
+  SnapshotLoadOptions,
+} from './snapshot/snapshot-store.js';
+export type { CorruptSnapshot, CorruptReason, SnapshotEncoding } from './snapshot/format.js';
+export { nodeSnapshotFs } from './snapshot/fs.js';
+export type { SnapshotFs, SnapshotFileHandle } from './snapshot/fs.js';
 
 // Option validators, for packages built on core that want the same errors.
 export * as checks from './options.js';
