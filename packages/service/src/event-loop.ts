@@ -1,0 +1,159 @@
+/**
+ * Event-loop pressure: the second shedding signal. A CPU-bound Node server queues work where the
+ * concurrency limiter cannot see it (socket buffers, the parser, the loop itself), so the shedder also
+ * watches the event loop — its delay (`perf_hooks.monitorEventLoopDelay`, p99 over each interval) and its
+ * utilisation (`performance.eventLoopUtilization`).
+ *
+ * {@link PressureGate} turns those samples into a shed ratio with AIMD on the ratio: each pressured
+ * interval adds `increaseStep` (fast), each calm one removes `decreaseStep` (slow), capped at
+ * `maxShedRatio` so some requests always get through and keep the measurement honest. Pure arithmetic
+ * plus an injected `random`; {@link startEventLoopMonitor} is the real sampler.
+ */
+import { monitorEventLoopDelay, performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { checks } from '@bulwark/core';
+
+export interface EventLoopSample {
+  /** Event-loop delay, p99 over the interval, in ms. */
+  readonly delayMs: number;
+  /** Event-loop utilisation over the interval, 0…1. */
+  readonly utilization: number;
+}
+
+export interface PressureGateOptions {
+  /** Shed when the loop's p99 delay exceeds this, in ms (0 = ignore delay). @default 100 */
+  maxEventLoopDelayMs?: number;
+  /** Shed when utilisation exceeds this, 0…1 (0 = ignore utilisation). @default 0 */
+  maxEventLoopUtilization?: number;
+  /** Added to the shed ratio per pressured interval. @default 0.2 */
+  increaseStep?: number;
+  /** Removed from the shed ratio per calm interval. @default 0.05 */
+  decreaseStep?: number;
+  /** The shed ratio never exceeds this. @default 0.95 */
+  maxShedRatio?: number;
+  /** Uniform random in [0, 1), for tests. @default Math.random */
+  random?: () => number;
+}
+
+export const PRESSURE_DEFAULTS = Object.freeze({
+  maxEventLoopDelayMs: 100,
+  maxEventLoopUtilization: 0,
+  increaseStep: 0.2,
+  decreaseStep: 0.05,
+  maxShedRatio: 0.95,
+});
+
+const PRESSURE_KEYS = [...Object.keys(PRESSURE_DEFAULTS), 'random'];
+
+export class PressureGate {
+  readonly maxEventLoopDelayMs: number;
+  readonly maxEventLoopUtilization: number;
+  readonly increaseStep: number;
+  readonly decreaseStep: number;
+  readonly maxShedRatio: number;
+  readonly #random: () => number;
+  #ratio = 0;
+  #last: EventLoopSample = { delayMs: 0, utilization: 0 };
+  #pressured = false;
+
+  constructor(options?: PressureGateOptions) {
+    const o = checks.optionsObject('pressure', options);
+    checks.knownKeys('pressure', o, PRESSURE_KEYS);
+    const d = PRESSURE_DEFAULTS;
+    this.maxEventLoopDelayMs = checks.nonNegativeMs(
+      'pressure.maxEventLoopDelayMs',
+      o.maxEventLoopDelayMs ?? d.maxEventLoopDelayMs,
+    );
+    this.maxEventLoopUtilization = checks.ratio(
+      'pressure.maxEventLoopUtilization',
+      o.maxEventLoopUtilization ?? d.maxEventLoopUtilization,
+    );
+    this.increaseStep = checks.number('pressure.increaseStep', o.increaseStep ?? d.increaseStep, {
+      above: 0,
+      max: 1,
+    });
+    this.decreaseStep = checks.number('pressure.decreaseStep', o.decreaseStep ?? d.decreaseStep, {
+      above: 0,
+      max: 1,
+    });
+    this.maxShedRatio = checks.ratio('pressure.maxShedRatio', o.maxShedRatio ?? d.maxShedRatio);
+    this.#random = o.random === undefined ? Math.random : checks.fn('pressure.random', o.random);
+  }
+
+  /** True when neither signal is watched (the gate never sheds). */
+  get disabled(): boolean {
+    return this.maxEventLoopDelayMs === 0 && this.maxEventLoopUtilization === 0;
+  }
+
+  /** The fraction of requests being shed now. */
+  get shedRatio(): number {
+    return this.#ratio;
+  }
+
+  /** Whether the last sample was over a threshold. */
+  get pressured(): boolean {
+    return this.#pressured;
+  }
+
+  get lastSample(): EventLoopSample {
+    return this.#last;
+  }
+
+  /** Feeds one interval's sample. */
+  update(sample: EventLoopSample): void {
+    this.#last = sample;
+    const pressured =
+      (this.maxEventLoopDelayMs > 0 && sample.delayMs > this.maxEventLoopDelayMs) ||
+      (this.maxEventLoopUtilization > 0 && sample.utilization > this.maxEventLoopUtilization);
+    this.#pressured = pressured;
+    this.#ratio = pressured
+      ? Math.min(this.maxShedRatio, this.#ratio + this.increaseStep)
+      : Math.max(0, this.#ratio - this.decreaseStep);
+  }
+
+  /** Whether to shed this request (one compare when calm). */
+  shouldShed(): boolean {
+    const ratio = this.#ratio;
+    return ratio > 0 && this.#random() < ratio;
+  }
+}
+
+export interface EventLoopMonitor {
+  /** The most recent sample. */
+  readonly last: EventLoopSample;
+  stop(): void;
+}
+
+/**
+ * Samples the real event loop every `intervalMs` (an unref'd timer, so it never keeps the process alive)
+ * and hands each sample to `onSample`.
+ */
+export function startEventLoopMonitor(
+  intervalMs: number,
+  onSample: (sample: EventLoopSample) => void,
+  resolutionMs = 10,
+): EventLoopMonitor {
+  const histogram = monitorEventLoopDelay({ resolution: resolutionMs });
+  histogram.enable();
+  let elu: EventLoopUtilization = performance.eventLoopUtilization();
+  let last: EventLoopSample = { delayMs: 0, utilization: 0 };
+  const timer = setInterval(() => {
+    const now = performance.eventLoopUtilization();
+    const utilization = performance.eventLoopUtilization(now, elu).utilization;
+    elu = now;
+    // The histogram records how late the monitor's own timer fired, so its resolution is subtracted.
+    const p99 = histogram.count > 0 ? histogram.percentile(99) / 1e6 : 0;
+    histogram.reset();
+    last = { delayMs: Math.max(0, p99 - resolutionMs), utilization };
+    onSample(last);
+  }, intervalMs);
+  timer.unref();
+  return {
+    get last() {
+      return last;
+    },
+    stop() {
+      clearInterval(timer);
+      histogram.disable();
+    },
+  };
+}
