@@ -48,6 +48,9 @@ export interface ComputeResult {
   readonly path: ComputePath;
 }
 
+/** piscina's messages when no worker is free and the queue is full (it has no error codes). */
+const POOL_FULL = new Set(['Task queue is at limit', 'No task queue available and all Workers are busy']);
+
 /** Worker threads a pool gets by default: one core is left to the event loop. */
 export function defaultPoolThreads(): number {
   return Math.max(1, availableParallelism() - 1);
@@ -58,6 +61,7 @@ export class GcdComputer {
   readonly #options: ComputeOptions;
   readonly #timeout: TimeoutPolicy;
   readonly #onCompute = new EventEmitter<ComputeEvent>();
+  #inFlight = 0;
   /** Subscribe to finished computations (metrics, logs). */
   readonly onCompute: Subscribe<ComputeEvent> = this.#onCompute.subscribe;
 
@@ -80,6 +84,11 @@ export class GcdComputer {
     return this.pool.threads.length;
   }
 
+  /** Computations handed to the pool and not settled yet (running or queued). */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
   /** Tasks waiting for a worker. */
   get queueSize(): number {
     return this.pool.queueSize;
@@ -97,6 +106,7 @@ export class GcdComputer {
       return { gcd: value, path: 'inline' };
     }
     const task: GcdTask = { n: input.n.toString(), m: input.m.toString() };
+    this.#inFlight++;
     try {
       const value = await this.#timeout.execute((ctx) => this.pool.run(task, { signal: ctx.signal }), {
         signal,
@@ -113,7 +123,7 @@ export class GcdComputer {
           { 'retry-after': '1' },
         );
       }
-      if (error instanceof Error && error.message === 'Task queue is at limit') {
+      if (error instanceof Error && POOL_FULL.has(error.message)) {
         this.#emit('pool', 'busy', started, input.digits);
         throw new GcdError(
           'GCD_ERR_BUSY',
@@ -124,6 +134,8 @@ export class GcdComputer {
       }
       this.#emit('pool', signal?.aborted ? 'aborted' : 'error', started, input.digits);
       throw error;
+    } finally {
+      this.#inFlight--;
     }
   }
 

@@ -1,0 +1,215 @@
+/**
+ * Configuration: defaults, every kind of bad value (named, shown, explained), secrets never shown,
+ * and the built `main.js` exiting non-zero on a bad environment.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import {
+  ConfigError,
+  DEFAULTS,
+  describeConfig,
+  listVariables,
+  loadConfig,
+  redactUrl,
+} from '../src/config.js';
+
+const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+
+function issuesOf(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    return error;
+  }
+  assert.fail(`expected ${JSON.stringify(env)} to be rejected`);
+}
+
+describe('loadConfig', () => {
+  test('an empty environment gives the defaults', () => {
+    const config = loadConfig({});
+    assert.equal(config.port, 3000);
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.mode, 'gcd');
+    assert.equal(config.maxDigits, DEFAULTS.maxDigits);
+    assert.equal(config.redisUrl, undefined);
+    assert.equal(config.tls, undefined);
+    assert.equal(config.validator, undefined);
+    assert.ok(Object.isFrozen(DEFAULTS));
+    assert.ok(Object.isFrozen(config));
+  });
+
+  test('values are read and typed', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      HOST: '0.0.0.0',
+      GCD_MODE: 'validator',
+      MAX_DIGITS: '50',
+      INLINE_MAX_DIGITS: '20',
+      LOG_LEVEL: 'warn',
+      REDIS_URL: 'redis://:s3cret@127.0.0.1:6379/0',
+      TLS_CERT_FILE: '/etc/tls/cert.pem',
+      TLS_KEY_FILE: '/etc/tls/key.pem',
+      TLS_WATCH: 'off',
+      OTEL_SERVICE_NAME: 'gcd',
+      OTEL_TRACES_EXPORTER: 'none',
+    });
+    assert.equal(config.port, 8080);
+    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.mode, 'validator');
+    assert.equal(config.maxDigits, 50);
+    assert.equal(config.inlineMaxDigits, 20);
+    assert.equal(config.logLevel, 'warn');
+    assert.deepEqual(config.tls, {
+      certFile: '/etc/tls/cert.pem',
+      keyFile: '/etc/tls/key.pem',
+      watch: false,
+    });
+    assert.deepEqual(config.otel, { OTEL_SERVICE_NAME: 'gcd', OTEL_TRACES_EXPORTER: 'none' });
+  });
+
+  test('an empty value counts as unset', () => {
+    assert.equal(loadConfig({ PORT: '', REDIS_URL: '' }).port, 3000);
+  });
+
+  test('validator settings', () => {
+    const config = loadConfig({ VALIDATOR_URL: 'http://127.0.0.1:4000', VALIDATOR_RETRIES: '0' });
+    assert.deepEqual(config.validator, {
+      url: 'http://127.0.0.1:4000',
+      timeoutMs: DEFAULTS.validatorTimeoutMs,
+      retries: 0,
+      deadlineMs: DEFAULTS.validatorDeadlineMs,
+      openMs: DEFAULTS.validatorOpenMs,
+    });
+  });
+
+  const BAD: readonly [Record<string, string>, string, RegExp][] = [
+    [{ PORT: 'abc' }, 'PORT', /PORT="abc": expected a whole number from 0 to 65535/],
+    [{ PORT: '70000' }, 'PORT', /PORT="70000": expected a whole number from 0 to 65535/],
+    [{ PORT: '-1' }, 'PORT', /PORT="-1"/],
+    [{ PORT: '80.5' }, 'PORT', /PORT="80.5"/],
+    [{ HOST: 'a b' }, 'HOST', /HOST="a b": expected an IP address or host name/],
+    [{ GCD_MODE: 'both' }, 'GCD_MODE', /GCD_MODE="both": expected one of gcd, validator/],
+    [{ MAX_DIGITS: '0' }, 'MAX_DIGITS', /MAX_DIGITS="0": expected a whole number from 1 to 1000000/],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /LOG_LEVEL="loud": expected one of fatal, error, warn, info/],
+    [{ TLS_WATCH: 'maybe' }, 'TLS_WATCH', /TLS_WATCH="maybe": expected one of true, false, on, off/],
+    [{ COMPUTE_TIMEOUT_MS: '1s' }, 'COMPUTE_TIMEOUT_MS', /COMPUTE_TIMEOUT_MS="1s"/],
+    [{ INLINE_MAX_DIGITS: '200', MAX_DIGITS: '100' }, 'INLINE_MAX_DIGITS', /at most MAX_DIGITS \(100\)/],
+    [{ MAX_DIGITS: '5000' }, 'BODY_LIMIT_BYTES', /BODY_LIMIT_BYTES="4096": expected at least 10064/],
+    [{ MAX_DIGITS: '8000', BODY_LIMIT_BYTES: '20000' }, 'MAX_HEADER_BYTES', /at least 18048/],
+    [{ HEADERS_TIMEOUT_MS: '20000' }, 'HEADERS_TIMEOUT_MS', /at most REQUEST_TIMEOUT_MS \(10000\)/],
+    [
+      { TLS_CERT_FILE: '/x.pem' },
+      'TLS_KEY_FILE',
+      /TLS_KEY_FILE=\(unset\): expected a path too, since TLS_CERT_FILE is set/,
+    ],
+    [{ TLS_KEY_FILE: '/k.pem' }, 'TLS_CERT_FILE', /TLS_CERT_FILE=\(unset\)/],
+    [
+      { VALIDATOR_URL: 'ftp://x' },
+      'VALIDATOR_URL',
+      /VALIDATOR_URL="ftp:\/\/x": expected a URL starting with http:\/\/ or https:\/\//,
+    ],
+    [{ VALIDATOR_URL: 'http://x', GCD_MODE: 'validator' }, 'VALIDATOR_URL', /unset when GCD_MODE=validator/],
+    [
+      { REDIS_URL: 'http://:pw@x' },
+      'REDIS_URL',
+      /REDIS_URL=\(hidden: it may contain a password\): expected a URL starting with redis:\/\/ or rediss:\/\//,
+    ],
+  ];
+  for (const [env, variable, message] of BAD) {
+    test(`rejects ${JSON.stringify(env)} naming ${variable}`, () => {
+      const error = issuesOf(env);
+      assert.ok(
+        error.issues.some((i) => i.variable === variable),
+        `issues: ${JSON.stringify(error.issues)}`,
+      );
+      assert.match(error.message, message);
+    });
+  }
+
+  test('reports every problem at once', () => {
+    const error = issuesOf({ PORT: 'x', LOG_LEVEL: 'y', MAX_DIGITS: 'z' });
+    assert.equal(error.issues.length, 3);
+    assert.match(error.message, /^Invalid configuration \(3 problems\):\n/);
+  });
+});
+
+describe('secrets', () => {
+  test('the Redis password is never shown', () => {
+    assert.equal(redactUrl('redis://:s3cret@127.0.0.1:6379/0'), 'redis://:***@127.0.0.1:6379/0');
+    assert.equal(redactUrl('redis://user:s3cret@h:1'), 'redis://user:***@h:1');
+    assert.equal(redactUrl('redis://tokenonly@h:1'), 'redis://***@h:1');
+    const described = JSON.stringify(describeConfig(loadConfig({ REDIS_URL: 'redis://u:s3cret@h:6379' })));
+    assert.doesNotMatch(described, /s3cret/);
+    const error = issuesOf({ REDIS_URL: 'redis//:s3cret@h', PORT: 'x' });
+    assert.doesNotMatch(error.message, /s3cret/);
+  });
+});
+
+describe('listVariables', () => {
+  test('lists every variable with its default', () => {
+    const names = listVariables().map((v) => v.name);
+    for (const name of [
+      'PORT',
+      'HOST',
+      'MAX_DIGITS',
+      'REDIS_URL',
+      'TLS_CERT_FILE',
+      'VALIDATOR_URL',
+      'OTEL_*',
+    ]) {
+      assert.ok(names.includes(name), name);
+    }
+    assert.equal(new Set(names).size, names.length, 'each variable once');
+    assert.equal(listVariables().find((v) => v.name === 'PORT')?.default, '3000');
+  });
+});
+
+interface Exit {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runMain(env: Record<string, string>): Promise<Exit> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN], {
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('main.js with a bad environment', () => {
+  test('exits 78 with a message naming the variable, what it got and what is allowed', async () => {
+    const exit = await runMain({ PORT: 'eighty', MAX_DIGITS: '-3', REDIS_URL: 'redis://:hunter2@:bad' });
+    assert.equal(exit.code, 78, exit.stderr);
+    assert.match(exit.stderr, /PORT="eighty": expected a whole number from 0 to 65535/);
+    assert.match(exit.stderr, /MAX_DIGITS="-3": expected a whole number from 1 to 1000000/);
+    assert.match(exit.stderr, /docs\/gcd-service\.md/);
+    assert.doesNotMatch(exit.stderr + exit.stdout, /hunter2/);
+    assert.equal(exit.stdout, '', 'nothing starts');
+  });
+
+  test('exits 1 when the certificate cannot be read', async () => {
+    const exit = await runMain({
+      PORT: '0',
+      TLS_CERT_FILE: '/nonexistent/c.pem',
+      TLS_KEY_FILE: '/nonexistent/k.pem',
+    });
+    assert.equal(exit.code, 1);
+    assert.match(exit.stderr, /cannot start: TLS_CERT_FILE: cannot read \/nonexistent\/c\.pem: ENOENT/);
+  });
+});

@@ -1,0 +1,88 @@
+/**
+ * Test helpers: a real server on a loopback port, and a small HTTP client on undici.
+ */
+import { request as undiciRequest } from 'undici';
+import { loadConfig, type GcdConfig } from '../src/config.js';
+import { createGcdServer, type GcdServer, type GcdServerDeps } from '../src/server.js';
+
+/** The defaults with a free port, silent logs, and the given overrides. */
+export function testConfig(overrides: Partial<GcdConfig> = {}): GcdConfig {
+  return { ...loadConfig({}), port: 0, logLevel: 'silent', ...overrides };
+}
+
+export interface Running {
+  readonly server: GcdServer;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export async function start(overrides: Partial<GcdConfig> = {}, deps: GcdServerDeps = {}): Promise<Running> {
+  const server = await createGcdServer(testConfig(overrides), deps);
+  const url = await server.listen();
+  return { server, url, close: () => server.close() };
+}
+
+export interface Answer {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly text: string;
+  json<T = Record<string, unknown>>(): T;
+  readonly ms: number;
+}
+
+export interface Ask {
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'OPTIONS';
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  /** Form fields, sent as application/x-www-form-urlencoded. */
+  form?: Record<string, string | string[]>;
+}
+
+/** One request; never throws on an HTTP status. */
+export async function ask(url: string, options: Ask = {}): Promise<Answer> {
+  const headers: Record<string, string> = { ...options.headers };
+  let body = options.body;
+  if (options.form !== undefined) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(options.form)) {
+      for (const one of Array.isArray(v) ? v : [v]) params.append(k, one);
+    }
+    body = params.toString();
+    headers['content-type'] ??= 'application/x-www-form-urlencoded';
+  }
+  const started = performance.now();
+  const res = await undiciRequest(url, {
+    method: options.method ?? (body === undefined ? 'GET' : 'POST'),
+    headers,
+    body,
+  });
+  const text = await res.body.text();
+  const ms = performance.now() - started;
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    text,
+    ms,
+    json<T>() {
+      return JSON.parse(text) as T;
+    },
+  };
+}
+
+/** Query string for /api/gcd. */
+export function q(params: Record<string, string>): string {
+  return new URLSearchParams(params).toString();
+}
+
+/** Consecutive Fibonacci numbers with at least `digits` digits: Euclid's worst case. */
+export function fibonacciPair(digits: number): [bigint, bigint] {
+  let a = 1n;
+  let b = 1n;
+  const min = 10n ** BigInt(digits - 1);
+  while (b < min) {
+    const t = a + b;
+    a = b;
+    b = t;
+  }
+  return [b, a];
+}

@@ -1,0 +1,192 @@
+/**
+ * HTTPS: TLS 1.0/1.1 refused, 1.2 and 1.3 accepted, the certificate reloaded without a restart (on
+ * demand and when the files change), and a broken reload keeps the old certificate. The certificates
+ * are made at test time with openssl in a temp directory (no key is ever committed).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type PeerCertificate, type SecureVersion } from 'node:tls';
+import { Agent, request } from 'undici';
+import { start, type Running } from './helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'gcd-tls-'));
+
+function makeCert(name: string, cn: string): { cert: string; key: string } {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  try {
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-subj',
+        `/CN=${cn}`,
+        '-days',
+        '1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'pipe' },
+    );
+  } catch (error) {
+    throw new Error(
+      `openssl is needed for the TLS tests (apt-get install openssl): ${(error as Error).message}`,
+    );
+  }
+  return { cert, key };
+}
+
+interface Handshake {
+  readonly ok: boolean;
+  readonly protocol?: string | null;
+  readonly cert?: PeerCertificate;
+  readonly error?: string;
+}
+
+function handshake(port: number, min: SecureVersion, max: SecureVersion): Promise<Handshake> {
+  return new Promise((resolve) => {
+    const socket = connect({
+      host: '127.0.0.1',
+      port,
+      minVersion: min,
+      maxVersion: max,
+      rejectUnauthorized: false,
+      servername: 'localhost',
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ ok: false, error: 'handshake timed out' });
+    }, 5000);
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      const result = { ok: true, protocol: socket.getProtocol(), cert: socket.getPeerCertificate() };
+      socket.end();
+      resolve(result);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve({ ok: false, error: error.code ?? error.message });
+    });
+  });
+}
+
+function portOf(url: string): number {
+  return Number(new URL(url).port);
+}
+
+describe('HTTPS', () => {
+  const first = makeCert('first', 'first.localhost');
+  const second = makeCert('second', 'second.localhost');
+  // The server reads the files it is configured with; the tests swap their contents.
+  const live = { cert: join(dir, 'live.crt'), key: join(dir, 'live.key') };
+  writeFileSync(live.cert, readFileSync(first.cert));
+  writeFileSync(live.key, readFileSync(first.key), { mode: 0o600 });
+
+  let s: Running;
+  before(async () => {
+    s = await start({ tls: { certFile: live.cert, keyFile: live.key, watch: true } });
+  });
+  after(async () => {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('serves the API over HTTPS with HSTS', async () => {
+    assert.match(s.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    const agent = new Agent({ connect: { rejectUnauthorized: false } });
+    try {
+      const res = await request(`${s.url}/api/gcd?n=12&m=18`, { dispatcher: agent });
+      assert.equal(res.statusCode, 200);
+      assert.deepEqual(await res.body.json(), { n: '12', m: '18', gcd: '6' });
+      assert.match(String(res.headers['strict-transport-security']), /max-age=\d+/);
+      assert.match(String(res.headers['content-security-policy']), /upgrade-insecure-requests/);
+    } finally {
+      await agent.close();
+    }
+  });
+
+  test('TLS 1.1 and 1.0 are refused', async () => {
+    for (const version of ['TLSv1.1', 'TLSv1'] as const) {
+      const result = await handshake(portOf(s.url), version, version);
+      assert.equal(result.ok, false, `${version} must not be accepted (got ${result.protocol})`);
+    }
+  });
+
+  test('TLS 1.2 and 1.3 are accepted', async () => {
+    for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+      const result = await handshake(portOf(s.url), version, version);
+      assert.equal(result.ok, true, `${version}: ${result.error}`);
+      assert.equal(result.protocol, version);
+    }
+  });
+
+  test('reload serves the new certificate to new handshakes; a broken reload keeps the old one', async () => {
+    const port = portOf(s.url);
+    const before = await handshake(port, 'TLSv1.2', 'TLSv1.3');
+    assert.equal(before.cert?.subject.CN, 'first.localhost');
+
+    // An open connection keeps working across the reload.
+    const open = await new Promise<ReturnType<typeof connect>>((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => resolve(socket));
+      socket.once('error', reject);
+    });
+
+    // Swap to the second certificate (rename, as cert managers do), then reload on demand.
+    writeFileSync(`${live.cert}.tmp`, readFileSync(second.cert));
+    writeFileSync(`${live.key}.tmp`, readFileSync(second.key), { mode: 0o600 });
+    renameSync(`${live.key}.tmp`, live.key);
+    renameSync(`${live.cert}.tmp`, live.cert);
+    assert.deepEqual(s.server.reloadTls('test'), { ok: true });
+    const afterReload = await handshake(port, 'TLSv1.2', 'TLSv1.3');
+    assert.equal(afterReload.cert?.subject.CN, 'second.localhost');
+    assert.notEqual(afterReload.cert?.fingerprint256, before.cert?.fingerprint256);
+
+    open.write('GET /api/gcd?n=4&m=6 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    const reply = await new Promise<string>((resolve) => {
+      let text = '';
+      open.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      open.on('end', () => resolve(text));
+    });
+    assert.match(reply, /^HTTP\/1\.1 200/);
+
+    // A key that does not match the certificate: the reload fails and the second cert stays.
+    writeFileSync(live.key, readFileSync(first.key), { mode: 0o600 });
+    const broken = s.server.reloadTls('test');
+    assert.equal(broken.ok, false);
+    assert.match(broken.error ?? '', /TLS_CERT_FILE .* and TLS_KEY_FILE .* do not make a usable certificate/);
+    const still = await handshake(port, 'TLSv1.2', 'TLSv1.3');
+    assert.equal(still.ok, true);
+    assert.equal(still.cert?.subject.CN, 'second.localhost');
+  });
+
+  test('a change to the files is picked up without a signal', async () => {
+    writeFileSync(live.cert, readFileSync(first.cert));
+    writeFileSync(live.key, readFileSync(first.key), { mode: 0o600 });
+    const port = portOf(s.url);
+    const end = performance.now() + 5000;
+    let cn: string | undefined;
+    while (performance.now() < end) {
+      cn = String((await handshake(port, 'TLSv1.2', 'TLSv1.3')).cert?.subject.CN);
+      if (cn === 'first.localhost') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(cn, 'first.localhost', 'the watcher reloads within 5 s of the change');
+  });
+
+  test('an unreadable certificate fails at start with the variable named', async () => {
+    await assert.rejects(
+      start({ tls: { certFile: join(dir, 'missing.crt'), keyFile: live.key, watch: false } }),
+      /TLS_CERT_FILE: cannot read .*missing\.crt: ENOENT/,
+    );
+  });
+});
