@@ -64,7 +64,10 @@ export interface FaultServer {
   setFault(fault: Fault | undefined, scope?: FaultScope): void;
   /** Sets the normal response for every path, or for `path` only. */
   setResponse(spec: ResponseSpec, path?: string): void;
-  /** Removes every fault and response override and clears the request log and counters. */
+  /**
+   * Back to the configuration `startFaultServer` was given (`options.fault`, `options.response`; every
+   * `setFault` / `setResponse` removed), with the request log and counters cleared.
+   */
   reset(): void;
   /** The request log (newest last, at most `maxLoggedRequests`). */
   readonly requests: readonly RequestRecord[];
@@ -121,7 +124,13 @@ export async function startFaultServer(options: FaultServerOptions = {}): Promis
   let maxConcurrent = 0;
   let closed = false;
 
-  if (options.fault) rules.set(undefined, { fault: options.fault, remaining: Infinity, probability: 1 });
+  function initial(): void {
+    rules.clear();
+    responses.clear();
+    if (options.fault) rules.set(undefined, { fault: options.fault, remaining: Infinity, probability: 1 });
+    if (options.response) responses.set(undefined, options.response);
+  }
+  initial();
 
   function pickFault(url: URL): Fault {
     for (const key of [url.pathname, undefined]) {
@@ -227,8 +236,7 @@ export async function startFaultServer(options: FaultServerOptions = {}): Promis
       responses.set(path, spec);
     },
     reset() {
-      rules.clear();
-      responses.clear();
+      initial();
       log.length = 0;
       requestCount = 0;
       totalConnections = sockets.size;
