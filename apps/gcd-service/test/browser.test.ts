@@ -1,0 +1,116 @@
+/**
+ * The form in a real headless browser (Debian's chromium, driven by playwright-core): a result, a
+ * validation error, the stylesheet applied, and no Content-Security-Policy violation on the way.
+ * Chromium is required: CI installs it (`apt-get install chromium`); without it this test fails.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { start, type Running } from './helpers.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+let s: Running;
+let browser: Browser;
+let page: Page;
+const consoleMessages: string[] = [];
+const pageErrors: string[] = [];
+
+before(async () => {
+  if (!existsSync(CHROMIUM)) {
+    assert.fail(
+      `Chromium not found at ${CHROMIUM}: install it (apt-get install -y chromium) or set CHROMIUM_PATH. ` +
+        'The browser test is required, so it fails rather than skips.',
+    );
+  }
+  s = await start();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  page = await browser.newPage();
+  page.on('console', (message) => consoleMessages.push(`${message.type()}: ${message.text()}`));
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+});
+
+after(async () => {
+  await browser?.close();
+  await s?.close();
+});
+
+function cspViolations(): string[] {
+  return consoleMessages.filter((m) => /Content Security Policy|Refused to/i.test(m));
+}
+
+test('the form computes a gcd', async () => {
+  const response = await page.goto(`${s.url}/`);
+  assert.equal(response?.status(), 200);
+  assert.equal(await page.title(), 'GCD calculator');
+  await page.fill('#n', '1071');
+  await page.fill('#m', '462');
+  const [result] = await Promise.all([page.waitForNavigation(), page.click('#compute')]);
+  assert.equal(result?.status(), 200);
+  assert.equal(new URL(page.url()).pathname, '/gcd');
+  assert.equal(await page.textContent('#gcd'), '21');
+  // The external stylesheet applied (it is the only style the CSP allows).
+  const background = await page.evaluate(
+    `getComputedStyle(document.querySelector('#result')).backgroundColor`,
+  );
+  assert.equal(background, 'rgb(230, 244, 234)');
+  assert.deepEqual(cspViolations(), []);
+  assert.deepEqual(pageErrors, []);
+});
+
+test('the form shows a validation error, and keeps what was typed', async () => {
+  await page.goto(`${s.url}/`);
+  await page.fill('#n', '12');
+  await page.fill('#m', '1e5');
+  const [result] = await Promise.all([page.waitForNavigation(), page.click('#compute')]);
+  assert.equal(result?.status(), 400);
+  const error = await page.textContent('#error');
+  assert.match(error ?? '', /GCD_ERR_INVALID_NUMBER/);
+  assert.match(error ?? '', /exponent notation is not accepted/);
+  assert.equal(await page.inputValue('#n'), '12');
+  assert.equal(await page.inputValue('#m'), '1e5');
+  const background = await page.evaluate(
+    `getComputedStyle(document.querySelector('#error')).backgroundColor`,
+  );
+  assert.equal(background, 'rgb(253, 236, 234)');
+  assert.deepEqual(cspViolations(), []);
+});
+
+test('a script-looking input is shown as text, never run', async () => {
+  await page.goto(`${s.url}/`);
+  await page.fill('#n', '<img src=x onerror="document.title=\'pwned\'">');
+  await page.fill('#m', '6');
+  await Promise.all([page.waitForNavigation(), page.click('#compute')]);
+  assert.equal(await page.title(), 'GCD error');
+  assert.equal(await page.$('#error img'), null);
+  assert.equal(await page.inputValue('#n'), '<img src=x onerror="document.title=\'pwned\'">');
+  assert.deepEqual(cspViolations(), []);
+  assert.deepEqual(pageErrors, []);
+});
+
+test('the CSP is enforced: an injected inline script does not run', async () => {
+  await page.goto(`${s.url}/`);
+  // Simulate a successful injection: the policy, not the escaping, must stop it.
+  const ran = await page.evaluate(`(async () => {
+    const el = document.createElement('script');
+    el.textContent = 'window.injected = true';
+    document.body.appendChild(el);
+    await new Promise((r) => setTimeout(r, 50));
+    return window.injected === true;
+  })()`);
+  assert.equal(ran, false);
+  assert.ok(cspViolations().length > 0, 'the browser reports the blocked script');
+});
