@@ -48,14 +48,14 @@ describe('retryBudget', () => {
     for (let i = 0; i < 10; i++) b.deposit(); // bucket [500, 600)
     assert.equal(b.requests, 20);
     assert.equal(drain(b), 10);
-    clock.advance(499); // t = 999: still all in the window
+    clock.advance(599); // t = 1099: the window always covers at least windowMs, so all still count
     assert.equal(b.requests, 20);
     assert.equal(b.available, 0);
-    clock.advance(1); // t = 1000: the first bucket left
+    clock.advance(1); // t = 1100: the first bucket left
     assert.equal(b.requests, 10);
     assert.equal(b.retries, 10, 'the retries taken at t = 500 still count');
     assert.equal(b.available, 0);
-    clock.advance(500); // t = 1500: everything left
+    clock.advance(500); // t = 1600: everything left
     assert.equal(b.requests, 0);
     assert.equal(b.retries, 0);
   });
@@ -66,12 +66,12 @@ describe('retryBudget', () => {
     for (let i = 0; i < 4; i++) b.deposit(); // t = 0
     clock.advance(900);
     assert.equal(drain(b), 4); // t = 900
-    clock.advance(100); // t = 1000: the requests left, the retries (bucket 900) stay until t = 1900
+    clock.advance(200); // t = 1100: the requests left; the retries (bucket 900) stay until t = 2000
     assert.equal(b.requests, 0);
     assert.equal(b.retries, 4);
     for (let i = 0; i < 4; i++) b.deposit();
     assert.equal(b.available, 0, 'the 4 recent retries already use the 4 new requests’ share');
-    clock.advance(900); // t = 1900
+    clock.advance(900); // t = 2000
     assert.equal(b.retries, 0);
     assert.equal(b.available, 4);
   });

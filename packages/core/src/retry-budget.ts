@@ -8,9 +8,11 @@
  * spirit. One budget can be shared by many calls and many retry policies (pass the same object as
  * `retry({ budget })`): then the whole client, not each call, is held to the ratio.
  *
- * The window is a ring of {@link BUCKETS} time buckets on the injected clock: no timers; each operation
- * first drops the buckets that have left the window (O(1) amortised). The window therefore slides in
- * steps of `windowMs / 10`.
+ * The window is a ring of time buckets (`windowMs / 10` wide) on the injected clock: no timers; each
+ * operation first drops the buckets that have left the window (O(1) amortised). The window holds the
+ * current bucket and the 10 before it, so it always covers at least `windowMs` (at most 1.1 × windowMs):
+ * a retry is never forgotten early, so over any stretch of T seconds retries stay within
+ * `ratio × requests + minRetriesPerSecond × T` (plus one window's floor at the start).
  */
 import type { Clock } from './clock.js';
 import * as check from './options.js';
@@ -29,8 +31,9 @@ export interface RetryBudgetOptions {
 const DEFAULTS = Object.freeze({ ratio: 0.2, minRetriesPerSecond: 10, windowMs: 10_000 });
 const KEYS = ['ratio', 'minRetriesPerSecond', 'windowMs', 'clock'] as const;
 
-/** Buckets per window. */
-export const BUCKETS = 10;
+/** Buckets per `windowMs`; the ring holds one more (the current, partly elapsed bucket). */
+const BUCKETS = 10;
+const SLOTS = BUCKETS + 1;
 
 /** The state of a budget, for metrics. */
 export interface RetryBudgetSnapshot {
@@ -56,8 +59,8 @@ export class RetryBudget {
   /** Retries the floor alone allows per window. */
   readonly #reserve: number;
   readonly #bucketMs: number;
-  readonly #requests = new Float64Array(BUCKETS);
-  readonly #retries = new Float64Array(BUCKETS);
+  readonly #requests = new Float64Array(SLOTS);
+  readonly #retries = new Float64Array(SLOTS);
   /** Index of the current bucket in the ring. */
   #head = 0;
   /** Absolute number of the current bucket: floor(now / bucketMs). */
@@ -153,16 +156,16 @@ export class RetryBudget {
     const passed = bucket - this.#bucket;
     if (passed <= 0) return; // same bucket (or a clock that went backwards: keep counting here)
     this.#bucket = bucket;
-    if (passed >= BUCKETS) {
+    if (passed >= SLOTS) {
       this.#requests.fill(0);
       this.#retries.fill(0);
       this.#requestSum = 0;
       this.#retrySum = 0;
-      this.#head = (this.#head + passed) % BUCKETS;
+      this.#head = (this.#head + passed) % SLOTS;
       return;
     }
     for (let i = 0; i < passed; i++) {
-      this.#head = (this.#head + 1) % BUCKETS;
+      this.#head = (this.#head + 1) % SLOTS;
       this.#requestSum -= this.#requests[this.#head]!;
       this.#retrySum -= this.#retries[this.#head]!;
       this.#requests[this.#head] = 0;
