@@ -31,6 +31,20 @@ export type { Policy, Outcome } from './policy.js';
 export { timeout, TimeoutPolicy } from './timeout.js';
 export type { TimeoutOptions, TimeoutStrategy, TimeoutEvent } from './timeout.js';
 
+export { retry, RetryPolicy, RETRY_DEFAULTS, defaultShouldRetry } from './retry.js';
+export type { RetryOptions, RetryEvent, GiveUpEvent, GiveUpReason, RetrySuccessEvent } from './retry.js';
+export { retryBudget, RetryBudget } from './retry-budget.js';
+export type { RetryBudgetOptions, RetryBudgetSnapshot } from './retry-budget.js';
+export {
+  exponentialBackoff,
+  ExponentialBackoff,
+  EXPONENTIAL_BACKOFF_DEFAULTS,
+} from './backoff/exponential.js';
+export { constantBackoff, ConstantBackoff } from './backoff/constant.js';
+export type { Backoff, BackoffSequence, RandomSource } from './backoff/backoff.js';
+export type { ExponentialBackoffOptions, Jitter } from './backoff/exponential.js';
+export type { ConstantBackoffOptions } from './backoff/constant.js';
+
 export { degrade, Degrader, TierSkip } from './degrade.js';
 export type {
   Tier,
