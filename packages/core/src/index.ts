@@ -31,6 +31,23 @@ export type { Policy, Outcome } from './policy.js';
 export { timeout, TimeoutPolicy } from './timeout.js';
 export type { TimeoutOptions, TimeoutStrategy, TimeoutEvent } from './timeout.js';
 
+export { bulkhead, BulkheadPolicy } from './bulkhead.js';
+export type { BulkheadOptions, BulkheadRejectEvent } from './bulkhead.js';
+
+export { rateLimiter, RateLimiterPolicy } from './rate-limiter.js';
+export type {
+  RateLimiterOptions,
+  RateLimitRejectEvent,
+  RateLimitStoreErrorEvent,
+  RateLimitStoreErrorMode,
+} from './rate-limiter.js';
+export { memoryRateLimitStore, MemoryRateLimitStore } from './rate-limit/memory-store.js';
+export type { MemoryRateLimitStoreOptions } from './rate-limit/memory-store.js';
+export type { RateLimitStore, RateLimitRule, TakeResult } from './rate-limit/store.js';
+
+export { fallback, FallbackPolicy } from './fallback.js';
+export type { FallbackOptions, FallbackEvent } from './fallback.js';
+
 export { retry, RetryPolicy, RETRY_DEFAULTS, defaultShouldRetry } from './retry.js';
 export type { RetryOptions, RetryEvent, GiveUpEvent, GiveUpReason, RetrySuccessEvent } from './retry.js';
 export { retryBudget, RetryBudget } from './retry-budget.js';
