@@ -15,6 +15,7 @@
  * - `full`: uniform in [0, min(maxDelayMs, initialDelayMs · multiplier^n)) (AWS "full jitter").
  * - `none`: exactly min(maxDelayMs, initialDelayMs · multiplier^n).
  */
+import { InvalidOptionError } from '../errors.js';
 import * as check from '../options.js';
 import type { Backoff, BackoffSequence, RandomSource } from './backoff.js';
 import { MAX_TIMER_MS } from './constant.js';
@@ -82,10 +83,14 @@ export class ExponentialBackoff implements Backoff {
       min: 0,
       max: MAX_TIMER_MS,
     });
-    this.initialDelayMs = check.number(`${policy}.initialDelayMs`, o.initialDelayMs ?? d.initialDelayMs, {
-      min: 0,
-      max: this.maxDelayMs,
-    });
+    this.initialDelayMs = check.nonNegativeMs(
+      `${policy}.initialDelayMs`,
+      o.initialDelayMs ?? d.initialDelayMs,
+    );
+    if (this.initialDelayMs > this.maxDelayMs) {
+      const expected = `at most maxDelayMs (${this.maxDelayMs})`;
+      throw new InvalidOptionError(`${policy}.initialDelayMs`, this.initialDelayMs, expected);
+    }
     this.multiplier = check.number(
       `${policy}.multiplier`,
       o.multiplier ?? d.multiplier,
