@@ -48,6 +48,31 @@ export type { RateLimitStore, RateLimitRule, TakeResult } from './rate-limit/sto
 export { fallback, FallbackPolicy } from './fallback.js';
 export type { FallbackOptions, FallbackEvent } from './fallback.js';
 
+export { circuitBreaker, CircuitBreakerPolicy, CIRCUIT_BREAKER_DEFAULTS, defaultIsFailure } from './circuit-breaker.js';
+export type {
+  CircuitBreakerOptions,
+  CircuitBreakerMode,
+  CircuitBreakerStrategy,
+  ConsecutiveStrategy,
+  CountStrategy,
+  TimeStrategy,
+  OpenDurationBackoff,
+  CircuitBreakerSnapshot,
+  CircuitBreakerMetrics,
+  CircuitState,
+  CircuitTransitionReason,
+  CircuitIgnoreReason,
+  CircuitStateChangeEvent,
+  CircuitSuccessEvent,
+  CircuitFailureEvent,
+  CircuitSlowCallEvent,
+  CircuitRejectEvent,
+  CircuitIgnoredEvent,
+  WindowMetrics,
+  WindowSnapshot,
+  TripReason,
+} from './circuit-breaker.js';
+
 export { retry, RetryPolicy, RETRY_DEFAULTS, defaultShouldRetry } from './retry.js';
 export type { RetryOptions, RetryEvent, GiveUpEvent, GiveUpReason, RetrySuccessEvent } from './retry.js';
 export { retryBudget, RetryBudget } from './retry-budget.js';
