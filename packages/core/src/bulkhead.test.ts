@@ -247,6 +247,39 @@ describe('bulkhead', () => {
     assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
   });
 
+  it('run() with a foreign CallContext: the operation sees that context, and its abort dequeues the waiter', async () => {
+    const clock = new FakeClock();
+    const b = bulkhead({ maxConcurrent: 1, maxQueue: 1, clock });
+    const ac = new AbortController();
+    const foreign: CallContext = {
+      signal: ac.signal,
+      get aborted() {
+        return ac.signal.aborted;
+      },
+      attempt: 1,
+      deadline: Infinity,
+      key: 'custom',
+      clock,
+      remainingMs: () => Infinity,
+    };
+    const d = deferred<number>();
+    let seen: CallContext | undefined;
+    const c1 = b.run((ctx) => {
+      seen = ctx;
+      return d.promise;
+    }, foreign);
+    assert.equal(seen, foreign);
+    const waiter = track(b.run(() => 2, foreign));
+    assert.equal(b.queued, 1);
+    ac.abort('stop');
+    assert.equal(b.queued, 0);
+    await flushMicrotasks();
+    assert.equal(waiter.error, 'stop');
+    d.resolve(1);
+    assert.equal(await c1, 1);
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0);
+  });
+
   it('rejects with signal.reason without running when the signal is already aborted', async () => {
     const b = bulkhead({ maxConcurrent: 1, clock: new FakeClock() });
     const reason = new Error('already');
