@@ -9,11 +9,26 @@
  * Why a pool and not a timer around inline work: JavaScript cannot interrupt a running loop, so the
  * only way to stop runaway CPU work is to terminate the thread doing it. The @bulwark/core `timeout`
  * policy aborts its signal at the deadline, and piscina answers an abort of a running task by
- * terminating that worker thread (and starting a fresh one). A queued task is removed from the queue.
+ * terminating that worker thread (and starting a fresh one).
+ *
+ * The queue is a @bulwark/core `bulkhead` (as many slots as threads, `poolMaxQueue` waiting), inside
+ * the timeout so the wait counts against the deadline. piscina's own `maxQueue` cannot be the bound:
+ * a task that carries an AbortSignal and finds no free worker goes to a side queue that `maxQueue`
+ * does not count (piscina 5.3), so with signals the pool would queue without limit.
  */
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
-import { EventEmitter, TimeoutError, timeout, type Subscribe, type TimeoutPolicy } from '@bulwark/core';
+import {
+  BulkheadRejectedError,
+  bulkhead,
+  EventEmitter,
+  pipeline,
+  TimeoutError,
+  timeout,
+  type BulkheadPolicy,
+  type Policy,
+  type Subscribe,
+} from '@bulwark/core';
 import { gcd } from './gcd.js';
 import { GcdError } from './errors.js';
 import type { GcdInput } from './validation.js';
@@ -59,7 +74,9 @@ export function defaultPoolThreads(): number {
 export class GcdComputer {
   readonly pool: Piscina<GcdTask, string>;
   readonly #options: ComputeOptions;
-  readonly #timeout: TimeoutPolicy;
+  /** timeout (whole computation, queue wait included) → bulkhead (threads + bounded queue). */
+  readonly policy: Policy;
+  readonly bulkhead: BulkheadPolicy;
   readonly #onCompute = new EventEmitter<ComputeEvent>();
   #inFlight = 0;
   /** Subscribe to finished computations (metrics, logs). */
@@ -67,7 +84,15 @@ export class GcdComputer {
 
   constructor(options: ComputeOptions) {
     this.#options = options;
-    this.#timeout = timeout({ timeoutMs: options.computeTimeoutMs, name: 'gcd-compute' });
+    this.bulkhead = bulkhead({
+      name: 'gcd-pool',
+      maxConcurrent: options.poolMaxThreads,
+      maxQueue: options.poolMaxQueue,
+    });
+    this.policy = pipeline(
+      timeout({ timeoutMs: options.computeTimeoutMs, name: 'gcd-compute' }),
+      this.bulkhead,
+    );
     this.pool = new Piscina<GcdTask, string>({
       filename: (options.workerFile ?? new URL('./worker.js', import.meta.url)).href,
       minThreads: 1,
@@ -77,6 +102,11 @@ export class GcdComputer {
       idleTimeout: 60_000,
       name: 'default',
     });
+  }
+
+  /** True when an input of this many digits is computed on the event loop. */
+  isInline(digits: number): boolean {
+    return digits <= this.#options.inlineMaxDigits;
   }
 
   /** Worker threads alive now. */
@@ -89,9 +119,9 @@ export class GcdComputer {
     return this.#inFlight;
   }
 
-  /** Tasks waiting for a worker. */
+  /** Computations waiting for a worker. */
   get queueSize(): number {
-    return this.pool.queueSize;
+    return this.bulkhead.queued;
   }
 
   /**
@@ -108,7 +138,7 @@ export class GcdComputer {
     const task: GcdTask = { n: input.n.toString(), m: input.m.toString() };
     this.#inFlight++;
     try {
-      const value = await this.#timeout.execute((ctx) => this.pool.run(task, { signal: ctx.signal }), {
+      const value = await this.policy.execute((ctx) => this.pool.run(task, { signal: ctx.signal }), {
         signal,
       });
       this.#emit('pool', 'ok', started, input.digits);
@@ -123,7 +153,10 @@ export class GcdComputer {
           { 'retry-after': '1' },
         );
       }
-      if (error instanceof Error && POOL_FULL.has(error.message)) {
+      if (
+        error instanceof BulkheadRejectedError ||
+        (error instanceof Error && POOL_FULL.has(error.message))
+      ) {
         this.#emit('pool', 'busy', started, input.digits);
         throw new GcdError(
           'GCD_ERR_BUSY',

@@ -59,6 +59,8 @@ export const DEFAULTS = Object.freeze({
   validatorDeadlineMs: 1_000,
   /** How long the validator's breaker stays open before it lets a probe through. @default 5000 */
   validatorOpenMs: 5_000,
+  /** Failed validator calls in a row that open its breaker (the chapter's `failure_threshold`). @default 5 */
+  validatorFailureThreshold: 5,
 });
 
 export interface TlsConfig {
@@ -73,6 +75,7 @@ export interface ValidatorConfig {
   readonly retries: number;
   readonly deadlineMs: number;
   readonly openMs: number;
+  readonly failureThreshold: number;
 }
 
 export interface GcdConfig {
@@ -258,6 +261,12 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
   const validatorRetries = r.int('VALIDATOR_RETRIES', DEFAULTS.validatorRetries, 0, 10);
   const validatorDeadlineMs = r.int('VALIDATOR_DEADLINE_MS', DEFAULTS.validatorDeadlineMs, 1, 60_000);
   const validatorOpenMs = r.int('VALIDATOR_OPEN_MS', DEFAULTS.validatorOpenMs, 1, 3_600_000);
+  const validatorFailureThreshold = r.int(
+    'VALIDATOR_FAILURE_THRESHOLD',
+    DEFAULTS.validatorFailureThreshold,
+    1,
+    1000,
+  );
 
   // Relations between variables.
   if (inlineMaxDigits > maxDigits) {
@@ -326,6 +335,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
             retries: validatorRetries,
             deadlineMs: validatorDeadlineMs,
             openMs: validatorOpenMs,
+            failureThreshold: validatorFailureThreshold,
           })
         : undefined,
     otel: Object.freeze(otel),

@@ -31,18 +31,47 @@ export interface HtmlRouteConfig {
 
 const FORM_TYPE = 'application/x-www-form-urlencoded';
 
+/**
+ * A signal aborted when the client goes away before the answer is sent, or when Fastify's handler
+ * timeout fires. Not `request.signal` alone: in Fastify 5.12 it also aborts as soon as a POST body has
+ * been read (it listens to the request's 'close'; fastify/fastify#6725), which would cancel every form
+ * submission's validator call.
+ */
+export function abandoned(request: FastifyRequest, reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  const res = reply.raw;
+  const onClose = () => {
+    if (!res.writableFinished) controller.abort(new Error('the client closed the connection'));
+  };
+  res.once('close', onClose);
+  if (request.routeOptions.handlerTimeout > 0) {
+    const fastifySignal = request.signal;
+    const onTimeout = () => {
+      const reason: unknown = fastifySignal.reason;
+      if ((reason as { code?: string } | undefined)?.code === 'FST_ERR_HANDLER_TIMEOUT')
+        controller.abort(reason);
+    };
+    fastifySignal.addEventListener('abort', onTimeout, { once: true });
+    res.once('close', () => fastifySignal.removeEventListener('abort', onTimeout));
+  }
+  return controller.signal;
+}
+
 export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOptions): void {
   const { maxDigits, computer, validate } = options;
   const form = formPage(maxDigits);
 
   async function run(request: FastifyRequest, reply: FastifyReply, params: RawParams) {
     const input: GcdInput = parseGcdParams(params, maxDigits);
+    // Only work that waits (the validator call, the pool) needs to know when the client is gone.
+    const signal =
+      validate !== undefined || !computer.isInline(input.digits) ? abandoned(request, reply) : undefined;
     let mode: ValidationMode = 'local';
     if (validate !== undefined) {
-      mode = await validate({ n: input.n.toString(), m: input.m.toString() }, request.signal);
+      mode = await validate({ n: input.n.toString(), m: input.m.toString() }, signal);
     }
     reply.header('x-gcd-validation', mode);
-    const result = await computer.compute(input, request.signal);
+    const result = await computer.compute(input, signal);
     reply.header('x-gcd-compute', result.path);
     return { input, gcd: result.gcd };
   }

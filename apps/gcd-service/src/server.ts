@@ -22,6 +22,7 @@ import { errorPage, type FormValues } from './html.js';
 import { registerGcdRoutes, type HtmlRouteConfig } from './routes.js';
 import { keyFileTooOpen, readTlsFiles, TlsReloader, type TlsReloadResult } from './tls.js';
 import { registerValidatorRoutes } from './validator.js';
+import { ValidatorClient } from './validator-client.js';
 
 /** Things a test (or an embedding program) may inject; production uses the defaults. */
 export interface GcdServerDeps {
@@ -31,11 +32,16 @@ export interface GcdServerDeps {
   readonly workerFile?: URL;
 }
 
+/** At most one "validator unavailable" log line per this many ms (the count of the others is logged). */
+const FALLBACK_LOG_INTERVAL_MS = 1000;
+
 export interface GcdServer {
   readonly app: FastifyInstance;
   readonly config: GcdConfig;
   /** The compute engine (gcd mode only). */
   readonly computer: GcdComputer | undefined;
+  /** The upstream validator client (gcd mode with `VALIDATOR_URL` only). */
+  readonly validator: ValidatorClient | undefined;
   /** Starts listening; resolves with the base URL (`http://127.0.0.1:3000`). */
   listen(): Promise<string>;
   /** Re-reads the TLS files (no-op result when TLS is off). */
@@ -97,6 +103,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
   });
 
   let computer: GcdComputer | undefined;
+  let validator: ValidatorClient | undefined;
   if (config.mode === 'validator') {
     registerValidatorRoutes(app, { maxDigits: config.maxDigits });
   } else {
@@ -108,7 +115,16 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
       poolMaxQueue: config.poolMaxQueue,
       ...(deps.workerFile === undefined ? {} : { workerFile: deps.workerFile }),
     });
-    registerGcdRoutes(app, { maxDigits: config.maxDigits, computer });
+    if (config.validator !== undefined) {
+      validator = new ValidatorClient(config.validator);
+      watchValidator(app, validator);
+    }
+    const client = validator;
+    registerGcdRoutes(app, {
+      maxDigits: config.maxDigits,
+      computer,
+      validate: client === undefined ? undefined : (pair, signal) => client.check(pair, signal),
+    });
   }
 
   /** Answers an error as JSON, or as the form page with the explanation for HTML routes. */
@@ -167,6 +183,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
     app,
     config,
     computer,
+    validator,
     async listen() {
       await app.listen({ port: config.port, host: config.host });
       app.log.info({ config: describeConfig(config) }, 'configuration');
@@ -193,10 +210,37 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
         reloader?.close();
         await app.close();
         await computer?.close();
+        await validator?.close();
       })();
       return closed;
     },
   };
+}
+
+/** Logs the validator's breaker transitions, and fallbacks at most once a second. */
+function watchValidator(app: FastifyInstance, client: ValidatorClient): void {
+  client.breaker.onStateChange((e) => {
+    const level = e.to === 'closed' ? 'info' : 'warn';
+    app.log[level](
+      { breaker: e.name, from: e.from, to: e.to, reason: e.reason },
+      `validator breaker ${e.to}`,
+    );
+  });
+  let lastLog = -Infinity;
+  let suppressed = 0;
+  client.onFallback((e) => {
+    const now = performance.now();
+    if (now - lastLog < FALLBACK_LOG_INTERVAL_MS) {
+      suppressed++;
+      return;
+    }
+    app.log.warn(
+      { reason: e.reason, err: e.message, breaker: e.breakerState, suppressed },
+      'validator unavailable: using local validation (x-gcd-validation: local-fallback)',
+    );
+    lastLog = now;
+    suppressed = 0;
+  });
 }
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;

@@ -82,6 +82,7 @@ describe('loadConfig', () => {
       retries: 0,
       deadlineMs: DEFAULTS.validatorDeadlineMs,
       openMs: DEFAULTS.validatorOpenMs,
+      failureThreshold: DEFAULTS.validatorFailureThreshold,
     });
   });
 

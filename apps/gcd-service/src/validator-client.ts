@@ -1,0 +1,187 @@
+/**
+ * The call from the gcd service to the upstream validator (`VALIDATOR_URL`), through @bulwark/core:
+ *
+ *     timeout (deadline for the whole step) → retry → circuit breaker → timeout (per attempt) → HTTP call
+ *
+ * - A verdict ("these numbers are not acceptable") is an answer, not a failure: it is returned as a
+ *   value, so it neither trips the breaker nor is retried, and the client gets a 400.
+ * - Anything else (connection refused, 5xx, 429, a hang past the per-attempt timeout, an open breaker,
+ *   the deadline) means the validator could not answer: the service degrades to its own validation,
+ *   says so in the `x-gcd-validation: local-fallback` header, a log line (the caller's), a metric and
+ *   `/healthz`, and keeps serving.
+ * - Trace context travels in the request headers (W3C `traceparent`), so one trace crosses both services.
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import {
+  CircuitOpenError,
+  circuitBreaker,
+  defaultShouldRetry,
+  EventEmitter,
+  pipeline,
+  retry,
+  timeout,
+  type CircuitBreakerPolicy,
+  type CircuitState,
+  type Policy,
+  type Subscribe,
+} from '@bulwark/core';
+import type { ValidatorConfig } from './config.js';
+import { GcdError } from './errors.js';
+import type { ValidationMode } from './routes.js';
+
+/** The validator answered, but not with a verdict (5xx, 429, an unexpected status or body). */
+export class ValidatorUnavailableError extends Error {
+  override readonly name = 'ValidatorUnavailableError';
+  readonly code = 'GCD_ERR_VALIDATOR_UNAVAILABLE';
+  constructor(
+    message: string,
+    readonly statusCode: number | undefined,
+    /** A wait hint from `Retry-After`, in ms (retry honours it). */
+    readonly retryAfterMs: number | undefined,
+    /** False for answers another attempt cannot change (a wrong URL: 404, 405, 415). */
+    readonly retryable: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** The validator could not be used for one request; local validation was used instead. */
+export interface FallbackEvent {
+  /** `CircuitOpenError`, `TimeoutError`, `ValidatorUnavailableError`, a network error name, … */
+  readonly reason: string;
+  readonly message: string;
+  readonly breakerState: CircuitState;
+}
+
+export interface ValidatorClientDeps {
+  /** Adds trace-context headers (`traceparent`, `tracestate`) for the current span. */
+  readonly injectHeaders?: (headers: Record<string, string>) => void;
+  /** undici dispatcher. @default an Agent owned (and closed) by the client */
+  readonly dispatcher?: Dispatcher;
+}
+
+type Verdict =
+  { readonly valid: true } | { readonly valid: false; readonly code: string; readonly message: string };
+
+export class ValidatorClient {
+  readonly breaker: CircuitBreakerPolicy;
+  readonly policy: Policy;
+  /** The policies, named, for metrics (`instrument`). */
+  readonly policies: Readonly<Record<string, object>>;
+  readonly #url: string;
+  readonly #dispatcher: Dispatcher;
+  readonly #ownsDispatcher: boolean;
+  readonly #injectHeaders: ((headers: Record<string, string>) => void) | undefined;
+  readonly #onFallback = new EventEmitter<FallbackEvent>();
+  /** Every request that fell back to local validation. */
+  readonly onFallback: Subscribe<FallbackEvent> = this.#onFallback.subscribe;
+  /** Requests answered with local validation because the validator could not answer. */
+  fallbacks = 0;
+  /** The last reason the validator could not be used, for /healthz. */
+  lastFailure: { readonly reason: string; readonly message: string; readonly at: string } | undefined;
+
+  constructor(config: ValidatorConfig, deps: ValidatorClientDeps = {}) {
+    this.#url = new URL('/validate', config.url).href;
+    this.#ownsDispatcher = deps.dispatcher === undefined;
+    this.#dispatcher =
+      deps.dispatcher ??
+      new Agent({ connections: 64, keepAliveTimeout: 4_000, connectTimeout: config.timeoutMs });
+    this.#injectHeaders = deps.injectHeaders;
+    const deadline = timeout({ timeoutMs: config.deadlineMs, name: 'validator-deadline' });
+    const retries = retry({
+      name: 'validator-retry',
+      maxAttempts: config.retries + 1,
+      initialDelayMs: 25,
+      maxDelayMs: 250,
+      // An open breaker means "answer locally now", not "wait until it half-opens".
+      shouldRetry: (outcome) =>
+        defaultShouldRetry(outcome) && !(!outcome.ok && outcome.error instanceof CircuitOpenError),
+    });
+    this.breaker = circuitBreaker({
+      name: 'validator',
+      // The chapter's breaker: open after 5 failures in a row; probe after `openMs`.
+      strategy: { type: 'consecutive', threshold: config.failureThreshold },
+      openDurationMs: config.openMs,
+      halfOpenPermits: 1,
+    });
+    const perAttempt = timeout({ timeoutMs: config.timeoutMs, name: 'validator-attempt' });
+    this.policy = pipeline(deadline, retries, this.breaker, perAttempt);
+    this.policies = {
+      'validator-deadline': deadline,
+      'validator-retry': retries,
+      validator: this.breaker,
+      'validator-attempt': perAttempt,
+    };
+  }
+
+  /**
+   * `remote` when the validator accepted the pair; throws a 400 {@link GcdError} when it rejected it;
+   * `local-fallback` when it could not answer (the caller's own validation then stands).
+   */
+  async check(pair: { n: string; m: string }, signal?: AbortSignal): Promise<ValidationMode> {
+    let verdict: Verdict;
+    try {
+      verdict = await this.policy.execute((ctx) => this.#call(pair, ctx.signal), { signal });
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      const err = error as Error;
+      const reason = err.name === 'Error' ? ((err as { code?: string }).code ?? 'Error') : err.name;
+      this.fallbacks++;
+      this.lastFailure = { reason, message: err.message, at: new Date().toISOString() };
+      if (this.#onFallback.active) {
+        this.#onFallback.emit({ reason, message: err.message, breakerState: this.breaker.state });
+      }
+      return 'local-fallback';
+    }
+    if (!verdict.valid) {
+      throw new GcdError(
+        'GCD_ERR_REJECTED_BY_VALIDATOR',
+        `The validator rejected the numbers (${verdict.code}): ${verdict.message}`,
+      );
+    }
+    return 'remote';
+  }
+
+  async #call(pair: { n: string; m: string }, signal: AbortSignal): Promise<Verdict> {
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: 'application/json',
+    };
+    this.#injectHeaders?.(headers);
+    const res = await request(this.#url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(pair),
+      signal,
+      dispatcher: this.#dispatcher,
+    });
+    const text = await res.body.text();
+    if (res.statusCode === 200) return { valid: true };
+    if (res.statusCode === 400) {
+      const body = parse(text);
+      if (typeof body?.code === 'string' && typeof body.message === 'string') {
+        return { valid: false, code: body.code, message: body.message };
+      }
+    }
+    const retryAfter = Number(res.headers['retry-after']);
+    throw new ValidatorUnavailableError(
+      `The validator answered ${res.statusCode}`,
+      res.statusCode,
+      Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined,
+      res.statusCode >= 500 || res.statusCode === 429 || res.statusCode === 408,
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsDispatcher) await this.#dispatcher.close();
+  }
+}
+
+function parse(text: string): { code?: unknown; message?: unknown } | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}

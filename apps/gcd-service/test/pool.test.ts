@@ -1,0 +1,176 @@
+/**
+ * The worker pool: large inputs leave the event loop, a runaway computation is really stopped (its
+ * thread is terminated and replaced) and the server stays responsive; a full pool refuses with 503.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import type { Worker } from 'node:worker_threads';
+import { gcd } from '../src/gcd.js';
+import { ask, fibonacciPair, q, start } from './helpers.js';
+
+/** Polls `check` every 10 ms until it is true or `ms` passed. */
+async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+  const end = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > end) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('inputs over INLINE_MAX_DIGITS are computed in the pool, exactly', async () => {
+  const s = await start({ inlineMaxDigits: 100 });
+  try {
+    const [a, b] = fibonacciPair(990);
+    const res = await ask(`${s.url}/api/gcd?${q({ n: (a * 7919n).toString(), m: (b * 7919n).toString() })}`);
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.headers['x-gcd-compute'], 'pool');
+    assert.equal(res.json().gcd, '7919');
+
+    const small = await ask(`${s.url}/api/gcd?${q({ n: '9'.repeat(100), m: '3'.repeat(100) })}`);
+    assert.equal(small.headers['x-gcd-compute'], 'inline', '100 digits stay inline');
+    const big = await ask(`${s.url}/api/gcd?${q({ n: '9'.repeat(101), m: '3' })}`);
+    assert.equal(big.headers['x-gcd-compute'], 'pool', '101 digits go to the pool');
+    assert.equal(big.json().gcd, '3');
+  } finally {
+    await s.close();
+  }
+});
+
+test('a runaway computation is stopped: its worker thread is terminated and replaced, the server stays responsive', async () => {
+  const timeoutMs = 150;
+  const s = await start({
+    maxDigits: 40_000,
+    maxHeaderBytes: 100_000,
+    bodyLimitBytes: 100_000,
+    computeTimeoutMs: timeoutMs,
+    poolMaxThreads: 1,
+  });
+  const computer = s.server.computer!;
+  try {
+    // Warm up: the worker is started and has answered once.
+    const warm = await ask(`${s.url}/api/gcd?${q({ n: '7'.repeat(500), m: '21' })}`);
+    assert.equal(warm.status, 200);
+    assert.equal(computer.threads, 1);
+    const victim: Worker = computer.pool.threads[0]!;
+    const victimId = victim.threadId;
+    const exited = once(victim, 'exit');
+
+    // ~30 000-digit Fibonacci pair: Euclid's worst case, seconds of CPU (measured ≈ 2 s on this VM class).
+    const [a, b] = fibonacciPair(30_000);
+    const runaway = ask(`${s.url}/api/gcd?${q({ n: a.toString(), m: b.toString() })}`);
+    await until(() => computer.inFlight === 1, 5000, 'the runaway task to be submitted');
+
+    // While the worker spins, the event loop still answers cheap requests at once.
+    for (let i = 0; i < 5; i++) {
+      const res = await ask(`${s.url}/api/gcd?n=${12 + i}&m=18`);
+      assert.equal(res.status, 200);
+      assert.ok(res.ms < 1000, `cheap request took ${res.ms} ms while the pool was busy`);
+    }
+
+    const res = await runaway;
+    assert.equal(res.status, 503, res.text);
+    assert.equal(res.headers['retry-after'], '1');
+    const body = res.json<{ code: string; message: string }>();
+    assert.equal(body.code, 'GCD_ERR_COMPUTE_TIMEOUT');
+    assert.match(body.message, new RegExp(`time limit of ${timeoutMs} ms and was stopped`));
+    assert.ok(res.ms < timeoutMs + 1500, `answered after ${res.ms} ms`);
+
+    // The thread that ran it is gone (terminated, not abandoned)…
+    const [exitCode] = (await Promise.race([
+      exited,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('worker did not exit')), 5000)),
+    ])) as [number];
+    assert.equal(typeof exitCode, 'number');
+    // …and the pool is back to its size, with a fresh thread.
+    await until(() => computer.threads === 1, 5000, 'the pool to start a replacement thread');
+    assert.notEqual(computer.pool.threads[0]!.threadId, victimId);
+    assert.equal(computer.inFlight, 0);
+
+    // The pool works after the kill.
+    const after = await ask(`${s.url}/api/gcd?${q({ n: '9'.repeat(800), m: '3'.repeat(400) })}`);
+    assert.equal(after.status, 200);
+    assert.equal(after.headers['x-gcd-compute'], 'pool');
+    assert.equal(after.json().gcd, gcd(BigInt('9'.repeat(800)), BigInt('3'.repeat(400))).toString());
+  } finally {
+    await s.close();
+  }
+});
+
+test('a full pool refuses at once with 503 GCD_ERR_BUSY and Retry-After', async () => {
+  const s = await start({
+    maxDigits: 40_000,
+    maxHeaderBytes: 100_000,
+    computeTimeoutMs: 400,
+    poolMaxThreads: 1,
+    poolMaxQueue: 1,
+  });
+  const computer = s.server.computer!;
+  try {
+    await ask(`${s.url}/api/gcd?${q({ n: '7'.repeat(500), m: '21' })}`);
+    const [a, b] = fibonacciPair(30_000);
+    const slow = q({ n: a.toString(), m: b.toString() });
+    const first = ask(`${s.url}/api/gcd?${slow}`); // runs
+    await until(() => computer.inFlight === 1, 5000, 'the first task');
+    const second = ask(`${s.url}/api/gcd?${slow}`); // waits in the queue
+    await until(() => computer.inFlight === 2, 5000, 'the second task');
+    const third = await ask(`${s.url}/api/gcd?${q({ n: '9'.repeat(200), m: '3' })}`);
+    assert.equal(third.status, 503, third.text);
+    assert.equal(third.headers['retry-after'], '1');
+    assert.equal(third.json().code, 'GCD_ERR_BUSY');
+    assert.ok(third.ms < 300, `refused after ${third.ms} ms`);
+    for (const res of await Promise.all([first, second])) {
+      assert.equal(res.status, 503);
+      assert.equal(res.json().code, 'GCD_ERR_COMPUTE_TIMEOUT');
+    }
+  } finally {
+    await s.close();
+  }
+});
+
+test('a client that hangs up stops its computation (the thread is terminated before the deadline)', async () => {
+  const s = await start({
+    maxDigits: 40_000,
+    maxHeaderBytes: 100_000,
+    computeTimeoutMs: 60_000,
+    poolMaxThreads: 1,
+  });
+  const computer = s.server.computer!;
+  try {
+    await ask(`${s.url}/api/gcd?${q({ n: '7'.repeat(500), m: '21' })}`);
+    const victim = computer.pool.threads[0]!;
+    const exited = once(victim, 'exit');
+    const [a, b] = fibonacciPair(30_000);
+    const { port } = new URL(s.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.write(`GET /api/gcd?${q({ n: a.toString(), m: b.toString() })} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await until(() => computer.inFlight === 1, 5000, 'the task to start');
+    const hangUp = performance.now();
+    socket.destroy();
+    await Promise.race([
+      exited,
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error('worker still running 5 s after hang-up')), 5000),
+      ),
+    ]);
+    assert.ok(performance.now() - hangUp < 5000);
+    await until(() => computer.inFlight === 0, 5000, 'the slot to be released');
+    const res = await ask(`${s.url}/api/gcd?${q({ n: '9'.repeat(300), m: '3' })}`);
+    assert.equal(res.status, 200);
+  } finally {
+    await s.close();
+  }
+});
+
+test('close() stops the pool threads', async () => {
+  const s = await start();
+  const computer = s.server.computer!;
+  await ask(`${s.url}/api/gcd?${q({ n: '7'.repeat(500), m: '21' })}`);
+  const worker = computer.pool.threads[0]!;
+  const exited = once(worker, 'exit');
+  await s.close();
+  await exited;
+  assert.equal(computer.threads, 0);
+});
