@@ -433,6 +433,39 @@ describe('retry', () => {
       assert.equal(clock.pendingTimers, 0);
     });
 
+    it('a value shouldRetry accepts is returned even if the caller aborted meanwhile; one it rejects is not', async () => {
+      const clock = new FakeClock();
+      const r = fixed(clock, { shouldRetry: (o) => !o.ok || o.value === 'busy' });
+      const ac = new AbortController();
+      const reason = new Error('stop');
+      const values = ['busy', 'done'];
+      let i = 0;
+      const accepted = track(
+        r.execute(
+          () => {
+            if (i === 1) ac.abort(reason);
+            return values[i++]!;
+          },
+          { signal: ac.signal },
+        ),
+      );
+      await clock.advanceAsync(1000);
+      assert.equal(accepted.value, 'done');
+
+      const ac2 = new AbortController();
+      await assert.rejects(
+        r.execute(
+          () => {
+            ac2.abort(reason);
+            return 'busy';
+          },
+          { signal: ac2.signal },
+        ),
+        (e) => e === reason,
+      );
+      assert.equal(clock.pendingTimers, 0);
+    });
+
     it('an enclosing timeout that fires during an attempt stops the retries with its TimeoutError', async () => {
       const clock = new FakeClock();
       const t = timeout({ timeoutMs: 1000, clock, strategy: 'cooperative' });

@@ -195,7 +195,9 @@ export class RetryPolicy extends BasePolicy {
     );
     if (
       o.budget !== undefined &&
-      (typeof o.budget !== 'object' || typeof o.budget.tryWithdraw !== 'function')
+      (typeof o.budget !== 'object' ||
+        typeof o.budget.tryWithdraw !== 'function' ||
+        typeof o.budget.deposit !== 'function')
     ) {
       throw new InvalidOptionError('retry.budget', o.budget, 'a RetryBudget (from retryBudget())');
     }
@@ -222,7 +224,7 @@ export class RetryPolicy extends BasePolicy {
 
   /**
    * The slow path, entered after attempt 1 failed (or returned a value to retry on).
-   * `judged`: `shouldRetry` already said yes for `outcome`.
+   * `judged`: `shouldRetry` already said yes for `outcome` (a value from attempt 1).
    */
   async #retrying<T>(fn: Operation<T>, ctx: Context, outcome: Outcome<T>, judged: boolean): Promise<T> {
     let backoff: BackoffSequence | undefined;
@@ -239,10 +241,15 @@ export class RetryPolicy extends BasePolicy {
           judged = false;
         }
       }
-      if (ctx.aborted) return this.#giveUp(ctx, attempt, outcome, 'aborted');
-      if (!judged && !this.#shouldRetry(outcome, attempt)) {
-        if (outcome.ok) return this.#succeeded(ctx, attempt, outcome.value);
-        return this.#giveUp(ctx, attempt, outcome, 'not-retryable');
+      if (outcome.ok) {
+        // a value the predicate accepts is returned even if the call was aborted meanwhile
+        if (!judged && !this.#shouldRetry(outcome, attempt))
+          return this.#succeeded(ctx, attempt, outcome.value);
+        if (ctx.aborted) return this.#giveUp(ctx, attempt, outcome, 'aborted');
+      } else {
+        // an aborted call is never retried, whatever shouldRetry would say
+        if (ctx.aborted) return this.#giveUp(ctx, attempt, outcome, 'aborted');
+        if (!this.#shouldRetry(outcome, attempt)) return this.#giveUp(ctx, attempt, outcome, 'not-retryable');
       }
       if (attempt >= this.maxAttempts) return this.#giveUp(ctx, attempt, outcome, 'max-attempts');
 
