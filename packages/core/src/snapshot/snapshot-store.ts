@@ -346,8 +346,10 @@ export function createSnapshotStore<T = unknown>(options: SnapshotStoreOptions):
       throw new SnapshotWriteError(dir, 'open', error);
     }
     if (!swept) {
+      // housekeeping once per store: what a crashed writer left (temp files, generations not yet pruned)
       swept = true;
       await quiet(sweepTemps());
+      await quiet(prune());
     }
     let generation = Math.max(lastGeneration, await highestGeneration()) + 1;
     for (let attempt = 1; ; attempt++) {
