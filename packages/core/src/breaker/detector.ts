@@ -45,7 +45,7 @@ export type WindowSnapshot =
     }
   /** Outcome bits (1 failure, 2 slow) of the last calls, oldest first. */
   | { readonly type: 'count'; readonly outcomes: readonly number[] }
-  /** Non-empty buckets as `[ageMs, calls, failures, slowCalls]`, `ageMs` = how long before the export the bucket began. */
+  /** Non-empty buckets as `[ageMs, calls, failures, slowCalls]`; `ageMs`: how long before the export its middle was. */
   | { readonly type: 'time'; readonly buckets: readonly (readonly [number, number, number, number])[] };
 
 export interface FailureDetector {

@@ -114,12 +114,10 @@ export class TimeWindow implements FailureDetector {
       const epoch = this.#head - k;
       const i = this.#slot(epoch);
       if (this.#calls[i] === 0) continue;
-      buckets.push([
-        Math.max(0, now - epoch * this.bucketMs),
-        this.#calls[i]!,
-        this.#failures[i]!,
-        this.#slow[i]!,
-      ]);
+      // the bucket's age is the age of its middle (never in the future for the current, partial bucket):
+      // the unbiased guess for when its calls happened, and half a bucket away from any boundary
+      const ageMs = Math.max(0, now - (epoch + 0.5) * this.bucketMs);
+      buckets.push([ageMs, this.#calls[i]!, this.#failures[i]!, this.#slow[i]!]);
     }
     return { type: 'time', buckets };
   }
@@ -130,9 +128,8 @@ export class TimeWindow implements FailureDetector {
     this.#head = head;
     if (snapshot.type !== 'time') return;
     for (const [ageMs, calls, failures, slow] of snapshot.buckets) {
-      // re-bucket by time: the bucket began ageMs + elapsedMs before now (the epsilon keeps a bucket
-      // restored on the same clock from landing one bucket early through floating-point rounding)
-      const epoch = Math.floor((now - ageMs - elapsedMs) / this.bucketMs + 1e-9);
+      // re-bucket by time: the bucket's calls happened about ageMs + elapsedMs before now
+      const epoch = Math.floor((now - ageMs - elapsedMs) / this.bucketMs);
       if (epoch > head || epoch <= head - this.buckets) continue;
       this.#add(this.#slot(epoch), calls, failures, slow);
     }
