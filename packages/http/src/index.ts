@@ -12,3 +12,28 @@ export {
   isRetryableHttpError,
 } from './errors.js';
 export type { NetworkErrorKind, RedirectFailure } from './errors.js';
+
+export { fetchAll } from './fetch-all.js';
+export type { FetchResult, FetchAllRun, FetchAllStats, HostBreakerEvent } from './fetch-all-types.js';
+export { FETCH_ALL_DEFAULTS } from './fetch-all-options.js';
+export type { FetchAllOptions } from './fetch-all-options.js';
+export { FETCH_ERROR_CODES } from './fetch-all-errors.js';
+export type { FetchErrorCode } from './fetch-all-errors.js';
+
+export { createHttpClient, HttpClient } from './client.js';
+export type {
+  HttpGetOptions,
+  HttpResponse,
+  HttpTier,
+  HttpAttemptEvent,
+  HttpCacheErrorEvent,
+} from './client.js';
+export { HTTP_CLIENT_DEFAULTS } from './options.js';
+export type { HttpClientOptions } from './options.js';
+export type { ResponseHeaders } from './transport.js';
+
+export { MemoryCacheStore, MEMORY_CACHE_DEFAULTS } from './cache/memory-store.js';
+export type { MemoryCacheStoreOptions } from './cache/memory-store.js';
+export { DiskCacheStore, DISK_CACHE_DEFAULTS, defaultCacheDir } from './cache/disk-store.js';
+export type { DiskCacheStoreOptions, DiskCacheEvent } from './cache/disk-store.js';
+export type { CacheStore, CachedResponse } from './cache/store.js';

@@ -1,0 +1,195 @@
+/**
+ * The options of `createHttpClient`, their defaults (declared once, here) and their validation.
+ */
+import { checks, InvalidOptionError, type Clock, type ExponentialBackoffOptions } from '@bulwark/core';
+import type { Dispatcher } from 'undici';
+import type { CacheStore } from './cache/store.js';
+
+export interface HttpClientOptions {
+  /**
+   * The whole budget of the network tiers of one `get` (all attempts, backoffs and fallbacks), in ms.
+   * The cache tiers still run after it is spent, so a stale copy can be served. `Infinity`: no bound.
+   * @default 30_000
+   */
+  totalTimeoutMs?: number;
+  /** Bound on one attempt (connect + headers + whole body), in ms. @default Infinity (only the total bounds it) */
+  attemptTimeoutMs?: number;
+  /** TCP (and TLS) connect timeout per connection, in ms. @default 10_000 */
+  connectTimeoutMs?: number;
+  /** Time from sending the request to receiving the response headers, in ms. @default 10_000 */
+  headersTimeoutMs?: number;
+  /** Longest pause between two body chunks (idle), in ms. @default 10_000 */
+  bodyTimeoutMs?: number;
+  /** Attempts per source (the first included) for retryable failures. @default 3 */
+  maxAttempts?: number;
+  /** Backoff between attempts (core's exponential backoff options). @default 100 ms initial, ×2, decorrelated jitter, 30 s cap */
+  backoff?: ExponentialBackoffOptions;
+  /** The longest `Retry-After` honoured, in ms; a longer one ends that source's retries. @default 30_000 */
+  maxRetryAfterMs?: number;
+  /**
+   * A circuit breaker per origin (scheme + host + port): consecutive failures in a row that open it, and
+   * how long it stays open. `false` disables breakers.
+   * @default { consecutiveFailures: 5, openDurationMs: 30_000 }
+   */
+  circuitBreaker?: false | { consecutiveFailures?: number; openDurationMs?: number };
+  /** The largest body accepted, in bytes; the transfer is aborted past it. @default 104_857_600 (100 MiB) */
+  maxBodyBytes?: number;
+  /** Redirects followed per attempt. @default 5 */
+  maxRedirects?: number;
+  /** Where responses are cached; `false` disables the cache tiers. @default a MemoryCacheStore (50 MiB) */
+  cache?: CacheStore | false;
+  /**
+   * The stale tier serves a copy at most this many ms past its freshness. When not set, the response's
+   * `stale-if-error` window is used if it has one, else 24 h.
+   * @default undefined
+   */
+  maxStaleMs?: number;
+  /** Headers sent with every request. @default { 'user-agent': 'bulwark-http/0.1' } */
+  headers?: Readonly<Record<string, string>>;
+  /**
+   * The undici dispatcher. The default is an `EnvHttpProxyAgent` (honours HTTP_PROXY, HTTPS_PROXY and
+   * NO_PROXY) with the connect timeout above; `close()` closes it. A dispatcher you pass is yours to close.
+   */
+  dispatcher?: Dispatcher;
+  /** Monotonic clock for timeouts, backoff and timings. @default systemClock */
+  clock?: Clock;
+  /** Wall clock (ms since the epoch) for cache ages. @default Date.now */
+  now?: () => number;
+}
+
+export const HTTP_CLIENT_DEFAULTS = Object.freeze({
+  totalTimeoutMs: 30_000,
+  attemptTimeoutMs: Infinity,
+  connectTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  bodyTimeoutMs: 10_000,
+  maxAttempts: 3,
+  maxRetryAfterMs: 30_000,
+  consecutiveFailures: 5,
+  openDurationMs: 30_000,
+  maxBodyBytes: 100 * 1024 * 1024,
+  maxRedirects: 5,
+  defaultMaxStaleMs: 24 * 60 * 60 * 1000,
+  userAgent: 'bulwark-http/0.1',
+});
+
+const KEYS = [
+  'totalTimeoutMs',
+  'attemptTimeoutMs',
+  'connectTimeoutMs',
+  'headersTimeoutMs',
+  'bodyTimeoutMs',
+  'maxAttempts',
+  'backoff',
+  'maxRetryAfterMs',
+  'circuitBreaker',
+  'maxBodyBytes',
+  'maxRedirects',
+  'cache',
+  'maxStaleMs',
+  'headers',
+  'dispatcher',
+  'clock',
+  'now',
+] as const;
+
+export interface ResolvedOptions {
+  readonly totalTimeoutMs: number;
+  readonly attemptTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly bodyTimeoutMs: number;
+  readonly maxAttempts: number;
+  readonly backoff: ExponentialBackoffOptions;
+  readonly maxRetryAfterMs: number;
+  readonly circuitBreaker: false | { readonly consecutiveFailures: number; readonly openDurationMs: number };
+  readonly maxBodyBytes: number;
+  readonly maxRedirects: number;
+  readonly cache: CacheStore | false | undefined;
+  readonly maxStaleMs: number | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly dispatcher: Dispatcher | undefined;
+  readonly clock: Clock;
+  readonly now: () => number;
+}
+
+export function resolveOptions(options: HttpClientOptions | undefined): ResolvedOptions {
+  const o = checks.optionsObject('httpClient', options);
+  checks.knownKeys('httpClient', o, KEYS);
+  const d = HTTP_CLIENT_DEFAULTS;
+  const ms = (name: keyof typeof d & keyof HttpClientOptions, value: unknown) =>
+    checks.positiveMs(`httpClient.${name}`, value ?? d[name], true);
+  const breaker = o.circuitBreaker;
+  if (breaker !== undefined && breaker !== false && (typeof breaker !== 'object' || breaker === null)) {
+    throw new InvalidOptionError(
+      'httpClient.circuitBreaker',
+      breaker,
+      'false or { consecutiveFailures, openDurationMs }',
+    );
+  }
+  if (breaker)
+    checks.knownKeys('httpClient.circuitBreaker', breaker, ['consecutiveFailures', 'openDurationMs']);
+  const cache = o.cache;
+  if (
+    cache !== undefined &&
+    cache !== false &&
+    (typeof cache !== 'object' || cache === null || typeof (cache as Partial<CacheStore>).get !== 'function')
+  ) {
+    throw new InvalidOptionError('httpClient.cache', cache, 'false or a CacheStore ({ get, set, delete })');
+  }
+  const headers = checks.optionsObject('httpClient.headers', o.headers ?? {});
+  for (const [k, v] of Object.entries(headers)) checks.string(`httpClient.headers.${k}`, v);
+  return {
+    totalTimeoutMs: ms('totalTimeoutMs', o.totalTimeoutMs),
+    attemptTimeoutMs: ms('attemptTimeoutMs', o.attemptTimeoutMs),
+    connectTimeoutMs: checks.positiveMs(
+      'httpClient.connectTimeoutMs',
+      o.connectTimeoutMs ?? d.connectTimeoutMs,
+    ),
+    headersTimeoutMs: ms('headersTimeoutMs', o.headersTimeoutMs),
+    bodyTimeoutMs: ms('bodyTimeoutMs', o.bodyTimeoutMs),
+    maxAttempts: checks.positiveInteger('httpClient.maxAttempts', o.maxAttempts ?? d.maxAttempts),
+    backoff: checks.optionsObject('httpClient.backoff', o.backoff),
+    maxRetryAfterMs: checks.nonNegativeMs(
+      'httpClient.maxRetryAfterMs',
+      o.maxRetryAfterMs ?? d.maxRetryAfterMs,
+    ),
+    circuitBreaker:
+      breaker === false
+        ? false
+        : {
+            consecutiveFailures: checks.positiveInteger(
+              'httpClient.circuitBreaker.consecutiveFailures',
+              breaker?.consecutiveFailures ?? d.consecutiveFailures,
+            ),
+            openDurationMs: checks.positiveMs(
+              'httpClient.circuitBreaker.openDurationMs',
+              breaker?.openDurationMs ?? d.openDurationMs,
+            ),
+          },
+    maxBodyBytes: checks.number('httpClient.maxBodyBytes', o.maxBodyBytes ?? d.maxBodyBytes, {
+      min: 0,
+      integer: true,
+      infinite: true,
+    }),
+    maxRedirects: checks.number('httpClient.maxRedirects', o.maxRedirects ?? d.maxRedirects, {
+      min: 0,
+      integer: true,
+    }),
+    cache,
+    maxStaleMs:
+      o.maxStaleMs === undefined
+        ? undefined
+        : checks.nonNegativeMs('httpClient.maxStaleMs', o.maxStaleMs, true),
+    headers: { 'user-agent': d.userAgent, ...lowerKeys(headers) },
+    dispatcher: o.dispatcher,
+    clock: checks.clock('httpClient.clock', o.clock),
+    now: o.now === undefined ? Date.now : checks.fn<() => number>('httpClient.now', o.now),
+  };
+}
+
+function lowerKeys(headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) out[k.toLowerCase()] = v;
+  return out;
+}
