@@ -1,0 +1,338 @@
+#!/usr/bin/env node
+// gcd-service benchmarks, loopback only, bounded in time (< 5 min with the defaults):
+//
+// A. Throughput and latency of GET /api/gcd (two u64 numbers, computed inline) with every production
+//    feature on (JSON logs at info, metrics, security headers, request ids, rate limit, load shedding,
+//    timeouts, validation) vs. a bare Fastify serving the same route — same run, alternating order,
+//    each server in its own process, autocannon closed-loop (-c 50, no pipelining).
+// B. Overload: capacity C is measured on a pool-bound request (a Fibonacci pair, Euclid's worst case,
+//    one worker thread), then an open-loop generator offers 3× and 10× C (latency measured from each
+//    request's intended send time, so no coordinated omission; client timeout 2 s), with shedding on
+//    (the production defaults) and off (no adaptive limit, unbounded pool queue, no compute deadline).
+//    Why pool-bound: on 2 shared cores a CPU-bound inline route cannot be offered 10× its capacity (the
+//    generator starves the server; RELIABILITY.md §4.2), while a capacity of a few dozen requests per
+//    second can.
+//
+// Usage: node bench/gcd-service.mjs [out.md]   (needs `npx tsc -b apps/gcd-service` first)
+// Markdown goes to stdout and to out.md (default bench/results/gcd-service.md).
+// Knobs (env): BENCH_ROUNDS (3), BENCH_DURATION_S (10), BENCH_WARMUP_S (2), BENCH_CONNECTIONS (50),
+//              BENCH_OVERLOAD_S (8), BENCH_DIGITS (2500: digits of the pool-bound pair).
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import autocannon from 'autocannon';
+import { Pool, request } from 'undici';
+
+const here = new URL('.', import.meta.url).pathname;
+const root = new URL('..', import.meta.url).pathname;
+const MAIN = `${root}apps/gcd-service/dist/src/main.js`;
+const BARE = `${here}gcd-bare-server.mjs`;
+
+const ROUNDS = int('BENCH_ROUNDS', 3);
+const DURATION_S = int('BENCH_DURATION_S', 10);
+const WARMUP_S = int('BENCH_WARMUP_S', 2);
+const CONNECTIONS = int('BENCH_CONNECTIONS', 50);
+const OVERLOAD_S = int('BENCH_OVERLOAD_S', 8);
+const DIGITS = int('BENCH_DIGITS', 2500);
+const CLIENT_TIMEOUT_MS = 2000;
+const U64_PATH = '/api/gcd?n=18446744073709551615&m=12297829382473034410';
+
+function int(name, fallback) {
+  const v = process.env[name];
+  return v === undefined || v === '' ? fallback : Number.parseInt(v, 10);
+}
+
+if (!existsSync(MAIN)) {
+  console.error(`${MAIN} is missing: build first (npx tsc -b apps/gcd-service).`);
+  process.exit(1);
+}
+
+const log = (...args) => console.error('[gcd-bench]', ...args);
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The production stack's environment: defaults, plus a rate limit far above what one load generator sends. */
+const FULL_ENV = {
+  LOG_LEVEL: 'info',
+  RATE_LIMIT_PER_SECOND: '1000000',
+  RATE_LIMIT_BURST: '1000000',
+};
+
+async function startServer(script, env) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [script], {
+    env: { PATH: process.env.PATH ?? '', ...env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c) => (stderr += c));
+  const origin = `http://127.0.0.1:${port}`;
+  const end = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${script} exited ${child.exitCode}: ${stderr}`);
+    try {
+      const res = await request(`${origin}/api/gcd?n=4&m=6`);
+      await res.body.dump();
+      if (res.statusCode === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > end) throw new Error(`${script} did not answer within 15 s: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    origin,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+function cannon(url, options) {
+  return new Promise((resolve, reject) => {
+    autocannon({ url, pipelining: 1, ...options }, (error, result) =>
+      error ? reject(error) : resolve(result),
+    );
+  });
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+};
+const pct = (xs, p) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+};
+const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a');
+const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+
+// ---------------------------------------------------------------------------------------------------------
+// A. Throughput: full production stack vs. bare Fastify
+
+async function throughputRound(kind) {
+  const server = kind === 'bare' ? await startServer(BARE, {}) : await startServer(MAIN, FULL_ENV);
+  try {
+    const url = `${server.origin}${U64_PATH}`;
+    await cannon(url, { connections: CONNECTIONS, duration: WARMUP_S });
+    const r = await cannon(url, { connections: CONNECTIONS, duration: DURATION_S });
+    return {
+      rps: r.requests.average,
+      p50: r.latency.p50,
+      p99: r.latency.p99,
+      non2xx: r.non2xx,
+      errors: r.errors + r.timeouts,
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+async function throughput() {
+  const rows = { bare: [], full: [] };
+  const ratios = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? ['bare', 'full'] : ['full', 'bare'];
+    const got = {};
+    for (const kind of order) {
+      log(`A round ${round + 1}/${ROUNDS}: ${kind}`);
+      got[kind] = await throughputRound(kind);
+      rows[kind].push(got[kind]);
+    }
+    ratios.push(got.full.rps / got.bare.rps);
+  }
+  let md = `### A. Throughput of \`GET /api/gcd\` (two u64, inline): full production stack vs. bare Fastify\n\n`;
+  md += `Command: \`node bench/gcd-service.mjs\` — ${ROUNDS} rounds, alternating order, each server a fresh process, `;
+  md += `autocannon -c ${CONNECTIONS} -p 1, ${WARMUP_S} s warm-up then ${DURATION_S} s measured; client and server share the cores. `;
+  md += `Full stack: \`apps/gcd-service\` on its defaults (JSON logs at info to /dev/null, Prometheus metrics, security headers, `;
+  md += `request ids, validation, adaptive load shedding, timeouts) with a rate limit of 10⁶/s per client (on, but not binding for one generator).\n\n`;
+  md += `| server | req/s (median) | req/s range | p50 ms (median) | p99 ms (median) | non-2xx | errors |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n`;
+  for (const kind of ['bare', 'full']) {
+    const r = rows[kind];
+    const rps = r.map((x) => x.rps);
+    md += `| ${kind === 'bare' ? 'bare Fastify' : 'gcd-service (full)'} | ${f0(median(rps))} | ${f0(Math.min(...rps))} – ${f0(Math.max(...rps))} | ${f2(median(r.map((x) => x.p50)))} | ${f2(median(r.map((x) => x.p99)))} | ${r.reduce((a, x) => a + x.non2xx, 0)} | ${r.reduce((a, x) => a + x.errors, 0)} |\n`;
+  }
+  md += `\nFull / bare throughput (median of per-round ratios): **${f2(median(ratios))}×** (rounds: ${ratios.map(f2).join(', ')}; bar ≥ 0.80×).\n\n`;
+  return md;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// B. Overload
+
+function fibonacciPair(digits) {
+  let a = 1n;
+  let b = 1n;
+  const min = 10n ** BigInt(digits - 1);
+  while (b < min) [a, b] = [b, a + b];
+  return [b, a];
+}
+
+/** Open loop: `rate` requests per second for `seconds`, latency from each intended send time. */
+async function openLoop(origin, path, rate, seconds) {
+  const total = Math.max(1, Math.round(rate * seconds));
+  const connections = Math.min(1024, Math.ceil((rate * CLIENT_TIMEOUT_MS) / 1000) + 16);
+  const pool = new Pool(origin, { connections, pipelining: 1, keepAliveTimeout: 30_000 });
+  const records = [];
+  const start = performance.now() + 20;
+  let sent = 0;
+  await new Promise((resolve) => {
+    let pending = total;
+    const fire = (intended) => {
+      const signal = AbortSignal.timeout(CLIENT_TIMEOUT_MS);
+      pool
+        .request({ path, method: 'GET', signal })
+        .then(async (res) => {
+          await res.body.dump();
+          records.push({
+            intended,
+            latency: performance.now() - intended,
+            status: res.statusCode,
+            retryAfter: res.headers['retry-after'] !== undefined,
+          });
+        })
+        .catch((error) => {
+          records.push({ intended, latency: performance.now() - intended, status: 0, error: error.name });
+        })
+        .finally(() => {
+          if (--pending === 0) resolve();
+        });
+    };
+    const tick = () => {
+      const now = performance.now();
+      while (sent < total && start + (sent * 1000) / rate <= now) {
+        fire(start + (sent * 1000) / rate);
+        sent++;
+      }
+      if (sent < total) setTimeout(tick, 1);
+    };
+    setTimeout(tick, 20);
+  });
+  await pool.close();
+  // The first second is warm-up (the limiter adapts, connections open).
+  const window = records.filter((r) => r.intended - start >= 1000);
+  const windowS = seconds - 1;
+  const ok = window.filter((r) => r.status === 200 && r.latency <= CLIENT_TIMEOUT_MS);
+  const shed = window.filter((r) => r.status === 503 || r.status === 429);
+  return {
+    offered: window.length / windowS,
+    goodput: ok.length / windowS,
+    p50: pct(
+      ok.map((r) => r.latency),
+      50,
+    ),
+    p99: pct(
+      ok.map((r) => r.latency),
+      99,
+    ),
+    shed: shed.length,
+    shedWithRetryAfter: shed.filter((r) => r.retryAfter).length,
+    timeouts: window.filter((r) => r.status === 0).length,
+    other: window.filter((r) => r.status !== 0 && r.status !== 200 && r.status !== 503 && r.status !== 429)
+      .length,
+    total: window.length,
+  };
+}
+
+const OVERLOAD_ENV = {
+  ...FULL_ENV,
+  LOG_LEVEL: 'warn',
+  MAX_DIGITS: String(Math.max(1000, DIGITS)),
+  BODY_LIMIT_BYTES: String(2 * Math.max(1000, DIGITS) + 64),
+  MAX_HEADER_BYTES: String(2 * Math.max(1000, DIGITS) + 4096),
+  POOL_MAX_THREADS: '1',
+};
+const MODES = {
+  on: { ...OVERLOAD_ENV },
+  off: {
+    ...OVERLOAD_ENV,
+    LOAD_SHEDDING: 'off',
+    POOL_MAX_QUEUE: '100000',
+    COMPUTE_TIMEOUT_MS: '600000',
+    HANDLER_TIMEOUT_MS: '3600000',
+  },
+};
+
+async function overload() {
+  const [a, b] = fibonacciPair(DIGITS);
+  const path = `/api/gcd?n=${a}&m=${b}`;
+
+  log('B: calibrating capacity (shedding on)');
+  let server = await startServer(MAIN, MODES.on);
+  let capacity;
+  let unloaded;
+  try {
+    await cannon(`${server.origin}${path}`, { connections: 4, duration: 2 });
+    const r = await cannon(`${server.origin}${path}`, { connections: 4, duration: 5 });
+    capacity = r.requests.average;
+    log(`B: capacity ≈ ${f1(capacity)} req/s; unloaded latency at 0.5×`);
+    unloaded = await openLoop(server.origin, path, capacity * 0.5, 5);
+  } finally {
+    await server.stop();
+  }
+
+  const results = [];
+  for (const mode of ['on', 'off']) {
+    for (const factor of [3, 10]) {
+      log(`B: shedding ${mode}, ${factor}× capacity`);
+      server = await startServer(MAIN, MODES[mode]);
+      try {
+        const r = await openLoop(server.origin, path, capacity * factor, OVERLOAD_S);
+        results.push({ mode, factor, ...r });
+      } finally {
+        await server.stop();
+      }
+    }
+  }
+
+  let md = `### B. Overload at 3× and 10× capacity, shedding on vs. off\n\n`;
+  md += `Request: \`GET /api/gcd\` with consecutive Fibonacci numbers of ${DIGITS} digits (Euclid's worst case), computed in the worker pool `;
+  md += `(\`POOL_MAX_THREADS=1\`). Capacity C = ${f1(capacity)} req/s (closed loop, 4 connections so the worker never idles, 5 s). `;
+  md += `Open-loop generator (undici Pool, constant arrival rate, latency from the intended send time), ${OVERLOAD_S} s per run, first second excluded, `;
+  md += `client timeout ${CLIENT_TIMEOUT_MS} ms; goodput = 200 answers within the client timeout. `;
+  md += `Unloaded (0.5× C): p50 ${f1(unloaded.p50)} ms, p99 ${f1(unloaded.p99)} ms. `;
+  md += `Shedding on = production defaults (adaptive concurrency limit + event-loop gate, pool queue 2 × threads, compute deadline 1 s). `;
+  md += `Shedding off = \`LOAD_SHEDDING=off\`, unbounded pool queue, no compute or handler deadline.\n\n`;
+  md += `| shedding | offered | offered req/s | goodput req/s | goodput % of C | admitted p50 ms | admitted p99 ms | p99 / unloaded p99 | 503/429 | with Retry-After | client timeouts | other |\n`;
+  md += `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n`;
+  for (const r of results) {
+    md += `| ${r.mode} | ${r.factor}× | ${f1(r.offered)} | ${f1(r.goodput)} | ${f0((100 * r.goodput) / capacity)} % | ${f1(r.p50)} | ${f1(r.p99)} | ${f2(r.p99 / unloaded.p99)}× | ${r.shed} (${f0((100 * r.shed) / Math.max(1, r.total))} %) | ${r.shed === 0 ? 'n/a' : `${f0((100 * r.shedWithRetryAfter) / r.shed)} %`} | ${r.timeouts} | ${r.other} |\n`;
+  }
+  md += `\nBars (issue 5): with shedding, goodput ≥ 90 % of C, admitted p99 ≤ 3× unloaded p99, every 503 with Retry-After; without, the collapse.\n\n`;
+  return md;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+const started = Date.now();
+const cpu = os.cpus();
+let md = `## gcd-service\n\n`;
+md += `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'CPU'}, Node ${process.version}, loopback. Regenerate: \`npx tsc -b apps/gcd-service && node bench/gcd-service.mjs\`.\n\n`;
+md += await throughput();
+md += await overload();
+md += `_Whole run: ${f0((Date.now() - started) / 1000)} s._\n`;
+
+process.stdout.write(md);
+const out = process.argv[2] ?? `${here}results/gcd-service.md`;
+mkdirSync(new URL('.', `file://${out.startsWith('/') ? out : `${process.cwd()}/${out}`}`).pathname, {
+  recursive: true,
+});
+writeFileSync(out, md);
+log(`written to ${out}`);
