@@ -1,0 +1,70 @@
+// Leak tests across every policy and a composed pipeline: once calls settle or abort, no timer is
+// pending on the clock and no listener is left on the caller's signal.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import { FakeClock } from './clock.js';
+import { bulkhead } from './bulkhead.js';
+import { circuitBreaker } from './circuit-breaker.js';
+import { fallback } from './fallback.js';
+import { pipeline, type Policy } from './policy.js';
+import { rateLimiter } from './rate-limiter.js';
+import { retry } from './retry.js';
+import { timeout } from './timeout.js';
+
+/** An operation that honours its signal: it settles only when aborted. */
+const untilAborted = (signal: AbortSignal) =>
+  new Promise<never>((_, reject) =>
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+  );
+
+function policies(clock: FakeClock): Record<string, Policy> {
+  return {
+    timeout: timeout({ timeoutMs: 100, clock }),
+    cooperativeTimeout: timeout({ timeoutMs: 100, clock, strategy: 'cooperative' }),
+    retry: retry({ maxAttempts: 3, initialDelayMs: 10, clock }),
+    breaker: circuitBreaker({ clock }),
+    bulkhead: bulkhead({ maxConcurrent: 1, maxQueue: 5, queueTimeoutMs: 50, clock }),
+    rateLimiter: rateLimiter({ ratePerSecond: 1000, clock }),
+    fallback: fallback({ fallback: () => 0, clock }),
+    pipeline: pipeline(
+      fallback({ fallback: () => 0, clock }),
+      timeout({ timeoutMs: 500, clock }),
+      retry({ maxAttempts: 3, initialDelayMs: 10, clock }),
+      circuitBreaker({ clock }),
+      bulkhead({ maxConcurrent: 2, maxQueue: 5, queueTimeoutMs: 50, clock }),
+      timeout({ timeoutMs: 100, clock }),
+    ),
+  };
+}
+
+describe('no timers or listeners left behind', () => {
+  for (const name of Object.keys(policies(new FakeClock()))) {
+    it(`${name}: success, failure, and an aborted call that reads the signal`, async () => {
+      const clock = new FakeClock();
+      const policy = policies(clock)[name]!;
+      const controller = new AbortController();
+      const signal = controller.signal;
+
+      // calls that settle by themselves, under a signal that is never aborted
+      const live = new AbortController().signal;
+      await policy.execute((ctx) => ctx.signal.aborted && 1, { signal: live });
+      const failing = policy
+        .execute((ctx) => (ctx.signal.aborted ? 0 : Promise.reject(new Error('boom'))), { signal: live })
+        .catch(() => 'failed');
+      await clock.advanceAsync(1_000);
+      await failing;
+      assert.equal(getEventListeners(live, 'abort').length, 0, 'no listener left on a live caller signal');
+
+      const pending = policy.execute((ctx) => untilAborted(ctx.signal), { signal }).catch((e: unknown) => e);
+      await clock.advanceAsync(1);
+      controller.abort(new Error('caller gave up'));
+      await clock.advanceAsync(1_000);
+      await pending;
+
+      await clock.advanceAsync(10_000);
+      assert.equal(clock.pendingTimers, 0, 'no timer pending on the clock');
+      assert.equal(getEventListeners(signal, 'abort').length, 0, 'no listener left on the caller signal');
+    });
+  }
+});
