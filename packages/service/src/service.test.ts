@@ -1,0 +1,366 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { request } from 'undici';
+import { InvalidOptionError } from '@bulwark/core';
+import { createService } from './service.js';
+import { SERVICE_DEFAULTS } from './options.js';
+import { listen, LogSink, parsePrometheus, sampleValue, sleep } from './test-support.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+describe('createService: endpoints, request ids, headers, logs', () => {
+  const logs = new LogSink();
+  const app = createService({
+    serviceName: 'svc-test',
+    version: '1.2.3',
+    logStream: logs,
+    slowRequestMs: 150,
+    shedding: false,
+  });
+  let base = '';
+  app.get('/hello', async () => ({ hello: 'world' }));
+  app.get('/users/:id', async (req) => ({ id: (req.params as { id: string }).id }));
+  app.get('/boom', async () => {
+    throw Object.assign(new Error('kaboom'), { code: 'APP_ERR_BOOM', statusCode: 502 });
+  });
+  app.get('/crash', async () => {
+    throw new Error('unexpected');
+  });
+  app.get('/slow', async () => {
+    await sleep(200);
+    return { slow: true };
+  });
+  app.get('/log-headers', async (req) => {
+    req.log.info({ headers: req.headers }, 'headers seen');
+    return {};
+  });
+  app.post('/echo', async (req) => req.body);
+
+  before(async () => {
+    base = await listen(app);
+  });
+  after(() => app.close());
+
+  it('/livez answers 200 {status: ok}, never cached', async () => {
+    const res = await request(`${base}/livez`);
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(await res.body.json(), { status: 'ok' });
+    assert.equal(res.headers['cache-control'], 'no-store');
+  });
+
+  it('generates a request id and echoes it on every response', async () => {
+    const res = await request(`${base}/hello`);
+    await res.body.dump();
+    assert.match(String(res.headers['x-request-id']), UUID);
+    const missing = await request(`${base}/nope`);
+    await missing.body.dump();
+    assert.equal(missing.statusCode, 404);
+    assert.match(String(missing.headers['x-request-id']), UUID);
+  });
+
+  it('accepts a safe x-request-id and replaces an unsafe or overlong one', async () => {
+    const ok = await request(`${base}/hello`, { headers: { 'x-request-id': 'abc-123_trace:9/x.y' } });
+    await ok.body.dump();
+    assert.equal(ok.headers['x-request-id'], 'abc-123_trace:9/x.y');
+    for (const bad of ['a'.repeat(129), 'has space', 'inj"ect', 'é', '']) {
+      const res = await request(`${base}/hello`, { headers: { 'x-request-id': bad } });
+      await res.body.dump();
+      assert.match(String(res.headers['x-request-id']), UUID, `replaced ${JSON.stringify(bad)}`);
+    }
+    const edge = 'b'.repeat(128);
+    const res = await request(`${base}/hello`, { headers: { 'x-request-id': edge } });
+    await res.body.dump();
+    assert.equal(res.headers['x-request-id'], edge);
+  });
+
+  it('sends security headers (helmet) and no X-Powered-By', async () => {
+    const res = await request(`${base}/hello`);
+    await res.body.dump();
+    assert.equal(res.headers['x-content-type-options'], 'nosniff');
+    assert.ok(res.headers['content-security-policy']);
+    assert.equal(res.headers['x-frame-options'], 'SAMEORIGIN');
+    assert.equal(res.headers['strict-transport-security'], undefined, 'no HSTS over plain HTTP');
+    assert.equal(res.headers['x-powered-by'], undefined);
+  });
+
+  it('/readyz reports per-check JSON: 200 when every critical check passes, 503 otherwise', async () => {
+    let dbUp = true;
+    app.bulwark.addCheck('db', () => {
+      if (!dbUp) throw new Error('db unreachable');
+      return { latencyMs: 1 };
+    });
+    app.bulwark.addCheck('cache', () => false, { critical: false });
+    let res = await request(`${base}/readyz`);
+    assert.equal(res.statusCode, 200);
+    const body = (await res.body.json()) as {
+      status: string;
+      checks: Record<string, { status: string; details?: unknown }>;
+    };
+    assert.equal(body.status, 'ok');
+    assert.equal(body.checks.db!.status, 'ok');
+    assert.deepEqual(body.checks.db!.details, { latencyMs: 1 });
+    assert.equal(body.checks.cache!.status, 'fail');
+    dbUp = false;
+    res = await request(`${base}/readyz`);
+    assert.equal(res.statusCode, 503);
+    const failed = (await res.body.json()) as { status: string; checks: Record<string, { error?: string }> };
+    assert.equal(failed.status, 'fail');
+    assert.equal(failed.checks.db!.error, 'db unreachable');
+    app.bulwark.health.removeCheck('db');
+    app.bulwark.health.removeCheck('cache');
+  });
+
+  it('/readyz bounds each check by its timeout', async () => {
+    app.bulwark.addCheck(
+      'hang',
+      (signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+      {
+        timeoutMs: 50,
+      },
+    );
+    const t0 = performance.now();
+    const res = await request(`${base}/readyz`);
+    const elapsed = performance.now() - t0;
+    const body = (await res.body.json()) as { checks: Record<string, { status: string; error?: string }> };
+    assert.equal(res.statusCode, 503);
+    assert.equal(body.checks.hang!.status, 'fail');
+    assert.match(String(body.checks.hang!.error), /timed out after 50 ms/);
+    assert.ok(elapsed < 1000, `took ${elapsed} ms`);
+    app.bulwark.health.removeCheck('hang');
+  });
+
+  it('/healthz gives the detailed report', async () => {
+    const res = await request(`${base}/healthz`);
+    assert.equal(res.statusCode, 200);
+    const body = (await res.body.json()) as Record<string, unknown>;
+    assert.equal(body.status, 'ok');
+    assert.equal(body.service, 'svc-test');
+    assert.equal(body.version, '1.2.3');
+    assert.equal(typeof body.uptimeSeconds, 'number');
+    assert.equal(body.shuttingDown, false);
+    assert.deepEqual(body.rateLimit, { enabled: false });
+    assert.deepEqual(body.shedding, { enabled: false });
+    assert.deepEqual(body.tracing, { enabled: false, exporters: 'none', sampler: 'always_off' });
+  });
+
+  it('/metrics parses as Prometheus text, and counts match the requests sent', async () => {
+    const before = parsePrometheus(await (await request(`${base}/metrics`)).body.text());
+    const count = (route: string, status: string, method = 'GET') =>
+      sampleValue(before, 'http_server_request_duration_seconds_count', {
+        route,
+        method,
+        status_code: status,
+      });
+    const b = {
+      hello: count('/hello', '200'),
+      user: count('/users/:id', '200'),
+      miss: count('unmatched', '404'),
+      boom: count('/boom', '502'),
+      crash: count('/crash', '500'),
+      echo: count('/echo', '200', 'POST'),
+    };
+    const send = async (path: string, n: number, init: Parameters<typeof request>[1] = {}) => {
+      for (let i = 0; i < n; i++) await (await request(`${base}${path}`, init)).body.dump();
+    };
+    await send('/hello', 7);
+    await send('/users/1', 2);
+    await send('/users/2', 3); // one series for the template, never the raw URL
+    await send('/does/not/exist', 4);
+    await send('/boom', 2);
+    await send('/crash', 1);
+    await send('/echo', 2, {
+      method: 'POST',
+      body: '{"a":1}',
+      headers: { 'content-type': 'application/json' },
+    });
+
+    await (await request(`${base}/readyz`)).body.dump(); // bulwark_ready reflects the last evaluation
+    const res = await request(`${base}/metrics`);
+    assert.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+    const m = parsePrometheus(await res.body.text());
+    const now = (route: string, status: string, method = 'GET') =>
+      sampleValue(m, 'http_server_request_duration_seconds_count', { route, method, status_code: status });
+    assert.equal(now('/hello', '200') - b.hello, 7);
+    assert.equal(now('/users/:id', '200') - b.user, 5);
+    assert.equal(now('unmatched', '404') - b.miss, 4);
+    assert.equal(now('/boom', '502') - b.boom, 2);
+    assert.equal(now('/crash', '500') - b.crash, 1);
+    assert.equal(now('/echo', '200', 'POST') - b.echo, 2);
+    assert.ok(![...m.values()].some((f) => f.samples.some((s) => s.labels.route?.startsWith('/users/1'))));
+    assert.equal(
+      sampleValue(m, 'http_server_errors_total', { route: '/boom', code: 'APP_ERR_BOOM' }),
+      2 + sampleValue(before, 'http_server_errors_total', { route: '/boom' }),
+    );
+    assert.ok(sampleValue(m, 'http_server_errors_total', { route: '/crash', code: 'ERR_UNKNOWN' }) >= 1);
+    assert.equal(sampleValue(m, 'bulwark_service_info', { service: 'svc-test', version: '1.2.3' }), 1);
+    assert.equal(m.get('http_server_request_duration_seconds')?.type, 'histogram');
+    assert.ok(m.has('process_cpu_user_seconds_total'), 'default process metrics');
+    assert.ok(m.has('nodejs_eventloop_lag_seconds'), 'event-loop metrics');
+    assert.ok(m.has('bulwark_event_loop_utilization'));
+    assert.equal(sampleValue(m, 'bulwark_ready'), 1);
+    // the duration of /slow-like requests lands in the right bucket: /hello is fast
+    assert.ok(
+      sampleValue(m, 'http_server_request_duration_seconds_bucket', { route: '/hello', le: '0.25' }) >= 7,
+    );
+  });
+
+  it('logs JSON lines with service and version, no line per successful request, a warning for slow ones', async () => {
+    const before = logs.lines.length;
+    await (await request(`${base}/hello`)).body.dump();
+    await sleep(50);
+    assert.equal(logs.lines.length, before, 'a fast successful request writes no log line');
+    const slow = await request(`${base}/slow?token=s3cret`, { headers: { 'x-request-id': 'slow-1' } });
+    await slow.body.dump();
+    await sleep(50);
+    const line = logs.find('slow request').at(-1);
+    assert.ok(line, 'slow request logged');
+    assert.equal(line.level, 40);
+    assert.equal(line.reqId, 'slow-1');
+    assert.equal(line.route, '/slow');
+    assert.equal(line.path, '/slow');
+    assert.equal(line.service, 'svc-test');
+    assert.equal(line.version, '1.2.3');
+    assert.ok((line.responseTimeMs as number) >= 150);
+    assert.ok(!logs.raw.some((l) => l.includes('s3cret')), 'the query string is never logged');
+  });
+
+  it('redacts authorization, cookies and API keys in log lines', async () => {
+    await (
+      await request(`${base}/log-headers`, {
+        headers: {
+          authorization: 'Bearer top-secret-token',
+          cookie: 'sid=cookie-secret',
+          'x-api-key': 'key-secret',
+        },
+      })
+    ).body.dump();
+    await sleep(50);
+    const line = logs.find('headers seen').at(-1) as { headers: Record<string, string> };
+    assert.equal(line.headers.authorization, '[Redacted]');
+    assert.equal(line.headers.cookie, '[Redacted]');
+    assert.equal(line.headers['x-api-key'], '[Redacted]');
+    for (const secret of ['top-secret-token', 'cookie-secret', 'key-secret']) {
+      assert.ok(!logs.raw.some((l) => l.includes(secret)), `${secret} never logged`);
+    }
+  });
+});
+
+describe('createService: limits and timeouts', () => {
+  it('answers 413 past bodyLimitBytes', async () => {
+    const app = createService({ bodyLimitBytes: 100, logLevel: 'silent', shedding: false });
+    app.post('/echo', async (req) => req.body);
+    const base = await listen(app);
+    try {
+      const res = await request(`${base}/echo`, {
+        method: 'POST',
+        body: JSON.stringify({ x: 'y'.repeat(200) }),
+        headers: { 'content-type': 'application/json' },
+      });
+      assert.equal(res.statusCode, 413);
+      await res.body.dump();
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('stops a handler at handlerTimeoutMs with 503 and aborts its signal', async () => {
+    const app = createService({ handlerTimeoutMs: 100, logLevel: 'silent', shedding: false });
+    let aborted = false;
+    app.get('/stuck', async (req) => {
+      await new Promise<void>((resolve) => req.signal.addEventListener('abort', () => resolve()));
+      aborted = true;
+      return 'late';
+    });
+    const base = await listen(app);
+    try {
+      const res = await request(`${base}/stuck`);
+      assert.equal(res.statusCode, 503);
+      const body = (await res.body.json()) as { code: string };
+      assert.equal(body.code, 'FST_ERR_HANDLER_TIMEOUT');
+      await sleep(20);
+      assert.equal(aborted, true);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('closes a connection whose headers trickle in past headersTimeoutMs (slowloris) with 408', async () => {
+    const app = createService({
+      headersTimeoutMs: 300,
+      requestTimeoutMs: 1000,
+      connectionsCheckingIntervalMs: 100,
+      logLevel: 'silent',
+      shedding: false,
+    });
+    const base = await listen(app);
+    const port = Number(new URL(base).port);
+    try {
+      const t0 = performance.now();
+      const result = await new Promise<{ data: string; ms: number }>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1');
+        let data = '';
+        socket.on('data', (d) => (data += d.toString()));
+        socket.on('error', reject);
+        socket.on('close', () => {
+          clearInterval(drip);
+          resolve({ data, ms: performance.now() - t0 });
+        });
+        socket.write('GET /livez HTTP/1.1\r\nHost: x\r\n');
+        const drip = setInterval(() => socket.write('X-Drip: 1\r\n'), 50);
+      });
+      assert.match(result.data, /^HTTP\/1\.1 408/);
+      assert.ok(result.ms >= 250 && result.ms < 1500, `closed after ${result.ms} ms`);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('answers 431 to a request head over maxHeaderBytes', async () => {
+    const app = createService({ maxHeaderBytes: 1024, logLevel: 'silent', shedding: false });
+    const base = await listen(app);
+    try {
+      const res = await request(`${base}/livez`, { headers: { 'x-big': 'a'.repeat(2000) } });
+      assert.equal(res.statusCode, 431);
+      await res.body.dump();
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('options', () => {
+  it('declares its defaults once, frozen', () => {
+    assert.ok(Object.isFrozen(SERVICE_DEFAULTS));
+    assert.equal(SERVICE_DEFAULTS.requestIdHeader, 'x-request-id');
+    assert.equal(SERVICE_DEFAULTS.accessLog, false);
+  });
+
+  it('rejects bad options at construction, naming the option', () => {
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ bodyLimitBytes: 0 }, /service\.bodyLimitBytes/],
+      [{ headersTimeoutMs: -1 }, /service\.headersTimeoutMs/],
+      [{ headersTimeoutMs: 5000, requestTimeoutMs: 1000 }, /service\.headersTimeoutMs/],
+      [{ logLevel: 'loud' }, /service\.logLevel/],
+      [{ requestIdHeader: 'bad header' }, /service\.requestIdHeader/],
+      [{ timeout: 5 }, /service\.timeout/],
+      [{ metrics: 'yes' }, /service\.metrics/],
+      [{ metrics: { path: 'metrics' } }, /metrics\.path/],
+      [{ rateLimit: { ratePerSecond: 0 } }, /rateLimit\.ratePerSecond/],
+      [{ rateLimit: { onStoreError: 'panic' } }, /rateLimit\.onStoreError/],
+      [{ rateLimit: { redisUrl: 'http://x' } }, /redisStore\.url/],
+      [{ shedding: { algorithm: 'vegas' } }, /shedding\.algorithm/],
+      [{ shedding: { initialLimit: 5, minLimit: 10 } }, /shedding\.minLimit/],
+      [{ shedding: { maxEventLoopUtilization: 1.5 } }, /shedding\.maxEventLoopUtilization/],
+      [{ health: { checkTimeoutMs: 0 } }, /health\.checkTimeoutMs/],
+      [{ tracing: {} }, /service\.tracing/],
+    ];
+    for (const [options, pattern] of cases) {
+      assert.throws(
+        () => createService({ logLevel: 'silent', ...options } as never),
+        (e: unknown) => e instanceof InvalidOptionError && pattern.test(e.message),
+        JSON.stringify(options),
+      );
+    }
+  });
+});

@@ -1,0 +1,307 @@
+/**
+ * The kit: `createService(options)` returns a Fastify instance with everything wired —
+ * `/livez`, `/readyz`, `/healthz`, `/metrics`, request ids, JSON logs, tracing, rate limiting, load
+ * shedding, security headers, server timeouts and the shutdown flag — and `app.bulwark` to reach the
+ * parts (add readiness checks, instrument policies, begin shutdown).
+ *
+ * For a Fastify instance you build yourself: `Fastify(serverOptions(opts))`, then
+ * `await app.register(bulwarkService, opts)` **before** adding routes (the kit instruments routes as they
+ * are added).
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import helmet, { type FastifyHelmetOptions } from '@fastify/helmet';
+import type { Disposable } from '@bulwark/core';
+import { Health, type HealthCheck, type HealthCheckOptions, type ReadinessReport } from './health.js';
+import { routeHooks, RouteState, UNMATCHED_ROUTE, type RouteHooks, type Runtime } from './hooks.js';
+import {
+  instrumentPolicy,
+  PolicyRegistry,
+  type InstrumentablePolicy,
+  type InstrumentOptions,
+} from './instrument.js';
+import { ServiceMetrics, safeLabel } from './metrics.js';
+import { resolveServiceOptions, type ResolvedServiceOptions, type ServiceOptions } from './options.js';
+import { HttpRateLimiter, type RateLimitStatus } from './rate-limit.js';
+import { serverOptions } from './server-options.js';
+import { Shedder, type SheddingStatus } from './shedder.js';
+import type { Tracing } from './tracing.js';
+
+/** The detailed report served at `/healthz`. */
+export interface HealthReport {
+  /** `fail`: a critical check fails (HTTP 503); `degraded`: working with reduced guarantees; else `ok`. */
+  status: 'ok' | 'degraded' | 'fail';
+  service: string;
+  version: string;
+  uptimeSeconds: number;
+  startedAt: string;
+  shuttingDown: boolean;
+  checks: ReadinessReport['checks'];
+  circuits: Record<string, string>;
+  bulkheads: Record<string, { active: number; queued: number }>;
+  rateLimit: RateLimitStatus | { enabled: false };
+  shedding: (SheddingStatus & { enabled: true }) | { enabled: false };
+  tracing: { enabled: boolean; exporters: string; sampler: string };
+}
+
+/** `app.bulwark`: the kit's parts. */
+export interface BulwarkKit {
+  readonly options: ResolvedServiceOptions;
+  readonly health: Health;
+  /** Undefined when `metrics: false`. */
+  readonly metrics: ServiceMetrics | undefined;
+  /** Undefined unless `rateLimit` is set. */
+  readonly rateLimiter: HttpRateLimiter | undefined;
+  /** Undefined when `shedding: false`. */
+  readonly shedder: Shedder | undefined;
+  readonly tracing: Tracing | undefined;
+  /** Registers a readiness check (see `Health.addCheck`). */
+  addCheck(name: string, check: HealthCheck, options?: HealthCheckOptions): void;
+  /** Turns a policy's events and state into `bulwark_*` metrics (a no-op disposable when metrics are off). */
+  instrument(policy: InstrumentablePolicy, options?: InstrumentOptions): Disposable;
+  /** True once shutdown began. */
+  readonly shuttingDown: boolean;
+  /** Fails readiness at once and answers new requests with `Connection: close`. Idempotent. */
+  beginShutdown(): void;
+  /** The `/healthz` report. */
+  healthReport(): Promise<HealthReport>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    bulwark: BulwarkKit;
+  }
+}
+
+const KIT_HOOK = Symbol('bulwark.hook');
+const EXEMPT = { bulwark: { exempt: true } };
+const NO_STORE = 'no-store';
+
+/** A Fastify instance with the whole kit installed. Add your routes to it, then `listen`. */
+export function createService(options: ServiceOptions = {}): FastifyInstance {
+  const o = resolveServiceOptions(options);
+  const app = Fastify(serverOptions(o)) as unknown as FastifyInstance;
+  installKit(app, o);
+  return app;
+}
+
+/**
+ * The kit as a Fastify plugin, for an instance built elsewhere (pass `serverOptions(opts)` to `Fastify`
+ * for the timeouts, logger and request ids). Await the registration before adding routes.
+ */
+export const bulwarkService = fp<ServiceOptions>(
+  async (app, options) => {
+    installKit(app, resolveServiceOptions(options));
+  },
+  { name: '@bulwark/service', fastify: '5.x' },
+);
+
+function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
+  const health = new Health(o.health);
+  const metrics =
+    o.metrics === false
+      ? undefined
+      : new ServiceMetrics(o.metrics, { service: o.serviceName, version: o.version });
+  const rateLimiter = o.rateLimit === false ? undefined : new HttpRateLimiter(o.rateLimit);
+  const shedder = o.shedding === false ? undefined : new Shedder(o.shedding);
+  const policies = new PolicyRegistry();
+  const tracing = o.tracing;
+
+  const rt: Runtime = {
+    requestIdHeader: o.requestIdHeader,
+    metrics,
+    shedder,
+    rateLimiter,
+    tracing: tracing?.enabled === true,
+    scheme: o.https === undefined ? 'http' : 'https',
+    accessLog: o.accessLog,
+    slowRequestMs: o.slowRequestMs,
+    draining: false,
+  };
+
+  if (metrics !== undefined) {
+    metrics.sources = {
+      ready: () => health.lastReady,
+      inflight: () => shedder?.limiter.inflight ?? 0,
+      concurrencyLimit: () => shedder?.limiter.limit ?? 0,
+      shedRatio: () => shedder?.gate.shedRatio ?? 0,
+      eventLoop: () => shedder?.gate.lastSample ?? { delayMs: 0, utilization: 0 },
+      rateLimitDegraded: () =>
+        rateLimiter?.redis === undefined ? [] : [[rateLimiter.name, rateLimiter.degraded]],
+      circuits: () => policies.circuitValues(),
+      bulkheads: () => policies.bulkheadValues(),
+    };
+  }
+
+  const healthReport = async (): Promise<HealthReport> => {
+    const checks = await health.runChecks();
+    const circuits: Record<string, string> = {};
+    for (const c of policies.circuitValues()) circuits[c.name] = c.state;
+    const bulkheads: Record<string, { active: number; queued: number }> = {};
+    for (const b of policies.bulkheadValues()) bulkheads[b.name] = { active: b.active, queued: b.queued };
+    const rateLimit = rateLimiter?.status();
+    const shedding = shedder?.status();
+    const degraded =
+      Object.values(checks.checks).some((c) => c.status === 'fail') ||
+      rateLimit?.degraded === true ||
+      Object.values(circuits).some((s) => s !== 'closed') ||
+      (shedding !== undefined && (shedding.shedRatio > 0 || shedding.eventLoop.pressured));
+    return {
+      status: checks.status === 'fail' ? 'fail' : degraded ? 'degraded' : 'ok',
+      service: o.serviceName,
+      version: o.version,
+      uptimeSeconds: Math.round(health.uptimeSeconds() * 1000) / 1000,
+      startedAt: health.startedAt.toISOString(),
+      shuttingDown: health.shuttingDown,
+      checks: checks.checks,
+      circuits,
+      bulkheads,
+      rateLimit: rateLimit ?? { enabled: false },
+      shedding: shedding === undefined ? { enabled: false } : { enabled: true, ...shedding },
+      tracing: {
+        enabled: tracing?.enabled === true,
+        exporters: tracing?.exporters ?? 'none',
+        sampler: tracing?.sampler ?? 'always_off',
+      },
+    };
+  };
+
+  const kit: BulwarkKit = {
+    options: o,
+    health,
+    metrics,
+    rateLimiter,
+    shedder,
+    tracing,
+    addCheck: (name, check, options) => health.addCheck(name, check, options),
+    instrument: (policy, options) =>
+      metrics === undefined ? { dispose() {} } : instrumentPolicy(metrics, policies, policy, options),
+    get shuttingDown() {
+      return health.shuttingDown;
+    },
+    beginShutdown() {
+      health.beginShutdown();
+      rt.draining = true;
+    },
+    healthReport,
+  };
+  app.decorate('bulwark', kit);
+  app.decorateRequest('bulwarkAdmitted', false);
+  app.decorateRequest('bulwarkSpan', null);
+  app.decorateRequest('bulwarkTraceContext', null);
+
+  if (o.securityHeaders !== false) {
+    app.register(helmet, {
+      hsts: o.https !== undefined,
+      ...(o.securityHeaders === true ? {} : o.securityHeaders),
+    } as FastifyHelmetOptions);
+  }
+
+  // Every route added from here on gets its own hooks.
+  app.addHook('onRoute', (route) => {
+    const existing = ([] as unknown[]).concat(route.onRequest ?? []);
+    if (existing.some((h) => (h as Record<symbol, unknown>)[KIT_HOOK] === true)) return; // e.g. the HEAD twin of a GET
+    const state = new RouteState(route.url, route.config?.bulwark, rt);
+    const hooks = routeHooks(rt, state);
+    mark(hooks);
+    route.onRequest = [hooks.onRequest, ...(existing as never[])];
+    route.onResponse = [...([] as never[]).concat((route.onResponse ?? []) as never), hooks.onResponse];
+    if (rt.tracing)
+      route.preHandler = [...([] as never[]).concat((route.preHandler ?? []) as never), hooks.preHandler];
+  });
+
+  // Requests that match no route: the same hooks, labelled `unmatched`.
+  const unmatched: RouteHooks = routeHooks(rt, new RouteState(UNMATCHED_ROUTE, undefined, rt));
+  app.addHook('onRequest', (request, reply, done) => {
+    if (request.is404) unmatched.onRequest(request, reply, done);
+    else done();
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    if (request.is404) unmatched.onResponse(request, reply, done);
+    else done();
+  });
+  if (rt.tracing) {
+    app.addHook('preHandler', (request, reply, done) => {
+      if (request.is404) unmatched.preHandler(request, reply, done);
+      else done();
+    });
+  }
+  if (metrics !== undefined) {
+    app.addHook('onError', (request, _reply, error, done) => {
+      const route = request.is404 ? UNMATCHED_ROUTE : (request.routeOptions.url ?? UNMATCHED_ROUTE);
+      metrics.errors.inc({
+        method: request.method,
+        route,
+        code: safeLabel((error as { code?: unknown }).code, 'ERR_UNKNOWN'),
+      });
+      done();
+    });
+  }
+
+  // The kit's own routes: exempt from rate limiting and shedding, never cached.
+  app.get('/livez', { config: EXEMPT }, async (_request, reply) => {
+    reply.header('cache-control', NO_STORE);
+    return { status: 'ok' };
+  });
+  app.get('/readyz', { config: EXEMPT }, async (_request, reply) => {
+    const report = await health.readiness();
+    reply.code(report.status === 'ok' ? 200 : 503).header('cache-control', NO_STORE);
+    return report;
+  });
+  app.get('/healthz', { config: EXEMPT }, async (_request, reply) => {
+    const report = await healthReport();
+    reply.code(report.status === 'fail' ? 503 : 200).header('cache-control', NO_STORE);
+    return report;
+  });
+  if (metrics !== undefined && metrics.path !== '') {
+    app.get(metrics.path, { config: EXEMPT }, async (_request, reply) => {
+      const { contentType, body } = await metrics.expose();
+      reply.type(contentType).header('cache-control', NO_STORE);
+      return body;
+    });
+  }
+
+  // Lifecycle: start sampling, wait briefly for Redis, log store changes, release everything on close.
+  app.addHook('onReady', async () => {
+    shedder?.start();
+    if (rateLimiter?.redis !== undefined) {
+      rateLimiter.onHealthChange((e) => {
+        if (e.degraded) {
+          app.log.warn(
+            {
+              rateLimit: rateLimiter.name,
+              onStoreError: rateLimiter.onStoreError,
+              err: errorMessage(e.error),
+            },
+            `rate-limit store unavailable; applying onStoreError "${rateLimiter.onStoreError}"`,
+          );
+        } else {
+          app.log.info({ rateLimit: rateLimiter.name }, 'rate-limit store available again');
+        }
+      });
+      const connected = await rateLimiter.connected(2000);
+      if (!connected) {
+        app.log.warn(
+          { rateLimit: rateLimiter.name, onStoreError: rateLimiter.onStoreError },
+          'rate-limit store not reachable at start; serving with onStoreError until it is',
+        );
+      }
+    }
+  });
+  app.addHook('onClose', async () => {
+    shedder?.stop();
+    await rateLimiter?.close();
+  });
+}
+
+function mark(hooks: RouteHooks): void {
+  for (const fn of [hooks.onRequest, hooks.onResponse, hooks.preHandler]) {
+    Object.defineProperty(fn, KIT_HOOK, { value: true });
+  }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export type { ServiceOptions, ResolvedServiceOptions };

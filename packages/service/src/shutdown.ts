@@ -1,0 +1,177 @@
+/**
+ * Graceful shutdown, wired by the program's `main.ts`: `installShutdown(app, { … })`.
+ *
+ * On the first SIGTERM / SIGINT:
+ * 1. readiness fails at once (`/readyz` 503) and new requests get `Connection: close`; liveness stays 200;
+ * 2. the server keeps serving for `drainDelayMs` (load balancers notice the failing readiness);
+ * 3. `app.close()`: no new connections; requests on open ones get 503 + `Connection: close`; idle
+ *    keep-alive sockets are closed (again every 100 ms, as in-flight requests finish); in-flight
+ *    requests complete;
+ * 4. `onShutdown` runs (close worker pools, …), tracing is flushed, logs are flushed; exit 0.
+ *
+ * A hard deadline (`shutdownTimeoutMs` from the signal) destroys every socket and exits 1; a second
+ * signal exits at once with 128 + the signal number.
+ */
+import { constants } from 'node:os';
+import type { FastifyInstance } from 'fastify';
+import { checks } from '@bulwark/core';
+import type { Tracing } from './tracing.js';
+
+export interface ShutdownOptions {
+  /** Signals that begin the shutdown. @default ['SIGTERM', 'SIGINT'] */
+  signals?: readonly NodeJS.Signals[];
+  /** Keep serving this long after readiness fails, before closing, in ms. @default 0 */
+  drainDelayMs?: number;
+  /** Hard deadline from the first signal; then sockets are destroyed and the process exits 1, in ms. @default 10000 */
+  shutdownTimeoutMs?: number;
+  /** Runs after the server closed (stop worker pools, close clients). Bounded by the deadline. */
+  onShutdown?: (reason: string) => unknown;
+  /** Tracing to flush and stop at the end. @default app.bulwark.tracing */
+  tracing?: Tracing;
+  /** How to end the process. @default process.exit */
+  exit?: (code: number) => void;
+  /** How often idle connections are closed during the drain, in ms. @default 100 */
+  idleSweepIntervalMs?: number;
+}
+
+export const SHUTDOWN_DEFAULTS = Object.freeze({
+  signals: Object.freeze(['SIGTERM', 'SIGINT']) as readonly NodeJS.Signals[],
+  drainDelayMs: 0,
+  shutdownTimeoutMs: 10_000,
+  idleSweepIntervalMs: 100,
+});
+
+const KEYS = [...Object.keys(SHUTDOWN_DEFAULTS), 'onShutdown', 'tracing', 'exit'];
+
+export interface ShutdownHandle {
+  /** True once shutdown began. */
+  readonly started: boolean;
+  /** Begins the shutdown by hand (as a signal would); resolves with the exit code once done. */
+  shutdown(reason?: string): Promise<number>;
+  /** Removes the signal listeners (the shutdown itself, once begun, continues). */
+  dispose(): void;
+}
+
+export function installShutdown(app: FastifyInstance, options: ShutdownOptions = {}): ShutdownHandle {
+  const o = checks.optionsObject('shutdown', options);
+  checks.knownKeys('shutdown', o, KEYS);
+  const d = SHUTDOWN_DEFAULTS;
+  const signals = o.signals ?? d.signals;
+  for (const s of signals) checks.oneOf('shutdown.signals', s, Object.keys(constants.signals));
+  const drainDelayMs = checks.nonNegativeMs('shutdown.drainDelayMs', o.drainDelayMs ?? d.drainDelayMs);
+  const shutdownTimeoutMs = checks.positiveMs(
+    'shutdown.shutdownTimeoutMs',
+    o.shutdownTimeoutMs ?? d.shutdownTimeoutMs,
+  );
+  const sweepMs = checks.positiveMs(
+    'shutdown.idleSweepIntervalMs',
+    o.idleSweepIntervalMs ?? d.idleSweepIntervalMs,
+  );
+  const onShutdown =
+    o.onShutdown === undefined
+      ? undefined
+      : checks.fn<(reason: string) => unknown>('shutdown.onShutdown', o.onShutdown);
+  const exit =
+    o.exit === undefined
+      ? (code: number) => process.exit(code)
+      : checks.fn<(code: number) => void>('shutdown.exit', o.exit);
+  const log = app.log;
+
+  let running: Promise<number> | undefined;
+  let exited = false;
+  const finish = (code: number) => {
+    if (exited) return;
+    exited = true;
+    exit(code);
+  };
+
+  const run = async (reason: string): Promise<number> => {
+    const kit = (app as Partial<Pick<FastifyInstance, 'bulwark'>>).bulwark;
+    kit?.beginShutdown();
+    const tracing = o.tracing ?? kit?.tracing;
+    log.info({ reason, drainDelayMs, shutdownTimeoutMs }, 'shutdown started: readiness failing, draining');
+
+    let sweep: ReturnType<typeof setInterval> | undefined;
+    const deadline = setTimeout(() => {
+      log.error(
+        { reason, shutdownTimeoutMs },
+        'shutdown deadline passed; closing every connection and exiting',
+      );
+      app.server.closeAllConnections?.();
+      flushThen(app, () => finish(1));
+    }, shutdownTimeoutMs);
+    deadline.unref();
+    try {
+      if (drainDelayMs > 0) await new Promise((r) => setTimeout(r, drainDelayMs).unref());
+      sweep = setInterval(() => app.server.closeIdleConnections?.(), sweepMs);
+      sweep.unref();
+      await app.close();
+      clearInterval(sweep);
+      await onShutdown?.(reason);
+      await tracing?.shutdown();
+      clearTimeout(deadline);
+      log.info({ reason }, 'shutdown complete');
+      return 0;
+    } catch (error) {
+      clearInterval(sweep);
+      clearTimeout(deadline);
+      log.error({ reason, err: error }, 'shutdown failed');
+      return 1;
+    }
+  };
+
+  const shutdown = (reason = 'manual'): Promise<number> => {
+    running ??= run(reason).then((code) => {
+      flushThen(app, () => finish(code));
+      return code;
+    });
+    return running;
+  };
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (running !== undefined) {
+      const code = 128 + (constants.signals[signal] ?? 15);
+      log.warn({ signal }, 'second signal during shutdown; exiting now');
+      flushThen(app, () => finish(code));
+      return;
+    }
+    void shutdown(signal);
+  };
+  for (const s of signals) process.on(s, onSignal);
+
+  return {
+    get started() {
+      return running !== undefined;
+    },
+    shutdown,
+    dispose() {
+      for (const s of signals) process.off(s, onSignal);
+    },
+  };
+}
+
+/** Flushes the logger (pino's asynchronous destination) and then calls `then`, whatever happens. */
+function flushThen(app: FastifyInstance, then: () => void): void {
+  const logger = app.log as { flush?: (cb?: (err?: Error) => void) => void };
+  if (typeof logger.flush !== 'function') {
+    then();
+    return;
+  }
+  let called = false;
+  const once = () => {
+    if (called) return;
+    called = true;
+    then();
+  };
+  const guard = setTimeout(once, 200);
+  guard.unref();
+  try {
+    logger.flush(() => {
+      clearTimeout(guard);
+      once();
+    });
+  } catch {
+    clearTimeout(guard);
+    once();
+  }
+}
