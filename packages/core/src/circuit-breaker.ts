@@ -20,123 +20,29 @@
 import { CircuitOpenError, BulkheadRejectedError, type CircuitRejectReason } from './errors.js';
 import type { CallContext, Operation } from './context.js';
 import { EventEmitter, type Disposable, type Subscribe } from './events.js';
-import * as check from './options.js';
 import { BasePolicy, invoke, type Outcome } from './policy.js';
-import { ConsecutiveDetector } from './breaker/consecutive.js';
-import { CountWindow } from './breaker/count-window.js';
-import { TimeWindow } from './breaker/time-window.js';
+import { FAILURE, SLOW, type FailureDetector } from './breaker/detector.js';
 import {
-  FAILURE,
-  SLOW,
-  type FailureDetector,
-  type TripReason,
-  type WindowMetrics,
-} from './breaker/detector.js';
-import {
-  CIRCUIT_BREAKER_DEFAULTS as D,
-  OPTION_KEYS,
-  resolveBackoff,
-  resolveStrategy,
+  createDetector,
+  resolveOptions,
   type CircuitBreakerMode,
   type CircuitBreakerOptions,
   type CircuitBreakerStrategy,
 } from './breaker/options.js';
-import { parseSnapshot, type CircuitBreakerSnapshot } from './breaker/snapshot.js';
-
-export type CircuitState = 'closed' | 'open' | 'half-open' | 'isolated';
-
-/** Why the breaker changed state. */
-export type CircuitTransitionReason =
-  | TripReason
-  /** open → half-open: the open duration passed. */
-  | 'open-elapsed'
-  /** half-open → closed: every probe settled and the failure and slow rates stayed under their thresholds. */
-  | 'probes-passed'
-  /** half-open → open: enough probes failed that the round could no longer pass. */
-  | 'probes-failed'
-  /** half-open → open: enough probes were slow that the round could no longer pass. */
-  | 'probes-slow'
-  /** half-open → open: a probe did not settle within `halfOpenTimeoutMs`. */
-  | 'half-open-timeout'
-  /** → isolated: the first `isolate()` handle was taken. */
-  | 'isolated'
-  /** isolated → half-open: the last `isolate()` handle was disposed. */
-  | 'released';
-
-interface EventBase {
-  readonly name: string;
-  /** The operation key of the call (`execute(fn, { key })`). */
-  readonly key: string | undefined;
-}
-
-export interface CircuitStateChangeEvent {
-  readonly name: string;
-  readonly from: CircuitState;
-  readonly to: CircuitState;
-  readonly reason: CircuitTransitionReason;
-  /** The generation the breaker is now in (bumped by every transition). */
-  readonly generation: number;
-  /** When opening: how long it stays open (after backoff). */
-  readonly openDurationMs: number | undefined;
-}
-
-/** A call the breaker judged a success. `durationMs` is measured only when needed (see the module doc). */
-export interface CircuitSuccessEvent extends EventBase {
-  readonly durationMs: number | undefined;
-  /** True for a half-open probe. */
-  readonly probe: boolean;
-}
-
-/** A call the breaker judged a failure: an error, or a value `isFailure` rejected. */
-export type CircuitFailureEvent = Outcome &
-  EventBase & { readonly durationMs: number | undefined; readonly probe: boolean };
-
-export interface CircuitSlowCallEvent extends EventBase {
-  readonly durationMs: number;
-  readonly slowCallDurationMs: number;
-  /** Whether the slow call also failed. */
-  readonly failed: boolean;
-  readonly probe: boolean;
-}
-
-export interface CircuitRejectEvent extends EventBase {
-  readonly reason: CircuitRejectReason;
-  readonly retryAfterMs: number;
-  /** False in `metrics-only` mode: the call ran anyway. */
-  readonly enforced: boolean;
-}
-
-/** Why an outcome was neither a success nor a failure. */
-export type CircuitIgnoreReason =
-  /** The context the breaker received was aborted when the call failed (the caller's own abort). */
-  | 'aborted'
-  /** The breaker changed state while the call ran (its generation is no longer current). */
-  | 'stale'
-  /** `isFailure` returned `'ignore'` (by default: a CircuitOpenError or BulkheadRejectedError from inside). */
-  | 'predicate';
-
-export type CircuitIgnoredEvent = Outcome & EventBase & { readonly reason: CircuitIgnoreReason };
-
-/** A point-in-time view of the breaker. */
-export interface CircuitBreakerMetrics {
-  readonly state: CircuitState;
-  readonly generation: number;
-  /** Open: ms until probes are admitted. 0 otherwise. */
-  readonly openRemainingMs: number;
-  /** Failed probe rounds in a row (the open-duration backoff level). */
-  readonly backoffLevel: number;
-  readonly window: WindowMetrics;
-  /** Half-open: the probe round so far. */
-  readonly probes:
-    | {
-        readonly permits: number;
-        readonly inFlight: number;
-        readonly settled: number;
-        readonly failures: number;
-        readonly slowCalls: number;
-      }
-    | undefined;
-}
+import type { CircuitBreakerSnapshot } from './breaker/snapshot.js';
+import { ProbeRound } from './breaker/half-open.js';
+import type {
+  CircuitBreakerMetrics,
+  CircuitFailureEvent,
+  CircuitIgnoredEvent,
+  CircuitIgnoreReason,
+  CircuitRejectEvent,
+  CircuitSlowCallEvent,
+  CircuitState,
+  CircuitStateChangeEvent,
+  CircuitSuccessEvent,
+  CircuitTransitionReason,
+} from './breaker/events.js';
 
 /**
  * The default `isFailure`: every error is a failure, except a {@link CircuitOpenError} (an inner breaker)
@@ -158,7 +64,7 @@ const HALF_OPEN = 2;
 const ISOLATED = 3;
 const STATES: readonly CircuitState[] = ['closed', 'open', 'half-open', 'isolated'];
 /** `slot` of a call admitted while closed (probes carry their permit's index). */
-const NOT_A_PROBE = -1;
+const NOT_A_PROBE = ProbeRound.NONE;
 
 /** Builds the rejection without capturing a stack (~4 µs saved; it would only point into Bulwark). */
 function openError(retryAfterMs: number, reason: CircuitRejectReason, name: string): CircuitOpenError {
@@ -217,84 +123,29 @@ export class CircuitBreakerPolicy extends BasePolicy {
   /** Failed probe rounds in a row. */
   #level = 0;
   #isolations = 0;
-  /** Half-open: admission time of the probe holding each permit (NaN: the permit is free). */
-  readonly #probeStarts: number[];
-  #probesInFlight = 0;
-  #probesSettled = 0;
-  #probeFailures = 0;
-  #probeSlow = 0;
+  /** Half-open: the probe round. */
+  readonly #probes: ProbeRound;
 
   constructor(options?: CircuitBreakerOptions) {
-    const o = check.optionsObject('circuitBreaker', options);
-    check.knownKeys('circuitBreaker', o, OPTION_KEYS);
-    super(check.clock('circuitBreaker.clock', o.clock));
-    this.name = check.string('circuitBreaker.name', o.name ?? D.name);
-    this.mode = check.oneOf('circuitBreaker.mode', o.mode ?? D.mode, ['enabled', 'disabled', 'metrics-only']);
-    this.strategy = resolveStrategy(o.strategy ?? D.strategy);
-    const rate = { above: 0, max: 1 };
-    this.failureRateThreshold = check.number(
-      'circuitBreaker.failureRateThreshold',
-      o.failureRateThreshold ?? D.failureRateThreshold,
-      rate,
-    );
-    this.slowCallDurationMs = check.positiveMs(
-      'circuitBreaker.slowCallDurationMs',
-      o.slowCallDurationMs ?? D.slowCallDurationMs,
-      true,
-    );
-    this.slowCallRateThreshold = check.number(
-      'circuitBreaker.slowCallRateThreshold',
-      o.slowCallRateThreshold ?? D.slowCallRateThreshold,
-      rate,
-    );
-    this.openDurationMs = check.positiveMs(
-      'circuitBreaker.openDurationMs',
-      o.openDurationMs ?? D.openDurationMs,
-    );
-    this.#openDurationFor = resolveBackoff(
-      o.openDurationBackoff ?? {
-        multiplier: D.openDurationBackoff.multiplier,
-        maxOpenDurationMs: Math.max(D.openDurationBackoff.maxOpenDurationMs, this.openDurationMs),
-      },
-      this.openDurationMs,
-    );
-    this.halfOpenPermits = check.number(
-      'circuitBreaker.halfOpenPermits',
-      o.halfOpenPermits ?? D.halfOpenPermits,
-      {
-        min: 1,
-        max: 10_000,
-        integer: true,
-      },
-    );
-    this.halfOpenTimeoutMs = check.positiveMs(
-      'circuitBreaker.halfOpenTimeoutMs',
-      o.halfOpenTimeoutMs ?? D.halfOpenTimeoutMs,
-      true,
-    );
-    this.#isFailure =
-      o.isFailure === undefined
-        ? undefined
-        : check.fn<(outcome: Outcome) => boolean | 'ignore'>('circuitBreaker.isFailure', o.isFailure);
-    this.#disabled = this.mode === 'disabled';
-    this.#enforced = this.mode === 'enabled';
-    this.#slowOn = this.slowCallDurationMs !== Infinity;
-    this.#probeStarts = new Array<number>(this.halfOpenPermits).fill(NaN);
-
-    const s = this.strategy;
-    const thresholds = {
-      failureRateThreshold: this.failureRateThreshold,
-      slowCallRateThreshold: this.slowCallRateThreshold,
-      minimumCalls: s.type === 'consecutive' ? 1 : s.minimumCalls,
-    };
-    this.#detector =
-      s.type === 'consecutive'
-        ? new ConsecutiveDetector(s.threshold)
-        : s.type === 'count'
-          ? new CountWindow(s.size, thresholds)
-          : new TimeWindow(s.windowMs, s.buckets, thresholds);
-
-    if (o.initialState !== undefined) this.#restore(parseSnapshot(o.initialState));
+    const o = resolveOptions(options);
+    super(o.clock);
+    this.name = o.name;
+    this.mode = o.mode;
+    this.strategy = o.strategy;
+    this.failureRateThreshold = o.failureRateThreshold;
+    this.slowCallDurationMs = o.slowCallDurationMs;
+    this.slowCallRateThreshold = o.slowCallRateThreshold;
+    this.openDurationMs = o.openDurationMs;
+    this.halfOpenPermits = o.halfOpenPermits;
+    this.halfOpenTimeoutMs = o.halfOpenTimeoutMs;
+    this.#openDurationFor = o.openDurationFor;
+    this.#isFailure = o.isFailure;
+    this.#disabled = o.mode === 'disabled';
+    this.#enforced = o.mode === 'enabled';
+    this.#slowOn = o.slowCallDurationMs !== Infinity;
+    this.#probes = new ProbeRound(o.halfOpenPermits, o.failureRateThreshold, o.slowCallRateThreshold);
+    this.#detector = createDetector(o);
+    if (o.initialState !== undefined) this.#restore(o.initialState);
   }
 
   /** The current state (applying a due open → half-open or half-open → open transition first). */
@@ -313,16 +164,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
       openRemainingMs: state === OPEN ? this.#openUntil - now : 0,
       backoffLevel: this.#level,
       window: this.#detector.metrics(now),
-      probes:
-        state === HALF_OPEN
-          ? {
-              permits: this.halfOpenPermits,
-              inFlight: this.#probesInFlight,
-              settled: this.#probesSettled,
-              failures: this.#probeFailures,
-              slowCalls: this.#probeSlow,
-            }
-          : undefined,
+      probes: state === HALF_OPEN ? this.#probes.metrics() : undefined,
     };
   }
 
@@ -336,7 +178,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
     this.#refresh(now);
     switch (this.#state) {
       case HALF_OPEN: {
-        const slot = this.#takePermit(now);
+        const slot = this.#probes.take(now);
         if (slot !== NOT_A_PROBE) return this.#call(fn, ctx, this.#generation, now, slot);
         return this.#reject('half-open-full', 0, fn, ctx);
       }
@@ -435,7 +277,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
         verdict = this.#isFailure(ok ? { ok: true, value: result } : { ok: false, error: result });
       } catch (error) {
         // a throwing predicate is a bug to surface (the call rejects with it), not a verdict
-        if (slot !== NOT_A_PROBE) this.#freePermit(slot);
+        if (slot !== NOT_A_PROBE) this.#probes.release(slot);
         throw error;
       }
     }
@@ -474,18 +316,9 @@ export class CircuitBreakerPolicy extends BasePolicy {
         this.#open(trip, measured || this.#detector.usesTime ? now : this.clock.now(), 0);
       return;
     }
-    this.#probeStarts[slot] = NaN;
-    this.#probesInFlight--;
-    this.#probesSettled++;
-    if (failed) this.#probeFailures++;
-    if (slow) this.#probeSlow++;
-    // the rates are over every permit: once they reach a threshold, the round can no longer pass
-    const permits = this.halfOpenPermits;
-    if (this.#probeFailures / permits >= this.failureRateThreshold)
-      this.#open('probes-failed', now, this.#level + 1);
-    else if (this.#probeSlow / permits >= this.slowCallRateThreshold)
-      this.#open('probes-slow', now, this.#level + 1);
-    else if (this.#probesSettled === permits) this.#close();
+    const round = this.#probes.settle(slot, failed, slow);
+    if (round === 'probes-passed') this.#close();
+    else if (round !== undefined) this.#open(round, now, this.#level + 1);
   }
 
   #ignored(
@@ -496,7 +329,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
     slot = NOT_A_PROBE,
   ): void {
     // an ignored probe gives its permit back, so another caller can probe instead
-    if (slot !== NOT_A_PROBE && reason !== 'stale') this.#freePermit(slot);
+    if (slot !== NOT_A_PROBE && reason !== 'stale') this.#probes.release(slot);
     if (this.#onIgnored.active) {
       const outcome: Outcome = ok ? { ok: true, value: result } : { ok: false, error: result };
       this.#onIgnored.emit({ ...outcome, name: this.name, key: ctx.key, reason });
@@ -520,29 +353,9 @@ export class CircuitBreakerPolicy extends BasePolicy {
   #refresh(now: number): void {
     if (this.#state === OPEN) {
       if (now >= this.#openUntil) this.#toHalfOpen('open-elapsed');
-    } else if (this.#state === HALF_OPEN && this.#probesInFlight > 0) {
-      let oldest = Infinity;
-      for (const started of this.#probeStarts) if (started < oldest) oldest = started;
-      if (now - oldest >= this.halfOpenTimeoutMs) this.#open('half-open-timeout', now, this.#level + 1);
+    } else if (this.#state === HALF_OPEN && now - this.#probes.oldestStart() >= this.halfOpenTimeoutMs) {
+      this.#open('half-open-timeout', now, this.#level + 1);
     }
-  }
-
-  #takePermit(now: number): number {
-    if (this.#probesInFlight + this.#probesSettled >= this.halfOpenPermits) return NOT_A_PROBE;
-    const starts = this.#probeStarts;
-    for (let i = 0; i < starts.length; i++) {
-      if (starts[i] !== starts[i]) {
-        starts[i] = now;
-        this.#probesInFlight++;
-        return i;
-      }
-    }
-    return NOT_A_PROBE;
-  }
-
-  #freePermit(slot: number): void {
-    this.#probeStarts[slot] = NaN;
-    this.#probesInFlight--;
   }
 
   #open(reason: CircuitTransitionReason, now: number, level: number): void {
@@ -560,8 +373,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
   }
 
   #toHalfOpen(reason: CircuitTransitionReason): void {
-    this.#probeStarts.fill(NaN);
-    this.#probesInFlight = this.#probesSettled = this.#probeFailures = this.#probeSlow = 0;
+    this.#probes.reset();
     this.#transition(HALF_OPEN, reason, undefined);
   }
 
@@ -600,3 +412,15 @@ export type {
 } from './breaker/options.js';
 export type { CircuitBreakerSnapshot } from './breaker/snapshot.js';
 export type { WindowMetrics, WindowSnapshot, TripReason } from './breaker/detector.js';
+export type {
+  CircuitBreakerMetrics,
+  CircuitFailureEvent,
+  CircuitIgnoredEvent,
+  CircuitIgnoreReason,
+  CircuitRejectEvent,
+  CircuitSlowCallEvent,
+  CircuitState,
+  CircuitStateChangeEvent,
+  CircuitSuccessEvent,
+  CircuitTransitionReason,
+} from './breaker/events.js';

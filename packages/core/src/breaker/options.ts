@@ -19,7 +19,11 @@ import type { Clock } from '../clock.js';
 import { InvalidOptionError } from '../errors.js';
 import * as check from '../options.js';
 import type { Outcome } from '../policy.js';
-import type { CircuitBreakerSnapshot } from './snapshot.js';
+import { ConsecutiveDetector } from './consecutive.js';
+import { CountWindow } from './count-window.js';
+import type { FailureDetector } from './detector.js';
+import { parseSnapshot, type CircuitBreakerSnapshot } from './snapshot.js';
+import { TimeWindow } from './time-window.js';
 
 /** Opens on the `threshold`-th failure in a row, or the `threshold`-th slow call in a row. */
 export interface ConsecutiveStrategy {
@@ -207,4 +211,94 @@ export function resolveBackoff(value: unknown, openDurationMs: number): (level: 
   const multiplier = check.number(`${opt}.multiplier`, b.multiplier, { min: 1 });
   const max = check.number(`${opt}.maxOpenDurationMs`, b.maxOpenDurationMs, { min: openDurationMs });
   return (level) => Math.min(max, openDurationMs * multiplier ** level);
+}
+
+/** Every option validated and completed. */
+export interface ResolvedOptions {
+  readonly name: string;
+  readonly mode: CircuitBreakerMode;
+  readonly strategy: Readonly<Required<CircuitBreakerStrategy>>;
+  readonly failureRateThreshold: number;
+  readonly slowCallDurationMs: number;
+  readonly slowCallRateThreshold: number;
+  readonly openDurationMs: number;
+  /** Open duration in ms for a backoff level. */
+  readonly openDurationFor: (level: number) => number;
+  readonly halfOpenPermits: number;
+  readonly halfOpenTimeoutMs: number;
+  /** undefined: the default predicate (applied by the breaker without allocating an Outcome). */
+  readonly isFailure: ((outcome: Outcome) => boolean | 'ignore') | undefined;
+  readonly initialState: CircuitBreakerSnapshot | undefined;
+  readonly clock: Clock;
+}
+
+/** Validates `circuitBreaker(options)` eagerly, naming the first bad option. */
+export function resolveOptions(options: CircuitBreakerOptions | undefined): ResolvedOptions {
+  const D = CIRCUIT_BREAKER_DEFAULTS;
+  const o = check.optionsObject('circuitBreaker', options);
+  check.knownKeys('circuitBreaker', o, OPTION_KEYS);
+  const rate = { above: 0, max: 1 };
+  const openDurationMs = check.positiveMs(
+    'circuitBreaker.openDurationMs',
+    o.openDurationMs ?? D.openDurationMs,
+  );
+  return {
+    clock: check.clock('circuitBreaker.clock', o.clock),
+    name: check.string('circuitBreaker.name', o.name ?? D.name),
+    mode: check.oneOf('circuitBreaker.mode', o.mode ?? D.mode, ['enabled', 'disabled', 'metrics-only']),
+    strategy: resolveStrategy(o.strategy ?? D.strategy),
+    failureRateThreshold: check.number(
+      'circuitBreaker.failureRateThreshold',
+      o.failureRateThreshold ?? D.failureRateThreshold,
+      rate,
+    ),
+    slowCallDurationMs: check.positiveMs(
+      'circuitBreaker.slowCallDurationMs',
+      o.slowCallDurationMs ?? D.slowCallDurationMs,
+      true,
+    ),
+    slowCallRateThreshold: check.number(
+      'circuitBreaker.slowCallRateThreshold',
+      o.slowCallRateThreshold ?? D.slowCallRateThreshold,
+      rate,
+    ),
+    openDurationMs,
+    openDurationFor: resolveBackoff(
+      o.openDurationBackoff ?? {
+        multiplier: D.openDurationBackoff.multiplier,
+        // an explicit open duration longer than the default cap is not an error: the cap follows it
+        maxOpenDurationMs: Math.max(D.openDurationBackoff.maxOpenDurationMs, openDurationMs),
+      },
+      openDurationMs,
+    ),
+    halfOpenPermits: check.number('circuitBreaker.halfOpenPermits', o.halfOpenPermits ?? D.halfOpenPermits, {
+      min: 1,
+      max: 10_000,
+      integer: true,
+    }),
+    halfOpenTimeoutMs: check.positiveMs(
+      'circuitBreaker.halfOpenTimeoutMs',
+      o.halfOpenTimeoutMs ?? D.halfOpenTimeoutMs,
+      true,
+    ),
+    isFailure:
+      o.isFailure === undefined
+        ? undefined
+        : check.fn<(outcome: Outcome) => boolean | 'ignore'>('circuitBreaker.isFailure', o.isFailure),
+    initialState: o.initialState === undefined ? undefined : parseSnapshot(o.initialState),
+  };
+}
+
+/** Builds the strategy's detector (a fresh one per breaker: they hold state). */
+export function createDetector(o: ResolvedOptions): FailureDetector {
+  const s = o.strategy;
+  if (s.type === 'consecutive') return new ConsecutiveDetector(s.threshold);
+  const thresholds = {
+    failureRateThreshold: o.failureRateThreshold,
+    slowCallRateThreshold: o.slowCallRateThreshold,
+    minimumCalls: s.minimumCalls,
+  };
+  return s.type === 'count'
+    ? new CountWindow(s.size, thresholds)
+    : new TimeWindow(s.windowMs, s.buckets, thresholds);
 }
