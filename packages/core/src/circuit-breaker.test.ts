@@ -507,6 +507,33 @@ describe('circuitBreaker outcomes', () => {
     assert.equal(slow.length, 2);
   });
 
+  it('consecutive strategy: opens on threshold slow calls in a row; slow probes reopen it', async () => {
+    const clock = new FakeClock();
+    const breaker = circuitBreaker({
+      clock,
+      strategy: { type: 'consecutive', threshold: 2 },
+      slowCallDurationMs: 100,
+      slowCallRateThreshold: 0.5,
+      halfOpenPermits: 2,
+    });
+    const reasons: string[] = [];
+    breaker.onStateChange((e) => reasons.push(e.reason));
+    const taking = (ms: number) => () => {
+      clock.advance(ms);
+      return 'done';
+    };
+    await breaker.execute(taking(100));
+    await breaker.execute(taking(5));
+    await breaker.execute(taking(100));
+    assert.equal(breaker.state, 'closed');
+    await breaker.execute(taking(120));
+    assert.equal(breaker.state, 'open');
+    clock.advance(5_000);
+    await breaker.execute(taking(150)); // 1 slow probe of 2: 0.5 reached, the round cannot pass
+    assert.equal(breaker.state, 'open');
+    assert.deepEqual(reasons, ['consecutive-slow-calls', 'open-elapsed', 'probes-slow']);
+  });
+
   it('measures durations only when needed', async () => {
     let reads = 0;
     const clock = new FakeClock();
