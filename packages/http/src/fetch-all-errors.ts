@@ -1,0 +1,105 @@
+/**
+ * The stable outcome codes of `fetchAll` results (`FetchResult.errorCode`), and how an error becomes one.
+ * The codes are part of the output format of the `many-requests` CLI: add new ones, never rename.
+ */
+import { CircuitOpenError, TimeoutError } from '@bulwark/core';
+import { HttpBodyTooLargeError, HttpNetworkError, HttpStatusError, type NetworkErrorKind } from './errors.js';
+
+/** Why a URL failed. Listed (with meanings) in docs/many-requests.md. */
+export type FetchErrorCode =
+  /** The input was not an absolute http: or https: URL. No request was sent. */
+  | 'INVALID_URL'
+  /** The host's circuit breaker was open: the request was not sent (the host failed repeatedly). */
+  | 'CIRCUIT_OPEN'
+  /** The attempt exceeded `timeoutMs` (or undici's headers / body timeout) and was aborted. */
+  | 'TIMEOUT'
+  /** TCP connect did not complete in time. */
+  | 'CONNECT_TIMEOUT'
+  /** Nothing listens at that address (ECONNREFUSED). */
+  | 'CONNECT_REFUSED'
+  /** The peer reset the connection (ECONNRESET, EPIPE). */
+  | 'RESET'
+  /** The connection closed before the response was complete (truncated body). */
+  | 'CLOSED'
+  /** Name resolution failed (ENOTFOUND, EAI_AGAIN). */
+  | 'DNS'
+  /** No route to the host (EHOSTUNREACH, ENETUNREACH, …). */
+  | 'UNREACHABLE'
+  /** The response was not valid HTTP. */
+  | 'PROTOCOL'
+  /** A TLS handshake or certificate failure. */
+  | 'TLS'
+  /** Any other network error. */
+  | 'NETWORK'
+  /** The server answered 429 Too Many Requests (after any retries). */
+  | 'HTTP_429'
+  /** The server answered another 4xx status. Not retried; does not count against the host's breaker. */
+  | 'HTTP_4XX'
+  /** The server answered 5xx (after any retries). */
+  | 'HTTP_5XX'
+  /** The body exceeded `maxBodyBytes`. */
+  | 'BODY_TOO_LARGE'
+  /** The caller's signal aborted the run before this URL finished. */
+  | 'ABORTED';
+
+/** Every code, in documentation order (a test keeps docs/many-requests.md in step with it). */
+export const FETCH_ERROR_CODES: readonly FetchErrorCode[] = Object.freeze([
+  'INVALID_URL',
+  'CIRCUIT_OPEN',
+  'TIMEOUT',
+  'CONNECT_TIMEOUT',
+  'CONNECT_REFUSED',
+  'RESET',
+  'CLOSED',
+  'DNS',
+  'UNREACHABLE',
+  'PROTOCOL',
+  'TLS',
+  'NETWORK',
+  'HTTP_429',
+  'HTTP_4XX',
+  'HTTP_5XX',
+  'BODY_TOO_LARGE',
+  'ABORTED',
+]);
+
+const BY_KIND: Readonly<Record<NetworkErrorKind, FetchErrorCode>> = {
+  'connect-timeout': 'CONNECT_TIMEOUT',
+  'headers-timeout': 'TIMEOUT',
+  'body-timeout': 'TIMEOUT',
+  'connection-refused': 'CONNECT_REFUSED',
+  'connection-reset': 'RESET',
+  'connection-closed': 'CLOSED',
+  dns: 'DNS',
+  unreachable: 'UNREACHABLE',
+  protocol: 'PROTOCOL',
+  tls: 'TLS',
+  other: 'NETWORK',
+};
+
+/** The code for a status that is not ok (≥ 400). */
+export function statusCode(status: number): FetchErrorCode {
+  if (status === 429) return 'HTTP_429';
+  return status >= 500 ? 'HTTP_5XX' : 'HTTP_4XX';
+}
+
+/** The code for the error a URL's last attempt ended with (the run's own abort is told apart before). */
+export function errorCodeOf(error: unknown): FetchErrorCode {
+  if (error instanceof CircuitOpenError) return 'CIRCUIT_OPEN';
+  if (error instanceof TimeoutError) return 'TIMEOUT';
+  if (error instanceof HttpStatusError) return statusCode(error.status);
+  if (error instanceof HttpNetworkError) {
+    // undici 7's HTTPParserError can carry no code (a bad status line, header or chunk size)
+    if (error.kind === 'other' && (error.cause as { name?: unknown } | undefined)?.name === 'HTTPParserError')
+      return 'PROTOCOL';
+    return BY_KIND[error.kind];
+  }
+  if (error instanceof HttpBodyTooLargeError) return 'BODY_TOO_LARGE';
+  return 'NETWORK';
+}
+
+/** A one-line description of an error for the `error` field of a result. */
+export function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

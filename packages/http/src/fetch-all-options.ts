@@ -1,0 +1,184 @@
+/**
+ * The options of `fetchAll`, their defaults (declared once, here) and their validation.
+ */
+import { InvalidOptionError, checks } from '@bulwark/core';
+import type { Dispatcher } from 'undici';
+
+export interface FetchAllOptions {
+  /** Requests in flight at once, over all hosts (an integer ≥ 1). @default 50 */
+  concurrency?: number;
+  /**
+   * Requests in flight at once to one origin (scheme, host and port); also undici's connection limit per
+   * origin. Capped at `concurrency`. @default 10
+   */
+  perHostConcurrency?: number;
+  /** Time allowed per attempt, in ms: connect, headers and the whole body. @default 10_000 */
+  timeoutMs?: number;
+  /**
+   * Retries per URL after its first attempt, for network errors, timeouts, 408/425/429/500/502/503/504,
+   * within the shared retry budget. @default 2
+   */
+  retries?: number;
+  /**
+   * Retries allowed across the whole run, per URL started, in a sliding 10 s window (0.1 = at most one
+   * retry per ten URLs, plus the floor). @default 0.1
+   */
+  retryBudgetRatio?: number;
+  /** The budget's floor: retries allowed per second of window even without traffic. @default 10 */
+  retryBudgetMinPerSecond?: number;
+  /** Scale of the first backoff before a retry, in ms (exponential with decorrelated jitter). @default 100 */
+  retryInitialDelayMs?: number;
+  /** The longest `Retry-After` honoured, in ms; a longer one ends the URL's retries. @default 5_000 */
+  maxRetryAfterMs?: number;
+  /**
+   * Consecutive failures (network errors, timeouts, 429, 5xx) after which a host's circuit breaker opens
+   * and its remaining URLs fail fast with `CIRCUIT_OPEN`. @default 5
+   */
+  breakerFailures?: number;
+  /**
+   * How long an open breaker fails fast before it lets probes through (3 at a time), in ms; doubles per
+   * failed probe round up to 60 s (core `circuitBreaker` defaults). @default 5_000
+   */
+  breakerOpenMs?: number;
+  /** Requests started per second per origin (fractional allowed; `Infinity`: no limit). @default Infinity */
+  ratePerHost?: number;
+  /**
+   * URLs read from the input beyond `concurrency`: waiting for their host's slot, between retries, or
+   * finished and not yet consumed. Bounds memory (each costs its URL and ~200 bytes). A window much
+   * smaller than the URLs a black-holed host receives during one `timeoutMs` stalls the input behind
+   * that host until its breaker opens. @default 1000
+   */
+  readAhead?: number;
+  /** Headers sent with every request. @default none */
+  headers?: Readonly<Record<string, string>>;
+  /** Keep each response body in `result.body` (otherwise it is only counted). @default false */
+  keepBody?: boolean;
+  /** Abort a transfer beyond this many body bytes (`BODY_TOO_LARGE`). @default Infinity */
+  maxBodyBytes?: number;
+  /** Aborting it aborts every request in flight; the iteration then rejects with `signal.reason`. */
+  signal?: AbortSignal;
+  /**
+   * The undici dispatcher to send through (it is not closed). @default a new `Agent` with
+   * `connections: perHostConcurrency`, destroyed when the run ends
+   */
+  dispatcher?: Dispatcher;
+}
+
+/** The defaults of {@link FetchAllOptions}. */
+export const FETCH_ALL_DEFAULTS = Object.freeze({
+  concurrency: 50,
+  perHostConcurrency: 10,
+  timeoutMs: 10_000,
+  retries: 2,
+  retryBudgetRatio: 0.1,
+  retryBudgetMinPerSecond: 10,
+  retryInitialDelayMs: 100,
+  maxRetryAfterMs: 5_000,
+  breakerFailures: 5,
+  breakerOpenMs: 5_000,
+  ratePerHost: Infinity,
+  readAhead: 1000,
+  keepBody: false,
+  maxBodyBytes: Infinity,
+});
+
+const KEYS = [...Object.keys(FETCH_ALL_DEFAULTS), 'headers', 'signal', 'dispatcher'] as readonly string[];
+
+/** Options after validation and defaults. */
+export interface ResolvedFetchAllOptions {
+  readonly concurrency: number;
+  readonly perHostConcurrency: number;
+  readonly timeoutMs: number;
+  readonly retries: number;
+  readonly retryBudgetRatio: number;
+  readonly retryBudgetMinPerSecond: number;
+  readonly retryInitialDelayMs: number;
+  readonly maxRetryAfterMs: number;
+  readonly breakerFailures: number;
+  readonly breakerOpenMs: number;
+  readonly ratePerHost: number;
+  readonly readAhead: number;
+  readonly headers: Readonly<Record<string, string>> | undefined;
+  readonly keepBody: boolean;
+  readonly maxBodyBytes: number;
+  readonly signal: AbortSignal | undefined;
+  readonly dispatcher: Dispatcher | undefined;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Validates `options` (throws {@link InvalidOptionError} naming the option) and fills in defaults. */
+export function resolveFetchAllOptions(options: FetchAllOptions | undefined): ResolvedFetchAllOptions {
+  const o = checks.optionsObject('fetchAll', options);
+  checks.knownKeys('fetchAll', o, KEYS);
+  const d = FETCH_ALL_DEFAULTS;
+  const int = (name: keyof typeof d, min: number, max = Infinity): number =>
+    checks.number(`fetchAll.${name}`, o[name as keyof FetchAllOptions] ?? d[name], {
+      min,
+      max,
+      integer: true,
+    });
+  const concurrency = int('concurrency', 1, 100_000);
+  const perHost = int('perHostConcurrency', 1, 100_000);
+  const signal = o.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new InvalidOptionError('fetchAll.signal', signal, 'an AbortSignal');
+  }
+  const dispatcher = o.dispatcher;
+  if (dispatcher !== undefined && typeof (dispatcher as Partial<Dispatcher>).dispatch !== 'function') {
+    throw new InvalidOptionError('fetchAll.dispatcher', dispatcher, 'an undici Dispatcher');
+  }
+  const headers = o.headers;
+  if (
+    headers !== undefined &&
+    (typeof headers !== 'object' ||
+      headers === null ||
+      Object.values(headers).some((v) => typeof v !== 'string'))
+  ) {
+    throw new InvalidOptionError('fetchAll.headers', headers, 'an object of string header values');
+  }
+  return {
+    concurrency,
+    perHostConcurrency: Math.min(perHost, concurrency),
+    timeoutMs: checks.number('fetchAll.timeoutMs', o.timeoutMs ?? d.timeoutMs, {
+      above: 0,
+      max: MAX_TIMER_MS,
+    }),
+    retries: int('retries', 0, 100),
+    retryBudgetRatio: checks.number('fetchAll.retryBudgetRatio', o.retryBudgetRatio ?? d.retryBudgetRatio, {
+      min: 0,
+    }),
+    retryBudgetMinPerSecond: checks.number(
+      'fetchAll.retryBudgetMinPerSecond',
+      o.retryBudgetMinPerSecond ?? d.retryBudgetMinPerSecond,
+      { min: 0 },
+    ),
+    retryInitialDelayMs: checks.number(
+      'fetchAll.retryInitialDelayMs',
+      o.retryInitialDelayMs ?? d.retryInitialDelayMs,
+      { min: 0, max: MAX_TIMER_MS },
+    ),
+    maxRetryAfterMs: checks.number('fetchAll.maxRetryAfterMs', o.maxRetryAfterMs ?? d.maxRetryAfterMs, {
+      min: 0,
+      max: MAX_TIMER_MS,
+    }),
+    breakerFailures: int('breakerFailures', 1),
+    breakerOpenMs: checks.number('fetchAll.breakerOpenMs', o.breakerOpenMs ?? d.breakerOpenMs, {
+      above: 0,
+      max: MAX_TIMER_MS,
+    }),
+    ratePerHost: checks.number('fetchAll.ratePerHost', o.ratePerHost ?? d.ratePerHost, {
+      above: 0,
+      infinite: true,
+    }),
+    readAhead: int('readAhead', 0, 10_000_000),
+    headers: headers === undefined ? undefined : Object.freeze({ ...headers }),
+    keepBody: checks.boolean('fetchAll.keepBody', o.keepBody ?? d.keepBody),
+    maxBodyBytes: checks.number('fetchAll.maxBodyBytes', o.maxBodyBytes ?? d.maxBodyBytes, {
+      min: 0,
+      infinite: true,
+    }),
+    signal,
+    dispatcher,
+  };
+}

@@ -1,0 +1,302 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { after, test } from 'node:test';
+import { InvalidOptionError } from '@bulwark/core';
+import { patternBody, startFaultServer, type FaultServer, type RequestRecord } from '@bulwark/fault-server';
+import { FETCH_ERROR_CODES, fetchAll, type FetchResult } from './index.js';
+
+const servers: FaultServer[] = [];
+async function server(): Promise<FaultServer> {
+  const s = await startFaultServer();
+  servers.push(s);
+  return s;
+}
+after(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+});
+
+async function collect(iterable: AsyncIterable<FetchResult>): Promise<FetchResult[]> {
+  const out: FetchResult[] = [];
+  for await (const r of iterable) out.push(r);
+  return out;
+}
+
+/** A loopback port nothing listens on (bound, then closed). */
+async function deadPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** The most requests that overlapped in time across the given request logs (a sweep over start/end). */
+function maxOverlap(records: readonly RequestRecord[]): number {
+  const events: [number, number][] = [];
+  for (const r of records) {
+    events.push([r.startedAt, 1]);
+    events.push([r.endedAt ?? Infinity, -1]);
+  }
+  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let now = 0;
+  let max = 0;
+  for (const [, d] of events) max = Math.max(max, (now += d));
+  return max;
+}
+
+test('every input URL yields exactly one record: valid, invalid, duplicate, error statuses', async () => {
+  const s = await server();
+  const urls = [
+    `${s.origin}/ok`,
+    'not a url',
+    `${s.origin}/ok`,
+    `${s.origin}/status/404`,
+    'ftp://example.com/file',
+    '',
+    `${s.origin}/ok`,
+    `${s.origin}/status/500`,
+    `${s.origin}/status/429`,
+  ];
+  const results = await collect(fetchAll(urls, { retries: 0 }));
+  assert.equal(results.length, urls.length);
+  const byIndex = new Map(results.map((r) => [r.index, r]));
+  assert.deepEqual(
+    [...byIndex.keys()].sort((a, b) => a - b),
+    urls.map((_, i) => i),
+  );
+  for (const r of results) assert.equal(r.url, urls[r.index]);
+  assert.deepEqual(
+    urls.map((_, i) => byIndex.get(i)!.errorCode ?? 'ok'),
+    ['ok', 'INVALID_URL', 'ok', 'HTTP_4XX', 'INVALID_URL', 'INVALID_URL', 'ok', 'HTTP_5XX', 'HTTP_429'],
+  );
+  const ok = byIndex.get(0)!;
+  assert.equal(ok.ok, true);
+  assert.equal(ok.status, 200);
+  assert.equal(ok.bytes, 2);
+  assert.equal(ok.attempts, 1);
+  assert.equal(ok.host, `127.0.0.1:${s.port}`);
+  assert.equal(ok.body, undefined, 'bodies are counted, not kept, by default');
+  assert.equal(byIndex.get(3)!.status, 404);
+  assert.equal(byIndex.get(3)!.ok, false);
+  assert.equal(byIndex.get(1)!.attempts, 0);
+  assert.equal(s.requestCount, 6, 'invalid URLs send nothing');
+});
+
+test('global and per-host concurrency are never exceeded, as the servers see it', async () => {
+  const hosts = await Promise.all([server(), server(), server()]);
+  for (const h of hosts) h.setFault({ type: 'latency', ms: 20 });
+  const urls = Array.from({ length: 60 }, (_, i) => `${hosts[i % 3]!.origin}/x?i=${i}`);
+  const results = await collect(fetchAll(urls, { concurrency: 5, perHostConcurrency: 2 }));
+  assert.equal(results.filter((r) => r.ok).length, 60);
+  for (const h of hosts) {
+    assert.ok(h.maxConcurrentRequests <= 2, `per host: ${h.maxConcurrentRequests}`);
+    assert.equal(h.maxConcurrentRequests, 2, 'the per-host limit is used');
+  }
+  const overall = maxOverlap(hosts.flatMap((h) => h.requests));
+  assert.ok(overall <= 5, `global: ${overall}`);
+  assert.ok(overall >= 4, `the global limit is used: ${overall}`);
+
+  // one host, a per-host limit above the global one: the global one binds
+  const one = await server();
+  one.setFault({ type: 'latency', ms: 20 });
+  await collect(
+    fetchAll(
+      Array.from({ length: 30 }, (_, i) => `${one.origin}/y?${i}`),
+      { concurrency: 3, perHostConcurrency: 10 },
+    ),
+  );
+  assert.equal(one.maxConcurrentRequests, 3);
+});
+
+test('a black-holed host trips its breaker: the rest finish, its remaining URLs fail fast', async () => {
+  const good = await server();
+  const dead = await server();
+  dead.setFault({ type: 'blackhole' });
+  const urls = Array.from({ length: 200 }, (_, i) =>
+    i % 2 === 0 ? `${good.origin}/ok?${i}` : `${dead.origin}/x?${i}`,
+  );
+  const t0 = performance.now();
+  const run = fetchAll(urls, {
+    timeoutMs: 300,
+    retries: 1,
+    breakerFailures: 3,
+    perHostConcurrency: 3,
+    retryInitialDelayMs: 5,
+  });
+  const events: string[] = [];
+  run.onBreakerStateChange((e) => events.push(`${e.host}:${e.from}->${e.to}`));
+  const results = await collect(run);
+  const elapsed = performance.now() - t0;
+  assert.equal(results.length, 200);
+  const goodResults = results.filter((r) => r.host === `127.0.0.1:${good.port}`);
+  const deadResults = results.filter((r) => r.host === `127.0.0.1:${dead.port}`);
+  assert.equal(goodResults.filter((r) => r.ok).length, 100);
+  const codes = new Map<string, number>();
+  for (const r of deadResults) codes.set(r.errorCode!, (codes.get(r.errorCode!) ?? 0) + 1);
+  assert.ok((codes.get('CIRCUIT_OPEN') ?? 0) >= 95, JSON.stringify([...codes]));
+  assert.equal((codes.get('TIMEOUT') ?? 0) + (codes.get('CIRCUIT_OPEN') ?? 0), 100);
+  for (const r of deadResults.filter((x) => x.errorCode === 'CIRCUIT_OPEN')) assert.equal(r.ok, false);
+  // without the breaker: 100 URLs × 300 ms / 3 at a time ≈ 10 s
+  assert.ok(elapsed < 3000, `took ${Math.round(elapsed)} ms`);
+  assert.ok(dead.requestCount <= 6, `the dead host saw ${dead.requestCount} requests`);
+  assert.equal(run.stats.breakerTrips.get(`127.0.0.1:${dead.port}`), 1);
+  assert.deepEqual(events, [`127.0.0.1:${dead.port}:closed->open`]);
+});
+
+test('a refused host trips its breaker: CONNECT_REFUSED, then CIRCUIT_OPEN', async () => {
+  const port = await deadPort();
+  const urls = Array.from({ length: 50 }, (_, i) => `http://127.0.0.1:${port}/${i}`);
+  const results = await collect(fetchAll(urls, { retries: 0, breakerFailures: 4, perHostConcurrency: 2 }));
+  const codes = results.map((r) => r.errorCode);
+  // the 4th failure opens it; a request already on the wire then (2 per host) still reports its own error
+  const refused = codes.filter((c) => c === 'CONNECT_REFUSED').length;
+  assert.ok(refused >= 4 && refused <= 5, `${refused} refused`);
+  assert.equal(codes.filter((c) => c === 'CIRCUIT_OPEN').length, 50 - refused);
+  for (const r of results.filter((x) => x.errorCode === 'CIRCUIT_OPEN')) assert.equal(r.attempts, 0);
+});
+
+test('retries stay within the shared budget when everything fails (counted at the server)', async () => {
+  const s = await server();
+  s.setFault({ type: 'status', status: 503 });
+  const urls = Array.from({ length: 300 }, (_, i) => `${s.origin}/fail?${i}`);
+  const run = fetchAll(urls, {
+    retries: 3,
+    retryBudgetRatio: 0.1,
+    retryBudgetMinPerSecond: 1, // floor: 1/s × 10 s window = 10 retries
+    retryInitialDelayMs: 1,
+    breakerFailures: 1_000_000, // keep the breaker out of it: this is about the budget
+    concurrency: 20,
+    perHostConcurrency: 20,
+  });
+  const results = await collect(run);
+  assert.equal(results.length, 300);
+  assert.ok(results.every((r) => r.errorCode === 'HTTP_5XX' && r.status === 503));
+  const floor = 10;
+  assert.ok(s.requestCount <= 1.1 * 300 + floor, `server saw ${s.requestCount} requests`);
+  assert.ok(s.requestCount > 300, 'some retries were made');
+  assert.equal(
+    results.reduce((n, r) => n + r.attempts, 0),
+    s.requestCount,
+  );
+  assert.equal(run.stats.retries, s.requestCount - 300);
+  assert.ok(run.stats.retriesDenied > 0);
+});
+
+test('a timeout aborts the request on the wire (the connection is dropped)', async () => {
+  const s = await server();
+  s.setFault({ type: 'blackhole' });
+  const t0 = performance.now();
+  const [r] = await collect(fetchAll([`${s.origin}/slow`], { timeoutMs: 150, retries: 0 }));
+  assert.equal(r!.errorCode, 'TIMEOUT');
+  assert.ok(performance.now() - t0 < 2000);
+  assert.ok(r!.durationMs >= 140 && r!.durationMs < 1500, `durationMs ${r!.durationMs}`);
+  for (let i = 0; i < 100 && s.currentConnections > 0; i++) await new Promise((res) => setTimeout(res, 10));
+  assert.equal(s.currentConnections, 0);
+});
+
+test('network faults map to stable codes', async () => {
+  const s = await server();
+  const urls = [
+    `${s.origin}/reset`,
+    `${s.origin}/malformed/status-line`,
+    `${s.origin}/truncate?bytes=1&size=100`,
+    `${s.origin}/close`,
+  ];
+  const results = await collect(fetchAll(urls, { retries: 0, breakerFailures: 100 }));
+  const code = (i: number): string | undefined => results.find((r) => r.index === i)!.errorCode;
+  assert.equal(code(0), 'RESET');
+  assert.equal(code(1), 'PROTOCOL');
+  assert.equal(code(2), 'CLOSED');
+  assert.ok(['CLOSED', 'RESET'].includes(code(3)!), code(3));
+  for (const r of results) assert.ok(FETCH_ERROR_CODES.includes(r.errorCode!));
+});
+
+test('keepBody keeps the bytes; maxBodyBytes stops a large body', async () => {
+  const s = await server();
+  const [kept] = await collect(fetchAll([`${s.origin}/ok?size=5000`], { keepBody: true }));
+  assert.equal(kept!.bytes, 5000);
+  assert.deepEqual(kept!.body, patternBody(5000));
+  const [big] = await collect(fetchAll([`${s.origin}/ok?size=100000`], { maxBodyBytes: 1000 }));
+  assert.equal(big!.errorCode, 'BODY_TOO_LARGE');
+  assert.equal(big!.attempts, 1, 'not retried');
+});
+
+test('ratePerHost paces the starts of one origin', async () => {
+  const s = await server();
+  const urls = Array.from({ length: 6 }, (_, i) => `${s.origin}/p?${i}`);
+  await collect(fetchAll(urls, { ratePerHost: 20 }));
+  const starts = s.requests.map((r) => r.startedAt).sort((a, b) => a - b);
+  // 20/s with a burst of 1: one start every 50 ms
+  assert.ok(starts.at(-1)! - starts[0]! >= 5 * 50 - 15, `span ${starts.at(-1)! - starts[0]!} ms`);
+});
+
+test('input is pulled lazily: bounded read-ahead, and leaving the loop closes the input', async () => {
+  const s = await server();
+  let produced = 0;
+  let closed = false;
+  async function* endless(): AsyncGenerator<string> {
+    try {
+      for (;;) {
+        produced++;
+        yield `${s.origin}/n?${produced}`;
+      }
+    } finally {
+      closed = true;
+    }
+  }
+  let seen = 0;
+  for await (const r of fetchAll(endless(), { concurrency: 4, readAhead: 10 })) {
+    assert.equal(r.ok, true);
+    if (++seen === 100) break;
+  }
+  assert.ok(produced <= 100 + 4 + 10 + 1, `read ${produced} URLs`);
+  assert.equal(closed, true);
+});
+
+test("the caller's signal aborts everything in flight: ABORTED records, then the reason", async () => {
+  const s = await server();
+  s.setFault({ type: 'blackhole' });
+  const controller = new AbortController();
+  const urls = Array.from({ length: 100 }, (_, i) => `${s.origin}/h?${i}`);
+  const run = fetchAll(urls, { signal: controller.signal, concurrency: 10, timeoutMs: 60_000 });
+  const seen: FetchResult[] = [];
+  setTimeout(() => controller.abort(new Error('stop')), 100);
+  const t0 = performance.now();
+  await assert.rejects(async () => {
+    for await (const r of run) seen.push(r);
+  }, /stop/);
+  assert.ok(performance.now() - t0 < 1500);
+  assert.ok(seen.length > 0 && seen.length <= 100);
+  assert.ok(seen.every((r) => r.errorCode === 'ABORTED'));
+  assert.equal(new Set(seen.map((r) => r.index)).size, seen.length);
+  for (let i = 0; i < 100 && s.currentConnections > 0; i++) await new Promise((res) => setTimeout(res, 10));
+  assert.equal(s.currentConnections, 0, 'in-flight requests were aborted on the wire');
+});
+
+test('an input that throws: the URLs read are yielded, then its error', async () => {
+  const s = await server();
+  async function* broken(): AsyncGenerator<string> {
+    yield `${s.origin}/a`;
+    yield `${s.origin}/b`;
+    throw new Error('disk on fire');
+  }
+  const seen: FetchResult[] = [];
+  await assert.rejects(async () => {
+    for await (const r of fetchAll(broken())) seen.push(r);
+  }, /disk on fire/);
+  assert.equal(seen.length, 2);
+});
+
+test('options are validated at once, naming the option', () => {
+  assert.throws(
+    () => fetchAll([], { concurrency: 0 }),
+    (e: unknown) => {
+      assert.ok(e instanceof InvalidOptionError);
+      assert.equal(e.option, 'fetchAll.concurrency');
+      return true;
+    },
+  );
+  assert.throws(() => fetchAll([], { timeout: 5 } as never), /fetchAll\.timeout/);
+  assert.throws(() => fetchAll([], { retryBudgetRatio: -1 }), /fetchAll\.retryBudgetRatio/);
+  assert.throws(() => fetchAll(42 as never), /fetchAll\.urls/);
+});

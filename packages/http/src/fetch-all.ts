@@ -1,0 +1,555 @@
+/**
+ * fetchAll: GET many URLs concurrently and yield one result per URL as each completes.
+ *
+ * Per URL: core `retry` (with one `retryBudget` shared by the whole run) around attempts; each attempt
+ * goes through its origin's slot (global + per-origin concurrency, optional per-origin pace: see
+ * fetch-all-slots.ts) → the origin's core `circuitBreaker` → core `timeout` (aggressive) → one undici
+ * dispatch.
+ *
+ * - Slots are taken per attempt, so a URL waiting out a backoff holds none.
+ * - The breaker sits inside the slots: it is asked when a request is about to go out, so URLs queued
+ *   behind a host that has just been found dead fail fast (`CIRCUIT_OPEN`) instead of each costing a
+ *   timeout.
+ * - Input is pulled lazily: at most `concurrency + readAhead` URLs are held at once (in flight, queued
+ *   for a slot, between retries, or finished and not yet consumed), so memory does not grow with the
+ *   input and a slow consumer slows the reading.
+ *
+ * Aborting, cheaply. Only `retry` gets the run's signal (it listens only while a backoff sleeps). The
+ * attempt's policies run in a context without one, and the exchange is aborted directly: by the timeout's
+ * `onTimeout` event (keyed by the URL's index) and by the run's abort, which also empties the slot queues.
+ * Letting every attempt read `ctx.signal` instead — an `AbortController` per attempt, linked to the run's
+ * signal with a listener — doubled the per-URL CPU cost (measured; see docs/many-requests.md).
+ */
+import { setMaxListeners } from 'node:events';
+import { Agent, type Dispatcher } from 'undici';
+import {
+  CircuitOpenError,
+  EventEmitter,
+  InvalidOptionError,
+  TimeoutError,
+  circuitBreaker,
+  defaultIsFailure,
+  defaultShouldRetry,
+  pipeline,
+  rateLimiter,
+  retry,
+  retryBudget,
+  timeout,
+  type CallContext,
+  type ExecuteOptions,
+  type Outcome,
+  type Policy,
+  type RateLimiterPolicy,
+  type RetryBudget,
+  type RetryPolicy,
+  type Subscribe,
+  type TimeoutPolicy,
+} from '@bulwark/core';
+import { HttpBodyTooLargeError } from './errors.js';
+import { errorCodeOf, messageOf, statusCode } from './fetch-all-errors.js';
+import {
+  resolveFetchAllOptions,
+  type FetchAllOptions,
+  type ResolvedFetchAllOptions,
+} from './fetch-all-options.js';
+import {
+  Exchange,
+  type ExchangeOptions,
+  type ExchangeResult,
+  type Progress,
+  type Target,
+} from './fetch-all-request.js';
+import { SlotScheduler, type Entry, type HostSlots } from './fetch-all-slots.js';
+import type { FetchAllRun, FetchAllStats, FetchResult, HostBreakerEvent } from './fetch-all-types.js';
+
+/** Most idle origin states kept (breaker, slots); beyond it idle ones with a closed breaker are dropped. */
+const MAX_IDLE_HOSTS = 1000;
+
+const isFailureStatus = (status: number): boolean => status >= 500 || status === 429;
+
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
+}
+
+interface Host {
+  readonly host: string;
+  /** slots → breaker → timeout: a later attempt (a retry). */
+  readonly policy: Policy;
+  /** breaker → timeout: a first attempt, which already holds its slot. */
+  readonly inner: Policy;
+  readonly slots: HostSlots;
+  readonly breakerIsClosed: () => boolean;
+  /** URLs of this origin admitted and not settled. */
+  active: number;
+}
+
+/**
+ * One URL. It waits for its first slot as this bare record (see fetch-all-slots.ts for why); its closures
+ * and policies come to life in `grant`.
+ */
+class Item implements Progress, Entry {
+  attempts = 0;
+  startedAt = -1;
+  status: number | undefined = undefined;
+  bytes = 0;
+  exchange: Exchange | undefined = undefined;
+  /** The slot granted for the first attempt, not yet used. */
+  holdsSlot = false;
+  key = '';
+  #inner: ExecuteOptions | undefined = undefined;
+
+  constructor(
+    readonly index: number,
+    readonly target: Target,
+    readonly host: Host,
+    readonly run: Run,
+  ) {}
+
+  grant(): void {
+    this.key = String(this.index);
+    this.#inner = { key: this.key };
+    this.holdsSlot = true;
+    this.run.begin(this);
+  }
+
+  cancel(reason: unknown): void {
+    this.run.cancelled(this, reason);
+  }
+
+  /** One attempt, as `retry` sees it. */
+  readonly attempt = (): Promise<unknown> => {
+    if (this.holdsSlot) {
+      this.holdsSlot = false;
+      return this.host.slots.runHeld(this.#first, undefined as unknown as CallContext);
+    }
+    return this.host.policy.execute(this.send, this.#inner);
+  };
+
+  readonly #first = (): Promise<unknown> => this.host.inner.execute(this.send, this.#inner);
+
+  /** The innermost operation: one request. */
+  readonly send = (): Promise<ExchangeResult> => {
+    this.attempts++;
+    if (this.startedAt < 0) this.startedAt = performance.now();
+    this.status = undefined;
+    this.bytes = 0;
+    this.run.inFlight++;
+    const exchange = new Exchange(this.target, this.run.exchangeOptions, this);
+    this.exchange = exchange;
+    return exchange.start();
+  };
+}
+
+function parseTarget(raw: unknown): Target | { error: string; url: string } {
+  const url = typeof raw === 'string' ? raw : raw instanceof URL ? raw.href : String(raw);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { error: 'Not an absolute URL', url };
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    return { error: `Unsupported protocol ${parsed.protocol} (only http: and https:)`, url };
+  }
+  return { url, origin: parsed.origin, path: parsed.pathname + parsed.search, host: parsed.host };
+}
+
+class Run implements FetchAllRun {
+  readonly options: ResolvedFetchAllOptions;
+  readonly exchangeOptions: ExchangeOptions;
+  inFlight = 0;
+  readonly #input: Iterator<unknown> | AsyncIterator<unknown>;
+  readonly #controller = new AbortController();
+  readonly #signal = this.#controller.signal;
+  readonly #execOptions: ExecuteOptions = { signal: this.#signal };
+  readonly #dispatcher: Dispatcher;
+  readonly #ownsDispatcher: boolean;
+  readonly #retry: RetryPolicy;
+  readonly #budget: RetryBudget;
+  readonly #timeout: TimeoutPolicy;
+  readonly #timeoutReason: TimeoutError;
+  readonly #slots: SlotScheduler;
+  readonly #limiter: RateLimiterPolicy | undefined;
+  readonly #hosts = new Map<string, Host>();
+  /** Admitted URLs not yet settled, by key (the index as a string). */
+  readonly #items = new Map<string, Item>();
+  readonly #trips = new Map<string, number>();
+  readonly #onBreaker = new EventEmitter<HostBreakerEvent>();
+  readonly onBreakerStateChange: Subscribe<HostBreakerEvent> = this.#onBreaker.subscribe;
+
+  /** Results not yet taken by the consumer (a queue: `#results[#head…]`). */
+  #results: FetchResult[] = [];
+  #head = 0;
+  #waiter: { resolve: (r: IteratorResult<FetchResult>) => void; reject: (e: unknown) => void } | undefined;
+  /** Admitted and not yet consumed. */
+  #active = 0;
+  readonly #cap: number;
+  #resumePump: (() => void) | undefined = undefined;
+  #started = false;
+  #inputDone = false;
+  #failure: { error: unknown } | undefined = undefined;
+  #closed = false;
+  #finished = false;
+  #read = 0;
+  #completed = 0;
+  #ok = 0;
+  #retries = 0;
+  #dispatcherClosed: Promise<void> | undefined;
+
+  constructor(urls: Iterable<unknown> | AsyncIterable<unknown>, options: FetchAllOptions | undefined) {
+    const o = (this.options = resolveFetchAllOptions(options));
+    if (urls != null && typeof (urls as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
+      this.#input = (urls as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+    } else if (urls != null && typeof (urls as Iterable<unknown>)[Symbol.iterator] === 'function') {
+      this.#input = (urls as Iterable<unknown>)[Symbol.iterator]();
+    } else {
+      throw new InvalidOptionError('fetchAll.urls', urls, 'an Iterable or AsyncIterable of URL strings');
+    }
+    this.#cap = o.concurrency + o.readAhead;
+    this.#ownsDispatcher = o.dispatcher === undefined;
+    this.#dispatcher =
+      o.dispatcher ??
+      new Agent({
+        connections: o.perHostConcurrency,
+        // our timeout bounds every attempt; undici's own are a backstop only
+        headersTimeout: o.timeoutMs + 1000,
+        bodyTimeout: o.timeoutMs + 1000,
+        connect: { timeout: Math.min(o.timeoutMs + 1000, 30_000) },
+      });
+    this.exchangeOptions = {
+      dispatcher: this.#dispatcher,
+      headers: o.headers,
+      keepBody: o.keepBody,
+      maxBodyBytes: o.maxBodyBytes,
+      isFailureStatus,
+      onEnd: () => {
+        this.inFlight--;
+      },
+    };
+    // backoff sleeps listen on the run's signal (one listener each while they sleep)
+    setMaxListeners(0, this.#signal);
+    this.#signal.addEventListener('abort', this.#onAbort, { once: true });
+    if (o.signal !== undefined) {
+      const signal = o.signal;
+      if (signal.aborted) this.#controller.abort(signal.reason);
+      else signal.addEventListener('abort', () => this.#controller.abort(signal.reason), { once: true });
+    }
+    this.#budget = retryBudget({ ratio: o.retryBudgetRatio, minRetriesPerSecond: o.retryBudgetMinPerSecond });
+    this.#retry = retry({
+      maxAttempts: o.retries + 1,
+      budget: this.#budget,
+      initialDelayMs: o.retryInitialDelayMs,
+      maxRetryAfterMs: o.maxRetryAfterMs,
+      // an open breaker is not retried: failing fast is its point
+      shouldRetry: (outcome: Outcome) =>
+        !outcome.ok && !(outcome.error instanceof CircuitOpenError) && defaultShouldRetry(outcome),
+    });
+    this.#retry.onRetry(() => {
+      this.#retries++;
+    });
+    this.#timeout = timeout({ timeoutMs: o.timeoutMs });
+    this.#timeoutReason = new TimeoutError(o.timeoutMs);
+    this.#timeout.onTimeout((event) => {
+      const item = event.key === undefined ? undefined : this.#items.get(event.key);
+      item?.exchange?.abort(this.#timeoutReason);
+    });
+    this.#slots = new SlotScheduler(o.concurrency);
+    this.#limiter =
+      o.ratePerHost === Infinity ? undefined : rateLimiter({ ratePerSecond: o.ratePerHost, burst: 1 });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  get stats(): FetchAllStats {
+    return {
+      read: this.#read,
+      completed: this.#completed,
+      ok: this.#ok,
+      inFlight: this.inFlight,
+      retries: this.#retries,
+      retriesDenied: this.#budget.totalRejected,
+      breakerTrips: this.#trips,
+    };
+  }
+
+  next(): Promise<IteratorResult<FetchResult>> {
+    if (!this.#started) {
+      this.#started = true;
+      void this.#pump();
+    }
+    if (this.#head < this.#results.length) return Promise.resolve({ done: false, value: this.#take() });
+    if (this.#finished || this.#closed) return this.#end();
+    if (this.#waiter !== undefined) return Promise.reject(new Error('fetchAll: next() called concurrently'));
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+    });
+  }
+
+  async return(): Promise<IteratorResult<FetchResult>> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#controller.abort(new Error('fetchAll: the consumer stopped iterating'));
+      await this.#closeDispatcher();
+    }
+    return { done: true, value: undefined };
+  }
+
+  #take(): FetchResult {
+    const result = this.#results[this.#head]!;
+    this.#results[this.#head++] = undefined as unknown as FetchResult;
+    if (this.#head >= 1024 && this.#head * 2 >= this.#results.length) {
+      this.#results = this.#results.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#consumed();
+    return result;
+  }
+
+  #consumed(): void {
+    this.#active--;
+    const resume = this.#resumePump;
+    if (resume !== undefined && this.#active < this.#cap) {
+      this.#resumePump = undefined;
+      resume();
+    }
+  }
+
+  async #end(): Promise<IteratorResult<FetchResult>> {
+    await this.#closeDispatcher();
+    if (this.#failure !== undefined && !this.#closed) throw this.#failure.error;
+    return { done: true, value: undefined };
+  }
+
+  #closeDispatcher(): Promise<void> {
+    if (!this.#ownsDispatcher) return Promise.resolve();
+    this.#dispatcherClosed ??= (this.#dispatcher as Agent).destroy().catch(() => undefined);
+    return this.#dispatcherClosed;
+  }
+
+  /**
+   * The run was aborted (the caller's signal, or the consumer left): requests in flight are aborted, the
+   * slot queues emptied (retry gives every URL up with the reason), and the input counts as done at once —
+   * a read pending on a stdin that never ends must not hold the run — and is asked to release itself.
+   */
+  readonly #onAbort = (): void => {
+    const reason = this.#signal.reason;
+    if (!this.#closed && this.#failure === undefined) this.#failure = { error: reason };
+    this.#slots.abortAll(reason);
+    for (const item of this.#items.values()) item.exchange?.abort(reason);
+    const resume = this.#resumePump;
+    this.#resumePump = undefined;
+    resume?.();
+    if (!this.#inputDone) {
+      this.#inputDone = true;
+      try {
+        const closing = this.#input.return?.();
+        if (isPromiseLike(closing)) Promise.resolve(closing).catch(() => undefined);
+      } catch {
+        // the input's own cleanup failed: the abort is what the caller sees
+      }
+    }
+    this.#checkFinished();
+  };
+
+  async #pump(): Promise<void> {
+    const input = this.#input;
+    const signal = this.#signal;
+    try {
+      while (!this.#inputDone) {
+        if (this.#active >= this.#cap) {
+          await new Promise<void>((resolve) => (this.#resumePump = resolve));
+          continue;
+        }
+        const step = input.next();
+        const r = isPromiseLike(step) ? await step : step;
+        if (r.done || signal.aborted) break;
+        this.#admit(r.value);
+      }
+    } catch (error) {
+      if (!signal.aborted) this.#failure ??= { error };
+    }
+    this.#inputDone = true;
+    this.#checkFinished();
+  }
+
+  #admit(raw: unknown): void {
+    const index = this.#read++;
+    this.#active++;
+    const target = parseTarget(raw);
+    if ('error' in target) {
+      this.#deliver({
+        index,
+        url: target.url,
+        host: '',
+        ok: false,
+        status: undefined,
+        bytes: 0,
+        durationMs: 0,
+        attempts: 0,
+        errorCode: 'INVALID_URL',
+        error: target.error,
+        body: undefined,
+      });
+      return;
+    }
+    const host = this.#host(target);
+    host.active++;
+    host.slots.enqueue(new Item(index, target, host, this));
+  }
+
+  /** A URL got its first slot: start its policies. */
+  begin(item: Item): void {
+    this.#items.set(item.key, item);
+    this.#retry.execute(item.attempt, this.#execOptions).then(
+      (value) => this.#settled(item, value as ExchangeResult, undefined),
+      (error: unknown) => this.#settled(item, undefined, error),
+    );
+    // retry did not start the attempt at once (the run was aborted): give the slot back
+    if (item.holdsSlot) {
+      item.holdsSlot = false;
+      item.host.slots.release();
+    }
+  }
+
+  /** A URL still waiting for its first slot when the run was aborted. */
+  cancelled(item: Item, reason: unknown): void {
+    this.#settled(item, undefined, reason);
+  }
+
+  /** Whether an outcome counts against its host's breaker. */
+  readonly #isHostFailure = (outcome: Outcome): boolean | 'ignore' => {
+    if (outcome.ok) return false;
+    // the run's abort is not the host's doing; a body over the caller's limit came from a working host
+    if (this.#signal.aborted && outcome.error === this.#signal.reason) return 'ignore';
+    if (outcome.error instanceof HttpBodyTooLargeError) return false;
+    return defaultIsFailure(outcome);
+  };
+
+  #host(target: Target): Host {
+    const key = target.origin;
+    let host = this.#hosts.get(key);
+    if (host !== undefined) return host;
+    if (this.#hosts.size >= MAX_IDLE_HOSTS) this.#dropIdleHosts();
+    const o = this.options;
+    const breaker = circuitBreaker({
+      name: target.host,
+      strategy: { type: 'consecutive', threshold: o.breakerFailures },
+      openDurationMs: o.breakerOpenMs,
+      // probes are bounded by the attempt timeout; one that outlives it is hung
+      halfOpenTimeoutMs: o.timeoutMs + 1000,
+      isFailure: this.#isHostFailure,
+    });
+    breaker.onStateChange((e) => {
+      if (e.to === 'open') this.#trips.set(target.host, (this.#trips.get(target.host) ?? 0) + 1);
+      if (this.#onBreaker.active)
+        this.#onBreaker.emit({ host: target.host, origin: key, from: e.from, to: e.to });
+    });
+    const slots = this.#slots.host(key, o.perHostConcurrency, this.#limiter);
+    host = {
+      host: target.host,
+      policy: pipeline(slots, breaker, this.#timeout),
+      inner: pipeline(breaker, this.#timeout),
+      slots,
+      breakerIsClosed: () => breaker.state === 'closed',
+      active: 0,
+    };
+    this.#hosts.set(key, host);
+    return host;
+  }
+
+  #dropIdleHosts(): void {
+    for (const [key, host] of this.#hosts) {
+      if (this.#hosts.size < MAX_IDLE_HOSTS) return;
+      if (host.active === 0 && host.slots.idle && host.breakerIsClosed()) {
+        this.#hosts.delete(key);
+        this.#slots.forget(host.slots);
+      }
+    }
+  }
+
+  #settled(item: Item, value: ExchangeResult | undefined, error: unknown): void {
+    item.host.active--;
+    item.exchange = undefined;
+    if (item.key !== '') this.#items.delete(item.key);
+    const durationMs = item.startedAt < 0 ? 0 : performance.now() - item.startedAt;
+    if (value !== undefined) {
+      const ok = value.status < 400;
+      this.#deliver({
+        index: item.index,
+        url: item.target.url,
+        host: item.target.host,
+        ok,
+        status: value.status,
+        bytes: value.bytes,
+        durationMs,
+        attempts: item.attempts,
+        errorCode: ok ? undefined : statusCode(value.status),
+        error: ok ? undefined : `HTTP ${value.status}`,
+        body: value.body,
+      });
+      return;
+    }
+    const aborted = this.#signal.aborted && error === this.#signal.reason;
+    this.#deliver({
+      index: item.index,
+      url: item.target.url,
+      host: item.target.host,
+      ok: false,
+      status: item.status,
+      bytes: item.bytes,
+      durationMs,
+      attempts: item.attempts,
+      errorCode: aborted ? 'ABORTED' : errorCodeOf(error),
+      error: aborted ? 'Aborted' : messageOf(error),
+      body: undefined,
+    });
+  }
+
+  #deliver(result: FetchResult): void {
+    if (this.#closed) {
+      this.#active--;
+      return;
+    }
+    this.#completed++;
+    if (result.ok) this.#ok++;
+    const waiter = this.#waiter;
+    if (waiter !== undefined) {
+      this.#waiter = undefined;
+      this.#consumed();
+      waiter.resolve({ done: false, value: result });
+    } else {
+      this.#results.push(result);
+    }
+    this.#checkFinished();
+  }
+
+  #checkFinished(): void {
+    if (!this.#inputDone || this.#completed < this.#read || this.#finished) return;
+    this.#finished = true;
+    const waiter = this.#waiter;
+    if (waiter !== undefined && this.#head >= this.#results.length) {
+      this.#waiter = undefined;
+      this.#end().then(waiter.resolve, waiter.reject);
+    }
+  }
+}
+
+/**
+ * GETs every URL of `urls` (strings or `URL`s; an `Iterable` or `AsyncIterable`, read lazily) and yields
+ * one {@link FetchResult} per URL as each completes. Options are validated at once (throws
+ * `InvalidOptionError`); the work starts with the first `next()`.
+ *
+ * When `options.signal` aborts, requests in flight are aborted, no more input is read, the URLs already
+ * read are yielded (`errorCode: 'ABORTED'` for those that did not finish), and then the iteration rejects
+ * with `signal.reason`. Leaving a `for await` loop early aborts everything too. An input that throws
+ * stops the reading: the URLs already read finish and are yielded, then the iteration rejects with its
+ * error.
+ */
+export function fetchAll(
+  urls: Iterable<string | URL> | AsyncIterable<string | URL>,
+  options?: FetchAllOptions,
+): FetchAllRun {
+  return new Run(urls, options);
+}
