@@ -122,6 +122,7 @@ export interface RouteHooks {
   onRequest(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void;
   preHandler(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void;
   onResponse(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void;
+  onRequestAbort(request: FastifyRequest, done: HookHandlerDoneFunction): void;
 }
 
 export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
@@ -135,6 +136,7 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
   const shedBody = overloadedBody(shedder?.retryAfterSeconds ?? 1);
   const idHeader = rt.requestIdHeader;
   const route = state.route;
+  const aborted = metrics?.aborted;
 
   const applyLimit = (
     result: TakeResult,
@@ -250,8 +252,28 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
       }
       done();
     },
+
+    // The client went away before the response: free the slot and end the span (onResponse never runs).
+    onRequestAbort(request, done) {
+      if (request.bulwarkAdmitted) {
+        request.bulwarkAdmitted = false;
+        rt.shedder!.abandon();
+      }
+      const span = request.bulwarkSpan;
+      if (span !== null) {
+        request.bulwarkSpan = null;
+        request.bulwarkTraceContext = null;
+        span.setAttribute('bulwark.client_aborted', true);
+        endServerSpan(span, CLIENT_CLOSED);
+      }
+      aborted?.inc({ method: METHOD_INDEX[request.method] === undefined ? '_OTHER' : request.method, route });
+      done();
+    },
   };
 }
+
+/** Status recorded on the span of a request whose client disconnected (nginx's convention). */
+const CLIENT_CLOSED = 499;
 
 /** The path without its query string (a query may carry secrets; it is never logged or traced). */
 function pathOf(url: string): string {

@@ -30,6 +30,7 @@ const METRICS_KEYS = [...Object.keys(METRICS_DEFAULTS), 'registry'];
 export const METRIC_NAMES = Object.freeze({
   requestDuration: 'http_server_request_duration_seconds',
   errors: 'http_server_errors_total',
+  aborted: 'http_server_aborted_requests_total',
   serviceInfo: 'bulwark_service_info',
   ready: 'bulwark_ready',
   inflight: 'bulwark_inflight_requests',
@@ -78,6 +79,7 @@ export class ServiceMetrics {
   readonly path: string;
   readonly requestDuration: DurationHistogram;
   readonly errors: Counter<'method' | 'route' | 'code'>;
+  readonly aborted: Counter<'method' | 'route'>;
   readonly shed: Counter<'reason'>;
   readonly rateLimitRejections: Counter<'name'>;
   readonly rateLimitStoreErrors: Counter<'name'>;
@@ -121,6 +123,12 @@ export class ServiceMetrics {
       name: METRIC_NAMES.errors,
       help: 'Requests whose handling raised an error, by route template, method and error code.',
       labelNames: ['method', 'route', 'code'],
+      registers,
+    });
+    this.aborted = new Counter({
+      name: METRIC_NAMES.aborted,
+      help: 'Requests whose client disconnected before the response was sent (not in the duration histogram).',
+      labelNames: ['method', 'route'],
       registers,
     });
     new Gauge({

@@ -197,17 +197,20 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     } as FastifyHelmetOptions);
   }
 
+  // A client that disconnects mid-request never reaches onResponse: its slot and span are released here.
+  const needsAbortHook = shedder !== undefined || rt.tracing || metrics !== undefined;
+
   // Every route added from here on gets its own hooks.
   app.addHook('onRoute', (route) => {
-    const existing = ([] as unknown[]).concat(route.onRequest ?? []);
-    if (existing.some((h) => (h as Record<symbol, unknown>)[KIT_HOOK] === true)) return; // e.g. the HEAD twin of a GET
-    const state = new RouteState(route.url, route.config?.bulwark, rt);
-    const hooks = routeHooks(rt, state);
+    const onRequest = list(route.onRequest);
+    if (onRequest.some((h) => (h as Record<symbol, unknown>)[KIT_HOOK] === true)) return; // e.g. the HEAD twin of a GET
+    const hooks = routeHooks(rt, new RouteState(route.url, route.config?.bulwark, rt));
     mark(hooks);
-    route.onRequest = [hooks.onRequest, ...(existing as never[])];
-    route.onResponse = [...([] as never[]).concat((route.onResponse ?? []) as never), hooks.onResponse];
-    if (rt.tracing)
-      route.preHandler = [...([] as never[]).concat((route.preHandler ?? []) as never), hooks.preHandler];
+    // Ours run first on the way in (before the route's own), last on the way out.
+    route.onRequest = [hooks.onRequest, ...onRequest] as never;
+    route.onResponse = [...list(route.onResponse), hooks.onResponse] as never;
+    if (rt.tracing) route.preHandler = [...list(route.preHandler), hooks.preHandler] as never;
+    if (needsAbortHook) route.onRequestAbort = [...list(route.onRequestAbort), hooks.onRequestAbort] as never;
   });
 
   // Requests that match no route: the same hooks, labelled `unmatched`.
@@ -220,6 +223,12 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     if (request.is404) unmatched.onResponse(request, reply, done);
     else done();
   });
+  if (needsAbortHook) {
+    app.addHook('onRequestAbort', (request, done) => {
+      if (request.is404) unmatched.onRequestAbort(request, done);
+      else done();
+    });
+  }
   if (rt.tracing) {
     app.addHook('preHandler', (request, reply, done) => {
       if (request.is404) unmatched.preHandler(request, reply, done);
@@ -294,8 +303,13 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
   });
 }
 
+/** A route option that may hold one hook or an array of them, as an array. */
+function list(value: unknown): unknown[] {
+  return value === undefined ? [] : Array.isArray(value) ? value : [value];
+}
+
 function mark(hooks: RouteHooks): void {
-  for (const fn of [hooks.onRequest, hooks.onResponse, hooks.preHandler]) {
+  for (const fn of [hooks.onRequest, hooks.onResponse, hooks.preHandler, hooks.onRequestAbort]) {
     Object.defineProperty(fn, KIT_HOOK, { value: true });
   }
 }

@@ -91,7 +91,9 @@ export function parsePrometheus(text: string): Map<string, Family> {
     const family = familyOf(m[1]!);
     if (!family) throw new Error(`line ${i + 1}: sample ${m[1]} has no TYPE`);
     const value = parseValue(m[4]!);
-    if (Number.isNaN(value) && m[4] !== 'NaN') throw new Error(`line ${i + 1}: bad value ${m[4]}`);
+    // Prometheus parses values with Go's ParseFloat: NaN in any case is valid (prom-client writes `Nan`).
+    if (Number.isNaN(value) && m[4]!.toLowerCase() !== 'nan')
+      throw new Error(`line ${i + 1}: bad value ${m[4]}`);
     family.samples.push({ name: m[1]!, labels: parseLabels(m[3] ?? '', i + 1), value });
   }
   for (const f of families.values()) {
@@ -106,6 +108,7 @@ export function parsePrometheus(text: string): Map<string, Family> {
 function parseValue(raw: string): number {
   if (raw === '+Inf') return Infinity;
   if (raw === '-Inf') return -Infinity;
+  if (raw.toLowerCase() === 'nan') return NaN;
   return Number(raw);
 }
 
