@@ -178,7 +178,10 @@ export class HttpRateLimiter {
     this.redis?.onHealthChange(listener);
   }
 
-  /** Waits (at most `timeoutMs`) for Redis to be connected, so the first requests use the shared store. */
+  /**
+   * Waits for the first connection attempt to Redis (at most `timeoutMs`), so the first requests use the
+   * shared store. Resolves true once connected, false when the attempt failed or took too long.
+   */
   async connected(timeoutMs: number): Promise<boolean> {
     const client = this.redis?.client;
     if (client === undefined || client.status === 'ready') return true;
@@ -186,11 +189,14 @@ export class HttpRateLimiter {
       const done = (ok: boolean) => {
         clearTimeout(timer);
         client.off('ready', onReady);
+        client.off('error', onError);
         resolve(ok);
       };
       const onReady = () => done(true);
+      const onError = () => done(false);
       const timer = setTimeout(() => done(false), timeoutMs);
       client.on('ready', onReady);
+      client.on('error', onError);
     });
   }
 

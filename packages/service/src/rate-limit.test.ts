@@ -1,0 +1,256 @@
+// Rate limiting through the HTTP server: memory store, a Redis store shared by two real servers, and
+// Redis outages (a closed port, a connection that drops through a proxy, a killed client connection).
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { request } from 'undici';
+import type { FastifyInstance } from 'fastify';
+import { startFaultProxy } from '@bulwark/fault-server';
+import { createService } from './service.js';
+import type { RateLimitOptions } from './rate-limit.js';
+import { listen, LogSink, parsePrometheus, sampleValue, sleep } from './test-support.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const prefix = `bulwark:test:${process.pid}:${randomUUID().slice(0, 8)}:`;
+const admin = new Redis(REDIS_URL);
+after(async () => {
+  const keys = await admin.keys(`${prefix}*`);
+  if (keys.length > 0) await admin.del(...keys);
+  await admin.quit();
+});
+
+interface Started {
+  app: FastifyInstance;
+  base: string;
+  logs: LogSink;
+}
+
+async function start(rateLimit: RateLimitOptions): Promise<Started> {
+  const logs = new LogSink();
+  const app = createService({ logStream: logs, shedding: false, rateLimit });
+  app.get('/api', async () => ({ ok: true }));
+  app.get('/free', { config: { bulwark: { rateLimit: false } } }, async () => ({ ok: true }));
+  return { app, base: await listen(app), logs };
+}
+
+async function get(base: string, path = '/api', headers: Record<string, string> = {}) {
+  const res = await request(`${base}${path}`, { headers });
+  await res.body.dump();
+  return res;
+}
+
+async function health(base: string) {
+  const res = await request(`${base}/healthz`);
+  return (await res.body.json()) as {
+    status: string;
+    rateLimit: { store: string; degraded: boolean; mode: string; lastError?: string };
+  };
+}
+
+async function metrics(base: string) {
+  return parsePrometheus(await (await request(`${base}/metrics`)).body.text());
+}
+
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!(await condition())) {
+    if (performance.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+describe('rate limiting (memory store)', () => {
+  it('lets a client make `burst` requests, then answers 429 with Retry-After and RateLimit-* headers', async () => {
+    const { app, base } = await start({ ratePerSecond: 0.5, burst: 3 });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await get(base);
+        assert.equal(res.statusCode, 200);
+        assert.equal(res.headers['ratelimit-limit'], '3');
+        assert.equal(res.headers['ratelimit-remaining'], String(2 - i));
+      }
+      const res = await request(`${base}/api`);
+      assert.equal(res.statusCode, 429);
+      assert.equal(res.headers['retry-after'], '2'); // one token at 0.5/s
+      assert.equal(res.headers['ratelimit-remaining'], '0');
+      assert.equal(res.headers['ratelimit-reset'], '6'); // 3 tokens at 0.5/s
+      assert.match(String(res.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+      const body = (await res.body.json()) as { statusCode: number; code: string };
+      assert.equal(body.statusCode, 429);
+      assert.equal(body.code, 'BULWARK_ERR_RATE_LIMITED');
+      // exempt: the kit's routes and a route configured out
+      for (let i = 0; i < 5; i++) {
+        assert.equal((await get(base, '/livez')).statusCode, 200);
+        assert.equal((await get(base, '/free')).statusCode, 200);
+      }
+      const m = await metrics(base);
+      assert.equal(sampleValue(m, 'bulwark_ratelimit_rejections_total', { name: 'http' }), 1);
+      assert.equal(
+        sampleValue(m, 'http_server_request_duration_seconds_count', { route: '/api', status_code: '429' }),
+        1,
+      );
+      const h = await health(base);
+      assert.equal(h.rateLimit.store, 'memory');
+      assert.equal(h.rateLimit.mode, 'memory');
+      assert.equal(h.status, 'ok');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('keys by a header when asked (hashed), falling back to the IP', async () => {
+    const { app, base } = await start({ ratePerSecond: 0.1, burst: 1, keyHeader: 'x-api-key' });
+    try {
+      assert.equal((await get(base, '/api', { 'x-api-key': 'alice' })).statusCode, 200);
+      assert.equal((await get(base, '/api', { 'x-api-key': 'alice' })).statusCode, 429);
+      assert.equal((await get(base, '/api', { 'x-api-key': 'bob' })).statusCode, 200);
+      assert.equal((await get(base)).statusCode, 200, 'no key: the IP bucket');
+      assert.equal((await get(base)).statusCode, 429);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('rate limiting (Redis store, real Redis)', () => {
+  it('two server instances share one limit per client', async () => {
+    const options = { ratePerSecond: 0.01, burst: 5, redisUrl: REDIS_URL, keyPrefix: `${prefix}fleet:` };
+    const a = await start(options);
+    const b = await start(options);
+    try {
+      const statuses = [];
+      for (let i = 0; i < 8; i++) statuses.push((await get(i % 2 === 0 ? a.base : b.base)).statusCode);
+      assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+      const keys = await admin.keys(`${prefix}fleet:*`);
+      assert.deepEqual(keys, [`${prefix}fleet:ip:127.0.0.1`]);
+      assert.ok((await admin.pttl(keys[0]!)) > 0, 'the key expires');
+      assert.equal((await health(a.base)).rateLimit.mode, 'redis');
+      const ma = await metrics(a.base);
+      const mb = await metrics(b.base);
+      assert.equal(
+        sampleValue(ma, 'bulwark_ratelimit_rejections_total') +
+          sampleValue(mb, 'bulwark_ratelimit_rejections_total'),
+        3,
+      );
+      assert.equal(sampleValue(ma, 'bulwark_ratelimit_store_degraded', { name: 'http' }), 0);
+    } finally {
+      await a.app.close();
+      await b.app.close();
+    }
+  });
+
+  it('Redis unreachable at a closed port: onStoreError "local" falls back to a local bucket and says so', async () => {
+    const { app, base, logs } = await start({
+      ratePerSecond: 0.01,
+      burst: 2,
+      redisUrl: 'redis://127.0.0.1:1',
+      storeTimeoutMs: 100,
+    });
+    try {
+      const statuses = [];
+      for (let i = 0; i < 3; i++) statuses.push((await get(base)).statusCode);
+      assert.deepEqual(statuses, [200, 200, 429], 'the local bucket enforces the limit');
+      const h = await health(base);
+      assert.equal(h.status, 'degraded');
+      assert.equal(h.rateLimit.degraded, true);
+      assert.equal(h.rateLimit.mode, 'local');
+      assert.equal((await request(`${base}/readyz`)).statusCode, 200, 'readiness does not depend on Redis');
+      const m = await metrics(base);
+      assert.equal(sampleValue(m, 'bulwark_ratelimit_store_degraded', { name: 'http' }), 1);
+      assert.ok(logs.lines.some((l) => l.level === 40 && String(l.msg).includes('rate-limit store')));
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('onStoreError "allow" lets everything through and "deny" answers 429 while Redis is down', async () => {
+    const allow = await start({
+      ratePerSecond: 0.01,
+      burst: 1,
+      redisUrl: 'redis://127.0.0.1:1',
+      onStoreError: 'allow',
+    });
+    const deny = await start({
+      ratePerSecond: 0.01,
+      burst: 1,
+      redisUrl: 'redis://127.0.0.1:1',
+      onStoreError: 'deny',
+    });
+    try {
+      for (let i = 0; i < 4; i++) assert.equal((await get(allow.base)).statusCode, 200);
+      assert.equal((await health(allow.base)).rateLimit.mode, 'allow');
+      const res = await request(`${deny.base}/api`);
+      assert.equal(res.statusCode, 429);
+      assert.ok(Number(res.headers['retry-after']) >= 1);
+      await res.body.dump();
+      assert.equal((await health(deny.base)).rateLimit.mode, 'deny');
+    } finally {
+      await allow.app.close();
+      await deny.app.close();
+    }
+  });
+
+  it('a Redis connection that drops (proxy goes down) degrades to local, logs it, and recovers when Redis is back', async () => {
+    const proxy = await startFaultProxy({ target: REDIS_URL });
+    const { app, base, logs } = await start({
+      ratePerSecond: 0.01,
+      burst: 50,
+      redisUrl: `redis://${proxy.address}`,
+      keyPrefix: `${prefix}drop:`,
+    });
+    try {
+      assert.equal((await get(base)).statusCode, 200);
+      assert.equal((await health(base)).rateLimit.mode, 'redis');
+      assert.equal((await admin.keys(`${prefix}drop:*`)).length, 1);
+
+      await proxy.setFault({ type: 'down' });
+      await until(async () => {
+        await get(base);
+        return (await health(base)).rateLimit.degraded;
+      }, 3000);
+      for (let i = 0; i < 5; i++)
+        assert.equal((await get(base)).statusCode, 200, 'still serving while Redis is away');
+      const h = await health(base);
+      assert.equal(h.rateLimit.mode, 'local');
+      assert.equal(sampleValue(await metrics(base), 'bulwark_ratelimit_store_degraded', { name: 'http' }), 1);
+      assert.ok(logs.find('rate-limit store unavailable; applying onStoreError "local"').length >= 1);
+
+      await proxy.reset();
+      await until(async () => {
+        await get(base);
+        return !(await health(base)).rateLimit.degraded;
+      }, 6000);
+      assert.equal(sampleValue(await metrics(base), 'bulwark_ratelimit_store_degraded', { name: 'http' }), 0);
+      assert.equal(logs.find('rate-limit store available again').length, 1);
+    } finally {
+      await app.close();
+      await proxy.close();
+    }
+  });
+
+  it('a killed Redis client connection (CLIENT KILL) degrades briefly and reconnects', async () => {
+    const { app, base } = await start({
+      ratePerSecond: 0.01,
+      burst: 50,
+      redisUrl: REDIS_URL,
+      keyPrefix: `${prefix}kill:`,
+    });
+    try {
+      assert.equal((await get(base)).statusCode, 200);
+      const store = app.bulwark.rateLimiter!.redis!;
+      const id = await store.client.client('ID');
+      await admin.client('KILL', 'ID', String(id));
+      await until(() => store.client.status !== 'ready', 1000);
+      assert.equal((await get(base)).statusCode, 200, 'served while reconnecting');
+      assert.equal((await health(base)).rateLimit.degraded, true);
+      await until(async () => {
+        await get(base);
+        return !(await health(base)).rateLimit.degraded;
+      }, 5000);
+      assert.notEqual(await store.client.client('ID'), id, 'a new connection');
+    } finally {
+      await app.close();
+    }
+  });
+});
