@@ -10,6 +10,8 @@ import { availableParallelism } from 'node:os';
 
 export type Mode = 'gcd' | 'validator';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type RedisErrorMode = 'local' | 'allow' | 'deny';
+export type ShedAlgorithm = 'gradient2' | 'aimd';
 
 /** The defaults, in one place. The docs table is checked against it (test/config.test.ts). */
 export const DEFAULTS = Object.freeze({
@@ -31,8 +33,12 @@ export const DEFAULTS = Object.freeze({
   computeTimeoutMs: 1000,
   /** Worker threads: the CPU count minus one (one core stays with the event loop), at least 1. */
   poolMaxThreads: Math.max(1, availableParallelism() - 1),
-  /** Computations allowed to wait for a worker; more are refused with 503. @default 32 */
-  poolMaxQueue: 32,
+  /**
+   * Computations allowed to wait for a worker; more are refused at once with 503. Short on purpose
+   * (the SRE book: a queue of at most about the pool size): a long queue only turns overload into
+   * latency. Default: twice the thread count.
+   */
+  poolMaxQueue: 2 * Math.max(1, availableParallelism() - 1),
   /** Largest request body (the form). Must hold two numbers of `maxDigits`. @default 4096 */
   bodyLimitBytes: 4096,
   /** Largest request head (request line + headers). Must hold a URL with two numbers. @default 16384 */
@@ -49,6 +55,24 @@ export const DEFAULTS = Object.freeze({
   shutdownTimeoutMs: 10_000,
   /** pino level. @default 'info' */
   logLevel: 'info' as LogLevel,
+  /** Log every request at info (costs about a third of the throughput; errors and slow requests are always logged). @default false */
+  accessLog: false,
+  /** Requests per second each client may make on average (0 turns rate limiting off). @default 20 */
+  rateLimitPerSecond: 20,
+  /** Requests a client may make at once after being idle. @default 40 */
+  rateLimitBurst: 40,
+  /** What a Redis failure means for the limit: a local in-memory bucket, let through, or 429. @default 'local' */
+  rateLimitOnRedisError: 'local' as RedisErrorMode,
+  /** Shed load (503 + Retry-After) with an adaptive concurrency limit and event-loop pressure. @default true */
+  loadShedding: true,
+  /** The adaptive concurrency-limit algorithm. @default 'gradient2' */
+  shedAlgorithm: 'gradient2' as ShedAlgorithm,
+  /**
+   * Whose `X-Forwarded-For` to believe for the client address (rate-limit key, logs): `false`, `true`
+   * (any: only behind a proxy that overwrites the header) or a comma list of proxy addresses / CIDRs.
+   * @default false
+   */
+  trustProxy: false as boolean | readonly string[],
   /** Reload the TLS certificate when its files change (SIGHUP always reloads). @default true */
   tlsWatch: true,
   /** Per-attempt timeout of a call to the validator. @default 300 */
@@ -78,6 +102,12 @@ export interface ValidatorConfig {
   readonly failureThreshold: number;
 }
 
+export interface RateLimitConfig {
+  readonly perSecond: number;
+  readonly burst: number;
+  readonly onRedisError: RedisErrorMode;
+}
+
 export interface GcdConfig {
   readonly mode: Mode;
   readonly port: number;
@@ -95,6 +125,12 @@ export interface GcdConfig {
   readonly handlerTimeoutMs: number;
   readonly shutdownTimeoutMs: number;
   readonly logLevel: LogLevel;
+  readonly accessLog: boolean;
+  /** Per-client rate limit; undefined = off. */
+  readonly rateLimit: RateLimitConfig | undefined;
+  readonly loadShedding: boolean;
+  readonly shedAlgorithm: ShedAlgorithm;
+  readonly trustProxy: boolean | readonly string[];
   /** Redis for the shared rate limit; unset = in-memory limit. Contains a secret: log {@link redactUrl} only. */
   readonly redisUrl: string | undefined;
   readonly tls: TlsConfig | undefined;
@@ -181,6 +217,19 @@ class EnvReader {
     return fallback;
   }
 
+  trustProxy(name: string): boolean | readonly string[] {
+    const expected = 'false, true, or a comma list of proxy IP addresses / CIDRs';
+    const value = this.raw(name, 'false', expected);
+    if (value === undefined || value === 'false') return false;
+    if (value === 'true') return true;
+    const list = value.split(',').map((v) => v.trim());
+    if (list.some((v) => !/^[0-9a-fA-F:.]+(?:\/[0-9]{1,3})?$/u.test(v))) {
+      this.fail(name, value, expected);
+      return false;
+    }
+    return Object.freeze(list);
+  }
+
   string(name: string, expected: string, fallback = '(unset)'): string | undefined {
     return this.raw(name, fallback, expected);
   }
@@ -224,7 +273,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     256,
     'CPU count − 1 (at least 1)',
   );
-  const poolMaxQueue = r.int('POOL_MAX_QUEUE', DEFAULTS.poolMaxQueue, 0, 100_000);
+  const poolMaxQueue = r.int('POOL_MAX_QUEUE', 2 * poolMaxThreads, 0, 100_000, '2 × POOL_MAX_THREADS');
   const bodyLimitBytes = r.int('BODY_LIMIT_BYTES', DEFAULTS.bodyLimitBytes, 64, 10 * 1024 * 1024);
   const maxHeaderBytes = r.int('MAX_HEADER_BYTES', DEFAULTS.maxHeaderBytes, 1024, 1024 * 1024);
   const requestTimeoutMs = r.int('REQUEST_TIMEOUT_MS', DEFAULTS.requestTimeoutMs, 1, 3_600_000);
@@ -241,6 +290,20 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     'trace',
     'silent',
   ]);
+  const accessLog = r.bool('ACCESS_LOG', DEFAULTS.accessLog);
+  const rateLimitPerSecond = r.int('RATE_LIMIT_PER_SECOND', DEFAULTS.rateLimitPerSecond, 0, 1_000_000_000);
+  const rateLimitBurst = r.int('RATE_LIMIT_BURST', DEFAULTS.rateLimitBurst, 1, 1_000_000_000);
+  const rateLimitOnRedisError = r.oneOf<RedisErrorMode>(
+    'RATE_LIMIT_ON_REDIS_ERROR',
+    DEFAULTS.rateLimitOnRedisError,
+    ['local', 'allow', 'deny'],
+  );
+  const loadShedding = r.bool('LOAD_SHEDDING', DEFAULTS.loadShedding);
+  const shedAlgorithm = r.oneOf<ShedAlgorithm>('SHED_ALGORITHM', DEFAULTS.shedAlgorithm, [
+    'gradient2',
+    'aimd',
+  ]);
+  const trustProxy = r.trustProxy('TRUST_PROXY');
   const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:'], true);
 
   const fileExpected = 'a path to a PEM file (set TLS_CERT_FILE and TLS_KEY_FILE together)';
@@ -322,6 +385,18 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     handlerTimeoutMs,
     shutdownTimeoutMs,
     logLevel,
+    accessLog,
+    rateLimit:
+      rateLimitPerSecond === 0
+        ? undefined
+        : Object.freeze({
+            perSecond: rateLimitPerSecond,
+            burst: rateLimitBurst,
+            onRedisError: rateLimitOnRedisError,
+          }),
+    loadShedding,
+    shedAlgorithm,
+    trustProxy,
     redisUrl,
     tls:
       certFile !== undefined && keyFile !== undefined

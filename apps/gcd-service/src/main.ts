@@ -1,61 +1,61 @@
 #!/usr/bin/env node
 /**
- * Process wiring only: configuration from the environment, the server, listening, signals.
+ * Process wiring only: configuration from the environment, tracing, the server, listening, signals.
  * Everything else is in factories a test can call (server.ts).
  *
- * Exit codes: 0 after a clean shutdown, 78 (EX_CONFIG) for a bad environment, 1 for a failure to
- * start (port in use, unreadable certificate, …) or a shutdown that missed its deadline.
+ * Signals: SIGTERM / SIGINT begin the kit's graceful shutdown (readiness fails at once, in-flight
+ * requests finish, then the worker pool stops; a second signal exits at once); SIGHUP reloads the TLS
+ * certificate.
+ *
+ * Exit codes: 0 after a clean shutdown; 78 (EX_CONFIG) for a bad environment; 1 for a failure to start
+ * (port in use, unreadable certificate, …) or a shutdown that missed `SHUTDOWN_TIMEOUT_MS`; 128 + n
+ * when a second signal n cut the shutdown short.
  */
+import { InvalidOptionError } from '@bulwark/core';
+import { installShutdown, setupTracing, type Tracing } from '@bulwark/service';
 import { ConfigError, loadConfig, type GcdConfig } from './config.js';
 import { createGcdServer, type GcdServer } from './server.js';
 
 const EX_CONFIG = 78;
 
+function configError(message: string): never {
+  process.stderr.write(`gcd-service: ${message}\nSee docs/gcd-service.md for every variable.\n`);
+  process.exit(EX_CONFIG);
+}
+
 let config: GcdConfig;
+let tracing: Tracing;
 try {
   config = loadConfig(process.env);
+  tracing = setupTracing({
+    env: config.otel,
+    serviceName: config.mode === 'validator' ? 'gcd-validator' : 'gcd-service',
+  });
 } catch (error) {
-  if (error instanceof ConfigError) {
-    process.stderr.write(`gcd-service: ${error.message}\nSee docs/gcd-service.md for every variable.\n`);
-    process.exit(EX_CONFIG);
+  if (error instanceof ConfigError) configError(error.message);
+  if (error instanceof InvalidOptionError) {
+    configError(
+      `Invalid configuration:\n  ${error.option}=${JSON.stringify(error.received)}: expected ${error.expected}`,
+    );
   }
   throw error;
 }
 
 let server: GcdServer;
 try {
-  server = await createGcdServer(config);
+  server = await createGcdServer(config, { tracing });
   const url = await server.listen();
-  server.app.log.info({ url, mode: config.mode }, `gcd-service (${config.mode}) listening on ${url}`);
+  server.app.log.info(
+    { url, mode: config.mode, tracing: tracing.exporters },
+    `gcd-service (${config.mode}) listening on ${url}`,
+  );
 } catch (error) {
   process.stderr.write(`gcd-service: cannot start: ${(error as Error).message}\n`);
+  await tracing.shutdown();
   process.exit(1);
 }
 
-let stopping = false;
-function shutdown(signal: NodeJS.Signals): void {
-  if (stopping) {
-    server.app.log.warn({ signal }, 'second signal: exiting now');
-    process.exit(1);
-  }
-  stopping = true;
-  server.app.log.info({ signal, deadlineMs: config.shutdownTimeoutMs }, 'shutting down');
-  const deadline = setTimeout(() => {
-    server.app.log.error({ deadlineMs: config.shutdownTimeoutMs }, 'shutdown deadline passed: exiting');
-    process.exit(1);
-  }, config.shutdownTimeoutMs);
-  deadline.unref();
-  server.close().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      server.app.log.error({ err: error }, 'shutdown failed');
-      process.exit(1);
-    },
-  );
-}
-
-process.on('SIGTERM', shutdown);
-process.on('SIGINT', shutdown);
+installShutdown(server.app, { shutdownTimeoutMs: config.shutdownTimeoutMs, tracing });
 process.on('SIGHUP', () => {
   if (config.tls !== undefined) server.reloadTls('SIGHUP');
   else server.app.log.info('SIGHUP ignored: TLS is not enabled');

@@ -22,6 +22,8 @@ export interface GcdRoutesOptions {
   readonly computer: GcdComputer;
   /** The upstream validator step; absent = local validation only. */
   readonly validate?: ValidateStep | undefined;
+  /** Called for each request validated locally only (no validator configured), for metrics. */
+  readonly onLocal?: (() => void) | undefined;
 }
 
 /** Route config flag read by the error handler: answer errors of this route as HTML. */
@@ -58,7 +60,7 @@ export function abandoned(request: FastifyRequest, reply: FastifyReply): AbortSi
 }
 
 export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOptions): void {
-  const { maxDigits, computer, validate } = options;
+  const { maxDigits, computer, validate, onLocal } = options;
   const form = formPage(maxDigits);
 
   async function run(request: FastifyRequest, reply: FastifyReply, params: RawParams) {
@@ -69,6 +71,8 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
     let mode: ValidationMode = 'local';
     if (validate !== undefined) {
       mode = await validate({ n: input.n.toString(), m: input.m.toString() }, signal);
+    } else {
+      onLocal?.();
     }
     reply.header('x-gcd-validation', mode);
     const result = await computer.compute(input, signal);

@@ -1,24 +1,25 @@
 /**
  * `createGcdServer(config)`: the whole service as a factory a test can call without globals — no
  * `process.env`, no signal handlers, no listening until `listen()`. `main.ts` wires the process.
+ *
+ * The production features come from @bulwark/service (`createService`): `/livez`, `/readyz`,
+ * `/healthz`, `/metrics`, JSON logs with request ids, server spans, per-client rate limiting (Redis
+ * when `REDIS_URL` is set), adaptive load shedding, security headers and server timeouts. This file
+ * adds the gcd routes (or the validator's), the service's own error pages, its readiness checks and
+ * metrics, the worker pool, the validator client and the TLS reload.
  */
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import Fastify, {
-  type FastifyError,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-} from 'fastify';
+import { readFileSync } from 'node:fs';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
-import helmet from '@fastify/helmet';
+import { createService, type ServiceOptions, type Tracing } from '@bulwark/service';
 import type { DestinationStream } from 'pino';
-import type { GcdConfig } from './config.js';
-import { describeConfig } from './config.js';
+import { describeConfig, type GcdConfig } from './config.js';
 import { GcdComputer } from './compute.js';
 import { errorBody, GcdError } from './errors.js';
 import { errorPage, type FormValues } from './html.js';
+import { GcdMetrics } from './metrics.js';
 import { registerGcdRoutes, type HtmlRouteConfig } from './routes.js';
 import { keyFileTooOpen, readTlsFiles, TlsReloader, type TlsReloadResult } from './tls.js';
 import { registerValidatorRoutes } from './validator.js';
@@ -30,10 +31,9 @@ export interface GcdServerDeps {
   readonly logStream?: DestinationStream;
   /** Worker module for the pool. @default dist/src/worker.js */
   readonly workerFile?: URL;
+  /** Tracing from `setupTracing()` (main.ts sets it up from `OTEL_*`). @default off */
+  readonly tracing?: Tracing;
 }
-
-/** At most one "validator unavailable" log line per this many ms (the count of the others is logged). */
-const FALLBACK_LOG_INTERVAL_MS = 1000;
 
 export interface GcdServer {
   readonly app: FastifyInstance;
@@ -46,64 +46,73 @@ export interface GcdServer {
   listen(): Promise<string>;
   /** Re-reads the TLS files (no-op result when TLS is off). */
   reloadTls(reason?: string): TlsReloadResult;
-  /** Stops accepting, drains, stops the worker pool. Idempotent. */
+  /** Closes the server (drains in-flight requests), then the pool, the validator client, the TLS watch. */
   close(): Promise<void>;
 }
 
-/** How often Node checks the header and request timeouts (its default, 30 s, makes them useless). */
-const CONNECTIONS_CHECKING_INTERVAL_MS = 1000;
+/** At most one "validator unavailable" log line per this many ms (the count of the others is logged). */
+const FALLBACK_LOG_INTERVAL_MS = 1000;
 
-export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {}): Promise<GcdServer> {
-  const tlsOptions = config.tls === undefined ? undefined : readTlsFiles(config.tls);
-  let rawServer: HttpServer | HttpsServer | undefined;
+const VERSION = readVersion();
 
-  const app = Fastify({
-    logger: {
-      level: config.logLevel,
-      ...(deps.logStream === undefined ? {} : { stream: deps.logStream }),
-      redact: ['req.headers.authorization', 'req.headers.cookie'],
-    },
-    bodyLimit: config.bodyLimitBytes,
-    handlerTimeout: config.handlerTimeoutMs,
-    return503OnClosing: true,
-    forceCloseConnections: 'idle',
-    requestIdHeader: 'x-request-id',
-    serverFactory: (handler) => {
-      const common = {
-        maxHeaderSize: config.maxHeaderBytes,
-        headersTimeout: config.headersTimeoutMs,
-        requestTimeout: config.requestTimeoutMs,
-        keepAliveTimeout: config.keepAliveTimeoutMs,
-        connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
-      };
-      rawServer =
-        tlsOptions === undefined
-          ? createHttpServer(common, handler)
-          : createHttpsServer({ ...common, ...tlsOptions }, handler);
-      return rawServer as HttpServer;
-    },
-  }) as unknown as FastifyInstance;
-
-  await app.register(helmet, {
-    // HSTS and upgrade-insecure-requests only make sense over HTTPS (a plain-HTTP dev server would
-    // otherwise tell browsers to upgrade requests to a port that does not speak TLS).
-    hsts: tlsOptions !== undefined,
-    contentSecurityPolicy: {
-      directives: {
-        defaultSrc: ["'self'"],
-        scriptSrc: ["'self'"],
-        styleSrc: ["'self'"],
-        formAction: ["'self'"],
-        frameAncestors: ["'none'"],
-        objectSrc: ["'none'"],
-        baseUri: ["'self'"],
-        upgradeInsecureRequests: tlsOptions === undefined ? null : [],
+/** The kit's options for this configuration. */
+export function kitOptions(
+  config: GcdConfig,
+  deps: GcdServerDeps,
+  https: ServiceOptions['https'],
+): ServiceOptions {
+  return {
+    serviceName: config.mode === 'validator' ? 'gcd-validator' : 'gcd-service',
+    version: VERSION,
+    logLevel: config.logLevel,
+    ...(deps.logStream === undefined ? {} : { logStream: deps.logStream }),
+    accessLog: config.accessLog,
+    bodyLimitBytes: config.bodyLimitBytes,
+    maxHeaderBytes: config.maxHeaderBytes,
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    handlerTimeoutMs: config.handlerTimeoutMs,
+    trustProxy: typeof config.trustProxy === 'boolean' ? config.trustProxy : [...config.trustProxy],
+    ...(https === undefined ? {} : { https }),
+    securityHeaders: {
+      contentSecurityPolicy: {
+        directives: {
+          defaultSrc: ["'self'"],
+          scriptSrc: ["'self'"],
+          styleSrc: ["'self'"],
+          formAction: ["'self'"],
+          frameAncestors: ["'none'"],
+          objectSrc: ["'none'"],
+          baseUri: ["'self'"],
+          // Over plain HTTP, asking browsers to upgrade would send the form to a port without TLS.
+          upgradeInsecureRequests: https === undefined ? null : [],
+        },
       },
     },
-  });
+    metrics: {},
+    rateLimit:
+      config.rateLimit === undefined
+        ? false
+        : {
+            ratePerSecond: config.rateLimit.perSecond,
+            burst: config.rateLimit.burst,
+            onStoreError: config.rateLimit.onRedisError,
+            ...(config.redisUrl === undefined ? {} : { redisUrl: config.redisUrl }),
+          },
+    shedding: config.loadShedding ? { algorithm: config.shedAlgorithm } : false,
+    ...(deps.tracing === undefined ? {} : { tracing: deps.tracing }),
+  };
+}
+
+export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {}): Promise<GcdServer> {
+  const https = config.tls === undefined ? undefined : readTlsFiles(config.tls);
+  const app = createService(kitOptions(config, deps, https));
+  const kit = app.bulwark;
 
   let computer: GcdComputer | undefined;
   let validator: ValidatorClient | undefined;
+  let metrics: GcdMetrics | undefined;
   if (config.mode === 'validator') {
     registerValidatorRoutes(app, { maxDigits: config.maxDigits });
   } else {
@@ -115,15 +124,50 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
       poolMaxQueue: config.poolMaxQueue,
       ...(deps.workerFile === undefined ? {} : { workerFile: deps.workerFile }),
     });
+    const pool = computer;
+    kit.instrument(pool.bulkhead, { name: 'gcd-pool' });
+    kit.addCheck('worker-pool', () => {
+      if (pool.threads === 0) throw new Error('no worker thread is running');
+      return { threads: pool.threads, inFlight: pool.inFlight, queued: pool.queueSize };
+    });
     if (config.validator !== undefined) {
-      validator = new ValidatorClient(config.validator);
-      watchValidator(app, validator);
+      const client = new ValidatorClient(config.validator);
+      validator = client;
+      for (const [name, policy] of Object.entries(client.policies)) kit.instrument(policy, { name });
+      // Not critical: when the validator is away the service still answers (locally), so it stays ready.
+      kit.addCheck(
+        'validator',
+        () => {
+          const state = client.breaker.state;
+          if (state !== 'closed') {
+            throw new Error(`validator breaker ${state}: numbers are validated locally (local-fallback)`);
+          }
+          return { url: config.validator!.url, breaker: state, fallbacks: client.fallbacks };
+        },
+        { critical: false },
+      );
+      watchValidator(app, client);
     }
+    metrics = kit.metrics === undefined ? undefined : new GcdMetrics(kit.metrics.registry, pool, validator);
+    const counted = metrics;
     const client = validator;
     registerGcdRoutes(app, {
       maxDigits: config.maxDigits,
-      computer,
-      validate: client === undefined ? undefined : (pair, signal) => client.check(pair, signal),
+      computer: pool,
+      validate:
+        client === undefined
+          ? undefined
+          : async (pair, signal) => {
+              try {
+                const mode = await client.check(pair, signal);
+                counted?.validations.labels(mode).inc();
+                return mode;
+              } catch (error) {
+                if (error instanceof GcdError) counted?.validations.labels('rejected').inc();
+                throw error;
+              }
+            },
+      onLocal: counted === undefined ? undefined : () => counted.validations.labels('local').inc(),
     });
   }
 
@@ -177,8 +221,14 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
   });
 
   let reloader: TlsReloader | undefined;
-  let closed: Promise<void> | undefined;
+  app.addHook('onClose', async () => {
+    reloader?.close();
+    metrics?.dispose();
+    await computer?.close();
+    await validator?.close();
+  });
 
+  let closed: Promise<void> | undefined;
   return {
     app,
     config,
@@ -191,11 +241,16 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
         if (keyFileTooOpen(config.tls.keyFile)) {
           app.log.warn({ file: config.tls.keyFile }, 'TLS key file is readable by group or others');
         }
-        reloader = new TlsReloader(rawServer as HttpsServer, config.tls, (result, reason) => {
+        reloader = new TlsReloader(app.server as unknown as HttpsServer, config.tls, (result, reason) => {
           if (result.ok) app.log.info({ reason }, 'TLS certificate reloaded');
           else app.log.error({ reason, err: result.error }, 'TLS reload failed; keeping the old certificate');
         });
         if (config.tls.watch) reloader.watch();
+      }
+      if (config.redisUrl !== undefined && config.rateLimit === undefined) {
+        app.log.warn(
+          'REDIS_URL is set but rate limiting is off (RATE_LIMIT_PER_SECOND=0): Redis is not used',
+        );
       }
       const address = app.server.address() as AddressInfo;
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -206,12 +261,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
       return reloader.reload(reason);
     },
     close() {
-      closed ??= (async () => {
-        reloader?.close();
-        await app.close();
-        await computer?.close();
-        await validator?.close();
-      })();
+      closed ??= app.close().then(() => undefined);
       return closed;
     },
   };
@@ -259,6 +309,12 @@ function toGcdError(error: FastifyError | GcdError, request: FastifyRequest, con
         'GCD_ERR_UNSUPPORTED_MEDIA_TYPE',
         `${request.method} ${request.url.split('?')[0]} does not accept Content-Type ${JSON.stringify(request.headers['content-type'] ?? '')}.`,
       );
+    case 'FST_ERR_HANDLER_TIMEOUT':
+      return new GcdError(
+        'GCD_ERR_COMPUTE_TIMEOUT',
+        `The request did not complete within ${config.handlerTimeoutMs} ms and was stopped.`,
+        { 'retry-after': '1' },
+      );
     default:
       break;
   }
@@ -267,13 +323,17 @@ function toGcdError(error: FastifyError | GcdError, request: FastifyRequest, con
     // Fastify's other client errors (malformed JSON, bad URL, …): keep its message, use our code.
     return new GcdError('GCD_ERR_INVALID_BODY', error.message);
   }
-  if (error.code === 'FST_ERR_HANDLER_TIMEOUT') {
-    return new GcdError(
-      'GCD_ERR_COMPUTE_TIMEOUT',
-      `The request did not complete within ${config.handlerTimeoutMs} ms and was stopped.`,
-      { 'retry-after': '1' },
-    );
-  }
   request.log.error({ err: error }, 'unhandled error');
   return new GcdError('GCD_ERR_INTERNAL', 'Internal error; it has been logged.');
+}
+
+function readVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version?: string;
+    };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
 }

@@ -25,6 +25,7 @@ import {
   type Policy,
   type Subscribe,
 } from '@bulwark/core';
+import { injectTraceHeaders, traceAttempt } from '@bulwark/service';
 import type { ValidatorConfig } from './config.js';
 import { GcdError } from './errors.js';
 import type { ValidationMode } from './routes.js';
@@ -54,8 +55,6 @@ export interface FallbackEvent {
 }
 
 export interface ValidatorClientDeps {
-  /** Adds trace-context headers (`traceparent`, `tracestate`) for the current span. */
-  readonly injectHeaders?: (headers: Record<string, string>) => void;
   /** undici dispatcher. @default an Agent owned (and closed) by the client */
   readonly dispatcher?: Dispatcher;
 }
@@ -71,7 +70,6 @@ export class ValidatorClient {
   readonly #url: string;
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
-  readonly #injectHeaders: ((headers: Record<string, string>) => void) | undefined;
   readonly #onFallback = new EventEmitter<FallbackEvent>();
   /** Every request that fell back to local validation. */
   readonly onFallback: Subscribe<FallbackEvent> = this.#onFallback.subscribe;
@@ -86,7 +84,6 @@ export class ValidatorClient {
     this.#dispatcher =
       deps.dispatcher ??
       new Agent({ connections: 64, keepAliveTimeout: 4_000, connectTimeout: config.timeoutMs });
-    this.#injectHeaders = deps.injectHeaders;
     const deadline = timeout({ timeoutMs: config.deadlineMs, name: 'validator-deadline' });
     const retries = retry({
       name: 'validator-retry',
@@ -121,7 +118,12 @@ export class ValidatorClient {
   async check(pair: { n: string; m: string }, signal?: AbortSignal): Promise<ValidationMode> {
     let verdict: Verdict;
     try {
-      verdict = await this.policy.execute((ctx) => this.#call(pair, ctx.signal), { signal });
+      verdict = await this.policy.execute(
+        traceAttempt('POST /validate', (ctx) => this.#call(pair, ctx.signal), {
+          attributes: { 'peer.service': 'gcd-validator' },
+        }),
+        { signal },
+      );
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       const err = error as Error;
@@ -147,7 +149,8 @@ export class ValidatorClient {
       'content-type': 'application/json',
       accept: 'application/json',
     };
-    this.#injectHeaders?.(headers);
+    // The attempt's span is active here (traceAttempt), so the validator's span becomes its child.
+    injectTraceHeaders(headers);
     const res = await request(this.#url, {
       method: 'POST',
       headers,

@@ -5,9 +5,21 @@ import { request as undiciRequest } from 'undici';
 import { loadConfig, type GcdConfig } from '../src/config.js';
 import { createGcdServer, type GcdServer, type GcdServerDeps } from '../src/server.js';
 
-/** The defaults with a free port, silent logs, and the given overrides. */
+/**
+ * The defaults with a free port, silent logs, and the given overrides. Two production features are
+ * off unless a test turns them on (test/kit.test.ts does): the rate limit (tests send bursts from one
+ * address) and load shedding (its event-loop gate rightly sheds when this shared 2-core machine is
+ * saturated by other test processes or a browser, which would make functional tests flaky).
+ */
 export function testConfig(overrides: Partial<GcdConfig> = {}): GcdConfig {
-  return { ...loadConfig({}), port: 0, logLevel: 'silent', ...overrides };
+  return {
+    ...loadConfig({}),
+    port: 0,
+    logLevel: 'silent',
+    rateLimit: undefined,
+    loadShedding: false,
+    ...overrides,
+  };
 }
 
 export interface Running {
@@ -67,6 +79,16 @@ export async function ask(url: string, options: Ask = {}): Promise<Answer> {
       return JSON.parse(text) as T;
     },
   };
+}
+
+/** Like {@link ask}, but retries a 503 that carries `Retry-After` (as a well-behaved client does), up to 5 times. */
+export async function askPolitely(url: string, options: Ask = {}): Promise<Answer> {
+  for (let attempt = 1; ; attempt++) {
+    const res = await ask(url, options);
+    const retryAfter = Number(res.headers['retry-after']);
+    if (res.status !== 503 || !Number.isFinite(retryAfter) || attempt === 5) return res;
+    await new Promise((r) => setTimeout(r, Math.min(retryAfter, 1) * 1000));
+  }
 }
 
 /** Query string for /api/gcd. */

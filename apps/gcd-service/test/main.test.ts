@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { ask } from './helpers.js';
+import { askPolitely as ask } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const START = `${ROOT}scripts/start.mjs`;
