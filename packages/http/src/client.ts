@@ -48,6 +48,17 @@ import {
 } from './options.js';
 import { attempt as sendOnce, headerValue, type RawResponse, type ResponseHeaders } from './transport.js';
 
+/**
+ * The skip reasons of the cache tiers when no cached copy was there to judge (stable strings: a CLI can
+ * tell "nothing cached" from "a copy existed but was too old" by them).
+ */
+export const NO_COPY_REASONS = Object.freeze({
+  cacheDisabled: 'cache disabled',
+  noStore: 'cache not used for this call (no-store)',
+  notCached: 'not cached',
+  noCopy: 'no cached copy',
+});
+
 /** Which kind of tier served. */
 export type HttpTier = 'fresh-cache' | 'primary' | 'fallback' | 'stale-cache';
 
@@ -257,8 +268,8 @@ export class HttpClient {
 
   async #freshTier(ctx: TierContext<Flight>): Promise<Served | ReturnType<typeof ctx.skip>> {
     const f = ctx.input;
-    if (this.#cache === undefined) return ctx.skip('cache disabled');
-    if (f.mode === 'no-store') return ctx.skip('cache not used for this call (no-store)');
+    if (this.#cache === undefined) return ctx.skip(NO_COPY_REASONS.cacheDisabled);
+    if (f.mode === 'no-store') return ctx.skip(NO_COPY_REASONS.noStore);
     let entry: CachedResponse | undefined;
     try {
       entry = await this.#cache.get(f.key);
@@ -267,7 +278,7 @@ export class HttpClient {
       return ctx.skip(`cache read failed: ${messageOf(error)}`);
     }
     const policy = entry === undefined ? undefined : restore(this.#Policy, entry);
-    if (entry === undefined || policy === undefined) return ctx.skip('not cached');
+    if (entry === undefined || policy === undefined) return ctx.skip(NO_COPY_REASONS.notCached);
     f.entry = entry;
     f.policy = policy;
     if (f.mode === 'no-cache') return ctx.skip('revalidation requested (no-cache)');
@@ -279,9 +290,9 @@ export class HttpClient {
 
   async #staleTier(ctx: TierContext<Flight>): Promise<Served | ReturnType<typeof ctx.skip>> {
     const f = ctx.input;
-    if (this.#cache === undefined) return ctx.skip('cache disabled');
-    if (f.mode === 'no-store') return ctx.skip('cache not used for this call (no-store)');
-    if (f.entry === undefined || f.policy === undefined) return ctx.skip('no cached copy');
+    if (this.#cache === undefined) return ctx.skip(NO_COPY_REASONS.cacheDisabled);
+    if (f.mode === 'no-store') return ctx.skip(NO_COPY_REASONS.noStore);
+    if (f.entry === undefined || f.policy === undefined) return ctx.skip(NO_COPY_REASONS.noCopy);
     const decision = staleDecision(f.policy, this.options.maxStaleMs, HTTP_CLIENT_DEFAULTS.defaultMaxStaleMs);
     if (!decision.use) return ctx.skip(decision.reason);
     return this.#fromCache(f.entry, f.policy, decision.age);
@@ -304,6 +315,10 @@ export class HttpClient {
     const f = ctx.input;
     const remaining = f.deadlineAt - this.options.clock.now();
     if (!(remaining > 0)) return ctx.skip(`total timeout of ${this.options.totalTimeoutMs} ms already spent`);
+    // the budget left is shared fairly: this source may use at most remaining / (sources still to try),
+    // so a black-holed primary cannot starve the mirrors (the last source gets all that is left)
+    const index = ctx.tier === 'primary' ? 0 : Number(ctx.tier.slice('fallback-'.length));
+    const budget = Math.max(1, Math.round(remaining / (f.fallbackUrls.length - index + 1)));
     const conditional =
       f.entry !== undefined &&
       f.policy !== undefined &&
@@ -311,8 +326,8 @@ export class HttpClient {
       hasValidator(f.policy) &&
       new URL(f.entry.url).origin === new URL(url).origin;
     const guard = pipeline(
-      ...(Number.isFinite(remaining)
-        ? [timeout({ timeoutMs: remaining, clock: this.options.clock, name: 'http-total-timeout' })]
+      ...(Number.isFinite(budget)
+        ? [timeout({ timeoutMs: budget, clock: this.options.clock, name: 'http-total-timeout' })]
         : []),
       this.#retry,
       ...this.#breakerFor(url),

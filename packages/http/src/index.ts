@@ -20,7 +20,7 @@ export type { FetchAllOptions } from './fetch-all-options.js';
 export { FETCH_ERROR_CODES } from './fetch-all-errors.js';
 export type { FetchErrorCode } from './fetch-all-errors.js';
 
-export { createHttpClient, HttpClient } from './client.js';
+export { createHttpClient, HttpClient, NO_COPY_REASONS } from './client.js';
 export type {
   HttpGetOptions,
   HttpResponse,

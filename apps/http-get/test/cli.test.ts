@@ -1,0 +1,455 @@
+// End-to-end: the BUILT binary against @bulwark/fault-server over loopback, one real fault per case.
+import { after, before, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MALFORMED_KINDS, patternBody, startFaultServer, type FaultServer } from '@bulwark/fault-server';
+import { EXIT } from '../src/config.js';
+import { BIN, STACK_FRAME, parseJson, runCli, type CliRun } from './harness.js';
+
+/** Generous: CPU is shared with other builds and tests. Checked against the CLI's own `elapsed_ms` (from the start of the run, after start-up). */
+const MARGIN_MS = 1500;
+/**
+ * Wall time also includes spawning node and loading modules, which took 0.4–0.6 s for `--version` on
+ * this 2-core machine at load average 14 (several engineers building at once), and is not governed by
+ * `--timeout-ms`; the wall-clock bound allows for it.
+ */
+const SPAWN_ALLOWANCE_MS = 3000;
+
+function assertWithinDeadline(run: CliRun, doc: Record<string, unknown>): void {
+  const inProcess = doc['elapsed_ms'] as number;
+  assert.ok(
+    inProcess <= DEADLINE_MS + MARGIN_MS,
+    `the run took ${inProcess} ms (deadline ${DEADLINE_MS} ms)`,
+  );
+  assert.ok(
+    run.elapsedMs <= DEADLINE_MS + MARGIN_MS + SPAWN_ALLOWANCE_MS,
+    `wall ${Math.round(run.elapsedMs)} ms (deadline ${DEADLINE_MS} ms)`,
+  );
+}
+const DEADLINE_MS = 2000;
+
+let primary: FaultServer;
+let mirror: FaultServer;
+let work: string;
+
+async function deadOrigin(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
+}
+
+function assertClean(run: CliRun): void {
+  assert.doesNotMatch(run.stderr, STACK_FRAME, `stack trace on stderr:\n${run.stderr}`);
+  assert.doesNotMatch(run.stderr, /Error: .*\n\s+at /);
+}
+
+before(async () => {
+  primary = await startFaultServer();
+  mirror = await startFaultServer();
+  work = await mkdtemp(join(tmpdir(), 'http-get-e2e-'));
+});
+
+beforeEach(() => {
+  primary.reset();
+  mirror.reset();
+  primary.setResponse({ body: 'primary body\n', cacheControl: 'max-age=60' });
+  mirror.setResponse({ body: 'mirror body\n', cacheControl: 'max-age=60' });
+});
+
+after(async () => {
+  await Promise.all([primary.close(), mirror.close()]);
+  await rm(work, { recursive: true, force: true });
+});
+
+let dirs = 0;
+const freshCacheDir = (): string => join(work, `cache-${++dirs}`);
+
+describe('tiers, end to end', () => {
+  it('primary: body on stdout, exit 0, nothing on stderr', async () => {
+    const run = await runCli([`${primary.origin}/doc`, '--cache-dir', freshCacheDir()]);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(run.stdout.toString(), 'primary body\n');
+    assert.equal(run.stderr, '');
+  });
+
+  it('fresh cache hit: the second run does not call upstream (--json says fresh-cache)', async () => {
+    const cacheDir = freshCacheDir();
+    await runCli([`${primary.origin}/doc`, '--cache-dir', cacheDir]);
+    const run = await runCli([`${primary.origin}/doc`, '--cache-dir', cacheDir, '--json']);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    const doc = parseJson(run);
+    assert.equal(doc['schema_version'], 1);
+    assert.equal(doc['tier'], 'fresh-cache');
+    assert.equal(doc['attempts'], 0);
+    assert.equal(typeof doc['cache_age_ms'], 'number');
+    assert.equal(primary.requestCount, 1);
+    assert.match(run.stderr, /served from the cache/);
+  });
+
+  it('primary down → fallback, announced on stderr', async () => {
+    const dead = await deadOrigin();
+    const run = await runCli([
+      `${dead}/doc`,
+      '--fallback',
+      `${mirror.origin}/doc`,
+      '--no-cache',
+      '--retries',
+      '0',
+    ]);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(run.stdout.toString(), 'mirror body\n');
+    assert.match(
+      run.stderr,
+      /warning: served from fallback-1 .* not the primary: primary Connection refused/,
+    );
+    assertClean(run);
+  });
+
+  it('both down → stale copy within --max-stale-ms; beyond it → exit 69; --fail-on-stale → exit 3', async () => {
+    primary.setResponse({ body: 'cached body\n', cacheControl: 'max-age=0' });
+    const cacheDir = freshCacheDir();
+    const url = `${primary.origin}/doc`;
+    assert.equal((await runCli([url, '--cache-dir', cacheDir])).code, EXIT.OK);
+    primary.setFault({ type: 'status', status: 503 });
+    mirror.setFault({ type: 'reset' });
+    const args = [url, '--fallback', `${mirror.origin}/doc`, '--cache-dir', cacheDir, '--retries', '0'];
+
+    const stale = await runCli([...args, '--max-stale-ms', '600000', '--json']);
+    assert.equal(stale.code, EXIT.OK, stale.stderr);
+    const doc = parseJson(stale);
+    assert.equal(doc['tier'], 'stale-cache');
+    assert.equal(doc['stale'], true);
+    assert.ok((doc['staleness_ms'] as number) > 0);
+    assert.match(stale.stderr, /served a STALE copy/);
+    const plain = await runCli([...args, '--max-stale-ms', '600000']);
+    assert.equal(plain.stdout.toString(), 'cached body\n');
+
+    const tooOld = await runCli([...args, '--max-stale-ms', '0']);
+    assert.equal(tooOld.code, EXIT.ALL_TIERS_FAILED, tooOld.stderr);
+    assert.equal(tooOld.stdout.length, 0);
+    assert.match(
+      tooOld.stderr,
+      /all tiers failed[\s\S]*stale-cache: skipped — stale copy is \d+ ms past freshness; max-stale 0 ms/,
+    );
+    assertClean(tooOld);
+
+    const refused = await runCli([...args, '--max-stale-ms', '600000', '--fail-on-stale']);
+    assert.equal(refused.code, EXIT.STALE_REFUSED);
+    assert.equal(refused.stdout.length, 0);
+    assertClean(refused);
+  });
+
+  it('everything down: exit 7 with a single source, 69 with fallbacks; --json says why', async () => {
+    const dead = await deadOrigin();
+    const single = await runCli([`${dead}/doc`, '--no-cache', '--retries', '0']);
+    assert.equal(single.code, EXIT.NETWORK);
+    assert.equal(single.stdout.length, 0);
+    assert.match(single.stderr, /error: Connection refused/);
+    assertClean(single);
+
+    const all = await runCli([
+      `${dead}/doc`,
+      '--fallback',
+      `${dead}/mirror`,
+      '--no-cache',
+      '--retries',
+      '0',
+      '--json',
+    ]);
+    assert.equal(all.code, EXIT.ALL_TIERS_FAILED);
+    const doc = parseJson(all);
+    assert.equal(doc['ok'], false);
+    assert.equal(doc['exit_code'], EXIT.ALL_TIERS_FAILED);
+    assert.deepEqual(doc['error'], {
+      code: 'BULWARK_ERR_ALL_SOURCES_FAILED',
+      message: `all tiers failed for ${dead}/doc`,
+    });
+    assert.deepEqual(
+      (doc['tiers'] as { tier: string; status: string }[]).map((t) => `${t.tier}:${t.status}`),
+      ['fresh-cache:skipped', 'primary:failed', 'fallback-1:failed', 'stale-cache:skipped'],
+    );
+  });
+
+  it('304 revalidation refreshes the cached copy', async () => {
+    primary.setResponse({ body: 'etagged\n', etag: '"e1"', cacheControl: 'max-age=0' });
+    const cacheDir = freshCacheDir();
+    await runCli([`${primary.origin}/doc`, '--cache-dir', cacheDir]);
+    const run = await runCli([
+      `${primary.origin}/doc`,
+      '--cache-dir',
+      cacheDir,
+      '--json',
+      '-o',
+      join(work, 'etag.out'),
+    ]);
+    const doc = parseJson(run);
+    assert.equal(doc['tier'], 'primary');
+    assert.equal(doc['revalidated'], true);
+    assert.equal(primary.requests.at(-1)!.headers['if-none-match'], '"e1"');
+    assert.equal(await readFile(join(work, 'etag.out'), 'utf8'), 'etagged\n');
+  });
+
+  it('a corrupted cache is a miss, never a crash', async () => {
+    const cacheDir = freshCacheDir();
+    await runCli([`${primary.origin}/doc`, '--cache-dir', cacheDir]);
+    for (const f of (await readdir(join(cacheDir, 'v1'))).filter((n) => n.endsWith('.snap'))) {
+      const path = join(cacheDir, 'v1', f);
+      const bytes = await readFile(path);
+      bytes[bytes.length - 3]! ^= 0x55;
+      await writeFile(path, bytes);
+    }
+    const run = await runCli([`${primary.origin}/doc`, '--cache-dir', cacheDir, '-v']);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(run.stdout.toString(), 'primary body\n');
+    assert.match(run.stderr, /\[cache\] read corrupt: .*checksum-mismatch/);
+    assert.equal(primary.requestCount, 2);
+    assertClean(run);
+  });
+});
+
+interface FaultCase {
+  readonly name: string;
+  readonly path: string;
+  readonly code: number;
+  /** The fault costs time: the run must still end by the deadline plus the margin. */
+  readonly slow?: boolean;
+}
+
+const FAULTS: readonly FaultCase[] = [
+  { name: 'latency beyond the deadline', path: '/latency/8000', code: EXIT.NETWORK, slow: true },
+  { name: 'black hole', path: '/blackhole', code: EXIT.NETWORK, slow: true },
+  { name: 'reset before the response', path: '/reset', code: EXIT.NETWORK },
+  { name: 'reset mid-body', path: '/reset?afterBytes=1000&size=100000', code: EXIT.NETWORK },
+  { name: 'truncated body', path: '/truncate?bytes=1000&size=100000', code: EXIT.NETWORK },
+  { name: 'slow drip', path: '/drip?bytes=10&intervalMs=100&size=100000', code: EXIT.NETWORK, slow: true },
+  { name: 'close without a byte', path: '/close', code: EXIT.NETWORK },
+  { name: '503 with Retry-After seconds', path: '/status/503?retryAfter=1', code: EXIT.HTTP },
+  { name: '429 with Retry-After HTTP-date', path: '/status/429?retryAfterDate=1000', code: EXIT.HTTP },
+  { name: '500', path: '/status/500', code: EXIT.HTTP },
+  { name: '404 (final, no retry)', path: '/status/404', code: EXIT.HTTP },
+  ...MALFORMED_KINDS.map((kind) => ({
+    name: `malformed ${kind}`,
+    path: `/malformed/${kind}`,
+    code: EXIT.NETWORK,
+  })),
+];
+
+describe('fault matrix: exit code, tier, deadline, clean output', { concurrency: 2 }, () => {
+  for (const f of FAULTS) {
+    it(`${f.name}: exit ${f.code}, nothing on stdout, no stack trace`, async () => {
+      const run = await runCli([
+        `${primary.origin}${f.path}`,
+        '--no-cache',
+        '--timeout-ms',
+        String(DEADLINE_MS),
+        '--retries',
+        '1',
+        '--json',
+      ]);
+      assert.equal(run.code, f.code, run.stderr);
+      const doc = parseJson(run); // stdout holds the JSON document and nothing else: no body bytes
+      assert.equal(doc['ok'], false);
+      assert.equal(doc['tier'], null);
+      assert.equal(doc['bytes'], null);
+      assertWithinDeadline(run, doc);
+      assertClean(run);
+      if (f.path.includes('retryAfter=1')) {
+        assert.ok(run.elapsedMs >= 1000, 'Retry-After: 1 honoured before the second attempt');
+      }
+    });
+
+    if (f.path === '/status/404') continue; // a 404 is an answer: no fallback (tested in the library)
+    it(`${f.name} + --fallback: served by the mirror within the deadline`, async () => {
+      const run = await runCli([
+        `${primary.origin}${f.path}`,
+        '--fallback',
+        `${mirror.origin}/doc`,
+        '--no-cache',
+        '--timeout-ms',
+        String(DEADLINE_MS),
+        '--retries',
+        '1',
+        '-o',
+        join(work, `fallback-${f.name.replace(/\W+/g, '-')}.out`),
+        '--json',
+      ]);
+      assert.equal(run.code, EXIT.OK, run.stderr);
+      const doc = parseJson(run);
+      assert.equal(doc['tier'], 'fallback');
+      assert.equal(doc['source'], 'fallback-1');
+      assert.equal(await readFile(doc['output'] as string, 'utf8'), 'mirror body\n');
+      assertWithinDeadline(run, doc);
+      assertClean(run);
+    });
+  }
+
+  it('plain output (no --json) of a failure: stdout empty, one error line per tier', async () => {
+    const run = await runCli([
+      `${primary.origin}/truncate?bytes=10&size=5000`,
+      '--no-cache',
+      '--retries',
+      '0',
+    ]);
+    assert.equal(run.code, EXIT.NETWORK);
+    assert.equal(run.stdout.length, 0);
+    assert.match(run.stderr, /error: Connection closed before the response was complete/);
+    assert.match(run.stderr, /primary: failed/);
+    assertClean(run);
+  });
+});
+
+describe('output and signals', () => {
+  it('-o writes the whole body atomically and leaves no temp file', async () => {
+    const dir = await mkdtemp(join(work, 'out-'));
+    const file = join(dir, 'body.bin');
+    const run = await runCli([`${primary.origin}/big?size=3000000`, '--no-cache', '-o', file]);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(run.stdout.length, 0);
+    assert.ok((await readFile(file)).equals(patternBody(3_000_000)));
+    assert.deepEqual(await readdir(dir), ['body.bin']);
+  });
+
+  it('a large body to stdout is complete (not torn) and no progress bar when stderr is not a terminal', async () => {
+    const run = await runCli([`${primary.origin}/big?size=2000000`, '--no-cache']);
+    assert.equal(run.code, EXIT.OK);
+    assert.ok(run.stdout.equals(patternBody(2_000_000)));
+    assert.equal(run.stderr, '');
+  });
+
+  it('on a terminal: a progress bar for a large body; colour unless NO_COLOR', async () => {
+    // util-linux `script` gives the CLI a pseudo-terminal; its output is the terminal's (stdout + stderr)
+    const dir = await mkdtemp(join(work, 'tty-'));
+    const tty = (cmd: string, env: NodeJS.ProcessEnv) =>
+      new Promise<string>((resolve, reject) => {
+        execFile(
+          'script',
+          ['-qec', cmd, '/dev/null'],
+          { env: { ...process.env, TERM: 'xterm-256color', ...env }, timeout: 20_000 },
+          (error, stdout) => (error ? reject(error) : resolve(stdout)),
+        );
+      });
+    const bin = `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)}`;
+    const big = await tty(
+      `${bin} --no-cache -o ${dir}/big.bin '${primary.origin}/bandwidth?size=3000000&bytesPerSecond=3000000'`,
+      {
+        NO_COLOR: '',
+      },
+    );
+    assert.match(big, /\d+% \| [\d.]+\/2\.9 MiB/);
+    assert.ok((await readFile(join(dir, 'big.bin'))).equals(patternBody(3_000_000)));
+
+    const dead = await deadOrigin();
+    const args = `--no-cache --retries 0 -o ${dir}/small.txt ${dead}/x --fallback ${mirror.origin}/doc`;
+    const coloured = await tty(`${bin} ${args}`, { NO_COLOR: '', FORCE_COLOR: '' });
+    assert.ok(coloured.includes('\u001b[33mwarning:'), JSON.stringify(coloured));
+    const plain = await tty(`${bin} ${args}`, { NO_COLOR: '1' });
+    assert.match(plain, /warning: served from fallback-1/);
+    assert.ok(!plain.includes('\u001b['), JSON.stringify(plain));
+  });
+
+  it('SIGINT while waiting → exit 130, no output file, the old file untouched, no temp file', async () => {
+    const dir = await mkdtemp(join(work, 'sigint-'));
+    const file = join(dir, 'out.txt');
+    await writeFile(file, 'previous content');
+    const run = await runCli([`${primary.origin}/latency/10000`, '--no-cache', '-o', file], {
+      onSpawn: (child) => {
+        void primary.waitForRequests(1, 10_000).then(() => child.kill('SIGINT'));
+      },
+    });
+    assert.equal(run.code, EXIT.INTERRUPTED, run.stderr);
+    assert.ok(run.elapsedMs < 5000, `took ${run.elapsedMs} ms`);
+    assert.equal(await readFile(file, 'utf8'), 'previous content');
+    assert.deepEqual(await readdir(dir), ['out.txt']);
+    assertClean(run);
+  });
+
+  it('SIGINT mid-body (slow drip) → exit 130, no partial file', async () => {
+    const dir = await mkdtemp(join(work, 'sigint-body-'));
+    const file = join(dir, 'out.bin');
+    const run = await runCli(
+      [`${primary.origin}/drip?bytes=2000&intervalMs=50&size=400000`, '--no-cache', '-o', file],
+      {
+        onSpawn: (child) => {
+          void primary.waitForRequests(1, 10_000).then(() => setTimeout(() => child.kill('SIGINT'), 300));
+        },
+      },
+    );
+    assert.equal(run.code, EXIT.INTERRUPTED, run.stderr);
+    assert.deepEqual(await readdir(dir), []);
+    assertClean(run);
+  });
+
+  it('SIGTERM → exit 143', async () => {
+    const run = await runCli([`${primary.origin}/blackhole`, '--no-cache'], {
+      onSpawn: (child) => {
+        void primary.waitForRequests(1, 10_000).then(() => child.kill('SIGTERM'));
+      },
+    });
+    assert.equal(run.code, EXIT.TERMINATED);
+    assert.equal(run.stdout.length, 0);
+  });
+
+  it('stdout closed early (| head): exit 0, quietly', async () => {
+    const run = await runCli([`${primary.origin}/big?size=4000000`, '--no-cache'], {
+      onSpawn: (child) => child.stdout!.once('data', () => child.stdout!.destroy()),
+    });
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(run.stderr, '');
+  });
+
+  it('an unwritable output path → exit 74 with a clear message', async () => {
+    const run = await runCli([
+      `${primary.origin}/doc`,
+      '--no-cache',
+      '-o',
+      join(work, 'no', 'such', 'dir', 'f'),
+    ]);
+    assert.equal(run.code, EXIT.IO);
+    assert.match(run.stderr, /error: cannot write .*ENOENT/);
+    assertClean(run);
+  });
+});
+
+describe('argv validation (exit 2, a message saying what is allowed)', () => {
+  const cases: [string[], RegExp][] = [
+    [[], /missing required argument 'url'/],
+    [['ftp://example.test/'], /expected an http:\/\/ or https:\/\/ URL/],
+    [['not a url'], /expected an absolute http:\/\/ or https:\/\/ URL/],
+    [['http://a.test/', 'http://b.test/'], /too many arguments/],
+    [['http://a.test/', '--timeout-ms', '0'], /--timeout-ms.*integer number of milliseconds from 1 to/],
+    [['http://a.test/', '--timeout-ms', '1.5'], /--timeout-ms/],
+    [['http://a.test/', '--retries', '-1'], /--retries/],
+    [['http://a.test/', '--retries', 'many'], /--retries.*from 0 to 100/],
+    [['http://a.test/', '--max-stale-ms', 'x'], /--max-stale-ms/],
+    [['http://a.test/', '--fallback', 'file:///etc/passwd'], /--fallback.*http:\/\/ or https:\/\//],
+    [['http://a.test/', '--output', ''], /--output.*not an empty string/],
+    [['http://a.test/', '--bogus'], /unknown option '--bogus'/],
+    [
+      ['http://a.test/', '--no-cache', '--cache-dir', '/tmp/x'],
+      /--no-cache cannot be combined with --cache-dir/,
+    ],
+    [['http://a.test/', '-q', '-v'], /choose one of --quiet and --verbose/],
+  ];
+  for (const [args, message] of cases) {
+    it(`${JSON.stringify(args)} → exit 2`, async () => {
+      const run = await runCli(args);
+      assert.equal(run.code, EXIT.USAGE, run.stderr);
+      assert.match(run.stderr, message);
+      assert.equal(run.stdout.length, 0);
+      assertClean(run);
+    });
+  }
+
+  it('--help lists every exit code, exit 0', async () => {
+    const run = await runCli(['--help']);
+    assert.equal(run.code, EXIT.OK);
+    for (const code of Object.values(EXIT))
+      assert.match(run.stdout.toString(), new RegExp(`^\\s+${code}  `, 'm'));
+  });
+});

@@ -1,0 +1,68 @@
+/**
+ * Spawns the BUILT binary (`node apps/http-get/dist/src/main.js`) and collects what it did.
+ * (Not a test file: its name does not end in `.test.ts`.)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+
+export interface CliRun {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: Buffer;
+  readonly stderr: string;
+  readonly elapsedMs: number;
+}
+
+export interface CliOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  /** Called once the child is spawned (to send it signals). */
+  readonly onSpawn?: (child: ChildProcess) => void;
+  /** Kill with SIGKILL after this many ms (a hung CLI fails the test instead of hanging it). @default 30000 */
+  readonly killAfterMs?: number;
+}
+
+export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, NO_COLOR: '1', ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs ?? 30_000);
+    child.on('error', (e) => {
+      clearTimeout(killer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(killer);
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(out),
+        stderr: Buffer.concat(err).toString('utf8'),
+        elapsedMs: performance.now() - started,
+      });
+    });
+    options.onSpawn?.(child);
+  });
+}
+
+/** A JavaScript stack frame line (`    at fn (file.js:1:2)`): must never reach an operator's terminal. */
+export const STACK_FRAME = /^\s+at .+(:\d+:\d+\)?|\(native\))$/m;
+
+export function parseJson(run: CliRun): Record<string, unknown> {
+  const text = run.stdout.toString('utf8').trim();
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw new Error(
+      `stdout is not one JSON document: ${JSON.stringify(text.slice(0, 300))}\nstderr: ${run.stderr}`,
+    );
+  }
+}
