@@ -35,6 +35,8 @@ export interface Target {
 export interface Progress {
   status: number | undefined;
   bytes: number;
+  /** Why the last exchange failed (undefined while it runs or when it succeeded). */
+  error: unknown;
 }
 
 export interface ExchangeOptions {
@@ -154,6 +156,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   #fail(error: unknown): void {
     this.#done = true;
+    this.progress.error = error;
     this.options.onEnd();
     this.#reject(error);
   }

@@ -25,7 +25,11 @@ export interface FetchResult {
   readonly durationMs: number;
   /** Requests sent for this URL (0 when none was: invalid URL, open breaker, aborted while queued). */
   readonly attempts: number;
-  /** Why it failed; `undefined` when `ok`. */
+  /**
+   * Why it failed; `undefined` when `ok`. The failure of the last request sent for the URL; when none was
+   * sent: `INVALID_URL`, `CIRCUIT_OPEN` (its host's breaker was open) or `ABORTED`. A run's abort wins:
+   * a URL still in progress then is `ABORTED`.
+   */
   readonly errorCode: FetchErrorCode | undefined;
   /** A one-line description of the failure; `undefined` when `ok`. */
   readonly error: string | undefined;

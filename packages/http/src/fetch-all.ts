@@ -92,6 +92,7 @@ class Item implements Progress, Entry {
   startedAt = -1;
   status: number | undefined = undefined;
   bytes = 0;
+  error: unknown = undefined;
   exchange: Exchange | undefined = undefined;
   /** The slot granted for the first attempt, not yet used. */
   holdsSlot = false;
@@ -133,6 +134,7 @@ class Item implements Progress, Entry {
     if (this.startedAt < 0) this.startedAt = performance.now();
     this.status = undefined;
     this.bytes = 0;
+    this.error = undefined;
     this.run.inFlight++;
     const exchange = new Exchange(this.target, this.run.exchangeOptions, this);
     this.exchange = exchange;
@@ -492,6 +494,8 @@ class Run implements FetchAllRun {
       return;
     }
     const aborted = this.#signal.aborted && error === this.#signal.reason;
+    // a retry refused by a breaker that opened meanwhile: report what the last request sent ran into
+    if (!aborted && error instanceof CircuitOpenError && item.error !== undefined) error = item.error;
     this.#deliver({
       index: item.index,
       url: item.target.url,

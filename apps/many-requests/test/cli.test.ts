@@ -1,0 +1,215 @@
+// The built CLI, spawned as a real process against fault servers on loopback.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { startFaultServer, type FaultServer } from '@bulwark/fault-server';
+
+const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+let good: FaultServer;
+let dead: FaultServer;
+let dir: string;
+
+before(async () => {
+  good = await startFaultServer();
+  dead = await startFaultServer({ fault: { type: 'blackhole' } });
+  dir = await mkdtemp(join(tmpdir(), 'many-requests-'));
+});
+after(async () => {
+  await Promise.all([good.close(), dead.close(), rm(dir, { recursive: true, force: true })]);
+});
+
+interface Done {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function start(args: string[]): { child: ChildProcess; done: Promise<Done>; stdout: () => string } {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const done = once(child, 'close').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+    stdout,
+    stderr,
+  }));
+  // a test that fails must not leave the child running
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  void done.then(() => clearTimeout(timer));
+  return { child, done, stdout: () => stdout };
+}
+
+async function run(args: string[], stdin?: string): Promise<Done> {
+  const p = start(args);
+  p.child.stdin!.end(stdin ?? '');
+  return p.done;
+}
+
+function lines(stdout: string): Record<string, unknown>[] {
+  return stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const t0 = performance.now();
+  while (!check()) {
+    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('usage errors exit 2 with a message naming the problem', async () => {
+  const cases: [string[], RegExp][] = [
+    [['-c', '0', 'http://x/'], /--concurrency.*'0' is invalid.*integer from 1/],
+    [['--concurrency', 'lots', 'http://x/'], /--concurrency.*'lots' is invalid/],
+    [['--timeout-ms', '-5', 'http://x/'], /--timeout-ms/],
+    [['--per-host', '1.5', 'http://x/'], /--per-host.*'1.5' is invalid/],
+    [['--rate-per-host', '0', 'http://x/'], /--rate-per-host.*'0' is invalid/],
+    [['--retry-budget-ratio', 'x', 'http://x/'], /--retry-budget-ratio/],
+    [['--retries', '101', 'http://x/'], /--retries.*integer from 0 to 100/],
+    [['--bogus', 'http://x/'], /unknown option '--bogus'/],
+    [[], /no URLs given/],
+    [['--file', join('/nonexistent', 'urls.txt')], /cannot read --file .*ENOENT/],
+    [['-', '--file', '-'], /stdin \("-"\) can be read only once/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await run(args);
+    assert.equal(r.code, 2, `${args.join(' ')} → ${r.code}: ${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+    if (args[0] !== '--file') assert.match(r.stderr, /--help/);
+    assert.equal(r.stdout, '');
+  }
+});
+
+test('--help documents the options and the exit codes, exit 0', async () => {
+  const r = await run(['--help']);
+  assert.equal(r.code, 0);
+  for (const flag of ['--concurrency', '--per-host', '--timeout-ms', '--retries', '--retry-budget-ratio'])
+    assert.ok(r.stdout.includes(flag), flag);
+  for (const flag of ['--rate-per-host', '--breaker-failures', '--quiet', '--allow-failures', '--json'])
+    assert.ok(r.stdout.includes(flag), flag);
+  assert.match(r.stdout, /Exit codes:\n\s+0 .*\n\s+1 .*\n\s+2 .*\n\s+130 /);
+});
+
+test('NDJSON: one complete line per URL, summary on stderr, exit 1 when some failed', async () => {
+  const urls = [`${good.origin}/ok`, 'nope', `${good.origin}/status/404`, `${good.origin}/ok?size=10`];
+  const r = await run(urls);
+  assert.equal(r.code, 1);
+  const out = lines(r.stdout);
+  assert.equal(out.length, 4);
+  assert.deepEqual(out.map((l) => l.index).sort(), [0, 1, 2, 3]);
+  const byIndex = new Map(out.map((l) => [l.index, l]));
+  assert.deepEqual(byIndex.get(3), {
+    index: 3,
+    url: urls[3],
+    host: `127.0.0.1:${good.port}`,
+    ok: true,
+    status: 200,
+    bytes: 10,
+    durationMs: byIndex.get(3)!.durationMs,
+    attempts: 1,
+  });
+  assert.equal(byIndex.get(1)!.errorCode, 'INVALID_URL');
+  assert.equal(byIndex.get(2)!.errorCode, 'HTTP_4XX');
+  assert.match(r.stderr, /4 URLs in .*: 2 ok, 2 failed/);
+  assert.match(r.stderr, /p50 .* p99 /);
+  const allowed = await run(['--allow-failures', '--quiet', ...urls]);
+  assert.equal(allowed.code, 0);
+  assert.equal(allowed.stderr, '', '--quiet: no summary');
+});
+
+test('--json: one document with every result and the summary', async () => {
+  const r = await run(['--json', `${good.origin}/ok`, `${good.origin}/ok`]);
+  assert.equal(r.code, 0);
+  const doc = JSON.parse(r.stdout) as { schemaVersion: number; results: unknown[]; summary: { ok: number } };
+  assert.equal(doc.schemaVersion, 1);
+  assert.equal(doc.results.length, 2);
+  assert.equal(doc.summary.ok, 2);
+});
+
+test('stdin is streamed: results come out before the input ends', async () => {
+  const p = start(['-', '--quiet']);
+  p.child.stdin!.write(`${good.origin}/ok?a\n\n# a comment\n${good.origin}/ok?b\n`);
+  await until(() => lines(p.stdout()).length === 2, 'the first two results');
+  p.child.stdin!.end(`${good.origin}/ok?c\n`);
+  const r = await p.done;
+  assert.equal(r.code, 0);
+  assert.deepEqual(
+    lines(r.stdout).map((l) => l.index),
+    [0, 1, 2],
+  );
+});
+
+test('a file and arguments are read in order', async () => {
+  const file = join(dir, 'urls.txt');
+  await writeFile(file, `${good.origin}/ok?f1\r\n  ${good.origin}/ok?f2  \n`);
+  const r = await run([`${good.origin}/ok?arg`, '--file', file, '-q']);
+  assert.equal(r.code, 0);
+  const urls = new Map(lines(r.stdout).map((l) => [l.index, l.url]));
+  assert.deepEqual(
+    [0, 1, 2].map((i) => urls.get(i)),
+    [`${good.origin}/ok?arg`, `${good.origin}/ok?f1`, `${good.origin}/ok?f2`],
+  );
+});
+
+test('a dead host trips its breaker; the summary says so', async () => {
+  const urls: string[] = [];
+  for (let i = 0; i < 40; i++) urls.push(`${good.origin}/ok?${i}`, `${dead.origin}/x?${i}`);
+  const t0 = performance.now();
+  // a generous timeout: under CPU contention the good host must not time out too
+  const args = ['-', '--timeout-ms', '1000', '--breaker-failures', '3', '--per-host', '3'];
+  const r = await run(args, urls.join('\n'));
+  // without the breaker: 40 URLs × 1 s / 3 at a time ≈ 13 s for the dead host alone
+  assert.ok(performance.now() - t0 < 6000);
+  assert.equal(r.code, 1);
+  const out = lines(r.stdout);
+  assert.equal(out.length, 80);
+  assert.equal(out.filter((l) => l.ok).length, 40, r.stdout.slice(0, 500));
+  assert.ok(out.filter((l) => l.errorCode === 'CIRCUIT_OPEN').length >= 35);
+  assert.match(r.stderr, new RegExp(`circuit breaker opened: 127\\.0\\.0\\.1:${dead.port} ×1`));
+});
+
+test('SIGINT mid-run: exit 130 within 1 s, every line written is complete JSON, partial summary', async () => {
+  const p = start(['-', '--timeout-ms', '60000']);
+  const fast = Array.from({ length: 30 }, (_, i) => `${good.origin}/ok?${i}`);
+  const slow = Array.from({ length: 30 }, (_, i) => `${dead.origin}/hang?${i}`);
+  // stdin stays open: the input never ends by itself
+  p.child.stdin!.write([...fast, ...slow].join('\n') + '\n');
+  await until(() => lines(p.stdout()).length >= 30, 'the fast results');
+  await until(() => dead.currentRequests >= 10, 'the hanging requests');
+  const t0 = performance.now();
+  p.child.kill('SIGINT');
+  const r = await p.done;
+  const took = performance.now() - t0;
+  assert.equal(r.code, 130);
+  assert.ok(took < 1000, `exited ${Math.round(took)} ms after SIGINT`);
+  assert.ok(r.stdout.endsWith('\n'));
+  const out = lines(r.stdout); // throws if a line is not complete JSON
+  assert.equal(out.filter((l) => l.ok).length, 30);
+  assert.ok(out.filter((l) => l.errorCode === 'ABORTED').length >= 10);
+  assert.equal(new Set(out.map((l) => l.index)).size, out.length);
+  assert.match(r.stderr, /INTERRUPTED after \d+ URLs/);
+  p.child.stdin!.destroy();
+});
+
+test('stdout closed early (| head): exit 141 quietly, no stack trace', async () => {
+  const file = join(dir, 'many.txt');
+  await writeFile(file, Array.from({ length: 3000 }, (_, i) => `${good.origin}/ok?${i}`).join('\n'));
+  const p = start(['--file', file]);
+  await until(() => p.stdout().length > 0, 'some output');
+  p.child.stdout!.destroy();
+  const r = await p.done;
+  assert.equal(r.code, 141);
+  assert.doesNotMatch(r.stderr, /Error|at .*\.js/);
+});
