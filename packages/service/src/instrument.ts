@@ -3,7 +3,7 @@
  * scheme. Duck-typed: it subscribes to whichever `on…` functions the policy has (circuit breaker
  * `onStateChange` / `onSuccess` / `onFailure` / `onReject`, retry `onRetry` / `onGiveUp` / `onSuccess`,
  * bulkhead `onReject`, timeout `onTimeout`, rate limiter `onReject` / `onStoreError`, fallback
- * `onFallback`) and reads state (`state`, `running`, `queued`) at scrape time, so any policy — ours or one
+ * `onFallback`, breaker `onIgnored` / `onSlowCall`) and reads state (`state`, `running`, `queued`) at scrape time, so any policy — ours or one
  * shaped like ours — can be watched. Returns a disposable that unsubscribes and drops its gauges.
  */
 import { InvalidOptionError, type Disposable } from '@bulwark/core';
@@ -23,7 +23,7 @@ type Subscribe = (listener: Listener) => Disposable;
 export type InstrumentablePolicy = object;
 
 /** States reported for every breaker even before it visits them (so dashboards see all series). */
-const BASE_CIRCUIT_STATES = ['closed', 'open', 'half_open'];
+const BASE_CIRCUIT_STATES = ['closed', 'open', 'half_open', 'isolated'];
 
 /** The registries of instrumented breakers and bulkheads, read by the gauges at scrape time. */
 export class PolicyRegistry {
@@ -122,6 +122,8 @@ export function instrumentPolicy(
   on('onRetry', () => metrics.retries.inc({ name }));
   on('onGiveUp', () => calls('give_up').inc());
   on('onTimeout', () => calls('timeout').inc());
+  on('onIgnored', () => calls('ignored').inc());
+  on('onSlowCall', () => metrics.slowCalls.inc({ policy: kind, name }));
   on('onFallback', () => calls('fallback').inc());
   on('onStoreError', () => metrics.rateLimitStoreErrors.inc({ name }));
 

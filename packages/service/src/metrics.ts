@@ -46,6 +46,7 @@ export const METRIC_NAMES = Object.freeze({
   circuitTransitions: 'bulwark_circuit_transitions_total',
   calls: 'bulwark_calls_total',
   retries: 'bulwark_retries_total',
+  slowCalls: 'bulwark_slow_calls_total',
   rejections: 'bulwark_rejections_total',
   bulkheadActive: 'bulwark_bulkhead_active',
   bulkheadQueued: 'bulwark_bulkhead_queued',
@@ -86,6 +87,7 @@ export class ServiceMetrics {
   readonly circuitTransitions: Counter<'name' | 'from' | 'to'>;
   readonly calls: Counter<'policy' | 'name' | 'outcome'>;
   readonly retries: Counter<'name'>;
+  readonly slowCalls: Counter<'policy' | 'name'>;
   readonly rejections: Counter<'policy' | 'name' | 'reason'>;
   /** Where gauges read their values; the service replaces it once its parts exist. */
   sources: GaugeSources = NO_SOURCES;
@@ -235,7 +237,7 @@ export class ServiceMetrics {
     });
     this.calls = new Counter({
       name: METRIC_NAMES.calls,
-      help: 'Calls through a resilience policy, by outcome (success, failure, rejected, timeout, give_up, fallback).',
+      help: 'Calls through a resilience policy, by outcome (success, failure, rejected, timeout, give_up, fallback, ignored).',
       labelNames: ['policy', 'name', 'outcome'],
       registers,
     });
@@ -243,6 +245,12 @@ export class ServiceMetrics {
       name: METRIC_NAMES.retries,
       help: 'Retries scheduled (attempts after the first).',
       labelNames: ['name'],
+      registers,
+    });
+    this.slowCalls = new Counter({
+      name: METRIC_NAMES.slowCalls,
+      help: 'Calls a circuit breaker judged slow (at or over its slowCallDurationMs).',
+      labelNames: ['policy', 'name'],
       registers,
     });
     this.rejections = new Counter({
