@@ -47,12 +47,21 @@ export const DEFAULTS = Object.freeze({
   requestTimeoutMs: 10_000,
   /** Request headers must arrive within this time (slowloris). @default 5000 */
   headersTimeoutMs: 5_000,
-  /** Idle keep-alive sockets are closed after this time. @default 5000 */
-  keepAliveTimeoutMs: 5_000,
+  /**
+   * Idle keep-alive sockets are closed after this time. Above the idle timeout of a load balancer in
+   * front (60 s for most), so the balancer closes first and never reuses a socket the server is closing.
+   * @default 72000
+   */
+  keepAliveTimeoutMs: 72_000,
   /** A handler that has not answered by then gets a 503 (Fastify `handlerTimeout`). @default 5000 */
   handlerTimeoutMs: 5_000,
   /** Graceful shutdown: in-flight requests get this long before the process exits anyway. @default 10000 */
   shutdownTimeoutMs: 10_000,
+  /**
+   * On SIGTERM, keep serving this long with readiness failing before closing the listener, so a load
+   * balancer or Kubernetes takes the instance out first (set it above the readiness probe period). @default 0
+   */
+  drainDelayMs: 0,
   /** pino level. @default 'info' */
   logLevel: 'info' as LogLevel,
   /** Log every request at info (costs about a third of the throughput; errors and slow requests are always logged). @default false */
@@ -106,6 +115,8 @@ export interface RateLimitConfig {
   readonly perSecond: number;
   readonly burst: number;
   readonly onRedisError: RedisErrorMode;
+  /** Key clients by this header (e.g. `x-api-key`, hashed) instead of by address. */
+  readonly keyHeader: string | undefined;
 }
 
 export interface GcdConfig {
@@ -124,6 +135,7 @@ export interface GcdConfig {
   readonly keepAliveTimeoutMs: number;
   readonly handlerTimeoutMs: number;
   readonly shutdownTimeoutMs: number;
+  readonly drainDelayMs: number;
   readonly logLevel: LogLevel;
   readonly accessLog: boolean;
   /** Per-client rate limit; undefined = off. */
@@ -280,7 +292,8 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
   const headersTimeoutMs = r.int('HEADERS_TIMEOUT_MS', DEFAULTS.headersTimeoutMs, 1, 3_600_000);
   const keepAliveTimeoutMs = r.int('KEEP_ALIVE_TIMEOUT_MS', DEFAULTS.keepAliveTimeoutMs, 1, 3_600_000);
   const handlerTimeoutMs = r.int('HANDLER_TIMEOUT_MS', DEFAULTS.handlerTimeoutMs, 1, 3_600_000);
-  const shutdownTimeoutMs = r.int('SHUTDOWN_TIMEOUT_MS', DEFAULTS.shutdownTimeoutMs, 0, 3_600_000);
+  const shutdownTimeoutMs = r.int('SHUTDOWN_TIMEOUT_MS', DEFAULTS.shutdownTimeoutMs, 1, 3_600_000);
+  const drainDelayMs = r.int('DRAIN_DELAY_MS', DEFAULTS.drainDelayMs, 0, 3_600_000);
   const logLevel = r.oneOf<LogLevel>('LOG_LEVEL', DEFAULTS.logLevel, [
     'fatal',
     'error',
@@ -298,6 +311,11 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     DEFAULTS.rateLimitOnRedisError,
     ['local', 'allow', 'deny'],
   );
+  const headerExpected = 'an HTTP header name such as x-api-key';
+  const rateLimitKeyHeader = r.string('RATE_LIMIT_KEY_HEADER', headerExpected, '(unset: client address)');
+  if (rateLimitKeyHeader !== undefined && !/^[A-Za-z0-9-]{1,64}$/u.test(rateLimitKeyHeader)) {
+    r.fail('RATE_LIMIT_KEY_HEADER', rateLimitKeyHeader, headerExpected);
+  }
   const loadShedding = r.bool('LOAD_SHEDDING', DEFAULTS.loadShedding);
   const shedAlgorithm = r.oneOf<ShedAlgorithm>('SHED_ALGORITHM', DEFAULTS.shedAlgorithm, [
     'gradient2',
@@ -351,6 +369,9 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
       `at least ${headNeeded} (2 × MAX_DIGITS + 2048), so /api/gcd?n=…&m=… with two numbers of MAX_DIGITS fits`,
     );
   }
+  if (drainDelayMs >= shutdownTimeoutMs) {
+    r.fail('DRAIN_DELAY_MS', String(drainDelayMs), `less than SHUTDOWN_TIMEOUT_MS (${shutdownTimeoutMs})`);
+  }
   if (headersTimeoutMs > requestTimeoutMs) {
     r.fail(
       'HEADERS_TIMEOUT_MS',
@@ -384,6 +405,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     keepAliveTimeoutMs,
     handlerTimeoutMs,
     shutdownTimeoutMs,
+    drainDelayMs,
     logLevel,
     accessLog,
     rateLimit:
@@ -393,6 +415,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
             perSecond: rateLimitPerSecond,
             burst: rateLimitBurst,
             onRedisError: rateLimitOnRedisError,
+            keyHeader: rateLimitKeyHeader?.toLowerCase(),
           }),
     loadShedding,
     shedAlgorithm,

@@ -55,7 +55,11 @@ try {
   process.exit(1);
 }
 
-installShutdown(server.app, { shutdownTimeoutMs: config.shutdownTimeoutMs, tracing });
+installShutdown(server.app, {
+  shutdownTimeoutMs: config.shutdownTimeoutMs,
+  drainDelayMs: config.drainDelayMs,
+  tracing,
+});
 process.on('SIGHUP', () => {
   if (config.tls !== undefined) server.reloadTls('SIGHUP');
   else server.app.log.info('SIGHUP ignored: TLS is not enabled');

@@ -98,6 +98,7 @@ export function kitOptions(
             ratePerSecond: config.rateLimit.perSecond,
             burst: config.rateLimit.burst,
             onStoreError: config.rateLimit.onRedisError,
+            ...(config.rateLimit.keyHeader === undefined ? {} : { keyHeader: config.rateLimit.keyHeader }),
             ...(config.redisUrl === undefined ? {} : { redisUrl: config.redisUrl }),
           },
     shedding: config.loadShedding ? { algorithm: config.shedAlgorithm } : false,
