@@ -21,30 +21,13 @@ import {
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  AlwaysOffSampler,
-  AlwaysOnSampler,
-  BatchSpanProcessor,
-  ConsoleSpanExporter,
-  ParentBasedSampler,
-  SimpleSpanProcessor,
-  TraceIdRatioBasedSampler,
-  type Sampler,
-  type SpanExporter,
-  type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
-import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
-import {
-  ATTR_HTTP_REQUEST_METHOD,
-  ATTR_HTTP_RESPONSE_STATUS_CODE,
-  ATTR_HTTP_ROUTE,
-  ATTR_SERVICE_NAME,
-  ATTR_SERVICE_VERSION,
-  ATTR_URL_PATH,
-  ATTR_URL_SCHEME,
-} from '@opentelemetry/semantic-conventions';
+import { createRequire } from 'node:module';
+import type * as OtlpHttp from '@opentelemetry/exporter-trace-otlp-http';
+import type * as Resources from '@opentelemetry/resources';
+import type * as SdkBase from '@opentelemetry/sdk-trace-base';
+import type { SpanExporter, SpanProcessor, Sampler } from '@opentelemetry/sdk-trace-base';
+import type * as SdkNode from '@opentelemetry/sdk-trace-node';
+import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { InvalidOptionError, type CallContext, type Operation } from '@bulwark/core';
 
 export interface TracingOptions {
@@ -79,6 +62,24 @@ export interface Tracing {
 }
 
 const TRACER_NAME = '@bulwark/service';
+
+// OpenTelemetry semantic-convention attribute names (stable), spelled out to spare loading the package.
+const ATTR_HTTP_REQUEST_METHOD = 'http.request.method';
+const ATTR_HTTP_RESPONSE_STATUS_CODE = 'http.response.status_code';
+const ATTR_HTTP_ROUTE = 'http.route';
+const ATTR_URL_PATH = 'url.path';
+const ATTR_URL_SCHEME = 'url.scheme';
+const ATTR_SERVICE_NAME = 'service.name';
+const ATTR_SERVICE_VERSION = 'service.version';
+
+// The SDK and the exporter load only when tracing is turned on (they take ~0.5 s to import, and most runs
+// never need them). They share the API's globals with this module, so the spans they make are ours.
+const require = createRequire(import.meta.url);
+const sdk = () => ({
+  base: require('@opentelemetry/sdk-trace-base') as typeof SdkBase,
+  node: require('@opentelemetry/sdk-trace-node') as typeof SdkNode,
+  resources: require('@opentelemetry/resources') as typeof Resources,
+});
 let active = false;
 let current: NodeTracerProvider | undefined;
 
@@ -141,9 +142,10 @@ export function setupTracing(options: TracingOptions = {}): Tracing {
     if (wanted.includes('otlp')) {
       endpoint = otlpTracesEndpoint(env);
       const headers = parseKeyValues(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS ?? env.OTEL_EXPORTER_OTLP_HEADERS);
+      const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-http') as typeof OtlpHttp;
       exporters.push(new OTLPTraceExporter({ url: endpoint, headers }));
     }
-    if (wanted.includes('console')) exporters.push(new ConsoleSpanExporter());
+    if (wanted.includes('console')) exporters.push(new (sdk().base.ConsoleSpanExporter)());
     exporterNames = wanted.join(',');
   }
 
@@ -155,11 +157,12 @@ export function setupTracing(options: TracingOptions = {}): Tracing {
   };
   if (options.serviceVersion !== undefined) attributes[ATTR_SERVICE_VERSION] = options.serviceVersion;
 
+  const { base, node, resources } = sdk();
   const spanProcessors: SpanProcessor[] = exporters.map((e) =>
-    processor === 'simple' ? new SimpleSpanProcessor(e) : new BatchSpanProcessor(e),
+    processor === 'simple' ? new base.SimpleSpanProcessor(e) : new base.BatchSpanProcessor(e),
   );
-  const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes(attributes),
+  const provider = new node.NodeTracerProvider({
+    resource: resources.resourceFromAttributes(attributes),
     sampler,
     spanProcessors,
   });
@@ -221,6 +224,7 @@ function samplerFromEnv(env: Readonly<Record<string, string | undefined>>): {
   sampler: Sampler;
   samplerName: string;
 } {
+  const { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler } = sdk().base;
   const name = (env.OTEL_TRACES_SAMPLER ?? 'parentbased_always_on').trim().toLowerCase();
   const ratio = (): number => {
     const raw = env.OTEL_TRACES_SAMPLER_ARG;
