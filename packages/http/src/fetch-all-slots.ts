@@ -17,7 +17,14 @@
  * Fairness: each origin queues in FIFO order; origins that could start one take turns (round robin) when
  * a global slot frees up.
  */
-import { BasePolicy, invoke, type CallContext, type Operation, type RateLimiterPolicy } from '@bulwark/core';
+import {
+  BasePolicy,
+  TimeoutError,
+  invoke,
+  type CallContext,
+  type Operation,
+  type RateLimiterPolicy,
+} from '@bulwark/core';
 
 /** Something waiting for a slot. `grant` is called with the slot already taken. */
 export interface Entry {
@@ -109,6 +116,30 @@ export class SlotScheduler {
     this.#ready.push(host);
   }
 
+  /** True when no origin is waiting for a global slot (a newcomer may take a free one at once). */
+  get noneReady(): boolean {
+    return this.#ready.size === 0;
+  }
+
+  #pumpScheduled = false;
+
+  /**
+   * Hands freed slots out on the check phase of this event-loop turn, not at once: when a black-holed
+   * host's requests time out together, every one of those failures reaches its breaker before a slot goes
+   * to the next URL of that host — granted at once, it would be admitted by a breaker that had seen only
+   * the first failure, and cost one more full timeout.
+   */
+  schedulePump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    setImmediate(this.#pumpLater);
+  }
+
+  readonly #pumpLater = (): void => {
+    this.#pumpScheduled = false;
+    this.pump();
+  };
+
   /** Hands free global slots to ready origins, one each in turn. */
   pump(): void {
     while (this.running < this.maxConcurrent) {
@@ -130,6 +161,14 @@ export class HostSlots extends BasePolicy {
   inReady = false;
   readonly #queue = new Queue<Entry>();
   #paced: ReturnType<typeof setTimeout> | undefined = undefined;
+  /**
+   * Set when an attempt of this origin timed out: no new attempt starts until every attempt in flight
+   * has settled. A dead origin's requests time out one batch at a time (they started at slightly
+   * different moments); a slot freed by the first timeouts would otherwise go to a new request that the
+   * breaker — not yet open — lets through, and that request costs another full timeout. A live origin
+   * with one slow request pauses only while its other requests finish.
+   */
+  #holding = false;
 
   constructor(
     readonly scheduler: SlotScheduler,
@@ -158,7 +197,8 @@ export class HostSlots extends BasePolicy {
       return;
     }
     this.#queue.push(entry);
-    if (this.running < this.maxConcurrent && this.#paced === undefined) this.scheduler.markReady(this);
+    if (this.running < this.maxConcurrent && this.#paced === undefined && !this.#holding)
+      this.scheduler.markReady(this);
   }
 
   run<T>(fn: Operation<T>, ctx: CallContext): Promise<T> {
@@ -175,21 +215,28 @@ export class HostSlots extends BasePolicy {
   /** Runs `fn` in a slot already taken for it; the slot is released when `fn` settles. */
   runHeld<T>(fn: Operation<T>, ctx: CallContext): Promise<T> {
     const promise = invoke(fn, ctx);
-    promise.then(this.release, this.release);
+    promise.then(this.release, this.#failed);
     return promise;
   }
+
+  readonly #failed = (error: unknown): void => {
+    if (error instanceof TimeoutError) this.#holding = true;
+    this.release();
+  };
 
   /** Gives back a slot taken for a granted entry. */
   readonly release = (): void => {
     this.running--;
     this.scheduler.running--;
-    if (this.#queue.size > 0 && this.#paced === undefined) this.scheduler.markReady(this);
-    this.scheduler.pump();
+    if (this.#holding && this.running === 0) this.#holding = false;
+    if (this.#queue.size > 0 && this.#paced === undefined && !this.#holding) this.scheduler.markReady(this);
+    this.scheduler.schedulePump();
   };
 
   /** Called by the scheduler with a global slot free: grant the next entry if this origin may. */
   grantNext(): void {
     if (this.#queue.size === 0 || this.running >= this.maxConcurrent || this.#paced !== undefined) return;
+    if (this.#holding) return;
     if (this.scheduler.aborted || !this.#paceAllows()) return;
     const entry = this.#queue.shift()!;
     this.#take();
@@ -211,7 +258,9 @@ export class HostSlots extends BasePolicy {
       this.#queue.size === 0 &&
       this.running < this.maxConcurrent &&
       this.scheduler.running < this.scheduler.maxConcurrent &&
+      this.scheduler.noneReady &&
       this.#paced === undefined &&
+      !this.#holding &&
       this.#paceAllows()
     );
   }
@@ -234,7 +283,7 @@ export class HostSlots extends BasePolicy {
 
   readonly #paceEnded = (): void => {
     this.#paced = undefined;
-    if (this.#queue.size > 0 && this.running < this.maxConcurrent) {
+    if (this.#queue.size > 0 && this.running < this.maxConcurrent && !this.#holding) {
       this.scheduler.markReady(this);
       this.scheduler.pump();
     }
