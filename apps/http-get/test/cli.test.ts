@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { MALFORMED_KINDS, patternBody, startFaultServer, type FaultServer } from '@bulwark/fault-server';
 import { EXIT } from '../src/config.js';
@@ -445,6 +446,16 @@ describe('argv validation (exit 2, a message saying what is allowed)', () => {
       assertClean(run);
     });
   }
+
+  it('package.json "bin" points at the built main.js, which starts with a node shebang (npx http-get)', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      bin: Record<string, string>;
+    };
+    assert.deepEqual(pkg.bin, { 'http-get': 'dist/src/main.js' });
+    const main = await readFile(new URL('../../dist/src/main.js', import.meta.url), 'utf8');
+    assert.ok(main.startsWith('#!/usr/bin/env node\n'));
+    assert.equal(BIN, fileURLToPath(new URL('../../dist/src/main.js', import.meta.url)));
+  });
 
   it('--help lists every exit code, exit 0', async () => {
     const run = await runCli(['--help']);

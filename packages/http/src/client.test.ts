@@ -209,6 +209,26 @@ describe('single-flight', () => {
     assert.equal((await p2).body.toString(), 'primary body');
     assert.equal(primary.requestCount, 1);
   });
+  it('when every caller has left, the shared upstream request is aborted (the server sees it closed)', async () => {
+    primary.setFault({ type: 'blackhole' });
+    const c = client({ cache: false, headersTimeoutMs: 30_000 });
+    const url = `${primary.origin}/doc`;
+    const a = new AbortController();
+    const b = new AbortController();
+    const pa = c.get(url, { signal: a.signal });
+    const pb = c.get(url, { signal: b.signal });
+    await primary.waitForRequests(1);
+    a.abort(new Error('a left'));
+    await assert.rejects(pa, /a left/);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(primary.requests[0]!.endedAt, undefined, 'still in flight while b waits');
+    b.abort(new Error('b left'));
+    await assert.rejects(pb, /b left/);
+    for (let i = 0; i < 100 && primary.requests[0]!.endedAt === undefined; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.notEqual(primary.requests[0]!.endedAt, undefined, 'the upstream request was aborted');
+    assert.equal(primary.requestCount, 1);
+  });
 });
 
 describe('HTTP caching', () => {
