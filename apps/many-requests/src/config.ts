@@ -156,7 +156,10 @@ function program(version: string): Command {
         .default(d.breakerFailures),
     )
     .addOption(
-      new Option('--breaker-open-ms <ms>', 'how long an open breaker fails fast before one probe')
+      new Option(
+        '--breaker-open-ms <ms>',
+        'how long an open breaker fails fast before it probes the host again',
+      )
         .argParser(integer(1, 2 ** 31 - 1))
         .default(d.breakerOpenMs),
     )
