@@ -137,6 +137,7 @@ export interface SnapshotStore<T = unknown> {
 }
 
 const MAX_PUBLISH_ATTEMPTS = 64;
+const MAX_LIST_PASSES = 50;
 const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
 const QUARANTINE = 'quarantine';
 
@@ -371,6 +372,15 @@ export function createSnapshotStore<T = unknown>(options: SnapshotStoreOptions):
       } finally {
         await quiet(fs.unlink(tmp));
       }
+      // Another writer may have published newer generations while this one was being written, and
+      // pruned older ones: then this number may be one that existed before (and was pruned). Withdraw it
+      // and take a number above every existing one, so generations are never reused and the save that
+      // is acknowledged is the newest when it is acknowledged.
+      const newest = published ? await highestGeneration().catch(() => generation) : generation;
+      if (published && newest > generation) {
+        await quiet(fs.unlink(target));
+        published = false;
+      }
       if (!published) {
         if (attempt >= MAX_PUBLISH_ATTEMPTS)
           throw new SnapshotWriteError(
@@ -378,7 +388,7 @@ export function createSnapshotStore<T = unknown>(options: SnapshotStoreOptions):
             'publish',
             new Error(`${attempt} generations taken by other writers`),
           );
-        generation = Math.max(generation, await highestGeneration()) + 1;
+        generation = Math.max(generation, newest, await highestGeneration()) + 1;
         continue;
       }
       try {
@@ -421,8 +431,9 @@ export function createSnapshotStore<T = unknown>(options: SnapshotStoreOptions):
     throwIfAborted(signal);
     const corrupt: CorruptSnapshot[] = [];
     const tried = new Set<number>();
-    // A concurrent writer may prune files between readdir and read: look again (bounded) before giving up.
-    for (let pass = 0; pass < 3; pass++) {
+    // Concurrent writers may prune every listed file between readdir and read: list again (bounded; each
+    // pass only happens when the previous one saw files vanish, i.e. writers made progress).
+    for (let pass = 0; pass < MAX_LIST_PASSES; pass++) {
       let vanished = false;
       let gens = generationsIn(await list(dir), GEN).filter((g) => !tried.has(g));
       if (wanted !== undefined) gens = gens.filter((g) => g === wanted);
