@@ -149,7 +149,7 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
     }
   }
 
-  if (response !== undefined && failure === undefined) reportServed(response, config, out);
+  if (response !== undefined && failure === undefined) reportServed(response, out);
   if (failure !== undefined && !(failure.code === EXIT.INTERRUPTED || failure.code === EXIT.TERMINATED)) {
     out.error(failure.message);
     for (const d of failure.details) io.stderr.write(`  ${d}\n`);
@@ -192,7 +192,7 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
   return code;
 }
 
-function reportServed(r: HttpResponse, config: CliConfig, out: Reporter): void {
+function reportServed(r: HttpResponse, out: Reporter): void {
   const failedSources = r.tiers.filter((t) => t.status === 'failed').map((t) => `${t.tier} ${t.reason}`);
   switch (r.tier) {
     case 'primary':
@@ -212,5 +212,4 @@ function reportServed(r: HttpResponse, config: CliConfig, out: Reporter): void {
       );
       return;
   }
-  void config;
 }

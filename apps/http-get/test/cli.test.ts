@@ -196,6 +196,21 @@ describe('tiers, end to end', () => {
     assert.equal(await readFile(join(work, 'etag.out'), 'utf8'), 'etagged\n');
   });
 
+  it('the proxy comes from the environment (HTTP_PROXY), and NO_PROXY bypasses it', async () => {
+    const deadProxy = await deadOrigin();
+    const url = `${primary.origin}/doc`;
+    const viaProxy = await runCli([url, '--no-cache', '--retries', '0'], {
+      env: { HTTP_PROXY: deadProxy, http_proxy: deadProxy, NO_PROXY: '', no_proxy: '' },
+    });
+    assert.equal(viaProxy.code, EXIT.NETWORK, 'the (dead) proxy was used');
+    assert.equal(primary.requestCount, 0);
+    const bypass = await runCli([url, '--no-cache', '--retries', '0'], {
+      env: { HTTP_PROXY: deadProxy, http_proxy: deadProxy, NO_PROXY: '127.0.0.1', no_proxy: '127.0.0.1' },
+    });
+    assert.equal(bypass.code, EXIT.OK, bypass.stderr);
+    assert.equal(bypass.stdout.toString(), 'primary body\n');
+  });
+
   it('a corrupted cache is a miss, never a crash', async () => {
     const cacheDir = freshCacheDir();
     await runCli([`${primary.origin}/doc`, '--cache-dir', cacheDir]);
