@@ -123,6 +123,7 @@ test('NDJSON: one complete line per URL, summary on stderr, exit 1 when some fai
   assert.equal(byIndex.get(1)!.errorCode, 'INVALID_URL');
   assert.equal(byIndex.get(2)!.errorCode, 'HTTP_4XX');
   assert.match(r.stderr, /4 URLs in .*: 2 ok, 2 failed/);
+  assert.ok(!r.stderr.includes('\x1b'), 'no progress bar when stderr is not a terminal');
   assert.match(r.stderr, /p50 .* p99 /);
   const allowed = await run(['--allow-failures', '--quiet', ...urls]);
   assert.equal(allowed.code, 0);
@@ -201,6 +202,19 @@ test('SIGINT mid-run: exit 130 within 1 s, every line written is complete JSON, 
   assert.equal(new Set(out.map((l) => l.index)).size, out.length);
   assert.match(r.stderr, /INTERRUPTED after \d+ URLs/);
   p.child.stdin!.destroy();
+});
+
+test('on a terminal: a progress bar on stderr, cleared before the summary', async () => {
+  // script(1) runs the CLI on a pseudo-terminal; with --json, stdout is not the bar's terminal stream
+  const urls = Array.from({ length: 30 }, (_, i) => `${good.origin}/latency/40?${i}`);
+  const command = [process.execPath, MAIN, '--json', '-c', '3', ...urls].join(' ') + ' > /dev/null';
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let tty = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (tty += s));
+  const [code] = (await once(child, 'close')) as [number];
+  assert.equal(code, 0, tty);
+  assert.match(tty, /\/30 URLs \| \d+ ok, 0 failed/);
+  assert.ok(tty.includes('\x1b[2Kmany-requests: 30 URLs in '), 'the bar is cleared, then the summary');
 });
 
 test('stdout closed early (| head): exit 141 quietly, no stack trace', async () => {
