@@ -113,6 +113,8 @@ export class CircuitBreakerPolicy extends BasePolicy {
   /** Failed probe rounds in a row. */
   #level = 0;
   #isolations = 0;
+  /** Isolated: the `retryAfterMs` hint (isolation has no known end: the open duration, as a "check back later"). */
+  #isolatedRetryAfterMs = 0;
   /** Half-open: the probe round. */
   readonly #probes: ProbeRound;
 
@@ -175,7 +177,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
       case OPEN:
         return this.#reject('open', Math.ceil(this.#openUntil - now), fn, ctx);
       case ISOLATED:
-        return this.#reject('isolated', this.#openDurationFor(this.#level), fn, ctx);
+        return this.#reject('isolated', this.#isolatedRetryAfterMs, fn, ctx);
       default: // closed cannot follow a refresh, but stay correct if it ever did
         return this.#call(fn, ctx, this.#generation, now, NOT_A_PROBE);
     }
@@ -188,6 +190,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
    */
   isolate(): Disposable {
     if (this.#isolations++ === 0) {
+      this.#isolatedRetryAfterMs = this.#openDurationFor(this.#level);
       this.#detector.reset();
       this.#transition(ISOLATED, 'isolated', undefined);
     }
