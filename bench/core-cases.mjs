@@ -56,11 +56,23 @@ export async function cases() {
   const swallow = () => {};
   const oursPipeline = bw.pipeline(ourRetry(), ourBreaker('p'), ourTimeout(), ourBulkhead());
   const ckWrap = cockatiel.wrap(ckRetry(), ckBreaker(), ckTimeout(), ckBulkhead());
-  const ckWrapAggr = cockatiel.wrap(ckRetry(), ckBreaker(), ckTimeout(cockatiel.TimeoutStrategy.Aggressive), ckBulkhead());
-  const b1 = ourBreaker('b'), c1 = ckBreaker(), o1 = new CircuitBreaker(fn, { timeout: false });
-  const r1 = ourRetry(), c2 = ckRetry();
-  const t1 = ourTimeout('aggressive'), t2 = ourTimeout('cooperative'), c3 = ckTimeout(), c3a = ckTimeout(cockatiel.TimeoutStrategy.Aggressive);
-  const k1 = ourBulkhead(), c4 = ckBulkhead();
+  const ckWrapAggr = cockatiel.wrap(
+    ckRetry(),
+    ckBreaker(),
+    ckTimeout(cockatiel.TimeoutStrategy.Aggressive),
+    ckBulkhead(),
+  );
+  const b1 = ourBreaker('b'),
+    c1 = ckBreaker(),
+    o1 = new CircuitBreaker(fn, { timeout: false });
+  const r1 = ourRetry(),
+    c2 = ckRetry();
+  const t1 = ourTimeout('aggressive'),
+    t2 = ourTimeout('cooperative'),
+    c3 = ckTimeout(),
+    c3a = ckTimeout(cockatiel.TimeoutStrategy.Aggressive);
+  const k1 = ourBulkhead(),
+    c4 = ckBulkhead();
   return {
     'baseline: await fn()': async () => do_not_optimize(await fn()),
     'breaker: bulwark (consecutive)': async () => do_not_optimize(await b1.execute(fn)),
@@ -76,9 +88,12 @@ export async function cases() {
     'bulkhead: cockatiel': async () => do_not_optimize(await c4.execute(fn)),
     'pipeline: bulwark, op ignores signal': async () => do_not_optimize(await oursPipeline.execute(fn)),
     'pipeline: cockatiel wrap, op ignores signal': async () => do_not_optimize(await ckWrap.execute(fn)),
-    'pipeline: cockatiel wrap (aggressive timeout), op ignores signal': async () => do_not_optimize(await ckWrapAggr.execute(fn)),
-    'pipeline: bulwark, op reads signal': async () => do_not_optimize(await oursPipeline.execute(readsSignal)),
-    'pipeline: cockatiel wrap, op reads signal': async () => do_not_optimize(await ckWrap.execute(cockatielReadsSignal)),
+    'pipeline: cockatiel wrap (aggressive timeout), op ignores signal': async () =>
+      do_not_optimize(await ckWrapAggr.execute(fn)),
+    'pipeline: bulwark, op reads signal': async () =>
+      do_not_optimize(await oursPipeline.execute(readsSignal)),
+    'pipeline: cockatiel wrap, op reads signal': async () =>
+      do_not_optimize(await ckWrap.execute(cockatielReadsSignal)),
     'open breaker: bulwark rejection': async () => {
       try {
         await ob.execute(fn);
@@ -116,7 +131,7 @@ export async function cases() {
 
 function shuffle(array, seed) {
   let s = seed >>> 0 || 1;
-  const rnd = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  const rnd = () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
   for (let i = array.length - 1; i > 0; i--) {
     const j = Math.floor(rnd() * (i + 1));
     [array[i], array[j]] = [array[j], array[i]];
@@ -128,7 +143,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seed = Number(process.argv[2] ?? 1);
   const only = process.argv[3] ? new RegExp(process.argv[3]) : undefined;
   const all = await cases();
-  const names = shuffle(Object.keys(all).filter((n) => !n.startsWith('_') && (!only || only.test(n))), seed);
+  const names = shuffle(
+    Object.keys(all).filter((n) => !n.startsWith('_') && (!only || only.test(n))),
+    seed,
+  );
   const out = {};
   for (const name of names) {
     const stats = await measure(all[name], { min_cpu_time: 300e6 });

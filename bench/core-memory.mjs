@@ -25,7 +25,10 @@ const subjects = {
   'cockatiel-wrap': () => {
     const p = cockatiel.wrap(
       cockatiel.retry(cockatiel.handleAll, { maxAttempts: 3, backoff: new cockatiel.ExponentialBackoff() }),
-      cockatiel.circuitBreaker(cockatiel.handleAll, { halfOpenAfter: 10_000, breaker: new cockatiel.ConsecutiveBreaker(5) }),
+      cockatiel.circuitBreaker(cockatiel.handleAll, {
+        halfOpenAfter: 10_000,
+        breaker: new cockatiel.ConsecutiveBreaker(5),
+      }),
       cockatiel.timeout(1000, cockatiel.TimeoutStrategy.Cooperative),
       cockatiel.bulkhead(100, 1000),
     );
@@ -52,6 +55,12 @@ for (let i = 0; i < calls; i++) await call();
 const wallNsPerCall = ((performance.now() - t0) * 1e6) / calls;
 const end = heap();
 process.stdout.write(
-  JSON.stringify({ subject, calls, growthKiB: (end - start) / 1024, wallNsPerCall, maxRssMiB: process.resourceUsage().maxRSS / 1024 }),
+  JSON.stringify({
+    subject,
+    calls,
+    growthKiB: (end - start) / 1024,
+    wallNsPerCall,
+    maxRssMiB: process.resourceUsage().maxRSS / 1024,
+  }),
 );
 process.exit(0);

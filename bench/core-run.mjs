@@ -6,7 +6,14 @@ import { writeFileSync } from 'node:fs';
 const reps = Number(process.argv[2] ?? 5);
 const calls = Number(process.argv[3] ?? 1_000_000);
 const here = new URL('.', import.meta.url).pathname;
-const node = (args) => JSON.parse(execFileSync(process.execPath, ['--expose-gc', ...args], { cwd: here, encoding: 'utf8', maxBuffer: 1 << 24 }));
+const node = (args) =>
+  JSON.parse(
+    execFileSync(process.execPath, ['--expose-gc', ...args], {
+      cwd: here,
+      encoding: 'utf8',
+      maxBuffer: 1 << 24,
+    }),
+  );
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -23,7 +30,13 @@ const names = Object.keys(runs[0]);
 const ratio = (a, b) => median(runs.map((run) => run[a].avgNs / run[b].avgNs));
 const rows = names
   .sort()
-  .map((n) => ({ n, avg: median(runs.map((r) => r[n].avgNs)), min: Math.min(...runs.map((r) => r[n].avgNs)), max: Math.max(...runs.map((r) => r[n].avgNs)), vsBase: ratio(n, 'baseline: await fn()') }));
+  .map((n) => ({
+    n,
+    avg: median(runs.map((r) => r[n].avgNs)),
+    min: Math.min(...runs.map((r) => r[n].avgNs)),
+    max: Math.max(...runs.map((r) => r[n].avgNs)),
+    vsBase: ratio(n, 'baseline: await fn()'),
+  }));
 
 // The comparisons the foundation issue asks for (ratio of per-call cost, median of per-repetition ratios).
 const compare = [
@@ -38,7 +51,13 @@ const compare = [
 ];
 
 const memory = [];
-for (const subject of ['baseline', 'bulwark-breaker', 'bulwark-pipeline', 'cockatiel-wrap', 'opossum-timeout']) {
+for (const subject of [
+  'baseline',
+  'bulwark-breaker',
+  'bulwark-pipeline',
+  'cockatiel-wrap',
+  'opossum-timeout',
+]) {
   process.stderr.write(`memory: ${subject}\n`);
   memory.push(node(['core-memory.mjs', subject, String(calls)]));
 }
@@ -46,13 +65,15 @@ for (const subject of ['baseline', 'bulwark-breaker', 'bulwark-pipeline', 'cocka
 let md = `## Policies: per-call cost (\`bench/core-run.mjs\`)\n\n`;
 md += `Command: \`node bench/core-run.mjs ${reps} ${calls}\` (run by \`npm run bench\`). ${reps} fresh processes, each runs every case once in a seeded shuffled order with mitata \`measure\` (≥ 300 ms CPU per case); the table gives the median over processes of each case's mean ns/op, and ratios are medians of per-process ratios. The operation is \`async () => 1\`; "reads signal" is \`async (ctx) => ctx.signal.aborted\`. Policies are built once and reused; cockatiel's pipeline is \`wrap(retry, breaker, timeout(Cooperative), bulkhead)\` and ours is \`pipeline(retry, circuitBreaker, timeout, bulkhead)\` in the same order.\n\n`;
 md += `| case | mean ns/op (median) | range | × baseline |\n|---|---:|---:|---:|\n`;
-for (const r of rows) md += `| ${r.n} | ${fmt(r.avg)} | ${fmt(r.min)} – ${fmt(r.max)} | ${fmt(r.vsBase, 2)} |\n`;
+for (const r of rows)
+  md += `| ${r.n} | ${fmt(r.avg)} | ${fmt(r.min)} – ${fmt(r.max)} | ${fmt(r.vsBase, 2)} |\n`;
 md += `\n### Against the targets\n\n| ours | theirs | ours ÷ theirs (median) | target | met |\n|---|---|---:|---:|:-:|\n`;
 for (const [a, b, target] of compare) {
   const q = ratio(a, b);
   md += `| ${a} | ${b} | ${fmt(q, 3)} | ≤ ${fmt(target, 3)} | ${q <= target ? 'yes' : '**no**'} |\n`;
 }
 md += `\n### Heap growth over ${fmt(calls)} sequential calls\n\nCommand: \`node --expose-gc bench/core-memory.mjs <subject> ${calls}\` (fresh process each; heap after 4 forced GCs, after a 10,000-call warm-up and after the loop).\n\n| subject | heap growth KiB | bytes/call | wall ns/call | max RSS MiB |\n|---|---:|---:|---:|---:|\n`;
-for (const m of memory) md += `| ${m.subject} | ${fmt(m.growthKiB, 1)} | ${fmt((m.growthKiB * 1024) / m.calls, 2)} | ${fmt(m.wallNsPerCall)} | ${fmt(m.maxRssMiB, 0)} |\n`;
+for (const m of memory)
+  md += `| ${m.subject} | ${fmt(m.growthKiB, 1)} | ${fmt((m.growthKiB * 1024) / m.calls, 2)} | ${fmt(m.wallNsPerCall)} | ${fmt(m.maxRssMiB, 0)} |\n`;
 writeFileSync(new URL('results/core.md', import.meta.url), md);
 process.stdout.write(md);

@@ -25,7 +25,11 @@ for (const name of chosen) {
 const versions = Object.fromEntries(
   ['cockatiel', 'opossum', 'mitata', 'autocannon', 'undici', 'fastify'].map((p) => {
     try {
-      return [p, JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url), 'utf8')).version];
+      return [
+        p,
+        JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url), 'utf8'))
+          .version,
+      ];
     } catch {
       return [p, 'n/a'];
     }
@@ -34,8 +38,13 @@ const versions = Object.fromEntries(
 const cpu = os.cpus();
 let md = `# Benchmarks\n\nEvery number here was measured by a committed script, side by side with its competitor and a bare baseline in the same run; compare the ratios, not the absolute numbers (the machine is a shared VM).\n\n`;
 md += `- Machine: ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, ${os.type()} ${os.release()}\n`;
-md += `- Node ${process.version}; ${Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(', ')}\n`;
+md += `- Node ${process.version}; ${Object.entries(versions)
+  .map(([k, v]) => `${k} ${v}`)
+  .join(', ')}\n`;
 md += `- Regenerate: \`npm run bench\` (all suites) or \`npm run bench -- core\`; each suite's section says its own command.\n\n`;
-for (const f of readdirSync(`${here}results`).filter((f) => f.endsWith('.md')).sort()) md += readFileSync(`${here}results/${f}`, 'utf8') + '\n';
+for (const f of readdirSync(`${here}results`)
+  .filter((f) => f.endsWith('.md'))
+  .sort())
+  md += readFileSync(`${here}results/${f}`, 'utf8') + '\n';
 writeFileSync(new URL('../docs/benchmarks.md', import.meta.url), md);
 console.error('wrote docs/benchmarks.md');

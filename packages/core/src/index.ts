@@ -48,7 +48,12 @@ export type { RateLimitStore, RateLimitRule, TakeResult } from './rate-limit/sto
 export { fallback, FallbackPolicy } from './fallback.js';
 export type { FallbackOptions, FallbackEvent } from './fallback.js';
 
-export { circuitBreaker, CircuitBreakerPolicy, CIRCUIT_BREAKER_DEFAULTS, defaultIsFailure } from './circuit-breaker.js';
+export {
+  circuitBreaker,
+  CircuitBreakerPolicy,
+  CIRCUIT_BREAKER_DEFAULTS,
+  defaultIsFailure,
+} from './circuit-breaker.js';
 export type {
   CircuitBreakerOptions,
   CircuitBreakerMode,
