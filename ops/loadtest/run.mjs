@@ -206,6 +206,53 @@ function machine() {
   };
 }
 
+/**
+ * Bytes Redis needs per rate-limit key: 1000 buckets written through the service's own
+ * RedisRateLimitStore (its Lua script, its key shape), measured with MEMORY USAGE, then deleted. Uses
+ * REDIS_URL or redis://127.0.0.1:6379; skipped (null) when Redis does not answer within a second.
+ */
+async function measureRedis() {
+  const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  let store;
+  try {
+    const { RedisRateLimitStore, hashKey } = await import(join(ROOT, 'packages/service/dist/index.js'));
+    store = new RedisRateLimitStore({ url, keyPrefix: 'bulwark:loadtest:', commandTimeoutMs: 1000 });
+    if (store.client.status !== 'ready') {
+      await new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no connection to ${url} within 1 s`)), 1000);
+        store.client.once('ready', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    const rule = { ratePerSecond: 20, burst: 40 };
+    const keys = Array.from({ length: 1000 }, (_, i) =>
+      hashKey(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`),
+    );
+    await Promise.all(keys.map((k) => store.take(k, 1, Date.now(), rule)));
+    const sizes = await Promise.all(
+      keys.map((k) => store.client.call('MEMORY', 'USAGE', `bulwark:loadtest:${k}`)),
+    );
+    const ttls = await Promise.all(keys.map((k) => store.client.pttl(`bulwark:loadtest:${k}`)));
+    await store.client.del(...keys.map((k) => `bulwark:loadtest:${k}`));
+    const info = String(await store.client.info('server'));
+    const version = /redis_version:([^\r\n]+)/.exec(info)?.[1] ?? 'unknown';
+    return {
+      version,
+      keys: keys.length,
+      bytesPerKey: sizes.reduce((a, b) => a + Number(b), 0) / sizes.length,
+      ttlMsAfterOneRequest: Math.max(...ttls),
+      rule,
+    };
+  } catch (error) {
+    log(`Redis not measured: ${error.message}`);
+    return null;
+  } finally {
+    await store?.close().catch(() => {});
+  }
+}
+
 async function main() {
   const info = machine();
   const port = await freePort();
@@ -282,6 +329,7 @@ async function main() {
     const shutdownMs = performance.now() - t1;
     log(`service stopped: exit ${code ?? signal} after ${shutdownMs.toFixed(0)} ms`);
 
+    const redis = await measureRedis();
     const result = {
       date: new Date().toISOString(),
       quick: QUICK,
@@ -296,6 +344,7 @@ async function main() {
         inputs: { small: small.length, bigDigits: fa.length, midDigits: 300 },
       },
       points,
+      redis,
       durationSeconds: (Date.now() - started) / 1000,
     };
     if (code !== 0) throw new Error(`the service exited ${code ?? signal} after SIGTERM`);
@@ -474,11 +523,34 @@ Only loopback is used. Stop other heavy work on the machine first if you can; if
 `;
 }
 
+/** Pods for a load needing `cores` server cores: each pod's 1-core request held at the HPA's 70 % target, plus one spare, at least 3. */
+function podsFor(cores) {
+  return Math.max(3, Math.ceil(cores / 0.7) + 1);
+}
+
 function capacityBlock(result) {
   const d = derive(result);
   const m = result.machine;
+  const r = result.redis;
+  const memRequest = Math.ceil((d.maxRss * 1.3) / 64) * 64;
+  const rows = [100, 1000, 5000]
+    .map((rate) => {
+      const small = podsFor(rate / d.smallPerCore);
+      const mixed = podsFor((rate * 0.9) / d.smallPerCore + (rate * 0.1) / d.bigPerCore);
+      const big = podsFor(rate / d.bigPerCore);
+      return `| ${rate} req/s | ${small} | ${mixed} | ${big} |`;
+    })
+    .join('\n');
+  const redisRows =
+    r === null
+      ? '| Redis bytes per active client key | not measured (no Redis answered) |'
+      : `| Redis bytes per active client key (MEMORY USAGE, Redis ${r.version}) | ${f0(r.bytesPerKey)} B |\n` +
+        `| key TTL seen just after one request (${r.rule.ratePerSecond}/s, burst ${r.rule.burst}) | ${f0(r.ttlMsAfterOneRequest)} ms; at most burst ÷ rate + 1 s = ${f0((r.rule.burst / r.rule.ratePerSecond) * 1000 + 1000)} ms after a client's last request |`;
   return `<!-- loadtest:begin (written by ops/loadtest/run.mjs; do not edit by hand) -->
-| measured (${result.date.slice(0, 10)}, ${m.cores}-core shared machine, client on the same cores) | value |
+Measured by \`npm run loadtest\` on ${result.date.slice(0, 10)} (${m.cores}-core shared machine, load generator on the same cores; details in
+[load-testing.md](load-testing.md)):
+
+| measured | value |
 |---|---|
 | small inputs, peak | ${f0(d.smallPeakOk)} req/s using ${f2(d.smallPeakCores)} server cores |
 | small inputs, per server core | ${f0(d.smallPerCore)} req/s |
@@ -486,6 +558,14 @@ function capacityBlock(result) {
 | big inputs, per server core | ${f0(d.bigPerCore)} req/s |
 | RSS idle / largest under load | ${f0(d.idleRss)} MiB / ${f0(d.maxRss)} MiB |
 | startup to ready / SIGTERM to exit | ${f0(result.service.startupMs)} ms / ${f0(result.service.shutdown.ms)} ms |
+${redisRows}
+
+Derived (formulas below): memory request ${memRequest} MiB (largest RSS × 1.3, rounded up to 64 MiB); pods per
+sustained rate, each with a 1-core CPU request held at the HPA's 70 % target, plus one spare, at least 3:
+
+| sustained rate | all small inputs | 90 % small, 10 % worst-case big | all worst-case big |
+|---|---|---|---|
+${rows}
 <!-- loadtest:end -->`;
 }
 
@@ -493,7 +573,7 @@ try {
   const result = await main();
   const text = report(result);
   if (!WRITE) {
-    process.stdout.write(text);
+    process.stdout.write(`${text}\n---\ndocs/ops/capacity-plan.md block:\n\n${capacityBlock(result)}\n`);
   } else {
     // formatted as `npm run format:check` expects (prettier is a root devDependency)
     const jsonPath = join(ROOT, 'ops/loadtest/last-run.json');
