@@ -4,15 +4,16 @@
  * save: serialise with a header and SHA-256 → write a temp file with a per-writer unique name in the same
  * directory (`O_CREAT|O_EXCL`, mode 0600) → fsync it → publish it under `<name>.<generation>.snap` with a
  * hard link (fails with `EEXIST` when another writer took that generation, so two processes never
- * overwrite each other: the loser re-numbers and retries) → remove the temp name → fsync the directory →
- * resolve. Only then is the generation acknowledged. Older generations beyond `keepGenerations` are pruned.
+ * overwrite each other: the loser re-numbers and retries) → remove the temp name → if a newer generation
+ * appeared meanwhile, withdraw and re-number (numbers are never reused, even after pruning) → fsync the
+ * directory → resolve. Only then is the generation acknowledged. Generations beyond `keepGenerations` are
+ * pruned. File names and the protocol's steps are in files.ts; options and result types in types.ts.
  *
  * load: newest generation first; verify length, magic, version and checksum before decoding; a file that
  * fails is moved to `quarantine/` and reported (`recoveredFrom`, `onCorruption`), and the next older
  * generation is tried. None intact → {@link SnapshotCorruptError}; none at all → {@link SnapshotNotFoundError}.
  * Never an empty state in silence.
  */
-import { randomBytes } from 'node:crypto';
 import { basename, join } from 'node:path';
 import {
   InvalidOptionError,
@@ -20,8 +21,7 @@ import {
   SnapshotNotFoundError,
   SnapshotWriteError,
 } from '../errors.js';
-import type { SnapshotWriteStep } from '../errors.js';
-import { EventEmitter, type Subscribe } from '../events.js';
+import { EventEmitter } from '../events.js';
 import * as check from '../options.js';
 import {
   SnapshotFormatError,
@@ -29,129 +29,55 @@ import {
   encodeSnapshot,
   fromPayload,
   toPayload,
-  type CorruptReason,
   type CorruptSnapshot,
   type SnapshotEncoding,
 } from './format.js';
+import {
+  fsyncDir,
+  generationsIn,
+  isAlive,
+  listDir,
+  namePatterns,
+  publish,
+  quiet,
+  snapshotFileName,
+  tempPath,
+  writeTemp,
+} from './files.js';
 import { errorCode, nodeSnapshotFs, type SnapshotFs } from './fs.js';
+import {
+  SNAPSHOT_STORE_DEFAULTS,
+  type LoadedSnapshot,
+  type SavedSnapshot,
+  type SnapshotCallOptions,
+  type SnapshotCorruptionEvent,
+  type SnapshotFileInfo,
+  type SnapshotInventory,
+  type SnapshotLoadOptions,
+  type SnapshotStore,
+  type SnapshotStoreOptions,
+} from './types.js';
 
-export interface SnapshotStoreOptions {
-  /** Directory of the generation files; created on the first save. Required. */
-  dir: string;
-  /** Base name of the files (`<name>.<generation>.snap`): letters, digits, `.`, `_`, `-`. Required. */
-  name: string;
-  /** Generations kept after each save; older ones are deleted. @default 3 */
-  keepGenerations?: number;
-  /** Corrupt files kept in `<dir>/quarantine/`; older ones are deleted. @default 3 */
-  keepQuarantined?: number;
-  /** A temp file whose writer process is gone, or older than this, is removed by the next save. @default 600000 */
-  staleTempMs?: number;
-  /** Mode of new snapshot files. @default 0o600 */
-  fileMode?: number;
-  /** File-system operations (inject faults in tests). @default node:fs/promises */
-  fs?: SnapshotFs;
-  /** Wall-clock time, ms since the Unix epoch: `createdAt` and temp-file age. @default Date.now */
-  now?: () => number;
-}
-
-export const SNAPSHOT_STORE_DEFAULTS = Object.freeze({
-  keepGenerations: 3,
-  keepQuarantined: 3,
-  staleTempMs: 600_000,
-  fileMode: 0o600,
-});
-
-/** What a successful save wrote. */
-export interface SavedSnapshot {
-  readonly generation: number;
-  readonly path: string;
-  /** File size, header included. */
-  readonly bytes: number;
-  /** ms since the Unix epoch, as stored in the header. */
-  readonly createdAt: number;
-}
-
-/** What `load()` returned. */
-export interface LoadedSnapshot<T> {
-  readonly generation: number;
-  /** A `Buffer` for bytes, a string for strings, the parsed value for JSON. */
-  readonly data: T;
-  readonly encoding: SnapshotEncoding;
-  readonly createdAt: number;
-  readonly path: string;
-  readonly bytes: number;
-  /** Present only when newer generations failed verification and this one was the fallback. */
-  readonly recoveredFrom?: readonly CorruptSnapshot[];
-}
-
-/** One file of a store, as `inspect()` sees it (nothing is moved or deleted). */
-export interface SnapshotFileInfo {
-  readonly generation: number;
-  readonly path: string;
-  readonly bytes: number;
-  readonly ok: boolean;
-  readonly createdAt?: number;
-  readonly encoding?: SnapshotEncoding;
-  readonly reason?: CorruptReason;
-  readonly detail?: string;
-}
-
-export interface SnapshotInventory {
-  /** Generation files, newest first, each verified. */
-  readonly generations: readonly SnapshotFileInfo[];
-  /** Paths of quarantined files. */
-  readonly quarantined: readonly string[];
-  /** Paths of temp files (a save in flight, or one that crashed). */
-  readonly tempFiles: readonly string[];
-}
-
-export interface SnapshotCorruptionEvent extends CorruptSnapshot {
-  readonly dir: string;
-  readonly name: string;
-}
-
-export interface SnapshotCallOptions {
-  signal?: AbortSignal | undefined;
-}
-
-export interface SnapshotLoadOptions extends SnapshotCallOptions {
-  /** Load exactly this generation (for a rollback) instead of the newest intact one. */
-  generation?: number;
-}
-
-export interface SnapshotStore<T = unknown> {
-  readonly dir: string;
-  readonly name: string;
-  /**
-   * Saves `data` (a `Uint8Array`, a string, or a JSON value) as a new generation. Resolves once it is
-   * durable (file and directory fsynced). Rejects with {@link SnapshotWriteError} (previous generations
-   * untouched, temp file removed) or the signal's reason. Saves from one store run one at a time.
-   */
-  save(data: T, options?: SnapshotCallOptions): Promise<SavedSnapshot>;
-  /** The newest intact generation (or `options.generation`), quarantining corrupt files on the way. */
-  load(options?: SnapshotLoadOptions): Promise<LoadedSnapshot<T>>;
-  /** Lists and verifies every file without changing anything (for operators and tests). */
-  inspect(options?: SnapshotCallOptions): Promise<SnapshotInventory>;
-  /** A file failed verification during `load()`. */
-  readonly onCorruption: Subscribe<SnapshotCorruptionEvent>;
-}
+export { snapshotFileName } from './files.js';
+export { SNAPSHOT_STORE_DEFAULTS } from './types.js';
+export type {
+  LoadedSnapshot,
+  SavedSnapshot,
+  SnapshotCallOptions,
+  SnapshotCorruptionEvent,
+  SnapshotFileInfo,
+  SnapshotInventory,
+  SnapshotLoadOptions,
+  SnapshotStore,
+  SnapshotStoreOptions,
+} from './types.js';
 
 const MAX_PUBLISH_ATTEMPTS = 64;
 const MAX_LIST_PASSES = 50;
-const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
 const QUARANTINE = 'quarantine';
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw signal.reason;
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** `<name>.<generation, 16 digits>.snap` — zero-padded so `ls` sorts generations. */
-export function snapshotFileName(name: string, generation: number): string {
-  return `${name}.${String(generation).padStart(16, '0')}.snap`;
 }
 
 /** Creates a snapshot store. Nothing touches the disk until the first call. */
@@ -199,10 +125,7 @@ export function createSnapshotStore<T = unknown>(options: SnapshotStoreOptions):
     throw new InvalidOptionError('snapshotStore.fs', fs, 'a SnapshotFs object');
   const now = o.now === undefined ? Date.now : check.fn<() => number>('snapshotStore.now', o.now);
 
-  const esc = escapeRegExp(name);
-  const GEN = new RegExp(`^${esc}\\.(\\d{16})\\.snap$`);
-  const QGEN = new RegExp(`^${esc}\\.(\\d{16})\\.snap(?:\\..*)?$`);
-  const TMP = new RegExp(`^${esc}\\.\\d{16}\\.(\\d+)-[0-9a-f]+\\.tmp$`);
+  const { live: GEN, quarantined: QGEN, temp: TMP } = namePatterns(name);
   const qdir = join(dir, QUARANTINE);
   const corruption = new EventEmitter<SnapshotCorruptionEvent>();
   let tail: Promise<unknown> = Promise.resolve();
@@ -211,44 +134,11 @@ export function createSnapshotStore<T = unknown>(options: SnapshotStoreOptions):
 
   const pathOf = (generation: number): string => join(dir, snapshotFileName(name, generation));
 
-  async function list(path: string): Promise<string[]> {
-    try {
-      return await fs.readdir(path);
-    } catch (error) {
-      if (errorCode(error) === 'ENOENT') return [];
-      throw error;
-    }
-  }
-
-  function generationsIn(names: readonly string[], pattern: RegExp): number[] {
-    const out: number[] = [];
-    for (const n of names) {
-      const m = pattern.exec(n);
-      if (m) out.push(Number(m[1]));
-    }
-    return out.sort((a, b) => b - a);
-  }
-
-  async function quiet(p: Promise<unknown>): Promise<void> {
-    try {
-      await p;
-    } catch {
-      // best effort: a leftover is swept or pruned later
-    }
-  }
+  const list = (path: string): Promise<string[]> => listDir(fs, path);
 
   async function highestGeneration(): Promise<number> {
     const [live, quarantined] = await Promise.all([list(dir), list(qdir)]);
     return Math.max(0, ...generationsIn(live, GEN), ...generationsIn(quarantined, QGEN));
-  }
-
-  function isAlive(pid: number): boolean {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (error) {
-      return errorCode(error) === 'EPERM';
-    }
   }
 
   async function sweepTemps(): Promise<void> {
@@ -274,67 +164,6 @@ export function createSnapshotStore<T = unknown>(options: SnapshotStoreOptions):
     for (const g of gens.slice(keep)) await quiet(fs.unlink(pathOf(g)));
   }
 
-  async function fsyncDir(): Promise<void> {
-    if (process.platform === 'win32') return; // directories cannot be opened for fsync there
-    const handle = await fs.open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  }
-
-  /** open(O_EXCL) → write all → fsync → close. On failure the temp file is removed; fsync is never retried. */
-  async function writeTemp(path: string, bytes: Buffer): Promise<void> {
-    let step: SnapshotWriteStep = 'open';
-    let handle: Awaited<ReturnType<SnapshotFs['open']>> | undefined;
-    try {
-      handle = await fs.open(path, 'wx', fileMode);
-      step = 'write';
-      for (let offset = 0; offset < bytes.length;) {
-        const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, offset);
-        if (!(bytesWritten > 0)) throw new Error(`write made no progress at byte ${offset}`);
-        offset += bytesWritten;
-      }
-      step = 'fsync';
-      await handle.sync();
-      step = 'close';
-      const h = handle;
-      handle = undefined;
-      await h.close();
-    } catch (error) {
-      if (handle !== undefined) await quiet(handle.close());
-      if (step !== 'open') await quiet(fs.unlink(path));
-      throw new SnapshotWriteError(path, step, error);
-    }
-  }
-
-  /** Publishes `tmp` as `target` only if `target` does not exist. Returns false on EEXIST. */
-  async function publish(tmp: string, target: string): Promise<boolean> {
-    try {
-      await fs.link(tmp, target);
-      return true;
-    } catch (error) {
-      const code = errorCode(error);
-      if (code === 'EEXIST') return false;
-      if (code === undefined || !LINK_UNSUPPORTED.has(code))
-        throw new SnapshotWriteError(target, 'publish', error);
-    }
-    // No hard links on this file system: rename (atomic for one writer; see docs/snapshots.md).
-    try {
-      await fs.stat(target);
-      return false;
-    } catch (error) {
-      if (errorCode(error) !== 'ENOENT') throw new SnapshotWriteError(target, 'publish', error);
-    }
-    try {
-      await fs.rename(tmp, target);
-      return true;
-    } catch (error) {
-      throw new SnapshotWriteError(target, 'publish', error);
-    }
-  }
-
   async function doSave(
     encoding: SnapshotEncoding,
     payload: Uint8Array,
@@ -352,23 +181,25 @@ export function createSnapshotStore<T = unknown>(options: SnapshotStoreOptions):
       await quiet(sweepTemps());
       await quiet(prune());
     }
-    let generation = Math.max(lastGeneration, await highestGeneration()) + 1;
+    let generation: number;
+    try {
+      generation = Math.max(lastGeneration, await highestGeneration()) + 1;
+    } catch (error) {
+      throw new SnapshotWriteError(dir, 'open', error);
+    }
     for (let attempt = 1; ; attempt++) {
       throwIfAborted(signal);
       if (generation > Number.MAX_SAFE_INTEGER)
         throw new SnapshotWriteError(dir, 'serialize', new RangeError('generation overflow'));
       const createdAt = Math.floor(now());
       const bytes = encodeSnapshot(generation, createdAt, encoding, payload);
-      const tmp = join(
-        dir,
-        `${name}.${String(generation).padStart(16, '0')}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`,
-      );
-      await writeTemp(tmp, bytes);
+      const tmp = tempPath(dir, name, generation);
+      await writeTemp(fs, tmp, bytes, fileMode);
       const target = pathOf(generation);
       let published: boolean;
       try {
         throwIfAborted(signal);
-        published = await publish(tmp, target);
+        published = await publish(fs, tmp, target);
       } finally {
         await quiet(fs.unlink(tmp));
       }
@@ -388,11 +219,11 @@ export function createSnapshotStore<T = unknown>(options: SnapshotStoreOptions):
             'publish',
             new Error(`${attempt} generations taken by other writers`),
           );
-        generation = Math.max(generation, newest, await highestGeneration()) + 1;
+        generation = Math.max(generation, newest, await highestGeneration().catch(() => 0)) + 1;
         continue;
       }
       try {
-        await fsyncDir();
+        await fsyncDir(fs, dir);
       } catch (error) {
         // not durable: withdraw it so the previous generation stays the newest
         await quiet(fs.unlink(target));
