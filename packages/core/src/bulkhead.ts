@@ -14,6 +14,7 @@
  * fixed, waiters' deadlines are in queue order, so one shared timer (armed only while the queue is not
  * empty) serves them all. The abort listener is added only when a call really queues.
  */
+import { onAbort } from './abort.js';
 import type { Clock, ClockTimer } from './clock.js';
 import { Context, type CallContext, type Operation } from './context.js';
 import { BulkheadRejectedError, withoutStack } from './errors.js';
@@ -185,12 +186,10 @@ export class BulkheadPolicy extends BasePolicy {
       const ctx = Context.from(parent, this.clock);
       if (ctx.abortable) {
         const signal = ctx.signal;
-        const onAbort = (): void => {
+        waiter.unlisten = onAbort(signal, () => {
           this.#unlink(waiter);
           reject(signal.reason);
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        waiter.unlisten = () => signal.removeEventListener('abort', onAbort);
+        });
       }
       if (this.#timer === undefined && this.queueTimeoutMs !== Infinity) {
         this.#timer = this.clock.setTimeout(this.#onTimer, this.queueTimeoutMs);

@@ -6,6 +6,7 @@
  * `ctx.aborted` instead, which never allocates.
  */
 import type { Clock } from './clock.js';
+import { onAbort } from './abort.js';
 
 /** What an operation sees. */
 export interface CallContext {
@@ -156,9 +157,7 @@ export class Context implements CallContext {
       if (parentSignal.aborted) {
         controller.abort(parentSignal.reason);
       } else {
-        const onAbort = (): void => controller.abort(parentSignal.reason);
-        parentSignal.addEventListener('abort', onAbort, { once: true });
-        this.unlink = () => parentSignal.removeEventListener('abort', onAbort);
+        this.unlink = onAbort(parentSignal, () => controller.abort(parentSignal.reason));
       }
     }
     return this.materialized;

@@ -26,6 +26,15 @@ export function setListenerErrorHandler(handler: (error: unknown) => void): (err
   return previous;
 }
 
+/** Hands an error thrown by a listener or callback to the listener-error handler; never throws. */
+export function reportListenerError(error: unknown): void {
+  try {
+    listenerErrorHandler(error);
+  } catch {
+    // the handler itself failed: nothing more to do without changing the outcome
+  }
+}
+
 /** An event source a policy owns. Listeners are kept in a copy-on-write array. */
 export class EventEmitter<T> {
   #listeners: readonly Listener<T>[] = [];
@@ -59,11 +68,7 @@ export class EventEmitter<T> {
       try {
         listeners[i]!(event);
       } catch (error) {
-        try {
-          listenerErrorHandler(error);
-        } catch {
-          // the error handler itself failed: nothing more to do without changing the outcome
-        }
+        reportListenerError(error);
       }
     }
   }

@@ -6,6 +6,7 @@
  * the shared work is aborted only when every waiter has left. Once the work settles the key is free
  * again, so the next call starts a new flight: results are never cached here.
  */
+import { onAbort } from './abort.js';
 import { EventEmitter, type Subscribe } from './events.js';
 
 /** What one caller gets from {@link SingleFlight.run}. */
@@ -100,22 +101,21 @@ export class SingleFlight<T> {
     }
     return new Promise<FlightResult<T>>((resolve, reject) => {
       let left = false;
-      const onAbort = (): void => {
+      const unlisten = onAbort(signal, () => {
         left = true;
         this.#leave(key, flight, signal.reason);
         reject(signal.reason);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
+      });
       flight.promise.then(
         (value) => {
           if (left) return;
-          signal.removeEventListener('abort', onAbort);
+          unlisten();
           flight.waiters--;
           resolve({ value, shared });
         },
         (error: unknown) => {
           if (left) return;
-          signal.removeEventListener('abort', onAbort);
+          unlisten();
           flight.waiters--;
           reject(error);
         },

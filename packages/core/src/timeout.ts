@@ -12,6 +12,7 @@
  * timer is unref'd, so it never keeps a process alive, and it lapses at its next tick.
  */
 import type { Clock, ClockTimer } from './clock.js';
+import { onAbort } from './abort.js';
 import { Context, type CallContext, type Operation } from './context.js';
 import { TimeoutError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
@@ -132,14 +133,12 @@ export class TimeoutPolicy extends BasePolicy {
       // The caller's abort settles the call at once too (only when something could abort).
       if (outer.abortable) {
         const signal = outer.signal;
-        const onAbort = (): void => {
+        unlisten = onAbort(signal, () => {
           // propagate to the operation's signal before dropping the links
           entry.ctx.abort(signal.reason);
           settle();
           reject(signal.reason);
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        unlisten = () => signal.removeEventListener('abort', onAbort);
+        });
       }
       invoke(fn, entry.ctx).then(
         (value) => {

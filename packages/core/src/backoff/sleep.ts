@@ -5,13 +5,13 @@
  */
 import type { Clock, ClockTimer } from '../clock.js';
 import type { Context } from '../context.js';
+import { onAbort } from '../abort.js';
 
 /** Resolves after `delayMs` on `clock`, or rejects with the abort reason as soon as `ctx` is aborted. */
 export async function sleep(clock: Clock, delayMs: number, ctx: Context): Promise<void> {
   if (ctx.aborted) throw ctx.reason;
   let timer: ClockTimer | undefined;
-  let signal: AbortSignal | undefined;
-  let onAbort: (() => void) | undefined;
+  let unlisten: (() => void) | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       timer = clock.setTimeout(() => {
@@ -19,14 +19,13 @@ export async function sleep(clock: Clock, delayMs: number, ctx: Context): Promis
         resolve();
       }, delayMs);
       if (ctx.abortable) {
-        const s = (signal = ctx.signal);
+        const s = ctx.signal;
         if (s.aborted) return reject(s.reason);
-        onAbort = () => reject(s.reason);
-        s.addEventListener('abort', onAbort, { once: true });
+        unlisten = onAbort(s, () => reject(s.reason));
       }
     });
   } finally {
     if (timer !== undefined) clock.clearTimeout(timer);
-    if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
+    if (unlisten !== undefined) unlisten();
   }
 }
