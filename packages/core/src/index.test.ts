@@ -50,6 +50,7 @@ const EXPECTED = [
   'isBulwarkError',
   'memoryRateLimitStore',
   'nodeSnapshotFs',
+  'onAbort',
   'pipeline',
   'rateLimiter',
   'retry',

@@ -5,6 +5,7 @@ export { systemClock, FakeClock, flushMicrotasks } from './clock.js';
 export type { Clock, ClockTimer } from './clock.js';
 
 export { EventEmitter, setListenerErrorHandler } from './events.js';
+export { onAbort } from './abort.js';
 export type { Disposable, Listener, Subscribe } from './events.js';
 
 export {
