@@ -1,5 +1,5 @@
 /**
- * The HTML pages. No inline script or style (so the strict Content-Security-Policy from helmet holds):
+ * The HTML pages. No inline script or style (so the strict Content-Security-Policy holds):
  * the only stylesheet is `/static/gcd.css`. Every value that came from the client is escaped.
  */
 
