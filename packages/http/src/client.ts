@@ -39,7 +39,7 @@ import {
 } from './cache/semantics.js';
 import { MemoryCacheStore } from './cache/memory-store.js';
 import type { CacheStore, CachedResponse } from './cache/store.js';
-import { HttpError, HttpNetworkError, HttpStatusError, parseRetryAfter } from './errors.js';
+import { HttpError, HttpNetworkError, HttpStatusError, messageOf, parseRetryAfter } from './errors.js';
 import {
   resolveOptions,
   HTTP_CLIENT_DEFAULTS,
@@ -520,10 +520,6 @@ function parseUrl(value: string, what: string): string {
     );
   }
   return u.href;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Creates an {@link HttpClient}. */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { test } from 'node:test';
 import { request } from 'undici';
+import { startFaultServer } from '@bulwark/fault-server';
 import {
   HttpNetworkError,
   HttpStatusError,
@@ -70,4 +71,42 @@ test('classifyNetworkError: a real refused connection over loopback', async () =
   );
   const classified = classifyNetworkError(error, 'u') as HttpNetworkError;
   assert.equal(classified.kind, 'connection-refused');
+});
+
+test('classifyNetworkError: an error without a code is classified by its undici class name', () => {
+  // undici 7's HTTPParserError has `code: undefined` (its llhttp error number maps to no name)
+  const parser = Object.assign(new Error('Response does not match the HTTP/1.1 protocol'), {
+    name: 'HTTPParserError',
+    code: undefined,
+  });
+  const e = classifyNetworkError(parser, 'u') as HttpNetworkError;
+  assert.equal(e.kind, 'protocol');
+  assert.equal(e.retryable, false);
+  assert.match(e.message, /^Malformed HTTP response for u/);
+  // wrapped as a cause, too; a known code still wins over the name
+  const wrapped = Object.assign(new Error('outer'), { cause: parser });
+  assert.equal((classifyNetworkError(wrapped, 'u') as HttpNetworkError).kind, 'protocol');
+  const timeout = Object.assign(new Error('t'), { name: 'SocketError', code: 'UND_ERR_HEADERS_TIMEOUT' });
+  assert.equal((classifyNetworkError(timeout, 'u') as HttpNetworkError).kind, 'headers-timeout');
+  // only undici's own class names count (not a key the lookup table inherits)
+  const odd = Object.assign(new Error('x'), { name: 'toString' });
+  assert.equal((classifyNetworkError(odd, 'u') as HttpNetworkError).kind, 'other');
+});
+
+test('classifyNetworkError: real malformed responses over loopback are protocol errors', async () => {
+  const server = await startFaultServer();
+  try {
+    for (const kind of ['status-line', 'header', 'garbage', 'chunked', 'huge-header']) {
+      // headers or body: the parse error surfaces where the bad bytes are
+      const error = await (async () =>
+        (await request(`${server.origin}/malformed/${kind}`)).body.text())().then(
+        () => assert.fail(`${kind}: expected a parse error`),
+        (e: unknown) => e,
+      );
+      const classified = classifyNetworkError(error, 'u') as HttpNetworkError;
+      assert.equal(classified.kind, 'protocol', `${kind}: ${String(error)}`);
+    }
+  } finally {
+    await server.close();
+  }
 });

@@ -203,17 +203,42 @@ function kindOfCode(code: string | undefined): NetworkErrorKind | undefined {
 }
 
 /**
+ * undici's error classes by `name`, for errors that arrive without a code: undici 7's `HTTPParserError`
+ * (a bad status line, header, chunk size or `Content-Length`) has `code: undefined` whenever llhttp's error
+ * number does not map to a name, which in 7.x is every time.
+ */
+const KIND_BY_NAME: Readonly<Record<string, NetworkErrorKind>> = {
+  HTTPParserError: 'protocol',
+  HeadersOverflowError: 'protocol',
+  InformationalError: 'protocol',
+  ConnectTimeoutError: 'connect-timeout',
+  HeadersTimeoutError: 'headers-timeout',
+  BodyTimeoutError: 'body-timeout',
+  SocketError: 'connection-closed',
+  ResponseContentLengthMismatchError: 'connection-closed',
+  SecureProxyConnectionError: 'tls',
+};
+
+function kindOfName(error: unknown): NetworkErrorKind | undefined {
+  const name = (error as { name?: unknown } | null)?.name;
+  return typeof name === 'string' && Object.hasOwn(KIND_BY_NAME, name) ? KIND_BY_NAME[name] : undefined;
+}
+
+/**
  * Turns an undici or system error into an {@link HttpNetworkError} (an {@link HttpError} is returned as
  * is). The most specific code wins: a `UND_ERR_SOCKET` caused by `ECONNRESET` is a `connection-reset`.
- * An abort (the caller's or a timeout's) is not a network error: callers check their signal first.
+ * An error without a known code is classified by its class name (undici's `HTTPParserError` carries no
+ * code: it is a `protocol` error). An abort (the caller's or a timeout's) is not a network error: callers
+ * check their signal first.
  */
 export function classifyNetworkError(error: unknown, url: string): HttpError {
   if (error instanceof HttpError) return error;
+  const cause = (error as { cause?: unknown } | null)?.cause;
   const outer = codeOf(error);
-  const inner = codeOf((error as { cause?: unknown } | null)?.cause);
-  const kind = kindOfCode(inner) ?? kindOfCode(outer) ?? 'other';
-  // UND_ERR_SOCKET with a reset cause, or "other side closed" while reading the body
-  return new HttpNetworkError(kind, url, inner !== undefined && kindOfCode(inner) ? inner : outer, {
+  const inner = codeOf(cause);
+  const innerKind = kindOfCode(inner);
+  const kind = innerKind ?? kindOfCode(outer) ?? kindOfName(cause) ?? kindOfName(error) ?? 'other';
+  return new HttpNetworkError(kind, url, innerKind !== undefined ? inner : (outer ?? inner), {
     cause: error,
   });
 }
@@ -239,6 +264,11 @@ export function parseRetryAfter(
   const at = Date.parse(text);
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - nowMs);
+}
+
+/** A one-line description of any thrown value (for reports and events; not exported from the package). */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** True for errors another attempt or another source might not hit: retryable statuses and network errors. */

@@ -88,18 +88,7 @@ export function errorCodeOf(error: unknown): FetchErrorCode {
   if (error instanceof CircuitOpenError) return 'CIRCUIT_OPEN';
   if (error instanceof TimeoutError) return 'TIMEOUT';
   if (error instanceof HttpStatusError) return statusCode(error.status);
-  if (error instanceof HttpNetworkError) {
-    // undici 7's HTTPParserError can carry no code (a bad status line, header or chunk size)
-    if (error.kind === 'other' && (error.cause as { name?: unknown } | undefined)?.name === 'HTTPParserError')
-      return 'PROTOCOL';
-    return BY_KIND[error.kind];
-  }
+  if (error instanceof HttpNetworkError) return BY_KIND[error.kind];
   if (error instanceof HttpBodyTooLargeError) return 'BODY_TOO_LARGE';
   return 'NETWORK';
-}
-
-/** A one-line description of an error for the `error` field of a result. */
-export function messageOf(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
 }

@@ -46,8 +46,8 @@ import {
   type Subscribe,
   type TimeoutPolicy,
 } from '@bulwark/core';
-import { HttpBodyTooLargeError } from './errors.js';
-import { errorCodeOf, messageOf, statusCode } from './fetch-all-errors.js';
+import { HttpBodyTooLargeError, messageOf } from './errors.js';
+import { errorCodeOf, statusCode } from './fetch-all-errors.js';
 import {
   resolveFetchAllOptions,
   type FetchAllOptions,

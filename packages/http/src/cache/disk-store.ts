@@ -19,6 +19,7 @@ import {
   type SnapshotStore,
   type Subscribe,
 } from '@bulwark/core';
+import { messageOf } from '../errors.js';
 import { entrySize, type CacheStore, type CachedResponse } from './store.js';
 
 export interface DiskCacheStoreOptions {
@@ -188,10 +189,6 @@ async function listOrEmpty(dir: string): Promise<string[]> {
   } catch {
     return [];
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 export function encodeEntry(entry: CachedResponse): Buffer {
