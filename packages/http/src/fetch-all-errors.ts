@@ -33,7 +33,10 @@ export type FetchErrorCode =
   | 'NETWORK'
   /** The server answered 429 Too Many Requests (after any retries). */
   | 'HTTP_429'
-  /** The server answered another 4xx status. Not retried; does not count against the host's breaker. */
+  /**
+   * The server answered another 4xx status (after any retries). Only 408 and 425 are retried and count
+   * against the host's breaker; any other 4xx is an answer, not an outage.
+   */
   | 'HTTP_4XX'
   /** The server answered 5xx (after any retries). */
   | 'HTTP_5XX'

@@ -31,7 +31,7 @@ export interface FetchAllOptions {
   /** The longest `Retry-After` honoured, in ms; a longer one ends the URL's retries. @default 5_000 */
   maxRetryAfterMs?: number;
   /**
-   * Consecutive failures (network errors, timeouts, 429, 5xx) after which a host's circuit breaker opens
+   * Consecutive failures (network errors, timeouts, 408, 425, 429, 5xx) after which a host's circuit breaker opens
    * and its remaining URLs fail fast with `CIRCUIT_OPEN`. @default 5
    */
   breakerFailures?: number;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
+import { getEventListeners } from 'node:events';
 import { after, test } from 'node:test';
 import { InvalidOptionError } from '@bulwark/core';
 import { patternBody, startFaultServer, type FaultServer, type RequestRecord } from '@bulwark/fault-server';
@@ -310,4 +311,49 @@ test('options are validated at once, naming the option', () => {
   assert.throws(() => fetchAll([], { timeout: 5 } as never), /fetchAll\.timeout/);
   assert.throws(() => fetchAll([], { retryBudgetRatio: -1 }), /fetchAll\.retryBudgetRatio/);
   assert.throws(() => fetchAll(42 as never), /fetchAll\.urls/);
+});
+
+test('408 and 425 are retried like 429 and 5xx; other 4xx are answers, sent once', async () => {
+  const s = await server();
+  const urls = ['/status/408', '/status/425', '/status/404', '/status/403'].map((p) => `${s.origin}${p}`);
+  const results = await collect(
+    fetchAll(urls, { retries: 2, retryInitialDelayMs: 1, breakerFailures: 100, concurrency: 1 }),
+  );
+  const attempts = new Map(results.map((r) => [r.url.slice(s.origin.length), r.attempts]));
+  assert.deepEqual(Object.fromEntries(attempts), {
+    '/status/408': 3,
+    '/status/425': 3,
+    '/status/404': 1,
+    '/status/403': 1,
+  });
+  assert.ok(results.every((r) => r.errorCode === 'HTTP_4XX' && !r.ok));
+  assert.equal(s.requestCount, 8);
+});
+
+test('an already aborted signal: every URL read is ABORTED, nothing is sent, the iteration rejects', async () => {
+  const s = await server();
+  const controller = new AbortController();
+  controller.abort(new Error('too late'));
+  const seen: FetchResult[] = [];
+  await assert.rejects(async () => {
+    for await (const r of fetchAll([`${s.origin}/a`, `${s.origin}/b`], { signal: controller.signal }))
+      seen.push(r);
+  }, /too late/);
+  assert.ok(seen.every((r) => r.errorCode === 'ABORTED'));
+  assert.equal(s.requestCount, 0);
+});
+
+test('runs sharing a long-lived signal leave no listener on it (finished, or left early)', async () => {
+  const s = await server();
+  const shutdown = new AbortController();
+  for (let i = 0; i < 20; i++) await collect(fetchAll([`${s.origin}/a?${i}`], { signal: shutdown.signal }));
+  for (let i = 0; i < 5; i++) {
+    for await (const r of fetchAll([`${s.origin}/b?${i}`, `${s.origin}/c?${i}`], {
+      signal: shutdown.signal,
+    })) {
+      assert.equal(r.ok, true);
+      break;
+    }
+  }
+  assert.equal(getEventListeners(shutdown.signal, 'abort').length, 0);
 });

@@ -27,6 +27,7 @@ import {
   CircuitOpenError,
   EventEmitter,
   InvalidOptionError,
+  onAbort,
   TimeoutError,
   circuitBreaker,
   defaultIsFailure,
@@ -46,7 +47,7 @@ import {
   type Subscribe,
   type TimeoutPolicy,
 } from '@bulwark/core';
-import { HttpBodyTooLargeError, messageOf } from './errors.js';
+import { HttpBodyTooLargeError, RETRYABLE_STATUSES, messageOf } from './errors.js';
 import { errorCodeOf, statusCode } from './fetch-all-errors.js';
 import {
   resolveFetchAllOptions,
@@ -66,7 +67,8 @@ import type { FetchAllRun, FetchAllStats, FetchResult, HostBreakerEvent } from '
 /** Most idle origin states kept (breaker, slots); beyond it idle ones with a closed breaker are dropped. */
 const MAX_IDLE_HOSTS = 1000;
 
-const isFailureStatus = (status: number): boolean => status >= 500 || status === 429;
+/** Statuses that fail an attempt (so retry and the breaker see them): 5xx and the retryable 4xx (408, 425, 429). */
+const isFailureStatus = (status: number): boolean => status >= 500 || RETRYABLE_STATUSES.has(status);
 
 function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
@@ -198,6 +200,8 @@ class Run implements FetchAllRun {
   #ok = 0;
   #retries = 0;
   #dispatcherClosed: Promise<void> | undefined;
+  /** Removes the listener on the caller's signal. */
+  #unlinkCaller: (() => void) | undefined = undefined;
 
   constructor(urls: Iterable<unknown> | AsyncIterable<unknown>, options: FetchAllOptions | undefined) {
     const o = (this.options = resolveFetchAllOptions(options));
@@ -229,14 +233,6 @@ class Run implements FetchAllRun {
         this.inFlight--;
       },
     };
-    // backoff sleeps listen on the run's signal (one listener each while they sleep)
-    setMaxListeners(0, this.#signal);
-    this.#signal.addEventListener('abort', this.#onAbort, { once: true });
-    if (o.signal !== undefined) {
-      const signal = o.signal;
-      if (signal.aborted) this.#controller.abort(signal.reason);
-      else signal.addEventListener('abort', () => this.#controller.abort(signal.reason), { once: true });
-    }
     this.#budget = retryBudget({ ratio: o.retryBudgetRatio, minRetriesPerSecond: o.retryBudgetMinPerSecond });
     this.#retry = retry({
       maxAttempts: o.retries + 1,
@@ -259,6 +255,16 @@ class Run implements FetchAllRun {
     this.#slots = new SlotScheduler(o.concurrency);
     this.#limiter =
       o.ratePerHost === Infinity ? undefined : rateLimiter({ ratePerSecond: o.ratePerHost, burst: 1 });
+    // last: an already aborted caller's signal aborts the run at once, and #onAbort needs all of the above
+    // backoff sleeps listen on the run's signal (one listener each while they sleep)
+    setMaxListeners(0, this.#signal);
+    this.#signal.addEventListener('abort', this.#onAbort, { once: true });
+    if (o.signal !== undefined) {
+      const signal = o.signal;
+      if (signal.aborted) this.#controller.abort(signal.reason);
+      // removed when the run ends: a long-lived signal shared by many runs must not keep each one alive
+      else this.#unlinkCaller = onAbort(signal, () => this.#controller.abort(signal.reason));
+    }
   }
 
   [Symbol.asyncIterator](): this {
@@ -294,7 +300,7 @@ class Run implements FetchAllRun {
     if (!this.#closed) {
       this.#closed = true;
       this.#controller.abort(new Error('fetchAll: the consumer stopped iterating'));
-      await this.#closeDispatcher();
+      await this.#release();
     }
     return { done: true, value: undefined };
   }
@@ -320,12 +326,15 @@ class Run implements FetchAllRun {
   }
 
   async #end(): Promise<IteratorResult<FetchResult>> {
-    await this.#closeDispatcher();
+    await this.#release();
     if (this.#failure !== undefined && !this.#closed) throw this.#failure.error;
     return { done: true, value: undefined };
   }
 
-  #closeDispatcher(): Promise<void> {
+  /** The run is over (finished, or the consumer left): let go of the caller's signal and the dispatcher. */
+  #release(): Promise<void> {
+    this.#unlinkCaller?.();
+    this.#unlinkCaller = undefined;
     if (!this.#ownsDispatcher) return Promise.resolve();
     this.#dispatcherClosed ??= (this.#dispatcher as Agent).destroy().catch(() => undefined);
     return this.#dispatcherClosed;
