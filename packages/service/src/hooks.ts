@@ -4,7 +4,7 @@
  * cells. Requests that match no route get the same treatment through global hooks that bail out at once
  * for matched routes.
  *
- * onRequest: echo the request id → `Connection: close` while draining → server span → shed (503) →
+ * onRequest: echo the request id → security headers → `Connection: close` while draining → server span → shed (503) →
  * rate limit (429). onResponse: histogram → release the concurrency slot → end the span → slow/access log.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
@@ -50,6 +50,8 @@ export interface Runtime {
   readonly scheme: 'http' | 'https';
   readonly accessLog: boolean;
   readonly slowRequestMs: number;
+  /** `[name, value]` pairs set on every response. */
+  readonly securityHeaders: ReadonlyArray<readonly [string, string]>;
   draining: boolean;
 }
 
@@ -135,6 +137,7 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
   const retryAfter = String(shedder?.retryAfterSeconds ?? 1);
   const shedBody = overloadedBody(shedder?.retryAfterSeconds ?? 1);
   const idHeader = rt.requestIdHeader;
+  const securityHeaders = rt.securityHeaders;
   const route = state.route;
   const aborted = metrics?.aborted;
 
@@ -166,6 +169,8 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
   return {
     onRequest(request, reply, done) {
       reply.header(idHeader, request.id);
+      for (let i = 0; i < securityHeaders.length; i++)
+        reply.header(securityHeaders[i]![0], securityHeaders[i]![1]);
       if (rt.draining) reply.header('connection', 'close');
       if (rt.tracing) {
         const { span, ctx } = startServerSpan(

@@ -13,7 +13,10 @@ import type { IncomingMessage } from 'node:http';
 import { pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
 import { context, trace } from '@opentelemetry/api';
 
-/** Paths redacted on every log line (pino path syntax; hyphenated keys in brackets). */
+/**
+ * Paths redacted on every log line (pino path syntax; hyphenated keys in brackets). No wildcards: a `*.x`
+ * path makes every request's child logger ~2 µs dearer; add your own with `redactPaths`.
+ */
 export const REDACT_PATHS: readonly string[] = Object.freeze([
   'req.headers.authorization',
   'req.headers["proxy-authorization"]',
@@ -25,10 +28,6 @@ export const REDACT_PATHS: readonly string[] = Object.freeze([
   'headers.cookie',
   'headers["x-api-key"]',
   'headers["set-cookie"]',
-  '*.password',
-  '*.secret',
-  '*.token',
-  '*.apiKey',
 ]);
 
 export const REDACTED = '[Redacted]';
@@ -80,4 +79,70 @@ export function requestIdGenerator(header: string): (req: IncomingMessage) => st
     const given = req.headers[name];
     return isValidRequestId(given) ? given : randomUUID();
   };
+}
+
+/**
+ * A request's logger that becomes a real pino child only when something logs through it. Fastify makes
+ * one child per request; pino's `child()` serialises the bindings (and runs redaction) at once, a few
+ * µs per request, wasted on the requests — nearly all — that log nothing.
+ */
+class LazyChildLogger {
+  readonly #parent: Logger;
+  readonly #bindings: Record<string, unknown>;
+  readonly #options: object;
+  #real: Logger | undefined = undefined;
+
+  constructor(parent: Logger, bindings: Record<string, unknown>, options: object) {
+    this.#parent = parent;
+    this.#bindings = bindings;
+    this.#options = options;
+  }
+
+  #child(): Logger {
+    return (this.#real ??= this.#parent.child(this.#bindings, this.#options));
+  }
+
+  get level(): string {
+    return (this.#real ?? this.#parent).level;
+  }
+  set level(level: string) {
+    this.#child().level = level;
+  }
+  isLevelEnabled(level: string): boolean {
+    return this.#child().isLevelEnabled(level);
+  }
+  bindings(): Record<string, unknown> {
+    return this.#child().bindings();
+  }
+  child(bindings: Record<string, unknown>, options?: object): Logger {
+    return this.#child().child(bindings, options);
+  }
+  fatal(...args: unknown[]): void {
+    (this.#child().fatal as (...a: unknown[]) => void)(...args);
+  }
+  error(...args: unknown[]): void {
+    (this.#child().error as (...a: unknown[]) => void)(...args);
+  }
+  warn(...args: unknown[]): void {
+    (this.#child().warn as (...a: unknown[]) => void)(...args);
+  }
+  info(...args: unknown[]): void {
+    (this.#child().info as (...a: unknown[]) => void)(...args);
+  }
+  debug(...args: unknown[]): void {
+    (this.#child().debug as (...a: unknown[]) => void)(...args);
+  }
+  trace(...args: unknown[]): void {
+    (this.#child().trace as (...a: unknown[]) => void)(...args);
+  }
+  silent(): void {}
+}
+
+/** Fastify's `childLoggerFactory`: a {@link LazyChildLogger} per request. */
+export function lazyChildLoggerFactory(
+  logger: Logger,
+  bindings: Record<string, unknown>,
+  options: object,
+): Logger {
+  return new LazyChildLogger(logger, bindings, options) as unknown as Logger;
 }

@@ -4,12 +4,12 @@
  * `InvalidOptionError` naming the option) before anything is built.
  */
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
-import type { FastifyHelmetOptions } from '@fastify/helmet';
 import type { DestinationStream, LevelWithSilent, Logger } from 'pino';
 import { checks, InvalidOptionError } from '@bulwark/core';
 import type { HealthOptions } from './health.js';
 import type { MetricsOptions } from './metrics.js';
 import type { RateLimitOptions } from './rate-limit.js';
+import { securityHeaderList, type SecurityHeadersOptions } from './security-headers.js';
 import type { SheddingOptions } from './shedder.js';
 import type { Tracing } from './tracing.js';
 
@@ -53,7 +53,12 @@ export interface ServiceOptions {
   keepAliveTimeoutMs?: number;
   /** A socket idle this long is destroyed, in ms (0 = off). @default 0 */
   connectionTimeoutMs?: number;
-  /** A handler running longer gets 503 `FST_ERR_HANDLER_TIMEOUT` and its `request.signal` aborted, in ms (0 = off). @default 10000 */
+  /**
+   * A handler running longer gets 503 `FST_ERR_HANDLER_TIMEOUT` and its `request.signal` aborted, in ms
+   * (0 = off). Fastify pays an AbortController and a timer per request for it (~4 µs), so it is off by
+   * default: set Fastify's per-route `handlerTimeout` on the routes that do real work, or this for all.
+   * @default 0
+   */
   handlerTimeoutMs?: number;
   /** Requests served per keep-alive connection before it is closed (0 = no limit). @default 0 */
   maxRequestsPerSocket?: number;
@@ -61,8 +66,11 @@ export interface ServiceOptions {
   trustProxy?: boolean | string | string[];
   /** TLS: serve HTTPS with these `https.createServer` options (`key`, `cert`, `minVersion`…). @default undefined (HTTP) */
   https?: HttpsServerOptions;
-  /** Security headers (@fastify/helmet): `true` for its defaults (HSTS only over HTTPS), or its options; `false` for none. @default true */
-  securityHeaders?: boolean | FastifyHelmetOptions;
+  /**
+   * Security headers on every response: `true` for helmet 8's default set (HSTS only over HTTPS), an
+   * object to change the CSP / HSTS or add and drop headers, `false` for none. @default true
+   */
+  securityHeaders?: boolean | SecurityHeadersOptions;
 
   // --- parts -------------------------------------------------------------------------------------------
   /** Readiness checks. */
@@ -92,7 +100,7 @@ export const SERVICE_DEFAULTS = Object.freeze({
   connectionsCheckingIntervalMs: 1000,
   keepAliveTimeoutMs: 72_000,
   connectionTimeoutMs: 0,
-  handlerTimeoutMs: 10_000,
+  handlerTimeoutMs: 0,
   maxRequestsPerSocket: 0,
   trustProxy: false as NonNullable<ServiceOptions['trustProxy']>,
   securityHeaders: true as NonNullable<ServiceOptions['securityHeaders']>,
@@ -128,7 +136,7 @@ export interface ResolvedServiceOptions {
   readonly maxRequestsPerSocket: number;
   readonly trustProxy: NonNullable<ServiceOptions['trustProxy']>;
   readonly https: HttpsServerOptions | undefined;
-  readonly securityHeaders: boolean | FastifyHelmetOptions;
+  readonly securityHeaders: boolean | SecurityHeadersOptions;
   readonly health: HealthOptions;
   readonly metrics: MetricsOptions | false;
   readonly rateLimit: RateLimitOptions | false;
@@ -195,6 +203,7 @@ export function resolveServiceOptions(
       `<= requestTimeoutMs (${resolved.requestTimeoutMs})`,
     );
   }
+  securityHeaderList(resolved.securityHeaders, resolved.https !== undefined); // throws on a bad header or value
   if (o.tracing !== undefined && typeof (o.tracing as Partial<Tracing>).enabled !== 'boolean') {
     throw new InvalidOptionError('service.tracing', o.tracing, 'the result of setupTracing()');
   }

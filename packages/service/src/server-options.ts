@@ -6,7 +6,7 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { LogController, type FastifyBaseLogger, type FastifyServerOptions } from 'fastify';
-import { createLogger, requestIdGenerator } from './logging.js';
+import { createLogger, lazyChildLoggerFactory, requestIdGenerator } from './logging.js';
 import { resolveServiceOptions, type ResolvedServiceOptions, type ServiceOptions } from './options.js';
 
 /**
@@ -30,6 +30,7 @@ export function serverOptions(options: ServiceOptions | ResolvedServiceOptions =
     // Fastify's own "incoming request" / "request completed" lines cost ~45 % of throughput; the kit
     // logs errors and slow requests, and every request only with `accessLog`.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLoggerFactory as unknown as FastifyServerOptions['childLoggerFactory'],
     genReqId: requestIdGenerator(o.requestIdHeader),
     requestIdHeader: false,
     bodyLimit: o.bodyLimitBytes,

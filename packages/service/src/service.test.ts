@@ -1,10 +1,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
-import { request } from 'undici';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
 import { InvalidOptionError } from '@bulwark/core';
 import { createService } from './service.js';
 import { SERVICE_DEFAULTS } from './options.js';
+import { DEFAULT_CONTENT_SECURITY_POLICY, DEFAULT_SECURITY_HEADERS } from './security-headers.js';
 import { listen, LogSink, parsePrometheus, sampleValue, sleep } from './test-support.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -74,14 +79,16 @@ describe('createService: endpoints, request ids, headers, logs', () => {
     assert.equal(res.headers['x-request-id'], edge);
   });
 
-  it('sends security headers (helmet) and no X-Powered-By', async () => {
-    const res = await request(`${base}/hello`);
-    await res.body.dump();
-    assert.equal(res.headers['x-content-type-options'], 'nosniff');
-    assert.ok(res.headers['content-security-policy']);
-    assert.equal(res.headers['x-frame-options'], 'SAMEORIGIN');
-    assert.equal(res.headers['strict-transport-security'], undefined, 'no HSTS over plain HTTP');
-    assert.equal(res.headers['x-powered-by'], undefined);
+  it("sends helmet 8's default security headers on every response (404 too), no HSTS over HTTP, no X-Powered-By", async () => {
+    for (const path of ['/hello', '/nope', '/metrics']) {
+      const res = await request(`${base}${path}`);
+      await res.body.dump();
+      for (const [name, value] of Object.entries(DEFAULT_SECURITY_HEADERS))
+        assert.equal(res.headers[name], value, `${path} ${name}`);
+      assert.equal(res.headers['content-security-policy'], DEFAULT_CONTENT_SECURITY_POLICY);
+      assert.equal(res.headers['strict-transport-security'], undefined, 'no HSTS over plain HTTP');
+      assert.equal(res.headers['x-powered-by'], undefined);
+    }
   });
 
   it('/readyz reports per-check JSON: 200 when every critical check passes, 503 otherwise', async () => {
@@ -329,6 +336,93 @@ describe('createService: limits and timeouts', () => {
   });
 });
 
+describe('security headers', () => {
+  it('takes a CSP, extra headers and drops; a handler may still override one', async () => {
+    const app = createService({
+      logLevel: 'silent',
+      shedding: false,
+      securityHeaders: {
+        contentSecurityPolicy: "default-src 'none'",
+        headers: { 'X-Frame-Options': 'DENY', 'x-xss-protection': false, 'Permissions-Policy': 'camera=()' },
+      },
+    });
+    app.get('/page', async (_req, reply) =>
+      reply.header('content-security-policy', "default-src 'self'").send('page'),
+    );
+    app.get('/api', async () => ({}));
+    try {
+      const api = await app.inject('/api');
+      assert.equal(api.headers['content-security-policy'], "default-src 'none'");
+      assert.equal(api.headers['x-frame-options'], 'DENY');
+      assert.equal(api.headers['permissions-policy'], 'camera=()');
+      assert.equal(api.headers['x-xss-protection'], undefined);
+      assert.equal(api.headers['x-content-type-options'], 'nosniff');
+      const page = await app.inject('/page');
+      assert.equal(page.headers['content-security-policy'], "default-src 'self'");
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('serves HTTPS (TLS >= 1.2) with the `https` option, and sends HSTS only there', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-tls-'));
+    try {
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=localhost',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+        ],
+        { stdio: 'ignore' },
+      );
+      const app = createService({
+        logLevel: 'silent',
+        shedding: false,
+        https: { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+      });
+      app.get('/x', async () => 'x');
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = app.server.address() as AddressInfo;
+      try {
+        const agent = new Agent({ connect: { rejectUnauthorized: false } });
+        const res = await request(`https://127.0.0.1:${port}/x`, { dispatcher: agent });
+        assert.equal(res.statusCode, 200);
+        assert.equal(res.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains');
+        await res.body.dump();
+        await agent.close();
+        const old = new Agent({
+          connect: { rejectUnauthorized: false, maxVersion: 'TLSv1.1', minVersion: 'TLSv1' },
+        });
+        await assert.rejects(request(`https://127.0.0.1:${port}/x`, { dispatcher: old }));
+        await old.close();
+      } finally {
+        await app.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('sends nothing with securityHeaders: false', async () => {
+    const none = createService({ logLevel: 'silent', shedding: false, securityHeaders: false });
+    none.get('/x', async () => 'x');
+    const res = await none.inject('/x');
+    assert.equal(res.headers['x-content-type-options'], undefined);
+    await none.close();
+  });
+});
+
 describe('options', () => {
   it('declares its defaults once, frozen', () => {
     assert.ok(Object.isFrozen(SERVICE_DEFAULTS));
@@ -354,6 +448,9 @@ describe('options', () => {
       [{ shedding: { maxEventLoopUtilization: 1.5 } }, /shedding\.maxEventLoopUtilization/],
       [{ health: { checkTimeoutMs: 0 } }, /health\.checkTimeoutMs/],
       [{ tracing: {} }, /service\.tracing/],
+      [{ securityHeaders: { headers: { 'bad header': 'x' } } }, /securityHeaders\.headers/],
+      [{ securityHeaders: { contentSecurityPolicy: 'a\nb' } }, /securityHeaders\.contentSecurityPolicy/],
+      [{ securityHeaders: { csp: 'x' } }, /securityHeaders\.csp/],
     ];
     for (const [options, pattern] of cases) {
       assert.throws(

@@ -10,7 +10,6 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import helmet, { type FastifyHelmetOptions } from '@fastify/helmet';
 import type { Disposable } from '@bulwark/core';
 import { Health, type HealthCheck, type HealthCheckOptions, type ReadinessReport } from './health.js';
 import { routeHooks, RouteState, UNMATCHED_ROUTE, type RouteHooks, type Runtime } from './hooks.js';
@@ -23,6 +22,7 @@ import {
 import { ServiceMetrics, safeLabel } from './metrics.js';
 import { resolveServiceOptions, type ResolvedServiceOptions, type ServiceOptions } from './options.js';
 import { HttpRateLimiter, type RateLimitStatus } from './rate-limit.js';
+import { securityHeaderList } from './security-headers.js';
 import { serverOptions } from './server-options.js';
 import { Shedder, type SheddingStatus } from './shedder.js';
 import type { Tracing } from './tracing.js';
@@ -116,6 +116,7 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     scheme: o.https === undefined ? 'http' : 'https',
     accessLog: o.accessLog,
     slowRequestMs: o.slowRequestMs,
+    securityHeaders: securityHeaderList(o.securityHeaders, o.https !== undefined),
     draining: false,
   };
 
@@ -189,13 +190,6 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
   app.decorateRequest('bulwarkAdmitted', false);
   app.decorateRequest('bulwarkSpan', null);
   app.decorateRequest('bulwarkTraceContext', null);
-
-  if (o.securityHeaders !== false) {
-    app.register(helmet, {
-      hsts: o.https !== undefined,
-      ...(o.securityHeaders === true ? {} : o.securityHeaders),
-    } as FastifyHelmetOptions);
-  }
 
   // A client that disconnects mid-request never reaches onResponse: its slot and span are released here.
   const needsAbortHook = shedder !== undefined || rt.tracing || metrics !== undefined;
