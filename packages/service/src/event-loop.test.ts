@@ -63,11 +63,11 @@ describe('startEventLoopMonitor', () => {
     const monitor = startEventLoopMonitor(100, (s) => samples.push(s), 10);
     try {
       await new Promise((r) => setTimeout(r, 120));
-      const end = Date.now() + 150;
-      while (Date.now() < end); // block the loop for 150 ms
+      const end = Date.now() + 300;
+      while (Date.now() < end); // block the loop for 300 ms
       await new Promise((r) => setTimeout(r, 250));
       const worst = samples.reduce((a, s) => (s.delayMs > a.delayMs ? s : a), { delayMs: 0, utilization: 0 });
-      assert.ok(worst.delayMs >= 100, `worst delay ${worst.delayMs} ms`);
+      assert.ok(worst.delayMs >= 30, `worst mean delay ${worst.delayMs} ms`);
       assert.ok(Math.max(...samples.map((s) => s.utilization)) > 0.5);
       assert.equal(monitor.last, samples.at(-1));
     } finally {

@@ -1,7 +1,8 @@
 /**
  * Event-loop pressure: the second shedding signal. A CPU-bound Node server queues work where the
  * concurrency limiter cannot see it (socket buffers, the parser, the loop itself), so the shedder also
- * watches the event loop — its delay (`perf_hooks.monitorEventLoopDelay`, p99 over each interval) and its
+ * watches the event loop — its delay (`perf_hooks.monitorEventLoopDelay`, the mean over each interval:
+ * robust to one descheduling spike on a busy machine, yet it rises with sustained overload) and its
  * utilisation (`performance.eventLoopUtilization`).
  *
  * {@link PressureGate} turns those samples into a shed ratio with AIMD on the ratio: each pressured
@@ -13,14 +14,14 @@ import { monitorEventLoopDelay, performance, type EventLoopUtilization } from 'n
 import { checks } from '@bulwark/core';
 
 export interface EventLoopSample {
-  /** Event-loop delay, p99 over the interval, in ms. */
+  /** Event-loop delay, mean over the interval, in ms. */
   readonly delayMs: number;
   /** Event-loop utilisation over the interval, 0…1. */
   readonly utilization: number;
 }
 
 export interface PressureGateOptions {
-  /** Shed when the loop's p99 delay exceeds this, in ms (0 = ignore delay). @default 100 */
+  /** Shed when the loop's mean delay exceeds this, in ms (0 = ignore delay). @default 100 */
   maxEventLoopDelayMs?: number;
   /** Shed when utilisation exceeds this, 0…1 (0 = ignore utilisation). @default 0 */
   maxEventLoopUtilization?: number;
@@ -140,10 +141,10 @@ export function startEventLoopMonitor(
     const now = performance.eventLoopUtilization();
     const utilization = performance.eventLoopUtilization(now, elu).utilization;
     elu = now;
-    // The histogram records how late the monitor's own timer fired, so its resolution is subtracted.
-    const p99 = histogram.count > 0 ? histogram.percentile(99) / 1e6 : 0;
+    // The histogram records the intervals of the monitor's own timer, so its resolution is subtracted.
+    const mean = histogram.count > 0 ? histogram.mean / 1e6 : resolutionMs;
     histogram.reset();
-    last = { delayMs: Math.max(0, p99 - resolutionMs), utilization };
+    last = { delayMs: Math.max(0, mean - resolutionMs), utilization };
     onSample(last);
   }, intervalMs);
   timer.unref();

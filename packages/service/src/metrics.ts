@@ -181,7 +181,7 @@ export class ServiceMetrics {
     });
     new Gauge({
       name: METRIC_NAMES.eventLoopDelay,
-      help: 'Event-loop delay, p99 over the last sampling interval, in seconds.',
+      help: 'Event-loop delay, mean over the last sampling interval of the shedder, in seconds.',
       registers,
       collect() {
         this.set(sources().eventLoop().delayMs / 1000);

@@ -28,7 +28,7 @@ export interface SheddingOptions {
   windowMs?: number;
   /** …holding at least this many requests. @default 10 */
   windowMinSamples?: number;
-  /** Shed a growing share of requests while the event loop's p99 delay exceeds this, in ms (0 = off). @default 100 */
+  /** Shed a growing share of requests while the event loop's mean delay exceeds this, in ms (0 = off). @default 100 */
   maxEventLoopDelayMs?: number;
   /** Shed a growing share of requests while event-loop utilisation exceeds this, 0…1 (0 = off). @default 0 */
   maxEventLoopUtilization?: number;
