@@ -27,6 +27,12 @@ export { DEFAULT_DURATION_BUCKETS_SECONDS } from './duration-histogram.js';
 export type { InstrumentOptions, InstrumentablePolicy } from './instrument.js';
 
 export { createLogger, REDACT_PATHS, isValidRequestId } from './logging.js';
+export {
+  DEFAULT_CONTENT_SECURITY_POLICY,
+  DEFAULT_SECURITY_HEADERS,
+  SECURITY_HEADERS_DEFAULTS,
+} from './security-headers.js';
+export type { SecurityHeadersOptions } from './security-headers.js';
 
 export { setupTracing, injectTraceHeaders, traceAttempt, tracingEnabled } from './tracing.js';
 export type { Tracing, TracingOptions, TraceAttemptOptions } from './tracing.js';

@@ -1,13 +1,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { InvalidOptionError } from '@bulwark/core';
-import { createService } from './service.js';
+import Fastify from 'fastify';
+import { bulwarkService, createService } from './service.js';
+import { serverOptions } from './server-options.js';
 import { SERVICE_DEFAULTS } from './options.js';
 import { DEFAULT_CONTENT_SECURITY_POLICY, DEFAULT_SECURITY_HEADERS } from './security-headers.js';
 import { listen, LogSink, parsePrometheus, sampleValue, sleep } from './test-support.js';
@@ -212,6 +214,24 @@ describe('createService: endpoints, request ids, headers, logs', () => {
     );
   });
 
+  it('/metrics passes `promtool check metrics` (when promtool is installed; the strict parser runs always)', async () => {
+    const text = await (await request(`${base}/metrics`)).body.text();
+    const families = parsePrometheus(text);
+    for (const f of families.values()) {
+      if (f.name.startsWith('bulwark_') || f.name.startsWith('http_')) {
+        assert.ok(f.help.length > 0, `${f.name} has HELP`);
+        if (f.type === 'counter') assert.match(f.name, /_total$/);
+        else assert.doesNotMatch(f.name, /_total$/);
+      }
+    }
+    const run = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    if ((run.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return;
+    const problems = `${run.stdout}${run.stderr}`.split('\n').filter((l) => l.trim() !== '');
+    // prom-client's own default gauges are named *_total; everything the kit adds must be clean
+    const foreign = problems.filter((l) => !/^nodejs_active_(handles|requests|resources)_total /.test(l));
+    assert.deepEqual(foreign, []);
+  });
+
   it('logs JSON lines with service and version, no line per successful request, a warning for slow ones', async () => {
     const before = logs.lines.length;
     await (await request(`${base}/hello`)).body.dump();
@@ -330,6 +350,30 @@ describe('createService: limits and timeouts', () => {
       const res = await request(`${base}/livez`, { headers: { 'x-big': 'a'.repeat(2000) } });
       assert.equal(res.statusCode, 431);
       await res.body.dump();
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('bulwarkService plugin (an instance built elsewhere)', () => {
+  it('Fastify(serverOptions(opts)) + await register(bulwarkService, opts) gives the same kit', async () => {
+    const options = { logLevel: 'silent' as const, shedding: false as const, serviceName: 'plugged' };
+    const app = Fastify(serverOptions(options));
+    await app.register(bulwarkService, options);
+    app.get('/hi', async () => 'hi');
+    try {
+      const res = await app.inject({ url: '/hi', headers: { 'x-request-id': 'plug-1' } });
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.headers['x-request-id'], 'plug-1');
+      assert.equal(res.headers['x-content-type-options'], 'nosniff');
+      const m = parsePrometheus((await app.inject('/metrics')).body);
+      assert.equal(
+        sampleValue(m, 'http_server_request_duration_seconds_count', { route: '/hi', status_code: '200' }),
+        1,
+      );
+      assert.equal(sampleValue(m, 'bulwark_service_info', { service: 'plugged' }), 1);
+      assert.equal((await app.inject('/readyz')).statusCode, 200);
     } finally {
       await app.close();
     }
