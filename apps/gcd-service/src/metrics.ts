@@ -22,18 +22,24 @@ export const GCD_METRIC_NAMES = Object.freeze({
 export type ValidationOutcome = ValidationMode | 'rejected';
 
 export class GcdMetrics {
-  readonly validations: Counter<'mode'>;
+  /** `gcd_validations_total`, one child per mode (resolved once). */
+  readonly validations: Readonly<Record<ValidationOutcome, { inc(): void }>>;
   readonly #subscriptions: Disposable[] = [];
 
   constructor(registry: Registry, computer: GcdComputer | undefined, validator: ValidatorClient | undefined) {
     const registers = [registry];
-    this.validations = new Counter({
+    const validations = new Counter({
       name: GCD_METRIC_NAMES.validations,
       help: 'Requests whose numbers passed local validation, by how they were then judged: local (no validator configured), remote (the validator accepted), rejected (the validator refused), local-fallback (the validator could not answer).',
       labelNames: ['mode'],
       registers,
     });
-    for (const mode of ['local', 'remote', 'rejected', 'local-fallback']) this.validations.labels(mode);
+    this.validations = {
+      local: validations.labels('local'),
+      remote: validations.labels('remote'),
+      rejected: validations.labels('rejected'),
+      'local-fallback': validations.labels('local-fallback'),
+    };
 
     if (computer !== undefined) {
       const computations = new Counter({
@@ -63,11 +69,18 @@ export class GcdMetrics {
           this.set(computer.threads);
         },
       });
-      for (const path of ['inline', 'pool']) computations.labels(path, 'ok');
+      // Children resolved once: `labels()` hashes its arguments on every call (this runs per request).
+      const outcomes = ['ok', 'timeout', 'busy', 'aborted', 'error'] as const;
+      const counters = new Map<string, { inc(): void }>();
+      for (const path of ['inline', 'pool'] as const) {
+        for (const outcome of outcomes)
+          counters.set(`${path}:${outcome}`, computations.labels(path, outcome));
+      }
+      const durations = { inline: duration.labels('inline'), pool: duration.labels('pool') };
       this.#subscriptions.push(
         computer.onCompute((e) => {
-          computations.labels(e.path, e.outcome).inc();
-          if (e.outcome === 'ok') duration.labels(e.path).observe(e.durationMs / 1000);
+          counters.get(`${e.path}:${e.outcome}`)!.inc();
+          if (e.outcome === 'ok') durations[e.path].observe(e.durationMs / 1000);
           digits.observe(e.digits);
         }),
       );

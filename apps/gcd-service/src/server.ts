@@ -159,14 +159,14 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
           : async (pair, signal) => {
               try {
                 const mode = await client.check(pair, signal);
-                counted?.validations.labels(mode).inc();
+                counted?.validations[mode].inc();
                 return mode;
               } catch (error) {
-                if (error instanceof GcdError) counted?.validations.labels('rejected').inc();
+                if (error instanceof GcdError) counted?.validations.rejected.inc();
                 throw error;
               }
             },
-      onLocal: counted === undefined ? undefined : () => counted.validations.labels('local').inc(),
+      onLocal: counted === undefined ? undefined : () => counted.validations.local.inc(),
     });
   }
 
