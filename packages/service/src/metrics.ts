@@ -203,7 +203,7 @@ export class ServiceMetrics {
     });
     this.rateLimitStoreErrors = new Counter({
       name: METRIC_NAMES.rateLimitStoreErrors,
-      help: 'Rate-limit store operations that failed (Redis unreachable, timed out, …).',
+      help: 'Rate-limit store operations that failed (Redis unreachable, timed out, …); onStoreError decided those requests.',
       labelNames: ['name'],
       registers,
     });

@@ -158,6 +158,7 @@ describe('rate limiting (Redis store, real Redis)', () => {
       assert.equal((await request(`${base}/readyz`)).statusCode, 200, 'readiness does not depend on Redis');
       const m = await metrics(base);
       assert.equal(sampleValue(m, 'bulwark_ratelimit_store_degraded', { name: 'http' }), 1);
+      assert.equal(sampleValue(m, 'bulwark_ratelimit_store_errors_total', { name: 'http' }), 3);
       assert.ok(logs.lines.some((l) => l.level === 40 && String(l.msg).includes('rate-limit store')));
     } finally {
       await app.close();

@@ -120,6 +120,10 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     draining: false,
   };
 
+  if (metrics !== undefined && rateLimiter !== undefined) {
+    const storeErrors = metrics.rateLimitStoreErrors.labels(rateLimiter.name);
+    rateLimiter.policy.onStoreError(() => storeErrors.inc());
+  }
   if (metrics !== undefined) {
     metrics.sources = {
       ready: () => health.lastReady,
