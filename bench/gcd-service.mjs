@@ -279,10 +279,10 @@ async function overload() {
   let capacity;
   let unloaded;
   try {
-    // As many connections as the pool holds (1 running + 2 queued): the worker never idles and no
+    // As many connections as the pool holds (1 running + 1 queued): the worker never idles and no
     // request is refused, so the 2xx rate is the capacity.
-    await cannon(`${server.origin}${path}`, { connections: 3, duration: 2 });
-    const r = await cannon(`${server.origin}${path}`, { connections: 3, duration: 5 });
+    await cannon(`${server.origin}${path}`, { connections: 2, duration: 2 });
+    const r = await cannon(`${server.origin}${path}`, { connections: 2, duration: 5 });
     capacity = r['2xx'] / 5;
     log(`B: capacity ≈ ${f1(capacity)} req/s; unloaded latency at 0.5×`);
     unloaded = await openLoop(server.origin, path, capacity * 0.5, 5);
@@ -306,11 +306,11 @@ async function overload() {
 
   let md = `### B. Overload at 3× and 10× capacity, shedding on vs. off\n\n`;
   md += `Request: \`GET /api/gcd\` with consecutive Fibonacci numbers of ${DIGITS} digits (Euclid's worst case), computed in the worker pool `;
-  md += `(\`POOL_MAX_THREADS=1\`). Capacity C = ${f1(capacity)} req/s (closed loop, 3 connections = 1 running + 2 queued, 2xx per second over 5 s). `;
+  md += `(\`POOL_MAX_THREADS=1\`). Capacity C = ${f1(capacity)} req/s (closed loop, 2 connections = 1 running + 1 queued, 2xx per second over 5 s). `;
   md += `Open-loop generator (undici Pool, constant arrival rate, latency from the intended send time), ${OVERLOAD_S} s per run, first second excluded, `;
   md += `client timeout ${CLIENT_TIMEOUT_MS} ms; goodput = 200 answers within the client timeout. `;
   md += `Unloaded (0.5× C): p50 ${f1(unloaded.p50)} ms, p99 ${f1(unloaded.p99)} ms. `;
-  md += `Shedding on = production defaults (adaptive concurrency limit + event-loop gate, pool queue 2 × threads, compute deadline 1 s). `;
+  md += `Shedding on = production defaults (adaptive concurrency limit + event-loop gate, pool queue = threads, compute deadline 1 s). `;
   md += `Shedding off = \`LOAD_SHEDDING=off\`, unbounded pool queue, no compute or handler deadline.\n\n`;
   md += `| shedding | offered | offered req/s | goodput req/s | goodput % of C | admitted p50 ms | admitted p99 ms | p99 / unloaded p99 | 503/429 | with Retry-After | client timeouts | other |\n`;
   md += `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n`;

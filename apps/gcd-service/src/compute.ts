@@ -131,11 +131,11 @@ export class GcdComputer {
   async compute(input: GcdInput, signal?: AbortSignal): Promise<ComputeResult> {
     const started = performance.now();
     if (input.digits <= this.#options.inlineMaxDigits) {
-      const value = gcd(input.n, input.m).toString();
+      const value = gcd(BigInt(input.n), BigInt(input.m)).toString();
       this.#emit('inline', 'ok', started, input.digits);
       return { gcd: value, path: 'inline' };
     }
-    const task: GcdTask = { n: input.n.toString(), m: input.m.toString() };
+    const task: GcdTask = { n: input.n, m: input.m };
     this.#inFlight++;
     try {
       const value = await this.policy.execute((ctx) => this.pool.run(task, { signal: ctx.signal }), {

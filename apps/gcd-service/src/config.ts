@@ -36,9 +36,9 @@ export const DEFAULTS = Object.freeze({
   /**
    * Computations allowed to wait for a worker; more are refused at once with 503. Short on purpose
    * (the SRE book: a queue of at most about the pool size): a long queue only turns overload into
-   * latency. Default: twice the thread count.
+   * latency. Default: the thread count (each worker has one computation waiting, so it never idles).
    */
-  poolMaxQueue: 2 * Math.max(1, availableParallelism() - 1),
+  poolMaxQueue: Math.max(1, availableParallelism() - 1),
   /** Largest request body (the form). Must hold two numbers of `maxDigits`. @default 4096 */
   bodyLimitBytes: 4096,
   /** Largest request head (request line + headers). Must hold a URL with two numbers. @default 16384 */
@@ -285,7 +285,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     256,
     'CPU count − 1 (at least 1)',
   );
-  const poolMaxQueue = r.int('POOL_MAX_QUEUE', 2 * poolMaxThreads, 0, 100_000, '2 × POOL_MAX_THREADS');
+  const poolMaxQueue = r.int('POOL_MAX_QUEUE', poolMaxThreads, 0, 100_000, 'POOL_MAX_THREADS');
   const bodyLimitBytes = r.int('BODY_LIMIT_BYTES', DEFAULTS.bodyLimitBytes, 64, 10 * 1024 * 1024);
   const maxHeaderBytes = r.int('MAX_HEADER_BYTES', DEFAULTS.maxHeaderBytes, 1024, 1024 * 1024);
   const requestTimeoutMs = r.int('REQUEST_TIMEOUT_MS', DEFAULTS.requestTimeoutMs, 1, 3_600_000);

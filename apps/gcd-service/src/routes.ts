@@ -70,7 +70,7 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
       validate !== undefined || !computer.isInline(input.digits) ? abandoned(request, reply) : undefined;
     let mode: ValidationMode = 'local';
     if (validate !== undefined) {
-      mode = await validate({ n: input.n.toString(), m: input.m.toString() }, signal);
+      mode = await validate({ n: input.n, m: input.m }, signal);
     } else {
       onLocal?.();
     }
@@ -91,7 +91,7 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
   app.get('/api/gcd', async (request, reply) => {
     reply.header('cache-control', 'no-store');
     const { input, gcd } = await run(request, reply, request.query as RawParams);
-    return { n: input.n.toString(), m: input.m.toString(), gcd };
+    return { n: input.n, m: input.m, gcd };
   });
 
   app.post(
@@ -113,9 +113,7 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
     async (request, reply) => {
       reply.header('cache-control', 'no-store');
       const { input, gcd } = await run(request, reply, request.body as RawParams);
-      reply
-        .type('text/html; charset=utf-8')
-        .send(resultPage(input.n.toString(), input.m.toString(), gcd, maxDigits));
+      reply.type('text/html; charset=utf-8').send(resultPage(input.n, input.m, gcd, maxDigits));
     },
   );
 }

@@ -8,11 +8,15 @@
  */
 import { GcdError } from './errors.js';
 
-/** A validated pair, ready to compute. */
+/**
+ * A validated pair, ready to compute: canonical decimal strings (no leading zeros). Kept as strings,
+ * not BigInts: a large pair goes to a worker thread as text anyway, and turning a BigInt of thousands of
+ * digits back into decimal costs more than the rest of the request.
+ */
 export interface GcdInput {
-  readonly n: bigint;
-  readonly m: bigint;
-  /** The longer of the two inputs, in digits (decides inline vs. worker pool). */
+  readonly n: string;
+  readonly m: string;
+  /** The longer of the two numbers, in digits (decides inline vs. worker pool). */
   readonly digits: number;
 }
 
@@ -29,7 +33,7 @@ const SHOW_CHARS = 24;
 export function parseGcdParams(params: RawParams, maxDigits: number): GcdInput {
   const n = parseNumber(pick(params, 'n'), 'n', maxDigits);
   const m = parseNumber(pick(params, 'm'), 'm', maxDigits);
-  return { n: n.value, m: m.value, digits: Math.max(n.digits, m.digits) };
+  return { n: n.value, m: m.value, digits: Math.max(n.value.length, m.value.length) };
 }
 
 /** The one string value of a parameter, or a missing / repeated parameter error. */
@@ -53,8 +57,11 @@ export function pick(params: RawParams, name: ParameterName): string {
   return value;
 }
 
-/** Validates one decimal number. Throws a {@link GcdError} naming the parameter and the problem. */
-export function parseNumber(raw: string, name: string, maxDigits: number): { value: bigint; digits: number } {
+/**
+ * Validates one decimal number and returns it without leading zeros. Throws a {@link GcdError} naming
+ * the parameter and the problem.
+ */
+export function parseNumber(raw: string, name: string, maxDigits: number): { value: string } {
   if (raw.length === 0) {
     throw invalid(`${name} is empty; write a positive whole number, ${EXAMPLE}.`);
   }
@@ -64,19 +71,19 @@ export function parseNumber(raw: string, name: string, maxDigits: number): { val
       `${name} has ${raw.length} characters; at most ${maxDigits} digits are allowed.`,
     );
   }
-  let allZero = true;
+  let firstNonZero = -1;
   for (let i = 0; i < raw.length; i++) {
     const c = raw.charCodeAt(i);
     if (c < 48 || c > 57) throw invalid(explain(raw, name, i));
-    if (c !== 48) allZero = false;
+    if (c !== 48 && firstNonZero < 0) firstNonZero = i;
   }
-  if (allZero) {
+  if (firstNonZero < 0) {
     throw new GcdError(
       'GCD_ERR_ZERO',
       `${name} is zero; both numbers must be positive (the gcd of x and 0 is just x).`,
     );
   }
-  return { value: BigInt(raw), digits: raw.length };
+  return { value: firstNonZero === 0 ? raw : raw.slice(firstNonZero) };
 }
 
 function invalid(message: string): GcdError {

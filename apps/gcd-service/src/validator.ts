@@ -45,7 +45,7 @@ export function registerValidatorRoutes(app: FastifyInstance, options: Validator
         );
       }
       const input = parseGcdParams(body as RawParams, options.maxDigits);
-      return { valid: true, n: input.n.toString(), m: input.m.toString() };
+      return { valid: true, n: input.n, m: input.m };
     },
   );
 }
