@@ -343,6 +343,34 @@ describe('createService: limits and timeouts', () => {
     }
   });
 
+  it('closes an idle keep-alive connection after keepAliveTimeoutMs', async () => {
+    const app = createService({ keepAliveTimeoutMs: 200, logLevel: 'silent', shedding: false });
+    const base = await listen(app);
+    const port = Number(new URL(base).port);
+    try {
+      const result = await new Promise<{ data: string; idleMs: number }>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1');
+        let data = '';
+        let answeredAt = 0;
+        socket.on('data', (d) => {
+          data += d.toString();
+          if (answeredAt === 0 && data.includes('"status":"ok"')) answeredAt = performance.now();
+        });
+        socket.on('error', reject);
+        socket.on('close', () => resolve({ data, idleMs: performance.now() - answeredAt }));
+        socket.write('GET /livez HTTP/1.1\r\nHost: x\r\n\r\n');
+      });
+      assert.match(result.data, /^HTTP\/1\.1 200/);
+      assert.match(result.data, /keep-alive/i);
+      assert.ok(
+        result.idleMs >= 150 && result.idleMs < 2500,
+        `closed ${Math.round(result.idleMs)} ms after the answer`,
+      );
+    } finally {
+      await app.close();
+    }
+  });
+
   it('answers 431 to a request head over maxHeaderBytes', async () => {
     const app = createService({ maxHeaderBytes: 1024, logLevel: 'silent', shedding: false });
     const base = await listen(app);
