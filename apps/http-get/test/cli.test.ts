@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { MALFORMED_KINDS, patternBody, startFaultServer, type FaultServer } from '@bulwark/fault-server';
+import { DiskCacheStore } from '@bulwark/http';
 import { EXIT } from '../src/config.js';
 import { BIN, STACK_FRAME, parseJson, runCli, type CliRun } from './harness.js';
 
@@ -214,8 +215,9 @@ describe('tiers, end to end', () => {
   it('a corrupted cache is a miss, never a crash', async () => {
     const cacheDir = freshCacheDir();
     await runCli([`${primary.origin}/doc`, '--cache-dir', cacheDir]);
-    for (const f of (await readdir(join(cacheDir, 'v1'))).filter((n) => n.endsWith('.snap'))) {
-      const path = join(cacheDir, 'v1', f);
+    const entryDir = new DiskCacheStore({ dir: cacheDir }).entryDir(`${primary.origin}/doc`);
+    for (const f of (await readdir(entryDir)).filter((n) => n.endsWith('.snap'))) {
+      const path = join(entryDir, f);
       const bytes = await readFile(path);
       bytes[bytes.length - 3]! ^= 0x55;
       await writeFile(path, bytes);

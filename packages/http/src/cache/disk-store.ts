@@ -1,14 +1,35 @@
 /**
  * A durable on-disk cache store, written through @bulwark/core's snapshot store: each entry is a
- * checksummed (SHA-256), atomically published snapshot `<dir>/v1/<sha256(key)>.<generation>.snap`
- * (temp file + fsync + link/rename + directory fsync), with the last 2 generations kept.
+ * checksummed (SHA-256), atomically published snapshot (temp file + fsync + link/rename + directory fsync),
+ * with the last 2 generations kept. Layout (format 2; docs/http-get.md#cache-format-and-recovery):
  *
- * Payload (format 1): `uint32 BE metaLength`, `meta` (JSON: `{ v: 1, key, url, policy, bodyBytes }`),
- * then the body. A damaged file is quarantined by the snapshot store and read as a miss (the older
- * generation, if intact, is served instead); never a crash. Directory mode 0700, files 0600.
+ *   <dir>/v2/<h[0..2]>/<h>/entry.<generation>.snap   h = sha256(key), hex
+ *   <dir>/v2/<h[0..2]>/<h>/quarantine/               files that failed verification (1 kept)
+ *   <dir>/v2/usage.json                              bytes written since the last full scan (a hint)
+ *
+ * One directory per key, in 256 shards: the snapshot store lists its directory several times per save,
+ * and a directory holding every key made each save cost O(entries). The byte bound is kept by a full scan
+ * only when the usage hint says the bound may be exceeded (or the hint is missing, or older than an hour),
+ * not on every save; it then evicts down to 90 % of the bound.
+ *
+ * Payload: `uint32 BE metaLength`, `meta` (JSON: `{ v: 2, key, url, policy, bodyBytes }`), then the body.
+ * A damaged file is quarantined by the snapshot store and read as a miss (the older generation, if intact,
+ * is served instead); never a crash. Directories mode 0700, files 0600. A `v1/` directory (format 1: every
+ * key in one directory) is removed on the first write.
  */
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import {
+  chmod,
+  mkdir,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -25,7 +46,10 @@ import { entrySize, type CacheStore, type CachedResponse } from './store.js';
 export interface DiskCacheStoreOptions {
   /** The cache directory. @default `$XDG_CACHE_HOME/bulwark-http-get` (or `~/.cache/bulwark-http-get`) */
   dir?: string;
-  /** Total bytes of entry files kept; the least recently written are removed past it. @default 268_435_456 (256 MiB) */
+  /**
+   * Total bytes of entry files kept; past it, the least recently written are removed down to 90 % of it.
+   * @default 268_435_456 (256 MiB)
+   */
   maxBytes?: number;
 }
 
@@ -52,8 +76,26 @@ export interface DiskCacheEvent {
   readonly detail: string;
 }
 
-const FORMAT = 1;
-const SUBDIR = 'v1';
+/** The version of the whole on-disk format: the directory name (`v2/`) and the payload's `v`. */
+const FORMAT = 2;
+const SUBDIR = `v${FORMAT}`;
+const LEGACY_SUBDIRS = ['v1'];
+/** The snapshot store's base name inside a key's directory. */
+const ENTRY = 'entry';
+const USAGE_FILE = 'usage.json';
+/** A full scan at least this often, whatever the usage hint says (concurrent writers may lose updates). */
+const RESCAN_MS = 60 * 60 * 1000;
+/** An eviction removes entries down to this fraction of `maxBytes` (room for writes before the next scan). */
+const LOW_WATER = 0.9;
+/** Snapshot stores kept open (one per key); the oldest is dropped past it. */
+const MAX_OPEN_STORES = 256;
+
+interface Usage {
+  /** Bytes of entry files: the total found by the last scan plus what was written since. */
+  readonly bytes: number;
+  /** When the last full scan ran (ms since the epoch). */
+  readonly scannedAt: number;
+}
 
 export class DiskCacheStore implements CacheStore {
   readonly dir: string;
@@ -76,25 +118,27 @@ export class DiskCacheStore implements CacheStore {
     this.#entriesDir = join(this.dir, SUBDIR);
   }
 
-  /** The snapshot file base name of a key. */
+  /** The hex SHA-256 of a key: the name of its directory. */
   static fileName(key: string): string {
     return createHash('sha256').update(key).digest('hex');
   }
 
+  /** The directory holding a key's snapshot files (`<dir>/v2/<h[0..2]>/<h>`). */
+  entryDir(key: string): string {
+    const hash = DiskCacheStore.fileName(key);
+    return join(this.#entriesDir, hash.slice(0, 2), hash);
+  }
+
   #store(key: string): SnapshotStore<Buffer> {
-    const name = DiskCacheStore.fileName(key);
-    let store = this.#stores.get(name);
+    const dir = this.entryDir(key);
+    let store = this.#stores.get(dir);
     if (store === undefined) {
-      store = createSnapshotStore<Buffer>({
-        dir: this.#entriesDir,
-        name,
-        keepGenerations: 2,
-        keepQuarantined: 1,
-      });
+      store = createSnapshotStore<Buffer>({ dir, name: ENTRY, keepGenerations: 2, keepQuarantined: 1 });
       store.onCorruption((e) =>
         this.#problem('read', key, 'corrupt', `${e.path}: ${e.reason} (${e.detail}); quarantined`),
       );
-      this.#stores.set(name, store);
+      if (this.#stores.size >= MAX_OPEN_STORES) this.#stores.delete(this.#stores.keys().next().value!);
+      this.#stores.set(dir, store);
     }
     return store;
   }
@@ -103,13 +147,26 @@ export class DiskCacheStore implements CacheStore {
     if (this.#onProblem.active) this.#onProblem.emit({ op, key, kind, detail });
   }
 
-  /** Creates the directories with mode 0700 (and tightens an existing cache directory to 0700). */
+  /**
+   * Creates the directories with mode 0700 (and tightens an existing cache directory to 0700); removes
+   * the directories of older formats.
+   */
   #prepare(): Promise<void> {
     this.#ready ??= (async () => {
       await mkdir(this.#entriesDir, { recursive: true, mode: 0o700 });
       for (const d of [this.dir, this.#entriesDir]) {
         const s = await stat(d);
         if ((s.mode & 0o077) !== 0) await chmod(d, 0o700);
+      }
+      for (const legacy of LEGACY_SUBDIRS) {
+        await rm(join(this.dir, legacy), { recursive: true, force: true }).catch((error: unknown) =>
+          this.#problem(
+            'evict',
+            '',
+            'error',
+            `cannot remove ${legacy}/ (an older format): ${messageOf(error)}`,
+          ),
+        );
       }
     })().catch((error: unknown) => {
       this.#ready = undefined;
@@ -138,48 +195,110 @@ export class DiskCacheStore implements CacheStore {
 
   async set(entry: CachedResponse): Promise<void> {
     await this.#prepare();
-    await this.#store(entry.key).save(encodeEntry(entry));
+    // the shard and key directories: 0700 like the rest (the snapshot store would create them 0755)
+    await mkdir(this.entryDir(entry.key), { recursive: true, mode: 0o700 });
+    const saved = await this.#store(entry.key).save(encodeEntry(entry));
     if (entrySize(entry) > this.maxBytes) await this.delete(entry.key);
-    await this.#evict(entry.key);
+    await this.#account(entry.key, saved.bytes);
   }
 
   async delete(key: string): Promise<void> {
-    const prefix = `${DiskCacheStore.fileName(key)}.`;
-    for (const file of await listOrEmpty(this.#entriesDir)) {
-      if (file.startsWith(prefix) && file.endsWith('.snap'))
-        await unlink(join(this.#entriesDir, file)).catch(() => {});
+    const dir = this.entryDir(key);
+    for (const file of await listOrEmpty(dir)) {
+      if (file.endsWith('.snap')) await unlink(join(dir, file)).catch(() => {});
     }
   }
 
-  /** Removes the least recently written entry files while the total exceeds `maxBytes`. */
-  async #evict(keep: string): Promise<void> {
-    const keepPrefix = `${DiskCacheStore.fileName(keep)}.`;
-    const files: { path: string; size: number; mtimeMs: number; mine: boolean }[] = [];
-    let total = 0;
-    for (const file of await listOrEmpty(this.#entriesDir)) {
-      if (!file.endsWith('.snap')) continue;
-      try {
-        const s = await stat(join(this.#entriesDir, file));
-        files.push({
-          path: join(this.#entriesDir, file),
-          size: s.size,
-          mtimeMs: s.mtimeMs,
-          mine: file.startsWith(keepPrefix),
-        });
-        total += s.size;
-      } catch {
-        // removed meanwhile
-      }
+  /**
+   * Adds a write to the usage hint; runs the full scan (and evicts) when the hint says the bound may be
+   * exceeded, or is missing, unreadable or older than {@link RESCAN_MS}. The hint over-counts (a pruned
+   * generation is not subtracted), which only makes a scan come sooner; a write lost to a concurrent
+   * writer under-counts until the next scan.
+   */
+  async #account(keep: string, writtenBytes: number): Promise<void> {
+    const now = Date.now();
+    const usage = await this.#readUsage();
+    let next: Usage;
+    if (
+      usage === undefined ||
+      usage.bytes + writtenBytes > this.maxBytes ||
+      now - usage.scannedAt > RESCAN_MS ||
+      now < usage.scannedAt
+    ) {
+      next = { bytes: await this.#evict(keep), scannedAt: now };
+    } else {
+      next = { bytes: usage.bytes + writtenBytes, scannedAt: usage.scannedAt };
     }
-    if (total <= this.maxBytes) return;
+    await this.#writeUsage(next).catch((error: unknown) =>
+      this.#problem('write', keep, 'error', `usage hint: ${messageOf(error)}`),
+    );
+  }
+
+  async #readUsage(): Promise<Usage | undefined> {
+    try {
+      const u = JSON.parse(await readFile(join(this.#entriesDir, USAGE_FILE), 'utf8')) as Partial<Usage>;
+      const valid = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0;
+      return valid(u.bytes) && valid(u.scannedAt) ? { bytes: u.bytes, scannedAt: u.scannedAt } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Replaces the hint atomically (a reader sees the old or the new one); not fsynced: it is only a hint. */
+  async #writeUsage(usage: Usage): Promise<void> {
+    const path = join(this.#entriesDir, USAGE_FILE);
+    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    try {
+      await writeFile(tmp, JSON.stringify(usage), { mode: 0o600 });
+      await rename(tmp, path);
+    } catch (error) {
+      await unlink(tmp).catch(() => {});
+      throw error;
+    }
+  }
+
+  /**
+   * The full scan: sums every entry file and, past `maxBytes`, removes the least recently written down to
+   * {@link LOW_WATER} of it (never the entry just written, unless it alone is too large), so the next
+   * scans are a tenth of the bound's worth of writes away. Returns the total kept.
+   */
+  async #evict(keep: string): Promise<number> {
+    const keepDir = this.entryDir(keep);
+    const files: { dir: string; path: string; size: number; mtimeMs: number; mine: boolean }[] = [];
+    for (const shard of await listOrEmpty(this.#entriesDir)) {
+      if (!/^[0-9a-f]{2}$/.test(shard)) continue;
+      const shardDir = join(this.#entriesDir, shard);
+      const keys = await listOrEmpty(shardDir);
+      await Promise.all(
+        keys.map(async (hash) => {
+          const dir = join(shardDir, hash);
+          for (const file of await listOrEmpty(dir)) {
+            if (!file.endsWith('.snap')) continue;
+            const path = join(dir, file);
+            try {
+              const s = await stat(path);
+              files.push({ dir, path, size: s.size, mtimeMs: s.mtimeMs, mine: dir === keepDir });
+            } catch {
+              // removed meanwhile
+            }
+          }
+        }),
+      );
+    }
+    let total = files.reduce((sum, f) => sum + f.size, 0);
+    if (total <= this.maxBytes) return total;
+    const target = Math.floor(this.maxBytes * LOW_WATER);
     files.sort((a, b) => Number(a.mine) - Number(b.mine) || a.mtimeMs - b.mtimeMs);
     for (const f of files) {
-      if (total <= this.maxBytes) break;
+      if (total <= target) break;
       await unlink(f.path).then(
         () => (total -= f.size),
         (error: unknown) => this.#problem('evict', keep, 'error', messageOf(error)),
       );
+      // an emptied key directory goes too (it stays when it still holds a quarantined or temp file)
+      if (!f.mine) await rmdir(f.dir).catch(() => {});
     }
+    return total;
   }
 }
 
