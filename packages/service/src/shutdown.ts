@@ -100,7 +100,7 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
       app.server.closeAllConnections?.();
       flushThen(app, () => finish(1));
     }, shutdownTimeoutMs);
-    deadline.unref();
+    // Not unref'd: if the shutdown hangs with nothing else keeping the process alive, the deadline still ends it (exit 1).
     try {
       if (drainDelayMs > 0) await new Promise((r) => setTimeout(r, drainDelayMs).unref());
       sweep = setInterval(() => app.server.closeIdleConnections?.(), sweepMs);
