@@ -16,7 +16,7 @@
 // Usage: node bench/gcd-service.mjs [out.md]   (needs `npx tsc -b apps/gcd-service` first)
 // Markdown goes to stdout and to out.md (default bench/results/gcd-service.md).
 // Knobs (env): BENCH_ROUNDS (3), BENCH_DURATION_S (10), BENCH_WARMUP_S (2), BENCH_CONNECTIONS (50),
-//              BENCH_OVERLOAD_S (8), BENCH_DIGITS (2500: digits of the pool-bound pair).
+//              BENCH_OVERLOAD_S (8), BENCH_DIGITS (5000: digits of the pool-bound pair), BENCH_PARTS (A,B).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -34,7 +34,8 @@ const DURATION_S = int('BENCH_DURATION_S', 10);
 const WARMUP_S = int('BENCH_WARMUP_S', 2);
 const CONNECTIONS = int('BENCH_CONNECTIONS', 50);
 const OVERLOAD_S = int('BENCH_OVERLOAD_S', 8);
-const DIGITS = int('BENCH_DIGITS', 2500);
+const DIGITS = int('BENCH_DIGITS', 5000);
+const PARTS = (process.env.BENCH_PARTS ?? 'A,B').split(',');
 const CLIENT_TIMEOUT_MS = 2000;
 const U64_PATH = '/api/gcd?n=18446744073709551615&m=12297829382473034410';
 
@@ -327,8 +328,8 @@ const started = Date.now();
 const cpu = os.cpus();
 let md = `## gcd-service\n\n`;
 md += `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'CPU'}, Node ${process.version}, loopback. Regenerate: \`npx tsc -b apps/gcd-service && node bench/gcd-service.mjs\`.\n\n`;
-md += await throughput();
-md += await overload();
+if (PARTS.includes('A')) md += await throughput();
+if (PARTS.includes('B')) md += await overload();
 md += `_Whole run: ${f0((Date.now() - started) / 1000)} s._\n`;
 
 process.stdout.write(md);
