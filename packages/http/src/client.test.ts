@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { AllSourcesFailedError } from '@bulwark/core';
 import { startFaultServer, type FaultServer } from '@bulwark/fault-server';
-import { createHttpClient, type HttpClient } from './client.js';
+import { createHttpClient, type HttpAttemptEvent, type HttpClient } from './client.js';
 import { MemoryCacheStore } from './cache/memory-store.js';
 import type { HttpClientOptions } from './options.js';
 import { HttpBodyTooLargeError, HttpNetworkError, HttpRedirectError, HttpStatusError } from './errors.js';
@@ -381,6 +381,33 @@ describe('limits and retries', () => {
     elapsed = performance.now() - started;
     assert.ok(error instanceof AllSourcesFailedError);
     assert.ok(elapsed >= 780 && elapsed < 800 + 1500, `elapsed ${elapsed} ms`);
+  });
+
+  it('onAttempt reports every attempt before the call settles, also those a timeout ended', async () => {
+    primary.setFault({ type: 'latency', ms: 5000 });
+    const c = client({ attemptTimeoutMs: 150, maxAttempts: 2, cache: false });
+    const events: HttpAttemptEvent[] = [];
+    c.onAttempt((e) => events.push(e));
+    const error = await c.get(`${primary.origin}/doc`).catch((e: unknown) => e);
+    assert.ok(error instanceof AllSourcesFailedError);
+    // counted at the moment the call rejected (the transfers are still being torn down)
+    assert.deepEqual(
+      events.map((e) => [e.tier, e.attempt, e.status, e.error?.name]),
+      [
+        ['primary', 1, undefined, 'TimeoutError'],
+        ['primary', 2, undefined, 'TimeoutError'],
+      ],
+    );
+    const ok = client({ cache: false });
+    const seen: HttpAttemptEvent[] = [];
+    ok.onAttempt((e) => seen.push(e));
+    primary.reset();
+    primary.setResponse({ body: 'primary body' });
+    await ok.get(`${primary.origin}/doc`);
+    assert.deepEqual(
+      seen.map((e) => [e.attempt, e.status, e.error]),
+      [[1, 200, undefined]],
+    );
   });
 
   it('headers timeout per attempt is a retryable network error', async () => {

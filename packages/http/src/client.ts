@@ -10,6 +10,7 @@ import {
   CircuitOpenError,
   EventEmitter,
   degrade,
+  onAbort,
   defaultShouldRetry,
   circuitBreaker,
   pipeline,
@@ -105,7 +106,11 @@ export interface HttpAttemptEvent {
   /** Attempt number within the tier (1, 2, …). */
   readonly attempt: number;
   readonly status: number | undefined;
-  readonly error: HttpError | undefined;
+  /**
+   * Why the attempt failed: an `HttpError`, core's `TimeoutError` when the attempt or total timeout cut it
+   * short, or the caller's abort reason. `undefined` for a response that was accepted.
+   */
+  readonly error: Error | undefined;
   readonly elapsedMs: number;
 }
 
@@ -401,6 +406,17 @@ export class HttpClient {
     f.attempts++;
     const started = this.options.clock.now();
     const o = this.options;
+    // Every attempt is reported once, also one a timeout or an abort ended. Those abort `signal` before the
+    // policies reject, so the event is emitted then: before the call settles, not when the transfer has
+    // finished unwinding (an aggressive timeout does not wait for it).
+    let reported = !this.#onAttempt.active;
+    const report = (status: number | undefined, error: unknown): void => {
+      if (reported) return;
+      reported = true;
+      const e = error === undefined || error instanceof Error ? error : new Error(String(error));
+      this.#attemptEvent(tier, url, attemptNo, status, e, started);
+    };
+    const unlisten = reported ? undefined : onAbort(signal, () => report(undefined, signal.reason));
     try {
       const raw = await sendOnce(url, {
         dispatcher: this.#dispatcher,
@@ -420,12 +436,13 @@ export class HttpClient {
           parseRetryAfter(headerValue(raw.headers, 'retry-after'), o.now()),
         );
       }
-      this.#attemptEvent(tier, url, attemptNo, raw.status, undefined, started);
+      report(raw.status, undefined);
       return raw;
     } catch (error) {
-      if (error instanceof HttpError)
-        this.#attemptEvent(tier, url, attemptNo, (error as Partial<HttpStatusError>).status, error, started);
+      report(error instanceof HttpStatusError ? error.status : undefined, error);
       throw error;
+    } finally {
+      unlisten?.();
     }
   }
 
@@ -434,7 +451,7 @@ export class HttpClient {
     url: string,
     attempt: number,
     status: number | undefined,
-    error: HttpError | undefined,
+    error: Error | undefined,
     started: number,
   ): void {
     if (this.#onAttempt.active)
