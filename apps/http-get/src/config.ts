@@ -3,8 +3,12 @@
  * codes, and the validation of every value (a bad value is a usage error, exit 2, with a message that
  * names the option and says what is allowed).
  */
+import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { HTTP_CLIENT_DEFAULTS, defaultCacheDir } from '@bulwark/http';
+
+/** The version `--version` prints (and the User-Agent carries): package.json's. */
+export const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
 
 /** Exit codes (printed by `--help`, listed in docs/http-get.md). */
 export const EXIT = Object.freeze({
@@ -26,6 +30,8 @@ export const EXIT = Object.freeze({
   IO: 74,
   /** Interrupted by SIGINT (Ctrl-C): nothing partial left behind. */
   INTERRUPTED: 130,
+  /** stdout was closed before everything was written (e.g. `| head`): 128 + SIGPIPE, as a shell reports. */
+  BROKEN_PIPE: 141,
   /** Terminated by SIGTERM: nothing partial left behind. */
   TERMINATED: 143,
 });
@@ -33,6 +39,8 @@ export const EXIT = Object.freeze({
 /** The defaults of the CLI's options (those of @bulwark/http where they exist). */
 export const CLI_DEFAULTS = Object.freeze({
   timeoutMs: HTTP_CLIENT_DEFAULTS.totalTimeoutMs,
+  /** None: only `--timeout-ms` bounds an attempt. */
+  attemptTimeoutMs: HTTP_CLIENT_DEFAULTS.attemptTimeoutMs,
   connectTimeoutMs: HTTP_CLIENT_DEFAULTS.connectTimeoutMs,
   retries: HTTP_CLIENT_DEFAULTS.maxAttempts - 1,
   maxBodyBytes: HTTP_CLIENT_DEFAULTS.maxBodyBytes,
@@ -44,6 +52,8 @@ export interface CliConfig {
   readonly url: string;
   readonly fallbacks: readonly string[];
   readonly timeoutMs: number;
+  /** Bound on one request (connect + headers + body); `Infinity`: only `timeoutMs` bounds it. */
+  readonly attemptTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly retries: number;
   readonly maxBodyBytes: number;
@@ -68,11 +78,18 @@ export type ParseResult =
 
 const MAX_MS = 2_147_483_647;
 
-function integer(min: number, max: number, unit: string) {
+/**
+ * An integer argument from `min` to `max`. The message names what is allowed; commander puts the option
+ * and the bad value before it. (many-requests' config.ts has the same parser: the CLIs share conventions,
+ * not a package.)
+ */
+function integer(min: number, max: number, unit?: string) {
   return (value: string): number => {
     const n = Number(value);
     if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`expected an integer number of ${unit} from ${min} to ${max}.`);
+      throw new InvalidArgumentError(
+        `expected an integer${unit === undefined ? '' : ` number of ${unit}`} from ${min} to ${max}.`,
+      );
     }
     return n;
   };
@@ -112,7 +129,8 @@ export function exitCodeTable(): string {
     [EXIT.HTTP, 'HTTP error: status >= 400 (after retries for 408/429/5xx)'],
     [EXIT.ALL_TIERS_FAILED, 'all tiers failed (fallbacks or a cached copy existed, none could serve)'],
     [EXIT.IO, 'I/O error writing the output file or stdout'],
-    [EXIT.INTERRUPTED, 'interrupted (Ctrl-C); no partial output file'],
+    [EXIT.INTERRUPTED, 'interrupted (Ctrl-C); no partial output file; a second Ctrl-C exits at once'],
+    [EXIT.BROKEN_PIPE, 'stdout closed early (e.g. piped into head): stopped quietly'],
     [EXIT.TERMINATED, 'terminated (SIGTERM); no partial output file'],
   ];
   return rows.map(([code, text]) => `  ${String(code).padStart(3)}  ${text}`).join('\n');
@@ -140,6 +158,12 @@ function program(): Command {
         .default(CLI_DEFAULTS.timeoutMs),
     )
     .addOption(
+      new Option(
+        '--attempt-timeout-ms <ms>',
+        'time allowed per attempt: connect + headers + body (default: none; --timeout-ms bounds it)',
+      ).argParser(integer(1, MAX_MS, 'milliseconds')),
+    )
+    .addOption(
       new Option('--connect-timeout-ms <ms>', 'TCP/TLS connect timeout per connection')
         .argParser(integer(1, MAX_MS, 'milliseconds'))
         .default(CLI_DEFAULTS.connectTimeoutMs),
@@ -147,9 +171,9 @@ function program(): Command {
     .addOption(
       new Option(
         '--retries <n>',
-        'retries per source after the first attempt (for 408/429/5xx and network errors)',
+        'retries per source after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
       )
-        .argParser(integer(0, 100, 'retries'))
+        .argParser(integer(0, 100))
         .default(CLI_DEFAULTS.retries),
     )
     .addOption(
@@ -159,7 +183,7 @@ function program(): Command {
     )
     .addOption(
       new Option('--max-redirects <n>', 'redirects followed per attempt')
-        .argParser(integer(0, 100, 'redirects'))
+        .argParser(integer(0, 100))
         .default(CLI_DEFAULTS.maxRedirects),
     )
     .addOption(
@@ -191,21 +215,22 @@ function program(): Command {
     .addOption(
       new Option('-v, --verbose', 'show the ladder as it happens on stderr (tiers, attempts, cache)'),
     )
-    .addOption(new Option('-q, --quiet', 'no notes on stderr (errors are still printed)'))
+    .addOption(new Option('-q, --quiet', 'nothing on stderr but errors (no notes, warnings or progress)'))
     .addOption(new Option('--no-color', 'no colour on stderr (also: NO_COLOR=1, or stderr not a terminal)'))
     .addOption(
       new Option('--no-progress', 'no progress bar (shown only on a terminal, for bodies over 1 MiB)'),
     )
-    .version('0.1.0', '--version', 'print the version')
+    .version(VERSION, '-V, --version', 'print the version')
     .helpOption('-h, --help', 'print this help')
     .addHelpText('after', `\nExit codes:\n${exitCodeTable()}\n\nDocs: docs/http-get.md`)
-    .showHelpAfterError("(run 'http-get --help' for the options)")
+    .showSuggestionAfterError(true)
     .allowExcessArguments(false);
 }
 
 interface RawOptions {
   fallback?: string[];
   timeoutMs: number;
+  attemptTimeoutMs?: number;
   connectTimeoutMs: number;
   retries: number;
   maxBodyBytes: number;
@@ -222,6 +247,13 @@ interface RawOptions {
   progress: boolean;
 }
 
+const usage = (message: string): ParseResult => ({
+  kind: 'exit',
+  code: EXIT.USAGE,
+  stdout: '',
+  stderr: `http-get: ${message}\nTry 'http-get --help' for more information.\n`,
+});
+
 /** Parses `argv` (without the node and script paths). Never exits the process. */
 export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParseResult {
   let stdout = '';
@@ -231,34 +263,24 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     .configureOutput({
       writeOut: (s) => (stdout += s),
       writeErr: (s) => (stderr += s),
-      outputError: (s, write) => write(`http-get: ${s.replace(/^error: /, '')}`),
     });
   try {
     cmd.parse([...argv], { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError) {
-      const code = error.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-      return { kind: 'exit', code, stdout, stderr };
+      // --help and --version end parsing with exit code 0
+      if (error.exitCode === 0) return { kind: 'exit', code: EXIT.OK, stdout, stderr };
+      return usage(stderr.trim().replace(/^error: /, '') || error.message);
     }
     throw error;
   }
   const o = cmd.opts<RawOptions>();
   const url = cmd.processedArgs[0] as string;
-  if (o.quiet && o.verbose) {
-    return {
-      kind: 'exit',
-      code: EXIT.USAGE,
-      stdout,
-      stderr: "http-get: choose one of --quiet and --verbose\n(run 'http-get --help' for the options)\n",
-    };
-  }
+  if (o.quiet && o.verbose) return usage('choose one of --quiet and --verbose');
   if (o.cache === false && (o.cacheDir !== undefined || o.maxStaleMs !== undefined)) {
-    return {
-      kind: 'exit',
-      code: EXIT.USAGE,
-      stdout,
-      stderr: `http-get: --no-cache cannot be combined with ${o.cacheDir !== undefined ? '--cache-dir' : '--max-stale-ms'}\n(run 'http-get --help' for the options)\n`,
-    };
+    return usage(
+      `--no-cache cannot be combined with ${o.cacheDir !== undefined ? '--cache-dir' : '--max-stale-ms'}`,
+    );
   }
   const noColorEnv = env['NO_COLOR'] !== undefined && env['NO_COLOR'] !== '';
   return {
@@ -267,6 +289,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
       url,
       fallbacks: o.fallback ?? [],
       timeoutMs: o.timeoutMs,
+      attemptTimeoutMs: o.attemptTimeoutMs ?? CLI_DEFAULTS.attemptTimeoutMs,
       connectTimeoutMs: o.connectTimeoutMs,
       retries: o.retries,
       maxBodyBytes: o.maxBodyBytes,

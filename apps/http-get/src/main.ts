@@ -7,13 +7,20 @@ import { Interrupted } from './outcome.js';
 import { removePendingTempFiles } from './output.js';
 import { run } from './run.js';
 
-async function main(): Promise<void> {
+/** A bug: said in one line, never with a stack trace. */
+function internalError(error: unknown): number {
+  process.stderr.write(
+    `http-get: error: internal error: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
+  return EXIT.INTERNAL;
+}
+
+async function main(): Promise<number> {
   const parsed = parseArgs(process.argv.slice(2));
   if (parsed.kind === 'exit') {
     if (parsed.stdout) process.stdout.write(parsed.stdout);
     if (parsed.stderr) process.stderr.write(parsed.stderr);
-    process.exitCode = parsed.code;
-    return;
+    return parsed.code;
   }
 
   // One AbortController for the whole run: Ctrl-C aborts the requests and any output file being written.
@@ -30,8 +37,6 @@ async function main(): Promise<void> {
   const onTerm = onSignal('SIGTERM');
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
-  // EPIPE (stdout closed early, e.g. `| head`) is reported to the write callback; never crash on it
-  process.stdout.on('error', () => {});
 
   let code: number;
   try {
@@ -41,10 +46,7 @@ async function main(): Promise<void> {
       signal: controller.signal,
     });
   } catch (error) {
-    process.stderr.write(
-      `http-get: error: internal error: ${error instanceof Error ? error.message : String(error)}\n`,
-    );
-    code = EXIT.INTERNAL;
+    code = internalError(error);
   } finally {
     removePendingTempFiles();
   }
@@ -54,7 +56,18 @@ async function main(): Promise<void> {
   }
   process.off('SIGINT', onInt);
   process.off('SIGTERM', onTerm);
-  process.exitCode = code;
+  return code;
 }
 
-void main();
+// A closed stdout (EPIPE, e.g. `| head`) is reported to the write's callback, a closed stderr has no one
+// to tell: neither may crash the process with an unhandled 'error' event.
+process.stdout.on('error', () => {});
+process.stderr.on('error', () => {});
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.exitCode = internalError(error);
+  },
+);

@@ -31,6 +31,8 @@ export class DownloadProgress {
         fps: 10,
       });
       this.#bar.start(total ?? 0, received, { value_mib: mib(received), total_mib: mib(total ?? 0) });
+      // the bar hides the cursor: a hard exit (a second Ctrl-C) must not leave the terminal without one
+      process.once('exit', this.#onExit);
     }
     this.#bar.update(received, { value_mib: mib(received), total_mib: mib(total ?? received) });
   };
@@ -38,8 +40,11 @@ export class DownloadProgress {
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
+    process.off('exit', this.#onExit);
     this.#bar?.stop();
   }
+
+  readonly #onExit = (): void => this.stop();
 }
 
 function mib(bytes: number): string {

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { createHttpClient, DiskCacheStore, type HttpResponse } from '@bulwark/http';
 import type { TierReport } from '@bulwark/core';
-import { EXIT, type CliConfig } from './config.js';
+import { EXIT, VERSION, type CliConfig } from './config.js';
 import { classifyFailure, describeTier, type Failure } from './outcome.js';
 import { writeAll, writeFileAtomic } from './output.js';
 import type { DownloadProgress as Progress } from './progress.js';
@@ -62,13 +62,14 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
   const store = config.cacheDir === undefined ? undefined : new DiskCacheStore({ dir: config.cacheDir });
   const client = createHttpClient({
     totalTimeoutMs: config.timeoutMs,
+    attemptTimeoutMs: config.attemptTimeoutMs,
     connectTimeoutMs: config.connectTimeoutMs,
     maxAttempts: config.retries + 1,
     maxBodyBytes: config.maxBodyBytes,
     maxRedirects: config.maxRedirects,
     cache: store ?? false,
     maxStaleMs: config.maxStaleMs,
-    headers: { 'user-agent': 'http-get/0.1 (bulwark)' },
+    headers: { 'user-agent': `http-get/${VERSION} (bulwark)` },
   });
   let attempts = 0;
   client.onAttempt(() => attempts++);
@@ -129,8 +130,9 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
     try {
       if (config.output !== undefined) await writeFileAtomic(config.output, response.body, io.signal);
       else if (!config.json && (await writeAll(io.stdout, response.body)) === 'epipe') {
+        // the reader went away (e.g. `| head`): quietly, with the code a shell gives a process SIGPIPE kills
         await client.close().catch(() => {});
-        return EXIT.OK; // the reader went away (e.g. `| head`): not an error
+        return EXIT.BROKEN_PIPE;
       }
     } catch (error) {
       if (io.signal.aborted) {
@@ -184,7 +186,8 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
       error: failure === undefined ? null : { code: failure.errorCode, message: failure.message },
     };
     const written = await writeAll(io.stdout, `${JSON.stringify(doc)}\n`).catch(() => 'error' as const);
-    if (written === 'error' && code === EXIT.OK) code = EXIT.IO;
+    if (written === 'epipe') code = EXIT.BROKEN_PIPE;
+    else if (written === 'error' && code === EXIT.OK) code = EXIT.IO;
   }
 
   // wait for a background revalidation to update the cache (bounded by the total timeout); skip on Ctrl-C

@@ -413,12 +413,32 @@ describe('output and signals', () => {
     assert.equal(run.stdout.length, 0);
   });
 
-  it('stdout closed early (| head): exit 0, quietly', async () => {
+  it('stdout closed early (| head): exit 141 (128 + SIGPIPE, as a shell reports), quietly', async () => {
     const run = await runCli([`${primary.origin}/big?size=4000000`, '--no-cache'], {
       onSpawn: (child) => child.stdout!.once('data', () => child.stdout!.destroy()),
     });
-    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(run.code, EXIT.BROKEN_PIPE, run.stderr);
+    assert.equal(EXIT.BROKEN_PIPE, 141);
     assert.equal(run.stderr, '');
+  });
+
+  it('--attempt-timeout-ms bounds each attempt within the total deadline', async () => {
+    const run = await runCli([
+      `${primary.origin}/latency/5000`,
+      '--no-cache',
+      '--attempt-timeout-ms',
+      '300',
+      '--retries',
+      '1',
+      '--timeout-ms',
+      '20000',
+      '--json',
+    ]);
+    assert.equal(run.code, EXIT.NETWORK, run.stderr);
+    const doc = parseJson(run);
+    assert.equal(doc['attempts'], 2);
+    assert.ok((doc['elapsed_ms'] as number) < 3000, `took ${String(doc['elapsed_ms'])} ms`);
+    assertClean(run);
   });
 
   it('an unwritable output path → exit 74 with a clear message', async () => {
@@ -448,6 +468,21 @@ describe('argv validation (exit 2, a message saying what is allowed)', () => {
     [['http://a.test/', '--fallback', 'file:///etc/passwd'], /--fallback.*http:\/\/ or https:\/\//],
     [['http://a.test/', '--output', ''], /--output.*not an empty string/],
     [['http://a.test/', '--bogus'], /unknown option '--bogus'/],
+    [['http://a.test/', '--timout-ms', '5'], /unknown option '--timout-ms'\n\(Did you mean --timeout-ms\?\)/],
+    [
+      ['http://a.test/', '--attempt-timeout-ms', '0'],
+      /--attempt-timeout-ms.*'0' is invalid.*milliseconds from 1 to/,
+    ],
+    [['http://a.test/', '--connect-timeout-ms', '2s'], /--connect-timeout-ms.*'2s' is invalid.*milliseconds/],
+    [
+      ['http://a.test/', '--max-body-bytes', '-1'],
+      /--max-body-bytes.*'-1' is invalid.*integer number of bytes from 0/,
+    ],
+    [
+      ['http://a.test/', '--max-redirects', '101'],
+      /--max-redirects.*'101' is invalid.*integer from 0 to 100/,
+    ],
+    [['http://a.test/', '--cache-dir', ' '], /--cache-dir.*expected a directory path, not an empty string/],
     [
       ['http://a.test/', '--no-cache', '--cache-dir', '/tmp/x'],
       /--no-cache cannot be combined with --cache-dir/,
@@ -459,6 +494,8 @@ describe('argv validation (exit 2, a message saying what is allowed)', () => {
       const run = await runCli(args);
       assert.equal(run.code, EXIT.USAGE, run.stderr);
       assert.match(run.stderr, message);
+      assert.match(run.stderr, /^http-get: /);
+      assert.match(run.stderr, /\nTry 'http-get --help' for more information\.\n$/);
       assert.equal(run.stdout.length, 0);
       assertClean(run);
     });
@@ -472,6 +509,20 @@ describe('argv validation (exit 2, a message saying what is allowed)', () => {
     const main = await readFile(new URL('../../dist/src/main.js', import.meta.url), 'utf8');
     assert.ok(main.startsWith('#!/usr/bin/env node\n'));
     assert.equal(BIN, fileURLToPath(new URL('../../dist/src/main.js', import.meta.url)));
+  });
+
+  it('-V and --version print the version of package.json, exit 0', async () => {
+    const { version } = JSON.parse(
+      await readFile(new URL('../../package.json', import.meta.url), 'utf8'),
+    ) as {
+      version: string;
+    };
+    for (const flag of ['-V', '--version']) {
+      const run = await runCli([flag]);
+      assert.equal(run.code, EXIT.OK);
+      assert.equal(run.stdout.toString(), `${version}\n`);
+      assert.equal(run.stderr, '');
+    }
   });
 
   it('--help lists every exit code, exit 0', async () => {

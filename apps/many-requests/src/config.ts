@@ -16,15 +16,17 @@ export const EXIT = Object.freeze({
   USAGE: 2,
   /** Interrupted (SIGINT / Ctrl-C): in-flight requests aborted, partial output and summary written. */
   INTERRUPTED: 130,
-  /** stdout was closed early (e.g. `| head`): the run stopped quietly. */
+  /** stdout was closed early (e.g. `| head`): the run stopped quietly. 128 + SIGPIPE, as a shell reports. */
   BROKEN_PIPE: 141,
+  /** Terminated (SIGTERM): as for SIGINT. */
+  TERMINATED: 143,
 });
 
 /** The defaults of the CLI's options (those of `fetchAll` where they exist). */
 export const CLI_DEFAULTS = Object.freeze({
   concurrency: FETCH_ALL_DEFAULTS.concurrency,
   perHost: FETCH_ALL_DEFAULTS.perHostConcurrency,
-  timeoutMs: FETCH_ALL_DEFAULTS.timeoutMs,
+  attemptTimeoutMs: FETCH_ALL_DEFAULTS.timeoutMs,
   retries: FETCH_ALL_DEFAULTS.retries,
   retryBudgetRatio: FETCH_ALL_DEFAULTS.retryBudgetRatio,
   ratePerHost: FETCH_ALL_DEFAULTS.ratePerHost,
@@ -32,6 +34,7 @@ export const CLI_DEFAULTS = Object.freeze({
   breakerOpenMs: FETCH_ALL_DEFAULTS.breakerOpenMs,
   json: false,
   quiet: false,
+  verbose: false,
   allowFailures: false,
 });
 
@@ -45,7 +48,8 @@ export interface CliConfig {
   readonly sources: readonly Source[];
   readonly concurrency: number;
   readonly perHost: number;
-  readonly timeoutMs: number;
+  /** Time allowed per attempt (connect + headers + body). */
+  readonly attemptTimeoutMs: number;
   readonly retries: number;
   readonly retryBudgetRatio: number;
   readonly ratePerHost: number;
@@ -53,6 +57,8 @@ export interface CliConfig {
   readonly breakerOpenMs: number;
   readonly json: boolean;
   readonly quiet: boolean;
+  /** Breaker state changes on stderr as they happen. */
+  readonly verbose: boolean;
   readonly allowFailures: boolean;
 }
 
@@ -61,21 +67,31 @@ export type ParseResult =
   | { readonly kind: 'run'; readonly config: CliConfig }
   | { readonly kind: 'exit'; readonly code: number; readonly stdout: string; readonly stderr: string };
 
-function integer(min: number, max: number) {
+/**
+ * An integer argument from `min` to `max`. The message names what is allowed; commander puts the option
+ * and the bad value before it. (http-get's config.ts has the same parser: the CLIs share conventions, not
+ * a package.)
+ */
+function integer(min: number, max: number, unit?: string) {
   return (value: string): number => {
     const n = Number(value);
     if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}.`);
+      throw new InvalidArgumentError(
+        `expected an integer${unit === undefined ? '' : ` number of ${unit}`} from ${min} to ${max}.`,
+      );
     }
     return n;
   };
 }
 
+/** A decimal number (plain notation: `0.5`, `10`) from `min` (or above it) to `max`. */
 function decimal(min: number, max: number, above = false) {
   return (value: string): number => {
     const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || (above ? n <= min : n < min) || n > max) {
-      throw new InvalidArgumentError(`expected a number ${above ? '>' : '≥'} ${min} and ≤ ${max}.`);
+    if (!/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(value) || (above ? n <= min : n < min) || n > max) {
+      throw new InvalidArgumentError(
+        `expected a decimal number ${above ? `greater than ${min} and at most` : `from ${min} to`} ${max}.`,
+      );
     }
     return n;
   };
@@ -98,16 +114,17 @@ Output:
 
 Exit codes:
   ${EXIT.OK}    every URL succeeded (or --allow-failures)
-  ${EXIT.FAILED}    at least one URL failed
+  ${EXIT.FAILED}    at least one URL failed (or the input could not be read midway, or a bug)
   ${EXIT.USAGE}    usage error (bad option or value, no URLs, unreadable file)
   ${EXIT.INTERRUPTED}  interrupted (Ctrl-C): in-flight requests aborted; the lines written are
        complete, a partial summary is printed; a second Ctrl-C exits at once
   ${EXIT.BROKEN_PIPE}  stdout closed early (e.g. piped into head): stopped quietly
+  ${EXIT.TERMINATED}  terminated (SIGTERM): as for Ctrl-C
 
 Examples:
   many-requests https://example.com/a https://example.com/b
   many-requests --file urls.txt -c 100 --per-host 20 > results.ndjson
-  cat urls.txt | many-requests - --timeout-ms 2000 --retries 1 --json > results.json
+  cat urls.txt | many-requests - --attempt-timeout-ms 2000 --retries 1 --json > results.json
 `;
 
 function program(version: string): Command {
@@ -117,7 +134,8 @@ function program(version: string): Command {
     .description(
       'GET many URLs concurrently, with per-host limits, a circuit breaker per host, timeouts and budgeted retries.',
     )
-    .version(version, '-V, --version')
+    .version(version, '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'print this help')
     .argument('[urls...]', 'URLs to fetch; "-" reads URLs from stdin')
     .option('-f, --file <path>', 'read URLs from a file, one per line ("-" = stdin)')
     .addOption(
@@ -131,12 +149,15 @@ function program(version: string): Command {
         .default(d.perHost),
     )
     .addOption(
-      new Option('--timeout-ms <ms>', 'time allowed per attempt (connect + headers + body)')
-        .argParser(integer(1, 2 ** 31 - 1))
-        .default(d.timeoutMs),
+      new Option('--attempt-timeout-ms <ms>', 'time allowed per attempt: connect + headers + body')
+        .argParser(integer(1, 2 ** 31 - 1, 'milliseconds'))
+        .default(d.attemptTimeoutMs),
     )
     .addOption(
-      new Option('--retries <n>', 'retries per URL (network errors, timeouts, 429, 5xx)')
+      new Option(
+        '--retries <n>',
+        'retries per URL after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
+      )
         .argParser(integer(0, 100))
         .default(d.retries),
     )
@@ -160,11 +181,12 @@ function program(version: string): Command {
         '--breaker-open-ms <ms>',
         'how long an open breaker fails fast before it probes the host again',
       )
-        .argParser(integer(1, 2 ** 31 - 1))
+        .argParser(integer(1, 2 ** 31 - 1, 'milliseconds'))
         .default(d.breakerOpenMs),
     )
     .option('--json', 'one JSON document at the end instead of NDJSON (buffers all results)', d.json)
-    .option('-q, --quiet', 'no progress bar and no summary on stderr', d.quiet)
+    .option('-v, --verbose', "each host's circuit breaker opening and closing, on stderr", d.verbose)
+    .option('-q, --quiet', 'nothing on stderr but errors (no progress bar, no summary)', d.quiet)
     .option('--allow-failures', 'exit 0 even if some URLs failed', d.allowFailures)
     .addHelpText('after', EXIT_HELP)
     .showSuggestionAfterError(true)
@@ -175,7 +197,7 @@ interface RawOptions {
   file?: string;
   concurrency: number;
   perHost: number;
-  timeoutMs: number;
+  attemptTimeoutMs: number;
   retries: number;
   retryBudgetRatio: number;
   ratePerHost?: number;
@@ -183,6 +205,7 @@ interface RawOptions {
   breakerOpenMs: number;
   json: boolean;
   quiet: boolean;
+  verbose: boolean;
   allowFailures: boolean;
 }
 
@@ -209,15 +232,18 @@ export function parseArgs(argv: readonly string[], version: string): ParseResult
     cmd.parse([...argv], { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') {
-        return { kind: 'exit', code: EXIT.OK, stdout: out, stderr: err };
-      }
-      const message = err.trim().replace(/^error: /, '') || error.message;
+      // --help and --version end parsing with exit code 0
+      if (error.exitCode === 0) return { kind: 'exit', code: EXIT.OK, stdout: out, stderr: err };
+      let message = err.trim().replace(/^error: /, '') || error.message;
+      // http-get's --timeout-ms bounds a whole URL; here only an attempt is bounded, under its own name
+      if (/^unknown option '--timeout-ms'/.test(message) && !message.includes('Did you mean'))
+        message += '\n(Did you mean --attempt-timeout-ms? many-requests bounds each attempt, not each URL)';
       return usage(message);
     }
     throw error;
   }
   const o = cmd.opts<RawOptions>();
+  if (o.quiet && o.verbose) return usage('choose one of --quiet and --verbose');
   const sources: Source[] = [];
   let stdinUsed = false;
   const addStdin = (): string | undefined => {
@@ -231,7 +257,7 @@ export function parseArgs(argv: readonly string[], version: string): ParseResult
       const problem = addStdin();
       if (problem) return usage(problem);
     } else if (arg.trim() === '') {
-      return usage('an empty URL argument was given');
+      return usage('an empty URL argument was given: expected a URL, or - for stdin');
     } else {
       sources.push({ kind: 'url', url: arg });
     }
@@ -241,7 +267,7 @@ export function parseArgs(argv: readonly string[], version: string): ParseResult
       const problem = addStdin();
       if (problem) return usage(problem);
     } else if (o.file.trim() === '') {
-      return usage('--file needs a path');
+      return usage("option '-f, --file <path>' argument '' is invalid. expected a file path or -.");
     } else {
       sources.push({ kind: 'file', path: o.file });
     }
@@ -255,7 +281,7 @@ export function parseArgs(argv: readonly string[], version: string): ParseResult
       sources,
       concurrency: o.concurrency,
       perHost: o.perHost,
-      timeoutMs: o.timeoutMs,
+      attemptTimeoutMs: o.attemptTimeoutMs,
       retries: o.retries,
       retryBudgetRatio: o.retryBudgetRatio,
       ratePerHost: o.ratePerHost ?? CLI_DEFAULTS.ratePerHost,
@@ -263,6 +289,7 @@ export function parseArgs(argv: readonly string[], version: string): ParseResult
       breakerOpenMs: o.breakerOpenMs,
       json: o.json,
       quiet: o.quiet,
+      verbose: o.verbose,
       allowFailures: o.allowFailures,
     },
   };

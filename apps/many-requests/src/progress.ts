@@ -48,12 +48,17 @@ export class Progress {
       });
     }, 100);
     this.#timer.unref();
+    // the bar hides the cursor: a hard exit (a second Ctrl-C) must not leave the terminal without one
+    process.once('exit', this.#onExit);
   }
 
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
+    process.off('exit', this.#onExit);
     clearInterval(this.#timer);
     this.#bar.stop();
   }
+
+  readonly #onExit = (): void => this.stop();
 }

@@ -16,10 +16,24 @@ export interface CliIo {
   readonly stdin: Readable;
   readonly stdout: Writable & { isTTY?: boolean };
   readonly stderr: Writable & { isTTY?: boolean };
-  /** Aborted on SIGINT: in-flight requests are aborted, the partial summary is printed, exit 130. */
+  /**
+   * Aborted on SIGINT / SIGTERM: in-flight requests are aborted, the partial summary is printed, exit 130
+   * (143 when the reason is an {@link Interrupted} for SIGTERM).
+   */
   readonly interrupt: AbortSignal;
   /** Printed by `--version`. */
   readonly version: string;
+}
+
+/** The reason the interrupt signal is aborted with: which signal arrived, and so the exit code. */
+export class Interrupted extends Error {
+  override readonly name = 'Interrupted';
+  constructor(readonly signalName: 'SIGINT' | 'SIGTERM') {
+    super(`interrupted (${signalName})`);
+  }
+  get exitCode(): number {
+    return this.signalName === 'SIGTERM' ? EXIT.TERMINATED : EXIT.INTERRUPTED;
+  }
 }
 
 /** Runs the CLI; resolves with the exit code. Never calls `process.exit`. */
@@ -52,7 +66,7 @@ export async function runCli(io: CliIo): Promise<number> {
     run = fetchAll(readUrls(config.sources, io.stdin), {
       concurrency: config.concurrency,
       perHostConcurrency: config.perHost,
-      timeoutMs: config.timeoutMs,
+      timeoutMs: config.attemptTimeoutMs,
       retries: config.retries,
       retryBudgetRatio: config.retryBudgetRatio,
       ratePerHost: config.ratePerHost,
@@ -61,6 +75,10 @@ export async function runCli(io: CliIo): Promise<number> {
       signal: controller.signal,
     });
     const running = run;
+    if (config.verbose)
+      running.onBreakerStateChange((e) =>
+        io.stderr.write(`many-requests: circuit breaker for ${e.host}: ${e.from} -> ${e.to}\n`),
+      );
     if (
       wantProgress({
         quiet: config.quiet,
@@ -89,11 +107,13 @@ export async function runCli(io: CliIo): Promise<number> {
   const data = summary.data(run?.stats, interrupted);
   await writer.finish(data);
   if (!config.quiet) io.stderr.write(formatSummary(data));
+  const interruptedCode =
+    io.interrupt.reason instanceof Interrupted ? io.interrupt.reason.exitCode : EXIT.INTERRUPTED;
   if (failure !== undefined) {
     const error = failure.error;
     io.stderr.write(`many-requests: ${error instanceof Error ? error.message : String(error)}\n`);
-    return interrupted ? EXIT.INTERRUPTED : EXIT.FAILED;
+    return interrupted ? interruptedCode : EXIT.FAILED;
   }
-  if (interrupted) return EXIT.INTERRUPTED;
+  if (interrupted) return interruptedCode;
   return data.failed > 0 && !config.allowFailures ? EXIT.FAILED : EXIT.OK;
 }

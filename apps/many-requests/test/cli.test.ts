@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -73,7 +73,22 @@ test('usage errors exit 2 with a message naming the problem', async () => {
   const cases: [string[], RegExp][] = [
     [['-c', '0', 'http://x/'], /--concurrency.*'0' is invalid.*integer from 1/],
     [['--concurrency', 'lots', 'http://x/'], /--concurrency.*'lots' is invalid/],
-    [['--timeout-ms', '-5', 'http://x/'], /--timeout-ms/],
+    [
+      ['--attempt-timeout-ms', '-5', 'http://x/'],
+      /--attempt-timeout-ms.*'-5' is invalid.*milliseconds from 1 to/,
+    ],
+    [['--attempt-timeout-ms', '0', 'http://x/'], /'0' is invalid.*integer number of milliseconds from 1/],
+    [['--timeout-ms', '500', 'http://x/'], /unknown option '--timeout-ms'[\s\S]*--attempt-timeout-ms/],
+    [['--breaker-open-ms', '1e3', 'http://x/'], /--breaker-open-ms.*'1e3' is invalid/],
+    [['--breaker-failures', '0', 'http://x/'], /--breaker-failures.*integer from 1 to 1000000/],
+    [
+      ['--rate-per-host', '0x10', 'http://x/'],
+      /--rate-per-host.*'0x10' is invalid.*greater than 0 and at most/,
+    ],
+    [['--retry-budget-ratio', '-0.5', 'http://x/'], /--retry-budget-ratio.*decimal number from 0 to 100/],
+    [['-q', '-v', 'http://x/'], /choose one of --quiet and --verbose/],
+    [['--file', ''], /--file.*'' is invalid.*file path/],
+    [['http://x/', ''], /empty URL argument/],
     [['--per-host', '1.5', 'http://x/'], /--per-host.*'1.5' is invalid/],
     [['--rate-per-host', '0', 'http://x/'], /--rate-per-host.*'0' is invalid/],
     [['--retry-budget-ratio', 'x', 'http://x/'], /--retry-budget-ratio/],
@@ -87,7 +102,8 @@ test('usage errors exit 2 with a message naming the problem', async () => {
     const r = await run(args);
     assert.equal(r.code, 2, `${args.join(' ')} → ${r.code}: ${r.stderr}`);
     assert.match(r.stderr, message, args.join(' '));
-    if (args[0] !== '--file') assert.match(r.stderr, /--help/);
+    if (args[0] !== '--file' || args[1] === '')
+      assert.match(r.stderr, /\nTry 'many-requests --help' for more information\.\n$/);
     assert.equal(r.stdout, '');
   }
 });
@@ -95,11 +111,30 @@ test('usage errors exit 2 with a message naming the problem', async () => {
 test('--help documents the options and the exit codes, exit 0', async () => {
   const r = await run(['--help']);
   assert.equal(r.code, 0);
-  for (const flag of ['--concurrency', '--per-host', '--timeout-ms', '--retries', '--retry-budget-ratio'])
+  for (const flag of [
+    '--concurrency',
+    '--per-host',
+    '--attempt-timeout-ms',
+    '--retries',
+    '--retry-budget-ratio',
+  ])
     assert.ok(r.stdout.includes(flag), flag);
   for (const flag of ['--rate-per-host', '--breaker-failures', '--quiet', '--allow-failures', '--json'])
     assert.ok(r.stdout.includes(flag), flag);
-  assert.match(r.stdout, /Exit codes:\n\s+0 .*\n\s+1 .*\n\s+2 .*\n\s+130 /);
+  assert.match(r.stdout, /Exit codes:\n\s+0 .*\n\s+1 .*\n\s+2 .*\n\s+130 [\s\S]*\n\s+141 .*\n\s+143 /);
+  for (const flag of ['--verbose', '--version', '--help']) assert.ok(r.stdout.includes(flag), flag);
+});
+
+test('-V and --version print the version of package.json, exit 0', async () => {
+  const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  for (const flag of ['-V', '--version']) {
+    const r = await run([flag]);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout, `${version}\n`);
+    assert.equal(r.stderr, '');
+  }
 });
 
 test('NDJSON: one complete line per URL, summary on stderr, exit 1 when some failed', async () => {
@@ -169,7 +204,7 @@ test('a dead host trips its breaker; the summary says so', async () => {
   for (let i = 0; i < 40; i++) urls.push(`${good.origin}/ok?${i}`, `${dead.origin}/x?${i}`);
   const t0 = performance.now();
   // a generous timeout: under CPU contention the good host must not time out too
-  const args = ['-', '--timeout-ms', '1000', '--breaker-failures', '3', '--per-host', '3'];
+  const args = ['-', '--attempt-timeout-ms', '1000', '--breaker-failures', '3', '--per-host', '3', '-v'];
   const r = await run(args, urls.join('\n'));
   // without the breaker: 40 URLs × 1 s / 3 at a time ≈ 13 s for the dead host alone
   assert.ok(performance.now() - t0 < 6000);
@@ -179,10 +214,13 @@ test('a dead host trips its breaker; the summary says so', async () => {
   assert.equal(out.filter((l) => l.ok).length, 40, r.stdout.slice(0, 500));
   assert.ok(out.filter((l) => l.errorCode === 'CIRCUIT_OPEN').length >= 35);
   assert.match(r.stderr, new RegExp(`circuit breaker opened: 127\\.0\\.0\\.1:${dead.port} ×1`));
+  // -v: the transition as it happened
+  assert.match(r.stderr, new RegExp(`circuit breaker for 127\\.0\\.0\\.1:${dead.port}: closed -> open\n`));
+  assert.doesNotMatch(r.stderr, new RegExp(`circuit breaker for 127\\.0\\.0\\.1:${good.port}`));
 });
 
 test('SIGINT mid-run: exit 130 within 1 s, every line written is complete JSON, partial summary', async () => {
-  const p = start(['-', '--timeout-ms', '60000']);
+  const p = start(['-', '--attempt-timeout-ms', '60000']);
   const fast = Array.from({ length: 30 }, (_, i) => `${good.origin}/ok?${i}`);
   const slow = Array.from({ length: 30 }, (_, i) => `${dead.origin}/hang?${i}`);
   // stdin stays open: the input never ends by itself
@@ -226,4 +264,22 @@ test('stdout closed early (| head): exit 141 quietly, no stack trace', async () 
   const r = await p.done;
   assert.equal(r.code, 141);
   assert.doesNotMatch(r.stderr, /Error|at .*\.js/);
+});
+
+test('SIGTERM mid-run: exit 143 with valid partial NDJSON and the partial summary', async () => {
+  const p = start(['-', '--attempt-timeout-ms', '60000']);
+  p.child.stdin!.write(
+    [`${good.origin}/ok?t`, `${dead.origin}/hang?t1`, `${dead.origin}/hang?t2`].join('\n') + '\n',
+  );
+  await until(() => lines(p.stdout()).length >= 1, 'the fast result');
+  await until(() => dead.currentRequests >= 2, 'the hanging requests');
+  p.child.kill('SIGTERM');
+  const r = await p.done;
+  assert.equal(r.code, 143);
+  const out = lines(r.stdout);
+  assert.equal(out.length, 3);
+  assert.deepEqual(out.map((l) => l.errorCode ?? 'ok').sort(), ['ABORTED', 'ABORTED', 'ok']);
+  assert.match(r.stderr, /INTERRUPTED after 3 URLs/);
+  assert.doesNotMatch(r.stderr, /at .*\.js/);
+  p.child.stdin!.destroy();
 });

@@ -38,7 +38,7 @@ test('every CLI option is documented, with its default', () => {
   const byFlag: Record<string, keyof typeof CLI_DEFAULTS> = {
     '-c, --concurrency <n>': 'concurrency',
     '--per-host <n>': 'perHost',
-    '--timeout-ms <ms>': 'timeoutMs',
+    '--attempt-timeout-ms <ms>': 'attemptTimeoutMs',
     '--retries <n>': 'retries',
     '--retry-budget-ratio <r>': 'retryBudgetRatio',
     '--breaker-failures <n>': 'breakerFailures',
