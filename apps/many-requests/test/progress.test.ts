@@ -1,0 +1,41 @@
+// The progress bar on a (fake) terminal: it hides the cursor while drawn, and a hard exit shows it again.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { FetchAllStats } from '@bulwark/http';
+import { Progress, wantProgress } from '../src/progress.js';
+
+const stats: FetchAllStats = {
+  read: 3,
+  completed: 1,
+  ok: 1,
+  inFlight: 2,
+  retries: 0,
+  retriesDenied: 0,
+  breakerTrips: new Map(),
+};
+
+test('a hard exit (second Ctrl-C) shows the cursor again; a stopped bar leaves no exit listener', () => {
+  let out = '';
+  const tty = { isTTY: true, columns: 80, write: (s: string) => ((out += s), true) };
+  const before = process.listeners('exit');
+  const bar = new Progress(tty as unknown as NodeJS.WritableStream, () => stats);
+  const added = process.listeners('exit').filter((l) => !before.includes(l));
+  assert.equal(added.length, 1, 'one exit listener while the bar is drawn');
+  assert.ok(out.includes('\x1b[?25l'), 'the cursor is hidden');
+  added[0]!(130); // what process.exit(130) runs
+  assert.ok(out.lastIndexOf('\x1b[?25h') > out.lastIndexOf('\x1b[?25l'), 'the cursor is shown again');
+  assert.deepEqual(process.listeners('exit'), before);
+  bar.stop(); // idempotent
+  const second = new Progress(tty as unknown as NodeJS.WritableStream, () => stats);
+  second.stop();
+  assert.deepEqual(process.listeners('exit'), before, 'stop() removes the listener');
+});
+
+test('a bar only on a terminal, not with --quiet, not while NDJSON goes to the same terminal', () => {
+  const base = { quiet: false, json: false, stderrIsTTY: true, stdoutIsTTY: false };
+  assert.equal(wantProgress(base), true);
+  assert.equal(wantProgress({ ...base, quiet: true }), false);
+  assert.equal(wantProgress({ ...base, stderrIsTTY: false }), false);
+  assert.equal(wantProgress({ ...base, stdoutIsTTY: true }), false);
+  assert.equal(wantProgress({ ...base, stdoutIsTTY: true, json: true }), true);
+});
