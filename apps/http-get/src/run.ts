@@ -190,8 +190,10 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
     else if (written === 'error' && code === EXIT.OK) code = EXIT.IO;
   }
 
-  // wait for a background revalidation to update the cache (bounded by the total timeout); skip on Ctrl-C
+  // wait for a background revalidation to update the cache (bounded by the total timeout); on Ctrl-C only
+  // start closing (the caller exits, or goes on without waiting for the sockets)
   if (!io.signal.aborted) await client.close().catch(() => {});
+  else void client.close().catch(() => {});
   return code;
 }
 

@@ -47,6 +47,7 @@ import {
   type HttpClientOptions,
   type ResolvedOptions,
 } from './options.js';
+import { parseHttpUrl } from './url.js';
 import { attempt as sendOnce, headerValue, type RawResponse, type ResponseHeaders } from './transport.js';
 
 /**
@@ -525,18 +526,9 @@ export class HttpClient {
 }
 
 function parseUrl(value: string, what: string): string {
-  let u: URL;
-  try {
-    u = new URL(value);
-  } catch {
-    throw new TypeError(`${what}: not an absolute URL: ${JSON.stringify(value)}`);
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new TypeError(
-      `${what}: only http: and https: URLs are supported, got ${JSON.stringify(u.protocol)}`,
-    );
-  }
-  return u.href;
+  const url = parseHttpUrl(value);
+  if (url instanceof URL) return url.href;
+  throw new TypeError(`${what}: ${url.problem}: ${JSON.stringify(value)}`);
 }
 
 /** Creates an {@link HttpClient}. */

@@ -55,7 +55,10 @@ export interface FetchAllOptions {
   keepBody?: boolean;
   /** Abort a transfer beyond this many body bytes (`BODY_TOO_LARGE`). @default Infinity */
   maxBodyBytes?: number;
-  /** Aborting it aborts every request in flight; the iteration then rejects with `signal.reason`. */
+  /**
+   * Aborting it aborts every request in flight; the iteration then rejects with `signal.reason`. The run's
+   * listener on it is removed when the run ends (one long-lived signal may serve many runs).
+   */
   signal?: AbortSignal;
   /**
    * The undici dispatcher to send through (it is not closed). @default a new `Agent` with

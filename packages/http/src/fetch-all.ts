@@ -62,6 +62,7 @@ import {
   type Target,
 } from './fetch-all-request.js';
 import { SlotScheduler, type Entry, type HostSlots } from './fetch-all-slots.js';
+import { parseHttpUrl } from './url.js';
 import type { FetchAllRun, FetchAllStats, FetchResult, HostBreakerEvent } from './fetch-all-types.js';
 
 /** Most idle origin states kept (breaker, slots); beyond it idle ones with a closed breaker are dropped. */
@@ -147,14 +148,10 @@ class Item implements Progress, Entry {
 
 function parseTarget(raw: unknown): Target | { error: string; url: string } {
   const url = typeof raw === 'string' ? raw : raw instanceof URL ? raw.href : String(raw);
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return { error: 'Not an absolute URL', url };
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    return { error: `Unsupported protocol ${parsed.protocol} (only http: and https:)`, url };
+  const parsed = parseHttpUrl(url);
+  if (!(parsed instanceof URL)) {
+    const problem = parsed.problem;
+    return { error: problem.charAt(0).toUpperCase() + problem.slice(1), url };
   }
   return { url, origin: parsed.origin, path: parsed.pathname + parsed.search, host: parsed.host };
 }
