@@ -22,7 +22,7 @@ export const EXIT = Object.freeze({
   STALE_REFUSED: 3,
   /** Network or protocol failure with a single source: refused, reset, timed out, truncated, malformed, body too large, redirect loop. */
   NETWORK: 7,
-  /** HTTP error: the server answered with a status ≥ 400 (after retries for 408/429/5xx). */
+  /** HTTP error: the server answered with a status ≥ 400 (after retries for 408/425/429/500/502/503/504). */
   HTTP: 22,
   /** All tiers failed: fallbacks or a cached copy existed, and none could serve. */
   ALL_TIERS_FAILED: 69,
@@ -126,7 +126,7 @@ export function exitCodeTable(): string {
     [EXIT.USAGE, 'usage error (bad option or value)'],
     [EXIT.STALE_REFUSED, 'only a stale copy was available and --fail-on-stale was given'],
     [EXIT.NETWORK, 'network/protocol failure: refused, reset, timeout, truncated, malformed, too large'],
-    [EXIT.HTTP, 'HTTP error: status >= 400 (after retries for 408/429/5xx)'],
+    [EXIT.HTTP, 'HTTP error: status >= 400 (after retries for 408/425/429/5xx)'],
     [EXIT.ALL_TIERS_FAILED, 'all tiers failed (fallbacks or a cached copy existed, none could serve)'],
     [EXIT.IO, 'I/O error writing the output file or stdout'],
     [EXIT.INTERRUPTED, 'interrupted (Ctrl-C); no partial output file; a second Ctrl-C exits at once'],

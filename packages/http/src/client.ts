@@ -477,7 +477,7 @@ export class HttpClient {
         strategy: { type: 'consecutive', threshold: config.consecutiveFailures },
         openDurationMs: config.openDurationMs,
         clock: this.options.clock,
-        // a 4xx is the server working; 408/429/5xx, timeouts and network errors count against it
+        // what is retryable counts (statuses, timeouts, network errors); an answer (404, 501) is the server working
         isFailure: (outcome) =>
           outcome.ok
             ? false
