@@ -129,68 +129,72 @@ Examples:
 
 function program(version: string): Command {
   const d = CLI_DEFAULTS;
-  return new Command()
-    .name('many-requests')
-    .description(
-      'GET many URLs concurrently, with per-host limits, a circuit breaker per host, timeouts and budgeted retries.',
-    )
-    .version(version, '-V, --version', 'print the version')
-    .helpOption('-h, --help', 'print this help')
-    .argument('[urls...]', 'URLs to fetch; "-" reads URLs from stdin')
-    .option('-f, --file <path>', 'read URLs from a file, one per line ("-" = stdin)')
-    .addOption(
-      new Option('-c, --concurrency <n>', 'requests in flight at once, over all hosts')
-        .argParser(integer(1, 10_000))
-        .default(d.concurrency),
-    )
-    .addOption(
-      new Option('--per-host <n>', 'requests in flight at once per host (origin)')
-        .argParser(integer(1, 10_000))
-        .default(d.perHost),
-    )
-    .addOption(
-      new Option('--attempt-timeout-ms <ms>', 'time allowed per attempt: connect + headers + body')
-        .argParser(integer(1, 2 ** 31 - 1, 'milliseconds'))
-        .default(d.attemptTimeoutMs),
-    )
-    .addOption(
-      new Option(
-        '--retries <n>',
-        'retries per URL after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
+  return (
+    new Command()
+      .name('many-requests')
+      .description(
+        'GET many URLs concurrently, with per-host limits, a circuit breaker per host, timeouts and budgeted retries.',
       )
-        .argParser(integer(0, 100))
-        .default(d.retries),
-    )
-    .addOption(
-      new Option('--retry-budget-ratio <r>', 'retries allowed across the run per URL started (+10/s floor)')
-        .argParser(decimal(0, 100))
-        .default(d.retryBudgetRatio),
-    )
-    .addOption(
-      new Option('--rate-per-host <n>', 'requests started per second per host (default: no limit)').argParser(
-        decimal(0, 1_000_000, true),
-      ),
-    )
-    .addOption(
-      new Option('--breaker-failures <n>', "consecutive failures that open a host's circuit breaker")
-        .argParser(integer(1, 1_000_000))
-        .default(d.breakerFailures),
-    )
-    .addOption(
-      new Option(
-        '--breaker-open-ms <ms>',
-        'how long an open breaker fails fast before it probes the host again',
+      .version(version, '-V, --version', 'print the version')
+      .helpOption('-h, --help', 'print this help')
+      .argument('[urls...]', 'URLs to fetch; "-" reads URLs from stdin')
+      .option('-f, --file <path>', 'read URLs from a file, one per line ("-" = stdin)')
+      .addOption(
+        new Option('-c, --concurrency <n>', 'requests in flight at once, over all hosts')
+          .argParser(integer(1, 10_000))
+          .default(d.concurrency),
       )
-        .argParser(integer(1, 2 ** 31 - 1, 'milliseconds'))
-        .default(d.breakerOpenMs),
-    )
-    .option('--json', 'one JSON document at the end instead of NDJSON (buffers all results)', d.json)
-    .option('-v, --verbose', "each host's circuit breaker opening and closing, on stderr", d.verbose)
-    .option('-q, --quiet', 'nothing on stderr but errors (no progress bar, no summary)', d.quiet)
-    .option('--allow-failures', 'exit 0 even if some URLs failed', d.allowFailures)
-    .addHelpText('after', EXIT_HELP)
-    .showSuggestionAfterError(true)
-    .allowExcessArguments(false);
+      .addOption(
+        new Option('--per-host <n>', 'requests in flight at once per host (origin)')
+          .argParser(integer(1, 10_000))
+          .default(d.perHost),
+      )
+      .addOption(
+        new Option('--attempt-timeout-ms <ms>', 'time allowed per attempt: connect + headers + body')
+          .argParser(integer(1, 2 ** 31 - 1, 'milliseconds'))
+          .default(d.attemptTimeoutMs),
+      )
+      .addOption(
+        new Option(
+          '--retries <n>',
+          'retries per URL after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
+        )
+          .argParser(integer(0, 100))
+          .default(d.retries),
+      )
+      .addOption(
+        new Option('--retry-budget-ratio <r>', 'retries allowed across the run per URL started (+10/s floor)')
+          .argParser(decimal(0, 100))
+          .default(d.retryBudgetRatio),
+      )
+      .addOption(
+        new Option(
+          '--rate-per-host <n>',
+          'requests started per second per host (default: no limit)',
+        ).argParser(decimal(0, 1_000_000, true)),
+      )
+      .addOption(
+        new Option('--breaker-failures <n>', "consecutive failures that open a host's circuit breaker")
+          .argParser(integer(1, 1_000_000))
+          .default(d.breakerFailures),
+      )
+      .addOption(
+        new Option(
+          '--breaker-open-ms <ms>',
+          'how long an open breaker fails fast before it probes the host again',
+        )
+          .argParser(integer(1, 2 ** 31 - 1, 'milliseconds'))
+          .default(d.breakerOpenMs),
+      )
+      // switches are off unless given: no "(default: false)" in --help
+      .option('--json', 'one JSON document at the end instead of NDJSON (buffers all results)')
+      .option('-v, --verbose', "each host's circuit breaker opening and closing, on stderr")
+      .option('-q, --quiet', 'nothing on stderr but errors (no progress bar, no summary)')
+      .option('--allow-failures', 'exit 0 even if some URLs failed')
+      .addHelpText('after', EXIT_HELP)
+      .showSuggestionAfterError(true)
+      .allowExcessArguments(false)
+  );
 }
 
 interface RawOptions {
@@ -203,10 +207,10 @@ interface RawOptions {
   ratePerHost?: number;
   breakerFailures: number;
   breakerOpenMs: number;
-  json: boolean;
-  quiet: boolean;
-  verbose: boolean;
-  allowFailures: boolean;
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  allowFailures?: boolean;
 }
 
 const usage = (message: string): ParseResult => ({
@@ -287,10 +291,10 @@ export function parseArgs(argv: readonly string[], version: string): ParseResult
       ratePerHost: o.ratePerHost ?? CLI_DEFAULTS.ratePerHost,
       breakerFailures: o.breakerFailures,
       breakerOpenMs: o.breakerOpenMs,
-      json: o.json,
-      quiet: o.quiet,
-      verbose: o.verbose,
-      allowFailures: o.allowFailures,
+      json: o.json ?? CLI_DEFAULTS.json,
+      quiet: o.quiet ?? CLI_DEFAULTS.quiet,
+      verbose: o.verbose ?? CLI_DEFAULTS.verbose,
+      allowFailures: o.allowFailures ?? CLI_DEFAULTS.allowFailures,
     },
   };
 }
