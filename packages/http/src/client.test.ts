@@ -410,6 +410,18 @@ describe('limits and retries', () => {
     );
   });
 
+  it('a get after close() fails at once: a closed dispatcher is not retried as a network failure', async () => {
+    const c = createHttpClient({ cache: false, backoff: { initialDelayMs: 1000 } });
+    await c.close();
+    const events: HttpAttemptEvent[] = [];
+    c.onAttempt((e) => events.push(e));
+    const started = performance.now();
+    await assert.rejects(c.get(`${primary.origin}/doc`), AllSourcesFailedError);
+    assert.ok(performance.now() - started < 900, 'no backoff: not retried');
+    assert.equal(events.length, 1);
+    assert.equal(primary.requestCount, 0);
+  });
+
   it('headers timeout per attempt is a retryable network error', async () => {
     primary.setFault({ type: 'latency', ms: 2000 }, { times: 1 });
     const c = client({ headersTimeoutMs: 200, cache: false });

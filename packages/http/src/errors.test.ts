@@ -56,6 +56,15 @@ test('classifyNetworkError: the inner code wins', () => {
   assert.equal((parse as HttpNetworkError).kind, 'protocol');
   assert.equal(parse.retryable, false);
   assert.equal((classifyNetworkError(new Error('?'), 'u') as HttpNetworkError).kind, 'other');
+  // the dispatcher itself was closed or destroyed: local, so neither a connection failure nor retryable
+  for (const code of ['UND_ERR_CLOSED', 'UND_ERR_DESTROYED']) {
+    const closed = classifyNetworkError(
+      Object.assign(new Error('closed'), { code }),
+      'u',
+    ) as HttpNetworkError;
+    assert.equal(closed.kind, 'other', code);
+    assert.equal(closed.retryable, false, code);
+  }
   const status = new HttpStatusError(500, 'u');
   assert.equal(classifyNetworkError(status, 'u'), status);
 });

@@ -167,7 +167,7 @@ const KIND_BY_CODE: Readonly<Record<string, NetworkErrorKind>> = {
   ECONNRESET: 'connection-reset',
   EPIPE: 'connection-reset',
   UND_ERR_SOCKET: 'connection-closed',
-  UND_ERR_CLOSED: 'connection-closed',
+  // UND_ERR_CLOSED / UND_ERR_DESTROYED are our own dispatcher, closed: not the network, not retryable ('other')
   UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'connection-closed',
   ENOTFOUND: 'dns',
   EAI_AGAIN: 'dns',
