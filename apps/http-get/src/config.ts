@@ -218,7 +218,10 @@ function program(): Command {
     .addOption(new Option('-q, --quiet', 'nothing on stderr but errors (no notes, warnings or progress)'))
     .addOption(new Option('--no-color', 'no colour on stderr (also: NO_COLOR=1, or stderr not a terminal)'))
     .addOption(
-      new Option('--no-progress', 'no progress bar (shown only on a terminal, for bodies over 1 MiB)'),
+      new Option(
+        '--no-progress',
+        'no progress bar (shown only on a terminal, for bodies over 1 MiB, not with -q, -v or --json)',
+      ),
     )
     .version(VERSION, '-V, --version', 'print the version')
     .helpOption('-h, --help', 'print this help')

@@ -93,7 +93,8 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
   store?.onProblem((p) => out.verbose(`[cache] ${p.op} ${p.kind}: ${p.detail}`));
   // cli-progress is loaded only when a bar can be shown
   let progress: Progress | undefined;
-  if (config.progress && !config.json && !config.quiet && io.stderr.isTTY === true) {
+  // not with -v either: its lines would tear through the bar
+  if (config.progress && !config.json && !config.quiet && !config.verbose && io.stderr.isTTY === true) {
     const { DownloadProgress } = await import('./progress.js');
     progress = new DownloadProgress(io.stderr);
   }

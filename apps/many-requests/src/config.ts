@@ -109,8 +109,8 @@ Output:
   --json: one document at the end instead: {"schemaVersion":1,"results":[…],"summary":{…}}
     (buffers every result in memory until the end; prefer NDJSON for long lists).
   stderr: a summary (counts by outcome, breaker trips, retries, throughput, p50/p99
-  latency), and a progress bar when stderr is a terminal (not with --quiet, or when
-  NDJSON goes to the same terminal).
+  latency), and a progress bar when stderr is a terminal (not with --quiet or --verbose,
+  nor when NDJSON goes to the same terminal).
 
 Exit codes:
   ${EXIT.OK}    every URL succeeded (or --allow-failures)

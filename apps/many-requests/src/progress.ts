@@ -10,14 +10,23 @@ export interface ProgressTarget {
   write(chunk: string): unknown;
 }
 
-/** Whether to draw a bar: stderr is a terminal, not `--quiet`, and NDJSON is not going to the same terminal. */
+/**
+ * Whether to draw a bar: stderr is a terminal, neither `--quiet` nor `--verbose` (whose lines would tear
+ * through the bar), and NDJSON is not going to the same terminal.
+ */
 export function wantProgress(options: {
   quiet: boolean;
+  verbose?: boolean;
   json: boolean;
   stderrIsTTY: boolean;
   stdoutIsTTY: boolean;
 }): boolean {
-  return options.stderrIsTTY && !options.quiet && (options.json || !options.stdoutIsTTY);
+  return (
+    options.stderrIsTTY &&
+    !options.quiet &&
+    options.verbose !== true &&
+    (options.json || !options.stdoutIsTTY)
+  );
 }
 
 export class Progress {

@@ -82,6 +82,7 @@ export async function runCli(io: CliIo): Promise<number> {
     if (
       wantProgress({
         quiet: config.quiet,
+        verbose: config.verbose,
         json: config.json,
         stderrIsTTY: io.stderr.isTTY === true,
         stdoutIsTTY: io.stdout.isTTY === true,

@@ -31,10 +31,11 @@ test('a hard exit (second Ctrl-C) shows the cursor again; a stopped bar leaves n
   assert.deepEqual(process.listeners('exit'), before, 'stop() removes the listener');
 });
 
-test('a bar only on a terminal, not with --quiet, not while NDJSON goes to the same terminal', () => {
+test('a bar only on a terminal, not with -q or -v, not while NDJSON goes to the same terminal', () => {
   const base = { quiet: false, json: false, stderrIsTTY: true, stdoutIsTTY: false };
   assert.equal(wantProgress(base), true);
   assert.equal(wantProgress({ ...base, quiet: true }), false);
+  assert.equal(wantProgress({ ...base, verbose: true }), false, '-v lines would tear through the bar');
   assert.equal(wantProgress({ ...base, stderrIsTTY: false }), false);
   assert.equal(wantProgress({ ...base, stdoutIsTTY: true }), false);
   assert.equal(wantProgress({ ...base, stdoutIsTTY: true, json: true }), true);
