@@ -113,6 +113,18 @@ describe('tiers, end to end', () => {
     assertClean(run);
   });
 
+  it('-q: nothing on stderr but errors (no fallback warning), the body still on stdout', async () => {
+    const dead = await deadOrigin();
+    const args = [`${dead}/doc`, '--fallback', `${mirror.origin}/doc`, '--no-cache', '--retries', '0'];
+    const quiet = await runCli([...args, '-q']);
+    assert.equal(quiet.code, EXIT.OK, quiet.stderr);
+    assert.equal(quiet.stdout.toString(), 'mirror body\n');
+    assert.equal(quiet.stderr, '');
+    const failed = await runCli([`${dead}/doc`, '--no-cache', '--retries', '0', '-q']);
+    assert.equal(failed.code, EXIT.NETWORK);
+    assert.match(failed.stderr, /^http-get: error: Connection refused/);
+  });
+
   it('both down → stale copy within --max-stale-ms; beyond it → exit 69; --fail-on-stale → exit 3', async () => {
     primary.setResponse({ body: 'cached body\n', cacheControl: 'max-age=0' });
     const cacheDir = freshCacheDir();
