@@ -92,7 +92,31 @@ describe('DiskCacheStore', () => {
     assert.equal(problems.length, 1);
     assert.equal(problems[0]!.kind, 'corrupt');
     assert.match(problems[0]!.detail, /checksum-mismatch/);
+    assert.equal(problems[0]!.file, newest, 'the damaged file, reported on its own');
     assert.ok((await readdir(join(store.entryDir('k'), 'quarantine'))).length >= 1);
+  });
+
+  it('every generation damaged: one event per file (with `file`), then one for the entry (without)', async () => {
+    const store = new DiskCacheStore({ dir });
+    await store.set(entry('k', 'old body'));
+    await store.set(entry('k', 'new body'));
+    const files = await snapFiles(store, 'k');
+    for (const f of files) {
+      const bytes = await readFile(f);
+      bytes[bytes.length - 2]! ^= 0xff;
+      await writeFile(f, bytes);
+    }
+    const problems: DiskCacheEvent[] = [];
+    store.onProblem((p) => problems.push(p));
+    assert.equal(await store.get('k'), undefined);
+    assert.deepEqual(
+      problems.map((p) => [p.op, p.kind, p.file]),
+      [...files.reverse().map((f) => ['read', 'corrupt', f]), ['read', 'corrupt', undefined]],
+    );
+    assert.match(problems.at(-1)!.detail, /No intact snapshot/);
+    // the files are in quarantine/ now: the next read is a plain miss, with nothing to report
+    assert.equal(await store.get('k'), undefined);
+    assert.equal(problems.length, 3);
   });
 
   it('every copy damaged (truncated, garbage) → a miss, never a throw', async () => {

@@ -74,6 +74,12 @@ export interface DiskCacheEvent {
   /** `corrupt` when a file failed verification (it was quarantined), else `error`. */
   readonly kind: 'corrupt' | 'error';
   readonly detail: string;
+  /**
+   * Set on the event for one damaged snapshot file (`op: 'read'`, `kind: 'corrupt'`): its path (it was
+   * moved to the entry's `quarantine/`). Unset when the entry as a whole could not be read (no intact
+   * generation, an I/O error, a payload that does not decode) or written.
+   */
+  readonly file?: string;
 }
 
 /** The version of the whole on-disk format: the directory name (`v2/`) and the payload's `v`. */
@@ -135,7 +141,13 @@ export class DiskCacheStore implements CacheStore {
     if (store === undefined) {
       store = createSnapshotStore<Buffer>({ dir, name: ENTRY, keepGenerations: 2, keepQuarantined: 1 });
       store.onCorruption((e) =>
-        this.#problem('read', key, 'corrupt', `${e.path}: ${e.reason} (${e.detail}); quarantined`),
+        this.#problem(
+          'read',
+          key,
+          'corrupt',
+          `${e.path}: ${e.reason} (${e.detail}); ${e.quarantinedTo === undefined ? 'left in place' : 'quarantined'}`,
+          e.path,
+        ),
       );
       if (this.#stores.size >= MAX_OPEN_STORES) this.#stores.delete(this.#stores.keys().next().value!);
       this.#stores.set(dir, store);
@@ -143,8 +155,15 @@ export class DiskCacheStore implements CacheStore {
     return store;
   }
 
-  #problem(op: DiskCacheEvent['op'], key: string, kind: DiskCacheEvent['kind'], detail: string): void {
-    if (this.#onProblem.active) this.#onProblem.emit({ op, key, kind, detail });
+  #problem(
+    op: DiskCacheEvent['op'],
+    key: string,
+    kind: DiskCacheEvent['kind'],
+    detail: string,
+    file?: string,
+  ): void {
+    if (this.#onProblem.active)
+      this.#onProblem.emit(file === undefined ? { op, key, kind, detail } : { op, key, kind, detail, file });
   }
 
   /**
@@ -181,8 +200,10 @@ export class DiskCacheStore implements CacheStore {
       data = (await this.#store(key).load()).data;
     } catch (error) {
       if (isBulwarkError(error, 'BULWARK_ERR_SNAPSHOT_NOT_FOUND')) return undefined;
-      if (isBulwarkError(error, 'BULWARK_ERR_SNAPSHOT_CORRUPT')) return undefined; // reported by onCorruption
-      this.#problem('read', key, 'error', messageOf(error));
+      // each damaged file was reported by onCorruption; this says that no intact generation was left
+      if (isBulwarkError(error, 'BULWARK_ERR_SNAPSHOT_CORRUPT'))
+        this.#problem('read', key, 'corrupt', messageOf(error));
+      else this.#problem('read', key, 'error', messageOf(error));
       return undefined;
     }
     const entry = decodeEntry(data);
