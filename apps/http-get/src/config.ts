@@ -4,8 +4,10 @@
  * names the option and says what is allowed).
  */
 import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { HTTP_CLIENT_DEFAULTS, defaultCacheDir } from '@bulwark/http';
+import { METRICS_FILE_ENV, metricsFileProblem } from './metrics.js';
 
 /** The version `--version` prints (and the User-Agent carries): package.json's. */
 export const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
@@ -70,6 +72,8 @@ export interface CliConfig {
   readonly failOnStale: boolean;
   readonly color: boolean | undefined;
   readonly progress: boolean;
+  /** Write the run's Prometheus metrics here (absolute, `*.prom`, atomically) at the end of the run. */
+  readonly metricsFile: string | undefined;
 }
 
 export type ParseResult =
@@ -110,6 +114,12 @@ function httpUrl(value: string): string {
 
 function collect(parse: (v: string) => string) {
   return (value: string, previous: string[] = []): string[] => [...previous, parse(value)];
+}
+
+function metricsFile(value: string): string {
+  const problem = metricsFileProblem(value);
+  if (problem !== undefined) throw new InvalidArgumentError(problem);
+  return resolve(value);
 }
 
 function nonEmptyPath(what: string) {
@@ -223,6 +233,12 @@ function program(): Command {
         'no progress bar (shown only on a terminal, for bodies over 1 MiB, not with -q, -v or --json)',
       ),
     )
+    .addOption(
+      new Option(
+        '--metrics-file <path>',
+        `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
+      ).argParser(metricsFile),
+    )
     .version(VERSION, '-V, --version', 'print the version')
     .helpOption('-h, --help', 'print this help')
     .addHelpText('after', `\nExit codes:\n${exitCodeTable()}\n\nDocs: docs/http-get.md`)
@@ -248,6 +264,7 @@ interface RawOptions {
   quiet?: boolean;
   color: boolean;
   progress: boolean;
+  metricsFile?: string;
 }
 
 const usage = (message: string): ParseResult => ({
@@ -285,6 +302,16 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
       `--no-cache cannot be combined with ${o.cacheDir !== undefined ? '--cache-dir' : '--max-stale-ms'}`,
     );
   }
+  // the option wins over the environment; an empty variable is unset
+  let metricsPath = o.metricsFile;
+  const metricsEnv = env[METRICS_FILE_ENV];
+  if (metricsPath === undefined && metricsEnv !== undefined && metricsEnv !== '') {
+    const problem = metricsFileProblem(metricsEnv);
+    if (problem !== undefined) {
+      return usage(`environment variable ${METRICS_FILE_ENV} '${metricsEnv}' is invalid. ${problem}`);
+    }
+    metricsPath = resolve(metricsEnv);
+  }
   const noColorEnv = env['NO_COLOR'] !== undefined && env['NO_COLOR'] !== '';
   return {
     kind: 'run',
@@ -306,6 +333,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
       failOnStale: o.failOnStale === true,
       color: o.color === false || noColorEnv ? false : undefined,
       progress: o.progress !== false,
+      metricsFile: metricsPath,
     },
   };
 }

@@ -3,6 +3,7 @@
  * http-get: process wiring only (argv, signals, streams, exit code). Everything else is in run.ts.
  */
 import { EXIT, parseArgs } from './config.js';
+import { RunRecord, writeMetricsFile, writeMetricsFileSync, type RunEnd } from './metrics.js';
 import { Interrupted } from './outcome.js';
 import { removePendingTempFiles } from './output.js';
 import { run } from './run.js';
@@ -23,13 +24,23 @@ async function main(): Promise<number> {
     return parsed.code;
   }
 
+  const { metricsFile } = parsed.config;
+  const record = new RunRecord();
+  const runEnd = (exitCode: number): RunEnd => ({
+    exitCode,
+    endedAtMs: Date.now(),
+    durationMs: performance.now(), // since the process started (performance.timeOrigin)
+  });
+
   // One AbortController for the whole run: Ctrl-C aborts the requests and any output file being written.
   const controller = new AbortController();
   const onSignal = (name: 'SIGINT' | 'SIGTERM') => (): void => {
     if (controller.signal.aborted) {
-      // second signal: leave now, still without a partial output file
+      // second signal: leave now, still without a partial output (or metrics) file
+      const code = name === 'SIGINT' ? EXIT.INTERRUPTED : EXIT.TERMINATED;
       removePendingTempFiles();
-      process.exit(name === 'SIGINT' ? EXIT.INTERRUPTED : EXIT.TERMINATED);
+      if (metricsFile !== undefined) writeMetricsFileSync(metricsFile, record, runEnd(code));
+      process.exit(code);
     }
     controller.abort(new Interrupted(name));
   };
@@ -44,11 +55,21 @@ async function main(): Promise<number> {
       stdout: process.stdout,
       stderr: process.stderr,
       signal: controller.signal,
+      record,
     });
   } catch (error) {
     code = internalError(error);
   } finally {
     removePendingTempFiles();
+  }
+  // every run that started ends here (served, failed, interrupted, a bug), but for a second signal above
+  if (metricsFile !== undefined) {
+    await writeMetricsFile(metricsFile, record, runEnd(code)).catch((error: unknown) => {
+      // the exit code stays the run's: the body was (or was not) delivered all the same
+      process.stderr.write(
+        `http-get: error: cannot write the metrics file ${metricsFile}: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
+    });
   }
   if (controller.signal.aborted) {
     // interrupted: sockets may linger in the agent; nothing is left to flush

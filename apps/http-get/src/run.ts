@@ -8,6 +8,7 @@ import { createHttpClient, DiskCacheStore, type HttpResponse } from '@bulwark/ht
 import type { TierReport } from '@bulwark/core';
 import { EXIT, VERSION, type CliConfig } from './config.js';
 import { classifyFailure, describeTier, type Failure } from './outcome.js';
+import type { RunRecord } from './metrics.js';
 import { writeAll, writeFileAtomic } from './output.js';
 import type { DownloadProgress as Progress } from './progress.js';
 
@@ -16,6 +17,8 @@ export interface Io {
   readonly stderr: NodeJS.WritableStream & { isTTY?: boolean; hasColors?: () => boolean };
   /** Aborted on SIGINT / SIGTERM with an {@link Interrupted} reason. */
   readonly signal: AbortSignal;
+  /** Filled in with what `--metrics-file` reports (cache snapshot failures, the tier that served). */
+  readonly record?: RunRecord;
 }
 
 export const JSON_SCHEMA_VERSION = 1;
@@ -91,6 +94,10 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
     out.warn(`cache ${e.op} failed for ${e.key}: ${(e.error as Error)?.message ?? e.error}`),
   );
   store?.onProblem((p) => out.verbose(`[cache] ${p.op} ${p.kind}: ${p.detail}`));
+  if (io.record !== undefined) {
+    store?.onProblem(io.record.cacheProblem);
+    client.onCacheError(io.record.cacheError);
+  }
   // cli-progress is loaded only when a bar can be shown
   let progress: Progress | undefined;
   // not with -v either: its lines would tear through the bar
@@ -152,7 +159,10 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
     }
   }
 
-  if (response !== undefined && failure === undefined) reportServed(response, out);
+  if (response !== undefined && failure === undefined) {
+    reportServed(response, out);
+    if (io.record !== undefined) io.record.servedTier = response.tier;
+  }
   if (failure !== undefined && !(failure.code === EXIT.INTERRUPTED || failure.code === EXIT.TERMINATED)) {
     out.error(failure.message);
     for (const d of failure.details) io.stderr.write(`  ${d}\n`);
