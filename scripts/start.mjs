@@ -1,14 +1,13 @@
 #!/usr/bin/env node
-// `npm start`: the gcd service on embedded defaults (no Redis, no collector needed).
+// `npm start`: the gcd service on embedded defaults (no Redis, no collector needed). The `prestart`
+// script builds it first. The service runs in this process (no child), so a terminal's Ctrl-C or a
+// supervisor's SIGTERM reaches it exactly once and starts its graceful shutdown.
 import { existsSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 
-const root = new URL('..', import.meta.url).pathname;
-const main = `${root}apps/gcd-service/dist/src/main.js`;
+const main = new URL('../apps/gcd-service/dist/src/main.js', import.meta.url);
 if (!existsSync(main)) {
-  console.error('gcd-service is not built (the prestart build should have made it).');
+  console.error('gcd-service is not built (the prestart build should have made it): run `npm run build`.');
   process.exit(1);
 }
-const child = spawn(process.execPath, ['--enable-source-maps', main], { stdio: 'inherit' });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
-child.on('exit', (code, signal) => process.exit(code ?? (signal === 'SIGINT' ? 130 : 143)));
+process.setSourceMapsEnabled?.(true);
+await import(main.href);
