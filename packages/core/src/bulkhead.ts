@@ -20,7 +20,7 @@ import { Context, type CallContext, type Operation } from './context.js';
 import { BulkheadRejectedError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
-import { BasePolicy } from './policy.js';
+import { BasePolicy, forwardsContext } from './policy.js';
 
 export interface BulkheadOptions {
   /** Operations allowed to run at once (an integer ≥ 1, or `Infinity`). Required. */
@@ -244,6 +244,8 @@ export class BulkheadPolicy extends BasePolicy {
 function abortReason(ctx: CallContext): unknown {
   return ctx instanceof Context ? ctx.reason : ctx.signal.reason;
 }
+
+forwardsContext(BulkheadPolicy);
 
 /** Creates a {@link BulkheadPolicy}. */
 export function bulkhead(options: BulkheadOptions): BulkheadPolicy {

@@ -54,13 +54,17 @@ export class Context implements CallContext {
   private readonly external: AbortSignal | undefined;
   /** Whether this context owns an abort scope (a timeout created it). */
   private readonly ownsScope: boolean;
+  /** The pipeline whose run this context starts (see {@link Context.carrying}), if any. */
+  private carrier: object | undefined = undefined;
+  /** That run's operation. */
+  private operation: Operation<unknown> | undefined = undefined;
   private scopeAborted = false;
   private scopeReason: unknown = undefined;
   private controller: AbortController | undefined = undefined;
   private materialized: AbortSignal | undefined = undefined;
   private unlink: (() => void) | undefined = undefined;
 
-  private constructor(
+  protected constructor(
     clock: Clock,
     attempt: number,
     deadline: number,
@@ -95,6 +99,36 @@ export class Context implements CallContext {
       ctx.signal,
       false,
     );
+  }
+
+  /**
+   * A root context (`options` given) or a child of this one (same scope, attempt and deadline) that
+   * carries `operation` for `carrier` (a pipeline), found again by {@link Context.operationFor} from
+   * this context or any context derived from it.
+   */
+  static carrying(
+    carrier: object,
+    operation: Operation<unknown>,
+    parent: Context | undefined,
+    clock: Clock,
+    options?: ExecuteOptions,
+  ): Context {
+    const ctx =
+      parent === undefined
+        ? new Context(clock, 1, Infinity, options?.key, undefined, options?.signal, false)
+        : new Context(parent.clock, parent.attempt, parent.deadline, parent.key, parent, undefined, false);
+    ctx.carrier = carrier;
+    ctx.operation = operation;
+    return ctx;
+  }
+
+  /** The operation carried for `carrier` by this context or its nearest ancestor that carries one. */
+  operationFor(carrier: object): Operation<unknown> | undefined {
+    if (this.carrier === carrier) return this.operation;
+    for (let c = this.parent; c !== undefined; c = c.parent) {
+      if (c.carrier === carrier) return c.operation;
+    }
+    return undefined;
   }
 
   /** Same abort scope and deadline, another attempt number. */

@@ -15,7 +15,7 @@ import type { Clock } from './clock.js';
 import type { CallContext, Operation } from './context.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
-import { BasePolicy, invoke, type Outcome } from './policy.js';
+import { BasePolicy, forwardsContext, invoke, type Outcome } from './policy.js';
 
 export interface FallbackOptions<R = unknown> {
   /**
@@ -93,6 +93,8 @@ export class FallbackPolicy<R = unknown> extends BasePolicy {
     return this.#fallback(reason, ctx);
   }
 }
+
+forwardsContext(FallbackPolicy);
 
 /** Creates a {@link FallbackPolicy}. */
 export function fallback<R = unknown>(options: FallbackOptions<R>): FallbackPolicy<R> {

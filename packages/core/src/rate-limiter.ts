@@ -16,7 +16,7 @@ import { Context, type CallContext, type Operation } from './context.js';
 import { InvalidOptionError, RateLimitedError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
-import { BasePolicy, invoke } from './policy.js';
+import { BasePolicy, forwardsContext, invoke } from './policy.js';
 import { MemoryRateLimitStore } from './rate-limit/memory-store.js';
 import type { RateLimitRule, RateLimitStore, TakeResult } from './rate-limit/store.js';
 
@@ -200,6 +200,8 @@ function store(option: string, value: unknown): RateLimitStore {
   }
   return value as RateLimitStore;
 }
+
+forwardsContext(RateLimiterPolicy);
 
 /** Creates a {@link RateLimiterPolicy}. */
 export function rateLimiter(options: RateLimiterOptions): RateLimiterPolicy {

@@ -9,7 +9,8 @@
  * - Never sleeps past the context's deadline: if the wait would end at or after it, gives up at once.
  * - A shared {@link RetryBudget} can cap retries across calls.
  *
- * Cost when the first attempt succeeds: one `await`; no backoff state, timer, listener or clock read
+ * Cost when the first attempt succeeds: one `then` on the operation's promise (its error handler is the one
+ * closure per call); no backoff state, timer, listener or clock read
  * (a budget, when given, reads the clock to count the request).
  */
 import type { Clock } from './clock.js';
@@ -17,7 +18,7 @@ import { Context, type CallContext, type Operation } from './context.js';
 import { InvalidOptionError } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
-import { BasePolicy, type Outcome } from './policy.js';
+import { BasePolicy, forwardsContext, invoke, type Outcome } from './policy.js';
 import type { Backoff, BackoffSequence } from './backoff/backoff.js';
 import { MAX_TIMER_MS } from './backoff/constant.js';
 import {
@@ -205,21 +206,28 @@ export class RetryPolicy extends BasePolicy {
     this.name = check.string('retry.name', o.name ?? RETRY_DEFAULTS.name);
   }
 
-  async run<T>(fn: Operation<T>, parent: CallContext): Promise<T> {
+  run<T>(fn: Operation<T>, parent: CallContext): Promise<T> {
     const ctx = Context.from(parent, this.clock);
-    if (this.budget !== undefined) this.budget.deposit();
-    let value: T;
-    try {
-      value = await fn(ctx.attempt === 1 ? ctx : ctx.withAttempt(1));
-    } catch (error) {
-      return this.#retrying(fn, ctx, { ok: false, error }, false);
+    if (this.budget !== undefined) {
+      try {
+        this.budget.deposit();
+      } catch (error) {
+        return Promise.reject(error);
+      }
     }
+    const first = invoke(fn, ctx.attempt === 1 ? ctx : ctx.withAttempt(1));
+    const onError = (error: unknown): Promise<T> => this.#retrying(fn, ctx, { ok: false, error }, false);
+    if (!this.#judgesValues && !this.#onSuccess.active) return first.then(undefined, onError);
+    return first.then((value) => this.#judgeFirst(fn, ctx, value), onError);
+  }
+
+  /** Attempt 1 returned `value`: retry on it if `shouldRetry` says so, else succeed. */
+  #judgeFirst<T>(fn: Operation<T>, ctx: Context, value: T): T | Promise<T> {
     if (this.#judgesValues) {
       const outcome: Outcome<T> = { ok: true, value };
       if (this.#shouldRetry(outcome, 1)) return this.#retrying(fn, ctx, outcome, true);
     }
-    if (this.#onSuccess.active) this.#onSuccess.emit({ name: this.name, key: ctx.key, attempts: 1 });
-    return value;
+    return this.#succeeded(ctx, 1, value);
   }
 
   /**
@@ -304,6 +312,8 @@ export class RetryPolicy extends BasePolicy {
     throw outcome.error;
   }
 }
+
+forwardsContext(RetryPolicy);
 
 /** Creates a {@link RetryPolicy}. */
 export function retry(options?: RetryOptions): RetryPolicy {

@@ -17,7 +17,7 @@ import { Context, type CallContext, type Operation } from './context.js';
 import { TimeoutError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
-import { BasePolicy, invoke } from './policy.js';
+import { BasePolicy, forwardsContext, invoke } from './policy.js';
 
 export type TimeoutStrategy = 'aggressive' | 'cooperative';
 
@@ -44,15 +44,35 @@ export interface TimeoutEvent {
 const DEFAULTS = Object.freeze({ strategy: 'aggressive' as TimeoutStrategy, name: 'timeout' });
 const KEYS = ['timeoutMs', 'strategy', 'name', 'clock'] as const;
 
-interface Entry {
-  readonly deadline: number;
-  readonly ctx: Context;
-  prev: Entry | undefined;
-  next: Entry | undefined;
-  queued: boolean;
-  fired: boolean;
-  /** Aggressive mode: rejects the caller's promise at the deadline. */
-  onFire: ((error: TimeoutError) => void) | undefined;
+/**
+ * One call under a timeout: its abort scope (the context the operation sees) and its place in the
+ * policy's queue, in one object.
+ */
+class TimeoutCall extends Context {
+  /** This policy's deadline for the call (`deadline` may be earlier: capped by an enclosing one). */
+  readonly due: number;
+  prev: TimeoutCall | undefined = undefined;
+  next: TimeoutCall | undefined = undefined;
+  queued = false;
+  fired = false;
+  /** Aggressive: settle the caller's promise (undefined once the call is over). */
+  resolve: ((value: unknown) => void) | undefined = undefined;
+  reject: ((error: unknown) => void) | undefined = undefined;
+  /** Aggressive: stops listening to the caller's signal. */
+  unlisten: (() => void) | undefined = undefined;
+
+  constructor(outer: Context, due: number) {
+    super(outer.clock, outer.attempt, Math.min(due, outer.deadline), outer.key, outer, undefined, true);
+    this.due = due;
+  }
+}
+
+/** `new Promise(capture)` hands out its resolving functions here (no executor closure per call). */
+let capturedResolve: ((value: unknown) => void) | undefined;
+let capturedReject: ((error: unknown) => void) | undefined;
+function capture(resolve: (value: unknown) => void, reject: (error: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
 }
 
 export class TimeoutPolicy extends BasePolicy {
@@ -63,8 +83,8 @@ export class TimeoutPolicy extends BasePolicy {
   /** Subscribe to timeouts. */
   readonly onTimeout: Subscribe<TimeoutEvent> = this.#onTimeout.subscribe;
 
-  #head: Entry | undefined = undefined;
-  #tail: Entry | undefined = undefined;
+  #head: TimeoutCall | undefined = undefined;
+  #tail: TimeoutCall | undefined = undefined;
   #timer: ClockTimer | undefined = undefined;
   #timerRefed = false;
 
@@ -89,71 +109,71 @@ export class TimeoutPolicy extends BasePolicy {
 
   run<T>(fn: Operation<T>, parent: CallContext): Promise<T> {
     const outer = Context.from(parent, this.clock);
-    const deadline = this.clock.now() + this.timeoutMs;
-    const ctx = outer.scope(deadline);
-    const entry: Entry = {
-      deadline,
-      ctx,
-      prev: undefined,
-      next: undefined,
-      queued: false,
-      fired: false,
-      onFire: undefined,
-    };
-    this.#enqueue(entry);
-    return this.strategy === 'aggressive' ? this.#aggressive(fn, entry, outer) : this.#cooperative(fn, entry);
+    const call = new TimeoutCall(outer, this.clock.now() + this.timeoutMs);
+    this.#enqueue(call);
+    return this.strategy === 'aggressive' ? this.#aggressive(fn, call, outer) : this.#cooperative(fn, call);
   }
 
-  async #cooperative<T>(fn: Operation<T>, entry: Entry): Promise<T> {
-    try {
-      const value = await invoke(fn, entry.ctx);
-      if (entry.fired) throw entry.ctx.reason;
-      return value;
-    } catch (error) {
-      if (entry.fired) throw entry.ctx.reason;
-      throw error;
-    } finally {
-      this.#dequeue(entry);
-      entry.ctx.release();
+  #cooperative<T>(fn: Operation<T>, call: TimeoutCall): Promise<T> {
+    return invoke(fn, call).then(
+      (value) => {
+        this.#dequeue(call);
+        call.release();
+        if (call.fired) throw call.reason;
+        return value;
+      },
+      (error: unknown) => {
+        this.#dequeue(call);
+        call.release();
+        throw call.fired ? call.reason : error;
+      },
+    );
+  }
+
+  #aggressive<T>(fn: Operation<T>, call: TimeoutCall, outer: Context): Promise<T> {
+    const promise = new Promise<T>(capture as (resolve: (value: T) => void, reject: () => void) => void);
+    const reject = capturedReject!;
+    call.resolve = capturedResolve;
+    call.reject = reject;
+    capturedResolve = capturedReject = undefined;
+    // The caller's abort settles the call at once too (only when something could abort).
+    if (outer.abortable) {
+      const signal = outer.signal;
+      call.unlisten = onAbort(signal, () => {
+        // propagate to the operation's signal before dropping the links
+        call.abort(signal.reason);
+        this.#settle(call);
+        reject(signal.reason);
+      });
+    }
+    invoke(fn, call).then(
+      (value) => {
+        const resolve = call.resolve;
+        this.#settle(call);
+        if (resolve !== undefined) resolve(value);
+      },
+      (error: unknown) => {
+        const reject = call.reject;
+        this.#settle(call);
+        if (reject !== undefined) reject(error);
+      },
+    );
+    return promise;
+  }
+
+  /** Aggressive: the call is over (settled, timed out or aborted by the caller). */
+  #settle(call: TimeoutCall): void {
+    this.#dequeue(call);
+    call.release();
+    call.resolve = call.reject = undefined;
+    const unlisten = call.unlisten;
+    if (unlisten !== undefined) {
+      call.unlisten = undefined;
+      unlisten();
     }
   }
 
-  #aggressive<T>(fn: Operation<T>, entry: Entry, outer: Context): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let unlisten: (() => void) | undefined;
-      const settle = (): void => {
-        this.#dequeue(entry);
-        entry.ctx.release();
-        if (unlisten !== undefined) unlisten();
-      };
-      entry.onFire = (error) => {
-        if (unlisten !== undefined) unlisten();
-        reject(error);
-      };
-      // The caller's abort settles the call at once too (only when something could abort).
-      if (outer.abortable) {
-        const signal = outer.signal;
-        unlisten = onAbort(signal, () => {
-          // propagate to the operation's signal before dropping the links
-          entry.ctx.abort(signal.reason);
-          settle();
-          reject(signal.reason);
-        });
-      }
-      invoke(fn, entry.ctx).then(
-        (value) => {
-          settle();
-          resolve(value);
-        },
-        (error: unknown) => {
-          settle();
-          reject(error);
-        },
-      );
-    });
-  }
-
-  #enqueue(entry: Entry): void {
+  #enqueue(entry: TimeoutCall): void {
     entry.queued = true;
     if (this.#tail === undefined) {
       this.#head = this.#tail = entry;
@@ -162,14 +182,14 @@ export class TimeoutPolicy extends BasePolicy {
       this.#tail.next = entry;
       this.#tail = entry;
     }
-    if (this.#timer === undefined) this.#arm(entry.deadline);
+    if (this.#timer === undefined) this.#arm(entry.due);
     else if (!this.#timerRefed) {
       this.#timer.ref?.();
       this.#timerRefed = true;
     }
   }
 
-  #dequeue(entry: Entry): void {
+  #dequeue(entry: TimeoutCall): void {
     if (!entry.queued) return;
     entry.queued = false;
     if (entry.prev !== undefined) entry.prev.next = entry.next;
@@ -191,20 +211,24 @@ export class TimeoutPolicy extends BasePolicy {
   readonly #onTimer = (): void => {
     this.#timer = undefined;
     const now = this.clock.now();
-    for (let e = this.#head; e !== undefined && e.deadline <= now; e = this.#head) {
+    for (let e = this.#head; e !== undefined && e.due <= now; e = this.#head) {
       this.#dequeue(e);
       this.#fire(e);
     }
-    if (this.#head !== undefined) this.#arm(this.#head.deadline);
+    if (this.#head !== undefined) this.#arm(this.#head.due);
   };
 
-  #fire(entry: Entry): void {
-    entry.fired = true;
+  #fire(call: TimeoutCall): void {
+    call.fired = true;
     const error = withoutStack(() => new TimeoutError(this.timeoutMs));
-    entry.ctx.abort(error);
+    call.abort(error);
     if (this.#onTimeout.active)
-      this.#onTimeout.emit({ name: this.name, timeoutMs: this.timeoutMs, key: entry.ctx.key });
-    entry.onFire?.(error);
+      this.#onTimeout.emit({ name: this.name, timeoutMs: this.timeoutMs, key: call.key });
+    const reject = call.reject;
+    if (reject !== undefined) {
+      this.#settle(call);
+      reject(error);
+    }
   }
 
   /** Cancels the shared timer (only needed to drop it before it lapses by itself, e.g. in tests). */
@@ -215,6 +239,8 @@ export class TimeoutPolicy extends BasePolicy {
     }
   }
 }
+
+forwardsContext(TimeoutPolicy);
 
 /** Creates a {@link TimeoutPolicy}. */
 export function timeout(options: TimeoutOptions): TimeoutPolicy {
