@@ -11,7 +11,13 @@ import { join } from 'node:path';
 import { startFaultServer, type FaultServer } from '@bulwark/fault-server';
 import { DiskCacheStore } from '@bulwark/http';
 import { EXIT } from '../src/config.js';
-import { RunRecord, SERVED_TIERS, SNAPSHOT_OPERATIONS, renderMetrics } from '../src/metrics.js';
+import {
+  RunRecord,
+  SERVED_TIERS,
+  SNAPSHOT_OPERATIONS,
+  renderMetrics,
+  writeMetricsFileSync,
+} from '../src/metrics.js';
 import { STACK_FRAME, runCli } from './harness.js';
 
 let primary: FaultServer;
@@ -340,5 +346,24 @@ describe('the file against ops/prometheus and the runbook', () => {
         .split('\n')
         .map((l) => l.replace(/(_seconds(?:\{[^}]*\})?) \S+$/, '$1 <n>'));
     assert.deepEqual(generic(block), generic(example));
+  });
+});
+
+describe('the synchronous writer (a second Ctrl-C exits through it)', () => {
+  it('replaces the file whole, leaves no temp file, and never throws', async () => {
+    const { dir, prom } = await place();
+    await writeFile(prom, 'previous\n');
+    const record = new RunRecord();
+    record.snapshotFailures.save = 3;
+    const end = { exitCode: EXIT.INTERRUPTED, endedAtMs: Date.now(), durationMs: 2500 };
+    writeMetricsFileSync(prom, record, end);
+    assert.equal(await readFile(prom, 'utf8'), renderMetrics(record, end));
+    const m = await readMetrics(dir, prom);
+    assert.equal(m.get(snap('save')), 3);
+    assert.equal(m.get('bulwark_http_get_last_run_exit_code'), EXIT.INTERRUPTED);
+
+    const gone = join(dir, 'gone', 'x.prom');
+    assert.doesNotThrow(() => writeMetricsFileSync(gone, record, end));
+    assert.deepEqual(await readdir(dir), ['http-get.prom']);
   });
 });
