@@ -5,10 +5,9 @@
  * the same directory, then rename), so the collector never reads a torn one.
  */
 import { accessSync, constants, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import type { DiskCacheEvent, HttpCacheErrorEvent, HttpTier } from '@bulwark/http';
-import { writeFileAtomic } from './output.js';
+import { tempPathFor, writeFileAtomic } from './output.js';
 
 /** The environment variable that sets `--metrics-file` (the option wins). */
 export const METRICS_FILE_ENV = 'HTTP_GET_METRICS_FILE';
@@ -136,10 +135,7 @@ export function writeMetricsFile(path: string, record: RunRecord, end: RunEnd): 
  */
 export function writeMetricsFileSync(path: string, record: RunRecord, end: RunEnd): void {
   const target = resolve(path);
-  const tmp = join(
-    dirname(target),
-    `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
-  );
+  const tmp = tempPathFor(target);
   try {
     writeFileSync(tmp, renderMetrics(record, end), { flag: 'wx', mode: 0o666 });
     renameSync(tmp, target);

@@ -23,11 +23,19 @@ export function removePendingTempFiles(): void {
   pendingTempFiles.clear();
 }
 
+/**
+ * A temp file beside `target` (absolute), for a rename onto it: hidden, unique per writer, ending in
+ * `.tmp` (never in `.prom`: node-exporter's textfile collector ignores it).
+ */
+export function tempPathFor(target: string): string {
+  return join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
 /** Writes `data` to `path` atomically. On failure or abort the temp file is removed and `path` is untouched. */
 export async function writeFileAtomic(path: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
   const target = resolve(path);
   const dir = dirname(target);
-  const tmp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempPathFor(target);
   pendingTempFiles.add(tmp);
   let handle: Awaited<ReturnType<typeof open>> | undefined;
   try {

@@ -3,14 +3,13 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { MALFORMED_KINDS, patternBody, startFaultServer, type FaultServer } from '@bulwark/fault-server';
 import { DiskCacheStore } from '@bulwark/http';
 import { EXIT } from '../src/config.js';
-import { BIN, STACK_FRAME, parseJson, runCli, type CliRun } from './harness.js';
+import { BIN, STACK_FRAME, deadOrigin, parseJson, runCli, type CliRun } from './harness.js';
 
 /** Generous: CPU is shared with other builds and tests. Checked against the CLI's own `elapsed_ms` (from the start of the run, after start-up). */
 const MARGIN_MS = 1500;
@@ -37,14 +36,6 @@ const DEADLINE_MS = 2000;
 let primary: FaultServer;
 let mirror: FaultServer;
 let work: string;
-
-async function deadOrigin(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}`;
-}
 
 function assertClean(run: CliRun): void {
   assert.doesNotMatch(run.stderr, STACK_FRAME, `stack trace on stderr:\n${run.stderr}`);

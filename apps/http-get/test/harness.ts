@@ -3,6 +3,7 @@
  * (Not a test file: its name does not end in `.test.ts`.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const BIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
@@ -65,4 +66,13 @@ export function parseJson(run: CliRun): Record<string, unknown> {
       `stdout is not one JSON document: ${JSON.stringify(text.slice(0, 300))}\nstderr: ${run.stderr}`,
     );
   }
+}
+
+/** An origin nothing listens on (a port just closed): connections are refused. */
+export async function deadOrigin(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
 }

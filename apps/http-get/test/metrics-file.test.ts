@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFaultServer, type FaultServer } from '@bulwark/fault-server';
@@ -18,7 +17,7 @@ import {
   renderMetrics,
   writeMetricsFileSync,
 } from '../src/metrics.js';
-import { STACK_FRAME, runCli } from './harness.js';
+import { STACK_FRAME, deadOrigin, runCli } from './harness.js';
 
 let primary: FaultServer;
 let work: string;
@@ -42,14 +41,6 @@ async function place(): Promise<{ dir: string; prom: string; cache: string }> {
   const dir = join(work, `t${++n}`);
   await mkdir(dir);
   return { dir, prom: join(dir, 'http-get.prom'), cache: join(dir, 'cache') };
-}
-
-async function deadOrigin(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}`;
 }
 
 /** `promtool check metrics < file`: exit 0 and nothing to say. */
