@@ -20,7 +20,7 @@ import { Context, type CallContext, type Operation } from './context.js';
 import { BulkheadRejectedError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
-import { BasePolicy, forwardsContext } from './policy.js';
+import { BasePolicy, DECLINE, forwardsContext, INLINE, type InlineStage } from './policy.js';
 
 export interface BulkheadOptions {
   /** Operations allowed to run at once (an integer ≥ 1, or `Infinity`). Required. */
@@ -128,6 +128,23 @@ export class BulkheadPolicy extends BasePolicy {
       return this.#exec(fn, ctx);
     }
     return this.#enqueue(fn, ctx);
+  }
+
+  /** Inside a pipeline: a call that finds a free slot runs inline; one that must queue declines. */
+  [INLINE](): InlineStage {
+    return {
+      scopes: false,
+      detaches: false,
+      enter: (ctx) => {
+        if (ctx.aborted || this.#running >= this.maxConcurrent || this.#head !== undefined) return DECLINE;
+        this.#running++;
+        return undefined;
+      },
+      exit: () => {
+        this.#release();
+        return undefined;
+      },
+    };
   }
 
   #exec<T>(fn: Operation<T>, ctx: CallContext): Promise<T> {

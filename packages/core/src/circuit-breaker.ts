@@ -20,7 +20,15 @@
 import { CircuitOpenError, BulkheadRejectedError, type CircuitRejectReason } from './errors.js';
 import type { CallContext, Operation } from './context.js';
 import { EventEmitter, type Disposable, type Subscribe } from './events.js';
-import { BasePolicy, forwardsContext, invoke, type Outcome } from './policy.js';
+import {
+  BasePolicy,
+  DECLINE,
+  forwardsContext,
+  INLINE,
+  invoke,
+  type InlineStage,
+  type Outcome,
+} from './policy.js';
 import { FAILURE, SLOW, type FailureDetector } from './breaker/detector.js';
 import {
   createDetector,
@@ -181,6 +189,29 @@ export class CircuitBreakerPolicy extends BasePolicy {
       default: // closed cannot follow a refresh, but stay correct if it ever did
         return this.#call(fn, ctx, this.#generation, now, NOT_A_PROBE);
     }
+  }
+
+  /**
+   * Inside a pipeline: a call admitted while closed with nothing to measure runs inline (its generation is
+   * the token); anything else (open, half-open, isolated, disabled, measuring) goes through `run`.
+   */
+  [INLINE](): InlineStage {
+    return {
+      scopes: false,
+      detaches: false,
+      enter: (): unknown =>
+        this.#state !== CLOSED ||
+        this.#disabled ||
+        this.#slowOn ||
+        this.#onSuccess.active ||
+        this.#onFailure.active
+          ? DECLINE
+          : this.#generation,
+      exit: (ctx, generation, ok, result) => {
+        this.#settle(ok, result, ctx, generation as number, NaN, NOT_A_PROBE);
+        return undefined;
+      },
+    };
   }
 
   /**

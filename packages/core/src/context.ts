@@ -44,25 +44,27 @@ export type Operation<T> = (ctx: CallContext) => T | PromiseLike<T>;
  *   parent's, and an earlier deadline.
  */
 export class Context implements CallContext {
-  readonly clock: Clock;
-  readonly attempt: number;
-  readonly deadline: number;
-  readonly key: string | undefined;
+  // Fields are declared, not initialised, and set in the constructor in one order: every context has one
+  // shape, and construction is plain stores (class-field initialisers cost more per object).
+  declare readonly clock: Clock;
+  declare readonly attempt: number;
+  declare readonly deadline: number;
+  declare readonly key: string | undefined;
   /** Parent context, or undefined at the root. */
-  private readonly parent: Context | undefined;
+  declare private readonly parent: Context | undefined;
   /** The caller's signal (root only). */
-  private readonly external: AbortSignal | undefined;
+  declare private readonly external: AbortSignal | undefined;
   /** Whether this context owns an abort scope (a timeout created it). */
-  private readonly ownsScope: boolean;
-  /** The pipeline whose run this context starts (see {@link Context.carrying}), if any. */
-  private carrier: object | undefined = undefined;
-  /** That run's operation. */
-  private operation: Operation<unknown> | undefined = undefined;
-  private scopeAborted = false;
-  private scopeReason: unknown = undefined;
-  private controller: AbortController | undefined = undefined;
-  private materialized: AbortSignal | undefined = undefined;
-  private unlink: (() => void) | undefined = undefined;
+  declare private readonly ownsScope: boolean;
+  /** The pipeline whose call this context carries (see {@link Context.carrying}), if any. */
+  declare private carrier: object | undefined;
+  /** That call's operation. */
+  declare private operation: Operation<unknown> | undefined;
+  declare private scopeAborted: boolean;
+  declare private scopeReason: unknown;
+  declare private controller: AbortController | undefined;
+  declare private materialized: AbortSignal | undefined;
+  declare private unlink: (() => void) | undefined;
 
   protected constructor(
     clock: Clock,
@@ -80,6 +82,13 @@ export class Context implements CallContext {
     this.parent = parent;
     this.external = external;
     this.ownsScope = ownsScope;
+    this.carrier = undefined;
+    this.operation = undefined;
+    this.scopeAborted = false;
+    this.scopeReason = undefined;
+    this.controller = undefined;
+    this.materialized = undefined;
+    this.unlink = undefined;
   }
 
   /** A root context for one `execute` call. */

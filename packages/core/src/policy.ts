@@ -56,33 +56,172 @@ export function forwardsContext(policyClass: PolicyClass): void {
   forwarding.add(policyClass);
 }
 
+/** Returned by {@link InlineStage.enter}: run this stage through its own `run` for this call. */
+export const DECLINE: unique symbol = Symbol('bulwark.decline');
+
+/** Returned by {@link InlineStage.exit} of a stage that already ended the call (see {@link Detach}). */
+export const DETACHED: unique symbol = Symbol('bulwark.detached');
+
+/**
+ * Given to {@link InlineStage.enter}: a stage that may end the call before its inner stages settle (an
+ * aggressive timeout at its deadline, or on the caller's abort) calls `detach` with its index and the
+ * error; the stages outside it are left at once, and the caller's promise settles.
+ */
+export interface Detach {
+  detach(stage: number, error: unknown): void;
+}
+
+/**
+ * How a pipeline runs a built-in policy as a stage without a promise of its own. The pipeline enters
+ * stages while they accept, calls the operation (or runs the first stage that declined, with the rest
+ * as its operation), puts one `then` on that promise and calls the entered stages' `exit` hooks,
+ * innermost first. A stage whose work cannot start synchronously (a full bulkhead, an open breaker)
+ * declines and runs through `run`.
+ */
+export interface InlineStage {
+  /** True when the token `enter` returns is the context the inner stages see. */
+  readonly scopes: boolean;
+  /** True when the stage may end the call early (see {@link Detach}); the caller then gets its own promise. */
+  readonly detaches: boolean;
+  /** Admits a call: {@link DECLINE}, or a token for `exit`. May throw (the call then fails with it). */
+  enter(ctx: Context, run: Detach, index: number): unknown;
+  /**
+   * The inner stages settled with (`ok`, `result`). Returns undefined to pass that outcome on, throws to
+   * fail the call with another error, returns a promise whose outcome replaces it (a retry runs `inner`
+   * again, with a context derived from `ctx`), or {@link DETACHED} when the stage already ended the call.
+   */
+  exit(
+    ctx: Context,
+    token: unknown,
+    ok: boolean,
+    result: unknown,
+    inner: Operation<unknown>,
+  ): Promise<unknown> | undefined | typeof DETACHED;
+}
+
+/** The key under which a built-in policy offers its {@link InlineStage} (built once per pipeline). */
+export const INLINE: unique symbol = Symbol('bulwark.inline');
+
+interface Inlinable {
+  [INLINE](): InlineStage;
+}
+
+/** `new Promise(capture)` hands out its resolving functions here (no executor closure per call). */
+let capturedResolve: ((value: unknown) => void) | undefined;
+let capturedReject: ((error: unknown) => void) | undefined;
+function capture(resolve: (value: unknown) => void, reject: (error: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
+/** Returns a new promise and its resolving functions in `capturedResolve` / `capturedReject`. */
+export function capturingPromise<T>(): Promise<T> {
+  return new Promise<T>(capture as (resolve: (value: T) => void, reject: (error: unknown) => void) => void);
+}
+
+/** Takes the resolving functions of the last {@link capturingPromise}. */
+export function takeResolve(): (value: unknown) => void {
+  const resolve = capturedResolve!;
+  capturedResolve = undefined;
+  return resolve;
+}
+
+/** Takes the resolving functions of the last {@link capturingPromise}. */
+export function takeReject(): (error: unknown) => void {
+  const reject = capturedReject!;
+  capturedReject = undefined;
+  return reject;
+}
+
+/** One pass of a call through pipeline stages `first`…: the stages it entered and what they hold. */
+class Run implements Detach {
+  readonly stages: readonly (InlineStage | undefined)[];
+  readonly runners: readonly Operation<unknown>[];
+  readonly first: number;
+  /** Per entered stage i, at 2 × (i − first): the context it got, then its token. */
+  readonly rows: unknown[];
+  /** Stages `first` … `end − 1` were entered. */
+  end: number;
+  /** Settle the caller's promise, when a detaching stage was entered (else the `then` chain does). */
+  resolve: ((value: unknown) => void) | undefined;
+  reject: ((error: unknown) => void) | undefined;
+
+  constructor(
+    stages: readonly (InlineStage | undefined)[],
+    runners: readonly Operation<unknown>[],
+    first: number,
+  ) {
+    this.stages = stages;
+    this.runners = runners;
+    this.first = first;
+    this.rows = new Array<unknown>(2 * (stages.length - first));
+    this.end = first;
+    this.resolve = undefined;
+    this.reject = undefined;
+  }
+
+  /** Calls the `exit` hooks of stages `from − 1` down to `first`, each seeing the outcome so far. */
+  leave(from: number, ok: boolean, result: unknown): unknown {
+    const rows = this.rows;
+    for (let i = from - 1; i >= this.first; i--) {
+      const k = 2 * (i - this.first);
+      let next: Promise<unknown> | undefined | typeof DETACHED;
+      try {
+        next = this.stages[i]!.exit(rows[k] as Context, rows[k + 1], ok, result, this.runners[i + 1]!);
+      } catch (error) {
+        ok = false;
+        result = error;
+        continue;
+      }
+      if (next === undefined) continue;
+      if (next === DETACHED) return undefined;
+      return next.then(
+        (value) => this.leave(i, true, value),
+        (error: unknown) => this.leave(i, false, error),
+      );
+    }
+    const resolve = this.resolve;
+    if (resolve === undefined) {
+      if (ok) return result;
+      throw result;
+    }
+    const reject = this.reject!;
+    this.resolve = this.reject = undefined;
+    if (ok) resolve(result);
+    else reject(result);
+    return undefined;
+  }
+
+  detach(stage: number, error: unknown): void {
+    this.leave(stage, false, error);
+  }
+}
+
 class Pipeline extends BasePolicy {
   readonly policies: readonly Policy[];
-  /** Runs stage 1 onwards (each stage's operation is the next stage's runner); undefined: no fast path. */
-  readonly #next: Operation<unknown> | undefined;
+  /** Whether every stage forwards its context (the fast path: see {@link forwarding}). */
+  readonly #fast: boolean;
+  /** Per stage: its inline hooks, or undefined (it always runs through `run`). */
+  readonly #stages: readonly (InlineStage | undefined)[];
+  /** `runners[i]` runs stages i… for a context that carries the call's operation; `runners[n]` runs it. */
+  readonly #runners: readonly Operation<unknown>[];
 
   constructor(policies: readonly Policy[]) {
     super(policies[0]?.clock);
     this.policies = policies;
-    this.#next =
-      policies.length > 0 && policies.every((p) => forwarding.has(p.constructor))
-        ? this.#runners()
-        : undefined;
+    this.#fast = policies.length > 0 && policies.every((p) => forwarding.has(p.constructor));
+    this.#stages = policies.map((p) => {
+      const inline = (p as Partial<Inlinable>)[INLINE];
+      return this.#fast && typeof inline === 'function' ? inline.call(p) : undefined;
+    });
+    const runners: Operation<unknown>[] = policies.map(
+      (_, i) => (ctx) => this.#run(i, ctx as Context, this.#operation(ctx)),
+    );
+    runners.push((ctx) => invoke(this.#operation(ctx), ctx));
+    this.#runners = runners;
   }
 
-  /** The stage runners, built once: stage i's runner calls policy i with stage i + 1's runner. */
-  #runners(): Operation<unknown> {
-    const policies = this.policies;
-    const last = policies[policies.length - 1]!;
-    let next: Operation<unknown> = (ctx) => last.run(this.#operation(ctx), ctx);
-    for (let i = policies.length - 2; i >= 1; i--) {
-      const policy = policies[i]!;
-      const inner = next;
-      next = (ctx) => policy.run(inner, ctx);
-    }
-    return next;
-  }
-
+  /** The operation of the call `ctx` belongs to. */
   #operation(ctx: CallContext): Operation<unknown> {
     const operation = ctx instanceof Context ? ctx.operationFor(this) : undefined;
     if (operation === undefined) throw new Error('pipeline: a stage ran outside the context of its call');
@@ -90,30 +229,66 @@ class Pipeline extends BasePolicy {
   }
 
   override execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
-    const next = this.#next;
-    if (next === undefined) return super.execute(fn, options);
+    if (!this.#fast) return super.execute(fn, options);
     const signal = options?.signal;
     if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason);
-    const ctx = Context.carrying(this, fn, undefined, this.clock, options);
-    return this.#first(next, ctx) as Promise<T>;
+    return this.#run(0, Context.carrying(this, fn, undefined, this.clock, options), fn) as Promise<T>;
   }
 
   run<T>(fn: Operation<T>, ctx: CallContext): Promise<T> {
-    const next = this.#next;
-    if (next === undefined) return this.#from(0, fn, ctx);
+    if (!this.#fast) return this.#nested(0, fn, ctx);
     const parent = Context.from(ctx, this.clock);
-    return this.#first(next, Context.carrying(this, fn, parent, parent.clock)) as Promise<T>;
+    return this.#run(0, Context.carrying(this, fn, parent, parent.clock), fn) as Promise<T>;
   }
 
-  #first(next: Operation<unknown>, ctx: Context): Promise<unknown> {
-    const first = this.policies[0]!;
-    return this.policies.length === 1 ? first.run(this.#operation(ctx), ctx) : first.run(next, ctx);
+  /**
+   * Runs stages `first`… and the operation: enters stages inline while they accept, then calls the
+   * operation (or runs the stage that declined, with the rest as its operation), and leaves the entered
+   * stages when that settles.
+   */
+  #run(first: number, ctx: Context, operation: Operation<unknown>): Promise<unknown> {
+    const stages = this.#stages;
+    const n = stages.length;
+    if (stages[first] === undefined) return this.policies[first]!.run(this.#runners[first + 1]!, ctx);
+    const run = new Run(stages, this.#runners, first);
+    let caller: Promise<unknown> | undefined;
+    let promise: Promise<unknown>;
+    let i = first;
+    try {
+      for (; i < n; i++) {
+        const stage = stages[i];
+        if (stage === undefined) break;
+        const token = stage.enter(ctx, run, i);
+        if (token === DECLINE) break;
+        const k = 2 * (i - first);
+        run.rows[k] = ctx;
+        run.rows[k + 1] = token;
+        run.end = i + 1;
+        if (stage.detaches && caller === undefined) {
+          caller = capturingPromise();
+          run.resolve = takeResolve();
+          run.reject = takeReject();
+        }
+        if (stage.scopes) ctx = token as Context;
+      }
+      promise = i === n ? invoke(operation, ctx) : this.policies[i]!.run(this.#runners[i + 1]!, ctx);
+    } catch (error) {
+      promise = Promise.reject(error);
+    }
+    const end = run.end;
+    if (end === first) return promise;
+    const settled = promise.then(
+      (value) => run.leave(end, true, value),
+      (error: unknown) => run.leave(end, false, error),
+    );
+    return caller ?? settled;
   }
 
-  #from<T>(index: number, fn: Operation<T>, ctx: CallContext): Promise<T> {
+  /** A pipeline with a stage that may not forward its context: a closure per stage and call. */
+  #nested<T>(index: number, fn: Operation<T>, ctx: CallContext): Promise<T> {
     const policy = this.policies[index];
     if (policy === undefined) return invoke(fn, ctx);
-    return policy.run((inner) => this.#from(index + 1, fn, inner), ctx);
+    return policy.run((inner) => this.#nested(index + 1, fn, inner), ctx);
   }
 }
 

@@ -18,7 +18,7 @@ import { Context, type CallContext, type Operation } from './context.js';
 import { InvalidOptionError } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
-import { BasePolicy, forwardsContext, invoke, type Outcome } from './policy.js';
+import { BasePolicy, forwardsContext, INLINE, invoke, type InlineStage, type Outcome } from './policy.js';
 import type { Backoff, BackoffSequence } from './backoff/backoff.js';
 import { MAX_TIMER_MS } from './backoff/constant.js';
 import {
@@ -219,6 +219,24 @@ export class RetryPolicy extends BasePolicy {
     const onError = (error: unknown): Promise<T> => this.#retrying(fn, ctx, { ok: false, error }, false);
     if (!this.#judgesValues && !this.#onSuccess.active) return first.then(undefined, onError);
     return first.then((value) => this.#judgeFirst(fn, ctx, value), onError);
+  }
+
+  /** Inside a pipeline: attempt 1 runs inline; a failure (or a value to retry on) goes on as in `run`. */
+  [INLINE](): InlineStage {
+    return {
+      scopes: true,
+      detaches: false,
+      enter: (ctx) => {
+        if (this.budget !== undefined) this.budget.deposit();
+        return ctx.attempt === 1 ? ctx : ctx.withAttempt(1);
+      },
+      exit: (ctx, _token, ok, result, inner) => {
+        if (!ok) return this.#retrying(inner, ctx, { ok: false, error: result }, false);
+        if (!this.#judgesValues && !this.#onSuccess.active) return undefined;
+        const judged = this.#judgeFirst(inner, ctx, result);
+        return judged instanceof Promise ? judged : undefined;
+      },
+    };
   }
 
   /** Attempt 1 returned `value`: retry on it if `shouldRetry` says so, else succeed. */

@@ -17,7 +17,18 @@ import { Context, type CallContext, type Operation } from './context.js';
 import { TimeoutError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
-import { BasePolicy, forwardsContext, invoke } from './policy.js';
+import {
+  BasePolicy,
+  capturingPromise,
+  DETACHED,
+  forwardsContext,
+  INLINE,
+  invoke,
+  takeReject,
+  takeResolve,
+  type Detach,
+  type InlineStage,
+} from './policy.js';
 
 export type TimeoutStrategy = 'aggressive' | 'cooperative';
 
@@ -50,29 +61,33 @@ const KEYS = ['timeoutMs', 'strategy', 'name', 'clock'] as const;
  */
 class TimeoutCall extends Context {
   /** This policy's deadline for the call (`deadline` may be earlier: capped by an enclosing one). */
-  readonly due: number;
-  prev: TimeoutCall | undefined = undefined;
-  next: TimeoutCall | undefined = undefined;
-  queued = false;
-  fired = false;
+  declare readonly due: number;
+  declare prev: TimeoutCall | undefined;
+  declare next: TimeoutCall | undefined;
+  declare queued: boolean;
+  declare fired: boolean;
   /** Aggressive: settle the caller's promise (undefined once the call is over). */
-  resolve: ((value: unknown) => void) | undefined = undefined;
-  reject: ((error: unknown) => void) | undefined = undefined;
+  declare resolve: ((value: unknown) => void) | undefined;
+  declare reject: ((error: unknown) => void) | undefined;
   /** Aggressive: stops listening to the caller's signal. */
-  unlisten: (() => void) | undefined = undefined;
+  declare unlisten: (() => void) | undefined;
+  /** Aggressive, inside a pipeline: the run to detach from when the call ends early, and this stage's index. */
+  declare run: Detach | undefined;
+  declare index: number;
 
   constructor(outer: Context, due: number) {
     super(outer.clock, outer.attempt, Math.min(due, outer.deadline), outer.key, outer, undefined, true);
     this.due = due;
+    this.prev = undefined;
+    this.next = undefined;
+    this.queued = false;
+    this.fired = false;
+    this.resolve = undefined;
+    this.reject = undefined;
+    this.unlisten = undefined;
+    this.run = undefined;
+    this.index = 0;
   }
-}
-
-/** `new Promise(capture)` hands out its resolving functions here (no executor closure per call). */
-let capturedResolve: ((value: unknown) => void) | undefined;
-let capturedReject: ((error: unknown) => void) | undefined;
-function capture(resolve: (value: unknown) => void, reject: (error: unknown) => void): void {
-  capturedResolve = resolve;
-  capturedReject = reject;
 }
 
 export class TimeoutPolicy extends BasePolicy {
@@ -114,6 +129,43 @@ export class TimeoutPolicy extends BasePolicy {
     return this.strategy === 'aggressive' ? this.#aggressive(fn, call, outer) : this.#cooperative(fn, call);
   }
 
+  /**
+   * Inside a pipeline: the call is the inner stages' context. A cooperative timeout only has to see the
+   * outcome; an aggressive one detaches from the run when the deadline passes or the caller aborts.
+   */
+  [INLINE](): InlineStage {
+    const aggressive = this.strategy === 'aggressive';
+    return {
+      scopes: true,
+      detaches: aggressive,
+      enter: (ctx, run, index) => {
+        const call = new TimeoutCall(ctx, this.clock.now() + this.timeoutMs);
+        this.#enqueue(call);
+        if (aggressive) {
+          call.run = run;
+          call.index = index;
+          if (ctx.abortable) this.#listen(call, ctx);
+        }
+        return call;
+      },
+      exit: aggressive
+        ? (_ctx, token) => {
+            const call = token as TimeoutCall;
+            const ended = call.run === undefined;
+            call.run = undefined;
+            this.#settle(call);
+            return ended ? DETACHED : undefined;
+          }
+        : (_ctx, token) => {
+            const call = token as TimeoutCall;
+            this.#dequeue(call);
+            call.release();
+            if (call.fired) throw call.reason;
+            return undefined;
+          },
+    };
+  }
+
   #cooperative<T>(fn: Operation<T>, call: TimeoutCall): Promise<T> {
     return invoke(fn, call).then(
       (value) => {
@@ -131,21 +183,11 @@ export class TimeoutPolicy extends BasePolicy {
   }
 
   #aggressive<T>(fn: Operation<T>, call: TimeoutCall, outer: Context): Promise<T> {
-    const promise = new Promise<T>(capture as (resolve: (value: T) => void, reject: () => void) => void);
-    const reject = capturedReject!;
-    call.resolve = capturedResolve;
-    call.reject = reject;
-    capturedResolve = capturedReject = undefined;
+    const promise = capturingPromise<T>();
+    call.resolve = takeResolve();
+    call.reject = takeReject();
     // The caller's abort settles the call at once too (only when something could abort).
-    if (outer.abortable) {
-      const signal = outer.signal;
-      call.unlisten = onAbort(signal, () => {
-        // propagate to the operation's signal before dropping the links
-        call.abort(signal.reason);
-        this.#settle(call);
-        reject(signal.reason);
-      });
-    }
+    if (outer.abortable) this.#listen(call, outer);
     invoke(fn, call).then(
       (value) => {
         const resolve = call.resolve;
@@ -159,6 +201,26 @@ export class TimeoutPolicy extends BasePolicy {
       },
     );
     return promise;
+  }
+
+  /** Aggressive: the caller's abort ends the call at once (and aborts the operation's signal). */
+  #listen(call: TimeoutCall, outer: Context): void {
+    const signal = outer.signal;
+    call.unlisten = onAbort(signal, () => {
+      // propagate to the operation's signal before dropping the links
+      call.abort(signal.reason);
+      this.#end(call, signal.reason);
+    });
+  }
+
+  /** Aggressive: the call ends before the operation settles (deadline or caller's abort). */
+  #end(call: TimeoutCall, error: unknown): void {
+    const reject = call.reject;
+    const run = call.run;
+    call.run = undefined;
+    this.#settle(call);
+    if (reject !== undefined) reject(error);
+    else if (run !== undefined) run.detach(call.index, error);
   }
 
   /** Aggressive: the call is over (settled, timed out or aborted by the caller). */
@@ -224,11 +286,7 @@ export class TimeoutPolicy extends BasePolicy {
     call.abort(error);
     if (this.#onTimeout.active)
       this.#onTimeout.emit({ name: this.name, timeoutMs: this.timeoutMs, key: call.key });
-    const reject = call.reject;
-    if (reject !== undefined) {
-      this.#settle(call);
-      reject(error);
-    }
+    this.#end(call, error);
   }
 
   /** Cancels the shared timer (only needed to drop it before it lapses by itself, e.g. in tests). */

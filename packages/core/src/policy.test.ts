@@ -1,0 +1,417 @@
+// Pipelines. A pipeline of built-in policies runs its stages inline (one `then` per call instead of one
+// promise per stage); a pipeline with any other policy nests every stage. These tests pin the behaviour
+// of the inline path, and compare it with the nested one on the same scenarios.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import fc from 'fast-check';
+import { FakeClock, flushMicrotasks } from './clock.js';
+import type { CallContext, Operation } from './context.js';
+import { TimeoutError } from './errors.js';
+import { bulkhead } from './bulkhead.js';
+import { circuitBreaker } from './circuit-breaker.js';
+import { invoke, pipeline, type Policy } from './policy.js';
+import { retry } from './retry.js';
+import { timeout } from './timeout.js';
+
+function deferred<T = void>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Settled state of a promise without awaiting it. */
+function track<T>(p: Promise<T>) {
+  const s: { done: boolean; value?: T; error?: unknown } = { done: false };
+  p.then(
+    (value) => Object.assign(s, { done: true, value }),
+    (error: unknown) => Object.assign(s, { done: true, error }),
+  );
+  return s;
+}
+
+/** A policy that is not built in: it passes a plain object as the context (so the pipeline nests). */
+function foreignPolicy(clock: FakeClock, log: string[] = []): Policy {
+  return {
+    clock,
+    execute: (fn) => invoke(fn, foreignContext(clock)),
+    run: <T>(fn: Operation<T>, ctx: CallContext) => {
+      log.push(`foreign attempt=${ctx.attempt}`);
+      return invoke(fn, {
+        signal: ctx.signal,
+        aborted: ctx.aborted,
+        attempt: ctx.attempt,
+        deadline: ctx.deadline,
+        key: ctx.key,
+        clock: ctx.clock,
+        remainingMs: () => ctx.remainingMs(),
+      });
+    },
+  };
+}
+
+function foreignContext(clock: FakeClock, signal = new AbortController().signal): CallContext {
+  return {
+    signal,
+    get aborted() {
+      return signal.aborted;
+    },
+    attempt: 2,
+    deadline: Infinity,
+    key: 'foreign-key',
+    clock,
+    remainingMs: () => Infinity,
+  };
+}
+
+/** A built-in policy that only passes calls through: put first, it makes a pipeline nest every stage. */
+const passThrough = (clock: FakeClock): Policy => ({
+  clock,
+  execute: (fn) => invoke(fn, foreignContext(clock)),
+  run: (fn, ctx) => invoke(fn, ctx),
+});
+
+describe('pipeline', () => {
+  it('runs stages outermost first, and the operation sees the innermost context', async () => {
+    const clock = new FakeClock(1_000);
+    const p = pipeline(
+      retry({ clock }),
+      circuitBreaker({ clock }),
+      timeout({ timeoutMs: 50, strategy: 'cooperative', clock }),
+      bulkhead({ maxConcurrent: 1, clock }),
+    );
+    let seen: CallContext | undefined;
+    const value = await p.execute(
+      (ctx) => {
+        seen = ctx;
+        return ctx.signal.aborted ? 'aborted' : 'ok';
+      },
+      { key: 'k' },
+    );
+    assert.equal(value, 'ok');
+    assert.equal(seen!.key, 'k');
+    assert.equal(seen!.attempt, 1);
+    assert.equal(seen!.deadline, 1_050);
+    assert.equal(seen!.remainingMs(), 50);
+  });
+
+  it('an empty pipeline and a pipeline of one policy run the operation', async () => {
+    const clock = new FakeClock();
+    assert.equal(await pipeline().execute(() => 1), 1);
+    assert.equal(await pipeline(bulkhead({ maxConcurrent: 1, clock })).execute(() => 2), 2);
+    assert.equal(await pipeline(timeout({ timeoutMs: 5, clock })).execute(async () => 3), 3);
+    await assert.rejects(
+      pipeline(circuitBreaker({ clock })).execute(() => {
+        throw new Error('sync');
+      }),
+      /sync/,
+    );
+  });
+
+  it('a policy that is not built in gets the context and passes its own on (the stages nest)', async () => {
+    const clock = new FakeClock();
+    const log: string[] = [];
+    const p = pipeline(retry({ clock }), foreignPolicy(clock, log), bulkhead({ maxConcurrent: 1, clock }));
+    const seen = await p.execute((ctx) => `${ctx.key} ${ctx.attempt}`, { key: 'k' });
+    assert.equal(seen, 'k 1');
+    assert.deepEqual(log, ['foreign attempt=1']);
+  });
+
+  it('run() accepts a foreign context: its key, attempt and signal reach the operation', async () => {
+    const clock = new FakeClock();
+    const controller = new AbortController();
+    const p = pipeline(circuitBreaker({ clock }), bulkhead({ maxConcurrent: 1, clock }));
+    let signal: AbortSignal | undefined;
+    const call = p.run(
+      (ctx) => {
+        signal = ctx.signal;
+        return `${ctx.key} ${ctx.attempt}`;
+      },
+      foreignContext(clock, controller.signal),
+    );
+    assert.equal(await call, 'foreign-key 2');
+    assert.equal(signal, controller.signal);
+  });
+
+  it('the operation can run the same pipeline again inside its own context', async () => {
+    const clock = new FakeClock();
+    const p = pipeline(
+      retry({ clock }),
+      timeout({ timeoutMs: 100, clock }),
+      bulkhead({ maxConcurrent: 2, clock }),
+    );
+    const value = await p.execute(async (outer) => {
+      const inner = await p.run((ctx) => `inner deadline ${ctx.deadline}`, outer);
+      return `${inner}; outer deadline ${outer.deadline}`;
+    });
+    assert.equal(value, 'inner deadline 100; outer deadline 100');
+    assert.equal(clock.pendingTimers, 1);
+    await clock.advanceAsync(100);
+    assert.equal(clock.pendingTimers, 0);
+  });
+
+  it('retry outside an aggressive timeout: the late attempt is retried, the breaker counts its timeout, and it keeps its bulkhead slot until it settles', async () => {
+    const clock = new FakeClock();
+    const breaker = circuitBreaker({ clock });
+    const failures: unknown[] = [];
+    breaker.onFailure((e) => failures.push(e.ok ? e.value : e.error));
+    const slots = bulkhead({ maxConcurrent: 2, clock });
+    const p = pipeline(
+      retry({ maxAttempts: 2, jitter: 'none', initialDelayMs: 10, clock }),
+      breaker,
+      timeout({ timeoutMs: 50, clock }),
+      slots,
+    );
+    const late = deferred<string>();
+    const attempts: number[] = [];
+    const call = track(
+      p.execute((ctx) => {
+        attempts.push(ctx.attempt);
+        return ctx.attempt === 1 ? late.promise : 'second';
+      }),
+    );
+    await clock.advanceAsync(49);
+    assert.equal(call.done, false);
+    await clock.advanceAsync(1);
+    assert.equal(failures.length, 1);
+    assert.ok(failures[0] instanceof TimeoutError);
+    assert.equal(slots.running, 1, 'the abandoned attempt still holds its slot');
+    await clock.advanceAsync(10);
+    assert.deepEqual(call, { done: true, value: 'second' });
+    assert.deepEqual(attempts, [1, 2]);
+    assert.equal(slots.running, 1);
+    late.resolve('too late');
+    await flushMicrotasks();
+    assert.equal(slots.running, 0);
+    assert.equal(failures.length, 1, 'the late result is not recorded again');
+    await clock.advanceAsync(1_000);
+    assert.equal(clock.pendingTimers, 0);
+  });
+
+  it('two aggressive timeouts: the earlier deadline ends the call, and a stage between them sees the inner one', async () => {
+    const clock = new FakeClock();
+    const breaker = circuitBreaker({ clock });
+    const seen: string[] = [];
+    breaker.onFailure((e) => seen.push(`failure ${(e as { error?: TimeoutError }).error?.timeoutMs}`));
+    breaker.onIgnored((e) => seen.push(`ignored ${e.reason}`));
+    const innerFirst = pipeline(
+      timeout({ timeoutMs: 100, clock }),
+      breaker,
+      timeout({ timeoutMs: 50, clock }),
+    );
+    const a = innerFirst.execute(() => new Promise<never>(() => {}));
+    const rejectedA = assert.rejects(a, (e: unknown) => e instanceof TimeoutError && e.timeoutMs === 50);
+    await clock.advanceAsync(50);
+    await rejectedA;
+    assert.deepEqual(seen, ['failure 50']);
+
+    seen.length = 0;
+    const outerFirst = pipeline(
+      timeout({ timeoutMs: 50, clock }),
+      breaker,
+      timeout({ timeoutMs: 100, clock }),
+    );
+    let settled = 0;
+    const b = outerFirst.execute(() => new Promise<never>(() => {})).finally(() => settled++);
+    const rejectedB = assert.rejects(b, (e: unknown) => e instanceof TimeoutError && e.timeoutMs === 50);
+    await clock.advanceAsync(50);
+    await rejectedB;
+    await clock.advanceAsync(100);
+    assert.equal(settled, 1);
+    assert.deepEqual(seen, ['ignored aborted'], 'the caller was gone: the inner timeout is not a failure');
+    await clock.advanceAsync(1_000);
+    assert.equal(clock.pendingTimers, 0);
+  });
+
+  it("a caller's abort ends a call under an aggressive timeout at once, aborts the operation and leaves no listener", async () => {
+    const clock = new FakeClock();
+    const r = retry({ clock });
+    const reasons: string[] = [];
+    r.onGiveUp((e) => reasons.push(e.reason));
+    const p = pipeline(r, timeout({ timeoutMs: 1_000, clock }), bulkhead({ maxConcurrent: 1, clock }));
+    const controller = new AbortController();
+    const reason = new Error('caller gave up');
+    let opSignal: AbortSignal | undefined;
+    const call = p.execute(
+      (ctx) => {
+        opSignal = ctx.signal;
+        return new Promise<never>(() => {});
+      },
+      { signal: controller.signal },
+    );
+    await flushMicrotasks();
+    controller.abort(reason);
+    await assert.rejects(call, (e: unknown) => e === reason);
+    assert.equal(opSignal!.aborted, true);
+    assert.deepEqual(reasons, ['aborted']);
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+    await clock.advanceAsync(1_000);
+    assert.equal(clock.pendingTimers, 0);
+  });
+
+  it('a throwing isFailure predicate fails the call with its error, and the outer stages see that error', async () => {
+    const clock = new FakeClock();
+    const bug = new Error('predicate bug');
+    const r = retry({ maxAttempts: 1, clock });
+    const lastErrors: unknown[] = [];
+    r.onGiveUp((e) => lastErrors.push(e.ok ? e.value : e.error));
+    const p = pipeline(
+      r,
+      circuitBreaker({
+        clock,
+        isFailure: () => {
+          throw bug;
+        },
+      }),
+    );
+    await assert.rejects(
+      p.execute(() => 'value'),
+      (e: unknown) => e === bug,
+    );
+    assert.deepEqual(lastErrors, [bug]);
+  });
+
+  it('a stage that throws on entry fails the call, and the stages already entered are left', async () => {
+    const clock = new FakeClock();
+    const slots = bulkhead({ maxConcurrent: 1, clock });
+    const broken = new Error('budget broke');
+    const p = pipeline(
+      slots,
+      retry({
+        clock,
+        budget: {
+          deposit: () => {
+            throw broken;
+          },
+          tryWithdraw: () => true,
+        } as unknown as NonNullable<Parameters<typeof retry>[0]>['budget'],
+      }),
+    );
+    let ran = false;
+    await assert.rejects(
+      p.execute(() => (ran = true)),
+      (e: unknown) => e === broken,
+    );
+    assert.equal(ran, false);
+    assert.equal(slots.running, 0);
+  });
+
+  it('a full bulkhead inside a pipeline queues the call; the outer stages see its outcome when it runs', async () => {
+    const clock = new FakeClock();
+    const slots = bulkhead({ maxConcurrent: 1, maxQueue: 1, clock });
+    const breaker = circuitBreaker({ clock });
+    const successes: number[] = [];
+    breaker.onSuccess(() => successes.push(clock.now()));
+    const p = pipeline(retry({ clock }), breaker, slots);
+    const first = deferred<string>();
+    const a = track(p.execute(() => first.promise));
+    const b = track(p.execute(() => 'b'));
+    await flushMicrotasks();
+    assert.equal(slots.queued, 1);
+    assert.equal(b.done, false);
+    first.resolve('a');
+    await flushMicrotasks();
+    assert.deepEqual(a, { done: true, value: 'a' });
+    assert.deepEqual(b, { done: true, value: 'b' });
+    assert.equal(successes.length, 2);
+    assert.equal(slots.running, 0);
+  });
+
+  it('an operation that throws synchronously is a failure for the breaker, and frees its bulkhead slot', async () => {
+    const clock = new FakeClock();
+    const breaker = circuitBreaker({ clock, strategy: { type: 'consecutive', threshold: 2 } });
+    const slots = bulkhead({ maxConcurrent: 1, clock });
+    const p = pipeline(breaker, timeout({ timeoutMs: 10, strategy: 'cooperative', clock }), slots);
+    const boom = () => {
+      throw new Error('boom');
+    };
+    await assert.rejects(p.execute(boom), /boom/);
+    assert.equal(slots.running, 0);
+    assert.equal(breaker.state, 'closed');
+    await assert.rejects(p.execute(boom), /boom/);
+    assert.equal(breaker.state, 'open');
+  });
+
+  it('inline and nested runs of the same stages agree (random pipelines and operations)', async () => {
+    type Stage = 'retry' | 'breaker' | 'cooperative' | 'aggressive' | 'bulkhead';
+    type Step = { delayMs: number; fails: boolean };
+    const build = (clock: FakeClock, stages: Stage[], log: string[]): Policy[] =>
+      stages.map((s, i) => {
+        switch (s) {
+          case 'retry': {
+            const r = retry({ maxAttempts: 3, jitter: 'none', initialDelayMs: 5, clock });
+            r.onRetry((e) => log.push(`${i} retry ${e.attempt}`));
+            r.onGiveUp((e) => log.push(`${i} give-up ${e.reason}`));
+            return r;
+          }
+          case 'breaker': {
+            const b = circuitBreaker({ clock, strategy: { type: 'consecutive', threshold: 3 } });
+            b.onStateChange((e) => log.push(`${i} ${e.from}->${e.to}`));
+            return b;
+          }
+          case 'cooperative':
+          case 'aggressive': {
+            const t = timeout({ timeoutMs: 30 + 10 * i, strategy: s, clock });
+            t.onTimeout(() => log.push(`${i} timeout`));
+            return t;
+          }
+          case 'bulkhead': {
+            const k = bulkhead({ maxConcurrent: 2, maxQueue: 1, clock });
+            k.onReject((e) => log.push(`${i} reject ${e.reason}`));
+            return k;
+          }
+        }
+      });
+    const scenario = async (stages: Stage[], calls: Step[][], nested: boolean) => {
+      const clock = new FakeClock();
+      const log: string[] = [];
+      const policies = build(clock, stages, log);
+      const p = nested ? pipeline(passThrough(clock), ...policies) : pipeline(...policies);
+      const outcomes = calls.map((steps, c) => {
+        let n = 0;
+        return track(
+          p.execute(
+            (ctx) =>
+              new Promise<string>((resolve, reject) => {
+                const step = steps[Math.min(n++, steps.length - 1)]!;
+                clock.setTimeout(() => {
+                  if (step.fails) reject(new Error(`call ${c} failed`));
+                  else resolve(`call ${c} ok at ${ctx.attempt}`);
+                }, step.delayMs);
+              }),
+          ),
+        );
+      });
+      await clock.advanceAsync(20_000);
+      const settled = outcomes.map((o) =>
+        o.done
+          ? o.error !== undefined
+            ? `error ${String((o.error as Error).message)}`
+            : o.value
+          : 'pending',
+      );
+      return { settled, log: log.sort(), timers: clock.pendingTimers };
+    };
+    const step = fc.record({ delayMs: fc.constantFrom(1, 20, 45, 200), fails: fc.boolean() });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.constantFrom<Stage>('retry', 'breaker', 'cooperative', 'aggressive', 'bulkhead'), {
+          minLength: 1,
+          maxLength: 5,
+        }),
+        fc.array(fc.array(step, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 4 }),
+        async (stages, calls) => {
+          const inline = await scenario(stages, calls, false);
+          const nested = await scenario(stages, calls, true);
+          assert.deepEqual(inline, nested);
+          assert.equal(inline.timers, 0);
+        },
+      ),
+      { numRuns: 150, seed: 20_251_127 },
+    );
+  });
+});
