@@ -1,6 +1,7 @@
 // `npm run bench`: runs the benchmark suites named on the command line (default: all), each writing
 // results/<suite>.md, then assembles docs/benchmarks.md from every results/*.md with the machine header.
-// Usage: npm run bench [-- core gcd-service many-requests]
+// Usage: npm run bench [-- core gcd-service many-requests]   (`-- --assemble-only` rewrites the page from
+// the committed results without measuring)
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
@@ -11,7 +12,10 @@ const suites = {
   'gcd-service': ['gcd-service.mjs'],
   'many-requests': ['many-requests.mjs'],
 };
-const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(suites);
+const args = process.argv.slice(2);
+const assembleOnly = args.includes('--assemble-only');
+const named = args.filter((a) => !a.startsWith('--'));
+const chosen = assembleOnly ? [] : named.length ? named : Object.keys(suites);
 for (const name of chosen) {
   if (!suites[name]) throw new Error(`unknown suite ${name}; one of ${Object.keys(suites).join(', ')}`);
   if (!existsSync(`${here}${suites[name][0]}`)) {
