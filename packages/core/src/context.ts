@@ -42,29 +42,26 @@ export type Operation<T> = (ctx: CallContext) => T | PromiseLike<T>;
  * - {@link Context.withAttempt} (retry): same abort scope, new attempt number;
  * - {@link Context.scope} (timeout): a new abort scope with its own lazily created signal, linked to the
  *   parent's, and an earlier deadline.
+ *
+ * Fields are declared, not initialised, and set in the constructor in one order: every context of a
+ * class has one shape, and construction is plain stores (class-field initialisers cost more per object).
+ * A context that owns no scope carries no scope fields (see {@link ScopeContext}).
  */
 export class Context implements CallContext {
-  // Fields are declared, not initialised, and set in the constructor in one order: every context has one
-  // shape, and construction is plain stores (class-field initialisers cost more per object).
   declare readonly clock: Clock;
   declare readonly attempt: number;
   declare readonly deadline: number;
   declare readonly key: string | undefined;
   /** Parent context, or undefined at the root. */
-  declare private readonly parent: Context | undefined;
+  declare protected readonly parent: Context | undefined;
   /** The caller's signal (root only). */
   declare private readonly external: AbortSignal | undefined;
-  /** Whether this context owns an abort scope (a timeout created it). */
-  declare private readonly ownsScope: boolean;
+  /** The signal once read (the caller's, the parent's, or a fresh one). */
+  declare protected materialized: AbortSignal | undefined;
   /** The pipeline whose call this context carries (see {@link Context.carrying}), if any. */
   declare private carrier: object | undefined;
   /** That call's operation. */
   declare private operation: Operation<unknown> | undefined;
-  declare private scopeAborted: boolean;
-  declare private scopeReason: unknown;
-  declare private controller: AbortController | undefined;
-  declare private materialized: AbortSignal | undefined;
-  declare private unlink: (() => void) | undefined;
 
   protected constructor(
     clock: Clock,
@@ -73,7 +70,6 @@ export class Context implements CallContext {
     key: string | undefined,
     parent: Context | undefined,
     external: AbortSignal | undefined,
-    ownsScope: boolean,
   ) {
     this.clock = clock;
     this.attempt = attempt;
@@ -81,19 +77,14 @@ export class Context implements CallContext {
     this.key = key;
     this.parent = parent;
     this.external = external;
-    this.ownsScope = ownsScope;
+    this.materialized = undefined;
     this.carrier = undefined;
     this.operation = undefined;
-    this.scopeAborted = false;
-    this.scopeReason = undefined;
-    this.controller = undefined;
-    this.materialized = undefined;
-    this.unlink = undefined;
   }
 
   /** A root context for one `execute` call. */
   static root(clock: Clock, options?: ExecuteOptions): Context {
-    return new Context(clock, 1, Infinity, options?.key, undefined, options?.signal, false);
+    return new Context(clock, 1, Infinity, options?.key, undefined, options?.signal);
   }
 
   /** Accepts any {@link CallContext}; a foreign object becomes a root context that follows its signal. */
@@ -106,7 +97,6 @@ export class Context implements CallContext {
       ctx.key,
       undefined,
       ctx.signal,
-      false,
     );
   }
 
@@ -124,8 +114,8 @@ export class Context implements CallContext {
   ): Context {
     const ctx =
       parent === undefined
-        ? new Context(clock, 1, Infinity, options?.key, undefined, options?.signal, false)
-        : new Context(parent.clock, parent.attempt, parent.deadline, parent.key, parent, undefined, false);
+        ? new Context(clock, 1, Infinity, options?.key, undefined, options?.signal)
+        : new Context(parent.clock, parent.attempt, parent.deadline, parent.key, parent, undefined);
     ctx.carrier = carrier;
     ctx.operation = operation;
     return ctx;
@@ -142,38 +132,28 @@ export class Context implements CallContext {
 
   /** Same abort scope and deadline, another attempt number. */
   withAttempt(attempt: number): Context {
-    return new Context(this.clock, attempt, this.deadline, this.key, this, undefined, false);
+    return new Context(this.clock, attempt, this.deadline, this.key, this, undefined);
   }
 
   /** A new abort scope (owned by a timeout) with the given deadline (capped by this one's). */
   scope(deadline: number): Context {
-    return new Context(
-      this.clock,
-      this.attempt,
-      Math.min(deadline, this.deadline),
-      this.key,
-      this,
-      undefined,
-      true,
-    );
+    return new ScopeContext(this, deadline);
   }
 
   get aborted(): boolean {
-    if (this.scopeAborted) return true;
     if (this.external !== undefined) return this.external.aborted;
     return this.parent !== undefined && this.parent.aborted;
   }
 
   /** Why the context was aborted (`undefined` while it is not). */
   get reason(): unknown {
-    if (this.scopeAborted) return this.scopeReason;
     if (this.external !== undefined) return this.external.aborted ? this.external.reason : undefined;
     return this.parent?.reason;
   }
 
   /** True when something could abort this context: a caller's signal or an enclosing scope. */
   get abortable(): boolean {
-    if (this.ownsScope || this.external !== undefined) return true;
+    if (this.external !== undefined) return true;
     return this.parent !== undefined && this.parent.abortable;
   }
 
@@ -184,19 +164,59 @@ export class Context implements CallContext {
 
   get signal(): AbortSignal {
     if (this.materialized !== undefined) return this.materialized;
-    if (!this.ownsScope) {
-      if (this.external !== undefined) return (this.materialized = this.external);
-      if (this.parent !== undefined) return (this.materialized = this.parent.signal);
-      // a root with no caller signal: a fresh one per call (never shared, so listeners cannot pile up)
-      return (this.materialized = new AbortController().signal);
-    }
+    if (this.external !== undefined) return (this.materialized = this.external);
+    if (this.parent !== undefined) return (this.materialized = this.parent.signal);
+    // a root with no caller signal: a fresh one per call (never shared, so listeners cannot pile up)
+    return (this.materialized = new AbortController().signal);
+  }
+
+  /** Aborts this scope (a timeout fired): the signal, if materialised, aborts with `reason`. */
+  abort(reason: unknown): void {
+    void reason;
+    throw new Error('Context.abort() is only for contexts created by scope()');
+  }
+
+  /** Drops the link to the parent's signal. Call when the scope's operation settles. */
+  release(): void {}
+}
+
+/** A context that owns an abort scope (made by {@link Context.scope}; a timeout's call is one). */
+export class ScopeContext extends Context {
+  declare private scopeAborted: boolean;
+  declare private scopeReason: unknown;
+  declare private controller: AbortController | undefined;
+  declare private unlink: (() => void) | undefined;
+
+  constructor(parent: Context, deadline: number) {
+    super(parent.clock, parent.attempt, Math.min(deadline, parent.deadline), parent.key, parent, undefined);
+    this.scopeAborted = false;
+    this.scopeReason = undefined;
+    this.controller = undefined;
+    this.unlink = undefined;
+  }
+
+  override get aborted(): boolean {
+    return this.scopeAborted || this.parent!.aborted;
+  }
+
+  override get reason(): unknown {
+    return this.scopeAborted ? this.scopeReason : this.parent!.reason;
+  }
+
+  override get abortable(): boolean {
+    return true;
+  }
+
+  override get signal(): AbortSignal {
+    if (this.materialized !== undefined) return this.materialized;
     const controller = new AbortController();
     this.controller = controller;
     this.materialized = controller.signal;
+    const parent = this.parent!;
     if (this.scopeAborted) {
       controller.abort(this.scopeReason);
-    } else if (this.parent !== undefined && this.parent.abortable) {
-      const parentSignal = this.parent.signal;
+    } else if (parent.abortable) {
+      const parentSignal = parent.signal;
       if (parentSignal.aborted) {
         controller.abort(parentSignal.reason);
       } else {
@@ -206,9 +226,7 @@ export class Context implements CallContext {
     return this.materialized;
   }
 
-  /** Aborts this scope (a timeout fired): the signal, if materialised, aborts with `reason`. */
-  abort(reason: unknown): void {
-    if (!this.ownsScope) throw new Error('Context.abort() is only for contexts created by scope()');
+  override abort(reason: unknown): void {
     if (this.scopeAborted) return;
     this.scopeAborted = true;
     this.scopeReason = reason;
@@ -216,8 +234,7 @@ export class Context implements CallContext {
     this.controller?.abort(reason);
   }
 
-  /** Drops the link to the parent's signal. Call when the scope's operation settles. */
-  release(): void {
+  override release(): void {
     if (this.unlink !== undefined) {
       this.unlink();
       this.unlink = undefined;

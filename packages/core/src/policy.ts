@@ -135,16 +135,16 @@ export function takeReject(): (error: unknown) => void {
 
 /** One pass of a call through pipeline stages `first`…: the stages it entered and what they hold. */
 class Run implements Detach {
-  readonly stages: readonly (InlineStage | undefined)[];
-  readonly runners: readonly Operation<unknown>[];
-  readonly first: number;
+  declare readonly stages: readonly (InlineStage | undefined)[];
+  declare readonly runners: readonly Operation<unknown>[];
+  declare readonly first: number;
   /** Per entered stage i, at 2 × (i − first): the context it got, then its token. */
-  readonly rows: unknown[];
+  declare readonly rows: unknown[];
   /** Stages `first` … `end − 1` were entered. */
-  end: number;
+  declare end: number;
   /** Settle the caller's promise, when a detaching stage was entered (else the `then` chain does). */
-  resolve: ((value: unknown) => void) | undefined;
-  reject: ((error: unknown) => void) | undefined;
+  declare resolve: ((value: unknown) => void) | undefined;
+  declare reject: ((error: unknown) => void) | undefined;
 
   constructor(
     stages: readonly (InlineStage | undefined)[],

@@ -13,7 +13,7 @@
  */
 import type { Clock, ClockTimer } from './clock.js';
 import { onAbort } from './abort.js';
-import { Context, type CallContext, type Operation } from './context.js';
+import { Context, ScopeContext, type CallContext, type Operation } from './context.js';
 import { TimeoutError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
@@ -59,7 +59,7 @@ const KEYS = ['timeoutMs', 'strategy', 'name', 'clock'] as const;
  * One call under a timeout: its abort scope (the context the operation sees) and its place in the
  * policy's queue, in one object.
  */
-class TimeoutCall extends Context {
+class TimeoutCall extends ScopeContext {
   /** This policy's deadline for the call (`deadline` may be earlier: capped by an enclosing one). */
   declare readonly due: number;
   declare prev: TimeoutCall | undefined;
@@ -76,7 +76,7 @@ class TimeoutCall extends Context {
   declare index: number;
 
   constructor(outer: Context, due: number) {
-    super(outer.clock, outer.attempt, Math.min(due, outer.deadline), outer.key, outer, undefined, true);
+    super(outer, due);
     this.due = due;
     this.prev = undefined;
     this.next = undefined;
