@@ -336,74 +336,127 @@ describe('pipeline', () => {
     assert.equal(breaker.state, 'open');
   });
 
-  it('inline and nested runs of the same stages agree (random pipelines and operations)', async () => {
-    type Stage = 'retry' | 'breaker' | 'cooperative' | 'aggressive' | 'bulkhead';
-    type Step = { delayMs: number; fails: boolean };
+  it('inline and nested runs of the same stages agree (random pipelines, operations and aborts)', async () => {
+    type Stage =
+      'retry' | 'retryOnValue' | 'breaker' | 'slowBreaker' | 'cooperative' | 'aggressive' | 'bulkhead';
+    type Step = { delayMs: number; fails: boolean; honoursSignal: boolean };
+    type Call = { startAtMs: number; abortAtMs: number | undefined; steps: Step[] };
     const build = (clock: FakeClock, stages: Stage[], log: string[]): Policy[] =>
       stages.map((s, i) => {
         switch (s) {
-          case 'retry': {
-            const r = retry({ maxAttempts: 3, jitter: 'none', initialDelayMs: 5, clock });
-            r.onRetry((e) => log.push(`${i} retry ${e.attempt}`));
-            r.onGiveUp((e) => log.push(`${i} give-up ${e.reason}`));
+          case 'retry':
+          case 'retryOnValue': {
+            const r = retry({
+              maxAttempts: 3,
+              jitter: 'none',
+              initialDelayMs: 5,
+              clock,
+              ...(s === 'retryOnValue'
+                ? { shouldRetry: (o) => !o.ok || String(o.value).endsWith('attempt 1') }
+                : {}),
+            });
+            r.onRetry((e) => log.push(`${i} retry ${e.attempt} at ${clock.now()}`));
+            r.onGiveUp((e) => log.push(`${i} give-up ${e.reason} at ${clock.now()}`));
+            r.onSuccess((e) => log.push(`${i} success ${e.attempts} at ${clock.now()}`));
             return r;
           }
-          case 'breaker': {
-            const b = circuitBreaker({ clock, strategy: { type: 'consecutive', threshold: 3 } });
-            b.onStateChange((e) => log.push(`${i} ${e.from}->${e.to}`));
+          case 'breaker':
+          case 'slowBreaker': {
+            const b = circuitBreaker({
+              clock,
+              strategy: { type: 'consecutive', threshold: 3 },
+              openDurationMs: 50,
+              ...(s === 'slowBreaker' ? { slowCallDurationMs: 40 } : {}),
+            });
+            b.onStateChange((e) => log.push(`${i} ${e.from}->${e.to} at ${clock.now()}`));
+            b.onIgnored((e) => log.push(`${i} ignored ${e.reason} at ${clock.now()}`));
+            b.onReject((e) => log.push(`${i} reject ${e.reason} at ${clock.now()}`));
             return b;
           }
           case 'cooperative':
           case 'aggressive': {
             const t = timeout({ timeoutMs: 30 + 10 * i, strategy: s, clock });
-            t.onTimeout(() => log.push(`${i} timeout`));
+            t.onTimeout(() => log.push(`${i} timeout at ${clock.now()}`));
             return t;
           }
           case 'bulkhead': {
-            const k = bulkhead({ maxConcurrent: 2, maxQueue: 1, clock });
-            k.onReject((e) => log.push(`${i} reject ${e.reason}`));
+            const k = bulkhead({ maxConcurrent: 2, maxQueue: 1, queueTimeoutMs: 60, clock });
+            k.onReject((e) => log.push(`${i} reject ${e.reason} at ${clock.now()}`));
             return k;
           }
         }
       });
-    const scenario = async (stages: Stage[], calls: Step[][], nested: boolean) => {
+    const scenario = async (stages: Stage[], calls: Call[], nested: boolean) => {
       const clock = new FakeClock();
       const log: string[] = [];
       const policies = build(clock, stages, log);
       const p = nested ? pipeline(passThrough(clock), ...policies) : pipeline(...policies);
-      const outcomes = calls.map((steps, c) => {
+      const outcomes = calls.map((call, c) => {
+        const outcome: { done: boolean; value?: string; error?: unknown; at?: number } = { done: false };
+        const controller = new AbortController();
+        if (call.abortAtMs !== undefined) {
+          clock.setTimeout(() => controller.abort(new Error(`call ${c} aborted`)), call.abortAtMs);
+        }
         let n = 0;
-        return track(
-          p.execute(
-            (ctx) =>
-              new Promise<string>((resolve, reject) => {
-                const step = steps[Math.min(n++, steps.length - 1)]!;
-                clock.setTimeout(() => {
-                  if (step.fails) reject(new Error(`call ${c} failed`));
-                  else resolve(`call ${c} ok at ${ctx.attempt}`);
-                }, step.delayMs);
-              }),
-          ),
-        );
+        const operation = (ctx: CallContext) =>
+          new Promise<string>((resolve, reject) => {
+            const step = call.steps[Math.min(n++, call.steps.length - 1)]!;
+            const timer = clock.setTimeout(() => {
+              if (step.fails) reject(new Error(`call ${c} failed`));
+              else resolve(`call ${c} ok at attempt ${ctx.attempt}`);
+            }, step.delayMs);
+            if (!step.honoursSignal) return;
+            const signal = ctx.signal;
+            const stop = () => {
+              clock.clearTimeout(timer);
+              reject(signal.reason);
+            };
+            if (signal.aborted) stop();
+            else signal.addEventListener('abort', stop, { once: true });
+          });
+        clock.setTimeout(() => {
+          p.execute(operation, { signal: controller.signal, key: `c${c}` }).then(
+            (value) => Object.assign(outcome, { done: true, value, at: clock.now() }),
+            (error: unknown) => Object.assign(outcome, { done: true, error, at: clock.now() }),
+          );
+        }, call.startAtMs);
+        return outcome;
       });
       await clock.advanceAsync(20_000);
       const settled = outcomes.map((o) =>
         o.done
           ? o.error !== undefined
-            ? `error ${String((o.error as Error).message)}`
-            : o.value
+            ? `error ${(o.error as Error).name}: ${(o.error as Error).message} at ${o.at}`
+            : `${o.value} at ${o.at}`
           : 'pending',
       );
       return { settled, log: log.sort(), timers: clock.pendingTimers };
     };
-    const step = fc.record({ delayMs: fc.constantFrom(1, 20, 45, 200), fails: fc.boolean() });
+    const step = fc.record({
+      delayMs: fc.constantFrom(1, 20, 45, 200),
+      fails: fc.boolean(),
+      honoursSignal: fc.boolean(),
+    });
+    const call = fc.record({
+      startAtMs: fc.constantFrom(0, 0, 10, 25),
+      abortAtMs: fc.option(fc.constantFrom(5, 35, 100), { nil: undefined }),
+      steps: fc.array(step, { minLength: 1, maxLength: 3 }),
+    });
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.constantFrom<Stage>('retry', 'breaker', 'cooperative', 'aggressive', 'bulkhead'), {
-          minLength: 1,
-          maxLength: 5,
-        }),
-        fc.array(fc.array(step, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 4 }),
+        fc.array(
+          fc.constantFrom<Stage>(
+            'retry',
+            'retryOnValue',
+            'breaker',
+            'slowBreaker',
+            'cooperative',
+            'aggressive',
+            'bulkhead',
+          ),
+          { minLength: 1, maxLength: 5 },
+        ),
+        fc.array(call, { minLength: 1, maxLength: 5 }),
         async (stages, calls) => {
           const inline = await scenario(stages, calls, false);
           const nested = await scenario(stages, calls, true);
@@ -411,7 +464,7 @@ describe('pipeline', () => {
           assert.equal(inline.timers, 0);
         },
       ),
-      { numRuns: 150, seed: 20_251_127 },
+      { numRuns: 200, seed: 20_251_127 },
     );
   });
 });
