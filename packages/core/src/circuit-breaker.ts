@@ -75,6 +75,17 @@ const STATES: readonly CircuitState[] = ['closed', 'open', 'half-open', 'isolate
 /** `slot` of a call admitted while closed (probes carry their permit's index). */
 const NOT_A_PROBE = ProbeRound.NONE;
 
+/** A call admitted inline while closed whose duration is measured: its generation and start time. */
+class Measured {
+  declare readonly generation: number;
+  declare readonly start: number;
+
+  constructor(generation: number, start: number) {
+    this.generation = generation;
+    this.start = start;
+  }
+}
+
 export class CircuitBreakerPolicy extends BasePolicy {
   readonly name: string;
   readonly mode: CircuitBreakerMode;
@@ -192,23 +203,27 @@ export class CircuitBreakerPolicy extends BasePolicy {
   }
 
   /**
-   * Inside a pipeline: a call admitted while closed with nothing to measure runs inline (its generation is
-   * the token); anything else (open, half-open, isolated, disabled, measuring) goes through `run`.
+   * Inside a pipeline: a call admitted while closed runs inline; its token is the generation it was
+   * admitted in, or a {@link Measured} admission when its duration is measured. Anything else (open,
+   * half-open, isolated, disabled) goes through `run`.
    */
   [INLINE](): InlineStage {
     return {
       scopes: false,
       detaches: false,
-      enter: (): unknown =>
-        this.#state !== CLOSED ||
-        this.#disabled ||
-        this.#slowOn ||
-        this.#onSuccess.active ||
-        this.#onFailure.active
-          ? DECLINE
-          : this.#generation,
-      exit: (ctx, generation, ok, result) => {
-        this.#settle(ok, result, ctx, generation as number, NaN, NOT_A_PROBE);
+      enter: (): unknown => {
+        if (this.#state !== CLOSED || this.#disabled) return DECLINE;
+        if (this.#slowOn || this.#onSuccess.active || this.#onFailure.active) {
+          return new Measured(this.#generation, this.clock.now());
+        }
+        return this.#generation;
+      },
+      exit: (ctx, token, ok, result) => {
+        if (typeof token === 'number') this.#settle(ok, result, ctx, token, NaN, NOT_A_PROBE);
+        else {
+          const admitted = token as Measured;
+          this.#settle(ok, result, ctx, admitted.generation, admitted.start, NOT_A_PROBE);
+        }
         return undefined;
       },
     };
