@@ -3,6 +3,7 @@
 // of the inline path, and compare it with the nested one on the same scenarios.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { getEventListeners } from 'node:events';
 import fc from 'fast-check';
 import { FakeClock, flushMicrotasks } from './clock.js';
@@ -225,6 +226,28 @@ describe('pipeline', () => {
     assert.deepEqual(seen, ['ignored aborted'], 'the caller was gone: the inner timeout is not a failure');
     await clock.advanceAsync(1_000);
     assert.equal(clock.pendingTimers, 0);
+  });
+
+  it("after an aggressive timeout ends an attempt, the outer stages run in the caller's async context", async () => {
+    const clock = new FakeClock();
+    const als = new AsyncLocalStorage<string>();
+    const r = retry({ maxAttempts: 2, jitter: 'none', initialDelayMs: 10, clock });
+    const retriedIn: (string | undefined)[] = [];
+    r.onRetry(() => retriedIn.push(als.getStore()));
+    const p = pipeline(r, timeout({ timeoutMs: 50, clock }), bulkhead({ maxConcurrent: 2, clock }));
+    // another call arms the timeout's shared timer first, in another context
+    await als.run('someone else', () => p.execute(() => 'first'));
+    const attempts: (string | undefined)[] = [];
+    const call = als.run('caller', () =>
+      p.execute((ctx) => {
+        attempts.push(als.getStore());
+        return ctx.attempt === 1 ? new Promise<never>(() => {}) : 'second';
+      }),
+    );
+    await clock.advanceAsync(60);
+    assert.equal(await call, 'second');
+    assert.deepEqual(retriedIn, ['caller']);
+    assert.deepEqual(attempts, ['caller', 'caller']);
   });
 
   it("a caller's abort ends a call under an aggressive timeout at once, aborts the operation and leaves no listener", async () => {

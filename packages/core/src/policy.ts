@@ -59,17 +59,11 @@ export function forwardsContext(policyClass: PolicyClass): void {
 /** Returned by {@link InlineStage.enter}: run this stage through its own `run` for this call. */
 export const DECLINE: unique symbol = Symbol('bulwark.decline');
 
-/** Returned by {@link InlineStage.exit} of a stage that already ended the call (see {@link Detach}). */
-export const DETACHED: unique symbol = Symbol('bulwark.detached');
-
 /**
- * Given to {@link InlineStage.enter}: a stage that may end the call before its inner stages settle (an
- * aggressive timeout at its deadline, or on the caller's abort) calls `detach` with its index and the
- * error; the stages outside it are left at once, and the caller's promise settles.
+ * Returned by {@link InlineStage.exit} of a stage that `detaches`: it has settled its own promise (or
+ * did so earlier, at its deadline or the caller's abort), and the stages outside it go on from there.
  */
-export interface Detach {
-  detach(stage: number, error: unknown): void;
-}
+export const DETACHED: unique symbol = Symbol('bulwark.detached');
 
 /**
  * How a pipeline runs a built-in policy as a stage without a promise of its own. The pipeline enters
@@ -77,18 +71,23 @@ export interface Detach {
  * as its operation), puts one `then` on that promise and calls the entered stages' `exit` hooks,
  * innermost first. A stage whose work cannot start synchronously (a full bulkhead, an open breaker)
  * declines and runs through `run`.
+ *
+ * A stage that may end the call before its inner stages settle (an aggressive timeout) `detaches`: it
+ * has a promise of its own, settled by its `exit` or earlier by itself, and the stages outside it continue
+ * from a `then` on that promise — registered when the call entered, so they run in the caller's async
+ * context (AsyncLocalStorage), never in that of whatever timer or signal ended the call.
  */
 export interface InlineStage {
   /** True when the token `enter` returns is the context the inner stages see. */
   readonly scopes: boolean;
-  /** True when the stage may end the call early (see {@link Detach}); the caller then gets its own promise. */
+  /** True when the stage has a promise of its own for the call (see {@link InlineStage.promise}). */
   readonly detaches: boolean;
   /** Admits a call: {@link DECLINE}, or a token for `exit`. May throw (the call then fails with it). */
-  enter(ctx: Context, run: Detach, index: number): unknown;
+  enter(ctx: Context): unknown;
   /**
    * The inner stages settled with (`ok`, `result`). Returns undefined to pass that outcome on, throws to
    * fail the call with another error, returns a promise whose outcome replaces it (a retry runs `inner`
-   * again, with a context derived from `ctx`), or {@link DETACHED} when the stage already ended the call.
+   * again, with a context derived from `ctx`), or {@link DETACHED} (a stage that `detaches`).
    */
   exit(
     ctx: Context,
@@ -97,6 +96,8 @@ export interface InlineStage {
     result: unknown,
     inner: Operation<unknown>,
   ): Promise<unknown> | undefined | typeof DETACHED;
+  /** A stage that `detaches`: its promise for the call whose token this is. */
+  promise?(token: unknown): Promise<unknown>;
 }
 
 /** The key under which a built-in policy offers its {@link InlineStage} (built once per pipeline). */
@@ -134,7 +135,7 @@ export function takeReject(): (error: unknown) => void {
 }
 
 /** One pass of a call through pipeline stages `first`…: the stages it entered and what they hold. */
-class Run implements Detach {
+class Run {
   declare readonly stages: readonly (InlineStage | undefined)[];
   declare readonly runners: readonly Operation<unknown>[];
   declare readonly first: number;
@@ -142,9 +143,6 @@ class Run implements Detach {
   declare readonly rows: unknown[];
   /** Stages `first` … `end − 1` were entered. */
   declare end: number;
-  /** Settle the caller's promise, when a detaching stage was entered (else the `then` chain does). */
-  declare resolve: ((value: unknown) => void) | undefined;
-  declare reject: ((error: unknown) => void) | undefined;
 
   constructor(
     stages: readonly (InlineStage | undefined)[],
@@ -156,11 +154,12 @@ class Run implements Detach {
     this.first = first;
     this.rows = new Array<unknown>(2 * (stages.length - first));
     this.end = first;
-    this.resolve = undefined;
-    this.reject = undefined;
   }
 
-  /** Calls the `exit` hooks of stages `from − 1` down to `first`, each seeing the outcome so far. */
+  /**
+   * Calls the `exit` hooks of stages `from − 1` down to `first`, each seeing the outcome so far, and
+   * stops at a stage that detaches (it settles its own promise; the stages outside it go on from there).
+   */
   leave(from: number, ok: boolean, result: unknown): unknown {
     const rows = this.rows;
     for (let i = from - 1; i >= this.first; i--) {
@@ -180,20 +179,17 @@ class Run implements Detach {
         (error: unknown) => this.leave(i, false, error),
       );
     }
-    const resolve = this.resolve;
-    if (resolve === undefined) {
-      if (ok) return result;
-      throw result;
-    }
-    const reject = this.reject!;
-    this.resolve = this.reject = undefined;
-    if (ok) resolve(result);
-    else reject(result);
-    return undefined;
+    if (ok) return result;
+    throw result;
   }
 
-  detach(stage: number, error: unknown): void {
-    this.leave(stage, false, error);
+  /** The stages outside detaching stage `stage` go on when its promise settles. */
+  after(stage: number, promise: Promise<unknown>): Promise<unknown> {
+    if (stage === this.first) return promise;
+    return promise.then(
+      (value) => this.leave(stage, true, value),
+      (error: unknown) => this.leave(stage, false, error),
+    );
   }
 }
 
@@ -251,23 +247,24 @@ class Pipeline extends BasePolicy {
     const n = stages.length;
     if (stages[first] === undefined) return this.policies[first]!.run(this.#runners[first + 1]!, ctx);
     const run = new Run(stages, this.#runners, first);
-    let caller: Promise<unknown> | undefined;
+    /** The outermost detaching stage's continuation: what the caller gets, if one was entered. */
+    let outer: Promise<unknown> | undefined;
     let promise: Promise<unknown>;
     let i = first;
     try {
       for (; i < n; i++) {
         const stage = stages[i];
         if (stage === undefined) break;
-        const token = stage.enter(ctx, run, i);
+        const token = stage.enter(ctx);
         if (token === DECLINE) break;
         const k = 2 * (i - first);
         run.rows[k] = ctx;
         run.rows[k + 1] = token;
         run.end = i + 1;
-        if (stage.detaches && caller === undefined) {
-          caller = capturingPromise();
-          run.resolve = takeResolve();
-          run.reject = takeReject();
+        if (stage.detaches) {
+          const continued = run.after(i, stage.promise!(token));
+          // an inner detaching stage's continuation stops at the next one out (it never rejects)
+          outer ??= continued;
         }
         if (stage.scopes) ctx = token as Context;
       }
@@ -281,7 +278,7 @@ class Pipeline extends BasePolicy {
       (value) => run.leave(end, true, value),
       (error: unknown) => run.leave(end, false, error),
     );
-    return caller ?? settled;
+    return outer ?? settled;
   }
 
   /** A pipeline with a stage that may not forward its context: a closure per stage and call. */

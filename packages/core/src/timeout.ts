@@ -26,7 +26,6 @@ import {
   invoke,
   takeReject,
   takeResolve,
-  type Detach,
   type InlineStage,
 } from './policy.js';
 
@@ -71,9 +70,8 @@ class TimeoutCall extends ScopeContext {
   declare reject: ((error: unknown) => void) | undefined;
   /** Aggressive: stops listening to the caller's signal. */
   declare unlisten: (() => void) | undefined;
-  /** Aggressive, inside a pipeline: the run to detach from when the call ends early, and this stage's index. */
-  declare run: Detach | undefined;
-  declare index: number;
+  /** Aggressive, inside a pipeline: the promise the stages outside this one go on from. */
+  declare promise: Promise<unknown> | undefined;
 
   constructor(outer: Context, due: number) {
     super(outer, due);
@@ -85,8 +83,7 @@ class TimeoutCall extends ScopeContext {
     this.resolve = undefined;
     this.reject = undefined;
     this.unlisten = undefined;
-    this.run = undefined;
-    this.index = 0;
+    this.promise = undefined;
   }
 }
 
@@ -131,30 +128,34 @@ export class TimeoutPolicy extends BasePolicy {
 
   /**
    * Inside a pipeline: the call is the inner stages' context. A cooperative timeout only has to see the
-   * outcome; an aggressive one detaches from the run when the deadline passes or the caller aborts.
+   * outcome; an aggressive one has a promise of its own, which it settles at the deadline or on the
+   * caller's abort, or with the inner stages' outcome (see {@link InlineStage.promise}).
    */
   [INLINE](): InlineStage {
     const aggressive = this.strategy === 'aggressive';
     return {
       scopes: true,
       detaches: aggressive,
-      enter: (ctx, run, index) => {
+      enter: (ctx) => {
         const call = new TimeoutCall(ctx, this.clock.now() + this.timeoutMs);
         this.#enqueue(call);
         if (aggressive) {
-          call.run = run;
-          call.index = index;
+          call.promise = capturingPromise();
+          call.resolve = takeResolve();
+          call.reject = takeReject();
           if (ctx.abortable) this.#listen(call, ctx);
         }
         return call;
       },
       exit: aggressive
-        ? (_ctx, token) => {
+        ? (_ctx, token, ok, result) => {
             const call = token as TimeoutCall;
-            const ended = call.run === undefined;
-            call.run = undefined;
+            const resolve = call.resolve;
+            const reject = call.reject;
             this.#settle(call);
-            return ended ? DETACHED : undefined;
+            if (ok) resolve?.(result);
+            else reject?.(result);
+            return DETACHED;
           }
         : (_ctx, token) => {
             const call = token as TimeoutCall;
@@ -163,6 +164,7 @@ export class TimeoutPolicy extends BasePolicy {
             if (call.fired) throw call.reason;
             return undefined;
           },
+      promise: (token) => (token as TimeoutCall).promise!,
     };
   }
 
@@ -216,11 +218,8 @@ export class TimeoutPolicy extends BasePolicy {
   /** Aggressive: the call ends before the operation settles (deadline or caller's abort). */
   #end(call: TimeoutCall, error: unknown): void {
     const reject = call.reject;
-    const run = call.run;
-    call.run = undefined;
     this.#settle(call);
     if (reject !== undefined) reject(error);
-    else if (run !== undefined) run.detach(call.index, error);
   }
 
   /** Aggressive: the call is over (settled, timed out or aborted by the caller). */
