@@ -129,12 +129,9 @@ export class GcdComputer {
    * `GCD_ERR_BUSY` (both 503), or with `signal.reason` when the caller gives up.
    */
   async compute(input: GcdInput, signal?: AbortSignal): Promise<ComputeResult> {
+    if (input.digits <= this.#options.inlineMaxDigits)
+      return { gcd: this.computeInline(input), path: 'inline' };
     const started = performance.now();
-    if (input.digits <= this.#options.inlineMaxDigits) {
-      const value = gcd(BigInt(input.n), BigInt(input.m)).toString();
-      this.#emit('inline', 'ok', started, input.digits);
-      return { gcd: value, path: 'inline' };
-    }
     const task: GcdTask = { n: input.n, m: input.m };
     this.#inFlight++;
     try {
@@ -170,6 +167,17 @@ export class GcdComputer {
     } finally {
       this.#inFlight--;
     }
+  }
+
+  /**
+   * The gcd of a validated input small enough to compute on the event loop ({@link isInline}), at once:
+   * no promise, no signal (the work is bounded by the digit cap and cannot be interrupted anyway).
+   */
+  computeInline(input: GcdInput): string {
+    const started = this.#onCompute.active ? performance.now() : 0;
+    const value = gcd(BigInt(input.n), BigInt(input.m)).toString();
+    this.#emit('inline', 'ok', started, input.digits);
+    return value;
   }
 
   /** Waits for running tasks, then stops the workers. */

@@ -2,7 +2,7 @@
  * The gcd routes: the HTML form, the form's POST, and the JSON API. Every client error goes through
  * the error handler in server.ts, which answers JSON (`/api/…`) or an HTML page (`POST /gcd`).
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { GcdComputer } from './compute.js';
 import { GcdError } from './errors.js';
 import { formPage, resultPage, STYLESHEET } from './html.js';
@@ -19,6 +19,8 @@ export type ValidateStep = (
 
 export interface GcdRoutesOptions {
   readonly maxDigits: number;
+  /** A request that waits (validator, pool) longer than this gets 503 (`HANDLER_TIMEOUT_MS`). */
+  readonly handlerTimeoutMs: number;
   readonly computer: GcdComputer;
   /** The upstream validator step; absent = local validation only. */
   readonly validate?: ValidateStep | undefined;
@@ -33,41 +35,95 @@ export interface HtmlRouteConfig {
 
 const FORM_TYPE = 'application/x-www-form-urlencoded';
 
+/** The JSON body of `GET /api/gcd` (a response schema lets Fastify serialise it with fast-json-stringify). */
+const API_ANSWER_SCHEMA = {
+  type: 'object',
+  properties: { n: { type: 'string' }, m: { type: 'string' }, gcd: { type: 'string' } },
+  required: ['n', 'm', 'gcd'],
+} as const;
+
+function apiAnswer({ input, gcd }: Answer): { n: string; m: string; gcd: string } {
+  return { n: input.n, m: input.m, gcd };
+}
+
+/** The answer to a valid request: its numbers and their gcd. */
+interface Answer {
+  readonly input: GcdInput;
+  readonly gcd: string;
+}
+
+/** The error of a request that waited longer than `HANDLER_TIMEOUT_MS` (503, like a compute timeout). */
+export function handlerTimeoutError(handlerTimeoutMs: number): GcdError {
+  return new GcdError(
+    'GCD_ERR_COMPUTE_TIMEOUT',
+    `The request did not complete within ${handlerTimeoutMs} ms and was stopped.`,
+    { 'retry-after': '1' },
+  );
+}
+
 /**
- * A signal aborted when the client goes away before the answer is sent, or when Fastify's handler
- * timeout fires. Not `request.signal` alone: in Fastify 5.12 it also aborts as soon as a POST body has
- * been read (it listens to the request's 'close'; fastify/fastify#6725), which would cancel every form
+ * The signal of the work a request waits on (the validator call, the worker pool): aborted when the
+ * client goes away before the answer is sent, or — the backstop behind the compute and validator
+ * deadlines — when the request has waited `handlerTimeoutMs`, with {@link handlerTimeoutError} as reason.
+ *
+ * Not Fastify's `handlerTimeout` / `request.signal`: Fastify pays an AbortController, a timer and a
+ * listener for every request of such a route, the inline ones too, whose synchronous work no timer can
+ * interrupt (it is bounded by `INLINE_MAX_DIGITS` instead); and in Fastify 5.12 `request.signal` also
+ * aborts as soon as a POST body has been read (fastify/fastify#6725), which would cancel every form
  * submission's validator call.
  */
-export function abandoned(request: FastifyRequest, reply: FastifyReply): AbortSignal {
+export function waitSignal(reply: FastifyReply, handlerTimeoutMs: number): AbortSignal {
   const controller = new AbortController();
   const res = reply.raw;
-  const onClose = () => {
+  const timer = setTimeout(() => controller.abort(handlerTimeoutError(handlerTimeoutMs)), handlerTimeoutMs);
+  res.once('close', () => {
+    clearTimeout(timer);
     if (!res.writableFinished) controller.abort(new Error('the client closed the connection'));
-  };
-  res.once('close', onClose);
-  if (request.routeOptions.handlerTimeout > 0) {
-    const fastifySignal = request.signal;
-    const onTimeout = () => {
-      const reason: unknown = fastifySignal.reason;
-      if ((reason as { code?: string } | undefined)?.code === 'FST_ERR_HANDLER_TIMEOUT')
-        controller.abort(reason);
-    };
-    fastifySignal.addEventListener('abort', onTimeout, { once: true });
-    res.once('close', () => fastifySignal.removeEventListener('abort', onTimeout));
-  }
+  });
   return controller.signal;
 }
 
+/** `work`, or a rejection with `signal.reason` as soon as `signal` aborts (whether `work` heeds it or not). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error as Error);
+      },
+    );
+  });
+}
+
 export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOptions): void {
-  const { maxDigits, computer, validate, onLocal } = options;
+  const { maxDigits, handlerTimeoutMs, computer, validate, onLocal } = options;
   const form = formPage(maxDigits);
 
-  async function run(request: FastifyRequest, reply: FastifyReply, params: RawParams) {
+  /**
+   * Validates and computes. The common case — no validator, a number small enough to compute inline —
+   * answers at once (no promise, no signal, no timer); the rest waits, under {@link waitSignal}.
+   */
+  function run(reply: FastifyReply, params: RawParams): Answer | Promise<Answer> {
     const input: GcdInput = parseGcdParams(params, maxDigits);
-    // Only work that waits (the validator call, the pool) needs to know when the client is gone.
-    const signal =
-      validate !== undefined || !computer.isInline(input.digits) ? abandoned(request, reply) : undefined;
+    if (validate === undefined && computer.isInline(input.digits)) {
+      onLocal?.();
+      reply.header('x-gcd-validation', 'local');
+      const gcd = computer.computeInline(input);
+      reply.header('x-gcd-compute', 'inline');
+      return { input, gcd };
+    }
+    const signal = waitSignal(reply, handlerTimeoutMs);
+    return untilAborted(wait(reply, input, signal), signal);
+  }
+
+  async function wait(reply: FastifyReply, input: GcdInput, signal: AbortSignal): Promise<Answer> {
     let mode: ValidationMode = 'local';
     if (validate !== undefined) {
       mode = await validate({ n: input.n, m: input.m }, signal);
@@ -88,10 +144,11 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
     reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(STYLESHEET);
   });
 
-  app.get('/api/gcd', async (request, reply) => {
+  // Not an async function: the inline answer is sent in the same tick, without a promise.
+  app.get('/api/gcd', { schema: { response: { 200: API_ANSWER_SCHEMA } } }, (request, reply) => {
     reply.header('cache-control', 'no-store');
-    const { input, gcd } = await run(request, reply, request.query as RawParams);
-    return { n: input.n, m: input.m, gcd };
+    const answer = run(reply, request.query as RawParams);
+    return answer instanceof Promise ? answer.then(apiAnswer) : apiAnswer(answer);
   });
 
   app.post(
@@ -112,7 +169,7 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
     },
     async (request, reply) => {
       reply.header('cache-control', 'no-store');
-      const { input, gcd } = await run(request, reply, request.body as RawParams);
+      const { input, gcd } = await run(reply, request.body as RawParams);
       reply.type('text/html; charset=utf-8').send(resultPage(input.n, input.m, gcd, maxDigits));
     },
   );

@@ -77,7 +77,9 @@ export function kitOptions(
     headersTimeoutMs: config.headersTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
     keepAliveTimeoutMs: config.keepAliveTimeoutMs,
-    handlerTimeoutMs: config.handlerTimeoutMs,
+    // No Fastify handlerTimeout: it would cost every request an AbortController, a timer and a listener.
+    // HANDLER_TIMEOUT_MS bounds the requests that wait (validator, pool) in routes.ts; inline work is
+    // bounded by INLINE_MAX_DIGITS and cannot be interrupted by a timer anyway.
     trustProxy: typeof config.trustProxy === 'boolean' ? config.trustProxy : [...config.trustProxy],
     ...(https === undefined ? {} : { https }),
     // helmet's defaults, tightened for a page with no inline style: style-src 'self' only, and no
@@ -152,6 +154,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
     const client = validator;
     registerGcdRoutes(app, {
       maxDigits: config.maxDigits,
+      handlerTimeoutMs: config.handlerTimeoutMs,
       computer: pool,
       validate:
         client === undefined
@@ -307,12 +310,6 @@ function toGcdError(error: FastifyError | GcdError, request: FastifyRequest, con
       return new GcdError(
         'GCD_ERR_UNSUPPORTED_MEDIA_TYPE',
         `${request.method} ${request.url.split('?')[0]} does not accept Content-Type ${JSON.stringify(request.headers['content-type'] ?? '')}.`,
-      );
-    case 'FST_ERR_HANDLER_TIMEOUT':
-      return new GcdError(
-        'GCD_ERR_COMPUTE_TIMEOUT',
-        `The request did not complete within ${config.handlerTimeoutMs} ms and was stopped.`,
-        { 'retry-after': '1' },
       );
     default:
       break;

@@ -109,6 +109,41 @@ test('a runaway computation is stopped: its worker thread is terminated and repl
   }
 });
 
+test('HANDLER_TIMEOUT_MS stops a waiting request whose compute deadline is longer (503, worker terminated)', async () => {
+  const handlerTimeoutMs = 200;
+  const s = await start({
+    maxDigits: 40_000,
+    maxHeaderBytes: 100_000,
+    bodyLimitBytes: 100_000,
+    computeTimeoutMs: 60_000,
+    handlerTimeoutMs,
+    poolMaxThreads: 1,
+  });
+  const computer = s.server.computer!;
+  try {
+    await warmUp(s.url);
+    const victim: Worker = computer.pool.threads[0]!;
+    const exited = once(victim, 'exit');
+    const res = await ask(`${s.url}/api/gcd?${RUNAWAY}`);
+    assert.equal(res.status, 503, res.text);
+    assert.equal(res.headers['retry-after'], '1');
+    const body = res.json<{ code: string; message: string }>();
+    assert.equal(body.code, 'GCD_ERR_COMPUTE_TIMEOUT');
+    assert.match(body.message, new RegExp(`did not complete within ${handlerTimeoutMs} ms`));
+    assert.ok(res.ms < handlerTimeoutMs + 1500, `answered after ${res.ms} ms`);
+    await Promise.race([
+      exited,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('worker did not exit')), 5000)),
+    ]);
+    await until(() => computer.inFlight === 0, 5000, 'the computation to settle');
+    // Inline requests are not timed at all (no timer, no signal) and still answer.
+    const small = await ask(`${s.url}/api/gcd?n=12&m=18`);
+    assert.equal(small.status, 200);
+  } finally {
+    await s.close();
+  }
+});
+
 test('a full pool refuses at once with 503 GCD_ERR_BUSY and Retry-After', async () => {
   const s = await start({
     maxDigits: 40_000,

@@ -10,9 +10,10 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { context, type Context, type Span } from '@opentelemetry/api';
 import type { TakeResult } from '@bulwark/core';
-import type { DurationCell } from './duration-histogram.js';
+import type { HistogramCell } from './duration-histogram.js';
 import type { ServiceMetrics } from './metrics.js';
 import type { HttpRateLimiter } from './rate-limit.js';
+import { setHeader, type FixedHeaders } from './reply-headers.js';
 import type { Shedder } from './shedder.js';
 import { endServerSpan, startServerSpan } from './tracing.js';
 
@@ -42,7 +43,6 @@ declare module 'fastify' {
 
 /** What the hooks need, shared by every route; `draining` flips when shutdown begins. */
 export interface Runtime {
-  readonly requestIdHeader: string;
   readonly metrics: ServiceMetrics | undefined;
   readonly shedder: Shedder | undefined;
   readonly rateLimiter: HttpRateLimiter | undefined;
@@ -50,8 +50,8 @@ export interface Runtime {
   readonly scheme: 'http' | 'https';
   readonly accessLog: boolean;
   readonly slowRequestMs: number;
-  /** `[name, value]` pairs set on every response. */
-  readonly securityHeaders: ReadonlyArray<readonly [string, string]>;
+  /** The request-id header and the security headers, set on every response. */
+  readonly fixedHeaders: FixedHeaders;
   draining: boolean;
 }
 
@@ -76,7 +76,7 @@ export class RouteState {
   readonly route: string;
   readonly rateLimited: boolean;
   readonly shed: boolean;
-  readonly #cells = new Map<number, DurationCell>();
+  readonly #cells = new Map<number, HistogramCell>();
   readonly #metrics: ServiceMetrics | undefined;
 
   constructor(route: string, config: BulwarkRouteConfig | undefined, rt: Runtime) {
@@ -136,8 +136,7 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
   const rateLimited = limiter === undefined ? undefined : metrics?.rateLimitRejections.labels(limiter.name);
   const retryAfter = String(shedder?.retryAfterSeconds ?? 1);
   const shedBody = overloadedBody(shedder?.retryAfterSeconds ?? 1);
-  const idHeader = rt.requestIdHeader;
-  const securityHeaders = rt.securityHeaders;
+  const fixedHeaders = rt.fixedHeaders;
   const route = state.route;
   const aborted = metrics?.aborted;
 
@@ -149,9 +148,9 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
   ) => {
     const l = limiter!;
     if (l.headers) {
-      reply.header('ratelimit-limit', l.burst);
-      reply.header('ratelimit-remaining', result.remaining);
-      reply.header('ratelimit-reset', l.resetSeconds(result.remaining));
+      setHeader(reply, 'ratelimit-limit', l.burst);
+      setHeader(reply, 'ratelimit-remaining', result.remaining);
+      setHeader(reply, 'ratelimit-reset', l.resetSeconds(result.remaining));
     }
     if (result.allowed) {
       done();
@@ -168,10 +167,8 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
 
   return {
     onRequest(request, reply, done) {
-      reply.header(idHeader, request.id);
-      for (let i = 0; i < securityHeaders.length; i++)
-        reply.header(securityHeaders[i]![0], securityHeaders[i]![1]);
-      if (rt.draining) reply.header('connection', 'close');
+      fixedHeaders.apply(reply, request.id as string);
+      if (rt.draining) setHeader(reply, 'connection', 'close');
       if (rt.tracing) {
         const { span, ctx } = startServerSpan(
           request.method,

@@ -23,7 +23,8 @@ export type {
 
 export { ServiceMetrics, METRICS_DEFAULTS, METRIC_NAMES } from './metrics.js';
 export type { MetricsOptions } from './metrics.js';
-export { DEFAULT_DURATION_BUCKETS_SECONDS } from './duration-histogram.js';
+export { DEFAULT_DURATION_BUCKETS_SECONDS, FastHistogram, HistogramCell } from './duration-histogram.js';
+export type { FastHistogramOptions } from './duration-histogram.js';
 export type { InstrumentOptions, InstrumentablePolicy } from './instrument.js';
 
 export { createLogger, REDACT_PATHS, isValidRequestId } from './logging.js';

@@ -22,6 +22,7 @@ import {
 import { ServiceMetrics, safeLabel } from './metrics.js';
 import { resolveServiceOptions, type ResolvedServiceOptions, type ServiceOptions } from './options.js';
 import { HttpRateLimiter, type RateLimitStatus } from './rate-limit.js';
+import { FixedHeaders } from './reply-headers.js';
 import { securityHeaderList } from './security-headers.js';
 import { serverOptions } from './server-options.js';
 import { Shedder, type SheddingStatus } from './shedder.js';
@@ -108,7 +109,6 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
   const tracing = o.tracing;
 
   const rt: Runtime = {
-    requestIdHeader: o.requestIdHeader,
     metrics,
     shedder,
     rateLimiter,
@@ -116,7 +116,10 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     scheme: o.https === undefined ? 'http' : 'https',
     accessLog: o.accessLog,
     slowRequestMs: o.slowRequestMs,
-    securityHeaders: securityHeaderList(o.securityHeaders, o.https !== undefined),
+    fixedHeaders: new FixedHeaders(
+      o.requestIdHeader,
+      securityHeaderList(o.securityHeaders, o.https !== undefined),
+    ),
     draining: false,
   };
 
