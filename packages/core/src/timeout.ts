@@ -9,7 +9,10 @@
  * Cost: no `AbortController` unless the operation reads `ctx.signal`, and no timer per call. In-flight
  * calls sit in a FIFO (their deadlines are in order, since `timeoutMs` is fixed per policy); one timer
  * per policy is armed for the earliest deadline and re-armed when it fires. When nothing is in flight the
- * timer is unref'd, so it never keeps a process alive, and it lapses at its next tick.
+ * timer is unref'd, so it never keeps a process alive, and it lapses at its next tick. The call's scope and
+ * its queue entry are one object ({@link TimeoutCall}); the clock is read once per call. Inside a pipeline
+ * of built-in policies the timeout runs inline (see `InlineStage` in policy.ts): a cooperative one adds no
+ * promise at all, an aggressive one only the promise it must be able to settle at the deadline.
  */
 import type { Clock, ClockTimer } from './clock.js';
 import { onAbort } from './abort.js';
