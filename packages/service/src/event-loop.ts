@@ -1,8 +1,8 @@
 /**
  * Event-loop pressure: the second shedding signal. A CPU-bound Node server queues work where the
  * concurrency limiter cannot see it (socket buffers, the parser, the loop itself), so the shedder also
- * watches the event loop — its delay (`perf_hooks.monitorEventLoopDelay`, the mean over each interval:
- * robust to one descheduling spike on a busy machine, yet it rises with sustained overload) and its
+ * watches the event loop — its delay (how late the sampler's own interval timer fires: the same meaning
+ * on every Node version, whereas `monitorEventLoopDelay` records per loop iteration on Node 22+) and its
  * utilisation (`performance.eventLoopUtilization`).
  *
  * {@link PressureGate} turns those samples into a shed ratio with AIMD on the ratio: each pressured
@@ -10,11 +10,11 @@
  * `maxShedRatio` so some requests always get through and keep the measurement honest. Pure arithmetic
  * plus an injected `random`; {@link startEventLoopMonitor} is the real sampler.
  */
-import { monitorEventLoopDelay, performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { checks } from '@bulwark/core';
 
 export interface EventLoopSample {
-  /** Event-loop delay, mean over the interval, in ms. */
+  /** Event-loop delay: how late the monitor's interval timer fired, in ms (0 below the resolution). */
   readonly delayMs: number;
   /** Event-loop utilisation over the interval, 0…1. */
   readonly utilization: number;
@@ -133,18 +133,20 @@ export function startEventLoopMonitor(
   onSample: (sample: EventLoopSample) => void,
   resolutionMs = 10,
 ): EventLoopMonitor {
-  const histogram = monitorEventLoopDelay({ resolution: resolutionMs });
-  histogram.enable();
+  // The delay is measured as the lateness of this monitor's own timer: the same meaning on every Node
+  // version (Node 22+ records monitorEventLoopDelay per loop iteration, which dilutes a mean).
   let elu: EventLoopUtilization = performance.eventLoopUtilization();
   let last: EventLoopSample = { delayMs: 0, utilization: 0 };
+  let previous = performance.now();
   const timer = setInterval(() => {
+    const tick = performance.now();
     const now = performance.eventLoopUtilization();
     const utilization = performance.eventLoopUtilization(now, elu).utilization;
     elu = now;
-    // The histogram records the intervals of the monitor's own timer, so its resolution is subtracted.
-    const mean = histogram.count > 0 ? histogram.mean / 1e6 : resolutionMs;
-    histogram.reset();
-    last = { delayMs: Math.max(0, mean - resolutionMs), utilization };
+    const lateMs = tick - previous - intervalMs;
+    previous = tick;
+    // lateness below the timer's resolution is scheduling noise, not pressure
+    last = { delayMs: lateMs > resolutionMs ? lateMs : 0, utilization };
     onSample(last);
   }, intervalMs);
   timer.unref();
@@ -154,7 +156,6 @@ export function startEventLoopMonitor(
     },
     stop() {
       clearInterval(timer);
-      histogram.disable();
     },
   };
 }
