@@ -1,6 +1,6 @@
 // The baseline for bench/gcd-service.mjs: a bare Fastify 5 serving the same GET /api/gcd (same answer,
 // same digit check, BigInt Euclid), with nothing else — no logger, metrics, security headers, rate limit,
-// shedding, tracing or timeouts. Usage: PORT=… node gcd-bare-server.mjs
+// shedding, tracing or timeouts. Usage: PORT=… [BARE_EXTRA_HEADERS='{"x-a":"1"}'] node gcd-bare-server.mjs
 import Fastify from 'fastify';
 
 function gcd(a, b) {
@@ -14,6 +14,15 @@ function gcd(a, b) {
 
 const DIGITS = /^[0-9]{1,1000}$/;
 const app = Fastify({ logger: false });
+// BARE_EXTRA_HEADERS (JSON object): the control "bare Fastify + the same response headers" — sets these
+// headers on every response and does nothing else, to show what the header volume alone costs.
+if (process.env.BARE_EXTRA_HEADERS) {
+  const extra = JSON.parse(process.env.BARE_EXTRA_HEADERS);
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.headers(extra);
+    done();
+  });
+}
 app.get('/api/gcd', async (request, reply) => {
   const { n, m } = request.query;
   if (typeof n !== 'string' || typeof m !== 'string' || !DIGITS.test(n) || !DIGITS.test(m)) {

@@ -3,8 +3,12 @@
 //
 // A. Throughput and latency of GET /api/gcd (two u64 numbers, computed inline) with every production
 //    feature on (JSON logs at info, metrics, security headers, request ids, rate limit, load shedding,
-//    timeouts, validation) vs. a bare Fastify serving the same route — same run, alternating order,
-//    each server in its own process, autocannon closed-loop (-c 50, no pipelining).
+//    timeouts, validation) vs. a bare Fastify serving the same route — same run, rotating order,
+//    each server in its own process, autocannon closed-loop (-c 50, no pipelining). A third server is
+//    the control "bare Fastify + the same response headers" (copied from a live answer of the full
+//    stack): what the header volume alone costs, server and client side. Each run also reports CPU per
+//    request — the server's from /proc/<pid>/stat (Linux), autocannon's from process.cpuUsage() — which,
+//    unlike req/s, hardly moves when other jobs share the machine.
 // B. Overload: capacity C is measured on a pool-bound request (a Fibonacci pair, Euclid's worst case,
 //    one worker thread), then an open-loop generator offers 3× and 10× C (latency measured from each
 //    request's intended send time, so no coordinated omission; client timeout 2 s), with shedding on
@@ -15,10 +19,11 @@
 //
 // Usage: node bench/gcd-service.mjs [out.md]   (needs `npx tsc -b apps/gcd-service` first)
 // Markdown goes to stdout and to out.md (default bench/results/gcd-service.md).
-// Knobs (env): BENCH_ROUNDS (3), BENCH_DURATION_S (10), BENCH_WARMUP_S (2), BENCH_CONNECTIONS (50),
-//              BENCH_OVERLOAD_S (8), BENCH_DIGITS (5000: digits of the pool-bound pair), BENCH_PARTS (A,B).
+// Knobs (env): BENCH_ROUNDS (5), BENCH_DURATION_S (6), BENCH_WARMUP_S (2), BENCH_CONNECTIONS (50),
+//              BENCH_OVERLOAD_S (8), BENCH_DIGITS (5000: digits of the pool-bound pair), BENCH_PARTS (A,B;
+//              BENCH_PARTS=A runs the throughput part only).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import autocannon from 'autocannon';
@@ -29,8 +34,8 @@ const root = new URL('..', import.meta.url).pathname;
 const MAIN = `${root}apps/gcd-service/dist/src/main.js`;
 const BARE = `${here}gcd-bare-server.mjs`;
 
-const ROUNDS = int('BENCH_ROUNDS', 3);
-const DURATION_S = int('BENCH_DURATION_S', 10);
+const ROUNDS = int('BENCH_ROUNDS', 5);
+const DURATION_S = int('BENCH_DURATION_S', 6);
 const WARMUP_S = int('BENCH_WARMUP_S', 2);
 const CONNECTIONS = int('BENCH_CONNECTIONS', 50);
 const OVERLOAD_S = int('BENCH_OVERLOAD_S', 8);
@@ -93,6 +98,7 @@ async function startServer(script, env) {
   }
   return {
     origin,
+    pid: child.pid,
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
@@ -127,51 +133,104 @@ const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 
 // ---------------------------------------------------------------------------------------------------------
-// A. Throughput: full production stack vs. bare Fastify
+// A. Throughput: full production stack vs. bare Fastify (and bare Fastify + the same headers)
 
-async function throughputRound(kind) {
-  const server = kind === 'bare' ? await startServer(BARE, {}) : await startServer(MAIN, FULL_ENV);
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); NaN elsewhere. */
+function processCpuSeconds(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** The response headers of the full stack that bare Fastify does not send (the control's header set). */
+async function fullStackHeaders() {
+  const server = await startServer(MAIN, FULL_ENV);
+  try {
+    const res = await request(`${server.origin}${U64_PATH}`);
+    await res.body.dump();
+    const skip = new Set(['date', 'connection', 'keep-alive', 'content-length', 'content-type']);
+    return Object.fromEntries(Object.entries(res.headers).filter(([name]) => !skip.has(name)));
+  } finally {
+    await server.stop();
+  }
+}
+
+async function throughputRound(kind, headers) {
+  const server =
+    kind === 'full'
+      ? await startServer(MAIN, FULL_ENV)
+      : await startServer(BARE, kind === 'headers' ? { BARE_EXTRA_HEADERS: JSON.stringify(headers) } : {});
   try {
     const url = `${server.origin}${U64_PATH}`;
     await cannon(url, { connections: CONNECTIONS, duration: WARMUP_S });
+    const serverCpu = processCpuSeconds(server.pid);
+    const clientCpu = process.cpuUsage();
     const r = await cannon(url, { connections: CONNECTIONS, duration: DURATION_S });
+    const client = process.cpuUsage(clientCpu);
+    const n = r.requests.total;
     return {
       rps: r.requests.average,
       p50: r.latency.p50,
       p99: r.latency.p99,
       non2xx: r.non2xx,
       errors: r.errors + r.timeouts,
+      serverUs: ((processCpuSeconds(server.pid) - serverCpu) * 1e6) / n,
+      clientUs: (client.user + client.system) / n,
     };
   } finally {
     await server.stop();
   }
 }
 
+const KINDS = ['bare', 'headers', 'full'];
+const LABELS = {
+  bare: 'bare Fastify',
+  headers: 'bare Fastify + the same response headers (control)',
+  full: 'gcd-service (full)',
+};
+
 async function throughput() {
-  const rows = { bare: [], full: [] };
+  const headers = await fullStackHeaders();
+  const rows = { bare: [], headers: [], full: [] };
   const ratios = [];
+  const headerRatios = [];
   for (let round = 0; round < ROUNDS; round++) {
-    const order = round % 2 === 0 ? ['bare', 'full'] : ['full', 'bare'];
+    const order = KINDS.map((_, i) => KINDS[(i + round) % KINDS.length]);
     const got = {};
     for (const kind of order) {
       log(`A round ${round + 1}/${ROUNDS}: ${kind}`);
-      got[kind] = await throughputRound(kind);
+      got[kind] = await throughputRound(kind, headers);
       rows[kind].push(got[kind]);
     }
     ratios.push(got.full.rps / got.bare.rps);
+    headerRatios.push(got.headers.rps / got.bare.rps);
   }
+  const names = Object.keys(headers);
   let md = `### A. Throughput of \`GET /api/gcd\` (two u64, inline): full production stack vs. bare Fastify\n\n`;
-  md += `Command: \`node bench/gcd-service.mjs\` — ${ROUNDS} rounds, alternating order, each server a fresh process, `;
+  md += `Command: \`node bench/gcd-service.mjs\` — ${ROUNDS} rounds, rotating order, each server a fresh process, `;
   md += `autocannon -c ${CONNECTIONS} -p 1, ${WARMUP_S} s warm-up then ${DURATION_S} s measured; client and server share the cores. `;
   md += `Full stack: \`apps/gcd-service\` on its defaults (JSON logs at info to /dev/null, Prometheus metrics, security headers, `;
-  md += `request ids, validation, adaptive load shedding, timeouts) with a rate limit of 10⁶/s per client (on, but not binding for one generator).\n\n`;
-  md += `| server | req/s (median) | req/s range | p50 ms (median) | p99 ms (median) | non-2xx | errors |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n`;
-  for (const kind of ['bare', 'full']) {
+  md += `request ids, validation, adaptive load shedding, timeouts) with a rate limit of 10⁶/s per client (on, but not binding for one generator). `;
+  md += `Control: bare Fastify setting the ${names.length} headers the full stack adds (${names.map((h) => `\`${h}\``).join(', ')}) and nothing else. `;
+  md += `CPU per request: the server process's user + system time (/proc) and autocannon's, over the measured ${DURATION_S} s, divided by the requests answered.\n\n`;
+  md += `| server | req/s (median) | req/s range | server CPU µs/req | client CPU µs/req | p50 ms | p99 ms | non-2xx | errors |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n`;
+  for (const kind of KINDS) {
     const r = rows[kind];
     const rps = r.map((x) => x.rps);
-    md += `| ${kind === 'bare' ? 'bare Fastify' : 'gcd-service (full)'} | ${f0(median(rps))} | ${f0(Math.min(...rps))} – ${f0(Math.max(...rps))} | ${f2(median(r.map((x) => x.p50)))} | ${f2(median(r.map((x) => x.p99)))} | ${r.reduce((a, x) => a + x.non2xx, 0)} | ${r.reduce((a, x) => a + x.errors, 0)} |\n`;
+    md += `| ${LABELS[kind]} | ${f0(median(rps))} | ${f0(Math.min(...rps))} – ${f0(Math.max(...rps))} | ${f1(median(r.map((x) => x.serverUs)))} | ${f1(median(r.map((x) => x.clientUs)))} | ${f2(median(r.map((x) => x.p50)))} | ${f2(median(r.map((x) => x.p99)))} | ${r.reduce((a, x) => a + x.non2xx, 0)} | ${r.reduce((a, x) => a + x.errors, 0)} |\n`;
   }
-  md += `\nFull / bare throughput (median of per-round ratios): **${f2(median(ratios))}×** (rounds: ${ratios.map(f2).join(', ')}; bar ≥ 0.80×).\n\n`;
+  md += `\nFull / bare throughput (median of per-round ratios): **${f2(median(ratios))}×** (rounds: ${ratios.map(f2).join(', ')}; bar ≥ 0.80×). `;
+  md += `Headers alone (control / bare): ${f2(median(headerRatios))}× (rounds: ${headerRatios.map(f2).join(', ')}).\n\n`;
+  // req/s swings with whatever else runs on the machine; CPU per request hardly does. With client and
+  // server on the same two cores, what the machine sustains is set by their CPU per request together.
+  const cpu = (kind) => median(rows[kind].map((x) => x.serverUs)) + median(rows[kind].map((x) => x.clientUs));
+  md += `CPU per request, server + client (median): bare ${f1(cpu('bare'))} µs, control ${f1(cpu('headers'))} µs, full ${f1(cpu('full'))} µs — `;
+  md += `the throughput ratio two busy cores would give: full / bare ${f2(cpu('bare') / cpu('full'))}×, control / bare ${f2(cpu('bare') / cpu('headers'))}×; `;
+  md += `the full stack's own work beyond its headers: ${f1(median(rows.full.map((x) => x.serverUs)) - median(rows.headers.map((x) => x.serverUs)))} µs of server CPU per request.\n\n`;
   return md;
 }
 
