@@ -53,7 +53,7 @@ interface Answer {
 }
 
 /** The error of a request that waited longer than `HANDLER_TIMEOUT_MS` (503, like a compute timeout). */
-export function handlerTimeoutError(handlerTimeoutMs: number): GcdError {
+function handlerTimeoutError(handlerTimeoutMs: number): GcdError {
   return new GcdError(
     'GCD_ERR_COMPUTE_TIMEOUT',
     `The request did not complete within ${handlerTimeoutMs} ms and was stopped.`,
