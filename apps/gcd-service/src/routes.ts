@@ -35,6 +35,9 @@ export interface HtmlRouteConfig {
 
 const FORM_TYPE = 'application/x-www-form-urlencoded';
 
+/** JSON routes get the kit's `api` security headers (OWASP's REST set), not the HTML document set. */
+export const API_ROUTE = { bulwark: { securityHeaders: 'api' } } as const;
+
 /** The JSON body of `GET /api/gcd` (a response schema lets Fastify serialise it with fast-json-stringify). */
 const API_ANSWER_SCHEMA = {
   type: 'object',
@@ -144,12 +147,16 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
     reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(STYLESHEET);
   });
 
-  // Not an async function: the inline answer is sent in the same tick, without a promise.
-  app.get('/api/gcd', { schema: { response: { 200: API_ANSWER_SCHEMA } } }, (request, reply) => {
-    reply.header('cache-control', 'no-store');
-    const answer = run(reply, request.query as RawParams);
-    return answer instanceof Promise ? answer.then(apiAnswer) : apiAnswer(answer);
-  });
+  // Not an async function: the inline answer is sent in the same tick, without a promise. The kit's
+  // `api` header set (OWASP's REST set) includes `Cache-Control: no-store`.
+  app.get(
+    '/api/gcd',
+    { schema: { response: { 200: API_ANSWER_SCHEMA } }, config: API_ROUTE },
+    (request, reply) => {
+      const answer = run(reply, request.query as RawParams);
+      return answer instanceof Promise ? answer.then(apiAnswer) : apiAnswer(answer);
+    },
+  );
 
   app.post(
     '/gcd',

@@ -7,6 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { GcdError } from './errors.js';
 import { parseGcdParams, type RawParams } from './validation.js';
+import { API_ROUTE } from './routes.js';
 
 export interface ValidatorRoutesOptions {
   readonly maxDigits: number;
@@ -23,6 +24,7 @@ export function registerValidatorRoutes(app: FastifyInstance, options: Validator
   app.post(
     '/validate',
     {
+      config: API_ROUTE,
       onRequest: async (request) => {
         const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
         if (type !== 'application/json') {
@@ -35,8 +37,7 @@ export function registerValidatorRoutes(app: FastifyInstance, options: Validator
         }
       },
     },
-    async (request, reply): Promise<ValidateAnswer> => {
-      reply.header('cache-control', 'no-store');
+    async (request): Promise<ValidateAnswer> => {
       const body = request.body;
       if (body === null || typeof body !== 'object' || Array.isArray(body)) {
         throw new GcdError(

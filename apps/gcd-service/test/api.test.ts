@@ -24,6 +24,18 @@ function assertSecurityHeaders(headers: Record<string, string | string[] | undef
   assert.equal(headers['strict-transport-security'], undefined, 'no HSTS over plain HTTP');
 }
 
+/** OWASP's REST set (the kit's `api` profile), and none of the HTML document headers. */
+function assertApiSecurityHeaders(headers: Record<string, string | string[] | undefined>): void {
+  assert.equal(headers['cache-control'], 'no-store');
+  assert.equal(headers['content-security-policy'], "frame-ancestors 'none'");
+  assert.equal(headers['x-content-type-options'], 'nosniff');
+  assert.equal(headers['x-frame-options'], 'DENY');
+  assert.equal(headers['x-powered-by'], undefined);
+  assert.equal(headers['strict-transport-security'], undefined, 'no HSTS over plain HTTP');
+  for (const name of ['referrer-policy', 'cross-origin-opener-policy', 'x-dns-prefetch-control'])
+    assert.equal(headers[name], undefined, name);
+}
+
 describe('GET /', () => {
   test('serves the form, with no inline script or style', async () => {
     const res = await ask(`${s.url}/`);
@@ -60,7 +72,7 @@ describe('GET /api/gcd', () => {
     assert.equal(res.headers['cache-control'], 'no-store');
     assert.equal(res.headers['x-gcd-validation'], 'local');
     assert.equal(res.headers['x-gcd-compute'], 'inline');
-    assertSecurityHeaders(res.headers);
+    assertApiSecurityHeaders(res.headers);
     assert.deepEqual(res.json(), { n: '48', m: '180', gcd: '12' });
   });
 

@@ -109,7 +109,11 @@ describe('HTTPS', () => {
       assert.equal(res.statusCode, 200);
       assert.deepEqual(await res.body.json(), { n: '12', m: '18', gcd: '6' });
       assert.match(String(res.headers['strict-transport-security']), /max-age=\d+/);
-      assert.match(String(res.headers['content-security-policy']), /upgrade-insecure-requests/);
+      assert.equal(res.headers['content-security-policy'], "frame-ancestors 'none'", 'the API set');
+      const page = await request(`${s.url}/`, { dispatcher: agent });
+      await page.body.dump();
+      assert.match(String(page.headers['strict-transport-security']), /max-age=\d+/);
+      assert.match(String(page.headers['content-security-policy']), /upgrade-insecure-requests/);
     } finally {
       await agent.close();
     }

@@ -9,11 +9,12 @@
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { context, type Context, type Span } from '@opentelemetry/api';
-import type { TakeResult } from '@bulwark/core';
+import { InvalidOptionError, type TakeResult } from '@bulwark/core';
 import type { HistogramCell } from './duration-histogram.js';
 import type { ServiceMetrics } from './metrics.js';
 import type { HttpRateLimiter } from './rate-limit.js';
 import { setHeader, type FixedHeaders } from './reply-headers.js';
+import type { SecurityHeadersProfile } from './security-headers.js';
 import type { Shedder } from './shedder.js';
 import { endServerSpan, startServerSpan } from './tracing.js';
 
@@ -25,6 +26,11 @@ export interface BulwarkRouteConfig {
   rateLimit?: boolean;
   /** Apply load shedding to this route. @default true unless `exempt` */
   shedding?: boolean;
+  /**
+   * The security headers this route sends: `document` (helmet's set, for HTML), `api` (OWASP's REST set,
+   * for JSON and other non-HTML answers) or `none`. @default 'document'
+   */
+  securityHeaders?: SecurityHeadersProfile;
 }
 
 declare module 'fastify' {
@@ -50,8 +56,8 @@ export interface Runtime {
   readonly scheme: 'http' | 'https';
   readonly accessLog: boolean;
   readonly slowRequestMs: number;
-  /** The request-id header and the security headers, set on every response. */
-  readonly fixedHeaders: FixedHeaders;
+  /** The request-id header and each profile's security headers, one of them set on every response. */
+  readonly fixedHeaders: Readonly<Record<SecurityHeadersProfile, FixedHeaders>>;
   draining: boolean;
 }
 
@@ -76,6 +82,8 @@ export class RouteState {
   readonly route: string;
   readonly rateLimited: boolean;
   readonly shed: boolean;
+  /** The request id and the route's security headers. */
+  readonly headers: FixedHeaders;
   readonly #cells = new Map<number, HistogramCell>();
   readonly #metrics: ServiceMetrics | undefined;
 
@@ -84,6 +92,16 @@ export class RouteState {
     const exempt = config?.exempt === true;
     this.rateLimited = rt.rateLimiter !== undefined && (config?.rateLimit ?? !exempt);
     this.shed = rt.shedder !== undefined && (config?.shedding ?? !exempt);
+    const profile = config?.securityHeaders ?? 'document';
+    const headers = rt.fixedHeaders[profile] as FixedHeaders | undefined;
+    if (headers === undefined || !Object.hasOwn(rt.fixedHeaders, profile)) {
+      throw new InvalidOptionError(
+        `route ${route}: config.bulwark.securityHeaders`,
+        profile,
+        "'document', 'api' or 'none'",
+      );
+    }
+    this.headers = headers;
     this.#metrics = rt.metrics;
   }
 
@@ -136,7 +154,7 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
   const rateLimited = limiter === undefined ? undefined : metrics?.rateLimitRejections.labels(limiter.name);
   const retryAfter = String(shedder?.retryAfterSeconds ?? 1);
   const shedBody = overloadedBody(shedder?.retryAfterSeconds ?? 1);
-  const fixedHeaders = rt.fixedHeaders;
+  const fixedHeaders = state.headers;
   const route = state.route;
   const aborted = metrics?.aborted;
 

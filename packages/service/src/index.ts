@@ -29,11 +29,12 @@ export type { InstrumentOptions, InstrumentablePolicy } from './instrument.js';
 
 export { createLogger, REDACT_PATHS, isValidRequestId } from './logging.js';
 export {
+  DEFAULT_API_SECURITY_HEADERS,
   DEFAULT_CONTENT_SECURITY_POLICY,
   DEFAULT_SECURITY_HEADERS,
   SECURITY_HEADERS_DEFAULTS,
 } from './security-headers.js';
-export type { SecurityHeadersOptions } from './security-headers.js';
+export type { SecurityHeadersOptions, SecurityHeadersProfile } from './security-headers.js';
 
 export { setupTracing, injectTraceHeaders, traceAttempt, tracingEnabled } from './tracing.js';
 export type { Tracing, TracingOptions, TraceAttemptOptions } from './tracing.js';

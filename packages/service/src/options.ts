@@ -9,7 +9,7 @@ import { checks, InvalidOptionError } from '@bulwark/core';
 import type { HealthOptions } from './health.js';
 import type { MetricsOptions } from './metrics.js';
 import type { RateLimitOptions } from './rate-limit.js';
-import { securityHeaderList, type SecurityHeadersOptions } from './security-headers.js';
+import { securityHeaderSets, type SecurityHeadersOptions } from './security-headers.js';
 import type { SheddingOptions } from './shedder.js';
 import type { Tracing } from './tracing.js';
 
@@ -203,7 +203,7 @@ export function resolveServiceOptions(
       `<= requestTimeoutMs (${resolved.requestTimeoutMs})`,
     );
   }
-  securityHeaderList(resolved.securityHeaders, resolved.https !== undefined); // throws on a bad header or value
+  securityHeaderSets(resolved.securityHeaders, resolved.https !== undefined); // throws on a bad header or value
   if (o.tracing !== undefined && typeof (o.tracing as Partial<Tracing>).enabled !== 'boolean') {
     throw new InvalidOptionError('service.tracing', o.tracing, 'the result of setupTracing()');
   }

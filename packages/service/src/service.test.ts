@@ -11,7 +11,11 @@ import Fastify from 'fastify';
 import { bulwarkService, createService } from './service.js';
 import { serverOptions } from './server-options.js';
 import { SERVICE_DEFAULTS } from './options.js';
-import { DEFAULT_CONTENT_SECURITY_POLICY, DEFAULT_SECURITY_HEADERS } from './security-headers.js';
+import {
+  DEFAULT_API_SECURITY_HEADERS,
+  DEFAULT_CONTENT_SECURITY_POLICY,
+  DEFAULT_SECURITY_HEADERS,
+} from './security-headers.js';
 import { listen, LogSink, parsePrometheus, sampleValue, sleep } from './test-support.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -81,8 +85,8 @@ describe('createService: endpoints, request ids, headers, logs', () => {
     assert.equal(res.headers['x-request-id'], edge);
   });
 
-  it("sends helmet 8's default security headers on every response (404 too), no HSTS over HTTP, no X-Powered-By", async () => {
-    for (const path of ['/hello', '/nope', '/metrics']) {
+  it("sends helmet 8's default security headers on routes that do not choose (404 too), no HSTS over HTTP, no X-Powered-By", async () => {
+    for (const path of ['/hello', '/nope']) {
       const res = await request(`${base}${path}`);
       await res.body.dump();
       for (const [name, value] of Object.entries(DEFAULT_SECURITY_HEADERS))
@@ -90,6 +94,23 @@ describe('createService: endpoints, request ids, headers, logs', () => {
       assert.equal(res.headers['content-security-policy'], DEFAULT_CONTENT_SECURITY_POLICY);
       assert.equal(res.headers['strict-transport-security'], undefined, 'no HSTS over plain HTTP');
       assert.equal(res.headers['x-powered-by'], undefined);
+    }
+  });
+
+  it("sends OWASP's REST set, and nothing of the HTML set, on the kit's own routes (api profile)", async () => {
+    for (const path of ['/metrics', '/livez', '/readyz', '/healthz']) {
+      const res = await request(`${base}${path}`);
+      await res.body.dump();
+      for (const [name, value] of Object.entries(DEFAULT_API_SECURITY_HEADERS))
+        assert.equal(res.headers[name], value, `${path} ${name}`);
+      for (const name of [
+        'referrer-policy',
+        'cross-origin-opener-policy',
+        'x-dns-prefetch-control',
+        'x-xss-protection',
+      ])
+        assert.equal(res.headers[name], undefined, `${path} ${name}`);
+      assert.match(String(res.headers['x-request-id']), UUID);
     }
   });
 
@@ -486,6 +507,47 @@ describe('security headers', () => {
     }
   });
 
+  it('lets each route choose its set: document (default), api or none; apiHeaders edits the api set', async () => {
+    const app = createService({
+      logLevel: 'silent',
+      shedding: false,
+      securityHeaders: { apiHeaders: { 'cache-control': false, 'x-api-version': '2' } },
+    });
+    app.get('/page', async () => 'page');
+    app.get('/api', { config: { bulwark: { securityHeaders: 'api' } } }, async () => ({}));
+    app.get('/bare', { config: { bulwark: { securityHeaders: 'none' } } }, async () => 'bare');
+    try {
+      const page = await app.inject('/page');
+      assert.equal(page.headers['content-security-policy'], DEFAULT_CONTENT_SECURITY_POLICY);
+      assert.equal(page.headers['x-frame-options'], 'SAMEORIGIN');
+      const api = await app.inject('/api');
+      assert.equal(api.headers['content-security-policy'], "frame-ancestors 'none'");
+      assert.equal(api.headers['x-frame-options'], 'DENY');
+      assert.equal(api.headers['x-content-type-options'], 'nosniff');
+      assert.equal(api.headers['x-api-version'], '2');
+      assert.equal(api.headers['cache-control'], undefined, 'dropped by apiHeaders');
+      assert.equal(api.headers['referrer-policy'], undefined);
+      const bare = await app.inject('/bare');
+      assert.equal(bare.headers['x-content-type-options'], undefined);
+      assert.equal(bare.headers['content-security-policy'], undefined);
+      assert.match(String(bare.headers['x-request-id']), UUID, 'the request id is always sent');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('names the route and the allowed sets when a route asks for an unknown one', () => {
+    const app = createService({ logLevel: 'silent', shedding: false });
+    assert.throws(
+      () => app.get('/x', { config: { bulwark: { securityHeaders: 'html' as never } } }, async () => 'x'),
+      (e: unknown) =>
+        e instanceof InvalidOptionError &&
+        /route \/x/.test(e.message) &&
+        /'document', 'api' or 'none'/.test(e.message),
+    );
+    return app.close();
+  });
+
   it('sends nothing with securityHeaders: false', async () => {
     const none = createService({ logLevel: 'silent', shedding: false, securityHeaders: false });
     none.get('/x', async () => 'x');
@@ -523,6 +585,8 @@ describe('options', () => {
       [{ securityHeaders: { headers: { 'bad header': 'x' } } }, /securityHeaders\.headers/],
       [{ securityHeaders: { contentSecurityPolicy: 'a\nb' } }, /securityHeaders\.contentSecurityPolicy/],
       [{ securityHeaders: { csp: 'x' } }, /securityHeaders\.csp/],
+      [{ securityHeaders: { apiHeaders: { 'x-a': '' } } }, /securityHeaders\.apiHeaders\.x-a/],
+      [{ securityHeaders: { apiHeaders: 'none' } }, /securityHeaders\.apiHeaders/],
     ];
     for (const [options, pattern] of cases) {
       assert.throws(

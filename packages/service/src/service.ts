@@ -23,7 +23,7 @@ import { ServiceMetrics, safeLabel } from './metrics.js';
 import { resolveServiceOptions, type ResolvedServiceOptions, type ServiceOptions } from './options.js';
 import { HttpRateLimiter, type RateLimitStatus } from './rate-limit.js';
 import { FixedHeaders } from './reply-headers.js';
-import { securityHeaderList } from './security-headers.js';
+import { securityHeaderSets, type SecurityHeadersProfile } from './security-headers.js';
 import { serverOptions } from './server-options.js';
 import { Shedder, type SheddingStatus } from './shedder.js';
 import type { Tracing } from './tracing.js';
@@ -75,7 +75,19 @@ declare module 'fastify' {
 }
 
 const KIT_HOOK = Symbol('bulwark.hook');
-const EXEMPT = { bulwark: { exempt: true } };
+const EXEMPT = { bulwark: { exempt: true, securityHeaders: 'api' } } as const;
+
+/** One prepared header template per security-header profile, each led by the request id. */
+function fixedHeaderSets(
+  requestIdHeader: string,
+  sets: Readonly<Record<SecurityHeadersProfile, ReadonlyArray<readonly [string, string]>>>,
+): Readonly<Record<SecurityHeadersProfile, FixedHeaders>> {
+  return Object.freeze({
+    document: new FixedHeaders(requestIdHeader, sets.document),
+    api: new FixedHeaders(requestIdHeader, sets.api),
+    none: new FixedHeaders(requestIdHeader, sets.none),
+  });
+}
 const NO_STORE = 'no-store';
 
 /** A Fastify instance with the whole kit installed. Add your routes to it, then `listen`. */
@@ -116,9 +128,9 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     scheme: o.https === undefined ? 'http' : 'https',
     accessLog: o.accessLog,
     slowRequestMs: o.slowRequestMs,
-    fixedHeaders: new FixedHeaders(
+    fixedHeaders: fixedHeaderSets(
       o.requestIdHeader,
-      securityHeaderList(o.securityHeaders, o.https !== undefined),
+      securityHeaderSets(o.securityHeaders, o.https !== undefined),
     ),
     draining: false,
   };
