@@ -1,7 +1,7 @@
 /**
  * The options of `fetchAll`, their defaults (declared once, here) and their validation.
  */
-import { InvalidOptionError, checks } from '@bulwark/core';
+import { EXPONENTIAL_BACKOFF_DEFAULTS, InvalidOptionError, checks } from '@bulwark/core';
 import type { Dispatcher } from 'undici';
 
 export interface FetchAllOptions {
@@ -9,7 +9,8 @@ export interface FetchAllOptions {
   concurrency?: number;
   /**
    * Requests in flight at once to one origin (scheme, host and port); also undici's connection limit per
-   * origin. Capped at `concurrency`. @default 10
+   * origin. Capped at `concurrency`. An origin that has not answered yet (and again after its breaker
+   * opened) gets at most `breakerFailures` until one of its requests succeeds. @default 10
    */
   perHostConcurrency?: number;
   /** Time allowed per attempt, in ms: connect, headers and the whole body. @default 10_000 */
@@ -26,13 +27,19 @@ export interface FetchAllOptions {
   retryBudgetRatio?: number;
   /** The budget's floor: retries allowed per second of window even without traffic. @default 10 */
   retryBudgetMinPerSecond?: number;
-  /** Scale of the first backoff before a retry, in ms (exponential with decorrelated jitter). @default 100 */
+  /**
+   * Scale of the first backoff before a retry, in ms (exponential with decorrelated jitter), at most 30_000
+   * (core `retry`'s longest delay). @default 100
+   */
   retryInitialDelayMs?: number;
   /** The longest `Retry-After` honoured, in ms; a longer one ends the URL's retries. @default 5_000 */
   maxRetryAfterMs?: number;
   /**
    * Consecutive failures (network errors, timeouts, 408, 425, 429, 5xx) after which a host's circuit breaker opens
-   * and its remaining URLs fail fast with `CIRCUIT_OPEN`. @default 5
+   * and its remaining URLs fail fast with `CIRCUIT_OPEN`: those waiting for a slot at once, those read while
+   * it is open on admission; its retries waiting out a backoff end then too. Also the most requests in flight
+   * to a host that has not answered yet, so a dead host's first wave of failures opens its breaker in one
+   * timeout while holding few of the `concurrency` slots. @default 5
    */
   breakerFailures?: number;
   /**
@@ -44,9 +51,10 @@ export interface FetchAllOptions {
   ratePerHost?: number;
   /**
    * URLs read from the input beyond `concurrency`: waiting for their host's slot, between retries, or
-   * finished and not yet consumed. Bounds memory (each costs its URL and ~200 bytes). A window much
-   * smaller than the URLs a black-holed host receives during one `timeoutMs` stalls the input behind
-   * that host until its breaker opens. @default 1000
+   * finished and not yet consumed. Bounds memory (each costs its URL and ~200 bytes). A black-holed
+   * host's URLs wait in this window until its breaker opens (one `timeoutMs`): a window smaller than the
+   * URLs it receives meanwhile stalls the input behind that host until then; once it is open they leave at
+   * once. @default 1000
    */
   readAhead?: number;
   /** Headers sent with every request. @default none */
@@ -109,6 +117,8 @@ export interface ResolvedFetchAllOptions {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Core `retry`'s default `maxDelayMs` (30 s): its backoff refuses a larger `initialDelayMs`. */
+const MAX_BACKOFF_MS = EXPONENTIAL_BACKOFF_DEFAULTS.maxDelayMs;
 
 /** Validates `options` (throws {@link InvalidOptionError} naming the option) and fills in defaults. */
 export function resolveFetchAllOptions(options: FetchAllOptions | undefined): ResolvedFetchAllOptions {
@@ -159,7 +169,7 @@ export function resolveFetchAllOptions(options: FetchAllOptions | undefined): Re
     retryInitialDelayMs: checks.number(
       'fetchAll.retryInitialDelayMs',
       o.retryInitialDelayMs ?? d.retryInitialDelayMs,
-      { min: 0, max: MAX_TIMER_MS },
+      { min: 0, max: MAX_BACKOFF_MS },
     ),
     maxRetryAfterMs: checks.number('fetchAll.maxRetryAfterMs', o.maxRetryAfterMs ?? d.maxRetryAfterMs, {
       min: 0,

@@ -16,6 +16,11 @@
  *
  * Fairness: each origin queues in FIFO order; origins that could start one take turns (round robin) when
  * a global slot frees up.
+ *
+ * An origin that has not answered yet holds at most `probeLimit` requests in flight (fetchAll passes its
+ * `breakerFailures`): if it is dead, that first wave is exactly enough failures to open its breaker in one
+ * timeout, and the global slots it ties up meanwhile are as few as that allows. Its first success lifts the
+ * limit to `maxConcurrent`; {@link HostSlots.unanswered} (its breaker opened) lowers it again.
  */
 import {
   BasePolicy,
@@ -29,6 +34,7 @@ import {
 /** Something waiting for a slot. `grant` is called with the slot already taken. */
 export interface Entry {
   grant(slots: HostSlots): void;
+  /** Leaves the queue without a slot: the run was aborted, or the origin's breaker opened. */
   cancel(reason: unknown): void;
 }
 
@@ -91,9 +97,14 @@ export class SlotScheduler {
 
   constructor(readonly maxConcurrent: number) {}
 
-  /** The slots of one origin. */
-  host(key: string, maxConcurrent: number, limiter: RateLimiterPolicy | undefined): HostSlots {
-    const host = new HostSlots(this, key, maxConcurrent, limiter);
+  /** The slots of one origin (at most `probeLimit` in flight until one of its requests succeeds). */
+  host(
+    key: string,
+    maxConcurrent: number,
+    limiter: RateLimiterPolicy | undefined,
+    probeLimit = maxConcurrent,
+  ): HostSlots {
+    const host = new HostSlots(this, key, maxConcurrent, limiter, probeLimit);
     this.#hosts.add(host);
     return host;
   }
@@ -169,14 +180,38 @@ export class HostSlots extends BasePolicy {
    * with one slow request pauses only while its other requests finish.
    */
   #holding = false;
+  /** `maxConcurrent` once the origin has answered; until then (and after its breaker opened) `probeLimit`. */
+  #limit: number;
+  readonly probeLimit: number;
 
   constructor(
     readonly scheduler: SlotScheduler,
     readonly key: string,
     readonly maxConcurrent: number,
     readonly limiter: RateLimiterPolicy | undefined,
+    probeLimit = maxConcurrent,
   ) {
     super(undefined);
+    this.probeLimit = Math.max(1, Math.min(probeLimit, maxConcurrent));
+    this.#limit = this.probeLimit;
+  }
+
+  /** Requests this origin may have in flight now. */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /** The origin is treated as unproven again (its breaker opened): `probeLimit` in flight until a success. */
+  unanswered(): void {
+    this.#limit = this.probeLimit;
+  }
+
+  /**
+   * Takes every entry out of the queue and cancels it with `reason` (the origin's breaker opened: URLs
+   * waiting for their first slot fail fast at once instead of each taking a slot to be refused).
+   */
+  cancelQueued(reason: unknown): void {
+    for (const entry of this.#queue.drain()) entry.cancel(reason);
   }
 
   /** Entries waiting for a slot. */
@@ -197,7 +232,7 @@ export class HostSlots extends BasePolicy {
       return;
     }
     this.#queue.push(entry);
-    if (this.running < this.maxConcurrent && this.#paced === undefined && !this.#holding)
+    if (this.running < this.#limit && this.#paced === undefined && !this.#holding)
       this.scheduler.markReady(this);
   }
 
@@ -215,9 +250,17 @@ export class HostSlots extends BasePolicy {
   /** Runs `fn` in a slot already taken for it; the slot is released when `fn` settles. */
   runHeld<T>(fn: Operation<T>, ctx: CallContext): Promise<T> {
     const promise = invoke(fn, ctx);
-    promise.then(this.release, this.#failed);
+    promise.then(this.#succeeded, this.#failed);
     return promise;
   }
+
+  readonly #succeeded = (): void => {
+    if (this.#limit < this.maxConcurrent) {
+      // the first answer: the origin may use all its slots (release marks it ready if it waits)
+      this.#limit = this.maxConcurrent;
+    }
+    this.release();
+  };
 
   readonly #failed = (error: unknown): void => {
     if (error instanceof TimeoutError) this.#holding = true;
@@ -235,13 +278,13 @@ export class HostSlots extends BasePolicy {
 
   /** Called by the scheduler with a global slot free: grant the next entry if this origin may. */
   grantNext(): void {
-    if (this.#queue.size === 0 || this.running >= this.maxConcurrent || this.#paced !== undefined) return;
+    if (this.#queue.size === 0 || this.running >= this.#limit || this.#paced !== undefined) return;
     if (this.#holding) return;
     if (this.scheduler.aborted || !this.#paceAllows()) return;
     const entry = this.#queue.shift()!;
     this.#take();
     entry.grant(this);
-    if (this.#queue.size > 0 && this.running < this.maxConcurrent) this.scheduler.markReady(this);
+    if (this.#queue.size > 0 && this.running < this.#limit) this.scheduler.markReady(this);
   }
 
   cancelAll(reason: unknown): void {
@@ -256,7 +299,7 @@ export class HostSlots extends BasePolicy {
     return (
       !this.scheduler.aborted &&
       this.#queue.size === 0 &&
-      this.running < this.maxConcurrent &&
+      this.running < this.#limit &&
       this.scheduler.running < this.scheduler.maxConcurrent &&
       this.scheduler.noneReady &&
       this.#paced === undefined &&
@@ -283,7 +326,7 @@ export class HostSlots extends BasePolicy {
 
   readonly #paceEnded = (): void => {
     this.#paced = undefined;
-    if (this.#queue.size > 0 && this.running < this.maxConcurrent && !this.#holding) {
+    if (this.#queue.size > 0 && this.running < this.#limit && !this.#holding) {
       this.scheduler.markReady(this);
       this.scheduler.pump();
     }

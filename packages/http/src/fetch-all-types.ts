@@ -57,7 +57,10 @@ export interface FetchAllStats {
   readonly ok: number;
   /** Requests on the wire now. */
   readonly inFlight: number;
-  /** Retries sent (granted by the budget). */
+  /**
+   * Retries sent (granted by the budget and gone out; a retry that its host's opening breaker cut short
+   * during its backoff is not counted).
+   */
   readonly retries: number;
   /** Retries the budget refused. */
   readonly retriesDenied: number;

@@ -146,6 +146,105 @@ test('a black-holed host trips its breaker: the rest finish, its remaining URLs 
   assert.deepEqual(events, [`127.0.0.1:${dead.port}:closed->open`]);
 });
 
+test('a host that has not answered yet holds at most breakerFailures requests; its first answer lifts that', async () => {
+  const s = await server();
+  s.setFault({ type: 'latency', ms: 50 });
+  const urls = Array.from({ length: 40 }, (_, i) => `${s.origin}/slow?${i}`);
+  const results = await collect(fetchAll(urls, { perHostConcurrency: 8, breakerFailures: 3 }));
+  assert.equal(results.filter((r) => r.ok).length, 40);
+  const starts = s.requests.map((r) => r.startedAt).sort((a, b) => a - b);
+  const firstAnswer = Math.min(...s.requests.map((r) => r.endedAt ?? Infinity));
+  assert.equal(starts.filter((t) => t < firstAnswer).length, 3, 'three requests before the first answer');
+  assert.equal(s.maxConcurrentRequests, 8, 'then all eight slots');
+});
+
+test('a black-holed host ties up only breakerFailures global slots while its first requests time out', async () => {
+  const good = await server();
+  good.setFault({ type: 'latency', ms: 30 });
+  const dead = await server();
+  dead.setFault({ type: 'blackhole' });
+  const urls = Array.from({ length: 120 }, (_, i) =>
+    i % 2 === 0 ? `${dead.origin}/x?${i}` : `${good.origin}/ok?${i}`,
+  );
+  const results = await collect(
+    fetchAll(urls, { concurrency: 10, perHostConcurrency: 10, breakerFailures: 4, timeoutMs: 1000 }),
+  );
+  assert.equal(results.length, 120);
+  assert.equal(results.filter((r) => r.ok).length, 60);
+  assert.equal(dead.requestCount, 4, `the dead host saw ${dead.requestCount} requests`);
+  assert.equal(dead.maxConcurrentRequests, 4);
+  // the other six global slots went to the live host, once it had answered
+  assert.equal(good.maxConcurrentRequests, 6);
+});
+
+test("when a host's breaker opens, its queued URLs fail at once, without taking slots", async () => {
+  const dead = await server();
+  dead.setFault({ type: 'blackhole' });
+  const urls = Array.from({ length: 100 }, (_, i) => `${dead.origin}/x?${i}`);
+  const run = fetchAll(urls, { retries: 0, breakerFailures: 3, perHostConcurrency: 3, timeoutMs: 200 });
+  let settledRightAfter = -1;
+  run.onBreakerStateChange((e) => {
+    if (e.to === 'open') queueMicrotask(() => (settledRightAfter = run.stats.completed));
+  });
+  const results = await collect(run);
+  assert.equal(results.length, 100);
+  // the 97 queued URLs were settled in the same turn as the trip (not one by one as slots free up)
+  assert.ok(settledRightAfter >= 97, `settled in the microtask after the trip: ${settledRightAfter}`);
+  const open = results.filter((r) => r.errorCode === 'CIRCUIT_OPEN');
+  assert.equal(open.length, 97);
+  assert.ok(open.every((r) => r.attempts === 0 && r.durationMs === 0));
+  assert.match(open[0]!.error!, /^Circuit "127\.0\.0\.1:\d+" is open; retry after \d+ ms$/);
+  assert.equal(dead.requestCount, 3);
+});
+
+test('URLs read while their host is open fail at admission: they do not wait for a slot', async () => {
+  const refused = `http://127.0.0.1:${await deadPort()}`;
+  const slow = await server();
+  slow.setFault({ type: 'latency', ms: 300 });
+  let opened!: () => void;
+  const isOpen = new Promise<void>((resolve) => (opened = resolve));
+  async function* input(): AsyncGenerator<string> {
+    yield `${refused}/first`;
+    await isOpen;
+    yield `${slow.origin}/takes-the-only-slot`;
+    for (let i = 0; i < 20; i++) yield `${refused}/later?${i}`;
+  }
+  const run = fetchAll(input(), { concurrency: 1, retries: 0, breakerFailures: 1 });
+  run.onBreakerStateChange((e) => {
+    if (e.to === 'open') opened();
+  });
+  const results = await collect(run);
+  assert.deepEqual(
+    results.map((r) => r.errorCode ?? 'ok'),
+    ['CONNECT_REFUSED', ...Array<string>(20).fill('CIRCUIT_OPEN'), 'ok'],
+    'the 20 refused URLs did not queue behind the one slot the slow host holds',
+  );
+});
+
+test("a host's breaker opening ends its retries sleeping in a backoff; they report their last failure", async () => {
+  const dead = await server();
+  dead.setFault({ type: 'blackhole' });
+  const urls = Array.from({ length: 10 }, (_, i) => `${dead.origin}/x?${i}`);
+  const t0 = performance.now();
+  const run = fetchAll(urls, {
+    retries: 2,
+    retryInitialDelayMs: 20_000, // a backoff of seconds: waiting it out would show
+    breakerFailures: 3,
+    timeoutMs: 300,
+  });
+  const results = await collect(run);
+  const elapsed = performance.now() - t0;
+  const timeouts = results.filter((r) => r.errorCode === 'TIMEOUT');
+  assert.equal(timeouts.length, 3);
+  assert.ok(timeouts.every((r) => r.attempts === 1));
+  assert.equal(results.filter((r) => r.errorCode === 'CIRCUIT_OPEN').length, 7);
+  assert.equal(dead.requestCount, 3, 'no retry was sent');
+  assert.equal(run.stats.retries, 0, 'stats.retries counts retries sent');
+  // one timeout (300 ms), not a backoff of seconds; generous for a loaded machine
+  assert.ok(elapsed < 5000, `took ${Math.round(elapsed)} ms`);
+  for (const r of timeouts) assert.ok(r.durationMs < 5000, `durationMs ${r.durationMs}`);
+});
+
 test('a refused host trips its breaker: CONNECT_REFUSED, then CIRCUIT_OPEN', async () => {
   const port = await deadPort();
   const urls = Array.from({ length: 50 }, (_, i) => `http://127.0.0.1:${port}/${i}`);
@@ -310,6 +409,9 @@ test('options are validated at once, naming the option', () => {
   );
   assert.throws(() => fetchAll([], { timeout: 5 } as never), /fetchAll\.timeout/);
   assert.throws(() => fetchAll([], { retryBudgetRatio: -1 }), /fetchAll\.retryBudgetRatio/);
+  // core retry's backoff caps a delay at 30 s: a larger first delay is refused here, under fetchAll's name
+  assert.throws(() => fetchAll([], { retryInitialDelayMs: 30_001 }), /fetchAll\.retryInitialDelayMs/);
+  assert.doesNotThrow(() => fetchAll([], { retryInitialDelayMs: 30_000 }));
   assert.throws(() => fetchAll(42 as never), /fetchAll\.urls/);
 });
 

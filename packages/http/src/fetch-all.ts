@@ -7,9 +7,14 @@
  * dispatch.
  *
  * - Slots are taken per attempt, so a URL waiting out a backoff holds none.
- * - The breaker sits inside the slots: it is asked when a request is about to go out, so URLs queued
- *   behind a host that has just been found dead fail fast (`CIRCUIT_OPEN`) instead of each costing a
- *   timeout.
+ * - The breaker sits inside the slots: it is asked when a request is about to go out, so a request never
+ *   goes to a host whose breaker opened while it waited.
+ * - When a host's breaker opens, everything of that host that waits fails at once: URLs queued for their
+ *   first slot (`CIRCUIT_OPEN`, no slot taken), retries sleeping in a backoff or queued for a slot (they
+ *   report the failure of their last request), and URLs read while it stays open (`CIRCUIT_OPEN` on
+ *   admission). So the read-ahead window empties at once instead of at the pace of the slot scheduler.
+ * - A host that has not answered yet (and again after its breaker opened) holds at most `breakerFailures`
+ *   requests in flight: a dead host's first wave is just enough to open its breaker in one timeout.
  * - Input is pulled lazily: at most `concurrency + readAhead` URLs are held at once (in flight, queued
  *   for a slot, between retries, or finished and not yet consumed), so memory does not grow with the
  *   input and a slow consumer slows the reading.
@@ -75,6 +80,13 @@ function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
+/**
+ * Why a URL's retry was cut short: its host's breaker opened (the reason a host's signal is aborted with).
+ * Never reported as such: the URL reports the failure of its last request (or `CIRCUIT_OPEN`).
+ */
+class HostTripped {}
+const HOST_TRIPPED = new HostTripped();
+
 interface Host {
   readonly host: string;
   /** slots → breaker → timeout: a later attempt (a retry). */
@@ -83,8 +95,26 @@ interface Host {
   readonly inner: Policy;
   readonly slots: HostSlots;
   readonly breakerIsClosed: () => boolean;
+  readonly breakerIsOpen: () => boolean;
   /** URLs of this origin admitted and not settled. */
   active: number;
+  /**
+   * The signal `retry` gets for this host's URLs (it listens only while a backoff sleeps). Aborted with
+   * {@link HOST_TRIPPED} when the breaker opens, and replaced; aborted with the run's reason by the run's abort.
+   */
+  controller: AbortController;
+  execOptions: ExecuteOptions;
+  /** While open: when the breaker lets probes through (performance.now()), for `retryAfterMs`. */
+  openUntil: number;
+  /** The last `CircuitOpenError` made for this host's URLs (shared while its `retryAfterMs` is the same). */
+  openError: CircuitOpenError | undefined;
+}
+
+function hostSignal(): { controller: AbortController; execOptions: ExecuteOptions } {
+  const controller = new AbortController();
+  // every retry of the host sleeping in a backoff listens on it
+  setMaxListeners(0, controller.signal);
+  return { controller, execOptions: { signal: controller.signal } };
 }
 
 /**
@@ -134,7 +164,7 @@ class Item implements Progress, Entry {
 
   /** The innermost operation: one request. */
   readonly send = (): Promise<ExchangeResult> => {
-    this.attempts++;
+    if (this.attempts++ > 0) this.run.retriesSent++;
     if (this.startedAt < 0) this.startedAt = performance.now();
     this.status = undefined;
     this.bytes = 0;
@@ -160,10 +190,11 @@ class Run implements FetchAllRun {
   readonly options: ResolvedFetchAllOptions;
   readonly exchangeOptions: ExchangeOptions;
   inFlight = 0;
+  /** Retries sent (counted when they go out: a retry cut short by its host's breaker was never sent). */
+  retriesSent = 0;
   readonly #input: Iterator<unknown> | AsyncIterator<unknown>;
   readonly #controller = new AbortController();
   readonly #signal = this.#controller.signal;
-  readonly #execOptions: ExecuteOptions = { signal: this.#signal };
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
   readonly #retry: RetryPolicy;
@@ -195,7 +226,6 @@ class Run implements FetchAllRun {
   #read = 0;
   #completed = 0;
   #ok = 0;
-  #retries = 0;
   #dispatcherClosed: Promise<void> | undefined;
   /** Removes the listener on the caller's signal. */
   #unlinkCaller: (() => void) | undefined = undefined;
@@ -240,9 +270,6 @@ class Run implements FetchAllRun {
       shouldRetry: (outcome: Outcome) =>
         !outcome.ok && !(outcome.error instanceof CircuitOpenError) && defaultShouldRetry(outcome),
     });
-    this.#retry.onRetry(() => {
-      this.#retries++;
-    });
     this.#timeout = timeout({ timeoutMs: o.timeoutMs });
     this.#timeoutReason = new TimeoutError(o.timeoutMs);
     this.#timeout.onTimeout((event) => {
@@ -274,7 +301,7 @@ class Run implements FetchAllRun {
       completed: this.#completed,
       ok: this.#ok,
       inFlight: this.inFlight,
-      retries: this.#retries,
+      retries: this.retriesSent,
       retriesDenied: this.#budget.totalRejected,
       breakerTrips: this.#trips,
     };
@@ -346,6 +373,8 @@ class Run implements FetchAllRun {
     const reason = this.#signal.reason;
     if (!this.#closed && this.#failure === undefined) this.#failure = { error: reason };
     this.#slots.abortAll(reason);
+    // retries sleeping in a backoff listen on their host's signal
+    for (const host of this.#hosts.values()) host.controller.abort(reason);
     for (const item of this.#items.values()) item.exchange?.abort(reason);
     const resume = this.#resumePump;
     this.#resumePump = undefined;
@@ -404,14 +433,62 @@ class Run implements FetchAllRun {
       return;
     }
     const host = this.#host(target);
+    if (host.breakerIsOpen()) {
+      // its breaker is open: nothing would be sent (after breakerOpenMs it is half-open, and URLs queue again)
+      this.#deliver(this.#openResult(index, target, host));
+      return;
+    }
     host.active++;
     host.slots.enqueue(new Item(index, target, host, this));
+  }
+
+  /** The result of a URL that was never sent because its host's breaker was open. */
+  #openResult(index: number, target: Target, host: Host): FetchResult {
+    return {
+      index,
+      url: target.url,
+      host: target.host,
+      ok: false,
+      status: undefined,
+      bytes: 0,
+      durationMs: 0,
+      attempts: 0,
+      errorCode: 'CIRCUIT_OPEN',
+      error: this.#openError(host).message,
+      body: undefined,
+    };
+  }
+
+  /** A `CircuitOpenError` for `host` as its breaker would make it now (one per distinct `retryAfterMs`). */
+  #openError(host: Host): CircuitOpenError {
+    const retryAfterMs = Math.max(0, Math.ceil(host.openUntil - performance.now()));
+    let error = host.openError;
+    if (error === undefined || error.retryAfterMs !== retryAfterMs) {
+      error = host.openError = new CircuitOpenError(retryAfterMs, 'open', host.host);
+    }
+    return error;
+  }
+
+  /**
+   * `host`'s breaker has just opened: its retries sleeping in a backoff end now (they would only be
+   * refused), every URL queued for its first slot fails with `CIRCUIT_OPEN` at once, and it is held to
+   * `breakerFailures` requests in flight again until it answers.
+   */
+  #tripped(host: Host, openDurationMs: number): void {
+    host.openUntil = performance.now() + openDurationMs;
+    const tripped = host.controller;
+    const fresh = hostSignal();
+    host.controller = fresh.controller;
+    host.execOptions = fresh.execOptions;
+    tripped.abort(HOST_TRIPPED);
+    host.slots.unanswered();
+    host.slots.cancelQueued(this.#openError(host));
   }
 
   /** A URL got its first slot: start its policies. */
   begin(item: Item): void {
     this.#items.set(item.key, item);
-    this.#retry.execute(item.attempt, this.#execOptions).then(
+    this.#retry.execute(item.attempt, item.host.execOptions).then(
       (value) => this.#settled(item, value as ExchangeResult, undefined),
       (error: unknown) => this.#settled(item, undefined, error),
     );
@@ -455,15 +532,25 @@ class Run implements FetchAllRun {
       if (this.#onBreaker.active)
         this.#onBreaker.emit({ host: target.host, origin: key, from: e.from, to: e.to });
     });
-    const slots = this.#slots.host(key, o.perHostConcurrency, this.#limiter);
-    host = {
+    const slots = this.#slots.host(key, o.perHostConcurrency, this.#limiter, o.breakerFailures);
+    const created: Host = {
       host: target.host,
       policy: pipeline(slots, breaker, this.#timeout),
       inner: pipeline(breaker, this.#timeout),
       slots,
       breakerIsClosed: () => breaker.state === 'closed',
+      breakerIsOpen: () => breaker.state === 'open',
       active: 0,
+      ...hostSignal(),
+      openUntil: 0,
+      openError: undefined,
     };
+    // after the counting listener above: a trip is counted before the URLs it fails are delivered
+    breaker.onStateChange((e) => {
+      if (e.to === 'open' && !this.#signal.aborted)
+        this.#tripped(created, e.openDurationMs ?? o.breakerOpenMs);
+    });
+    host = created;
     this.#hosts.set(key, host);
     return host;
   }
@@ -501,8 +588,10 @@ class Run implements FetchAllRun {
       return;
     }
     const aborted = this.#signal.aborted && error === this.#signal.reason;
-    // a retry refused by a breaker that opened meanwhile: report what the last request sent ran into
-    if (!aborted && error instanceof CircuitOpenError && item.error !== undefined) error = item.error;
+    // a retry cut short or refused because the breaker opened meanwhile: report what the last request sent
+    // ran into (a URL whose retry was cut short has always sent one)
+    if (error === HOST_TRIPPED) error = item.error ?? this.#openError(item.host);
+    else if (!aborted && error instanceof CircuitOpenError && item.error !== undefined) error = item.error;
     this.#deliver({
       index: item.index,
       url: item.target.url,
