@@ -166,9 +166,8 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
   ) => {
     const l = limiter!;
     if (l.headers) {
-      setHeader(reply, 'ratelimit-limit', l.burst);
-      setHeader(reply, 'ratelimit-remaining', result.remaining);
-      setHeader(reply, 'ratelimit-reset', l.resetSeconds(result.remaining));
+      setHeader(reply, 'ratelimit-policy', l.policyField);
+      setHeader(reply, 'ratelimit', l.field(result.remaining));
     }
     if (result.allowed) {
       done();

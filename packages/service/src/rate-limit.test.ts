@@ -8,7 +8,8 @@ import { request } from 'undici';
 import type { FastifyInstance } from 'fastify';
 import { startFaultProxy } from '@bulwark/fault-server';
 import { createService } from './service.js';
-import type { RateLimitOptions } from './rate-limit.js';
+import { HttpRateLimiter, type RateLimitOptions } from './rate-limit.js';
+import { InvalidOptionError } from '@bulwark/core';
 import { listen, LogSink, parsePrometheus, sampleValue, sleep } from './test-support.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -61,20 +62,20 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs: num
 }
 
 describe('rate limiting (memory store)', () => {
-  it('lets a client make `burst` requests, then answers 429 with Retry-After and RateLimit-* headers', async () => {
+  it('lets a client make `burst` requests, then answers 429 with Retry-After and RateLimit fields', async () => {
     const { app, base } = await start({ ratePerSecond: 0.5, burst: 3 });
     try {
       for (let i = 0; i < 3; i++) {
         const res = await get(base);
         assert.equal(res.statusCode, 200);
-        assert.equal(res.headers['ratelimit-limit'], '3');
-        assert.equal(res.headers['ratelimit-remaining'], String(2 - i));
+        assert.equal(res.headers['ratelimit-policy'], '"http";q=3;w=6'); // 3 tokens, refilled in 6 s
+        assert.equal(res.headers['ratelimit'], `"http";r=${2 - i};t=${Math.ceil((3 - (2 - i)) / 0.5)}`);
       }
       const res = await request(`${base}/api`);
       assert.equal(res.statusCode, 429);
       assert.equal(res.headers['retry-after'], '2'); // one token at 0.5/s
-      assert.equal(res.headers['ratelimit-remaining'], '0');
-      assert.equal(res.headers['ratelimit-reset'], '6'); // 3 tokens at 0.5/s
+      assert.equal(res.headers['ratelimit'], '"http";r=0;t=6'); // 3 tokens at 0.5/s
+      assert.equal(res.headers['ratelimit-limit'], undefined, "not the expired drafts' fields");
       assert.match(String(res.headers['x-request-id']), /^[0-9a-f-]{36}$/);
       const body = (await res.body.json()) as { statusCode: number; code: string };
       assert.equal(body.statusCode, 429);
@@ -110,6 +111,21 @@ describe('rate limiting (memory store)', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('RateLimit fields', () => {
+  it('quote the limiter name as a Structured Fields string, and refuse a name that cannot be sent', () => {
+    const limiter = new HttpRateLimiter({ name: 'api "v2" \\ eu', ratePerSecond: 4, burst: 10 });
+    assert.equal(limiter.policyField, '"api \\"v2\\" \\\\ eu";q=10;w=3');
+    assert.equal(limiter.field(7), '"api \\"v2\\" \\\\ eu";r=7;t=1');
+    assert.throws(
+      () => new HttpRateLimiter({ name: 'é' }),
+      (e: unknown) =>
+        e instanceof InvalidOptionError &&
+        /rateLimit\.name/.test(e.message) &&
+        /printable ASCII/.test(e.message),
+    );
   });
 });
 

@@ -49,7 +49,10 @@ export interface RateLimitOptions {
   storeTimeoutMs?: number;
   /** After a Redis failure, skip Redis for this long before trying again, in ms. @default 1000 */
   storeRetryAfterFailureMs?: number;
-  /** Send `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset` on every limited response. @default true */
+  /**
+   * Send the IETF httpapi draft's `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-10)
+   * on every limited response. @default true
+   */
   headers?: boolean;
   /** The `name` label of the limiter's metrics. @default 'http' */
   name?: string;
@@ -92,6 +95,9 @@ export class HttpRateLimiter {
   readonly burst: number;
   readonly onStoreError: StoreErrorMode;
   readonly headers: boolean;
+  /** The `RateLimit-Policy` field value: `"<name>";q=<burst>;w=<seconds to refill the bucket>`. */
+  readonly policyField: string;
+  readonly #fieldPrefix: string;
   readonly policy: RateLimiterPolicy;
   /** The Redis store, when one is configured. */
   readonly redis: RedisRateLimitStore | undefined;
@@ -112,6 +118,16 @@ export class HttpRateLimiter {
       'local',
     ]);
     this.headers = checks.boolean('rateLimit.headers', o.headers ?? d.headers);
+    if (!/^[\x20-\x7e]*$/.test(this.name)) {
+      throw new InvalidOptionError(
+        'rateLimit.name',
+        this.name,
+        'printable ASCII (it is sent in RateLimit fields)',
+      );
+    }
+    const quoted = `"${this.name.replace(/[\\"]/g, (c) => `\\${c}`)}"`; // a Structured Fields string
+    this.policyField = `${quoted};q=${this.burst};w=${Math.max(1, Math.ceil(this.burst / this.ratePerSecond))}`;
+    this.#fieldPrefix = `${quoted};r=`;
     const maxKeys = checks.positiveInteger('rateLimit.maxKeys', o.maxKeys ?? d.maxKeys);
     this.#keyOf = keyFunction(o);
 
@@ -147,6 +163,11 @@ export class HttpRateLimiter {
   /** Takes one token for `key` (synchronous with the memory store; a promise with Redis). Never rejects. */
   take(key: string): TakeResult | Promise<TakeResult> {
     return this.policy.tryAcquire(key, 1);
+  }
+
+  /** The `RateLimit` field value after a take: `"<name>";r=<remaining>;t=<seconds until the bucket is full>`. */
+  field(remaining: number): string {
+    return `${this.#fieldPrefix}${remaining};t=${this.resetSeconds(remaining)}`;
   }
 
   /** Seconds until a client that just used its last token has a full bucket again. */
