@@ -37,5 +37,9 @@ app.get('/api/gcd', async (request, reply) => {
   }
   return { n: a.toString(), m: b.toString(), gcd: gcd(a, b).toString() };
 });
-await app.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' });
-process.on('SIGTERM', () => app.close().then(() => process.exit(0)));
+// BENCH_NO_LISTEN: imported by bench/gcd-cost.mjs, which drives `app.server` on an in-memory socket.
+if (!process.env.BENCH_NO_LISTEN) {
+  await app.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' });
+  process.on('SIGTERM', () => app.close().then(() => process.exit(0)));
+}
+export { app };

@@ -10,6 +10,7 @@ const here = new URL('.', import.meta.url).pathname;
 const suites = {
   core: ['core-run.mjs'],
   'gcd-service': ['gcd-service.mjs'],
+  'gcd-cost': ['gcd-cost.mjs'],
   'many-requests': ['many-requests.mjs'],
 };
 const args = process.argv.slice(2);
