@@ -167,7 +167,9 @@ test('a black-holed host ties up only breakerFailures global slots while its fir
     i % 2 === 0 ? `${dead.origin}/x?${i}` : `${good.origin}/ok?${i}`,
   );
   const results = await collect(
-    fetchAll(urls, { concurrency: 10, perHostConcurrency: 10, breakerFailures: 4, timeoutMs: 1000 }),
+    // timeoutMs well beyond the live host's ~10 rounds of 30 ms, even on a loaded machine: its URLs must all
+    // finish while the dead host still holds its 4 slots
+    fetchAll(urls, { concurrency: 10, perHostConcurrency: 10, breakerFailures: 4, timeoutMs: 3000 }),
   );
   assert.equal(results.length, 120);
   assert.equal(results.filter((r) => r.ok).length, 60);
