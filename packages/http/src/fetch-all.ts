@@ -104,8 +104,8 @@ interface Host {
    */
   controller: AbortController;
   execOptions: ExecuteOptions;
-  /** While open: when the breaker lets probes through (performance.now()), for `retryAfterMs`. */
-  openUntil: number;
+  /** While open: ms until the breaker lets probes through (the breaker's own count), for `retryAfterMs`. */
+  readonly openRemainingMs: () => number;
   /** The last `CircuitOpenError` made for this host's URLs (shared while its `retryAfterMs` is the same). */
   openError: CircuitOpenError | undefined;
 }
@@ -461,7 +461,7 @@ class Run implements FetchAllRun {
 
   /** A `CircuitOpenError` for `host` as its breaker would make it now (one per distinct `retryAfterMs`). */
   #openError(host: Host): CircuitOpenError {
-    const retryAfterMs = Math.max(0, Math.ceil(host.openUntil - performance.now()));
+    const retryAfterMs = Math.max(0, Math.ceil(host.openRemainingMs()));
     let error = host.openError;
     if (error === undefined || error.retryAfterMs !== retryAfterMs) {
       error = host.openError = new CircuitOpenError(retryAfterMs, 'open', host.host);
@@ -474,8 +474,7 @@ class Run implements FetchAllRun {
    * refused), every URL queued for its first slot fails with `CIRCUIT_OPEN` at once, and it is held to
    * `breakerFailures` requests in flight again until it answers.
    */
-  #tripped(host: Host, openDurationMs: number): void {
-    host.openUntil = performance.now() + openDurationMs;
+  #tripped(host: Host): void {
     const tripped = host.controller;
     const fresh = hostSignal();
     host.controller = fresh.controller;
@@ -542,13 +541,12 @@ class Run implements FetchAllRun {
       breakerIsOpen: () => breaker.state === 'open',
       active: 0,
       ...hostSignal(),
-      openUntil: 0,
+      openRemainingMs: () => breaker.metrics.openRemainingMs,
       openError: undefined,
     };
     // after the counting listener above: a trip is counted before the URLs it fails are delivered
     breaker.onStateChange((e) => {
-      if (e.to === 'open' && !this.#signal.aborted)
-        this.#tripped(created, e.openDurationMs ?? o.breakerOpenMs);
+      if (e.to === 'open' && !this.#signal.aborted) this.#tripped(created);
     });
     host = created;
     this.#hosts.set(key, host);

@@ -93,15 +93,14 @@ export class RouteState {
     this.rateLimited = rt.rateLimiter !== undefined && (config?.rateLimit ?? !exempt);
     this.shed = rt.shedder !== undefined && (config?.shedding ?? !exempt);
     const profile = config?.securityHeaders ?? 'document';
-    const headers = rt.fixedHeaders[profile] as FixedHeaders | undefined;
-    if (headers === undefined || !Object.hasOwn(rt.fixedHeaders, profile)) {
+    if (!Object.hasOwn(rt.fixedHeaders, profile)) {
       throw new InvalidOptionError(
         `route ${route}: config.bulwark.securityHeaders`,
         profile,
         "'document', 'api' or 'none'",
       );
     }
-    this.headers = headers;
+    this.headers = rt.fixedHeaders[profile];
     this.#metrics = rt.metrics;
   }
 
