@@ -100,15 +100,20 @@ function drive(server, n, request) {
   });
 }
 
+/** The full stack's Fastify app, configured as bench/gcd-service.mjs runs it, ready. */
+async function fullApp() {
+  Object.assign(process.env, FULL_ENV);
+  const { loadConfig } = await import(`${root}apps/gcd-service/dist/src/config.js`);
+  const { createGcdServer } = await import(`${root}apps/gcd-service/dist/src/server.js`);
+  const { app } = await createGcdServer(loadConfig(process.env));
+  await app.ready();
+  return app;
+}
+
 async function child(kind) {
   let server;
   if (kind === 'full') {
-    Object.assign(process.env, FULL_ENV);
-    const { loadConfig } = await import(`${root}apps/gcd-service/dist/src/config.js`);
-    const { createGcdServer } = await import(`${root}apps/gcd-service/dist/src/server.js`);
-    const gcd = await createGcdServer(loadConfig(process.env));
-    await gcd.app.ready();
-    server = gcd.app.server;
+    server = (await fullApp()).server;
   } else {
     process.env.BENCH_NO_LISTEN = '1';
     if (kind === 'headers') process.env.BARE_EXTRA_HEADERS = process.argv[4];
@@ -140,11 +145,7 @@ async function fullStackHeaders() {
 }
 
 async function probe() {
-  Object.assign(process.env, FULL_ENV);
-  const { loadConfig } = await import(`${root}apps/gcd-service/dist/src/config.js`);
-  const { createGcdServer } = await import(`${root}apps/gcd-service/dist/src/server.js`);
-  const gcd = await createGcdServer(loadConfig(process.env));
-  const res = await gcd.app.inject(PATH);
+  const res = await (await fullApp()).inject(PATH);
   const skip = new Set(['date', 'connection', 'keep-alive', 'content-length', 'content-type']);
   process.send({
     headers: Object.fromEntries(Object.entries(res.headers).filter(([name]) => !skip.has(name))),
