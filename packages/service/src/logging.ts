@@ -55,12 +55,13 @@ export function createLogger(s: LoggerSettings): Logger {
   );
 }
 
-const NO_FIELDS = Object.freeze({});
-
-/** pino `mixin`: the active span's ids, or nothing. */
+/**
+ * pino `mixin`: the active span's ids, or nothing. Always a new object: pino merges the log call's own
+ * fields into it (`Object.assign(mixin, fields)`), so a shared frozen one made every such call throw.
+ */
 export function traceMixin(): object {
   const span = trace.getSpan(context.active());
-  if (span === undefined) return NO_FIELDS;
+  if (span === undefined) return {};
   const sc = span.spanContext();
   return { trace_id: sc.traceId, span_id: sc.spanId };
 }
