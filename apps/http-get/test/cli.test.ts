@@ -504,13 +504,14 @@ describe('argv validation (exit 2, a message saying what is allowed)', () => {
     });
   }
 
-  it('package.json "bin" points at the built main.js, which starts with a node shebang (npx http-get)', async () => {
+  it('package.json "bin" is the committed shim, which runs the built main.js (npx http-get)', async () => {
     const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
       bin: Record<string, string>;
     };
-    assert.deepEqual(pkg.bin, { 'http-get': 'dist/src/main.js' });
-    const main = await readFile(new URL('../../dist/src/main.js', import.meta.url), 'utf8');
-    assert.ok(main.startsWith('#!/usr/bin/env node\n'));
+    assert.deepEqual(pkg.bin, { 'http-get': 'bin/http-get.js' });
+    const shim = await readFile(new URL('../../bin/http-get.js', import.meta.url), 'utf8');
+    assert.ok(shim.startsWith('#!/usr/bin/env node\n'));
+    assert.match(shim, /new URL\('\.\.\/dist\/src\/main\.js', import\.meta\.url\)/);
     assert.equal(BIN, fileURLToPath(new URL('../../dist/src/main.js', import.meta.url)));
   });
 

@@ -13,24 +13,31 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = process.env.BULWARK_REPO_ROOT ?? fileURLToPath(new URL('../../../', import.meta.url));
 
-/** Runtime dependencies allowed per publishable package (`dependencies`; peer/optional/bundled: none). */
+/** Runtime dependencies allowed per publishable package (`dependencies`; optional/bundled: none). */
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   '@bulwark/core': [],
   '@bulwark/fault-server': [],
-  '@bulwark/http': ['@bulwark/core', 'http-cache-semantics', 'undici'],
-  '@bulwark/service': [
-    '@bulwark/core',
-    '@opentelemetry/api',
-    '@opentelemetry/exporter-trace-otlp-http',
-    '@opentelemetry/resources',
-    '@opentelemetry/sdk-trace-base',
-    '@opentelemetry/sdk-trace-node',
-    'fastify',
-    'fastify-plugin',
-    'ioredis',
-    'pino',
-    'prom-client',
-  ],
+  '@bulwark/http': ['@bulwark/core', '@types/http-cache-semantics', 'http-cache-semantics', 'undici'],
+  '@bulwark/service': ['@bulwark/core', '@opentelemetry/api', 'fastify-plugin', 'pino', 'prom-client'],
+  '@bulwark/http-get': ['@bulwark/core', '@bulwark/http', 'cli-progress', 'commander'],
+  '@bulwark/many-requests': ['@bulwark/core', '@bulwark/http', 'cli-progress', 'commander'],
+};
+
+/**
+ * Peer dependencies allowed per publishable package: the host framework the user brings (fastify), and
+ * optional peers, which only the users of a feature install (the service loads them when configured).
+ */
+const PEERS: Readonly<Record<string, { required: readonly string[]; optional: readonly string[] }>> = {
+  '@bulwark/service': {
+    required: ['fastify'],
+    optional: [
+      '@opentelemetry/exporter-trace-otlp-http',
+      '@opentelemetry/resources',
+      '@opentelemetry/sdk-trace-base',
+      '@opentelemetry/sdk-trace-node',
+      'ioredis',
+    ],
+  },
 };
 
 interface Manifest {
@@ -39,6 +46,8 @@ interface Manifest {
   private?: boolean;
   dependencies?: Record<string, string>;
   peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+  devDependencies?: Record<string, string>;
   optionalDependencies?: Record<string, string>;
   bundleDependencies?: unknown;
   bundledDependencies?: unknown;
@@ -68,14 +77,26 @@ test('the runtime dependencies of each publishable package are exactly the allow
       [...(ALLOWED[manifest.name] ?? [])].sort(),
       `${manifest.name}: runtime dependencies changed; update ALLOWED in packages/core/src/dependencies.test.ts on purpose`,
     );
-    for (const field of [
-      'peerDependencies',
-      'optionalDependencies',
-      'bundleDependencies',
-      'bundledDependencies',
-    ] as const) {
+    for (const field of ['optionalDependencies', 'bundleDependencies', 'bundledDependencies'] as const) {
       assert.equal(manifest[field], undefined, `${manifest.name}: ${field} is not allowed`);
     }
+    const peers = PEERS[manifest.name] ?? { required: [], optional: [] };
+    assert.deepEqual(
+      Object.keys(manifest.peerDependencies ?? {}).sort(),
+      [...peers.required, ...peers.optional].sort(),
+      `${manifest.name}: peer dependencies changed; update PEERS in packages/core/src/dependencies.test.ts on purpose`,
+    );
+    const optional = Object.entries(manifest.peerDependenciesMeta ?? {})
+      .filter(([, meta]) => meta.optional === true)
+      .map(([name]) => name);
+    assert.deepEqual(optional.sort(), [...peers.optional].sort(), `${manifest.name}: optional peers`);
+    // the repository's own tests use every peer: each is a devDependency too
+    for (const name of Object.keys(manifest.peerDependencies ?? {}))
+      assert.ok(
+        manifest.devDependencies?.[name] !== undefined,
+        `${manifest.name}: ${name} also in devDependencies`,
+      );
+    assert.equal(manifest.scripts?.prepack, 'tsc -b', `${manifest.name}: npm pack must build first`);
     for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) {
       assert.equal(
         manifest.scripts?.[hook],

@@ -8,7 +8,7 @@
  * `await app.register(bulwarkService, opts)` **before** adding routes (the kit instruments routes as they
  * are added).
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Disposable } from '@bulwark/core';
 import { Health, type HealthCheck, type HealthCheckOptions, type ReadinessReport } from './health.js';
@@ -102,8 +102,10 @@ export function createService(options: ServiceOptions = {}): FastifyInstance {
  * The kit as a Fastify plugin, for an instance built elsewhere (pass `serverOptions(opts)` to `Fastify`
  * for the timeouts, logger and request ids). Await the registration before adding routes.
  */
-export const bulwarkService = fp<ServiceOptions>(
-  async (app, options) => {
+// Typed by name: fp's inferred type is written into the .d.ts as `Fastify.…`, which `moduleResolution:
+// bundler` consumers cannot resolve (TS2503).
+export const bulwarkService: FastifyPluginAsync<ServiceOptions> = fp(
+  async (app: FastifyInstance, options: ServiceOptions) => {
     installKit(app, resolveServiceOptions(options));
   },
   { name: '@bulwark/service', fastify: '5.x' },
