@@ -1,42 +1,85 @@
 #!/usr/bin/env node
-// Runs every compiled test file (`dist/**/*.test.js` in each workspace) with node's own test runner.
-// Usage: node scripts/run-tests.mjs [path-prefix ...]   e.g. `npm test -- packages/core`
-// `npm test` builds, lints and checks formatting first (the `pretest` script).
-import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync, existsSync } from 'node:fs';
+// Runs every compiled test file (`dist/**/*.test.js` in each workspace) and the repository-level tests
+// (`tests/*.test.mjs`) with node's own test runner.
+// Usage: node scripts/run-tests.mjs [path-prefix ...]   e.g. `node scripts/run-tests.mjs packages/core`
+// `npm test` checks the machine, builds, lints and checks formatting first (the `pretest` script).
+// Before the tests start, what they need is made present (scripts/test-env.mjs): tools installed when
+// possible, and a Redis of our own when REDIS_URL is unset and none answers at 127.0.0.1:6379 — stopped
+// when the run ends, however it ends.
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { MIN_NODE, ROOT, TestEnvError, needsOf, nodeIsTooOld, prepareTestEnv } from './test-env.mjs';
 
-const root = new URL('..', import.meta.url).pathname;
+if (nodeIsTooOld()) {
+  console.error(
+    `run-tests: needs Node.js >= ${MIN_NODE.join('.')} (this is ${process.version}); run it through npm ` +
+      "(`npm test`), which uses the repository's Node 24, or install Node 22.19+.",
+  );
+  process.exit(1);
+}
+
 const workspaces = ['packages', 'apps'].flatMap((top) =>
-  existsSync(join(root, top)) ? readdirSync(join(root, top)).map((d) => join(top, d)) : [],
+  existsSync(join(ROOT, top)) ? readdirSync(join(ROOT, top)).map((d) => join(top, d)) : [],
 );
 
-function collect(dir, out) {
+function collect(dir, out, suffix) {
   if (!existsSync(dir)) return out;
   for (const name of readdirSync(dir)) {
     if (name === 'node_modules' || name === 'fixtures') continue;
     const full = join(dir, name);
-    if (statSync(full).isDirectory()) collect(full, out);
-    else if (name.endsWith('.test.js')) out.push(full);
+    if (statSync(full).isDirectory()) collect(full, out, suffix);
+    else if (name.endsWith(suffix)) out.push(full);
   }
   return out;
 }
 
 const filters = process.argv.slice(2);
-const files = workspaces
-  .flatMap((ws) => collect(join(root, ws, 'dist'), []))
-  .map((f) => relative(root, f))
+const files = [
+  ...workspaces.flatMap((ws) => collect(join(ROOT, ws, 'dist'), [], '.test.js')),
+  ...collect(join(ROOT, 'tests'), [], '.test.mjs'),
+]
+  .map((f) => relative(ROOT, f))
   .filter((f) => filters.length === 0 || filters.some((p) => f.startsWith(p)))
   .sort();
 
 if (files.length === 0) {
-  console.error('run-tests: no compiled test files found; run `npm run build` first.');
+  console.error(
+    filters.length === 0
+      ? 'run-tests: no compiled test files found; run `npm run build` first.'
+      : `run-tests: no test file starts with ${filters.join(' or ')} (after \`npm run build\`).`,
+  );
   process.exit(1);
 }
 
-const result = spawnSync(
+let prepared;
+try {
+  prepared = await prepareTestEnv(needsOf(files.map((f) => join(ROOT, f))));
+} catch (error) {
+  if (!(error instanceof TestEnvError)) throw error;
+  console.error(`\n${error.message}\n`);
+  process.exit(1);
+}
+
+// A hang guard only (ten minutes for one test): tests wait on events, never on the clock.
+const child = spawn(
   process.execPath,
-  ['--test', '--test-concurrency=2', '--enable-source-maps', ...files],
-  { cwd: root, stdio: 'inherit', env: { ...process.env, BULWARK_REPO_ROOT: root } },
+  ['--test', '--test-concurrency=2', '--test-timeout=600000', '--enable-source-maps', ...files],
+  { cwd: ROOT, stdio: 'inherit', env: { ...process.env, ...prepared.env, BULWARK_REPO_ROOT: ROOT } },
 );
-process.exit(result.status ?? 1);
+
+let stopping;
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    child.kill(signal);
+    stopping ??= prepared
+      .stop()
+      .finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)));
+  });
+}
+child.on('error', (error) => {
+  console.error(`run-tests: could not start the test runner: ${error.message}`);
+});
+const code = await new Promise((resolve) => child.on('close', (status) => resolve(status ?? 1)));
+await prepared.stop();
+process.exit(code);
