@@ -38,14 +38,18 @@ const NPM_PASSED = new Set([
   'npm_config_noproxy',
 ]);
 
-/** process.env without npm's per-script variables, plus `extra`. */
+/** process.env without npm's per-script variables, plus `extra` (an undefined value removes a variable). */
 export function cleanEnv(extra = {}) {
   const env = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (/^npm_/i.test(key) && !NPM_PASSED.has(key.toLowerCase())) continue;
     env[key] = value;
   }
-  return { ...env, ...extra };
+  for (const [key, value] of Object.entries(extra)) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
+  return env;
 }
 
 /**

@@ -49,7 +49,8 @@ describe('the pretest check (node scripts/test-env.mjs)', () => {
       env: cleanEnv({
         BULWARK_TEST_ASSUME_MISSING: 'chromium,promtool,redis-server,root',
         BULWARK_TEST_REDIS_DEFAULT_URL: `redis://127.0.0.1:${port}`,
-        REDIS_URL: '',
+        REDIS_URL: undefined, // as the test runner may have set them
+        CHROMIUM_PATH: undefined,
       }),
       timeoutMs: 60_000,
     });
@@ -70,7 +71,7 @@ describe('the pretest check (node scripts/test-env.mjs)', () => {
 
   it('says it cannot install where there is no apt-get (not Debian)', async () => {
     const r = await run(process.execPath, [SCRIPT], {
-      env: cleanEnv({ BULWARK_TEST_ASSUME_MISSING: 'promtool,apt-get' }),
+      env: cleanEnv({ BULWARK_TEST_ASSUME_MISSING: 'promtool,apt-get', CHROMIUM_PATH: undefined }),
       timeoutMs: 60_000,
     });
     assert.equal(r.code, 1, describeRun('test-env', r));
