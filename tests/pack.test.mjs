@@ -26,6 +26,9 @@ const COMMANDS = PUBLISHED.filter((w) => w.manifest.bin !== undefined);
 const ROOT_MANIFEST = readJson(join(ROOT, 'package.json'));
 const installedVersion = (name) => readJson(join(ROOT, 'node_modules', name, 'package.json')).version;
 
+/** Users may be a TypeScript major behind the one that builds the declarations (docs/node-support.md). */
+const PREVIOUS_TYPESCRIPT = '5.9.3';
+
 const tmp = mkdtempSync(join(tmpdir(), 'bulwark-pack-'));
 const packs = join(tmp, 'packs');
 const unpacked = join(tmp, 'unpacked');
@@ -295,6 +298,11 @@ describe('a project outside the repository that installed the tarballs', () => {
       const optionalPeers = Object.keys(service.peerDependenciesMeta ?? {}).map(
         (name) => `${name}@${installedVersion(name)}`,
       );
+      // ioredis 6.1's own declarations import 'redis-errors', whose types it keeps in its devDependencies
+      // (TS7016 with skipLibCheck false, in any project that imports ioredis): bring them, as its users must.
+      const ioredis = readJson(join(ROOT, 'node_modules', 'ioredis', 'package.json'));
+      const redisErrorsTypes = ioredis.devDependencies?.['@types/redis-errors'];
+      if (redisErrorsTypes !== undefined) optionalPeers.push(`@types/redis-errors@${redisErrorsTypes}`);
       const r = await run(
         'npm',
         [
@@ -305,6 +313,7 @@ describe('a project outside the repository that installed the tarballs', () => {
           '--ignore-scripts',
           '--save-dev',
           `typescript@${installedVersion('typescript')}`,
+          `typescript-previous@npm:typescript@${PREVIOUS_TYPESCRIPT}`,
           `@types/node@${installedVersion('@types/node')}`,
           ...optionalPeers,
         ],
@@ -315,9 +324,9 @@ describe('a project outside the repository that installed the tarballs', () => {
       writeFileSync(join(consumer, 'wrong.ts'), WRONG_PROGRAM);
     });
 
-    const tsc = (config) => {
+    const tsc = (config, typescript = 'typescript') => {
       writeFileSync(join(consumer, 'tsconfig.json'), JSON.stringify(config, null, 2));
-      return run(process.execPath, [join(consumer, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'], {
+      return run(process.execPath, [join(consumer, 'node_modules', typescript, 'bin', 'tsc'), '-p', '.'], {
         cwd: consumer,
         timeoutMs: 180_000,
       });
@@ -347,6 +356,14 @@ describe('a project outside the repository that installed the tarballs', () => {
         assert.equal(r.code, 0, describeRun(`tsc (${moduleResolution})`, r));
       });
     }
+
+    it(`compile with the previous TypeScript major too (${PREVIOUS_TYPESCRIPT}, nodenext)`, async () => {
+      const r = await tsc(
+        { compilerOptions: options('nodenext', 'nodenext'), include: ['typed.ts', 'readme', 'examples'] },
+        'typescript-previous',
+      );
+      assert.equal(r.code, 0, describeRun(`tsc ${PREVIOUS_TYPESCRIPT}`, r));
+    });
 
     it('are real types, not any: misuse fails to compile, each misuse with its own error', async () => {
       const r = await tsc({ compilerOptions: options('nodenext', 'nodenext'), files: ['wrong.ts'] });

@@ -23,6 +23,7 @@ export function readTlsFiles(config: Pick<TlsConfig, 'certFile' | 'keyFile'>): S
     throw new Error(
       `TLS_CERT_FILE (${config.certFile}) and TLS_KEY_FILE (${config.keyFile}) do not make a usable ` +
         `certificate: ${(error as Error).message}`,
+      { cause: error },
     );
   }
   return options;
@@ -32,7 +33,9 @@ function readPem(file: string, variable: string): Buffer {
   try {
     return readFileSync(file);
   } catch (error) {
-    throw new Error(`${variable}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+    throw new Error(`${variable}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`, {
+      cause: error,
+    });
   }
 }
 

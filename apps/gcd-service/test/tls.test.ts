@@ -41,6 +41,7 @@ function makeCert(name: string, cn: string): { cert: string; key: string } {
   } catch (error) {
     throw new Error(
       `openssl is needed for the TLS tests (apt-get install openssl): ${(error as Error).message}`,
+      { cause: error },
     );
   }
   return { cert, key };
