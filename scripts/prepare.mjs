@@ -3,7 +3,7 @@
 // older than 22.19 makes npm print, then builds everything, so the commands (`npx http-get`,
 // `npx many-requests`) and `npm start` work straight after the install.
 import { spawnSync } from 'node:child_process';
-import { MIN_NODE, nodeIsTooOld } from './test-env.mjs';
+import { MIN_NODE, nodeIsTooOld } from './node-version.mjs';
 
 const npmNode = process.env.npm_node_execpath;
 const npmNodeVersion =

@@ -9,15 +9,10 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { MIN_NODE, ROOT, TestEnvError, needsOf, nodeIsTooOld, prepareTestEnv } from './test-env.mjs';
+import { requireSupportedNode } from './node-version.mjs';
+import { ROOT, TestEnvError, needsOf, prepareTestEnv } from './test-env.mjs';
 
-if (nodeIsTooOld()) {
-  console.error(
-    `run-tests: needs Node.js >= ${MIN_NODE.join('.')} (this is ${process.version}); run it through npm ` +
-      "(`npm test`), which uses the repository's Node 24, or install Node 22.19+.",
-  );
-  process.exit(1);
-}
+requireSupportedNode('run-tests');
 
 const workspaces = ['packages', 'apps'].flatMap((top) =>
   existsSync(join(ROOT, top)) ? readdirSync(join(ROOT, top)).map((d) => join(top, d)) : [],

