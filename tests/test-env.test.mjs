@@ -110,6 +110,7 @@ describe('the scripts on a Node older than 22.19', () => {
     ['scripts/test-env.mjs', 'npm test'],
     ['scripts/run-tests.mjs', 'run-tests'],
     ['scripts/start.mjs', 'npm start'],
+    ['scripts/prepare.mjs', 'Bulwark'],
   ]) {
     it(`${script} says which Node it needs, and does nothing else`, async () => {
       const older = join(ROOT, 'tests', 'fixtures', 'node-22.18.mjs');
@@ -123,6 +124,20 @@ describe('the scripts on a Node older than 22.19', () => {
       assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
     });
   }
+});
+
+describe('the install-time build (scripts/prepare.mjs)', () => {
+  it('reports a build it cannot run, and leaves the install standing (exit 0)', async () => {
+    const r = await run(process.execPath, [join(ROOT, 'scripts', 'prepare.mjs')], {
+      env: cleanEnv({ PATH: '/nonexistent', npm_node_execpath: undefined }),
+      timeoutMs: 60_000,
+    });
+    assert.equal(r.code, 0, describeRun('prepare', r));
+    assert.match(
+      r.stderr,
+      /warning: the install is complete, but the build failed \(tsc -b: spawnSync tsc ENOENT\)/,
+    );
+  });
 });
 
 describe('a Redis of its own, when REDIS_URL is unset and none answers at the default address', () => {
