@@ -19,16 +19,7 @@
 //                                   redis-server, apt-get; `root` makes root count as any user); after
 //                                   an apt-get install they are looked for again for real
 import { spawn, spawnSync } from 'node:child_process';
-import {
-  accessSync,
-  constants,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -151,63 +142,49 @@ function freePort() {
   });
 }
 
-/** A redis-server of our own on a free loopback port, keeping nothing on disk. */
+/**
+ * A redis-server of our own on a free loopback port. It writes nothing (no snapshot, no append-only file,
+ * its log on a pipe whose last lines are kept for an error message), so nothing is left behind even when
+ * this process is killed.
+ */
 async function startRedis(binary, log) {
-  const dir = mkdtempSync(join(tmpdir(), 'bulwark-test-redis-'));
-  for (let tries = 1; ; tries++) {
+  const failures = [];
+  for (let tries = 1; tries <= 3; tries++) {
     const port = await freePort();
-    const args = [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      dir,
-      '--logfile',
-      join(dir, 'redis.log'),
-      '--daemonize',
-      'no',
-    ];
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    args.push('--dir', tmpdir(), '--logfile', '', '--daemonize', 'no');
     // setpriv --pdeathsig: the kernel ends this Redis when we die, even by SIGKILL
     const setpriv = which('setpriv');
+    const options = { stdio: ['ignore', 'pipe', 'pipe'] };
     const child = setpriv
-      ? spawn(setpriv, ['--pdeathsig', 'TERM', '--', binary, ...args], { stdio: 'ignore' })
-      : spawn(binary, args, { stdio: 'ignore' });
+      ? spawn(setpriv, ['--pdeathsig', 'TERM', '--', binary, ...args], options)
+      : spawn(binary, args, options);
+    let output = '';
+    const keep = (chunk) => (output = (output + chunk).slice(-2000));
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
     let exited = false;
     const exit = new Promise((resolve) => child.once('exit', () => resolve((exited = true))));
-    child.once('error', () => {});
+    child.once('error', (error) => keep(`${error.message}\n`));
     const url = `redis://127.0.0.1:${port}`;
     for (let i = 0; i < 100 && !exited; i++) {
       if (await redisAnswers(url, 500)) {
         log(`test-env: started redis-server for this run at ${url} (stopped when the run ends)`);
         const stop = async () => {
-          if (!exited) {
-            child.kill('SIGTERM');
-            await Promise.race([exit, new Promise((r) => setTimeout(r, 5000).unref())]);
-            if (!exited) child.kill('SIGKILL');
-          }
-          rmSync(dir, { recursive: true, force: true });
+          if (exited) return;
+          child.kill('SIGTERM');
+          await Promise.race([exit, new Promise((r) => setTimeout(r, 5000).unref())]);
+          if (!exited) child.kill('SIGKILL');
         };
         return { url, stop, pid: child.pid };
       }
       await new Promise((r) => setTimeout(r, 100));
     }
     child.kill('SIGKILL');
-    if (tries === 3) {
-      let tail = '';
-      try {
-        tail = readFileSync(join(dir, 'redis.log'), 'utf8').trim().split('\n').slice(-3).join('\n');
-      } catch {
-        // no log
-      }
-      rmSync(dir, { recursive: true, force: true });
-      throw new TestEnvError(`could not start ${binary} on a loopback port (3 tries).\n${tail}`);
-    }
+    await exit;
+    failures.push(`port ${port}: ${output.trim().split('\n').slice(-2).join(' / ')}`);
   }
+  throw new TestEnvError(`could not start ${binary} on a loopback port (3 tries):\n${failures.join('\n')}`);
 }
 
 export class TestEnvError extends Error {
