@@ -36,6 +36,18 @@ async function runCases(seed, only) {
   const record = (name, ns) => (out[name] = ns);
   const wanted = (group) => !filter || filter.test(group);
   const timed = async (fn) => (await measure(fn, { min_cpu_time: 300e6 })).avg;
+  /** Process CPU ns per run of `run` (a batch): 20 warm-up runs, then the median of 15 samples of `per`. */
+  const cpuPer = async (run, per) => {
+    for (let i = 0; i < 20; i++) await run();
+    const samples = [];
+    for (let s = 0; s < 15; s++) {
+      const before = process.cpuUsage();
+      for (let i = 0; i < per; i++) await run();
+      const used = process.cpuUsage(before);
+      samples.push(((used.user + used.system) * 1000) / per);
+    }
+    return median(samples);
+  };
 
   const groups = [];
 
@@ -143,32 +155,41 @@ async function runCases(seed, only) {
     },
   ]);
 
-  // C. A call that queues in a bulkhead: 100 calls at once on one slot (99 wait), alone and inside the
-  //    README's pipeline with the bulkhead where docs/pipeline.md puts it. Per call.
+  // C. A call that queues in a bulkhead: batches of 100 calls at once on one slot (99 wait), alone and
+  //    inside the README's pipeline with the bulkhead where docs/pipeline.md puts it. The operation yields
+  //    to the event loop (setImmediate), as real work does, and the cost is process CPU per call; the same
+  //    with an operation that resolves at once is reported beside it (mitata, per call).
   groups.push([
     'queued',
     async () => {
       const BATCH = 100;
-      const batch = (policy) => async () => {
+      const yields = () => new Promise((resolve) => setImmediate(resolve));
+      const slot = () => bw.bulkhead({ maxConcurrent: 1, maxQueue: Infinity });
+      const inReadme = () =>
+        bw.pipeline(
+          bw.timeout({ timeoutMs: 2_000 }),
+          bw.retry({ maxAttempts: 3, initialDelayMs: 10 }),
+          bw.circuitBreaker({ strategy: { type: 'consecutive', threshold: 5 }, openDurationMs: 10_000 }),
+          slot(),
+          bw.timeout({ timeoutMs: 500 }),
+        );
+      const batch = (policy, op) => async () => {
         const calls = new Array(BATCH);
-        for (let i = 0; i < BATCH; i++) calls[i] = policy.execute(fn);
+        for (let i = 0; i < BATCH; i++) calls[i] = policy.execute(op);
         do_not_optimize(await Promise.all(calls));
       };
-      const alone = bw.bulkhead({ maxConcurrent: 1, maxQueue: Infinity });
-      const inPipeline = bw.pipeline(
-        bw.timeout({ timeoutMs: 2_000 }),
-        bw.retry({ maxAttempts: 3, initialDelayMs: 10 }),
-        bw.circuitBreaker({ strategy: { type: 'consecutive', threshold: 5 }, openDurationMs: 10_000 }),
-        bw.bulkhead({ maxConcurrent: 1, maxQueue: Infinity }),
-        bw.timeout({ timeoutMs: 500 }),
-      );
-      const ckAlone = ck4.bulkhead(1, Infinity);
-      const cases = [
-        ['queued call: bulwark bulkhead alone', batch(alone)],
-        ['queued call: bulwark bulkhead in the README pipeline', batch(inPipeline)],
-        ['queued call: cockatiel 4 bulkhead alone', batch(ckAlone)],
+      const cpu = [
+        ['queued call: bulwark bulkhead alone', batch(slot(), yields)],
+        ['queued call: bulwark bulkhead in the README pipeline', batch(inReadme(), yields)],
+        ['queued call: cockatiel 4 bulkhead alone', batch(ck4.bulkhead(1, Infinity), yields)],
       ];
-      for (const [name, f] of shuffle(cases, seed)) record(name, (await timed(f)) / BATCH);
+      for (const [name, f] of shuffle(cpu, seed)) record(`${name} (CPU)`, (await cpuPer(f, 10)) / BATCH);
+      const wall = [
+        ['queued call: bulwark bulkhead alone', batch(slot(), fn)],
+        ['queued call: bulwark bulkhead in the README pipeline', batch(inReadme(), fn)],
+      ];
+      for (const [name, f] of shuffle(wall, seed))
+        record(`${name} (op resolves at once)`, (await timed(f)) / BATCH);
     },
   ]);
 
@@ -208,15 +229,7 @@ async function runCases(seed, only) {
           const results = await Promise.all(calls);
           if (results[0] !== 3) throw new Error(`expected the third attempt to answer, got ${results[0]}`);
         };
-        for (let i = 0; i < 20; i++) await run(); // warm-up
-        const samples = [];
-        for (let s = 0; s < 15; s++) {
-          const before = process.cpuUsage();
-          for (let i = 0; i < 5; i++) await run();
-          const used = process.cpuUsage(before);
-          samples.push(((used.user + used.system) * 1000) / (5 * BATCH));
-        }
-        return median(samples);
+        return (await cpuPer(run, 5)) / BATCH;
       };
       for (const [name, f] of shuffle(cases, seed)) record(name, await cpuPerCall(f));
     },
@@ -319,7 +332,7 @@ async function orchestrate() {
   let md = `## Slow paths (issue 14 item 0; \`bench/core-paths.mjs\`)\n\n`;
   md += `Command: \`node bench/core-paths.mjs ${reps}${nodes.length > 1 || nodes[0] !== process.execPath ? nodes.map((n) => ` --node=${n}`).join('') : ''}\`. `;
   md += `${reps} fresh processes per Node version; each runs every case once in a seeded shuffled order. Medians over processes; ratios are medians of per-process ratios. `;
-  md += `Per-call costs are mean ns of mitata \`measure\` (≥ 300 ms CPU per case) except: the rate limiter (own loops under a simulated flood, one new client key per step of a fake clock, \`ratePerSecond: 1, burst: 1\`, so that the store holds the given share of \`maxKeys\` (keys refill after 1 s and are swept) or overflows it (evicting); median of 40 timed batches of 500 new-key calls, each followed by 500 calls of keys seen within the last 0.4 s) and retry (process CPU time per call, batches of 200 concurrent calls). `;
+  md += `Per-call costs are mean ns of mitata \`measure\` (≥ 300 ms CPU per case) except: the rate limiter (own loops under a simulated flood, one new client key per step of a fake clock, \`ratePerSecond: 1, burst: 1\`, so that the store holds the given share of \`maxKeys\` (keys refill after 1 s and are swept) or overflows it (evicting); median of 40 timed batches of 500 new-key calls, each followed by 500 calls of keys seen within the last 0.4 s) the queued calls marked CPU (process CPU time per call over batches of 100 concurrent calls on one slot, the operation yielding to the event loop with \`setImmediate\`) and retry (process CPU time per call, batches of 200 concurrent calls). `;
   md += pin
     ? `Measuring processes are pinned to CPU 1 and the undici case's server to CPU 0 (\`taskset\`).\n\n`
     : `Processes are not pinned (no \`taskset\` or a single CPU).\n\n`;
@@ -383,8 +396,17 @@ function report(version, runs, undici, reps) {
       'README pipeline: cockatiel 4 wrap, op reads signal',
       undefined,
     ],
-    ['queued call: bulwark bulkhead in the README pipeline', 'queued call: bulwark bulkhead alone', 2],
-    ['queued call: bulwark bulkhead alone', 'queued call: cockatiel 4 bulkhead alone', undefined],
+    [
+      'queued call: bulwark bulkhead in the README pipeline (CPU)',
+      'queued call: bulwark bulkhead alone (CPU)',
+      2,
+    ],
+    [
+      'queued call: bulwark bulkhead in the README pipeline (op resolves at once)',
+      'queued call: bulwark bulkhead alone (op resolves at once)',
+      undefined,
+    ],
+    ['queued call: bulwark bulkhead alone (CPU)', 'queued call: cockatiel 4 bulkhead alone (CPU)', undefined],
     ['retry, two failures: bulwark', 'retry, two failures: hand-written loop', 1.2],
     ['retry, two failures: bulwark', 'retry, two failures: cockatiel 4', undefined],
     ['retry, two failures: bulwark', 'retry, two failures: cockatiel 3', undefined],

@@ -1,12 +1,13 @@
 /**
  * The one call context every policy passes down: signal, deadline, attempt, operation key.
  *
- * The signal is created lazily: an `AbortSignal` costs ~4 µs to create on Node 20, so a context only
- * materialises one when the operation (or a policy that must listen) reads `ctx.signal`. Policies check
- * `ctx.aborted` instead, which never allocates.
+ * The signal is created lazily, only when the operation reads `ctx.signal` (an `AbortSignal` is among the
+ * dearest objects a call can make). Policies never read it: they check `ctx.aborted` and wait for an
+ * abort with {@link Context.listen}, which a scope serves from a plain list of callbacks.
  */
 import type { Clock } from './clock.js';
 import { onAbort } from './abort.js';
+import { reportListenerError } from './events.js';
 
 /** What an operation sees. */
 export interface CallContext {
@@ -170,6 +171,17 @@ export class Context implements CallContext {
     return (this.materialized = new AbortController().signal);
   }
 
+  /**
+   * Calls `callback(reason)` once when this context is aborted; returns a function that stops listening
+   * (idempotent). Call it only while `aborted` is false and `abortable` is true. Unlike reading `signal`,
+   * it creates no `AbortSignal` for a scope: how policies wait for an abort.
+   */
+  listen(callback: (reason: unknown) => void): () => void {
+    const external = this.external;
+    if (external !== undefined) return onAbort(external, () => callback(external.reason));
+    return this.parent !== undefined ? this.parent.listen(callback) : ignore;
+  }
+
   /** Aborts this scope (a timeout fired): the signal, if materialised, aborts with `reason`. */
   abort(reason: unknown): void {
     void reason;
@@ -185,6 +197,10 @@ export class ScopeContext extends Context {
   declare private scopeAborted: boolean;
   declare private scopeReason: unknown;
   declare private controller: AbortController | undefined;
+  /** Callbacks waiting for this scope's abort: the first inline, any others in a set. */
+  declare private waiter: ((reason: unknown) => void) | undefined;
+  declare private waiters: Set<(reason: unknown) => void> | undefined;
+  /** Stops listening to the parent (linked while this scope has a signal or waiters). */
   declare private unlink: (() => void) | undefined;
 
   constructor(parent: Context, deadline: number) {
@@ -192,6 +208,8 @@ export class ScopeContext extends Context {
     this.scopeAborted = false;
     this.scopeReason = undefined;
     this.controller = undefined;
+    this.waiter = undefined;
+    this.waiters = undefined;
     this.unlink = undefined;
   }
 
@@ -213,17 +231,17 @@ export class ScopeContext extends Context {
     this.controller = controller;
     this.materialized = controller.signal;
     const parent = this.parent!;
-    if (this.scopeAborted) {
-      controller.abort(this.scopeReason);
-    } else if (parent.abortable) {
-      const parentSignal = parent.signal;
-      if (parentSignal.aborted) {
-        controller.abort(parentSignal.reason);
-      } else {
-        this.unlink = onAbort(parentSignal, () => controller.abort(parentSignal.reason));
-      }
-    }
+    if (this.scopeAborted) controller.abort(this.scopeReason);
+    else if (parent.aborted) controller.abort(parent.reason);
+    else this.link();
     return this.materialized;
+  }
+
+  override listen(callback: (reason: unknown) => void): () => void {
+    if (this.waiter === undefined) this.waiter = callback;
+    else (this.waiters ??= new Set()).add(callback);
+    this.link();
+    return () => this.dropWaiter(callback);
   }
 
   override abort(reason: unknown): void {
@@ -231,13 +249,58 @@ export class ScopeContext extends Context {
     this.scopeAborted = true;
     this.scopeReason = reason;
     this.release();
-    this.controller?.abort(reason);
+    this.fire(reason);
   }
 
   override release(): void {
-    if (this.unlink !== undefined) {
-      this.unlink();
+    const unlink = this.unlink;
+    if (unlink !== undefined) {
       this.unlink = undefined;
+      unlink();
     }
+  }
+
+  private dropWaiter(callback: (reason: unknown) => void): void {
+    if (this.waiter === callback) this.waiter = undefined;
+    else this.waiters?.delete(callback);
+    // nothing left to tell: stop listening to the parent (a signal, once made, keeps the link)
+    if (this.controller === undefined && this.waiter === undefined && !this.waiters?.size) this.release();
+  }
+
+  /** Follows the parent's abort (once), if the parent can abort. */
+  private link(): void {
+    const parent = this.parent!;
+    if (this.unlink === undefined && parent.abortable) {
+      this.unlink = parent.listen((reason) => {
+        this.unlink = undefined;
+        if (!this.scopeAborted) this.fire(reason);
+      });
+    }
+  }
+
+  /** Aborts the signal, if made, and calls every waiter once (one that stops listening meanwhile is skipped). */
+  private fire(reason: unknown): void {
+    this.controller?.abort(reason);
+    const first = this.waiter;
+    this.waiter = undefined;
+    if (first !== undefined) call(first, reason);
+    const rest = this.waiters;
+    if (rest === undefined) return;
+    for (const callback of rest) {
+      rest.delete(callback);
+      call(callback, reason);
+    }
+    this.waiters = undefined;
+  }
+}
+
+/** The stop function of a listener that can never fire. */
+function ignore(): void {}
+
+function call(callback: (reason: unknown) => void, reason: unknown): void {
+  try {
+    callback(reason);
+  } catch (error) {
+    reportListenerError(error);
   }
 }

@@ -199,6 +199,69 @@ describe('timeout', () => {
     assert.equal(clock.pendingTimers, 0);
   });
 
+  it('nested aggressive timeouts create no AbortSignal unless the operation reads ctx.signal', async () => {
+    const clock = new FakeClock();
+    const Original = globalThis.AbortController;
+    let made = 0;
+    globalThis.AbortController = class extends Original {
+      constructor() {
+        super();
+        made++;
+      }
+    };
+    try {
+      const both = pipeline(timeout({ timeoutMs: 2_000, clock }), timeout({ timeoutMs: 500, clock }));
+      for (let i = 0; i < 10; i++) assert.equal(await both.execute(async () => i), i);
+      assert.equal(made, 0, 'no signal for an operation that ignores it');
+      // the outer deadline still ends the call and reaches a signal read later
+      let seen: CallContext | undefined;
+      const call = pipeline(timeout({ timeoutMs: 50, clock }), timeout({ timeoutMs: 500, clock })).execute(
+        (ctx) => {
+          seen = ctx;
+          return deferred<void>().promise;
+        },
+      );
+      const rejected = assert.rejects(call, (e: unknown) => e instanceof TimeoutError && e.timeoutMs === 50);
+      await clock.advanceAsync(50);
+      await rejected;
+      assert.equal(made, 0);
+      assert.equal(seen!.aborted, true);
+      assert.equal(seen!.signal.aborted, true, 'a signal made after the abort is born aborted');
+      assert.ok((seen!.signal.reason as TimeoutError).timeoutMs === 50);
+    } finally {
+      globalThis.AbortController = Original;
+    }
+  });
+
+  it('an inner signal read before the outer deadline follows it, without a signal for the outer scope', async () => {
+    const clock = new FakeClock();
+    const Original = globalThis.AbortController;
+    let made = 0;
+    globalThis.AbortController = class extends Original {
+      constructor() {
+        super();
+        made++;
+      }
+    };
+    try {
+      let signal: AbortSignal | undefined;
+      const call = pipeline(timeout({ timeoutMs: 50, clock }), timeout({ timeoutMs: 500, clock })).execute(
+        (ctx) => {
+          signal = ctx.signal;
+          return deferred<void>().promise;
+        },
+      );
+      assert.equal(made, 1, 'only the scope the operation sees has a signal');
+      const rejected = assert.rejects(call, TimeoutError);
+      await clock.advanceAsync(50);
+      await rejected;
+      assert.equal(signal!.aborted, true);
+      assert.equal((signal!.reason as TimeoutError).timeoutMs, 50);
+    } finally {
+      globalThis.AbortController = Original;
+    }
+  });
+
   it('emits onTimeout only to listeners, and a throwing listener changes nothing', async () => {
     const clock = new FakeClock();
     const t = timeout({ timeoutMs: 5, clock, name: 'db' });

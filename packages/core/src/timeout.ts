@@ -15,7 +15,6 @@
  * promise at all, an aggressive one only the promise it must be able to settle at the deadline.
  */
 import type { Clock, ClockTimer } from './clock.js';
-import { onAbort } from './abort.js';
 import { Context, ScopeContext, type CallContext, type Operation } from './context.js';
 import { TimeoutError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
@@ -71,7 +70,7 @@ class TimeoutCall extends ScopeContext {
   /** Aggressive: settle the caller's promise (undefined once the call is over). */
   declare resolve: ((value: unknown) => void) | undefined;
   declare reject: ((error: unknown) => void) | undefined;
-  /** Aggressive: stops listening to the caller's signal. */
+  /** Aggressive: stops listening for the caller's abort. */
   declare unlisten: (() => void) | undefined;
   /** Aggressive, inside a pipeline: the promise the stages outside this one go on from. */
   declare promise: Promise<unknown> | undefined;
@@ -210,11 +209,10 @@ export class TimeoutPolicy extends BasePolicy {
 
   /** Aggressive: the caller's abort ends the call at once (and aborts the operation's signal). */
   #listen(call: TimeoutCall, outer: Context): void {
-    const signal = outer.signal;
-    call.unlisten = onAbort(signal, () => {
+    call.unlisten = outer.listen((reason) => {
       // propagate to the operation's signal before dropping the links
-      call.abort(signal.reason);
-      this.#end(call, signal.reason);
+      call.abort(reason);
+      this.#end(call, reason);
     });
   }
 

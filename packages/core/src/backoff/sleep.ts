@@ -1,31 +1,31 @@
 /**
  * The backoff wait: a timer on the injected clock that ends at once when the context is aborted.
- * It listens on the context's signal only while sleeping (and only if something could abort it), and
- * removes the listener and the timer in `finally`.
+ * It listens for the context's abort only while sleeping (and only if something could abort it); the
+ * timer and the listener each remove the other. No `async` frame: a retry through failures pays for one
+ * promise and one timer per wait, as a hand-written loop does.
  */
 import type { Clock, ClockTimer } from '../clock.js';
 import type { Context } from '../context.js';
-import { onAbort } from '../abort.js';
+import { capturingPromise, takeReject, takeResolve } from '../policy.js';
 
 /** Resolves after `delayMs` on `clock`, or rejects with the abort reason as soon as `ctx` is aborted. */
-export async function sleep(clock: Clock, delayMs: number, ctx: Context): Promise<void> {
-  if (ctx.aborted) throw ctx.reason;
-  let timer: ClockTimer | undefined;
-  let unlisten: (() => void) | undefined;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      timer = clock.setTimeout(() => {
-        timer = undefined;
-        resolve();
-      }, delayMs);
-      if (ctx.abortable) {
-        const s = ctx.signal;
-        if (s.aborted) return reject(s.reason);
-        unlisten = onAbort(s, () => reject(s.reason));
-      }
-    });
-  } finally {
-    if (timer !== undefined) clock.clearTimeout(timer);
-    if (unlisten !== undefined) unlisten();
+export function sleep(clock: Clock, delayMs: number, ctx: Context): Promise<void> {
+  if (ctx.aborted) return Promise.reject(ctx.reason);
+  const promise = capturingPromise<void>();
+  const resolve = takeResolve() as () => void;
+  const reject = takeReject();
+  if (!ctx.abortable) {
+    clock.setTimeout(resolve, delayMs);
+    return promise;
   }
+  // the timer fires a turn later at the earliest, after `unlisten` is set
+  const timer: ClockTimer = clock.setTimeout(() => {
+    unlisten();
+    resolve();
+  }, delayMs);
+  const unlisten = ctx.listen((reason) => {
+    clock.clearTimeout(timer);
+    reject(reason);
+  });
+  return promise;
 }
