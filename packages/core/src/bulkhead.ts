@@ -40,7 +40,8 @@ export interface BulkheadOptions {
    */
   maxQueue?: number;
   /**
-   * Longest time a call may wait in the queue, in ms, before it is rejected with reason `queue-timeout`.
+   * Longest time a call may wait in the queue, in ms, before it is rejected with reason `queue-timeout`
+   * (> 0 and at most 2^31 − 1, since it is handed to a timer; `Infinity`: no limit).
    * @default Infinity
    */
   queueTimeoutMs?: number;
@@ -117,10 +118,13 @@ export class BulkheadPolicy extends BasePolicy {
       integer: true,
       infinite: true,
     });
-    this.queueTimeoutMs = check.positiveMs(
+    this.queueTimeoutMs = check.timerMs(
       'bulkhead.queueTimeoutMs',
       o.queueTimeoutMs ?? DEFAULTS.queueTimeoutMs,
-      true,
+      {
+        above: 0,
+        infinite: true,
+      },
     );
     this.name = check.string('bulkhead.name', o.name ?? DEFAULTS.name);
   }

@@ -318,6 +318,63 @@ describe('circuitBreaker state machine', () => {
     assert.deepEqual(levels, [0, 1]);
   });
 
+  it('a throwing openDurationBackoff leaves the breaker consistent: a failed probe round reopens it (issue 14)', async () => {
+    const errors: unknown[] = [];
+    const previous = setListenerErrorHandler((e) => errors.push(e));
+    try {
+      const { clock, breaker, changes } = setup({
+        halfOpenPermits: 1,
+        openDurationMs: 1_000,
+        openDurationBackoff: (level) => {
+          if (level > 0) throw new Error('backoff bug');
+          return 1_000;
+        },
+      });
+      await failTimes(breaker, 3);
+      clock.advance(1_000);
+      // the probe fails: opening at level 1 calls the throwing backoff
+      await assert.rejects(breaker.execute(boom), /boom/);
+      assert.equal(breaker.state, 'open');
+      assert.deepEqual(
+        changes.slice(-1).map((c) => [c.to, c.reason, c.openDurationMs]),
+        [['open', 'probes-failed', 1_000]],
+      );
+      assert.equal(errors.length, 1);
+      assert.match(String(errors[0]), /backoff bug/);
+      // before the fix: half-open with its one permit used, `half-open-full` for every call, forever
+      clock.advance(3_600_000);
+      assert.equal(await breaker.execute(ok), 'ok');
+      assert.equal(breaker.state, 'closed');
+    } finally {
+      setListenerErrorHandler(previous);
+    }
+  });
+
+  it('after a throwing openDurationBackoff, isolate() still isolates (issue 14)', async () => {
+    const previous = setListenerErrorHandler(() => {});
+    try {
+      const { breaker } = setup({
+        openDurationMs: 1_500,
+        openDurationBackoff: () => {
+          throw new Error('backoff bug');
+        },
+      });
+      const first = breaker.isolate();
+      assert.equal(breaker.state, 'isolated');
+      const rejected = await breaker.execute(ok).catch((e: unknown) => e);
+      assert.ok(rejected instanceof CircuitOpenError && rejected.reason === 'isolated');
+      assert.equal(rejected.retryAfterMs, 1_500, 'falls back to openDurationMs');
+      first.dispose();
+      assert.equal(breaker.state, 'half-open');
+      // before the fix: the first isolate() threw half-way and every later one silently did nothing
+      const second = breaker.isolate();
+      assert.equal(breaker.state, 'isolated');
+      second.dispose();
+    } finally {
+      setListenerErrorHandler(previous);
+    }
+  });
+
   it('probes that never settle: back to open once the bound passes (checked lazily), as a failed round', async () => {
     const { clock, breaker, changes } = setup({ halfOpenPermits: 2, halfOpenTimeoutMs: 1_000 });
     await failTimes(breaker, 3);

@@ -13,14 +13,13 @@
  * closure per call); no backoff state, timer, listener or clock read
  * (a budget, when given, reads the clock to count the request).
  */
-import type { Clock } from './clock.js';
+import { MAX_TIMER_MS, type Clock } from './clock.js';
 import { Context, type CallContext, type Operation } from './context.js';
 import { InvalidOptionError } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
 import { BasePolicy, forwardsContext, INLINE, invoke, type InlineStage, type Outcome } from './policy.js';
 import type { Backoff, BackoffSequence } from './backoff/backoff.js';
-import { MAX_TIMER_MS } from './backoff/constant.js';
 import {
   EXPONENTIAL_BACKOFF_DEFAULTS,
   EXPONENTIAL_BACKOFF_KEYS,
@@ -166,10 +165,10 @@ export class RetryPolicy extends BasePolicy {
       o.maxAttempts ?? RETRY_DEFAULTS.maxAttempts,
       true,
     );
-    this.maxRetryAfterMs = check.number(
+    this.maxRetryAfterMs = check.timerMs(
       'retry.maxRetryAfterMs',
       o.maxRetryAfterMs ?? RETRY_DEFAULTS.maxRetryAfterMs,
-      { min: 0, max: MAX_TIMER_MS },
+      { min: 0 },
     );
     if (o.backoff !== undefined) {
       const conflict = EXPONENTIAL_BACKOFF_KEYS.find((k) => o[k] !== undefined);

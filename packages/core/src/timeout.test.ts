@@ -24,6 +24,17 @@ describe('timeout', () => {
       (e: unknown) => e instanceof InvalidOptionError && e.option === 'timeout.timeoutMs',
     );
     assert.throws(() => timeout({ timeoutMs: NaN }), InvalidOptionError);
+    // above 2^31 - 1 ms Node would cut the timer to 1 ms and re-arm it every millisecond (issue 14)
+    for (const timeoutMs of [2 ** 31, 1e10, Infinity]) {
+      assert.throws(
+        () => timeout({ timeoutMs }),
+        (e: unknown) =>
+          e instanceof InvalidOptionError &&
+          e.option === 'timeout.timeoutMs' &&
+          /<= 2147483647/.test(e.message),
+      );
+    }
+    assert.equal(timeout({ timeoutMs: 2 ** 31 - 1 }).timeoutMs, 2 ** 31 - 1);
     assert.throws(
       () => timeout({ timeoutMs: 10, strategy: 'eager' as never }),
       (e: unknown) => e instanceof InvalidOptionError && e.option === 'timeout.strategy',

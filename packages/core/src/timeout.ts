@@ -34,7 +34,7 @@ import {
 export type TimeoutStrategy = 'aggressive' | 'cooperative';
 
 export interface TimeoutOptions {
-  /** Time allowed per call, in ms. Required. */
+  /** Time allowed per call, in ms (> 0, at most 2^31 − 1: it is handed to a timer). Required. */
   timeoutMs: number;
   /**
    * `aggressive` settles at the deadline; `cooperative` aborts the signal and waits for the operation.
@@ -106,7 +106,7 @@ export class TimeoutPolicy extends BasePolicy {
     const o = check.optionsObject('timeout', options, true);
     check.knownKeys('timeout', o, KEYS);
     super(check.clock('timeout.clock', o.clock));
-    this.timeoutMs = check.positiveMs('timeout.timeoutMs', o.timeoutMs);
+    this.timeoutMs = check.timerMs('timeout.timeoutMs', o.timeoutMs, { above: 0 });
     this.strategy = check.oneOf('timeout.strategy', o.strategy ?? DEFAULTS.strategy, [
       'aggressive',
       'cooperative',

@@ -18,7 +18,6 @@
 import { InvalidOptionError } from '../errors.js';
 import * as check from '../options.js';
 import type { Backoff, BackoffSequence, RandomSource } from './backoff.js';
-import { MAX_TIMER_MS } from './constant.js';
 
 export type Jitter = 'decorrelated' | 'full' | 'none';
 
@@ -79,10 +78,7 @@ export class ExponentialBackoff implements Backoff {
     if (policy === 'exponentialBackoff') check.knownKeys(policy, o, EXPONENTIAL_BACKOFF_KEYS);
     const d = EXPONENTIAL_BACKOFF_DEFAULTS;
     this.jitter = check.oneOf(`${policy}.jitter`, o.jitter ?? d.jitter, ['decorrelated', 'full', 'none']);
-    this.maxDelayMs = check.number(`${policy}.maxDelayMs`, o.maxDelayMs ?? d.maxDelayMs, {
-      min: 0,
-      max: MAX_TIMER_MS,
-    });
+    this.maxDelayMs = check.timerMs(`${policy}.maxDelayMs`, o.maxDelayMs ?? d.maxDelayMs, { min: 0 });
     this.initialDelayMs = check.nonNegativeMs(
       `${policy}.initialDelayMs`,
       o.initialDelayMs ?? d.initialDelayMs,

@@ -17,6 +17,7 @@
  */
 import type { Clock } from '../clock.js';
 import { InvalidOptionError } from '../errors.js';
+import { reportListenerError } from '../events.js';
 import * as check from '../options.js';
 import type { Outcome } from '../policy.js';
 import { ConsecutiveDetector } from './consecutive.js';
@@ -66,7 +67,8 @@ export type CircuitBreakerMode = 'enabled' | 'disabled' | 'metrics-only';
  * How the open duration grows across failed probe rounds. `level` is 0 when the breaker opens from
  * closed and grows by one per failed (or timed-out) half-open round; a close resets it. As an object:
  * `min(maxOpenDurationMs, openDurationMs × multiplier^level)`. As a function: returns the duration in ms
- * for a level (a result that is not a finite number ≥ 0 falls back to `openDurationMs`).
+ * for a level (a result that is not a finite number ≥ 0 falls back to `openDurationMs`, and so does a
+ * throw, which goes to the listener-error handler).
  */
 export type OpenDurationBackoff =
   { readonly multiplier: number; readonly maxOpenDurationMs: number } | ((level: number) => number);
@@ -199,7 +201,14 @@ export function resolveBackoff(value: unknown, openDurationMs: number): (level: 
   if (typeof value === 'function') {
     const f = value as (level: number) => number;
     return (level) => {
-      const ms = f(level);
+      let ms: unknown;
+      try {
+        ms = f(level);
+      } catch (error) {
+        // a bug in the callback must not leave the breaker half-way through a transition
+        reportListenerError(error);
+        return openDurationMs;
+      }
       return typeof ms === 'number' && ms >= 0 && Number.isFinite(ms) ? ms : openDurationMs;
     };
   }
