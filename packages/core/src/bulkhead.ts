@@ -51,7 +51,8 @@ export interface BulkheadOptions {
   clock?: Clock;
 }
 
-const DEFAULTS = Object.freeze({
+/** The defaults of {@link BulkheadOptions}. */
+export const BULKHEAD_DEFAULTS = Object.freeze({
   maxQueue: 0,
   queueTimeoutMs: Infinity,
   name: 'bulkhead',
@@ -113,20 +114,20 @@ export class BulkheadPolicy extends BasePolicy {
     check.knownKeys('bulkhead', o, KEYS);
     super(check.clock('bulkhead.clock', o.clock));
     this.maxConcurrent = check.positiveInteger('bulkhead.maxConcurrent', o.maxConcurrent, true);
-    this.maxQueue = check.number('bulkhead.maxQueue', o.maxQueue ?? DEFAULTS.maxQueue, {
+    this.maxQueue = check.number('bulkhead.maxQueue', o.maxQueue ?? BULKHEAD_DEFAULTS.maxQueue, {
       min: 0,
       integer: true,
       infinite: true,
     });
     this.queueTimeoutMs = check.timerMs(
       'bulkhead.queueTimeoutMs',
-      o.queueTimeoutMs ?? DEFAULTS.queueTimeoutMs,
+      o.queueTimeoutMs ?? BULKHEAD_DEFAULTS.queueTimeoutMs,
       {
         above: 0,
         infinite: true,
       },
     );
-    this.name = check.string('bulkhead.name', o.name ?? DEFAULTS.name);
+    this.name = check.string('bulkhead.name', o.name ?? BULKHEAD_DEFAULTS.name);
   }
 
   /** Operations running now (including abandoned ones whose promise has not settled yet). */

@@ -11,7 +11,7 @@ import type { CallContext, Operation } from './context.js';
 import { TimeoutError } from './errors.js';
 import { bulkhead } from './bulkhead.js';
 import { circuitBreaker } from './circuit-breaker.js';
-import { invoke, pipeline, type Policy } from './policy.js';
+import { invoke, pipeline, type Outcome, type Policy } from './policy.js';
 import { retry } from './retry.js';
 import { timeout } from './timeout.js';
 
@@ -276,7 +276,7 @@ describe('pipeline', () => {
     assert.equal(clock.pendingTimers, 0);
   });
 
-  it('a throwing isFailure predicate fails the call with its error, and the outer stages see that error', async () => {
+  it('a throwing classifier fails the call with its error, and the outer stages see that error', async () => {
     const clock = new FakeClock();
     const bug = new Error('predicate bug');
     const r = retry({ maxAttempts: 1, clock });
@@ -286,7 +286,7 @@ describe('pipeline', () => {
       r,
       circuitBreaker({
         clock,
-        isFailure: () => {
+        classify: () => {
           throw bug;
         },
       }),
@@ -375,7 +375,12 @@ describe('pipeline', () => {
               initialDelayMs: 5,
               clock,
               ...(s === 'retryOnValue'
-                ? { shouldRetry: (o) => !o.ok || String(o.value).endsWith('attempt 1') }
+                ? {
+                    classify: (o: Outcome) =>
+                      !o.ok || String(o.value).endsWith('attempt 1')
+                        ? ('failure' as const)
+                        : ('success' as const),
+                  }
                 : {}),
             });
             r.onRetry((e) => log.push(`${i} retry ${e.attempt} at ${clock.now()}`));

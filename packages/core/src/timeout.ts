@@ -53,7 +53,8 @@ export interface TimeoutEvent {
   readonly key: string | undefined;
 }
 
-const DEFAULTS = Object.freeze({ strategy: 'aggressive' as TimeoutStrategy, name: 'timeout' });
+/** The defaults of {@link TimeoutOptions}. */
+export const TIMEOUT_DEFAULTS = Object.freeze({ strategy: 'aggressive' as TimeoutStrategy, name: 'timeout' });
 const KEYS = ['timeoutMs', 'strategy', 'name', 'clock'] as const;
 
 /**
@@ -107,11 +108,11 @@ export class TimeoutPolicy extends BasePolicy {
     check.knownKeys('timeout', o, KEYS);
     super(check.clock('timeout.clock', o.clock));
     this.timeoutMs = check.timerMs('timeout.timeoutMs', o.timeoutMs, { above: 0 });
-    this.strategy = check.oneOf('timeout.strategy', o.strategy ?? DEFAULTS.strategy, [
+    this.strategy = check.oneOf('timeout.strategy', o.strategy ?? TIMEOUT_DEFAULTS.strategy, [
       'aggressive',
       'cooperative',
     ]);
-    this.name = check.string('timeout.name', o.name ?? DEFAULTS.name);
+    this.name = check.string('timeout.name', o.name ?? TIMEOUT_DEFAULTS.name);
   }
 
   /** Calls currently in flight under this policy. */

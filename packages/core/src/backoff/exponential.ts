@@ -7,7 +7,7 @@
  *   With `t = n + random()` for retry `n` (0-based), `f(t) = multiplier^t · tanh(√(4t))`, the delay is
  *   `(f(tₙ) − f(tₙ₋₁)) · initialDelayMs / 1.4`. Retry *times* are spread smoothly and evenly (no spikes):
  *   with multiplier 2, the median time of retry k (since the first failure, waits only) is close to
- *   `initialDelayMs · 2^(k−1)` (measured: 0.89, 1.97, 4.0, 8.0, 16.1 × initialDelayMs for k = 1…5).
+ *   `initialDelayMs · 2^(k−1)` (the formula's medians: 0.89, 1.97, 4.0, 8.0, 16.1 × initialDelayMs for k = 1…5).
  *   We chose it over the AWS formula `min(cap, random(base, prev × 3))` (Brooker, "Exponential Backoff and
  *   Jitter", 2015) for the reasons Polly gives in recommending V2 over it: a smoother, more even spread of
  *   retry times (Polly#530 plots both), a controlled median first delay, and a broadly exponential trend
