@@ -395,6 +395,32 @@ describe('retry', () => {
       assert.equal(clock.pendingTimers, 0);
     });
 
+    it('a throwing backoff or hint reader rejects the call with its error and leaves no timer', async () => {
+      const clock = new FakeClock();
+      const bug = new Error('callback bug');
+      const backoff: Backoff = {
+        start: () => ({
+          next: () => {
+            throw bug;
+          },
+        }),
+      };
+      await assert.rejects(
+        retry({ clock, backoff }).execute(() => Promise.reject(new Error('x'))),
+        (e) => e === bug,
+      );
+      const hints = fixed(clock, {
+        readRetryAfterMs: () => {
+          throw bug;
+        },
+      });
+      await assert.rejects(
+        hints.execute(() => Promise.reject(new Error('x'))),
+        (e) => e === bug,
+      );
+      assert.equal(clock.pendingTimers, 0);
+    });
+
     it('retries on a result; when attempts run out the last value is returned', async () => {
       const clock = new FakeClock();
       const busy = classify.result((v) => v === 'busy', 'failure');

@@ -145,23 +145,19 @@ function retryAfterOf(ok: boolean, result: unknown): number | undefined {
   return typeof hint === 'number' ? hint : undefined;
 }
 
-/** What a {@link RetryCall} needs from its policy (resolved once, shared by every call). */
-interface Plan {
-  readonly name: string;
-  readonly clock: Clock;
-  readonly maxAttempts: number;
-  readonly maxRetryAfterMs: number;
-  readonly backoff: Backoff;
+/** What a {@link RetryCall} needs from its policy: the options resolved once, shared by every call. */
+type Plan = Readonly<
+  Required<Pick<RetryOptions, 'name' | 'clock' | 'maxAttempts' | 'maxRetryAfterMs' | 'backoff' | 'classify'>>
+> & {
   readonly budget: RetryBudget | undefined;
-  readonly classify: ClassifyFn;
+  /** undefined: the default (the error's `retryAfterMs`), read without building an Outcome. */
+  readonly readRetryAfterMs: RetryOptions['readRetryAfterMs'];
   /** Whether values are classified (else every value is a success). */
   readonly judgesValues: boolean;
-  /** undefined: the default (the error's `retryAfterMs`), read without building an Outcome. */
-  readonly readRetryAfterMs: ((outcome: Outcome) => number | undefined) | undefined;
   readonly onRetry: EventEmitter<RetryEvent>;
   readonly onGiveUp: EventEmitter<GiveUpEvent>;
   readonly onSuccess: EventEmitter<RetrySuccessEvent>;
-}
+};
 
 export class RetryPolicy extends BasePolicy {
   readonly maxAttempts: number;
