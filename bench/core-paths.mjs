@@ -255,7 +255,11 @@ async function serve() {
   process.stdin.on('end', () => process.exit(0));
 }
 
-/** Prints { raw, ours } requests per second: `requests` each, concurrency 50, alternating, 3 pairs. */
+/**
+ * Prints { raw, ours, rawCpu, oursCpu }: requests per second and client CPU µs per request, `requests`
+ * each, concurrency 50, 5 alternating pairs after 3 warm-up pairs (undici and the policies take tens of
+ * thousands of requests to reach their steady speed).
+ */
 async function runUndici(port, requests) {
   const bw = await import('@bulwark/core');
   const { Agent, request } = await import('undici');
@@ -286,18 +290,22 @@ async function runUndici(port, requests) {
         await one();
       }
     };
+    const cpu = process.cpuUsage();
     const t = performance.now();
     await Promise.all(Array.from({ length: concurrency }, worker));
     const seconds = (performance.now() - t) / 1000;
+    const used = process.cpuUsage(cpu);
     await dispatcher.close();
-    return n / seconds;
+    return { rps: n / seconds, cpuUs: (used.user + used.system) / n };
   };
-  await run('raw', 2_000);
-  await run('ours', 2_000);
-  const out = { raw: [], ours: [] };
-  for (let i = 0; i < 3; i++) {
-    for (const which of i % 2 ? ['ours', 'raw'] : ['raw', 'ours'])
-      out[which].push(await run(which, requests));
+  for (let i = 0; i < 3; i++) for (const which of ['raw', 'ours']) await run(which, requests);
+  const out = { raw: [], ours: [], rawCpu: [], oursCpu: [] };
+  for (let i = 0; i < 5; i++) {
+    for (const which of i % 2 ? ['ours', 'raw'] : ['raw', 'ours']) {
+      const { rps, cpuUs } = await run(which, requests);
+      out[which].push(rps);
+      out[`${which}Cpu`].push(cpuUs);
+    }
   }
   process.stdout.write(JSON.stringify(out));
 }
@@ -418,10 +426,12 @@ function report(version, runs, undici, reps) {
     md += `| ${a} | ${b} | ${fmt(q, 3)} | ${bar === undefined ? '(reported)' : `≤ ${bar}`} | ${bar === undefined ? '' : q <= bar ? 'yes' : '**no**'} |\n`;
   }
   if (undici !== undefined) {
-    const per = undici.rounds.map((r) => median(r.ours) / median(r.raw));
+    const per = undici.rounds.map((r) => median(r.ours.map((x, k) => x / r.raw[k])));
     const q = median(per);
+    const cpu = median(undici.rounds.map((r) => median(r.rawCpu.map((x, k) => x / r.oursCpu[k]))));
     md += `| pipeline around \`undici.request\` (req/s) | raw \`undici.request\` (req/s) | ${fmt(q, 3)} | ≥ 0.85 | ${q >= 0.85 ? 'yes' : '**no**'} |\n`;
-    md += `\nundici: ${undici.requests.toLocaleString('en-US')} requests per measurement at concurrency 50 to a local \`node:http\` server (keep-alive), 3 alternating pairs per process, ${reps} processes; the pipeline is the README's (\`timeout(2 s)\`, \`retry\`, \`circuitBreaker\`, \`timeout(500 ms)\`) and hands \`ctx.signal\` to \`request\`. Raw req/s per process (median of 3): ${undici.rounds.map((r) => fmt(median(r.raw))).join(', ')}; pipeline: ${undici.rounds.map((r) => fmt(median(r.ours))).join(', ')}; per-process ratios: ${per.map((x) => fmt(x, 3)).join(', ')}.\n`;
+    md += `| pipeline around \`undici.request\` (requests per client CPU second) | raw \`undici.request\` | ${fmt(cpu, 3)} | (reported) | |\n`;
+    md += `\nundici: ${undici.requests.toLocaleString('en-US')} requests per measurement at concurrency 50 to a local \`node:http\` server (keep-alive), 3 warm-up pairs then 5 alternating pairs per process, ${reps} processes; ratios are medians of per-pair ratios, then of processes. The pipeline is the README's (\`timeout(2 s)\`, \`retry\`, \`circuitBreaker\`, \`timeout(500 ms)\`) and hands \`ctx.signal\` to \`request\`. Raw req/s per process (median): ${undici.rounds.map((r) => fmt(median(r.raw))).join(', ')}; pipeline: ${undici.rounds.map((r) => fmt(median(r.ours))).join(', ')}. Client CPU µs per request, raw: ${undici.rounds.map((r) => fmt(median(r.rawCpu), 1)).join(', ')}; pipeline: ${undici.rounds.map((r) => fmt(median(r.oursCpu), 1)).join(', ')}.\n`;
   }
   return md;
 }

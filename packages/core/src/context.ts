@@ -171,6 +171,11 @@ export class Context implements CallContext {
     return (this.materialized = new AbortController().signal);
   }
 
+  /** The nearest scope at or above this context (undefined: only a caller's signal, or nothing, can abort it). */
+  scopeOf(): ScopeContext | undefined {
+    return this.parent?.scopeOf();
+  }
+
   /**
    * Calls `callback(reason)` once when this context is aborted; returns a function that stops listening
    * (idempotent). Call it only while `aborted` is false and `abortable` is true. Unlike reading `signal`,
@@ -192,7 +197,14 @@ export class Context implements CallContext {
   release(): void {}
 }
 
-/** A context that owns an abort scope (made by {@link Context.scope}; a timeout's call is one). */
+/**
+ * A context that owns an abort scope (made by {@link Context.scope}; a timeout's call is one).
+ *
+ * A scope tells three kinds of followers when it aborts: its signal (once the operation has read it),
+ * callbacks registered with {@link Context.listen}, and the scopes nested in it. A scope follows the
+ * scope (or caller's signal) above it only while it has followers of its own, and a nested scope is
+ * adopted directly, without a closure or an `AbortSignal`: that is what keeps nested timeouts cheap.
+ */
 export class ScopeContext extends Context {
   declare private scopeAborted: boolean;
   declare private scopeReason: unknown;
@@ -200,7 +212,13 @@ export class ScopeContext extends Context {
   /** Callbacks waiting for this scope's abort: the first inline, any others in a set. */
   declare private waiter: ((reason: unknown) => void) | undefined;
   declare private waiters: Set<(reason: unknown) => void> | undefined;
-  /** Stops listening to the parent (linked while this scope has a signal or waiters). */
+  /** Scopes nested in this one that follow it: the first inline, any others in a set. */
+  declare private child: ScopeContext | undefined;
+  declare private children: Set<ScopeContext> | undefined;
+  /** True while this scope follows the one above it (or the caller's signal). */
+  declare private following: boolean;
+  /** The scope that adopted this one, or (under a caller's signal) how to stop listening to it. */
+  declare private owner: ScopeContext | undefined;
   declare private unlink: (() => void) | undefined;
 
   constructor(parent: Context, deadline: number) {
@@ -210,6 +228,10 @@ export class ScopeContext extends Context {
     this.controller = undefined;
     this.waiter = undefined;
     this.waiters = undefined;
+    this.child = undefined;
+    this.children = undefined;
+    this.following = false;
+    this.owner = undefined;
     this.unlink = undefined;
   }
 
@@ -225,6 +247,10 @@ export class ScopeContext extends Context {
     return true;
   }
 
+  override scopeOf(): ScopeContext {
+    return this;
+  }
+
   override get signal(): AbortSignal {
     if (this.materialized !== undefined) return this.materialized;
     const controller = new AbortController();
@@ -233,14 +259,14 @@ export class ScopeContext extends Context {
     const parent = this.parent!;
     if (this.scopeAborted) controller.abort(this.scopeReason);
     else if (parent.aborted) controller.abort(parent.reason);
-    else this.link();
+    else this.follow();
     return this.materialized;
   }
 
   override listen(callback: (reason: unknown) => void): () => void {
     if (this.waiter === undefined) this.waiter = callback;
     else (this.waiters ??= new Set()).add(callback);
-    this.link();
+    this.follow();
     return () => this.dropWaiter(callback);
   }
 
@@ -252,45 +278,100 @@ export class ScopeContext extends Context {
     this.fire(reason);
   }
 
+  /** Stops following the scope above (its operation settled, or nothing here listens any more). */
   override release(): void {
+    if (!this.following) return;
+    this.following = false;
+    const owner = this.owner;
     const unlink = this.unlink;
-    if (unlink !== undefined) {
-      this.unlink = undefined;
-      unlink();
+    this.owner = undefined;
+    this.unlink = undefined;
+    if (owner !== undefined) owner.disown(this);
+    else unlink?.();
+  }
+
+  /** Follows the abort of the scope above, or of the caller's signal (once), if anything can abort it. */
+  private follow(): void {
+    if (this.following) return;
+    const parent = this.parent!;
+    const owner = parent.scopeOf();
+    if (owner !== undefined) {
+      this.following = true;
+      this.owner = owner;
+      owner.adopt(this);
+    } else if (parent.abortable) {
+      this.following = true;
+      this.unlink = parent.listen((reason) => this.parentAborted(reason));
     }
+  }
+
+  private adopt(child: ScopeContext): void {
+    if (this.child === undefined) this.child = child;
+    else (this.children ??= new Set()).add(child);
+    this.follow();
+  }
+
+  private disown(child: ScopeContext): void {
+    if (this.child === child) this.child = undefined;
+    else this.children?.delete(child);
+    this.releaseIfIdle();
   }
 
   private dropWaiter(callback: (reason: unknown) => void): void {
     if (this.waiter === callback) this.waiter = undefined;
     else this.waiters?.delete(callback);
-    // nothing left to tell: stop listening to the parent (a signal, once made, keeps the link)
-    if (this.controller === undefined && this.waiter === undefined && !this.waiters?.size) this.release();
+    this.releaseIfIdle();
   }
 
-  /** Follows the parent's abort (once), if the parent can abort. */
-  private link(): void {
-    const parent = this.parent!;
-    if (this.unlink === undefined && parent.abortable) {
-      this.unlink = parent.listen((reason) => {
-        this.unlink = undefined;
-        if (!this.scopeAborted) this.fire(reason);
-      });
+  /** Nothing left to tell: stop following (a signal, once made, keeps the link until `release`). */
+  private releaseIfIdle(): void {
+    if (
+      this.controller === undefined &&
+      this.waiter === undefined &&
+      this.child === undefined &&
+      !this.waiters?.size &&
+      !this.children?.size
+    ) {
+      this.release();
     }
   }
 
-  /** Aborts the signal, if made, and calls every waiter once (one that stops listening meanwhile is skipped). */
+  /** The scope (or caller's signal) above aborted: so has this scope, with the same reason. */
+  private parentAborted(reason: unknown): void {
+    this.following = false;
+    this.owner = undefined;
+    this.unlink = undefined;
+    if (!this.scopeAborted) this.fire(reason);
+  }
+
+  /**
+   * Aborts the signal, if made, calls every waiter once and tells every nested scope (one that stops
+   * listening meanwhile is skipped).
+   */
   private fire(reason: unknown): void {
     this.controller?.abort(reason);
     const first = this.waiter;
     this.waiter = undefined;
     if (first !== undefined) call(first, reason);
     const rest = this.waiters;
-    if (rest === undefined) return;
-    for (const callback of rest) {
-      rest.delete(callback);
-      call(callback, reason);
+    if (rest !== undefined) {
+      for (const callback of rest) {
+        rest.delete(callback);
+        call(callback, reason);
+      }
+      this.waiters = undefined;
     }
-    this.waiters = undefined;
+    const child = this.child;
+    this.child = undefined;
+    if (child !== undefined) child.parentAborted(reason);
+    const children = this.children;
+    if (children !== undefined) {
+      for (const c of children) {
+        children.delete(c);
+        c.parentAborted(reason);
+      }
+      this.children = undefined;
+    }
   }
 }
 

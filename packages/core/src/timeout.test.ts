@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { FakeClock, flushMicrotasks } from './clock.js';
 import { TimeoutError, InvalidOptionError } from './errors.js';
 import { timeout } from './timeout.js';
@@ -270,6 +271,41 @@ describe('timeout', () => {
       assert.equal((signal!.reason as TimeoutError).timeoutMs, 50);
     } finally {
       globalThis.AbortController = Original;
+    }
+  });
+
+  it('three nested timeouts under a caller signal: either abort reaches the innermost signal, and nothing is left on the caller signal', async () => {
+    for (const trigger of ['outer deadline', 'caller'] as const) {
+      const clock = new FakeClock();
+      const ac = new AbortController();
+      const seen: AbortSignal[] = [];
+      const p = pipeline(
+        timeout({ timeoutMs: 100, clock }),
+        timeout({ timeoutMs: 200, clock, strategy: 'cooperative' }),
+        timeout({ timeoutMs: 300, clock }),
+      );
+      const call = p.execute(
+        (ctx) => {
+          seen.push(ctx.signal);
+          return deferred<void>().promise;
+        },
+        { signal: ac.signal },
+      );
+      const reason = new Error('caller left');
+      const rejected = assert.rejects(call, (e: unknown) =>
+        trigger === 'caller' ? e === reason : e instanceof TimeoutError && e.timeoutMs === 100,
+      );
+      if (trigger === 'caller') ac.abort(reason);
+      else await clock.advanceAsync(100);
+      await rejected;
+      assert.equal(seen[0]!.aborted, true);
+      assert.equal(
+        trigger === 'caller' ? seen[0]!.reason : (seen[0]!.reason as TimeoutError).timeoutMs,
+        trigger === 'caller' ? reason : 100,
+      );
+      assert.equal(getEventListeners(ac.signal, 'abort').length, 0, trigger);
+      await clock.advanceAsync(1_000);
+      assert.equal(clock.pendingTimers, 0);
     }
   });
 

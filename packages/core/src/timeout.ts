@@ -146,7 +146,7 @@ export class TimeoutPolicy extends BasePolicy {
           call.promise = capturingPromise();
           call.resolve = takeResolve();
           call.reject = takeReject();
-          if (ctx.abortable) this.#listen(call, ctx);
+          if (ctx.abortable) this.#listen(call);
         }
         return call;
       },
@@ -192,7 +192,7 @@ export class TimeoutPolicy extends BasePolicy {
     call.resolve = takeResolve();
     call.reject = takeReject();
     // The caller's abort settles the call at once too (only when something could abort).
-    if (outer.abortable) this.#listen(call, outer);
+    if (outer.abortable) this.#listen(call);
     invoke(fn, call).then(
       (value) => {
         const resolve = call.resolve;
@@ -208,13 +208,13 @@ export class TimeoutPolicy extends BasePolicy {
     return promise;
   }
 
-  /** Aggressive: the caller's abort ends the call at once (and aborts the operation's signal). */
-  #listen(call: TimeoutCall, outer: Context): void {
-    call.unlisten = outer.listen((reason) => {
-      // propagate to the operation's signal before dropping the links
-      call.abort(reason);
-      this.#end(call, reason);
-    });
+  /**
+   * Aggressive: the caller's abort ends the call at once. The call's own scope follows the caller's
+   * (one registration there, shared with the operation's signal if it reads one), and the call ends when
+   * that scope aborts.
+   */
+  #listen(call: TimeoutCall): void {
+    call.unlisten = call.listen((reason) => this.#end(call, reason));
   }
 
   /** Aggressive: the call ends before the operation settles (deadline or caller's abort). */
