@@ -209,30 +209,20 @@ export class ScopeContext extends Context {
   declare private scopeAborted: boolean;
   declare private scopeReason: unknown;
   declare private controller: AbortController | undefined;
-  /** Callbacks waiting for this scope's abort: the first inline, any others in a set. */
-  declare private waiter: ((reason: unknown) => void) | undefined;
-  declare private waiters: Set<(reason: unknown) => void> | undefined;
-  /** Scopes nested in this one that follow it: the first inline, any others in a set. */
-  declare private child: ScopeContext | undefined;
-  declare private children: Set<ScopeContext> | undefined;
-  /** True while this scope follows the one above it (or the caller's signal). */
-  declare private following: boolean;
-  /** The scope that adopted this one, or (under a caller's signal) how to stop listening to it. */
-  declare private owner: ScopeContext | undefined;
-  declare private unlink: (() => void) | undefined;
+  /** What waits for this scope's abort (callbacks and nested scopes): the first inline, others in a set. */
+  declare private first: Follower | undefined;
+  declare private rest: Set<Follower> | undefined;
+  /** While this scope follows the one above: that scope, or how to stop listening to the caller's signal. */
+  declare private upstream: ScopeContext | (() => void) | undefined;
 
   constructor(parent: Context, deadline: number) {
     super(parent.clock, parent.attempt, Math.min(deadline, parent.deadline), parent.key, parent, undefined);
     this.scopeAborted = false;
     this.scopeReason = undefined;
     this.controller = undefined;
-    this.waiter = undefined;
-    this.waiters = undefined;
-    this.child = undefined;
-    this.children = undefined;
-    this.following = false;
-    this.owner = undefined;
-    this.unlink = undefined;
+    this.first = undefined;
+    this.rest = undefined;
+    this.upstream = undefined;
   }
 
   override get aborted(): boolean {
@@ -264,10 +254,8 @@ export class ScopeContext extends Context {
   }
 
   override listen(callback: (reason: unknown) => void): () => void {
-    if (this.waiter === undefined) this.waiter = callback;
-    else (this.waiters ??= new Set()).add(callback);
-    this.follow();
-    return () => this.dropWaiter(callback);
+    this.add(callback);
+    return () => this.drop(callback);
   }
 
   override abort(reason: unknown): void {
@@ -280,108 +268,75 @@ export class ScopeContext extends Context {
 
   /** Stops following the scope above (its operation settled, or nothing here listens any more). */
   override release(): void {
-    if (!this.following) return;
-    this.following = false;
-    const owner = this.owner;
-    const unlink = this.unlink;
-    this.owner = undefined;
-    this.unlink = undefined;
-    if (owner !== undefined) owner.disown(this);
-    else unlink?.();
+    const upstream = this.upstream;
+    if (upstream === undefined) return;
+    this.upstream = undefined;
+    if (upstream instanceof ScopeContext) upstream.drop(this);
+    else upstream();
   }
 
-  /** Follows the abort of the scope above, or of the caller's signal (once), if anything can abort it. */
-  private follow(): void {
-    if (this.following) return;
-    const parent = this.parent!;
-    const owner = parent.scopeOf();
-    if (owner !== undefined) {
-      this.following = true;
-      this.owner = owner;
-      owner.adopt(this);
-    } else if (parent.abortable) {
-      this.following = true;
-      this.unlink = parent.listen((reason) => this.parentAborted(reason));
-    }
-  }
-
-  private adopt(child: ScopeContext): void {
-    if (this.child === undefined) this.child = child;
-    else (this.children ??= new Set()).add(child);
+  /** Adds a follower, and follows the scope above (once) if anything can abort it. */
+  private add(follower: Follower): void {
+    if (this.first === undefined) this.first = follower;
+    else (this.rest ??= new Set()).add(follower);
     this.follow();
   }
 
-  private disown(child: ScopeContext): void {
-    if (this.child === child) this.child = undefined;
-    else this.children?.delete(child);
-    this.releaseIfIdle();
+  /** Removes a follower; with none left (and no signal made), stops following the scope above. */
+  private drop(follower: Follower): void {
+    if (this.first === follower) this.first = undefined;
+    else this.rest?.delete(follower);
+    if (this.controller === undefined && this.first === undefined && !this.rest?.size) this.release();
   }
 
-  private dropWaiter(callback: (reason: unknown) => void): void {
-    if (this.waiter === callback) this.waiter = undefined;
-    else this.waiters?.delete(callback);
-    this.releaseIfIdle();
-  }
-
-  /** Nothing left to tell: stop following (a signal, once made, keeps the link until `release`). */
-  private releaseIfIdle(): void {
-    if (
-      this.controller === undefined &&
-      this.waiter === undefined &&
-      this.child === undefined &&
-      !this.waiters?.size &&
-      !this.children?.size
-    ) {
-      this.release();
+  private follow(): void {
+    if (this.upstream !== undefined) return;
+    const parent = this.parent!;
+    const owner = parent.scopeOf();
+    if (owner !== undefined) {
+      this.upstream = owner;
+      owner.add(this);
+    } else if (parent.abortable) {
+      this.upstream = parent.listen((reason) => this.parentAborted(reason));
     }
   }
 
   /** The scope (or caller's signal) above aborted: so has this scope, with the same reason. */
   private parentAborted(reason: unknown): void {
-    this.following = false;
-    this.owner = undefined;
-    this.unlink = undefined;
+    this.upstream = undefined;
     if (!this.scopeAborted) this.fire(reason);
   }
 
   /**
-   * Aborts the signal, if made, calls every waiter once and tells every nested scope (one that stops
-   * listening meanwhile is skipped).
+   * Aborts the signal, if made, and tells every follower once: callbacks are called, nested scopes abort
+   * in turn (one that stops following meanwhile is skipped).
    */
   private fire(reason: unknown): void {
     this.controller?.abort(reason);
-    const first = this.waiter;
-    this.waiter = undefined;
-    if (first !== undefined) call(first, reason);
-    const rest = this.waiters;
-    if (rest !== undefined) {
-      for (const callback of rest) {
-        rest.delete(callback);
-        call(callback, reason);
-      }
-      this.waiters = undefined;
+    const first = this.first;
+    this.first = undefined;
+    if (first !== undefined) ScopeContext.tell(first, reason);
+    const rest = this.rest;
+    if (rest === undefined) return;
+    for (const follower of rest) {
+      rest.delete(follower);
+      ScopeContext.tell(follower, reason);
     }
-    const child = this.child;
-    this.child = undefined;
-    if (child !== undefined) child.parentAborted(reason);
-    const children = this.children;
-    if (children !== undefined) {
-      for (const c of children) {
-        children.delete(c);
-        c.parentAborted(reason);
-      }
-      this.children = undefined;
+    this.rest = undefined;
+  }
+
+  private static tell(follower: Follower, reason: unknown): void {
+    if (follower instanceof ScopeContext) return follower.parentAborted(reason);
+    try {
+      follower(reason);
+    } catch (error) {
+      reportListenerError(error);
     }
   }
 }
+
+/** What follows a scope's abort: a callback, or a scope nested in it. */
+type Follower = ((reason: unknown) => void) | ScopeContext;
 
 /** The stop function of a listener that can never fire. */
 function ignore(): void {}
-
-function call(callback: (reason: unknown) => void, reason: unknown): void {
-  try {
-    callback(reason);
-  } catch (error) {
-    reportListenerError(error);
-  }
-}
