@@ -51,8 +51,12 @@ export abstract class BulwarkError extends Error {
   static is<E>(this: ErrorClass<E>, value: unknown): value is E {
     return isInstance(this, value);
   }
+
+  static {
+    // on the prototype: every instance carries it at no cost per error
+    Object.defineProperty(this.prototype, BRAND, { value: true });
+  }
 }
-Object.defineProperty(BulwarkError.prototype, BRAND, { value: true });
 
 /** An option passed to a factory is invalid. Thrown at construction, never per call. */
 export class InvalidOptionError extends BulwarkError {
