@@ -1,10 +1,13 @@
-// Benchmark cases for @bulwark/core beside cockatiel and opossum. One process runs every case once, in
-// an order shuffled by the seed, and prints JSON { case: { avgNs, p50Ns } } on stdout.
+// Benchmark cases for @bulwark/core beside cockatiel (4, and 3 as `cockatiel3`) and opossum (10, and 9 as
+// `opossum9`). One process runs every case once, in an order shuffled by the seed, and prints JSON
+// { case: { avgNs, p50Ns } } on stdout.
 // Usage: node --expose-gc core-cases.mjs <seed>
 // Cases are grouped: each group compares ours, the competitors and the bare baseline on the same work.
 import { measure, do_not_optimize } from 'mitata';
 import * as cockatiel from 'cockatiel';
+import * as cockatiel3 from 'cockatiel3';
 import CircuitBreaker from 'opossum';
+import CircuitBreaker9 from 'opossum9';
 import * as bw from '@bulwark/core';
 
 const fn = async () => 1;
@@ -23,15 +26,15 @@ function ourBulkhead() {
 function ourTimeout(strategy = 'aggressive') {
   return bw.timeout({ timeoutMs: 1000, strategy });
 }
-const ckBreaker = () =>
-  cockatiel.circuitBreaker(cockatiel.handleAll, {
+const ckBreaker = (ck = cockatiel) =>
+  ck.circuitBreaker(ck.handleAll, {
     halfOpenAfter: 10_000,
-    breaker: new cockatiel.ConsecutiveBreaker(5),
+    breaker: new ck.ConsecutiveBreaker(5),
   });
-const ckRetry = () =>
-  cockatiel.retry(cockatiel.handleAll, { maxAttempts: 3, backoff: new cockatiel.ExponentialBackoff() });
-const ckTimeout = (s = cockatiel.TimeoutStrategy.Cooperative) => cockatiel.timeout(1000, s);
-const ckBulkhead = () => cockatiel.bulkhead(100, 1000);
+const ckRetry = (ck = cockatiel) =>
+  ck.retry(ck.handleAll, { maxAttempts: 3, backoff: new ck.ExponentialBackoff() });
+const ckTimeout = (s = cockatiel.TimeoutStrategy.Cooperative, ck = cockatiel) => ck.timeout(1000, s);
+const ckBulkhead = (ck = cockatiel) => ck.bulkhead(100, 1000);
 
 /** Opens a breaker by real failures, then returns an async function that calls it once. */
 async function openedOurs() {
@@ -39,10 +42,10 @@ async function openedOurs() {
   for (let i = 0; i < 5; i++) await b.execute(() => Promise.reject(new Error('x'))).catch(() => {});
   return b;
 }
-async function openedCockatiel() {
-  const b = cockatiel.circuitBreaker(cockatiel.handleAll, {
+async function openedCockatiel(ck = cockatiel) {
+  const b = ck.circuitBreaker(ck.handleAll, {
     halfOpenAfter: 1e9,
-    breaker: new cockatiel.ConsecutiveBreaker(5),
+    breaker: new ck.ConsecutiveBreaker(5),
   });
   for (let i = 0; i < 5; i++) await b.execute(() => Promise.reject(new Error('x'))).catch(() => {});
   return b;
@@ -51,8 +54,11 @@ async function openedCockatiel() {
 export async function cases() {
   const ob = await openedOurs();
   const cb = await openedCockatiel();
+  const cb3 = await openedCockatiel(cockatiel3);
   const opo = new CircuitBreaker(fn, { timeout: false, resetTimeout: 1e9 });
   opo.open();
+  const opo9 = new CircuitBreaker9(fn, { timeout: false, resetTimeout: 1e9 });
+  opo9.open();
   const swallow = () => {};
   // Like for like: cockatiel's wrap uses a cooperative timeout, so the headline pipeline does too; the
   // aggressive-timeout pipelines (our default strategy) are compared separately.
@@ -65,11 +71,20 @@ export async function cases() {
     ckTimeout(cockatiel.TimeoutStrategy.Aggressive),
     ckBulkhead(),
   );
+  const ck3WrapAggr = cockatiel3.wrap(
+    ckRetry(cockatiel3),
+    ckBreaker(cockatiel3),
+    ckTimeout(cockatiel3.TimeoutStrategy.Aggressive, cockatiel3),
+    ckBulkhead(cockatiel3),
+  );
   const b1 = ourBreaker('b'),
     c1 = ckBreaker(),
-    o1 = new CircuitBreaker(fn, { timeout: false });
+    c1v3 = ckBreaker(cockatiel3),
+    o1 = new CircuitBreaker(fn, { timeout: false }),
+    o1v9 = new CircuitBreaker9(fn, { timeout: false });
   const r1 = ourRetry(),
-    c2 = ckRetry();
+    c2 = ckRetry(),
+    c2v3 = ckRetry(cockatiel3);
   const t1 = ourTimeout('aggressive'),
     t2 = ourTimeout('cooperative'),
     c3 = ckTimeout(),
@@ -80,9 +95,12 @@ export async function cases() {
     'baseline: await fn()': async () => do_not_optimize(await fn()),
     'breaker: bulwark (consecutive)': async () => do_not_optimize(await b1.execute(fn)),
     'breaker: cockatiel (consecutive)': async () => do_not_optimize(await c1.execute(fn)),
+    'breaker: cockatiel 3 (consecutive)': async () => do_not_optimize(await c1v3.execute(fn)),
     'breaker: opossum (timeout: false)': async () => do_not_optimize(await o1.fire()),
+    'breaker: opossum 9 (timeout: false)': async () => do_not_optimize(await o1v9.fire()),
     'retry: bulwark': async () => do_not_optimize(await r1.execute(fn)),
     'retry: cockatiel': async () => do_not_optimize(await c2.execute(fn)),
+    'retry: cockatiel 3': async () => do_not_optimize(await c2v3.execute(fn)),
     'timeout: bulwark (aggressive)': async () => do_not_optimize(await t1.execute(fn)),
     'timeout: bulwark (cooperative)': async () => do_not_optimize(await t2.execute(fn)),
     'timeout: cockatiel (cooperative)': async () => do_not_optimize(await c3.execute(fn)),
@@ -97,6 +115,8 @@ export async function cases() {
       do_not_optimize(await oursPipelineAggr.execute(fn)),
     'pipeline: cockatiel wrap (aggressive timeout), op ignores signal': async () =>
       do_not_optimize(await ckWrapAggr.execute(fn)),
+    'pipeline: cockatiel 3 wrap (aggressive timeout), op ignores signal': async () =>
+      do_not_optimize(await ck3WrapAggr.execute(fn)),
     'pipeline: bulwark (cooperative timeout), op reads signal': async () =>
       do_not_optimize(await oursPipeline.execute(readsSignal)),
     'pipeline: cockatiel wrap (cooperative timeout), op reads signal': async () =>
@@ -122,6 +142,20 @@ export async function cases() {
     'open breaker: opossum rejection': async () => {
       try {
         await opo.fire();
+      } catch (e) {
+        do_not_optimize(e);
+      }
+    },
+    'open breaker: cockatiel 3 rejection': async () => {
+      try {
+        await cb3.execute(fn);
+      } catch (e) {
+        do_not_optimize(e);
+      }
+    },
+    'open breaker: opossum 9 rejection': async () => {
+      try {
+        await opo9.fire();
       } catch (e) {
         do_not_optimize(e);
       }

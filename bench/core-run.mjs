@@ -1,10 +1,14 @@
 // Runs core-cases.mjs in fresh processes (shuffled order each), then core-memory.mjs per subject, and
-// writes results/core.md. Usage: node core-run.mjs [repetitions=5] [calls=1000000]
+// writes results/core.md; then core-paths.mjs (the slow paths of issue 14, results/core-paths.md) with
+// the same repetitions. Usage: node core-run.mjs [repetitions=5] [calls=1000000] [--node=<binary>]...
+// (--node: run every child on that Node binary as well as on this one, e.g. the Node 22 floor).
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
-const reps = Number(process.argv[2] ?? 5);
-const calls = Number(process.argv[3] ?? 1_000_000);
+const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const extraNodes = process.argv.slice(2).filter((a) => a.startsWith('--node='));
+const reps = Number(positional[0] ?? 5);
+const calls = Number(positional[1] ?? 1_000_000);
 const here = new URL('.', import.meta.url).pathname;
 const node = (args) =>
   JSON.parse(
@@ -48,11 +52,20 @@ const compare = [
   [P('bulwark', 'aggressive', 'ignores'), P('cockatiel wrap', 'cooperative', 'ignores'), undefined],
   [P('bulwark', 'aggressive', 'reads'), P('cockatiel wrap', 'cooperative', 'reads'), undefined],
   ['breaker: bulwark (consecutive)', 'breaker: cockatiel (consecutive)', 1],
+  ['breaker: bulwark (consecutive)', 'breaker: cockatiel 3 (consecutive)', undefined],
+  ['breaker: bulwark (consecutive)', 'breaker: opossum (timeout: false)', undefined],
+  ['breaker: bulwark (consecutive)', 'breaker: opossum 9 (timeout: false)', undefined],
   ['retry: bulwark', 'retry: cockatiel', 1],
+  ['retry: bulwark', 'retry: cockatiel 3', undefined],
+  [P('bulwark', 'aggressive', 'ignores'), P('cockatiel 3 wrap', 'aggressive', 'ignores'), undefined],
   ['timeout: bulwark (aggressive)', 'timeout: cockatiel (aggressive)', 1],
   ['timeout: bulwark (cooperative)', 'timeout: cockatiel (cooperative)', 1],
   ['bulkhead: bulwark', 'bulkhead: cockatiel', 1],
   ['open breaker: bulwark rejection', 'open breaker: cockatiel rejection', 1 / 3],
+  ['open breaker: bulwark rejection', 'open breaker: cockatiel 3 rejection', undefined],
+  ['open breaker: bulwark rejection', 'open breaker: opossum rejection', undefined],
+  ['open breaker: bulwark rejection', 'open breaker: opossum 9 rejection', undefined],
+  ['open breaker: bulwark rejection', 'reject floor: await a pre-allocated rejection', undefined],
 ];
 
 const memory = [];
@@ -67,8 +80,13 @@ for (const subject of [
   memory.push(node(['core-memory.mjs', subject, String(calls)]));
 }
 
+const versions = ['cockatiel', 'cockatiel3', 'opossum', 'opossum9'].map(
+  (p) =>
+    `${p} ${JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url), 'utf8')).version}`,
+);
 let md = `## Policies: per-call cost (\`bench/core-run.mjs\`)\n\n`;
-md += `Command: \`node bench/core-run.mjs ${reps} ${calls}\` (run by \`npm run bench\`). ${reps} fresh processes, each runs every case once in a seeded shuffled order with mitata \`measure\` (≥ 300 ms CPU per case); the table gives the median over processes of each case's mean ns/op, and ratios are medians of per-process ratios. The operation is \`async () => 1\`; "reads signal" is \`async (ctx) => ctx.signal.aborted\`. Policies are built once and reused; cockatiel's pipeline is \`wrap(retry, breaker, timeout(strategy), bulkhead)\` and ours is \`pipeline(retry, circuitBreaker, timeout({ strategy }), bulkhead)\` in the same order, each with a cooperative timeout (cockatiel's usual choice, the headline comparison) and with an aggressive one (our default).\n\n`;
+md += `Node ${process.version}; ${versions.join(', ')}. Taken on a shared machine while other work ran: compare the ratios, and re-run in a quiet window for the record.\n\n`;
+md += `Command: \`node bench/core-run.mjs ${reps} ${calls}${extraNodes.map((a) => ` ${a}`).join('')}\` (run by \`npm run bench\`; it then runs \`bench/core-paths.mjs\`, the slow paths, on this Node and each one given). ${reps} fresh processes, each runs every case once in a seeded shuffled order with mitata \`measure\` (≥ 300 ms CPU per case); the table gives the median over processes of each case's mean ns/op, and ratios are medians of per-process ratios. The operation is \`async () => 1\`; "reads signal" is \`async (ctx) => ctx.signal.aborted\`. Policies are built once and reused; cockatiel's pipeline is \`wrap(retry, breaker, timeout(strategy), bulkhead)\` and ours is \`pipeline(retry, circuitBreaker, timeout({ strategy }), bulkhead)\` in the same order, each with a cooperative timeout (cockatiel's usual choice, the headline comparison) and with an aggressive one (our default).\n\n`;
 md += `| case | mean ns/op (median) | range | × baseline |\n|---|---:|---:|---:|\n`;
 for (const r of rows)
   md += `| ${r.n} | ${fmt(r.avg)} | ${fmt(r.min)} – ${fmt(r.max)} | ${fmt(r.vsBase, 2)} |\n`;
@@ -85,3 +103,13 @@ for (const m of memory)
   md += `| ${m.subject} | ${fmt(m.growthKiB, 1)} | ${fmt((m.growthKiB * 1024) / m.calls, 2)} | ${fmt(m.wallNsPerCall)} | ${fmt(m.maxRssMiB, 0)} |\n`;
 writeFileSync(new URL('results/core.md', import.meta.url), md);
 process.stdout.write(md);
+
+// the slow paths of issue 14, on this Node and any other given
+execFileSync(
+  process.execPath,
+  ['core-paths.mjs', String(reps), `--node=${process.execPath}`, ...extraNodes],
+  {
+    cwd: here,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  },
+);

@@ -21,7 +21,6 @@ import { Piscina } from 'piscina';
 import {
   BulkheadRejectedError,
   bulkhead,
-  EventEmitter,
   pipeline,
   TimeoutError,
   timeout,
@@ -29,6 +28,7 @@ import {
   type Policy,
   type Subscribe,
 } from '@bulwark/core';
+import { EventEmitter } from '@bulwark/core/internal';
 import { gcd } from './gcd.js';
 import { GcdError } from './errors.js';
 import type { GcdInput } from './validation.js';

@@ -13,10 +13,7 @@
  */
 import { Agent, request, type Dispatcher } from 'undici';
 import {
-  CircuitOpenError,
   circuitBreaker,
-  defaultShouldRetry,
-  EventEmitter,
   pipeline,
   retry,
   timeout,
@@ -25,6 +22,7 @@ import {
   type Policy,
   type Subscribe,
 } from '@bulwark/core';
+import { EventEmitter } from '@bulwark/core/internal';
 import { injectTraceHeaders, traceAttempt } from '@bulwark/service';
 import type { ValidatorConfig } from './config.js';
 import { GcdError } from './errors.js';
@@ -90,9 +88,7 @@ export class ValidatorClient {
       maxAttempts: config.retries + 1,
       initialDelayMs: 25,
       maxDelayMs: 250,
-      // An open breaker means "answer locally now", not "wait until it half-opens".
-      shouldRetry: (outcome) =>
-        defaultShouldRetry(outcome) && !(!outcome.ok && outcome.error instanceof CircuitOpenError),
+      // Core's classifier does not retry an open breaker: "answer locally now", not "wait until it half-opens".
     });
     this.breaker = circuitBreaker({
       name: 'validator',

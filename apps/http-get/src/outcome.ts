@@ -2,7 +2,7 @@
  * A failed `get` → the exit code and the lines printed on stderr (no stack traces: an operator needs to
  * know which source failed and how, not where in the code).
  */
-import { AllSourcesFailedError, isBulwarkError, type TierReport } from '@bulwark/core';
+import { AllSourcesFailedError, BulwarkError, type TierReport } from '@bulwark/core';
 import { HttpError, HttpNetworkError, HttpStatusError, NO_COPY_REASONS } from '@bulwark/http';
 import { EXIT } from './config.js';
 
@@ -77,7 +77,7 @@ export function classifyFailure(error: unknown, url: string): Failure {
     }
     return {
       code: EXIT.NETWORK,
-      errorCode: isBulwarkError(only) ? only.code : error.code,
+      errorCode: BulwarkError.is(only) ? only.code : error.code,
       message: only instanceof Error ? only.message : error.message,
       details,
       status: undefined,

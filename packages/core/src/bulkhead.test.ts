@@ -59,6 +59,12 @@ describe('bulkhead', () => {
     assert.equal(b.maxQueue, Infinity);
     assert.equal(bulkhead({ maxConcurrent: 2 }).maxQueue, 0);
     assert.equal(bulkhead({ maxConcurrent: 2 }).queueTimeoutMs, Infinity);
+    // handed to a timer: above 2^31 - 1 ms Node would fire it after 1 ms (issue 14)
+    assert.throws(
+      () => bulkhead({ maxConcurrent: 1, queueTimeoutMs: 2 ** 31 }),
+      (e: unknown) => optionIs('bulkhead.queueTimeoutMs')(e) && /<= 2147483647/.test((e as Error).message),
+    );
+    assert.equal(bulkhead({ maxConcurrent: 1, queueTimeoutMs: 2 ** 31 - 1 }).queueTimeoutMs, 2 ** 31 - 1);
   });
 
   it('runs at most maxConcurrent at once and starts waiters in FIFO order as slots free', async () => {

@@ -14,13 +14,21 @@
  * fixed, waiters' deadlines are in queue order, so one shared timer (armed only while the queue is not
  * empty) serves them all. The abort listener is added only when a call really queues.
  */
-import { onAbort } from './abort.js';
 import type { Clock, ClockTimer } from './clock.js';
 import { Context, type CallContext, type Operation } from './context.js';
 import { BulkheadRejectedError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
-import { BasePolicy, DECLINE, forwardsContext, INLINE, type InlineStage } from './policy.js';
+import {
+  BasePolicy,
+  capturingPromise,
+  DECLINE,
+  forwardsContext,
+  INLINE,
+  takeReject,
+  takeResolve,
+  type InlineStage,
+} from './policy.js';
 
 export interface BulkheadOptions {
   /** Operations allowed to run at once (an integer ≥ 1, or `Infinity`). Required. */
@@ -32,7 +40,8 @@ export interface BulkheadOptions {
    */
   maxQueue?: number;
   /**
-   * Longest time a call may wait in the queue, in ms, before it is rejected with reason `queue-timeout`.
+   * Longest time a call may wait in the queue, in ms, before it is rejected with reason `queue-timeout`
+   * (> 0 and at most 2^31 − 1, since it is handed to a timer; `Infinity`: no limit).
    * @default Infinity
    */
   queueTimeoutMs?: number;
@@ -42,7 +51,8 @@ export interface BulkheadOptions {
   clock?: Clock;
 }
 
-const DEFAULTS = Object.freeze({
+/** The defaults of {@link BulkheadOptions}. */
+export const BULKHEAD_DEFAULTS = Object.freeze({
   maxQueue: 0,
   queueTimeoutMs: Infinity,
   name: 'bulkhead',
@@ -60,17 +70,28 @@ export interface BulkheadRejectEvent {
   readonly queued: number;
 }
 
-interface Waiter {
-  readonly fn: Operation<unknown>;
+/** A call waiting for a slot: its place in the queue and how to settle its promise. */
+class Waiter {
+  declare readonly fn: Operation<unknown>;
   /** The context the operation will see (the one passed to `run`). */
-  readonly ctx: CallContext;
-  readonly key: string | undefined;
-  readonly deadline: number;
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (error: unknown) => void;
-  prev: Waiter | undefined;
-  next: Waiter | undefined;
-  unlisten: (() => void) | undefined;
+  declare readonly ctx: CallContext;
+  declare readonly deadline: number;
+  declare readonly resolve: (value: unknown) => void;
+  declare readonly reject: (error: unknown) => void;
+  declare prev: Waiter | undefined;
+  declare next: Waiter | undefined;
+  declare unlisten: (() => void) | undefined;
+
+  constructor(fn: Operation<unknown>, ctx: CallContext, deadline: number, prev: Waiter | undefined) {
+    this.fn = fn;
+    this.ctx = ctx;
+    this.deadline = deadline;
+    this.resolve = takeResolve();
+    this.reject = takeReject();
+    this.prev = prev;
+    this.next = undefined;
+    this.unlisten = undefined;
+  }
 }
 
 export class BulkheadPolicy extends BasePolicy {
@@ -93,17 +114,20 @@ export class BulkheadPolicy extends BasePolicy {
     check.knownKeys('bulkhead', o, KEYS);
     super(check.clock('bulkhead.clock', o.clock));
     this.maxConcurrent = check.positiveInteger('bulkhead.maxConcurrent', o.maxConcurrent, true);
-    this.maxQueue = check.number('bulkhead.maxQueue', o.maxQueue ?? DEFAULTS.maxQueue, {
+    this.maxQueue = check.number('bulkhead.maxQueue', o.maxQueue ?? BULKHEAD_DEFAULTS.maxQueue, {
       min: 0,
       integer: true,
       infinite: true,
     });
-    this.queueTimeoutMs = check.positiveMs(
+    this.queueTimeoutMs = check.timerMs(
       'bulkhead.queueTimeoutMs',
-      o.queueTimeoutMs ?? DEFAULTS.queueTimeoutMs,
-      true,
+      o.queueTimeoutMs ?? BULKHEAD_DEFAULTS.queueTimeoutMs,
+      {
+        above: 0,
+        infinite: true,
+      },
     );
-    this.name = check.string('bulkhead.name', o.name ?? DEFAULTS.name);
+    this.name = check.string('bulkhead.name', o.name ?? BULKHEAD_DEFAULTS.name);
   }
 
   /** Operations running now (including abandoned ones whose promise has not settled yet). */
@@ -176,7 +200,8 @@ export class BulkheadPolicy extends BasePolicy {
         w.reject(abortReason(w.ctx));
         continue;
       }
-      this.#exec(w.fn, w.ctx).then(w.resolve, w.reject);
+      // settles the waiter's promise with the operation's outcome (no extra `then` of our own)
+      w.resolve(this.#exec(w.fn, w.ctx));
       return;
     }
     this.#running--;
@@ -184,34 +209,24 @@ export class BulkheadPolicy extends BasePolicy {
 
   #enqueue<T>(fn: Operation<T>, parent: CallContext): Promise<T> {
     if (this.#queued >= this.maxQueue) return this.#reject('queue-full', parent.key);
-    return new Promise<T>((resolve, reject) => {
-      const waiter: Waiter = {
-        fn: fn as Operation<unknown>,
-        ctx: parent,
-        key: parent.key,
-        deadline: this.clock.now() + this.queueTimeoutMs,
-        resolve: resolve as (value: unknown) => void,
-        reject,
-        prev: this.#tail,
-        next: undefined,
-        unlisten: undefined,
-      };
-      if (this.#tail === undefined) this.#head = waiter;
-      else this.#tail.next = waiter;
-      this.#tail = waiter;
-      this.#queued++;
-      const ctx = Context.from(parent, this.clock);
-      if (ctx.abortable) {
-        const signal = ctx.signal;
-        waiter.unlisten = onAbort(signal, () => {
-          this.#unlink(waiter);
-          reject(signal.reason);
-        });
-      }
-      if (this.#timer === undefined && this.queueTimeoutMs !== Infinity) {
-        this.#timer = this.clock.setTimeout(this.#onTimer, this.queueTimeoutMs);
-      }
-    });
+    const promise = capturingPromise<T>();
+    const deadline = this.queueTimeoutMs === Infinity ? Infinity : this.clock.now() + this.queueTimeoutMs;
+    const waiter = new Waiter(fn as Operation<unknown>, parent, deadline, this.#tail);
+    if (this.#tail === undefined) this.#head = waiter;
+    else this.#tail.next = waiter;
+    this.#tail = waiter;
+    this.#queued++;
+    const ctx = Context.from(parent, this.clock);
+    if (ctx.abortable) {
+      waiter.unlisten = ctx.listen((reason) => {
+        this.#unlink(waiter);
+        waiter.reject(reason);
+      });
+    }
+    if (this.#timer === undefined && this.queueTimeoutMs !== Infinity) {
+      this.#timer = this.clock.setTimeout(this.#onTimer, this.queueTimeoutMs);
+    }
+    return promise;
   }
 
   /** Takes a waiter out of the queue (it got a slot, timed out or was aborted). O(1). */
@@ -238,7 +253,7 @@ export class BulkheadPolicy extends BasePolicy {
     const now = this.clock.now();
     for (let w = this.#head; w !== undefined && w.deadline <= now; w = this.#head) {
       this.#unlink(w);
-      w.reject(this.#rejection('queue-timeout', w.key));
+      w.reject(this.#rejection('queue-timeout', w.ctx.key));
     }
     if (this.#head !== undefined) {
       this.#timer = this.clock.setTimeout(this.#onTimer, Math.max(0, this.#head.deadline - now));

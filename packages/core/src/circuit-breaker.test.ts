@@ -2,14 +2,20 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { FakeClock, flushMicrotasks } from './clock.js';
-import { BulkheadRejectedError, CircuitOpenError, InvalidOptionError, TimeoutError } from './errors.js';
+import { classify } from './classify.js';
+import {
+  BulkheadRejectedError,
+  CircuitOpenError,
+  InvalidOptionError,
+  RateLimitedError,
+  TimeoutError,
+} from './errors.js';
 import { setListenerErrorHandler } from './events.js';
 import { pipeline } from './policy.js';
 import { timeout } from './timeout.js';
 import {
   circuitBreaker,
   CIRCUIT_BREAKER_DEFAULTS,
-  defaultIsFailure,
   type CircuitBreakerOptions,
   type CircuitBreakerPolicy,
   type CircuitStateChangeEvent,
@@ -60,7 +66,8 @@ describe('circuitBreaker options', () => {
     [{ halfOpenPermits: 1.5 }, 'circuitBreaker.halfOpenPermits'],
     [{ halfOpenTimeoutMs: -5 }, 'circuitBreaker.halfOpenTimeoutMs'],
     [{ mode: 'off' }, 'circuitBreaker.mode'],
-    [{ isFailure: true }, 'circuitBreaker.isFailure'],
+    [{ classify: true }, 'circuitBreaker.classify'],
+    [{ isFailure: () => true }, 'circuitBreaker.isFailure'],
     [{ name: 5 }, 'circuitBreaker.name'],
     [{ clock: {} }, 'circuitBreaker.clock'],
     [{ strategy: { type: 'ring' } }, 'circuitBreaker.strategy.type'],
@@ -316,6 +323,63 @@ describe('circuitBreaker state machine', () => {
     await failTimes(breaker, 1);
     assert.equal(changes.at(-1)!.openDurationMs, 1_000);
     assert.deepEqual(levels, [0, 1]);
+  });
+
+  it('a throwing openDurationBackoff leaves the breaker consistent: a failed probe round reopens it (issue 14)', async () => {
+    const errors: unknown[] = [];
+    const previous = setListenerErrorHandler((e) => errors.push(e));
+    try {
+      const { clock, breaker, changes } = setup({
+        halfOpenPermits: 1,
+        openDurationMs: 1_000,
+        openDurationBackoff: (level) => {
+          if (level > 0) throw new Error('backoff bug');
+          return 1_000;
+        },
+      });
+      await failTimes(breaker, 3);
+      clock.advance(1_000);
+      // the probe fails: opening at level 1 calls the throwing backoff
+      await assert.rejects(breaker.execute(boom), /boom/);
+      assert.equal(breaker.state, 'open');
+      assert.deepEqual(
+        changes.slice(-1).map((c) => [c.to, c.reason, c.openDurationMs]),
+        [['open', 'probes-failed', 1_000]],
+      );
+      assert.equal(errors.length, 1);
+      assert.match(String(errors[0]), /backoff bug/);
+      // before the fix: half-open with its one permit used, `half-open-full` for every call, forever
+      clock.advance(3_600_000);
+      assert.equal(await breaker.execute(ok), 'ok');
+      assert.equal(breaker.state, 'closed');
+    } finally {
+      setListenerErrorHandler(previous);
+    }
+  });
+
+  it('after a throwing openDurationBackoff, isolate() still isolates (issue 14)', async () => {
+    const previous = setListenerErrorHandler(() => {});
+    try {
+      const { breaker } = setup({
+        openDurationMs: 1_500,
+        openDurationBackoff: () => {
+          throw new Error('backoff bug');
+        },
+      });
+      const first = breaker.isolate();
+      assert.equal(breaker.state, 'isolated');
+      const rejected = await breaker.execute(ok).catch((e: unknown) => e);
+      assert.ok(rejected instanceof CircuitOpenError && rejected.reason === 'isolated');
+      assert.equal(rejected.retryAfterMs, 1_500, 'falls back to openDurationMs');
+      first.dispose();
+      assert.equal(breaker.state, 'half-open');
+      // before the fix: the first isolate() threw half-way and every later one silently did nothing
+      const second = breaker.isolate();
+      assert.equal(breaker.state, 'isolated');
+      second.dispose();
+    } finally {
+      setListenerErrorHandler(previous);
+    }
   });
 
   it('probes that never settle: back to open once the bound passes (checked lazily), as a failed round', async () => {
@@ -617,10 +681,13 @@ describe('circuitBreaker outcomes', () => {
     assert.equal(breaker.state, 'open');
   });
 
-  it('isFailure judges values and errors; "ignore" counts as neither', async () => {
+  it('classify judges values and errors; "ignore" and "rejected" count as neither', async () => {
     const { breaker } = setup({
       strategy: { type: 'consecutive', threshold: 2 },
-      isFailure: (o) => (o.ok ? o.value === 'bad' : o.error instanceof RangeError ? 'ignore' : true),
+      classify: classify
+        .error(RangeError, 'ignore')
+        .error(SyntaxError, 'rejected')
+        .result((v) => v === 'bad', 'failure'),
     });
     const failures: unknown[] = [];
     const ignored: unknown[] = [];
@@ -628,22 +695,26 @@ describe('circuitBreaker outcomes', () => {
     breaker.onIgnored((e) => ignored.push(e.reason));
     assert.equal(await breaker.execute(() => 'bad'), 'bad');
     await assert.rejects(breaker.execute(() => Promise.reject(new RangeError('not theirs'))));
+    await assert.rejects(breaker.execute(() => Promise.reject(new SyntaxError('turned away'))));
     assert.equal(breaker.state, 'closed');
-    assert.deepEqual(ignored, ['predicate']);
+    assert.deepEqual(ignored, ['classified', 'classified']);
     assert.equal(await breaker.execute(() => 'bad'), 'bad');
     assert.equal(breaker.state, 'open');
     assert.deepEqual(failures, ['bad', 'bad']);
   });
 
-  it('a throwing isFailure surfaces its error and records nothing', async () => {
+  it('a throwing (or nonsense-returning) classifier surfaces its error and records nothing', async () => {
     const { breaker } = setup({
       strategy: { type: 'consecutive', threshold: 1 },
-      isFailure: () => {
-        throw new Error('predicate bug');
+      classify: () => {
+        throw new Error('classifier bug');
       },
     });
-    await assert.rejects(breaker.execute(ok), /predicate bug/);
+    await assert.rejects(breaker.execute(ok), /classifier bug/);
     assert.equal(breaker.state, 'closed');
+    const nonsense = setup({ strategy: { type: 'consecutive', threshold: 1 }, classify: (() => 1) as never });
+    await assert.rejects(nonsense.breaker.execute(boom), /classifier returned 1/);
+    assert.equal(nonsense.breaker.state, 'closed');
   });
 
   it('by default, local rejections from inner policies are ignored', async () => {
@@ -652,10 +723,16 @@ describe('circuitBreaker outcomes', () => {
     await assert.rejects(
       breaker.execute(() => Promise.reject(new BulkheadRejectedError('queue-full', 1, 0))),
     );
+    await assert.rejects(breaker.execute(() => Promise.reject(new RateLimitedError(5, 'k'))));
+    await assert.rejects(breaker.execute(() => Promise.reject(new InvalidOptionError('x', 1, 'y'))));
     assert.equal(breaker.state, 'closed');
-    assert.equal(defaultIsFailure({ ok: false, error: new Error('x') }), true);
-    assert.equal(defaultIsFailure({ ok: true, value: undefined }), false);
-    assert.equal(defaultIsFailure({ ok: false, error: new CircuitOpenError(1) }), 'ignore');
+    // an error that is the dependency's answer (retryable: false) is a success
+    await assert.rejects(
+      breaker.execute(() => Promise.reject(Object.assign(new Error('404'), { retryable: false }))),
+    );
+    assert.equal(breaker.state, 'closed');
+    await assert.rejects(breaker.execute(boom));
+    assert.equal(breaker.state, 'open');
   });
 
   it('onFailure and onSuccess carry the outcome, the key and whether it was a probe', async () => {

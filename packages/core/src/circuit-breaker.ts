@@ -10,14 +10,19 @@
  *   duration has passed; a probe that has not settled within `halfOpenTimeoutMs` is noticed the same way.
  * - Every transition bumps a generation counter; a call records its outcome only if the generation it was
  *   admitted in is still current, so a late result from before a transition cannot move the new state.
+ * - What counts is the classifier's call (classify.ts, shared with retry): `failure` and `success`
+ *   verdicts are recorded, `rejected` and `ignore` are not (by default: an inner breaker's or bulkhead's
+ *   rejection, a rate limit, an invalid option).
  * - A caller's abort never counts: when the call fails after the context this breaker received was
  *   aborted, the outcome is ignored. A TimeoutError from a timeout *inside* the breaker does count.
  *
- * Cost while closed: one `then` on the operation's promise per call (no `async` frame); the clock is read only when a slow-call threshold is set,
- * someone listens to `onSuccess`/`onFailure`, or the time window needs it. A rejection returns
- * `Promise.reject` of an error built without the `Error` constructor (breaker/open-error.ts).
+ * Cost while closed: one `then` on the operation's promise per call (no `async` frame; none inside a
+ * pipeline); a value is classified only when a rule looks at values; the clock is read only when a
+ * slow-call threshold is set, someone listens to `onSuccess`/`onFailure`, or the time window needs it. A
+ * rejection is `Promise.reject` of a {@link CircuitOpenError} made without a stack trace.
  */
-import { CircuitOpenError, BulkheadRejectedError, type CircuitRejectReason } from './errors.js';
+import { errorVerdictOf, valueVerdictOf, type ClassifyFn, type Verdict } from './classify.js';
+import { CircuitOpenError, withoutStack, type CircuitRejectReason } from './errors.js';
 import type { CallContext, Operation } from './context.js';
 import { EventEmitter, type Disposable, type Subscribe } from './events.js';
 import {
@@ -39,7 +44,6 @@ import {
 } from './breaker/options.js';
 import type { CircuitBreakerSnapshot } from './breaker/snapshot.js';
 import { ProbeRound } from './breaker/half-open.js';
-import { openError } from './breaker/open-error.js';
 import type {
   CircuitBreakerMetrics,
   CircuitFailureEvent,
@@ -52,20 +56,6 @@ import type {
   CircuitSuccessEvent,
   CircuitTransitionReason,
 } from './breaker/events.js';
-
-/**
- * The default `isFailure`: every error is a failure, except a {@link CircuitOpenError} (an inner breaker)
- * and a {@link BulkheadRejectedError} (an inner bulkhead), which never reached the dependency and are
- * ignored. A value is a success.
- */
-export function defaultIsFailure(outcome: Outcome): boolean | 'ignore' {
-  if (outcome.ok) return false;
-  return isLocalRejection(outcome.error) ? 'ignore' : true;
-}
-
-function isLocalRejection(error: unknown): boolean {
-  return error instanceof CircuitOpenError || error instanceof BulkheadRejectedError;
-}
 
 const CLOSED = 0;
 const OPEN = 1;
@@ -118,8 +108,9 @@ export class CircuitBreakerPolicy extends BasePolicy {
   readonly onIgnored: Subscribe<CircuitIgnoredEvent> = this.#onIgnored.subscribe;
 
   readonly #detector: FailureDetector;
-  /** undefined: the default predicate, applied without allocating an Outcome. */
-  readonly #isFailure: ((outcome: Outcome) => boolean | 'ignore') | undefined;
+  readonly #classify: ClassifyFn;
+  /** Whether values are classified (else every value is a success). */
+  readonly #judgesValues: boolean;
   readonly #openDurationFor: (level: number) => number;
   readonly #disabled: boolean;
   readonly #enforced: boolean;
@@ -150,7 +141,8 @@ export class CircuitBreakerPolicy extends BasePolicy {
     this.halfOpenPermits = o.halfOpenPermits;
     this.halfOpenTimeoutMs = o.halfOpenTimeoutMs;
     this.#openDurationFor = o.openDurationFor;
-    this.#isFailure = o.isFailure;
+    this.#classify = o.classify;
+    this.#judgesValues = o.judgesValues;
     this.#disabled = o.mode === 'disabled';
     this.#enforced = o.mode === 'enabled';
     this.#slowOn = o.slowCallDurationMs !== Infinity;
@@ -303,20 +295,22 @@ export class CircuitBreakerPolicy extends BasePolicy {
     slot: number,
   ): void {
     if (generation !== this.#generation) return this.#ignored('stale', ok, result, ctx);
-    let verdict: boolean | 'ignore';
-    if (this.#isFailure === undefined) {
-      verdict = ok ? false : isLocalRejection(result) ? 'ignore' : true;
-    } else {
+    let verdict: Verdict = 'success';
+    if (!ok || this.#judgesValues) {
       try {
-        verdict = this.#isFailure(ok ? { ok: true, value: result } : { ok: false, error: result });
+        verdict = ok
+          ? valueVerdictOf(this.#classify, result, ctx)
+          : errorVerdictOf(this.#classify, result, ctx);
       } catch (error) {
-        // a throwing predicate is a bug to surface (the call rejects with it), not a verdict
+        // a throwing classifier is a bug to surface (the call rejects with it), not a verdict
         if (slot !== NOT_A_PROBE) this.#probes.release(slot);
         throw error;
       }
     }
-    if (verdict === 'ignore') return this.#ignored('predicate', ok, result, ctx, slot);
-    const failed = verdict === true;
+    if (verdict === 'ignore' || verdict === 'rejected') {
+      return this.#ignored('classified', ok, result, ctx, slot);
+    }
+    const failed = verdict === 'failure';
     if (failed && ctx.aborted) return this.#ignored('aborted', ok, result, ctx, slot);
 
     const measured = start === start; // not NaN
@@ -380,7 +374,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
       this.#onReject.emit({ name: this.name, key: ctx.key, reason, retryAfterMs, enforced: this.#enforced });
     }
     if (!this.#enforced) return invoke(fn, ctx); // metrics-only: run it, unrecorded
-    return Promise.reject(openError(retryAfterMs, reason, this.name));
+    return Promise.reject(withoutStack(() => new CircuitOpenError(retryAfterMs, reason, this.name)));
   }
 
   /** Applies the transitions that are due at `now` (open → half-open, a probe past its bound → open). */

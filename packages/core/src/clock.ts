@@ -3,6 +3,12 @@
  * with {@link FakeClock} instead of sleeping.
  */
 
+/**
+ * The longest delay a Node timer honours: 2^31 − 1 ms (about 24.8 days). Node cuts a longer one to 1 ms
+ * (with a `TimeoutOverflowWarning`), so every option handed to a timer is checked against it.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /** A timer handle. Node's `Timeout` fits; `ref`/`unref` are optional so any clock can implement it. */
 export interface ClockTimer {
   ref?(): unknown;

@@ -1,12 +1,13 @@
 /**
  * The one call context every policy passes down: signal, deadline, attempt, operation key.
  *
- * The signal is created lazily: an `AbortSignal` costs ~4 µs to create on Node 20, so a context only
- * materialises one when the operation (or a policy that must listen) reads `ctx.signal`. Policies check
- * `ctx.aborted` instead, which never allocates.
+ * The signal is created lazily, only when the operation reads `ctx.signal` (an `AbortSignal` is among the
+ * dearest objects a call can make). Policies never read it: they check `ctx.aborted` and wait for an
+ * abort with {@link Context.listen}, which a scope serves from a plain list of callbacks.
  */
 import type { Clock } from './clock.js';
 import { onAbort } from './abort.js';
+import { reportListenerError } from './events.js';
 
 /** What an operation sees. */
 export interface CallContext {
@@ -170,6 +171,22 @@ export class Context implements CallContext {
     return (this.materialized = new AbortController().signal);
   }
 
+  /** The nearest scope at or above this context (undefined: only a caller's signal, or nothing, can abort it). */
+  scopeOf(): ScopeContext | undefined {
+    return this.parent?.scopeOf();
+  }
+
+  /**
+   * Calls `callback(reason)` once when this context is aborted; returns a function that stops listening
+   * (idempotent). Call it only while `aborted` is false and `abortable` is true. Unlike reading `signal`,
+   * it creates no `AbortSignal` for a scope: how policies wait for an abort.
+   */
+  listen(callback: (reason: unknown) => void): () => void {
+    const external = this.external;
+    if (external !== undefined) return onAbort(external, () => callback(external.reason));
+    return this.parent !== undefined ? this.parent.listen(callback) : ignore;
+  }
+
   /** Aborts this scope (a timeout fired): the signal, if materialised, aborts with `reason`. */
   abort(reason: unknown): void {
     void reason;
@@ -180,19 +197,32 @@ export class Context implements CallContext {
   release(): void {}
 }
 
-/** A context that owns an abort scope (made by {@link Context.scope}; a timeout's call is one). */
+/**
+ * A context that owns an abort scope (made by {@link Context.scope}; a timeout's call is one).
+ *
+ * A scope tells three kinds of followers when it aborts: its signal (once the operation has read it),
+ * callbacks registered with {@link Context.listen}, and the scopes nested in it. A scope follows the
+ * scope (or caller's signal) above it only while it has followers of its own, and a nested scope is
+ * adopted directly, without a closure or an `AbortSignal`: that is what keeps nested timeouts cheap.
+ */
 export class ScopeContext extends Context {
   declare private scopeAborted: boolean;
   declare private scopeReason: unknown;
   declare private controller: AbortController | undefined;
-  declare private unlink: (() => void) | undefined;
+  /** What waits for this scope's abort (callbacks and nested scopes): the first inline, others in a set. */
+  declare private first: Follower | undefined;
+  declare private rest: Set<Follower> | undefined;
+  /** While this scope follows the one above: that scope, or how to stop listening to the caller's signal. */
+  declare private upstream: ScopeContext | (() => void) | undefined;
 
   constructor(parent: Context, deadline: number) {
     super(parent.clock, parent.attempt, Math.min(deadline, parent.deadline), parent.key, parent, undefined);
     this.scopeAborted = false;
     this.scopeReason = undefined;
     this.controller = undefined;
-    this.unlink = undefined;
+    this.first = undefined;
+    this.rest = undefined;
+    this.upstream = undefined;
   }
 
   override get aborted(): boolean {
@@ -207,23 +237,25 @@ export class ScopeContext extends Context {
     return true;
   }
 
+  override scopeOf(): ScopeContext {
+    return this;
+  }
+
   override get signal(): AbortSignal {
     if (this.materialized !== undefined) return this.materialized;
     const controller = new AbortController();
     this.controller = controller;
     this.materialized = controller.signal;
     const parent = this.parent!;
-    if (this.scopeAborted) {
-      controller.abort(this.scopeReason);
-    } else if (parent.abortable) {
-      const parentSignal = parent.signal;
-      if (parentSignal.aborted) {
-        controller.abort(parentSignal.reason);
-      } else {
-        this.unlink = onAbort(parentSignal, () => controller.abort(parentSignal.reason));
-      }
-    }
+    if (this.scopeAborted) controller.abort(this.scopeReason);
+    else if (parent.aborted) controller.abort(parent.reason);
+    else this.follow();
     return this.materialized;
+  }
+
+  override listen(callback: (reason: unknown) => void): () => void {
+    this.add(callback);
+    return () => this.drop(callback);
   }
 
   override abort(reason: unknown): void {
@@ -231,13 +263,80 @@ export class ScopeContext extends Context {
     this.scopeAborted = true;
     this.scopeReason = reason;
     this.release();
-    this.controller?.abort(reason);
+    this.fire(reason);
   }
 
+  /** Stops following the scope above (its operation settled, or nothing here listens any more). */
   override release(): void {
-    if (this.unlink !== undefined) {
-      this.unlink();
-      this.unlink = undefined;
+    const upstream = this.upstream;
+    if (upstream === undefined) return;
+    this.upstream = undefined;
+    if (upstream instanceof ScopeContext) upstream.drop(this);
+    else upstream();
+  }
+
+  /** Adds a follower, and follows the scope above (once) if anything can abort it. */
+  private add(follower: Follower): void {
+    if (this.first === undefined) this.first = follower;
+    else (this.rest ??= new Set()).add(follower);
+    this.follow();
+  }
+
+  /** Removes a follower; with none left (and no signal made), stops following the scope above. */
+  private drop(follower: Follower): void {
+    if (this.first === follower) this.first = undefined;
+    else this.rest?.delete(follower);
+    if (this.controller === undefined && this.first === undefined && !this.rest?.size) this.release();
+  }
+
+  private follow(): void {
+    if (this.upstream !== undefined) return;
+    const parent = this.parent!;
+    const owner = parent.scopeOf();
+    if (owner !== undefined) {
+      this.upstream = owner;
+      owner.add(this);
+    } else if (parent.abortable) {
+      this.upstream = parent.listen((reason) => this.parentAborted(reason));
+    }
+  }
+
+  /** The scope (or caller's signal) above aborted: so has this scope, with the same reason. */
+  private parentAborted(reason: unknown): void {
+    this.upstream = undefined;
+    if (!this.scopeAborted) this.fire(reason);
+  }
+
+  /**
+   * Aborts the signal, if made, and tells every follower once: callbacks are called, nested scopes abort
+   * in turn (one that stops following meanwhile is skipped).
+   */
+  private fire(reason: unknown): void {
+    this.controller?.abort(reason);
+    const first = this.first;
+    this.first = undefined;
+    if (first !== undefined) ScopeContext.tell(first, reason);
+    const rest = this.rest;
+    if (rest === undefined) return;
+    for (const follower of rest) {
+      rest.delete(follower);
+      ScopeContext.tell(follower, reason);
+    }
+    this.rest = undefined;
+  }
+
+  private static tell(follower: Follower, reason: unknown): void {
+    if (follower instanceof ScopeContext) return follower.parentAborted(reason);
+    try {
+      follower(reason);
+    } catch (error) {
+      reportListenerError(error);
     }
   }
 }
+
+/** What follows a scope's abort: a callback, or a scope nested in it. */
+type Follower = ((reason: unknown) => void) | ScopeContext;
+
+/** The stop function of a listener that can never fire. */
+function ignore(): void {}

@@ -1,18 +1,68 @@
 /**
- * One error family. Every error has a `name`, a stable `code` (`BULWARK_ERR_*`, listed in
- * docs/errors.md and checked against it by a test) and structured fields.
+ * One error family. Every error is a real `Error` with a literal `name`, a stable `code` (`BULWARK_ERR_*`,
+ * listed in docs/errors.md and checked against it by a test) and structured fields.
+ *
+ * Recognised across duplicate installs: two copies of @bulwark/core in one process (a dependency that
+ * bundles its own) each have their own classes, so a bare `instanceof` would miss the other copy's
+ * errors. Every Bulwark error carries the `Symbol.for('bulwark.error')` brand (on its prototype), and
+ * `instanceof` / `.is()` on these classes accept a branded error of the same `code` from any copy, as
+ * undici does with its `Symbol.for('undici.error.…')` brands.
  */
 import type { CorruptSnapshot } from './snapshot/format.js';
+
+/** The brand every Bulwark error carries, whatever copy of the package made it. */
+const BRAND = Symbol.for('bulwark.error');
+
+/** Any class of the family (for {@link BulwarkError.is}). */
+type ErrorClass<E> = abstract new (...args: never[]) => E;
+
+/** True when `value` is an instance of `cls`, made by this copy of the package or another. */
+function isInstance(cls: ErrorClass<unknown>, value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (Object.prototype.isPrototypeOf.call(cls.prototype, value)) return true;
+  if ((value as Record<symbol, unknown>)[BRAND] !== true) return false;
+  if (cls === BulwarkError) return true;
+  // a concrete class: its code, which another copy's class of the same name shares
+  if (Object.hasOwn(cls, 'code'))
+    return (value as { code?: unknown }).code === (cls as { code?: unknown }).code;
+  // a family without a code of its own (e.g. @bulwark/http's HttpError): by class name along the chain
+  for (let p: unknown = Object.getPrototypeOf(value); p !== null; p = Object.getPrototypeOf(p)) {
+    const ctor = Object.hasOwn(p as object, 'constructor')
+      ? (p as { constructor: unknown }).constructor
+      : undefined;
+    if (typeof ctor === 'function' && ctor.name === cls.name) return true;
+  }
+  return false;
+}
 
 export abstract class BulwarkError extends Error {
   /** Stable machine-readable code, e.g. `BULWARK_ERR_TIMEOUT`. */
   abstract readonly code: string;
+
+  /** `error instanceof TimeoutError` also holds for a `TimeoutError` from another copy of the package. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return isInstance(this as unknown as ErrorClass<unknown>, value);
+  }
+
+  /**
+   * The same test as `instanceof`, as a type guard that reads well in a predicate:
+   * `BulwarkError.is(e)`, `CircuitOpenError.is(e)`.
+   */
+  static is<E>(this: ErrorClass<E>, value: unknown): value is E {
+    return isInstance(this, value);
+  }
+
+  static {
+    // on the prototype: every instance carries it at no cost per error
+    Object.defineProperty(this.prototype, BRAND, { value: true });
+  }
 }
 
 /** An option passed to a factory is invalid. Thrown at construction, never per call. */
 export class InvalidOptionError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_INVALID_OPTION';
   override readonly name = 'InvalidOptionError';
-  readonly code = 'BULWARK_ERR_INVALID_OPTION';
+  readonly code = InvalidOptionError.code;
   constructor(
     /** Dotted path of the option, e.g. `circuitBreaker.openDurationMs`. */
     readonly option: string,
@@ -29,8 +79,9 @@ export type CircuitRejectReason = 'open' | 'half-open-full' | 'isolated';
 
 /** The circuit breaker rejected the call without running it. */
 export class CircuitOpenError extends BulwarkError {
-  override readonly name: string = 'CircuitOpenError';
-  readonly code: string = 'BULWARK_ERR_CIRCUIT_OPEN';
+  static readonly code = 'BULWARK_ERR_CIRCUIT_OPEN';
+  override readonly name = 'CircuitOpenError';
+  readonly code = CircuitOpenError.code;
   constructor(
     /** How long until the breaker may admit a call again (0 when unknown but worth retrying soon). */
     readonly retryAfterMs: number,
@@ -49,8 +100,9 @@ export class CircuitOpenError extends BulwarkError {
 
 /** The operation did not settle within the time allowed. */
 export class TimeoutError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_TIMEOUT';
   override readonly name = 'TimeoutError';
-  readonly code = 'BULWARK_ERR_TIMEOUT';
+  readonly code = TimeoutError.code;
   constructor(readonly timeoutMs: number) {
     super(`Operation timed out after ${timeoutMs} ms`);
   }
@@ -58,8 +110,9 @@ export class TimeoutError extends BulwarkError {
 
 /** The bulkhead had no free slot and its queue was full, or the call waited in the queue too long. */
 export class BulkheadRejectedError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_BULKHEAD_REJECTED';
   override readonly name = 'BulkheadRejectedError';
-  readonly code = 'BULWARK_ERR_BULKHEAD_REJECTED';
+  readonly code = BulkheadRejectedError.code;
   constructor(
     readonly reason: 'queue-full' | 'queue-timeout',
     readonly maxConcurrent: number,
@@ -77,8 +130,9 @@ export class BulkheadRejectedError extends BulwarkError {
 
 /** The rate limiter had no token for this key. */
 export class RateLimitedError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_RATE_LIMITED';
   override readonly name = 'RateLimitedError';
-  readonly code = 'BULWARK_ERR_RATE_LIMITED';
+  readonly code = RateLimitedError.code;
   constructor(
     readonly retryAfterMs: number,
     readonly key = '',
@@ -101,8 +155,9 @@ export interface TierReport {
 
 /** Every tier of a degradation ladder failed or had nothing to offer. `tiers` says what happened at each. */
 export class AllSourcesFailedError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_ALL_SOURCES_FAILED';
   override readonly name = 'AllSourcesFailedError';
-  readonly code = 'BULWARK_ERR_ALL_SOURCES_FAILED';
+  readonly code = AllSourcesFailedError.code;
   constructor(readonly tiers: readonly TierReport[]) {
     super(
       `All sources failed: ${tiers.map((t) => `${t.tier} ${t.status}${t.reason ? ` (${t.reason})` : ''}`).join('; ')}`,
@@ -118,8 +173,9 @@ export class AllSourcesFailedError extends BulwarkError {
 
 /** No snapshot exists for this store (no generation file in its directory), or not the one asked for. */
 export class SnapshotNotFoundError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_SNAPSHOT_NOT_FOUND';
   override readonly name = 'SnapshotNotFoundError';
-  readonly code = 'BULWARK_ERR_SNAPSHOT_NOT_FOUND';
+  readonly code = SnapshotNotFoundError.code;
   constructor(
     readonly dir: string,
     readonly snapshotName: string,
@@ -136,8 +192,9 @@ export class SnapshotNotFoundError extends BulwarkError {
 
 /** Snapshot files exist but none is intact: the store refuses to return an empty state silently. */
 export class SnapshotCorruptError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_SNAPSHOT_CORRUPT';
   override readonly name = 'SnapshotCorruptError';
-  readonly code = 'BULWARK_ERR_SNAPSHOT_CORRUPT';
+  readonly code = SnapshotCorruptError.code;
   constructor(
     readonly dir: string,
     readonly snapshotName: string,
@@ -157,8 +214,9 @@ export type SnapshotWriteStep = 'serialize' | 'open' | 'write' | 'fsync' | 'clos
 
 /** A snapshot save failed; the temp file was removed and the previous generation is untouched. */
 export class SnapshotWriteError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_SNAPSHOT_WRITE';
   override readonly name = 'SnapshotWriteError';
-  readonly code = 'BULWARK_ERR_SNAPSHOT_WRITE';
+  readonly code = SnapshotWriteError.code;
   constructor(
     /** The file the step worked on. */
     readonly path: string,
@@ -185,8 +243,9 @@ export function describe(value: unknown): string {
 }
 
 /**
- * Builds an error without capturing a stack trace (a stack costs ~4 µs on this class of machine and
- * would only point into Bulwark). Used on hot rejection paths such as an open breaker.
+ * Builds an error without capturing a stack trace (a stack is the dearest part of an error, and on a
+ * rejection path it would only point into Bulwark). Used where a policy rejects at once: an open
+ * breaker, a full bulkhead, a rate limit, a timeout.
  */
 export function withoutStack<T>(make: () => T): T {
   const limit = Error.stackTraceLimit;
@@ -196,9 +255,4 @@ export function withoutStack<T>(make: () => T): T {
   } finally {
     Error.stackTraceLimit = limit;
   }
-}
-
-/** True when `error` is a Bulwark error with one of the given codes. */
-export function isBulwarkError(error: unknown, code?: string): error is BulwarkError {
-  return error instanceof BulwarkError && (code === undefined || error.code === code);
 }

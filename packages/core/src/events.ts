@@ -14,12 +14,15 @@ export type Subscribe<T> = (listener: Listener<T>) => Disposable;
 
 let listenerErrorHandler: (error: unknown) => void = (error) => {
   process.emitWarning(
-    `A Bulwark event listener threw; the call's outcome is unchanged: ${String((error as Error)?.stack ?? error)}`,
+    `A Bulwark event listener or callback threw; the call's outcome is unchanged: ${String((error as Error)?.stack ?? error)}`,
     { code: 'BULWARK_LISTENER_ERROR' },
   );
 };
 
-/** Where errors thrown by event listeners go (default: a process warning). Returns the previous handler. */
+/**
+ * Where errors thrown by event listeners (and by callbacks whose failure must not change a call, such as
+ * `openDurationBackoff`) go (default: a process warning). Returns the previous handler.
+ */
 export function setListenerErrorHandler(handler: (error: unknown) => void): (error: unknown) => void {
   const previous = listenerErrorHandler;
   listenerErrorHandler = handler;

@@ -1,61 +1,12 @@
 // The public surface of @bulwark/core, written out by hand: nothing is exported by accident.
-// index.test.ts pins this list so an API change is always a visible diff.
+// index.test.ts pins this list (and those of ./testing and ./internal), so an API change is a visible diff.
+// Test helpers live in `@bulwark/core/testing`; what sibling packages share but users should not rely on
+// lives in `@bulwark/core/internal` (no semver promise). docs/core-api.md describes the three.
 
-export { systemClock, FakeClock, flushMicrotasks } from './clock.js';
-export type { Clock, ClockTimer } from './clock.js';
-
-export { EventEmitter, setListenerErrorHandler } from './events.js';
-export { onAbort } from './abort.js';
-export type { Disposable, Listener, Subscribe } from './events.js';
-
-export {
-  BulwarkError,
-  InvalidOptionError,
-  CircuitOpenError,
-  TimeoutError,
-  BulkheadRejectedError,
-  RateLimitedError,
-  SnapshotNotFoundError,
-  SnapshotCorruptError,
-  SnapshotWriteError,
-  AllSourcesFailedError,
-  isBulwarkError,
-} from './errors.js';
-export type { CircuitRejectReason, SnapshotWriteStep } from './errors.js';
-
-export { Context } from './context.js';
-export type { CallContext, ExecuteOptions, Operation } from './context.js';
-
-export { BasePolicy, pipeline, invoke } from './policy.js';
-export type { Policy, Outcome } from './policy.js';
-
-export { timeout, TimeoutPolicy } from './timeout.js';
-export type { TimeoutOptions, TimeoutStrategy, TimeoutEvent } from './timeout.js';
-
-export { bulkhead, BulkheadPolicy } from './bulkhead.js';
-export type { BulkheadOptions, BulkheadRejectEvent } from './bulkhead.js';
-
-export { rateLimiter, RateLimiterPolicy } from './rate-limiter.js';
+// Policies, their options, events and defaults.
+export { circuitBreaker, CIRCUIT_BREAKER_DEFAULTS } from './circuit-breaker.js';
 export type {
-  RateLimiterOptions,
-  RateLimitRejectEvent,
-  RateLimitStoreErrorEvent,
-  RateLimitStoreErrorMode,
-} from './rate-limiter.js';
-export { memoryRateLimitStore, MemoryRateLimitStore } from './rate-limit/memory-store.js';
-export type { MemoryRateLimitStoreOptions } from './rate-limit/memory-store.js';
-export type { RateLimitStore, RateLimitRule, TakeResult } from './rate-limit/store.js';
-
-export { fallback, FallbackPolicy } from './fallback.js';
-export type { FallbackOptions, FallbackEvent } from './fallback.js';
-
-export {
-  circuitBreaker,
   CircuitBreakerPolicy,
-  CIRCUIT_BREAKER_DEFAULTS,
-  defaultIsFailure,
-} from './circuit-breaker.js';
-export type {
   CircuitBreakerOptions,
   CircuitBreakerMode,
   CircuitBreakerStrategy,
@@ -79,25 +30,54 @@ export type {
   TripReason,
 } from './circuit-breaker.js';
 
-export { retry, RetryPolicy, RETRY_DEFAULTS, defaultShouldRetry } from './retry.js';
-export type { RetryOptions, RetryEvent, GiveUpEvent, GiveUpReason, RetrySuccessEvent } from './retry.js';
-export { retryBudget, RetryBudget } from './retry-budget.js';
-export type { RetryBudgetOptions, RetryBudgetSnapshot } from './retry-budget.js';
-export {
-  exponentialBackoff,
-  ExponentialBackoff,
-  EXPONENTIAL_BACKOFF_DEFAULTS,
-} from './backoff/exponential.js';
-export { constantBackoff, ConstantBackoff } from './backoff/constant.js';
-export type { Backoff, BackoffSequence, RandomSource } from './backoff/backoff.js';
-export type { ExponentialBackoffOptions, Jitter } from './backoff/exponential.js';
-export type { ConstantBackoffOptions } from './backoff/constant.js';
-
-export { degrade, Degrader, TierSkip } from './degrade.js';
+export { retry, RETRY_DEFAULTS } from './retry.js';
 export type {
+  RetryPolicy,
+  RetryOptions,
+  RetryEvent,
+  GiveUpEvent,
+  GiveUpReason,
+  RetrySuccessEvent,
+} from './retry.js';
+export { retryBudget, RETRY_BUDGET_DEFAULTS } from './retry-budget.js';
+export type { RetryBudget, RetryBudgetOptions, RetryBudgetSnapshot } from './retry-budget.js';
+export { exponentialBackoff, EXPONENTIAL_BACKOFF_DEFAULTS } from './backoff/exponential.js';
+export { constantBackoff } from './backoff/constant.js';
+export type { Backoff, BackoffSequence, RandomSource } from './backoff/backoff.js';
+export type { ExponentialBackoff, ExponentialBackoffOptions, Jitter } from './backoff/exponential.js';
+export type { ConstantBackoff, ConstantBackoffOptions } from './backoff/constant.js';
+
+export { classify } from './classify.js';
+export type { Classifier, ClassifyFn, ErrorType, Verdict } from './classify.js';
+
+export { timeout, TIMEOUT_DEFAULTS } from './timeout.js';
+export type { TimeoutPolicy, TimeoutOptions, TimeoutStrategy, TimeoutEvent } from './timeout.js';
+
+export { bulkhead, BULKHEAD_DEFAULTS } from './bulkhead.js';
+export type { BulkheadPolicy, BulkheadOptions, BulkheadRejectEvent } from './bulkhead.js';
+
+export { rateLimiter, RATE_LIMITER_DEFAULTS } from './rate-limiter.js';
+export type {
+  RateLimiterPolicy,
+  RateLimiterOptions,
+  RateLimitRejectEvent,
+  RateLimitStoreErrorEvent,
+  RateLimitStoreErrorMode,
+} from './rate-limiter.js';
+export { memoryRateLimitStore } from './rate-limit/memory-store.js';
+export type { MemoryRateLimitStore, MemoryRateLimitStoreOptions } from './rate-limit/memory-store.js';
+export type { RateLimitStore, RateLimitRule, TakeResult } from './rate-limit/store.js';
+
+export { fallback } from './fallback.js';
+export type { FallbackPolicy, FallbackOptions, FallbackEvent } from './fallback.js';
+
+export { degrade } from './degrade.js';
+export type {
+  Degrader,
   Tier,
   TierContext,
   TierReport,
+  TierSkip,
   TierStatus,
   TierEvent,
   DegradeOptions,
@@ -105,10 +85,10 @@ export type {
   DegradeExecuteOptions,
 } from './degrade.js';
 
-export { singleFlight, SingleFlight } from './single-flight.js';
-export type { FlightResult, FlightEvent } from './single-flight.js';
+export { singleFlight } from './single-flight.js';
+export type { SingleFlight, FlightResult, FlightEvent } from './single-flight.js';
 
-export { createSnapshotStore, snapshotFileName, SNAPSHOT_STORE_DEFAULTS } from './snapshot/snapshot-store.js';
+export { createSnapshotStore, SNAPSHOT_STORE_DEFAULTS } from './snapshot/snapshot-store.js';
 export type {
   SnapshotStore,
   SnapshotStoreOptions,
@@ -121,8 +101,29 @@ export type {
   SnapshotLoadOptions,
 } from './snapshot/snapshot-store.js';
 export type { CorruptSnapshot, CorruptReason, SnapshotEncoding } from './snapshot/format.js';
-export { nodeSnapshotFs } from './snapshot/fs.js';
 export type { SnapshotFs, SnapshotFileHandle } from './snapshot/fs.js';
 
-// Option validators, for packages built on core that want the same errors.
-export * as checks from './options.js';
+// Composition and what every operation sees.
+export { pipeline } from './policy.js';
+export type { Policy, Outcome } from './policy.js';
+export type { CallContext, ExecuteOptions, Operation } from './context.js';
+
+// Errors.
+export {
+  BulwarkError,
+  InvalidOptionError,
+  CircuitOpenError,
+  TimeoutError,
+  BulkheadRejectedError,
+  RateLimitedError,
+  SnapshotNotFoundError,
+  SnapshotCorruptError,
+  SnapshotWriteError,
+  AllSourcesFailedError,
+} from './errors.js';
+export type { CircuitRejectReason, SnapshotWriteStep } from './errors.js';
+
+// Events and time.
+export { setListenerErrorHandler } from './events.js';
+export type { Disposable, Listener, Subscribe } from './events.js';
+export type { Clock, ClockTimer } from './clock.js';

@@ -2,7 +2,7 @@
  * Validators used by every factory at construction. Each throws {@link InvalidOptionError} naming the
  * option (`policy.option`), what was received and what is allowed.
  */
-import { systemClock, type Clock } from './clock.js';
+import { MAX_TIMER_MS, systemClock, type Clock } from './clock.js';
 import { InvalidOptionError } from './errors.js';
 
 /** The options argument must be a plain object (or undefined when every option has a default). */
@@ -34,7 +34,7 @@ export function number(option: string, value: unknown, rule: NumberRule): number
     (!rule.integer || Number.isInteger(value) || value === Infinity) &&
     (rule.min === undefined || value >= rule.min) &&
     (rule.above === undefined || value > rule.above) &&
-    (rule.max === undefined || value <= rule.max);
+    (rule.max === undefined || value <= rule.max || value === Infinity);
   if (!ok) throw new InvalidOptionError(option, value, describeRule(rule));
   return value as number;
 }
@@ -43,10 +43,21 @@ function describeRule(rule: NumberRule): string {
   const parts = [rule.integer ? 'an integer' : 'a finite number'];
   if (rule.min !== undefined) parts.push(`>= ${rule.min}`);
   if (rule.above !== undefined) parts.push(`> ${rule.above}`);
-  if (rule.max !== undefined) parts.push(`<= ${rule.max}`);
+  if (rule.max === MAX_TIMER_MS) parts.push(`<= ${MAX_TIMER_MS} (2^31 - 1, the longest timer Node honours)`);
+  else if (rule.max !== undefined) parts.push(`<= ${rule.max}`);
   if (rule.infinite) parts.push('(or Infinity)');
   return parts.join(' ');
 }
+
+/**
+ * A duration in ms handed to a timer: at most {@link MAX_TIMER_MS} (a longer one would fire after 1 ms).
+ * `infinite` allows `Infinity` for "no timer at all".
+ */
+export const timerMs = (
+  option: string,
+  value: unknown,
+  rule: { min?: number; above?: number; infinite?: boolean },
+): number => number(option, value, { ...rule, max: MAX_TIMER_MS });
 
 /** An integer ≥ 1. */
 export const positiveInteger = (option: string, value: unknown, infinite = false): number =>

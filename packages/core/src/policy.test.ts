@@ -11,7 +11,7 @@ import type { CallContext, Operation } from './context.js';
 import { TimeoutError } from './errors.js';
 import { bulkhead } from './bulkhead.js';
 import { circuitBreaker } from './circuit-breaker.js';
-import { invoke, pipeline, type Policy } from './policy.js';
+import { invoke, pipeline, type Outcome, type Policy } from './policy.js';
 import { retry } from './retry.js';
 import { timeout } from './timeout.js';
 
@@ -276,7 +276,7 @@ describe('pipeline', () => {
     assert.equal(clock.pendingTimers, 0);
   });
 
-  it('a throwing isFailure predicate fails the call with its error, and the outer stages see that error', async () => {
+  it('a throwing classifier fails the call with its error, and the outer stages see that error', async () => {
     const clock = new FakeClock();
     const bug = new Error('predicate bug');
     const r = retry({ maxAttempts: 1, clock });
@@ -286,7 +286,7 @@ describe('pipeline', () => {
       r,
       circuitBreaker({
         clock,
-        isFailure: () => {
+        classify: () => {
           throw bug;
         },
       }),
@@ -344,6 +344,65 @@ describe('pipeline', () => {
     assert.equal(slots.running, 0);
   });
 
+  it('the README pipeline makes no AbortSignal when the operation ignores it: not for a queued bulkhead waiter, not for a retry wait', async () => {
+    const clock = new FakeClock();
+    const Original = globalThis.AbortController;
+    let made = 0;
+    globalThis.AbortController = class extends Original {
+      constructor() {
+        super();
+        made++;
+      }
+    };
+    try {
+      const slots = bulkhead({ maxConcurrent: 1, maxQueue: 10, clock });
+      const p = pipeline(
+        timeout({ timeoutMs: 2_000, clock }),
+        retry({ clock, jitter: 'none', initialDelayMs: 10 }),
+        circuitBreaker({ clock }),
+        slots,
+        timeout({ timeoutMs: 500, clock }),
+      );
+      const first = deferred<string>();
+      let failures = 1;
+      const a = track(p.execute(() => first.promise));
+      const b = track(
+        p.execute(() => {
+          if (failures-- > 0) throw new Error('flaky');
+          return 'b';
+        }),
+      );
+      await flushMicrotasks();
+      assert.equal(slots.queued, 1, 'b waits for the slot');
+      first.resolve('a');
+      await clock.advanceAsync(10); // b's first attempt fails; its retry waits 10 ms, then succeeds
+      assert.deepEqual(a, { done: true, value: 'a' });
+      assert.deepEqual(b, { done: true, value: 'b' });
+      assert.equal(made, 0);
+      // the waits still end on the outer deadline: a queued waiter leaves the queue when it fires
+      const held = bulkhead({ maxConcurrent: 1, maxQueue: 10, clock });
+      const q = pipeline(
+        timeout({ timeoutMs: 2_000, clock }),
+        retry({ clock }),
+        circuitBreaker({ clock }),
+        held,
+      );
+      const hung = track(q.execute(() => new Promise<never>(() => {})));
+      const queued = track(q.execute(() => 'never runs'));
+      await flushMicrotasks();
+      assert.equal(held.queued, 1);
+      await clock.advanceAsync(2_000);
+      for (const call of [hung, queued]) {
+        assert.ok(call.done && call.error instanceof TimeoutError && call.error.timeoutMs === 2_000);
+      }
+      assert.equal(held.queued, 0);
+      assert.equal(held.running, 1, 'the abandoned operation keeps its slot until it settles');
+      assert.equal(made, 0);
+    } finally {
+      globalThis.AbortController = Original;
+    }
+  });
+
   it('an operation that throws synchronously is a failure for the breaker, and frees its bulkhead slot', async () => {
     const clock = new FakeClock();
     const breaker = circuitBreaker({ clock, strategy: { type: 'consecutive', threshold: 2 } });
@@ -375,7 +434,12 @@ describe('pipeline', () => {
               initialDelayMs: 5,
               clock,
               ...(s === 'retryOnValue'
-                ? { shouldRetry: (o) => !o.ok || String(o.value).endsWith('attempt 1') }
+                ? {
+                    classify: (o: Outcome) =>
+                      !o.ok || String(o.value).endsWith('attempt 1')
+                        ? ('failure' as const)
+                        : ('success' as const),
+                  }
                 : {}),
             });
             r.onRetry((e) => log.push(`${i} retry ${e.attempt} at ${clock.now()}`));

@@ -295,8 +295,8 @@ class Pipeline extends BasePolicy {
  * Recommended order (outermost first), and why:
  * `fallback → timeout (total deadline) → retry → circuitBreaker → bulkhead → timeout (per attempt) → fn`.
  * The total timeout bounds everything, retries included; retry sits outside the breaker so every attempt
- * is judged (and an open breaker's `retryAfterMs` can inform the backoff); the bulkhead is innermost so a
- * slot is held only while the work really runs, not while a retry sleeps.
+ * is judged (and an open breaker ends the retries at once); the bulkhead is innermost so a slot is held
+ * only while the work really runs, not while a retry sleeps.
  */
 export function pipeline(...policies: Policy[]): Policy {
   return new Pipeline(policies.flatMap((p) => (p instanceof Pipeline ? p.policies : [p])));

@@ -55,7 +55,8 @@ export interface RateLimiterOptions {
   clock?: Clock;
 }
 
-const DEFAULTS = Object.freeze({ onStoreError: 'allow' as const, name: 'rateLimiter' });
+/** The defaults of {@link RateLimiterOptions}. */
+export const RATE_LIMITER_DEFAULTS = Object.freeze({ onStoreError: 'allow' as const, name: 'rateLimiter' });
 const KEYS = ['ratePerSecond', 'burst', 'store', 'keyOf', 'onStoreError', 'name', 'clock'] as const;
 
 export interface RateLimitRejectEvent {
@@ -105,12 +106,12 @@ export class RateLimiterPolicy extends BasePolicy {
       o.keyOf === undefined
         ? undefined
         : check.fn<(ctx: CallContext) => string>('rateLimiter.keyOf', o.keyOf);
-    const mode = o.onStoreError ?? DEFAULTS.onStoreError;
+    const mode = o.onStoreError ?? RATE_LIMITER_DEFAULTS.onStoreError;
     this.#onStoreErrorMode =
       typeof mode === 'string'
         ? check.oneOf('rateLimiter.onStoreError', mode, ['allow', 'deny'])
         : store('rateLimiter.onStoreError', mode);
-    this.name = check.string('rateLimiter.name', o.name ?? DEFAULTS.name);
+    this.name = check.string('rateLimiter.name', o.name ?? RATE_LIMITER_DEFAULTS.name);
     this.rule = Object.freeze({ ratePerSecond: this.ratePerSecond, burst: this.burst });
   }
 

@@ -28,7 +28,8 @@ export interface RetryBudgetOptions {
   clock?: Clock;
 }
 
-const DEFAULTS = Object.freeze({ ratio: 0.2, minRetriesPerSecond: 10, windowMs: 10_000 });
+/** The defaults of {@link RetryBudgetOptions}. */
+export const RETRY_BUDGET_DEFAULTS = Object.freeze({ ratio: 0.2, minRetriesPerSecond: 10, windowMs: 10_000 });
 const KEYS = ['ratio', 'minRetriesPerSecond', 'windowMs', 'clock'] as const;
 
 /** Buckets per `windowMs`; the ring holds one more (the current, partly elapsed bucket). */
@@ -75,13 +76,15 @@ export class RetryBudget {
     const o = check.optionsObject('retryBudget', options);
     check.knownKeys('retryBudget', o, KEYS);
     this.clock = check.clock('retryBudget.clock', o.clock);
-    this.ratio = check.number('retryBudget.ratio', o.ratio ?? DEFAULTS.ratio, { min: 0 });
+    this.ratio = check.number('retryBudget.ratio', o.ratio ?? RETRY_BUDGET_DEFAULTS.ratio, { min: 0 });
     this.minRetriesPerSecond = check.number(
       'retryBudget.minRetriesPerSecond',
-      o.minRetriesPerSecond ?? DEFAULTS.minRetriesPerSecond,
+      o.minRetriesPerSecond ?? RETRY_BUDGET_DEFAULTS.minRetriesPerSecond,
       { min: 0 },
     );
-    this.windowMs = check.number('retryBudget.windowMs', o.windowMs ?? DEFAULTS.windowMs, { above: 0 });
+    this.windowMs = check.number('retryBudget.windowMs', o.windowMs ?? RETRY_BUDGET_DEFAULTS.windowMs, {
+      above: 0,
+    });
     this.#reserve = (this.minRetriesPerSecond * this.windowMs) / 1000;
     this.#bucketMs = this.windowMs / BUCKETS;
     this.#bucket = Math.floor(this.clock.now() / this.#bucketMs);

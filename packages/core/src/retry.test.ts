@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { FakeClock, flushMicrotasks, type Clock } from './clock.js';
 import type { CallContext } from './context.js';
-import { CircuitOpenError, InvalidOptionError, RateLimitedError } from './errors.js';
+import { classify } from './classify.js';
+import { BulkheadRejectedError, CircuitOpenError, InvalidOptionError, RateLimitedError } from './errors.js';
 import { setListenerErrorHandler } from './events.js';
 import { pipeline, type Outcome } from './policy.js';
 import { retry, type GiveUpEvent, type RetryEvent, type RetryOptions } from './retry.js';
@@ -252,9 +253,13 @@ describe('retry', () => {
       );
     });
 
-    it('honours CircuitOpenError and RateLimitedError; a shorter hint leaves the backoff in charge', async () => {
+    it('honours RateLimitedError and BulkheadRejectedError; a shorter hint leaves the backoff in charge', async () => {
       const clock = new FakeClock();
-      const errors = [new CircuitOpenError(2000), new RateLimitedError(3000, 'k'), new CircuitOpenError(0)];
+      const errors = [
+        new RateLimitedError(2000, 'k'),
+        new BulkheadRejectedError('queue-full', 1, 0, 3000),
+        new RateLimitedError(0, 'k'),
+      ];
       const { fn, calls } = flaky(clock, 3, 'ok', (n) => errors[n - 1]!);
       const r = fixed(clock, { maxAttempts: 4, initialDelayMs: 1000, multiplier: 1 });
       const call = track(r.execute(fn));
@@ -270,9 +275,9 @@ describe('retry', () => {
       const clock = new FakeClock();
       const r = fixed(clock, { maxRetryAfterMs: 10_000 });
       const { giveUps } = events(r);
-      const open = new CircuitOpenError(30_000);
-      const { fn, calls } = flaky(clock, 5, 'ok', () => open);
-      await assert.rejects(r.execute(fn), (e) => e === open);
+      const limited = new RateLimitedError(30_000, 'k');
+      const { fn, calls } = flaky(clock, 5, 'ok', () => limited);
+      await assert.rejects(r.execute(fn), (e) => e === limited);
       assert.equal(calls.length, 1);
       assert.equal(clock.pendingTimers, 0);
       assert.equal(giveUps[0]?.reason, 'retry-after-too-long');
@@ -283,7 +288,7 @@ describe('retry', () => {
       const responses = [{ status: 503, retryAfterMs: 700 }, { status: 200 }];
       let i = 0;
       const r = fixed(clock, {
-        shouldRetry: (o) => o.ok && (o.value as { status: number }).status === 503,
+        classify: classify.result((v: { status: number }) => v.status === 503, 'failure'),
         readRetryAfterMs: (o: Outcome) =>
           o.ok ? (o.value as { retryAfterMs?: number }).retryAfterMs : undefined,
       });
@@ -296,13 +301,14 @@ describe('retry', () => {
   });
 
   describe('what is retried', () => {
-    it('by default: not InvalidOptionError, not errors with retryable: false', async () => {
+    it('by default: not an open breaker, not InvalidOptionError, not errors with retryable: false', async () => {
       const clock = new FakeClock();
       const r = fixed(clock);
       const { giveUps } = events(r);
+      const open = new CircuitOpenError(50);
       const invalid = new InvalidOptionError('x', 1, 'y');
       const permanent = Object.assign(new Error('404'), { retryable: false });
-      for (const error of [invalid, permanent]) {
+      for (const error of [open, invalid, permanent]) {
         let calls = 0;
         await assert.rejects(
           r.execute(() => {
@@ -316,6 +322,7 @@ describe('retry', () => {
       assert.deepEqual(
         giveUps.map((e) => [e.reason, e.attempts]),
         [
+          ['not-retryable', 1],
           ['not-retryable', 1],
           ['not-retryable', 1],
         ],
@@ -335,14 +342,14 @@ describe('retry', () => {
       assert.equal(b.value, 'ok');
     });
 
-    it('shouldRetry replaces the default and receives the outcome and attempt number', async () => {
+    it('a classify function replaces the default and receives the outcome and the attempt context', async () => {
       const clock = new FakeClock();
       const seen: [boolean, number][] = [];
       const r = fixed(clock, {
         maxAttempts: 5,
-        shouldRetry: (o, attempt) => {
-          seen.push([o.ok, attempt]);
-          return !o.ok && (o.error as Error).message !== 'fail 2';
+        classify: (o, ctx) => {
+          seen.push([o.ok, ctx.attempt]);
+          return !o.ok && (o.error as Error).message !== 'fail 2' ? 'failure' : 'success';
         },
       });
       const { fn } = flaky(clock, 3, 'ok');
@@ -355,17 +362,76 @@ describe('retry', () => {
       ]);
     });
 
+    it('an open breaker classified `rejected` is waited for (its retryAfterMs) and retried', async () => {
+      const clock = new FakeClock();
+      const { fn, calls } = flaky(clock, 1, 'ok', () => new CircuitOpenError(2000));
+      const r = fixed(clock, { classify: classify.error(CircuitOpenError, 'rejected') });
+      const call = track(r.execute(fn));
+      await clock.advanceAsync(10_000);
+      assert.equal(call.value, 'ok');
+      assert.deepEqual(
+        calls.map((c) => c.at),
+        [0, 2000],
+      );
+    });
+
+    it('a classifier that throws or returns nonsense rejects the call with a clear error', async () => {
+      const clock = new FakeClock();
+      const bug = new Error('classifier bug');
+      const throwing = fixed(clock, {
+        classify: () => {
+          throw bug;
+        },
+      });
+      await assert.rejects(
+        throwing.execute(() => Promise.reject(new Error('x'))),
+        (e) => e === bug,
+      );
+      const nonsense = fixed(clock, { classify: (() => true) as never });
+      await assert.rejects(
+        nonsense.execute(() => Promise.reject(new Error('x'))),
+        /classifier returned true; expected one of 'failure', 'success', 'rejected', 'ignore'/,
+      );
+      assert.equal(clock.pendingTimers, 0);
+    });
+
+    it('a throwing backoff or hint reader rejects the call with its error and leaves no timer', async () => {
+      const clock = new FakeClock();
+      const bug = new Error('callback bug');
+      const backoff: Backoff = {
+        start: () => ({
+          next: () => {
+            throw bug;
+          },
+        }),
+      };
+      await assert.rejects(
+        retry({ clock, backoff }).execute(() => Promise.reject(new Error('x'))),
+        (e) => e === bug,
+      );
+      const hints = fixed(clock, {
+        readRetryAfterMs: () => {
+          throw bug;
+        },
+      });
+      await assert.rejects(
+        hints.execute(() => Promise.reject(new Error('x'))),
+        (e) => e === bug,
+      );
+      assert.equal(clock.pendingTimers, 0);
+    });
+
     it('retries on a result; when attempts run out the last value is returned', async () => {
       const clock = new FakeClock();
-      const busy = (o: Outcome) => o.ok && o.value === 'busy';
+      const busy = classify.result((v) => v === 'busy', 'failure');
       const values = ['busy', 'busy', 'done'];
       let i = 0;
-      const ok = track(fixed(clock, { shouldRetry: busy }).execute(() => values[i++]!));
+      const ok = track(fixed(clock, { classify: busy }).execute(() => values[i++]!));
       await clock.advanceAsync(10_000);
       assert.equal(ok.value, 'done');
       assert.equal(i, 3);
 
-      const r = fixed(clock, { shouldRetry: busy, maxAttempts: 2 });
+      const r = fixed(clock, { classify: busy, maxAttempts: 2 });
       const { giveUps, retries } = events(r);
       const last = track(r.execute(() => 'busy'));
       await clock.advanceAsync(10_000);
@@ -433,9 +499,9 @@ describe('retry', () => {
       assert.equal(clock.pendingTimers, 0);
     });
 
-    it('a value shouldRetry accepts is returned even if the caller aborted meanwhile; one it rejects is not', async () => {
+    it('a value the classifier accepts is returned even if the caller aborted meanwhile; one it retries is not', async () => {
       const clock = new FakeClock();
-      const r = fixed(clock, { shouldRetry: (o) => !o.ok || o.value === 'busy' });
+      const r = fixed(clock, { classify: (o) => (!o.ok || o.value === 'busy' ? 'failure' : 'success') });
       const ac = new AbortController();
       const reason = new Error('stop');
       const values = ['busy', 'done'];

@@ -2,32 +2,53 @@
  * retry: runs the operation again when it fails, waiting a backoff between attempts.
  *
  * - `maxAttempts` counts calls, the first one included (default 3: one call and up to two retries).
+ * - What is retried is the classifier's call (classify.ts, shared with the circuit breaker): outcomes
+ *   judged `failure` or `rejected`. By default every error but an open breaker, an invalid option and
+ *   an error with `retryable: false`; a value only when a `result` rule (or a custom function) says so.
  * - Backoff: exponential with Polly's decorrelated jitter V2 by default (see backoff/exponential.ts), or
  *   any {@link Backoff}. The wait uses the injected clock and ends at once when the call is aborted.
- * - A `retryAfterMs` hint on the error (CircuitOpenError, RateLimitedError, an HTTP 429/503 error) is a
- *   lower bound for the wait; a hint longer than `maxRetryAfterMs` ends the retries instead.
+ * - A `retryAfterMs` hint on the error (RateLimitedError, an HTTP 429/503 error) is a lower bound for
+ *   the wait; a hint longer than `maxRetryAfterMs` ends the retries instead.
  * - Never sleeps past the context's deadline: if the wait would end at or after it, gives up at once.
  * - A shared {@link RetryBudget} can cap retries across calls.
  *
- * Cost when the first attempt succeeds: one `then` on the operation's promise (its error handler is the one
- * closure per call); no backoff state, timer, listener or clock read
- * (a budget, when given, reads the clock to count the request).
+ * When the first attempt succeeds the policy adds one `then` on the operation's promise (none inside a
+ * pipeline): no backoff state, timer, listener or clock read (a budget, when given, reads the clock to
+ * count the request). After a failure one {@link RetryCall} carries the call: per wait a timer and a
+ * promise (the next attempt is its continuation, so it runs in the caller's async context whatever the
+ * clock), per attempt a `then`; no `async` frame.
  */
-import type { Clock } from './clock.js';
+import { MAX_TIMER_MS, type Clock, type ClockTimer } from './clock.js';
+import {
+  classify,
+  errorVerdictOf,
+  judgesValues,
+  valueVerdictOf,
+  type ClassifyFn,
+  type Verdict,
+} from './classify.js';
 import { Context, type CallContext, type Operation } from './context.js';
 import { InvalidOptionError } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
-import { BasePolicy, forwardsContext, INLINE, invoke, type InlineStage, type Outcome } from './policy.js';
+import {
+  BasePolicy,
+  capturingPromise,
+  forwardsContext,
+  INLINE,
+  invoke,
+  takeReject,
+  takeResolve,
+  type InlineStage,
+  type Outcome,
+} from './policy.js';
 import type { Backoff, BackoffSequence } from './backoff/backoff.js';
-import { MAX_TIMER_MS } from './backoff/constant.js';
 import {
   EXPONENTIAL_BACKOFF_DEFAULTS,
   EXPONENTIAL_BACKOFF_KEYS,
   ExponentialBackoff,
   type ExponentialBackoffOptions,
 } from './backoff/exponential.js';
-import { sleep } from './backoff/sleep.js';
 import type { RetryBudget } from './retry-budget.js';
 
 /** Why a retry policy stopped retrying. */
@@ -38,7 +59,7 @@ export type GiveUpReason =
   | 'budget'
   /** The next wait would have ended at or after the context's deadline. */
   | 'deadline'
-  /** `shouldRetry` said no (by default: an InvalidOptionError, or an error with `retryable: false`). */
+  /** The classifier's verdict was `success` or `ignore` (e.g. an open breaker, `retryable: false`). */
   | 'not-retryable'
   /** The outcome's `retryAfterMs` hint was longer than `maxRetryAfterMs`. */
   | 'retry-after-too-long'
@@ -58,11 +79,12 @@ export interface RetryOptions extends ExponentialBackoffOptions {
    */
   maxRetryAfterMs?: number;
   /**
-   * Whether to retry after `outcome` (the result of attempt number `attempt`). Called for errors and,
-   * when given, for values too (return true to retry on a result). An aborted call is never retried.
-   * @default defaultShouldRetry — every error except InvalidOptionError and errors with `retryable: false`; no value
+   * What each outcome means (see {@link classify}): `failure` and `rejected` are retried, `success` and
+   * `ignore` end the call with that outcome. Share one classifier with the circuit breaker. An aborted
+   * call is never retried, whatever the verdict.
+   * @default classify — every error but an open breaker, an InvalidOptionError and `retryable: false`; no value
    */
-  shouldRetry?: (outcome: Outcome, attempt: number) => boolean;
+  classify?: ClassifyFn;
   /**
    * The server's wait hint for an outcome, in ms, or undefined for none.
    * @default the error's numeric `retryAfterMs` property
@@ -76,10 +98,11 @@ export interface RetryOptions extends ExponentialBackoffOptions {
   clock?: Clock;
 }
 
-/** The defaults of {@link RetryOptions} (backoff fields: `EXPONENTIAL_BACKOFF_DEFAULTS`). */
+/** The defaults of {@link RetryOptions}. */
 export const RETRY_DEFAULTS = Object.freeze({
   maxAttempts: 3,
   maxRetryAfterMs: 60_000,
+  classify: classify as ClassifyFn,
   name: 'retry',
   ...EXPONENTIAL_BACKOFF_DEFAULTS,
 });
@@ -88,7 +111,7 @@ const KEYS = [
   'maxAttempts',
   'backoff',
   'maxRetryAfterMs',
-  'shouldRetry',
+  'classify',
   'readRetryAfterMs',
   'budget',
   'name',
@@ -112,29 +135,29 @@ export interface RetrySuccessEvent extends EventBase {
   readonly attempts: number;
 }
 
-/**
- * The default `shouldRetry`: retry every error except those that cannot succeed on another attempt —
- * {@link InvalidOptionError} and any error carrying `retryable: false` (the convention @bulwark/http's
- * errors follow) — and never retry on a value.
- */
-export function defaultShouldRetry(outcome: Outcome): boolean {
-  if (outcome.ok) return false;
-  const error = outcome.error;
-  if (error instanceof InvalidOptionError) return false;
-  return !(
-    typeof error === 'object' &&
-    error !== null &&
-    (error as { retryable?: unknown }).retryable === false
-  );
-}
+/** The verdicts retry acts on. */
+const retried = (verdict: Verdict): boolean => verdict === 'failure' || verdict === 'rejected';
 
-function defaultReadRetryAfterMs(outcome: Outcome): number | undefined {
-  if (outcome.ok) return undefined;
-  const error = outcome.error;
-  if (typeof error !== 'object' || error === null) return undefined;
-  const hint = (error as { retryAfterMs?: unknown }).retryAfterMs;
+/** The default hint: an error's numeric `retryAfterMs`. */
+function retryAfterOf(ok: boolean, result: unknown): number | undefined {
+  if (ok || typeof result !== 'object' || result === null) return undefined;
+  const hint = (result as { retryAfterMs?: unknown }).retryAfterMs;
   return typeof hint === 'number' ? hint : undefined;
 }
+
+/** What a {@link RetryCall} needs from its policy: the options resolved once, shared by every call. */
+type Plan = Readonly<
+  Required<Pick<RetryOptions, 'name' | 'clock' | 'maxAttempts' | 'maxRetryAfterMs' | 'backoff' | 'classify'>>
+> & {
+  readonly budget: RetryBudget | undefined;
+  /** undefined: the default (the error's `retryAfterMs`), read without building an Outcome. */
+  readonly readRetryAfterMs: RetryOptions['readRetryAfterMs'];
+  /** Whether values are classified (else every value is a success). */
+  readonly judgesValues: boolean;
+  readonly onRetry: EventEmitter<RetryEvent>;
+  readonly onGiveUp: EventEmitter<GiveUpEvent>;
+  readonly onSuccess: EventEmitter<RetrySuccessEvent>;
+};
 
 export class RetryPolicy extends BasePolicy {
   readonly maxAttempts: number;
@@ -142,17 +165,14 @@ export class RetryPolicy extends BasePolicy {
   readonly backoff: Backoff;
   readonly budget: RetryBudget | undefined;
   readonly name: string;
-  readonly #shouldRetry: (outcome: Outcome, attempt: number) => boolean;
-  /** True when `shouldRetry` was given, so values are judged too. */
-  readonly #judgesValues: boolean;
-  readonly #readRetryAfterMs: (outcome: Outcome) => number | undefined;
+  readonly #plan: Plan;
 
   readonly #onRetry = new EventEmitter<RetryEvent>();
   readonly #onGiveUp = new EventEmitter<GiveUpEvent>();
   readonly #onSuccess = new EventEmitter<RetrySuccessEvent>();
   /** Before each wait. */
   readonly onRetry: Subscribe<RetryEvent> = this.#onRetry.subscribe;
-  /** When a call stops retrying (and fails, or returns a value `shouldRetry` rejected). */
+  /** When a call stops retrying (and fails, or returns a value the classifier wanted retried). */
   readonly onGiveUp: Subscribe<GiveUpEvent> = this.#onGiveUp.subscribe;
   /** When a call succeeds. */
   readonly onSuccess: Subscribe<RetrySuccessEvent> = this.#onSuccess.subscribe;
@@ -166,10 +186,10 @@ export class RetryPolicy extends BasePolicy {
       o.maxAttempts ?? RETRY_DEFAULTS.maxAttempts,
       true,
     );
-    this.maxRetryAfterMs = check.number(
+    this.maxRetryAfterMs = check.timerMs(
       'retry.maxRetryAfterMs',
       o.maxRetryAfterMs ?? RETRY_DEFAULTS.maxRetryAfterMs,
-      { min: 0, max: MAX_TIMER_MS },
+      { min: 0 },
     );
     if (o.backoff !== undefined) {
       const conflict = EXPONENTIAL_BACKOFF_KEYS.find((k) => o[k] !== undefined);
@@ -188,12 +208,11 @@ export class RetryPolicy extends BasePolicy {
     } else {
       this.backoff = new ExponentialBackoff(o, 'retry');
     }
-    this.#judgesValues = o.shouldRetry !== undefined;
-    this.#shouldRetry = check.fn('retry.shouldRetry', o.shouldRetry ?? defaultShouldRetry);
-    this.#readRetryAfterMs = check.fn(
-      'retry.readRetryAfterMs',
-      o.readRetryAfterMs ?? defaultReadRetryAfterMs,
-    );
+    const classifyFn = check.fn<ClassifyFn>('retry.classify', o.classify ?? RETRY_DEFAULTS.classify);
+    const readRetryAfterMs =
+      o.readRetryAfterMs === undefined
+        ? undefined
+        : check.fn<(outcome: Outcome) => number | undefined>('retry.readRetryAfterMs', o.readRetryAfterMs);
     if (
       o.budget !== undefined &&
       (typeof o.budget !== 'object' ||
@@ -204,6 +223,20 @@ export class RetryPolicy extends BasePolicy {
     }
     this.budget = o.budget;
     this.name = check.string('retry.name', o.name ?? RETRY_DEFAULTS.name);
+    this.#plan = Object.freeze({
+      name: this.name,
+      clock: this.clock,
+      maxAttempts: this.maxAttempts,
+      maxRetryAfterMs: this.maxRetryAfterMs,
+      backoff: this.backoff,
+      budget: this.budget,
+      classify: classifyFn,
+      judgesValues: judgesValues(classifyFn),
+      readRetryAfterMs,
+      onRetry: this.#onRetry,
+      onGiveUp: this.#onGiveUp,
+      onSuccess: this.#onSuccess,
+    });
   }
 
   run<T>(fn: Operation<T>, parent: CallContext): Promise<T> {
@@ -215,10 +248,11 @@ export class RetryPolicy extends BasePolicy {
         return Promise.reject(error);
       }
     }
-    const first = invoke(fn, ctx.attempt === 1 ? ctx : ctx.withAttempt(1));
-    const onError = (error: unknown): Promise<T> => this.#retrying(fn, ctx, { ok: false, error }, false);
-    if (!this.#judgesValues && !this.#onSuccess.active) return first.then(undefined, onError);
-    return first.then((value) => this.#judgeFirst(fn, ctx, value), onError);
+    const first = ctx.attempt === 1 ? ctx : ctx.withAttempt(1);
+    const promise = invoke(fn, first);
+    const onError = (error: unknown): Promise<T> => this.#retrying(fn, ctx, first, false, error);
+    if (!this.#plan.judgesValues && !this.#onSuccess.active) return promise.then(undefined, onError);
+    return promise.then((value) => this.#judgeFirst(fn, ctx, first, value), onError);
   }
 
   /** Inside a pipeline: attempt 1 runs inline; a failure (or a value to retry on) goes on as in `run`. */
@@ -230,108 +264,183 @@ export class RetryPolicy extends BasePolicy {
         if (this.budget !== undefined) this.budget.deposit();
         return ctx.attempt === 1 ? ctx : ctx.withAttempt(1);
       },
-      exit: (ctx, _token, ok, result, inner) => {
-        if (!ok) return this.#retrying(inner, ctx, { ok: false, error: result }, false);
-        if (!this.#judgesValues && !this.#onSuccess.active) return undefined;
-        const judged = this.#judgeFirst(inner, ctx, result);
+      exit: (ctx, token, ok, result, inner) => {
+        if (!ok) return this.#retrying(inner, ctx, token as Context, false, result);
+        if (!this.#plan.judgesValues && !this.#onSuccess.active) return undefined;
+        const judged = this.#judgeFirst(inner, ctx, token as Context, result);
         return judged instanceof Promise ? judged : undefined;
       },
     };
   }
 
-  /** Attempt 1 returned `value`: retry on it if `shouldRetry` says so, else succeed. */
-  #judgeFirst<T>(fn: Operation<T>, ctx: Context, value: T): T | Promise<T> {
-    if (this.#judgesValues) {
-      const outcome: Outcome<T> = { ok: true, value };
-      if (this.#shouldRetry(outcome, 1)) return this.#retrying(fn, ctx, outcome, true);
+  /** Attempt 1 returned `value`: retry on it if the classifier says so, else succeed. */
+  #judgeFirst<T>(fn: Operation<T>, ctx: Context, first: Context, value: T): T | Promise<T> {
+    const plan = this.#plan;
+    if (plan.judgesValues && retried(valueVerdictOf(plan.classify, value, first))) {
+      return this.#retrying(fn, ctx, first, true, value, true);
     }
-    return this.#succeeded(ctx, 1, value);
-  }
-
-  /**
-   * The slow path, entered after attempt 1 failed (or returned a value to retry on).
-   * `judged`: `shouldRetry` already said yes for `outcome` (a value from attempt 1).
-   */
-  async #retrying<T>(fn: Operation<T>, ctx: Context, outcome: Outcome<T>, judged: boolean): Promise<T> {
-    let backoff: BackoffSequence | undefined;
-    for (let attempt = 1; ; attempt++) {
-      if (attempt > 1) {
-        // Run attempt `attempt`, then judge it.
-        try {
-          const value = await fn(ctx.withAttempt(attempt));
-          outcome = { ok: true, value };
-          judged = false;
-          if (!this.#judgesValues) return this.#succeeded(ctx, attempt, value);
-        } catch (error) {
-          outcome = { ok: false, error };
-          judged = false;
-        }
-      }
-      if (outcome.ok) {
-        // a value the predicate accepts is returned even if the call was aborted meanwhile
-        if (!judged && !this.#shouldRetry(outcome, attempt))
-          return this.#succeeded(ctx, attempt, outcome.value);
-        if (ctx.aborted) return this.#giveUp(ctx, attempt, outcome, 'aborted');
-      } else {
-        // an aborted call is never retried, whatever shouldRetry would say
-        if (ctx.aborted) return this.#giveUp(ctx, attempt, outcome, 'aborted');
-        if (!this.#shouldRetry(outcome, attempt)) return this.#giveUp(ctx, attempt, outcome, 'not-retryable');
-      }
-      if (attempt >= this.maxAttempts) return this.#giveUp(ctx, attempt, outcome, 'max-attempts');
-
-      backoff ??= this.backoff.start();
-      let delayMs = backoff.next();
-      if (!(delayMs >= 0)) delayMs = 0; // NaN or negative from a custom backoff
-      const hint = this.#readRetryAfterMs(outcome);
-      if (hint !== undefined && hint >= 0) {
-        if (hint > this.maxRetryAfterMs) return this.#giveUp(ctx, attempt, outcome, 'retry-after-too-long');
-        if (hint > delayMs) delayMs = hint;
-      }
-      if (delayMs > MAX_TIMER_MS) delayMs = MAX_TIMER_MS;
-      if (ctx.deadline !== Infinity && delayMs >= ctx.remainingMs()) {
-        return this.#giveUp(ctx, attempt, outcome, 'deadline');
-      }
-      if (this.budget !== undefined && !this.budget.tryWithdraw()) {
-        return this.#giveUp(ctx, attempt, outcome, 'budget');
-      }
-
-      if (this.#onRetry.active) {
-        this.#onRetry.emit(
-          outcome.ok
-            ? { ok: true, value: outcome.value, name: this.name, key: ctx.key, attempt, delayMs }
-            : { ok: false, error: outcome.error, name: this.name, key: ctx.key, attempt, delayMs },
-        );
-      }
-      try {
-        await sleep(this.clock, delayMs, ctx);
-      } catch (error) {
-        if (!ctx.aborted) throw error; // the clock itself failed
-        return this.#giveUp(ctx, attempt, outcome, 'aborted');
-      }
-    }
-  }
-
-  #succeeded<T>(ctx: Context, attempts: number, value: T): T {
-    if (this.#onSuccess.active) this.#onSuccess.emit({ name: this.name, key: ctx.key, attempts });
+    if (this.#onSuccess.active) this.#onSuccess.emit({ name: this.name, key: ctx.key, attempts: 1 });
     return value;
   }
 
-  /** Emits the give-up event, then ends the call with the last outcome (the abort reason if aborted). */
-  #giveUp<T>(ctx: Context, attempts: number, outcome: Outcome<T>, reason: GiveUpReason): T {
-    if (this.#onGiveUp.active) {
-      this.#onGiveUp.emit(
-        outcome.ok
-          ? { ok: true, value: outcome.value, name: this.name, key: ctx.key, attempts, reason }
-          : { ok: false, error: outcome.error, name: this.name, key: ctx.key, attempts, reason },
-      );
-    }
-    if (reason === 'aborted') throw ctx.reason;
-    if (outcome.ok) return outcome.value;
-    throw outcome.error;
+  /** The slow path, after attempt 1 failed (or returned a value to retry on: `judged`). */
+  #retrying<T>(
+    fn: Operation<T>,
+    ctx: Context,
+    first: Context,
+    ok: boolean,
+    result: unknown,
+    judged = false,
+  ): Promise<T> {
+    const call = new RetryCall<T>(this.#plan, fn, ctx);
+    call.settled(first, ok, result, judged);
+    return call.promise;
   }
 }
 
 forwardsContext(RetryPolicy);
+
+/**
+ * One call past its first failure: the attempt number, the backoff, the pending timer, and the caller's
+ * promise. Decides after each attempt, then sets a timer for the next one (or settles the promise).
+ */
+class RetryCall<T> {
+  readonly promise: Promise<T>;
+  readonly #resolve: (value: unknown) => void;
+  readonly #reject: (error: unknown) => void;
+  readonly #plan: Plan;
+  readonly #fn: Operation<T>;
+  /** The call's context (each attempt's is derived from it). */
+  readonly #ctx: Context;
+  #attempt = 1;
+  #attemptCtx: Context | undefined = undefined;
+  #backoff: BackoffSequence | undefined = undefined;
+  #timer: ClockTimer | undefined = undefined;
+  #unlisten: (() => void) | undefined = undefined;
+  /** The last attempt's outcome. */
+  #ok = false;
+  #result: unknown = undefined;
+
+  constructor(plan: Plan, fn: Operation<T>, ctx: Context) {
+    this.promise = capturingPromise<T>();
+    this.#resolve = takeResolve();
+    this.#reject = takeReject();
+    this.#plan = plan;
+    this.#fn = fn;
+    this.#ctx = ctx;
+  }
+
+  readonly #onValue = (value: unknown): void => this.settled(this.#attemptCtx!, true, value, false);
+  readonly #onError = (error: unknown): void => this.settled(this.#attemptCtx!, false, error, false);
+
+  /** The wait is over: run the next attempt. */
+  readonly #wake = (): void => {
+    this.#timer = undefined;
+    this.#stopListening();
+    const attemptCtx = (this.#attemptCtx = this.#ctx.withAttempt(++this.#attempt));
+    invoke(this.#fn, attemptCtx).then(this.#onValue, this.#onError);
+  };
+
+  /** The call was aborted during the wait: it ends now, with the abort's reason. */
+  readonly #onAbort = (): void => {
+    this.#unlisten = undefined;
+    if (this.#timer !== undefined) this.#plan.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#giveUp('aborted');
+  };
+
+  /**
+   * Attempt `this.#attempt` ended with (`ok`, `result`); `judged`: the classifier already asked for a
+   * retry. Settles the call or sets the timer for the next attempt. A throwing classifier, backoff,
+   * hint reader or clock rejects the call with its error.
+   */
+  settled(attemptCtx: Context, ok: boolean, result: unknown, judged: boolean): void {
+    this.#ok = ok;
+    this.#result = result;
+    try {
+      this.#decide(attemptCtx, ok, result, judged);
+    } catch (error) {
+      this.#stopListening();
+      this.#reject(error);
+    }
+  }
+
+  #decide(attemptCtx: Context, ok: boolean, result: unknown, judged: boolean): void {
+    const plan = this.#plan;
+    const ctx = this.#ctx;
+    const attempt = this.#attempt;
+    if (ok) {
+      // a value the classifier accepts is returned even if the call was aborted meanwhile
+      if (!judged && (!plan.judgesValues || !retried(valueVerdictOf(plan.classify, result, attemptCtx)))) {
+        return this.#succeed(result);
+      }
+      if (ctx.aborted) return this.#giveUp('aborted');
+    } else {
+      // an aborted call is never retried, whatever the verdict
+      if (ctx.aborted) return this.#giveUp('aborted');
+      if (!judged && !retried(errorVerdictOf(plan.classify, result, attemptCtx))) {
+        return this.#giveUp('not-retryable');
+      }
+    }
+    if (attempt >= plan.maxAttempts) return this.#giveUp('max-attempts');
+
+    this.#backoff ??= plan.backoff.start();
+    let delayMs = this.#backoff.next();
+    if (!(delayMs >= 0)) delayMs = 0; // NaN or negative from a custom backoff
+    const hint =
+      plan.readRetryAfterMs === undefined
+        ? retryAfterOf(ok, result)
+        : plan.readRetryAfterMs(ok ? { ok: true, value: result } : { ok: false, error: result });
+    if (hint !== undefined && hint >= 0) {
+      if (hint > plan.maxRetryAfterMs) return this.#giveUp('retry-after-too-long');
+      if (hint > delayMs) delayMs = hint;
+    }
+    if (delayMs > MAX_TIMER_MS) delayMs = MAX_TIMER_MS;
+    if (ctx.deadline !== Infinity && delayMs >= ctx.remainingMs()) return this.#giveUp('deadline');
+    if (plan.budget !== undefined && !plan.budget.tryWithdraw()) return this.#giveUp('budget');
+
+    if (plan.onRetry.active) {
+      const base = { name: plan.name, key: ctx.key, attempt, delayMs };
+      plan.onRetry.emit(ok ? { ok: true, value: result, ...base } : { ok: false, error: result, ...base });
+    }
+    const wait = capturingPromise<void>();
+    const resolve = takeResolve() as () => void;
+    const reject = takeReject();
+    this.#timer = plan.clock.setTimeout(resolve, delayMs);
+    if (ctx.abortable) this.#unlisten = ctx.listen(reject);
+    wait.then(this.#wake, this.#onAbort); // neither throws
+  }
+
+  #stopListening(): void {
+    const unlisten = this.#unlisten;
+    if (unlisten !== undefined) {
+      this.#unlisten = undefined;
+      unlisten();
+    }
+  }
+
+  #succeed(value: unknown): void {
+    const plan = this.#plan;
+    if (plan.onSuccess.active) {
+      plan.onSuccess.emit({ name: plan.name, key: this.#ctx.key, attempts: this.#attempt });
+    }
+    this.#resolve(value);
+  }
+
+  /** Emits the give-up event, then ends the call with the last outcome (the abort reason if aborted). */
+  #giveUp(reason: GiveUpReason): void {
+    const plan = this.#plan;
+    const ok = this.#ok;
+    const result = this.#result;
+    if (plan.onGiveUp.active) {
+      const base = { name: plan.name, key: this.#ctx.key, attempts: this.#attempt, reason };
+      plan.onGiveUp.emit(ok ? { ok: true, value: result, ...base } : { ok: false, error: result, ...base });
+    }
+    if (reason === 'aborted') this.#reject(this.#ctx.reason);
+    else if (ok) this.#resolve(result);
+    else this.#reject(result);
+  }
+}
 
 /** Creates a {@link RetryPolicy}. */
 export function retry(options?: RetryOptions): RetryPolicy {

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { FakeClock, flushMicrotasks } from './clock.js';
 import { TimeoutError, InvalidOptionError } from './errors.js';
 import { timeout } from './timeout.js';
@@ -24,6 +25,17 @@ describe('timeout', () => {
       (e: unknown) => e instanceof InvalidOptionError && e.option === 'timeout.timeoutMs',
     );
     assert.throws(() => timeout({ timeoutMs: NaN }), InvalidOptionError);
+    // above 2^31 - 1 ms Node would cut the timer to 1 ms and re-arm it every millisecond (issue 14)
+    for (const timeoutMs of [2 ** 31, 1e10, Infinity]) {
+      assert.throws(
+        () => timeout({ timeoutMs }),
+        (e: unknown) =>
+          e instanceof InvalidOptionError &&
+          e.option === 'timeout.timeoutMs' &&
+          /<= 2147483647/.test(e.message),
+      );
+    }
+    assert.equal(timeout({ timeoutMs: 2 ** 31 - 1 }).timeoutMs, 2 ** 31 - 1);
     assert.throws(
       () => timeout({ timeoutMs: 10, strategy: 'eager' as never }),
       (e: unknown) => e instanceof InvalidOptionError && e.option === 'timeout.strategy',
@@ -197,6 +209,104 @@ describe('timeout', () => {
     assert.equal(innerCtx!.signal.aborted, true);
     await clock.advanceAsync(1000);
     assert.equal(clock.pendingTimers, 0);
+  });
+
+  it('nested aggressive timeouts create no AbortSignal unless the operation reads ctx.signal', async () => {
+    const clock = new FakeClock();
+    const Original = globalThis.AbortController;
+    let made = 0;
+    globalThis.AbortController = class extends Original {
+      constructor() {
+        super();
+        made++;
+      }
+    };
+    try {
+      const both = pipeline(timeout({ timeoutMs: 2_000, clock }), timeout({ timeoutMs: 500, clock }));
+      for (let i = 0; i < 10; i++) assert.equal(await both.execute(async () => i), i);
+      assert.equal(made, 0, 'no signal for an operation that ignores it');
+      // the outer deadline still ends the call and reaches a signal read later
+      let seen: CallContext | undefined;
+      const call = pipeline(timeout({ timeoutMs: 50, clock }), timeout({ timeoutMs: 500, clock })).execute(
+        (ctx) => {
+          seen = ctx;
+          return deferred<void>().promise;
+        },
+      );
+      const rejected = assert.rejects(call, (e: unknown) => e instanceof TimeoutError && e.timeoutMs === 50);
+      await clock.advanceAsync(50);
+      await rejected;
+      assert.equal(made, 0);
+      assert.equal(seen!.aborted, true);
+      assert.equal(seen!.signal.aborted, true, 'a signal made after the abort is born aborted');
+      assert.ok((seen!.signal.reason as TimeoutError).timeoutMs === 50);
+    } finally {
+      globalThis.AbortController = Original;
+    }
+  });
+
+  it('an inner signal read before the outer deadline follows it, without a signal for the outer scope', async () => {
+    const clock = new FakeClock();
+    const Original = globalThis.AbortController;
+    let made = 0;
+    globalThis.AbortController = class extends Original {
+      constructor() {
+        super();
+        made++;
+      }
+    };
+    try {
+      let signal: AbortSignal | undefined;
+      const call = pipeline(timeout({ timeoutMs: 50, clock }), timeout({ timeoutMs: 500, clock })).execute(
+        (ctx) => {
+          signal = ctx.signal;
+          return deferred<void>().promise;
+        },
+      );
+      assert.equal(made, 1, 'only the scope the operation sees has a signal');
+      const rejected = assert.rejects(call, TimeoutError);
+      await clock.advanceAsync(50);
+      await rejected;
+      assert.equal(signal!.aborted, true);
+      assert.equal((signal!.reason as TimeoutError).timeoutMs, 50);
+    } finally {
+      globalThis.AbortController = Original;
+    }
+  });
+
+  it('three nested timeouts under a caller signal: either abort reaches the innermost signal, and nothing is left on the caller signal', async () => {
+    for (const trigger of ['outer deadline', 'caller'] as const) {
+      const clock = new FakeClock();
+      const ac = new AbortController();
+      const seen: AbortSignal[] = [];
+      const p = pipeline(
+        timeout({ timeoutMs: 100, clock }),
+        timeout({ timeoutMs: 200, clock, strategy: 'cooperative' }),
+        timeout({ timeoutMs: 300, clock }),
+      );
+      const call = p.execute(
+        (ctx) => {
+          seen.push(ctx.signal);
+          return deferred<void>().promise;
+        },
+        { signal: ac.signal },
+      );
+      const reason = new Error('caller left');
+      const rejected = assert.rejects(call, (e: unknown) =>
+        trigger === 'caller' ? e === reason : e instanceof TimeoutError && e.timeoutMs === 100,
+      );
+      if (trigger === 'caller') ac.abort(reason);
+      else await clock.advanceAsync(100);
+      await rejected;
+      assert.equal(seen[0]!.aborted, true);
+      assert.equal(
+        trigger === 'caller' ? seen[0]!.reason : (seen[0]!.reason as TimeoutError).timeoutMs,
+        trigger === 'caller' ? reason : 100,
+      );
+      assert.equal(getEventListeners(ac.signal, 'abort').length, 0, trigger);
+      await clock.advanceAsync(1_000);
+      assert.equal(clock.pendingTimers, 0);
+    }
   });
 
   it('emits onTimeout only to listeners, and a throwing listener changes nothing', async () => {

@@ -15,7 +15,6 @@
  * promise at all, an aggressive one only the promise it must be able to settle at the deadline.
  */
 import type { Clock, ClockTimer } from './clock.js';
-import { onAbort } from './abort.js';
 import { Context, ScopeContext, type CallContext, type Operation } from './context.js';
 import { TimeoutError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
@@ -35,7 +34,7 @@ import {
 export type TimeoutStrategy = 'aggressive' | 'cooperative';
 
 export interface TimeoutOptions {
-  /** Time allowed per call, in ms. Required. */
+  /** Time allowed per call, in ms (> 0, at most 2^31 − 1: it is handed to a timer). Required. */
   timeoutMs: number;
   /**
    * `aggressive` settles at the deadline; `cooperative` aborts the signal and waits for the operation.
@@ -54,7 +53,8 @@ export interface TimeoutEvent {
   readonly key: string | undefined;
 }
 
-const DEFAULTS = Object.freeze({ strategy: 'aggressive' as TimeoutStrategy, name: 'timeout' });
+/** The defaults of {@link TimeoutOptions}. */
+export const TIMEOUT_DEFAULTS = Object.freeze({ strategy: 'aggressive' as TimeoutStrategy, name: 'timeout' });
 const KEYS = ['timeoutMs', 'strategy', 'name', 'clock'] as const;
 
 /**
@@ -71,7 +71,7 @@ class TimeoutCall extends ScopeContext {
   /** Aggressive: settle the caller's promise (undefined once the call is over). */
   declare resolve: ((value: unknown) => void) | undefined;
   declare reject: ((error: unknown) => void) | undefined;
-  /** Aggressive: stops listening to the caller's signal. */
+  /** Aggressive: stops listening for the caller's abort. */
   declare unlisten: (() => void) | undefined;
   /** Aggressive, inside a pipeline: the promise the stages outside this one go on from. */
   declare promise: Promise<unknown> | undefined;
@@ -107,12 +107,12 @@ export class TimeoutPolicy extends BasePolicy {
     const o = check.optionsObject('timeout', options, true);
     check.knownKeys('timeout', o, KEYS);
     super(check.clock('timeout.clock', o.clock));
-    this.timeoutMs = check.positiveMs('timeout.timeoutMs', o.timeoutMs);
-    this.strategy = check.oneOf('timeout.strategy', o.strategy ?? DEFAULTS.strategy, [
+    this.timeoutMs = check.timerMs('timeout.timeoutMs', o.timeoutMs, { above: 0 });
+    this.strategy = check.oneOf('timeout.strategy', o.strategy ?? TIMEOUT_DEFAULTS.strategy, [
       'aggressive',
       'cooperative',
     ]);
-    this.name = check.string('timeout.name', o.name ?? DEFAULTS.name);
+    this.name = check.string('timeout.name', o.name ?? TIMEOUT_DEFAULTS.name);
   }
 
   /** Calls currently in flight under this policy. */
@@ -146,7 +146,7 @@ export class TimeoutPolicy extends BasePolicy {
           call.promise = capturingPromise();
           call.resolve = takeResolve();
           call.reject = takeReject();
-          if (ctx.abortable) this.#listen(call, ctx);
+          if (ctx.abortable) this.#listen(call);
         }
         return call;
       },
@@ -192,7 +192,7 @@ export class TimeoutPolicy extends BasePolicy {
     call.resolve = takeResolve();
     call.reject = takeReject();
     // The caller's abort settles the call at once too (only when something could abort).
-    if (outer.abortable) this.#listen(call, outer);
+    if (outer.abortable) this.#listen(call);
     invoke(fn, call).then(
       (value) => {
         const resolve = call.resolve;
@@ -208,14 +208,13 @@ export class TimeoutPolicy extends BasePolicy {
     return promise;
   }
 
-  /** Aggressive: the caller's abort ends the call at once (and aborts the operation's signal). */
-  #listen(call: TimeoutCall, outer: Context): void {
-    const signal = outer.signal;
-    call.unlisten = onAbort(signal, () => {
-      // propagate to the operation's signal before dropping the links
-      call.abort(signal.reason);
-      this.#end(call, signal.reason);
-    });
+  /**
+   * Aggressive: the caller's abort ends the call at once. The call's own scope follows the caller's
+   * (one registration there, shared with the operation's signal if it reads one), and the call ends when
+   * that scope aborts.
+   */
+  #listen(call: TimeoutCall): void {
+    call.unlisten = call.listen((reason) => this.#end(call, reason));
   }
 
   /** Aggressive: the call ends before the operation settles (deadline or caller's abort). */

@@ -7,11 +7,7 @@
  * attempt timeout → one undici request`. Concurrent `get`s of the same URL share one run (single-flight).
  */
 import {
-  CircuitOpenError,
-  EventEmitter,
   degrade,
-  onAbort,
-  defaultShouldRetry,
   circuitBreaker,
   pipeline,
   retry,
@@ -23,6 +19,7 @@ import {
   type TierEvent,
   type TierReport,
 } from '@bulwark/core';
+import { EventEmitter, onAbort } from '@bulwark/core/internal';
 import type CachePolicy from 'http-cache-semantics';
 import { EnvHttpProxyAgent, type Dispatcher } from 'undici';
 import {
@@ -181,9 +178,7 @@ export class HttpClient {
       maxRetryAfterMs: o.maxRetryAfterMs,
       clock: o.clock,
       name: 'http-retry',
-      // an open breaker means "not now": move on to the next tier instead of waiting for it
-      shouldRetry: (outcome) =>
-        !(!outcome.ok && outcome.error instanceof CircuitOpenError) && defaultShouldRetry(outcome),
+      // core's classifier: an open breaker means "not now", so the next tier is tried instead of waiting
     });
     this.#attemptTimeout = Number.isFinite(o.attemptTimeoutMs)
       ? timeout({ timeoutMs: o.attemptTimeoutMs, clock: o.clock, name: 'http-attempt-timeout' })
@@ -477,13 +472,8 @@ export class HttpClient {
         strategy: { type: 'consecutive', threshold: config.consecutiveFailures },
         openDurationMs: config.openDurationMs,
         clock: this.options.clock,
-        // what is retryable counts (statuses, timeouts, network errors); an answer (404, 501) is the server working
-        isFailure: (outcome) =>
-          outcome.ok
-            ? false
-            : outcome.error instanceof CircuitOpenError
-              ? 'ignore'
-              : !(outcome.error instanceof HttpError) || outcome.error.retryable,
+        // core's classifier: what is retryable counts (statuses, timeouts, network errors); an answer
+        // (404, 501: `retryable: false`) is the server working
       });
       this.#breakers.set(origin, breaker);
     }

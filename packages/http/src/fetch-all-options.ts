@@ -1,7 +1,8 @@
 /**
  * The options of `fetchAll`, their defaults (declared once, here) and their validation.
  */
-import { EXPONENTIAL_BACKOFF_DEFAULTS, InvalidOptionError, checks } from '@bulwark/core';
+import { EXPONENTIAL_BACKOFF_DEFAULTS, InvalidOptionError } from '@bulwark/core';
+import { checks, MAX_TIMER_MS } from '@bulwark/core/internal';
 import type { Dispatcher } from 'undici';
 
 export interface FetchAllOptions {
@@ -116,7 +117,6 @@ export interface ResolvedFetchAllOptions {
   readonly dispatcher: Dispatcher | undefined;
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Core `retry`'s default `maxDelayMs` (30 s): its backoff refuses a larger `initialDelayMs`. */
 const MAX_BACKOFF_MS = EXPONENTIAL_BACKOFF_DEFAULTS.maxDelayMs;
 

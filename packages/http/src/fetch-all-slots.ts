@@ -22,14 +22,8 @@
  * timeout, and the global slots it ties up meanwhile are as few as that allows. Its first success lifts the
  * limit to `maxConcurrent`; {@link HostSlots.unanswered} (its breaker opened) lowers it again.
  */
-import {
-  BasePolicy,
-  TimeoutError,
-  invoke,
-  type CallContext,
-  type Operation,
-  type RateLimiterPolicy,
-} from '@bulwark/core';
+import { TimeoutError, type CallContext, type Operation, type RateLimiterPolicy } from '@bulwark/core';
+import { BasePolicy, invoke } from '@bulwark/core/internal';
 
 /** Something waiting for a slot. `grant` is called with the slot already taken. */
 export interface Entry {

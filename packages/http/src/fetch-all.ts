@@ -30,21 +30,18 @@ import { setMaxListeners } from 'node:events';
 import { Agent, type Dispatcher } from 'undici';
 import {
   CircuitOpenError,
-  EventEmitter,
   InvalidOptionError,
-  onAbort,
   TimeoutError,
   circuitBreaker,
-  defaultIsFailure,
-  defaultShouldRetry,
+  classify,
   pipeline,
   rateLimiter,
   retry,
   retryBudget,
   timeout,
   type CallContext,
+  type ClassifyFn,
   type ExecuteOptions,
-  type Outcome,
   type Policy,
   type RateLimiterPolicy,
   type RetryBudget,
@@ -52,6 +49,7 @@ import {
   type Subscribe,
   type TimeoutPolicy,
 } from '@bulwark/core';
+import { EventEmitter, onAbort } from '@bulwark/core/internal';
 import { HttpBodyTooLargeError, RETRYABLE_STATUSES, messageOf } from './errors.js';
 import { errorCodeOf, statusCode } from './fetch-all-errors.js';
 import {
@@ -266,9 +264,7 @@ class Run implements FetchAllRun {
       budget: this.#budget,
       initialDelayMs: o.retryInitialDelayMs,
       maxRetryAfterMs: o.maxRetryAfterMs,
-      // an open breaker is not retried: failing fast is its point
-      shouldRetry: (outcome: Outcome) =>
-        !outcome.ok && !(outcome.error instanceof CircuitOpenError) && defaultShouldRetry(outcome),
+      // core's classifier: an open breaker is not retried (failing fast is its point), nor is a value
     });
     this.#timeout = timeout({ timeoutMs: o.timeoutMs });
     this.#timeoutReason = new TimeoutError(o.timeoutMs);
@@ -504,12 +500,15 @@ class Run implements FetchAllRun {
   }
 
   /** Whether an outcome counts against its host's breaker. */
-  readonly #isHostFailure = (outcome: Outcome): boolean | 'ignore' => {
-    if (outcome.ok) return false;
+  readonly #isHostFailure: ClassifyFn = (outcome, ctx) => {
+    if (outcome.ok) return 'success';
     // the run's abort is not the host's doing; a body over the caller's limit came from a working host
     if (this.#signal.aborted && outcome.error === this.#signal.reason) return 'ignore';
-    if (outcome.error instanceof HttpBodyTooLargeError) return false;
-    return defaultIsFailure(outcome);
+    if (outcome.error instanceof HttpBodyTooLargeError) return 'success';
+    // as before the shared classifier: every other error counts (a `retryable: false` one too), local
+    // rejections do not
+    const verdict = classify(outcome, ctx);
+    return verdict === 'success' ? 'failure' : verdict;
   };
 
   #host(target: Target): Host {
@@ -524,7 +523,7 @@ class Run implements FetchAllRun {
       openDurationMs: o.breakerOpenMs,
       // probes are bounded by the attempt timeout; one that outlives it is hung
       halfOpenTimeoutMs: o.timeoutMs + 1000,
-      isFailure: this.#isHostFailure,
+      classify: this.#isHostFailure,
     });
     breaker.onStateChange((e) => {
       if (e.to === 'open') this.#trips.set(target.host, (this.#trips.get(target.host) ?? 0) + 1);

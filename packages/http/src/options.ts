@@ -1,7 +1,8 @@
 /**
  * The options of `createHttpClient`, their defaults (declared once, here) and their validation.
  */
-import { checks, InvalidOptionError, type Clock, type ExponentialBackoffOptions } from '@bulwark/core';
+import { InvalidOptionError, type Clock, type ExponentialBackoffOptions } from '@bulwark/core';
+import { checks } from '@bulwark/core/internal';
 import type { Dispatcher } from 'undici';
 import type { CacheStore } from './cache/store.js';
 

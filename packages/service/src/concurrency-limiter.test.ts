@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock, InvalidOptionError } from '@bulwark/core';
+import { InvalidOptionError } from '@bulwark/core';
+import { FakeClock } from '@bulwark/core/testing';
 import { aimd, fixed, gradient2 } from './limit-algorithms.js';
 import { ConcurrencyLimiter, type LimitChangeEvent } from './concurrency-limiter.js';
 

@@ -6,7 +6,8 @@
  * Cost per request: `tryAcquire` is a compare and an increment; `release` adds to the window's sums and
  * reads the clock once.
  */
-import { checks, EventEmitter, InvalidOptionError, type Clock, type Subscribe } from '@bulwark/core';
+import { InvalidOptionError, type Clock, type Subscribe } from '@bulwark/core';
+import { checks, EventEmitter } from '@bulwark/core/internal';
 import type { LimitAlgorithm } from './limit-algorithms.js';
 
 export interface ConcurrencyLimiterOptions {

@@ -11,7 +11,7 @@
  * plus an injected `random`; {@link startEventLoopMonitor} is the real sampler.
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
-import { checks } from '@bulwark/core';
+import { checks } from '@bulwark/core/internal';
 
 export interface EventLoopSample {
   /** Event-loop delay: how late the monitor's interval timer fired, in ms (0 below the resolution). */

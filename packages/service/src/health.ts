@@ -9,7 +9,7 @@
  * - `/healthz`: the detailed report (the chapter's health endpoint): version, uptime, checks, breaker
  *   states, rate-limiter mode, shedding state.
  */
-import { checks } from '@bulwark/core';
+import { checks } from '@bulwark/core/internal';
 
 /** A dependency check: resolve (or return) to pass; throw, reject or return `false` to fail. */
 export type HealthCheck = (signal: AbortSignal) => unknown;

@@ -5,13 +5,13 @@ import {
   bulkhead,
   circuitBreaker,
   fallback,
-  FakeClock,
   rateLimiter,
   retry,
   timeout,
   TimeoutError,
   type CircuitBreakerPolicy,
 } from '@bulwark/core';
+import { FakeClock } from '@bulwark/core/testing';
 import { Registry } from 'prom-client';
 import { instrumentPolicy, PolicyRegistry } from './instrument.js';
 import { ServiceMetrics } from './metrics.js';

@@ -8,7 +8,7 @@
  * (average round-trip time, the most requests in flight during the window, whether any was dropped) and
  * answers the new limit. No clock, no timers: tests drive it sample by sample.
  */
-import { checks } from '@bulwark/core';
+import { checks } from '@bulwark/core/internal';
 
 export interface LimitAlgorithm {
   /** Name reported in `/healthz` (`gradient2`, `aimd`, `fixed`). */

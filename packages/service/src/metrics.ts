@@ -4,7 +4,8 @@
  * once, so the list in docs/service.md and the ops rules can be checked against {@link METRIC_NAMES}.
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { checks, InvalidOptionError } from '@bulwark/core';
+import { InvalidOptionError } from '@bulwark/core';
+import { checks } from '@bulwark/core/internal';
 import { DEFAULT_DURATION_BUCKETS_SECONDS, DurationHistogram } from './duration-histogram.js';
 
 export interface MetricsOptions {

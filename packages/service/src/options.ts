@@ -5,7 +5,8 @@
  */
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { DestinationStream, LevelWithSilent, Logger } from 'pino';
-import { checks, InvalidOptionError } from '@bulwark/core';
+import { InvalidOptionError } from '@bulwark/core';
+import { checks } from '@bulwark/core/internal';
 import type { HealthOptions } from './health.js';
 import type { MetricsOptions } from './metrics.js';
 import type { RateLimitOptions } from './rate-limit.js';

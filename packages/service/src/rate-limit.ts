@@ -13,7 +13,6 @@ import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import {
-  checks,
   InvalidOptionError,
   memoryRateLimitStore,
   rateLimiter,
@@ -21,6 +20,7 @@ import {
   type RateLimitStore,
   type TakeResult,
 } from '@bulwark/core';
+import { checks } from '@bulwark/core/internal';
 import { RedisRateLimitStore, REDIS_STORE_DEFAULTS, type StoreHealthEvent } from './redis-store.js';
 
 export type StoreErrorMode = 'allow' | 'deny' | 'local';

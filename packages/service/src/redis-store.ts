@@ -15,14 +15,13 @@ import { createRequire } from 'node:module';
 import type * as IORedis from 'ioredis';
 import type { Redis, RedisOptions } from 'ioredis';
 import {
-  checks,
-  EventEmitter,
   InvalidOptionError,
   type RateLimitRule,
   type RateLimitStore,
   type Subscribe,
   type TakeResult,
 } from '@bulwark/core';
+import { checks, EventEmitter } from '@bulwark/core/internal';
 
 export interface RedisRateLimitStoreOptions {
   /** `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS). One of `url` / `client` is required. */

@@ -14,7 +14,8 @@
  * together — because it runs helmet's Express middleware chain per request; a fixed header list costs
  * about 1 µs.) A handler can still override any of them (e.g. a page with its own CSP).
  */
-import { checks, InvalidOptionError } from '@bulwark/core';
+import { InvalidOptionError } from '@bulwark/core';
+import { checks } from '@bulwark/core/internal';
 
 export interface SecurityHeadersOptions {
   /** `Content-Security-Policy`, or `false` for none. @default DEFAULT_CONTENT_SECURITY_POLICY (helmet's) */

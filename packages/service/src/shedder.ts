@@ -3,7 +3,8 @@
  * event-loop pressure. A request over the limit, or picked by the pressure gate, is answered 503 with
  * `Retry-After` at once — before its body is read, without a log line (only a counter).
  */
-import { checks, InvalidOptionError, type Clock } from '@bulwark/core';
+import { InvalidOptionError, type Clock } from '@bulwark/core';
+import { checks } from '@bulwark/core/internal';
 import { ConcurrencyLimiter, CONCURRENCY_LIMITER_DEFAULTS } from './concurrency-limiter.js';
 import {
   PressureGate,

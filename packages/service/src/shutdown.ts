@@ -14,7 +14,7 @@
  */
 import { constants } from 'node:os';
 import type { FastifyInstance } from 'fastify';
-import { checks } from '@bulwark/core';
+import { checks } from '@bulwark/core/internal';
 import type { Tracing } from './tracing.js';
 
 export interface ShutdownOptions {

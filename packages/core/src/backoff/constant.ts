@@ -21,9 +21,6 @@ export interface ConstantBackoffOptions {
 const DEFAULTS = Object.freeze({ delayMs: 0, jitter: 'none' as 'full' | 'none', random: Math.random });
 const KEYS = ['delayMs', 'jitter', 'random'] as const;
 
-/** Largest delay a Node timer honours (2^31 - 1 ms, about 24.8 days); longer ones fire after 1 ms. */
-export const MAX_TIMER_MS = 2_147_483_647;
-
 export class ConstantBackoff implements Backoff, BackoffSequence {
   readonly delayMs: number;
   readonly jitter: 'full' | 'none';
@@ -32,10 +29,7 @@ export class ConstantBackoff implements Backoff, BackoffSequence {
   constructor(options?: ConstantBackoffOptions) {
     const o = check.optionsObject('constantBackoff', options);
     check.knownKeys('constantBackoff', o, KEYS);
-    this.delayMs = check.number('constantBackoff.delayMs', o.delayMs ?? DEFAULTS.delayMs, {
-      min: 0,
-      max: MAX_TIMER_MS,
-    });
+    this.delayMs = check.timerMs('constantBackoff.delayMs', o.delayMs ?? DEFAULTS.delayMs, { min: 0 });
     this.jitter = check.oneOf('constantBackoff.jitter', o.jitter ?? DEFAULTS.jitter, ['full', 'none']);
     this.random = check.fn<RandomSource>('constantBackoff.random', o.random ?? DEFAULTS.random);
   }

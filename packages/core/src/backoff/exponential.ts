@@ -7,7 +7,7 @@
  *   With `t = n + random()` for retry `n` (0-based), `f(t) = multiplier^t · tanh(√(4t))`, the delay is
  *   `(f(tₙ) − f(tₙ₋₁)) · initialDelayMs / 1.4`. Retry *times* are spread smoothly and evenly (no spikes):
  *   with multiplier 2, the median time of retry k (since the first failure, waits only) is close to
- *   `initialDelayMs · 2^(k−1)` (measured: 0.89, 1.97, 4.0, 8.0, 16.1 × initialDelayMs for k = 1…5).
+ *   `initialDelayMs · 2^(k−1)` (the formula's medians: 0.89, 1.97, 4.0, 8.0, 16.1 × initialDelayMs for k = 1…5).
  *   We chose it over the AWS formula `min(cap, random(base, prev × 3))` (Brooker, "Exponential Backoff and
  *   Jitter", 2015) for the reasons Polly gives in recommending V2 over it: a smoother, more even spread of
  *   retry times (Polly#530 plots both), a controlled median first delay, and a broadly exponential trend
@@ -18,7 +18,6 @@
 import { InvalidOptionError } from '../errors.js';
 import * as check from '../options.js';
 import type { Backoff, BackoffSequence, RandomSource } from './backoff.js';
-import { MAX_TIMER_MS } from './constant.js';
 
 export type Jitter = 'decorrelated' | 'full' | 'none';
 
@@ -79,10 +78,7 @@ export class ExponentialBackoff implements Backoff {
     if (policy === 'exponentialBackoff') check.knownKeys(policy, o, EXPONENTIAL_BACKOFF_KEYS);
     const d = EXPONENTIAL_BACKOFF_DEFAULTS;
     this.jitter = check.oneOf(`${policy}.jitter`, o.jitter ?? d.jitter, ['decorrelated', 'full', 'none']);
-    this.maxDelayMs = check.number(`${policy}.maxDelayMs`, o.maxDelayMs ?? d.maxDelayMs, {
-      min: 0,
-      max: MAX_TIMER_MS,
-    });
+    this.maxDelayMs = check.timerMs(`${policy}.maxDelayMs`, o.maxDelayMs ?? d.maxDelayMs, { min: 0 });
     this.initialDelayMs = check.nonNegativeMs(
       `${policy}.initialDelayMs`,
       o.initialDelayMs ?? d.initialDelayMs,

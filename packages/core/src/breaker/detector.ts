@@ -6,7 +6,7 @@
  * be validated, logged and serialised), and no instance is ever shared between two breakers.
  */
 
-/** Outcome bit: the call failed (by the breaker's `isFailure` predicate). */
+/** Outcome bit: the call failed (classified `failure`). */
 export const FAILURE = 1;
 /** Outcome bit: the call took at least `slowCallDurationMs`. */
 export const SLOW = 2;

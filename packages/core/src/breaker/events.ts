@@ -49,7 +49,7 @@ export interface CircuitSuccessEvent extends EventBase {
   readonly probe: boolean;
 }
 
-/** A call the breaker judged a failure: an error, or a value `isFailure` rejected. */
+/** A call the breaker judged a failure: an error, or a value classified `failure`. */
 export type CircuitFailureEvent = Outcome &
   EventBase & { readonly durationMs: number | undefined; readonly probe: boolean };
 
@@ -74,8 +74,8 @@ export type CircuitIgnoreReason =
   | 'aborted'
   /** The breaker changed state while the call ran (its generation is no longer current). */
   | 'stale'
-  /** `isFailure` returned `'ignore'` (by default: a CircuitOpenError or BulkheadRejectedError from inside). */
-  | 'predicate';
+  /** The classifier said `rejected` or `ignore` (by default: an inner breaker's, bulkhead's or rate limiter's rejection, an invalid option). */
+  | 'classified';
 
 export type CircuitIgnoredEvent = Outcome & EventBase & { readonly reason: CircuitIgnoreReason };
 

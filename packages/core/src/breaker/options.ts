@@ -17,8 +17,9 @@
  */
 import type { Clock } from '../clock.js';
 import { InvalidOptionError } from '../errors.js';
+import { reportListenerError } from '../events.js';
 import * as check from '../options.js';
-import type { Outcome } from '../policy.js';
+import { classify, judgesValues, type ClassifyFn } from '../classify.js';
 import { ConsecutiveDetector } from './consecutive.js';
 import { CountWindow } from './count-window.js';
 import type { FailureDetector } from './detector.js';
@@ -66,7 +67,8 @@ export type CircuitBreakerMode = 'enabled' | 'disabled' | 'metrics-only';
  * How the open duration grows across failed probe rounds. `level` is 0 when the breaker opens from
  * closed and grows by one per failed (or timed-out) half-open round; a close resets it. As an object:
  * `min(maxOpenDurationMs, openDurationMs × multiplier^level)`. As a function: returns the duration in ms
- * for a level (a result that is not a finite number ≥ 0 falls back to `openDurationMs`).
+ * for a level (a result that is not a finite number ≥ 0 falls back to `openDurationMs`, and so does a
+ * throw, which goes to the listener-error handler).
  */
 export type OpenDurationBackoff =
   { readonly multiplier: number; readonly maxOpenDurationMs: number } | ((level: number) => number);
@@ -105,11 +107,12 @@ export interface CircuitBreakerOptions {
    */
   halfOpenTimeoutMs?: number;
   /**
-   * Whether an outcome is a failure (`true`), a success (`false`) or not the dependency's doing
-   * (`'ignore'`: neither). A caller's own abort is always ignored, whatever this says.
-   * @default defaultIsFailure — every error except CircuitOpenError and BulkheadRejectedError (ignored); no value
+   * What each outcome means (see {@link classify}): `failure` and `success` verdicts are recorded,
+   * `rejected` and `ignore` are not. Share one classifier with retry. A caller's own abort is always
+   * ignored, whatever the verdict.
+   * @default classify — every error is a failure but an inner breaker's, bulkhead's or rate limiter's rejection and an invalid option (ignored) and `retryable: false` (a success); every value a success
    */
-  isFailure?: (outcome: Outcome) => boolean | 'ignore';
+  classify?: ClassifyFn;
   /** @default 'enabled' */
   mode?: CircuitBreakerMode;
   /** A snapshot from `toJSON()` to start from (validated). @default a closed breaker with an empty window */
@@ -132,6 +135,7 @@ export const CIRCUIT_BREAKER_DEFAULTS = Object.freeze({
   openDurationBackoff: Object.freeze({ multiplier: 2, maxOpenDurationMs: 60_000 }),
   halfOpenPermits: 3,
   halfOpenTimeoutMs: 10_000,
+  classify: classify as ClassifyFn,
   mode: 'enabled' as CircuitBreakerMode,
 });
 
@@ -145,7 +149,7 @@ export const OPTION_KEYS = [
   'openDurationBackoff',
   'halfOpenPermits',
   'halfOpenTimeoutMs',
-  'isFailure',
+  'classify',
   'mode',
   'initialState',
   'clock',
@@ -199,7 +203,14 @@ export function resolveBackoff(value: unknown, openDurationMs: number): (level: 
   if (typeof value === 'function') {
     const f = value as (level: number) => number;
     return (level) => {
-      const ms = f(level);
+      let ms: unknown;
+      try {
+        ms = f(level);
+      } catch (error) {
+        // a bug in the callback must not leave the breaker half-way through a transition
+        reportListenerError(error);
+        return openDurationMs;
+      }
       return typeof ms === 'number' && ms >= 0 && Number.isFinite(ms) ? ms : openDurationMs;
     };
   }
@@ -213,24 +224,17 @@ export function resolveBackoff(value: unknown, openDurationMs: number): (level: 
   return (level) => Math.min(max, openDurationMs * multiplier ** level);
 }
 
-/** Every option validated and completed. */
-export interface ResolvedOptions {
-  readonly name: string;
-  readonly mode: CircuitBreakerMode;
+/** Every option validated and completed: the options with their defaults, and what is derived from them. */
+export type ResolvedOptions = Readonly<
+  Required<Omit<CircuitBreakerOptions, 'strategy' | 'openDurationBackoff' | 'initialState'>>
+> & {
   readonly strategy: Readonly<Required<CircuitBreakerStrategy>>;
-  readonly failureRateThreshold: number;
-  readonly slowCallDurationMs: number;
-  readonly slowCallRateThreshold: number;
-  readonly openDurationMs: number;
-  /** Open duration in ms for a backoff level. */
+  /** Open duration in ms for a backoff level (from `openDurationMs` and `openDurationBackoff`). */
   readonly openDurationFor: (level: number) => number;
-  readonly halfOpenPermits: number;
-  readonly halfOpenTimeoutMs: number;
-  /** undefined: the default predicate (applied by the breaker without allocating an Outcome). */
-  readonly isFailure: ((outcome: Outcome) => boolean | 'ignore') | undefined;
+  /** Whether `classify` looks at values (else every value is a success, with no call). */
+  readonly judgesValues: boolean;
   readonly initialState: CircuitBreakerSnapshot | undefined;
-  readonly clock: Clock;
-}
+};
 
 /** Validates `circuitBreaker(options)` eagerly, naming the first bad option. */
 export function resolveOptions(options: CircuitBreakerOptions | undefined): ResolvedOptions {
@@ -242,6 +246,7 @@ export function resolveOptions(options: CircuitBreakerOptions | undefined): Reso
     'circuitBreaker.openDurationMs',
     o.openDurationMs ?? D.openDurationMs,
   );
+  const classifyFn = check.fn<ClassifyFn>('circuitBreaker.classify', o.classify ?? D.classify);
   return {
     clock: check.clock('circuitBreaker.clock', o.clock),
     name: check.string('circuitBreaker.name', o.name ?? D.name),
@@ -281,10 +286,8 @@ export function resolveOptions(options: CircuitBreakerOptions | undefined): Reso
       o.halfOpenTimeoutMs ?? D.halfOpenTimeoutMs,
       true,
     ),
-    isFailure:
-      o.isFailure === undefined
-        ? undefined
-        : check.fn<(outcome: Outcome) => boolean | 'ignore'>('circuitBreaker.isFailure', o.isFailure),
+    classify: classifyFn,
+    judgesValues: judgesValues(classifyFn),
     initialState: o.initialState === undefined ? undefined : parseSnapshot(o.initialState),
   };
 }

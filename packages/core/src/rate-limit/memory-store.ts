@@ -1,13 +1,17 @@
 /**
  * The in-memory token-bucket store: one bucket per key in a `Map`, bounded by `maxKeys`, no timers.
  *
- * Memory stays bounded without a sweeper. The map is kept in approximate least-recently-used order by the
- * CLOCK ("second chance") scheme: using a key only sets a flag (no reordering, so a take is one `get`).
- * Once the map is half full, each new key makes the store look at a few buckets at the old end: one
- * that has refilled to `burst`
- * is dropped (it is indistinguishable from a new bucket, so nothing is lost), one used since it was last
- * looked at moves to the young end. If the map is still at `maxKeys`, the oldest bucket not used since
- * it was last looked at is evicted (that key starts again with a full bucket).
+ * Memory stays bounded without a sweeper. Buckets also sit in a queue (a doubly linked list through the
+ * buckets themselves), kept in approximate least-recently-used order by the CLOCK ("second chance")
+ * scheme: using a key only sets a flag (no reordering, so a take is one `get`). Once the map is half
+ * full, each new key makes the store look at a few buckets at the old end of the queue: one that has
+ * refilled to `burst` is dropped (it is indistinguishable from a new bucket, so nothing is lost), one used
+ * since it was last looked at moves to the young end. If the map is still at `maxKeys`, the oldest bucket
+ * not used since it was last looked at is evicted (that key starts again with a full bucket).
+ *
+ * The queue is explicit rather than the `Map`'s own insertion order because a `for…of` over a `Map`
+ * restarts at its first slot, and after deletions at the front V8 walks every deleted slot again: a new
+ * key cost O(store size). With the queue every new key is O(1) (amortised over the used flags it clears).
  */
 import * as check from '../options.js';
 import type { RateLimitRule, RateLimitStore, TakeResult } from './store.js';
@@ -33,18 +37,35 @@ const SWEEP_PER_INSERT = 4;
  */
 export const EPSILON_MS = 1e-6;
 
-interface Bucket {
-  tokens: number;
+class Bucket {
+  declare readonly key: string;
+  declare tokens: number;
   /** When `tokens` was last brought up to date. */
-  atMs: number;
-  rule: RateLimitRule;
+  declare atMs: number;
+  declare rule: RateLimitRule;
   /** Used since the sweep last looked at it (CLOCK's reference bit). */
-  used: boolean;
+  declare used: boolean;
+  /** Neighbours in the store's queue (older, younger). */
+  declare older: Bucket | undefined;
+  declare younger: Bucket | undefined;
+
+  constructor(key: string, tokens: number, atMs: number, rule: RateLimitRule) {
+    this.key = key;
+    this.tokens = tokens;
+    this.atMs = atMs;
+    this.rule = rule;
+    this.used = false;
+    this.older = undefined;
+    this.younger = undefined;
+  }
 }
 
 export class MemoryRateLimitStore implements RateLimitStore {
   readonly maxKeys: number;
-  #buckets = new Map<string, Bucket>();
+  readonly #buckets = new Map<string, Bucket>();
+  /** The queue's old end (looked at first) and young end (where new and second-chance buckets go). */
+  #oldest: Bucket | undefined = undefined;
+  #youngest: Bucket | undefined = undefined;
 
   constructor(options?: MemoryRateLimitStoreOptions) {
     const o = check.optionsObject('memoryRateLimitStore', options);
@@ -61,8 +82,9 @@ export class MemoryRateLimitStore implements RateLimitStore {
     let bucket = this.#buckets.get(key);
     if (bucket === undefined) {
       this.#makeRoom(nowMs);
-      bucket = { tokens: rule.burst, atMs: nowMs, rule, used: false };
+      bucket = new Bucket(key, rule.burst, nowMs, rule);
       this.#buckets.set(key, bucket);
+      this.#append(bucket);
     } else {
       bucket.used = true;
       bucket.rule = rule;
@@ -73,35 +95,61 @@ export class MemoryRateLimitStore implements RateLimitStore {
   /** Forgets every bucket. */
   clear(): void {
     this.#buckets.clear();
+    this.#oldest = this.#youngest = undefined;
   }
 
   #makeRoom(nowMs: number): void {
     const buckets = this.#buckets;
     // Below half full, a key whose bucket refilled stays: re-using it is cheaper than re-creating it.
     if (buckets.size < this.maxKeys / 2) return;
-    let budget = SWEEP_PER_INSERT;
-    for (const [key, bucket] of buckets) {
-      if (budget-- === 0) break;
+    for (let budget = SWEEP_PER_INSERT; budget > 0; budget--) {
+      const bucket = this.#oldest;
+      if (bucket === undefined) break;
       if (isFull(bucket, nowMs)) {
-        buckets.delete(key);
+        this.#remove(bucket);
       } else if (bucket.used) {
         bucket.used = false;
-        buckets.delete(key);
-        buckets.set(key, bucket);
+        this.#unlink(bucket);
+        this.#append(bucket);
       } else {
         break;
       }
     }
     // Still full: evict the oldest bucket not used since the sweep last passed (each pass clears a
-    // used bit, so this ends within one round of the map).
+    // used bit, so this ends within one round of the queue).
     while (buckets.size >= this.maxKeys) {
-      for (const [key, bucket] of buckets) {
-        buckets.delete(key);
-        if (!bucket.used) break;
-        bucket.used = false;
-        buckets.set(key, bucket);
+      const bucket = this.#oldest!;
+      if (!bucket.used) {
+        this.#remove(bucket);
+        break;
       }
+      bucket.used = false;
+      this.#unlink(bucket);
+      this.#append(bucket);
     }
+  }
+
+  #remove(bucket: Bucket): void {
+    this.#unlink(bucket);
+    this.#buckets.delete(bucket.key);
+  }
+
+  #append(bucket: Bucket): void {
+    const youngest = this.#youngest;
+    bucket.older = youngest;
+    bucket.younger = undefined;
+    if (youngest === undefined) this.#oldest = bucket;
+    else youngest.younger = bucket;
+    this.#youngest = bucket;
+  }
+
+  #unlink(bucket: Bucket): void {
+    const { older, younger } = bucket;
+    if (older === undefined) this.#oldest = younger;
+    else older.younger = younger;
+    if (younger === undefined) this.#youngest = older;
+    else younger.older = older;
+    bucket.older = bucket.younger = undefined;
   }
 }
 

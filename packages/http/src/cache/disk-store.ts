@@ -33,13 +33,13 @@ import {
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
-  EventEmitter,
-  checks,
   createSnapshotStore,
-  isBulwarkError,
+  SnapshotCorruptError,
+  SnapshotNotFoundError,
   type SnapshotStore,
   type Subscribe,
 } from '@bulwark/core';
+import { EventEmitter, checks } from '@bulwark/core/internal';
 import { messageOf } from '../errors.js';
 import { entrySize, type CacheStore, type CachedResponse } from './store.js';
 
@@ -199,10 +199,9 @@ export class DiskCacheStore implements CacheStore {
     try {
       data = (await this.#store(key).load()).data;
     } catch (error) {
-      if (isBulwarkError(error, 'BULWARK_ERR_SNAPSHOT_NOT_FOUND')) return undefined;
+      if (SnapshotNotFoundError.is(error)) return undefined;
       // each damaged file was reported by onCorruption; this says that no intact generation was left
-      if (isBulwarkError(error, 'BULWARK_ERR_SNAPSHOT_CORRUPT'))
-        this.#problem('read', key, 'corrupt', messageOf(error));
+      if (SnapshotCorruptError.is(error)) this.#problem('read', key, 'corrupt', messageOf(error));
       else this.#problem('read', key, 'error', messageOf(error));
       return undefined;
     }

@@ -2,7 +2,7 @@
  * An in-memory cache store with a byte bound: least recently used entries are evicted first, and an
  * entry larger than the whole bound is not stored.
  */
-import { checks } from '@bulwark/core';
+import { checks } from '@bulwark/core/internal';
 import { entrySize, type CacheStore, type CachedResponse } from './store.js';
 
 export interface MemoryCacheStoreOptions {
