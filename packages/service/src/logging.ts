@@ -55,12 +55,13 @@ export function createLogger(s: LoggerSettings): Logger {
   );
 }
 
-const NO_FIELDS = Object.freeze({});
-
-/** pino `mixin`: the active span's ids, or nothing. */
+/**
+ * pino `mixin`: the active span's ids, or nothing. Always a new object: pino merges the line's own fields
+ * into what the mixin returns, so a shared (let alone frozen) object would break every line.
+ */
 export function traceMixin(): object {
   const span = trace.getSpan(context.active());
-  if (span === undefined) return NO_FIELDS;
+  if (span === undefined) return {};
   const sc = span.spanContext();
   return { trace_id: sc.traceId, span_id: sc.spanId };
 }

@@ -14,8 +14,8 @@
  */
 import { constants } from 'node:os';
 import type { FastifyInstance } from 'fastify';
-import { checks } from '@bulwark/core';
-import type { Tracing } from './tracing.js';
+import { checks, systemClock, type Clock, type ClockTimer } from '@bulwark/core';
+import type { Tracing } from './tracing/setup.js';
 
 export interface ShutdownOptions {
   /** Signals that begin the shutdown. @default ['SIGTERM', 'SIGINT'] */
@@ -32,6 +32,8 @@ export interface ShutdownOptions {
   exit?: (code: number) => void;
   /** How often idle connections are closed during the drain, in ms. @default 100 */
   idleSweepIntervalMs?: number;
+  /** The drain delay, the deadline and the idle sweep run on this clock. @default systemClock */
+  clock?: Clock;
 }
 
 export const SHUTDOWN_DEFAULTS = Object.freeze({
@@ -41,7 +43,7 @@ export const SHUTDOWN_DEFAULTS = Object.freeze({
   idleSweepIntervalMs: 100,
 });
 
-const KEYS = [...Object.keys(SHUTDOWN_DEFAULTS), 'onShutdown', 'tracing', 'exit'];
+const KEYS = [...Object.keys(SHUTDOWN_DEFAULTS), 'onShutdown', 'tracing', 'exit', 'clock'];
 
 export interface ShutdownHandle {
   /** True once shutdown began. */
@@ -75,6 +77,7 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
     o.exit === undefined
       ? (code: number) => process.exit(code)
       : checks.fn<(code: number) => void>('shutdown.exit', o.exit);
+  const clock = checks.clock('shutdown.clock', o.clock ?? systemClock);
   const log = app.log;
 
   let running: Promise<number> | undefined;
@@ -91,8 +94,21 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
     const tracing = o.tracing ?? kit?.tracing;
     log.info({ reason, drainDelayMs, shutdownTimeoutMs }, 'shutdown started: readiness failing, draining');
 
-    let sweep: ReturnType<typeof setInterval> | undefined;
-    const deadline = setTimeout(() => {
+    let sweep: ClockTimer | undefined;
+    let sweeping = false;
+    const sweepLater = () => {
+      sweep = clock.setTimeout(() => {
+        if (!sweeping) return;
+        app.server.closeIdleConnections?.();
+        sweepLater();
+      }, sweepMs);
+      sweep.unref?.();
+    };
+    const stopSweep = () => {
+      sweeping = false;
+      if (sweep !== undefined) clock.clearTimeout(sweep);
+    };
+    const deadline = clock.setTimeout(() => {
       log.error(
         { reason, shutdownTimeoutMs },
         'shutdown deadline passed; closing every connection and exiting',
@@ -102,19 +118,21 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
     }, shutdownTimeoutMs);
     // Not unref'd: if the shutdown hangs with nothing else keeping the process alive, the deadline still ends it (exit 1).
     try {
-      if (drainDelayMs > 0) await new Promise((r) => setTimeout(r, drainDelayMs).unref());
-      sweep = setInterval(() => app.server.closeIdleConnections?.(), sweepMs);
-      sweep.unref();
+      if (drainDelayMs > 0) {
+        await new Promise<void>((resolve) => clock.setTimeout(resolve, drainDelayMs).unref?.());
+      }
+      sweeping = true;
+      sweepLater();
       await app.close();
-      clearInterval(sweep);
+      stopSweep();
       await onShutdown?.(reason);
       await tracing?.shutdown();
-      clearTimeout(deadline);
+      clock.clearTimeout(deadline);
       log.info({ reason }, 'shutdown complete');
       return 0;
     } catch (error) {
-      clearInterval(sweep);
-      clearTimeout(deadline);
+      stopSweep();
+      clock.clearTimeout(deadline);
       log.error({ reason, err: error }, 'shutdown failed');
       return 1;
     }
