@@ -29,6 +29,7 @@ import {
   type Policy,
   type Subscribe,
 } from '@bulwark/core';
+import { endSpan, startSpan } from '@bulwark/service';
 import { gcd } from './gcd.js';
 import { GcdError } from './errors.js';
 import type { GcdInput } from './validation.js';
@@ -134,13 +135,25 @@ export class GcdComputer {
     const started = performance.now();
     const task: GcdTask = { n: input.n, m: input.m };
     this.#inFlight++;
+    // Traced (when tracing is on): the wait for a worker, then the computation in it.
+    let wait = startSpan('gcd.pool.wait', { 'gcd.pool.queued': this.bulkhead.queued });
+    let work: ReturnType<typeof startSpan>;
     try {
-      const value = await this.policy.execute((ctx) => this.pool.run(task, { signal: ctx.signal }), {
-        signal,
-      });
+      const value = await this.policy.execute(
+        (ctx) => {
+          endSpan(wait);
+          wait = undefined;
+          work = startSpan('gcd.compute', { 'gcd.compute.path': 'pool', 'gcd.digits': input.digits });
+          return this.pool.run(task, { signal: ctx.signal });
+        },
+        { signal },
+      );
+      endSpan(work);
       this.#emit('pool', 'ok', started, input.digits);
       return { gcd: value, path: 'pool' };
     } catch (error) {
+      endSpan(wait, error);
+      endSpan(work, error);
       if (error instanceof TimeoutError) {
         this.#emit('pool', 'timeout', started, input.digits);
         throw new GcdError(
@@ -175,7 +188,9 @@ export class GcdComputer {
    */
   computeInline(input: GcdInput): string {
     const started = this.#onCompute.active ? performance.now() : 0;
+    const span = startSpan('gcd.compute', { 'gcd.compute.path': 'inline', 'gcd.digits': input.digits });
     const value = gcd(BigInt(input.n), BigInt(input.m)).toString();
+    endSpan(span);
     this.#emit('inline', 'ok', started, input.digits);
     return value;
   }

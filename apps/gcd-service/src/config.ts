@@ -27,7 +27,10 @@ export const DEFAULTS = Object.freeze({
   host: '127.0.0.1',
   /** Digits allowed per number. @default 1000 */
   maxDigits: 1000,
-  /** Inputs up to this many digits are computed on the event loop; longer ones in the worker pool. @default 100 */
+  /**
+   * Inputs up to this many digits are computed on the event loop; longer ones in the worker pool.
+   * @default 100 (or MAX_DIGITS, when that is smaller)
+   */
   inlineMaxDigits: 100,
   /** Deadline of a pool computation (queue wait included); past it the worker thread is terminated. @default 1000 */
   computeTimeoutMs: 1000,
@@ -145,6 +148,8 @@ export interface GcdConfig {
   readonly trustProxy: boolean | readonly string[];
   /** Redis for the shared rate limit; unset = in-memory limit. Contains a secret: log {@link redactUrl} only. */
   readonly redisUrl: string | undefined;
+  /** Callers sending `Authorization: Bearer <token>` see the details of /healthz and /readyz. A secret. */
+  readonly healthDetailsToken: string | undefined;
   readonly tls: TlsConfig | undefined;
   readonly validator: ValidatorConfig | undefined;
   /** Every `OTEL_*` variable, passed to the tracing setup unchanged. */
@@ -276,7 +281,14 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
   const host = r.string('HOST', hostExpected, DEFAULTS.host) ?? DEFAULTS.host;
   if (/\s|\/|^$/u.test(host)) r.fail('HOST', host, hostExpected);
   const maxDigits = r.int('MAX_DIGITS', DEFAULTS.maxDigits, 1, 1_000_000);
-  const inlineMaxDigits = r.int('INLINE_MAX_DIGITS', DEFAULTS.inlineMaxDigits, 0, 1_000_000);
+  // A default never conflicts with another setting: with MAX_DIGITS below 100 every input is inline.
+  const inlineMaxDigits = r.int(
+    'INLINE_MAX_DIGITS',
+    Math.min(DEFAULTS.inlineMaxDigits, maxDigits),
+    0,
+    1_000_000,
+    `${DEFAULTS.inlineMaxDigits} (or MAX_DIGITS, when smaller)`,
+  );
   const computeTimeoutMs = r.int('COMPUTE_TIMEOUT_MS', DEFAULTS.computeTimeoutMs, 1, 600_000);
   const poolMaxThreads = r.int(
     'POOL_MAX_THREADS',
@@ -335,6 +347,12 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
       received: '(unset)',
       expected: `a path too, since ${missing === 'TLS_CERT_FILE' ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'} is set (${JSON.stringify(given)})`,
     });
+  }
+
+  const detailsExpected = 'a token of at least 16 printable ASCII characters, no spaces';
+  const healthDetailsToken = r.string('HEALTH_DETAILS_TOKEN', detailsExpected, '(unset: no details)');
+  if (healthDetailsToken !== undefined && !/^[\x21-\x7e]{16,}$/u.test(healthDetailsToken)) {
+    r.issues.push({ variable: 'HEALTH_DETAILS_TOKEN', received: '(hidden: it is a secret)', expected: detailsExpected });
   }
 
   const validatorUrl = r.url('VALIDATOR_URL', ['http:', 'https:'], false);
@@ -421,6 +439,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     shedAlgorithm,
     trustProxy,
     redisUrl,
+    healthDetailsToken,
     tls:
       certFile !== undefined && keyFile !== undefined
         ? Object.freeze({ certFile, keyFile, watch: tlsWatch })
@@ -458,6 +477,7 @@ export function describeConfig(config: GcdConfig): Record<string, unknown> {
   return {
     ...config,
     redisUrl: config.redisUrl === undefined ? undefined : redactUrl(config.redisUrl),
+    healthDetailsToken: config.healthDetailsToken === undefined ? undefined : '***',
     otel: Object.keys(config.otel),
   };
 }

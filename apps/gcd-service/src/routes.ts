@@ -3,9 +3,10 @@
  * the error handler in server.ts, which answers JSON (`/api/…`) or an HTML page (`POST /gcd`).
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { traceStep } from '@bulwark/service';
 import type { GcdComputer } from './compute.js';
 import { GcdError } from './errors.js';
-import { formPage, resultPage, STYLESHEET } from './html.js';
+import { FAVICON, formPage, resultPage, STYLESHEET } from './html.js';
 import { parseGcdParams, type GcdInput, type RawParams } from './validation.js';
 
 /** How a request's numbers were validated (also the `x-gcd-validation` response header). */
@@ -112,30 +113,41 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
   /**
    * Validates and computes. The common case — no validator, a number small enough to compute inline —
    * answers at once (no promise, no signal, no timer); the rest waits, under {@link waitSignal}.
+   *
+   * Debug headers only where they say something: `x-gcd-validation` when a validator is configured
+   * (`remote`, or `local-fallback` while it cannot answer), `x-gcd-compute: pool` when the worker pool
+   * computed the answer (its absence means inline).
    */
   function run(reply: FastifyReply, params: RawParams): Answer | Promise<Answer> {
     const input: GcdInput = parseGcdParams(params, maxDigits);
+    // The server span records the sizes of the inputs (never their values).
+    reply.request.bulwarkSpan?.setAttributes({
+      'gcd.n.digits': input.n.length,
+      'gcd.m.digits': input.m.length,
+    });
     if (validate === undefined && computer.isInline(input.digits)) {
       onLocal?.();
-      reply.header('x-gcd-validation', 'local');
-      const gcd = computer.computeInline(input);
-      reply.header('x-gcd-compute', 'inline');
-      return { input, gcd };
+      return { input, gcd: computer.computeInline(input) };
     }
     const signal = waitSignal(reply, handlerTimeoutMs);
     return untilAborted(wait(reply, input, signal), signal);
   }
 
   async function wait(reply: FastifyReply, input: GcdInput, signal: AbortSignal): Promise<Answer> {
-    let mode: ValidationMode = 'local';
     if (validate !== undefined) {
-      mode = await validate({ n: input.n, m: input.m }, signal);
+      // The validator attempts (client spans) are children of this step.
+      const mode = await traceStep('gcd.validate', async (span) => {
+        const m = await validate({ n: input.n, m: input.m }, signal);
+        span?.setAttribute('gcd.validation', m);
+        return m;
+      });
+      reply.request.bulwarkSpan?.setAttribute('gcd.validation', mode);
+      reply.header('x-gcd-validation', mode);
     } else {
       onLocal?.();
     }
-    reply.header('x-gcd-validation', mode);
     const result = await computer.compute(input, signal);
-    reply.header('x-gcd-compute', result.path);
+    if (result.path === 'pool') reply.header('x-gcd-compute', 'pool');
     return { input, gcd: result.gcd };
   }
 
@@ -145,6 +157,10 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
 
   app.get('/static/gcd.css', (_request, reply) => {
     reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(STYLESHEET);
+  });
+
+  app.get('/static/favicon.svg', (_request, reply) => {
+    reply.type('image/svg+xml').header('cache-control', 'public, max-age=86400').send(FAVICON);
   });
 
   // Not an async function: the inline answer is sent in the same tick, without a promise. The kit's

@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
+import { EventEmitter, type Subscribe } from '@bulwark/core';
 import { createService, type ServiceOptions, type Tracing } from '@bulwark/service';
 import type { DestinationStream } from 'pino';
 import { describeConfig, type GcdConfig } from './config.js';
@@ -35,6 +36,11 @@ export interface GcdServerDeps {
   readonly tracing?: Tracing;
 }
 
+export interface TlsReloadEvent {
+  readonly result: TlsReloadResult;
+  readonly reason: string;
+}
+
 export interface GcdServer {
   readonly app: FastifyInstance;
   readonly config: GcdConfig;
@@ -46,9 +52,14 @@ export interface GcdServer {
   listen(): Promise<string>;
   /** Re-reads the TLS files (no-op result when TLS is off). */
   reloadTls(reason?: string): TlsReloadResult;
+  /** Every TLS reload, by SIGHUP, by hand or on a file change (after it was logged). */
+  readonly onTlsReload: Subscribe<TlsReloadEvent>;
   /** Closes the server (drains in-flight requests), then the pool, the validator client, the TLS watch. */
   close(): Promise<void>;
 }
+
+/** The listen backlog asked for (Node's default is 511). */
+const LISTEN_BACKLOG = 4096;
 
 /** At most one "validator unavailable" log line per this many ms (the count of the others is logged). */
 const FALLBACK_LOG_INTERVAL_MS = 1000;
@@ -91,6 +102,7 @@ export function kitOptions(
           : `${CONTENT_SECURITY_POLICY};upgrade-insecure-requests`,
     },
     metrics: {},
+    health: config.healthDetailsToken === undefined ? {} : { details: { token: config.healthDetailsToken } },
     rateLimit:
       config.rateLimit === undefined
         ? false
@@ -223,6 +235,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
   });
 
   let reloader: TlsReloader | undefined;
+  const tlsReloads = new EventEmitter<TlsReloadEvent>();
   app.addHook('onClose', async () => {
     reloader?.close();
     metrics?.dispose();
@@ -236,8 +249,17 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
     config,
     computer,
     validator,
+    onTlsReload: tlsReloads.subscribe,
     async listen() {
-      await app.listen({ port: config.port, host: config.host });
+      // One line per address: "gcd-service (gcd) listening on http://127.0.0.1:3000". The backlog is
+      // raised from Node's 511 (the kernel caps it at net.core.somaxconn): under a burst of new
+      // connections a probe's connection waits in the queue, not for a SYN retransmit (1 s, then 3 s).
+      await app.listen({
+        port: config.port,
+        host: config.host,
+        backlog: LISTEN_BACKLOG,
+        listenTextResolver: (address) => `${app.bulwark.options.serviceName} (${config.mode}) listening on ${address}`,
+      });
       app.log.info({ config: describeConfig(config) }, 'configuration');
       if (config.tls !== undefined) {
         if (keyFileTooOpen(config.tls.keyFile)) {
@@ -246,6 +268,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
         reloader = new TlsReloader(app.server as unknown as HttpsServer, config.tls, (result, reason) => {
           if (result.ok) app.log.info({ reason }, 'TLS certificate reloaded');
           else app.log.error({ reason, err: result.error }, 'TLS reload failed; keeping the old certificate');
+          if (tlsReloads.active) tlsReloads.emit({ result, reason });
         });
         if (config.tls.watch) reloader.watch();
       }

@@ -99,6 +99,8 @@ export class ValidatorClient {
       // The chapter's breaker: open after 5 failures in a row; probe after `openMs`.
       strategy: { type: 'consecutive', threshold: config.failureThreshold },
       openDurationMs: config.openMs,
+      // Open for VALIDATOR_OPEN_MS every time, as documented (core's default doubles it per failed probe).
+      openDurationBackoff: { multiplier: 1, maxOpenDurationMs: config.openMs },
       halfOpenPermits: 1,
     });
     const perAttempt = timeout({ timeoutMs: config.timeoutMs, name: 'validator-attempt' });
@@ -159,7 +161,24 @@ export class ValidatorClient {
       dispatcher: this.#dispatcher,
     });
     const text = await res.body.text();
-    if (res.statusCode === 200) return { valid: true };
+    if (res.statusCode === 200) {
+      // A 200 is a verdict only when it says so, about these numbers: `{"valid": true, "n", "m"}`.
+      const body = parse(text);
+      if (body?.valid === true && body.n === pair.n && body.m === pair.m) return { valid: true };
+      if (body?.valid === false) {
+        return {
+          valid: false,
+          code: typeof body.code === 'string' ? body.code : 'GCD_ERR_INVALID_NUMBER',
+          message: typeof body.message === 'string' ? body.message : 'the validator answered valid: false',
+        };
+      }
+      throw new ValidatorUnavailableError(
+        'The validator answered 200 without a verdict about these numbers ({"valid": true, "n", "m"} expected)',
+        200,
+        undefined,
+        false,
+      );
+    }
     if (res.statusCode === 400) {
       const body = parse(text);
       if (typeof body?.code === 'string' && typeof body.message === 'string') {
@@ -180,7 +199,9 @@ export class ValidatorClient {
   }
 }
 
-function parse(text: string): { code?: unknown; message?: unknown } | undefined {
+function parse(
+  text: string,
+): { code?: unknown; message?: unknown; valid?: unknown; n?: unknown; m?: unknown } | undefined {
   try {
     const value: unknown = JSON.parse(text);
     return typeof value === 'object' && value !== null ? value : undefined;

@@ -2,6 +2,8 @@
  * Test helpers: a real server on a loopback port, and a small HTTP client on undici.
  */
 import { request as undiciRequest } from 'undici';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import type { ExportResult } from '@opentelemetry/core';
 import { loadConfig, type GcdConfig } from '../src/config.js';
 import { createGcdServer, type GcdServer, type GcdServerDeps } from '../src/server.js';
 
@@ -107,4 +109,32 @@ export function fibonacciPair(digits: number): [bigint, bigint] {
     b = t;
   }
   return [b, a];
+}
+
+/**
+ * An in-memory span exporter a test can wait on: {@link waitFor} resolves with the first finished span
+ * that matches (at once if it already arrived). A span ends when its response closes, which may be just
+ * after the client has the answer: tests wait for it instead of polling or sleeping.
+ */
+export class SpanCollector extends InMemorySpanExporter {
+  readonly #waiters: Array<{ match: (s: ReadableSpan) => boolean; resolve: (s: ReadableSpan) => void }> = [];
+
+  override export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    super.export(spans, done);
+    for (const span of spans) {
+      for (let i = this.#waiters.length - 1; i >= 0; i--) {
+        const w = this.#waiters[i]!;
+        if (w.match(span)) {
+          this.#waiters.splice(i, 1);
+          w.resolve(span);
+        }
+      }
+    }
+  }
+
+  waitFor(match: (s: ReadableSpan) => boolean): Promise<ReadableSpan> {
+    const found = this.getFinishedSpans().find(match);
+    if (found !== undefined) return Promise.resolve(found);
+    return new Promise((resolve) => this.#waiters.push({ match, resolve }));
+  }
 }

@@ -50,6 +50,7 @@ const EXPECTED = [
   'setupTracing',
   'startSpan',
   'traceAttempt',
+  'traceStep',
   'tracingEnabled',
 ];
 

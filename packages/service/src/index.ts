@@ -44,6 +44,7 @@ export {
   tracingEnabled,
   startSpan,
   endSpan,
+  traceStep,
 } from './tracing/spans.js';
 export type { TraceAttemptOptions } from './tracing/spans.js';
 export { MissingDependencyError } from './optional.js';

@@ -333,6 +333,26 @@ describe('createService: endpoints, request ids, headers, logs', () => {
     assert.equal(((await boom.body.json()) as { message: string }).message, 'kaboom');
   });
 
+  it("the kit's error handler is a default an application replaces without a warning", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => warnings.push(String(w.code ?? w.name));
+    process.on('warning', onWarning);
+    const own = createService({ logLevel: 'silent', shedding: false });
+    own.setErrorHandler((_error, _request, reply) => reply.code(418).send({ own: true }));
+    own.get('/x', async () => {
+      throw new Error('x');
+    });
+    try {
+      const res = await own.inject('/x');
+      assert.equal(res.statusCode, 418);
+      await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+      assert.deepEqual(warnings.filter((c) => c === 'FSTWRN004'), []);
+    } finally {
+      process.off('warning', onWarning);
+      await own.close();
+    }
+  });
+
   it('redacts authorization, cookies and API keys in log lines', async () => {
     await (
       await request(`${base}/log-headers`, {

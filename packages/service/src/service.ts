@@ -289,6 +289,14 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     request.log.error({ err: error }, 'unhandled error');
     reply.code(500).type('application/json; charset=utf-8').send(internalErrorBody(request.id as string));
   });
+  // This handler is a default: an application's own `setErrorHandler` in the same scope replaces it
+  // without Fastify's "overriding an errorHandler" warning (FSTWRN004), which is meant for two handlers
+  // an application set itself. Fastify keeps the flag behind a symbol (as `reply-headers.ts` notes, its
+  // internals are reached by description); where it is missing, the warning is all that changes.
+  const alreadySet = Object.getOwnPropertySymbols(app).find(
+    (s) => s.description === 'fastify.errorHandlerAlreadySet',
+  );
+  if (alreadySet !== undefined) (app as unknown as Record<symbol, unknown>)[alreadySet] = false;
 
   // The kit's own routes: exempt from rate limiting and shedding, never cached.
   app.get('/livez', { config: EXEMPT }, async (_request, reply) => {

@@ -124,6 +124,37 @@ export function endSpan(span: Span | undefined, error?: unknown): void {
   span.end();
 }
 
+/**
+ * Runs `fn` inside an INTERNAL child span named `name` — active while `fn` runs, so the spans `fn` makes
+ * (an attempt of a resilient call, another step) are its children — ended when `fn` settles, marked
+ * ERROR when it throws. With tracing off it calls `fn(undefined)` and nothing else.
+ *
+ * ```ts
+ * const mode = await traceStep('gcd.validate', async (span) => { const m = await validate(); span?.setAttribute('gcd.validation', m); return m; });
+ * ```
+ */
+export function traceStep<T>(
+  name: string,
+  fn: (span: Span | undefined) => T | Promise<T>,
+  attributes?: Attributes,
+): T | Promise<T> {
+  if (!active) return fn(undefined);
+  return kitTracer().startActiveSpan(
+    name,
+    { kind: SpanKind.INTERNAL, ...(attributes === undefined ? {} : { attributes }) },
+    async (span) => {
+      try {
+        return await fn(span);
+      } catch (error) {
+        endSpan(span, error);
+        throw error;
+      } finally {
+        if (span.isRecording()) span.end();
+      }
+    },
+  );
+}
+
 export interface TraceAttemptOptions {
   /** Span kind. @default SpanKind.CLIENT */
   kind?: SpanKind;
