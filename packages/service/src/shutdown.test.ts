@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import { Pool, request } from 'undici';
 import { FakeClock, InvalidOptionError } from '@bulwark/core';
 import { createService } from './service.js';
-import { installShutdown } from './shutdown.js';
+import { DUPLICATE_SIGNAL_MS, installShutdown } from './shutdown.js';
 import { listen } from './test-support.js';
 
 const FIXTURE = new URL('./fixtures/shutdown-server.js', import.meta.url).pathname;
@@ -125,6 +125,9 @@ describe('installShutdown (child process, real signals)', () => {
       try {
         child.proc.kill(signal);
         await child.logged('shutdown started: readiness failing, draining');
+        // A second signal, not the first delivered twice (a repeat within 100 ms is ignored): at least
+        // that long after. Waiting longer changes nothing.
+        await new Promise((resolve) => setTimeout(resolve, 3 * DUPLICATE_SIGNAL_MS));
         child.proc.kill(signal);
         const exit = await child.exited; // long before the 60 s drain would have ended
         assert.equal(exit.code, code);
@@ -134,6 +137,23 @@ describe('installShutdown (child process, real signals)', () => {
       }
     });
   }
+
+  it('the same signal twice at once (a terminal and npm both sending SIGINT) is one: a graceful exit 0', async () => {
+    const child = await startChild({ shutdownTimeoutMs: 60_000 });
+    try {
+      const held = request(`${child.base}/hold`).then((r) => r.statusCode);
+      await child.logged('held');
+      child.proc.kill('SIGINT');
+      child.proc.kill('SIGINT');
+      await child.logged('shutdown started: readiness failing, draining');
+      child.proc.stdin!.write('release\n');
+      assert.equal(await held, 200, 'the request in flight completes');
+      assert.equal((await child.exited).code, 0);
+      assert.ok(!child.stderr.some((l) => l.msg === 'second signal during shutdown; exiting now'));
+    } finally {
+      child.proc.kill('SIGKILL');
+    }
+  });
 });
 
 describe('installShutdown (in process, time on a FakeClock)', () => {

@@ -10,7 +10,9 @@
  * 4. `onShutdown` runs (close worker pools, …), tracing is flushed, logs are flushed; exit 0.
  *
  * A hard deadline (`shutdownTimeoutMs` from the signal) destroys every socket and exits 1; a second
- * signal exits at once with 128 + the signal number.
+ * signal exits at once with 128 + the signal number. The same signal again within
+ * {@link DUPLICATE_SIGNAL_MS} of the first is not a second one: a terminal's Ctrl-C reaches the whole
+ * process group, and a wrapper such as `npm start` forwards the same SIGINT once more.
  */
 import { constants } from 'node:os';
 import type { FastifyInstance } from 'fastify';
@@ -42,6 +44,9 @@ export const SHUTDOWN_DEFAULTS = Object.freeze({
   shutdownTimeoutMs: 10_000,
   idleSweepIntervalMs: 100,
 });
+
+/** A repeat of the first signal within this many ms is the same event delivered twice (see above). */
+export const DUPLICATE_SIGNAL_MS = 100;
 
 const KEYS = [...Object.keys(SHUTDOWN_DEFAULTS), 'onShutdown', 'tracing', 'exit', 'clock'];
 
@@ -146,13 +151,16 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
     return running;
   };
 
+  let first: { signal: NodeJS.Signals; at: number } | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
+    if (first?.signal === signal && performance.now() - first.at < DUPLICATE_SIGNAL_MS) return;
     if (running !== undefined) {
       const code = 128 + (constants.signals[signal] ?? 15);
       log.warn({ signal }, 'second signal during shutdown; exiting now');
       flushThen(app, () => finish(code));
       return;
     }
+    first = { signal, at: performance.now() };
     void shutdown(signal);
   };
   for (const s of signals) process.on(s, onSignal);
