@@ -22,6 +22,7 @@ import {
   timeout,
   type CircuitBreakerPolicy,
   type CircuitState,
+  type Clock,
   type Policy,
   type Subscribe,
 } from '@bulwark/core';
@@ -57,6 +58,8 @@ export interface FallbackEvent {
 export interface ValidatorClientDeps {
   /** undici dispatcher. @default an Agent owned (and closed) by the client */
   readonly dispatcher?: Dispatcher;
+  /** The clock of every policy (deadline, retry, breaker, per-attempt timeout). @default systemClock */
+  readonly clock?: Clock;
 }
 
 type Verdict =
@@ -84,8 +87,10 @@ export class ValidatorClient {
     this.#dispatcher =
       deps.dispatcher ??
       new Agent({ connections: 64, keepAliveTimeout: 4_000, connectTimeout: config.timeoutMs });
-    const deadline = timeout({ timeoutMs: config.deadlineMs, name: 'validator-deadline' });
+    const clock = deps.clock === undefined ? {} : { clock: deps.clock };
+    const deadline = timeout({ timeoutMs: config.deadlineMs, name: 'validator-deadline', ...clock });
     const retries = retry({
+      ...clock,
       name: 'validator-retry',
       maxAttempts: config.retries + 1,
       initialDelayMs: 25,
@@ -95,6 +100,7 @@ export class ValidatorClient {
         defaultShouldRetry(outcome) && !(!outcome.ok && outcome.error instanceof CircuitOpenError),
     });
     this.breaker = circuitBreaker({
+      ...clock,
       name: 'validator',
       // The chapter's breaker: open after 5 failures in a row; probe after `openMs`.
       strategy: { type: 'consecutive', threshold: config.failureThreshold },
@@ -103,7 +109,7 @@ export class ValidatorClient {
       openDurationBackoff: { multiplier: 1, maxOpenDurationMs: config.openMs },
       halfOpenPermits: 1,
     });
-    const perAttempt = timeout({ timeoutMs: config.timeoutMs, name: 'validator-attempt' });
+    const perAttempt = timeout({ timeoutMs: config.timeoutMs, name: 'validator-attempt', ...clock });
     this.policy = pipeline(deadline, retries, this.breaker, perAttempt);
     this.policies = {
       'validator-deadline': deadline,
