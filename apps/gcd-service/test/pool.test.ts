@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import type { Worker } from 'node:worker_threads';
 import { gcd } from '../src/gcd.js';
+import type { GcdComputer } from '../src/compute.js';
 import { ask, fibonacciPair, q, start } from './helpers.js';
 
 // Euclid's worst case, ~30 000 digits: seconds of CPU. Built once, before any server runs: building it
@@ -25,13 +26,22 @@ async function warmUp(url: string): Promise<void> {
   assert.fail('the pool never answered');
 }
 
-/** Polls `check` every 10 ms until it is true or `ms` passed. */
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  const end = performance.now() + ms;
-  while (!check()) {
-    if (performance.now() > end) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+/** Checks `check` every 10 ms until it holds (at most 3 000 times: a guard, not a time bound). */
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; !check(); i++) {
+    if (i === 3000) assert.fail(`gave up waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** The outcome of the next computation that finishes. */
+function nextOutcome(computer: GcdComputer): Promise<string> {
+  return new Promise((resolve) => {
+    const sub = computer.onCompute((e) => {
+      sub.dispose();
+      resolve(e.outcome);
+    });
+  });
 }
 
 test('inputs over INLINE_MAX_DIGITS are computed in the pool, exactly', async () => {
@@ -71,13 +81,13 @@ test('a runaway computation is stopped: its worker thread is terminated and repl
     const exited = once(victim, 'exit');
 
     const runaway = ask(`${s.url}/api/gcd?${RUNAWAY}`);
-    await until(() => computer.inFlight === 1, 5000, 'the runaway task to be submitted');
+    await until(() => computer.inFlight === 1, 'the runaway task to be submitted');
 
-    // While the worker spins, the event loop still answers cheap requests at once.
+    // While the worker spins, the event loop still answers cheap requests (the runaway is still running).
     for (let i = 0; i < 5; i++) {
       const res = await ask(`${s.url}/api/gcd?n=${12 + i}&m=18`);
       assert.equal(res.status, 200, res.text);
-      assert.ok(res.ms < 1000, `cheap request took ${res.ms} ms while the pool was busy`);
+      assert.equal(computer.inFlight, 1, 'answered while the pool was busy');
     }
 
     const res = await runaway;
@@ -86,16 +96,12 @@ test('a runaway computation is stopped: its worker thread is terminated and repl
     const body = res.json<{ code: string; message: string }>();
     assert.equal(body.code, 'GCD_ERR_COMPUTE_TIMEOUT');
     assert.match(body.message, new RegExp(`time limit of ${timeoutMs} ms and was stopped`));
-    assert.ok(res.ms < timeoutMs + 1500, `answered after ${res.ms} ms`);
 
     // The thread that ran it is gone (terminated, not abandoned)…
-    const [exitCode] = (await Promise.race([
-      exited,
-      new Promise((_, reject) => setTimeout(() => reject(new Error('worker did not exit')), 5000)),
-    ])) as [number];
+    const [exitCode] = (await exited) as [number];
     assert.equal(typeof exitCode, 'number');
     // …and the pool is back to its size, with a fresh thread.
-    await until(() => computer.threads === 1, 5000, 'the pool to start a replacement thread');
+    await until(() => computer.threads === 1, 'the pool to start a replacement thread');
     assert.notEqual(computer.pool.threads[0]!.threadId, victimId);
     assert.equal(computer.inFlight, 0);
 
@@ -130,12 +136,8 @@ test('HANDLER_TIMEOUT_MS stops a waiting request whose compute deadline is longe
     const body = res.json<{ code: string; message: string }>();
     assert.equal(body.code, 'GCD_ERR_COMPUTE_TIMEOUT');
     assert.match(body.message, new RegExp(`did not complete within ${handlerTimeoutMs} ms`));
-    assert.ok(res.ms < handlerTimeoutMs + 1500, `answered after ${res.ms} ms`);
-    await Promise.race([
-      exited,
-      new Promise((_, reject) => setTimeout(() => reject(new Error('worker did not exit')), 5000)),
-    ]);
-    await until(() => computer.inFlight === 0, 5000, 'the computation to settle');
+    await exited; // long before its 60 s compute deadline
+    await until(() => computer.inFlight === 0, 'the computation to settle');
     // Inline requests are not timed at all (no timer, no signal) and still answer.
     const small = await ask(`${s.url}/api/gcd?n=12&m=18`);
     assert.equal(small.status, 200);
@@ -157,14 +159,14 @@ test('a full pool refuses at once with 503 GCD_ERR_BUSY and Retry-After', async 
     await warmUp(s.url);
     const slow = RUNAWAY;
     const first = ask(`${s.url}/api/gcd?${slow}`); // runs
-    await until(() => computer.inFlight === 1, 5000, 'the first task');
+    await until(() => computer.inFlight === 1, 'the first task');
     const second = ask(`${s.url}/api/gcd?${slow}`); // waits in the queue
-    await until(() => computer.inFlight === 2, 5000, 'the second task');
+    await until(() => computer.inFlight === 2, 'the second task');
     const third = await ask(`${s.url}/api/gcd?${q({ n: '9'.repeat(200), m: '3' })}`);
     assert.equal(third.status, 503, third.text);
     assert.equal(third.headers['retry-after'], '1');
     assert.equal(third.json().code, 'GCD_ERR_BUSY');
-    assert.ok(third.ms < 300, `refused after ${third.ms} ms`);
+    assert.equal(computer.inFlight, 2, 'refused while the two before it still run and wait: not queued');
     for (const res of await Promise.all([first, second])) {
       assert.equal(res.status, 503);
       assert.equal(res.json().code, 'GCD_ERR_COMPUTE_TIMEOUT');
@@ -190,17 +192,12 @@ test('a client that hangs up stops its computation (the thread is terminated bef
     const socket = connect(Number(port), '127.0.0.1');
     socket.on('error', () => undefined);
     socket.write(`GET /api/gcd?${RUNAWAY} HTTP/1.1\r\nHost: x\r\n\r\n`);
-    await until(() => computer.inFlight === 1, 5000, 'the task to start');
-    const hangUp = performance.now();
+    await until(() => computer.inFlight === 1, 'the task to start');
+    const outcome = nextOutcome(computer);
     socket.destroy();
-    await Promise.race([
-      exited,
-      new Promise((_, reject) =>
-        setTimeout(() => reject(new Error('worker still running 5 s after hang-up')), 5000),
-      ),
-    ]);
-    assert.ok(performance.now() - hangUp < 5000);
-    await until(() => computer.inFlight === 0, 5000, 'the slot to be released');
+    await exited;
+    assert.equal(await outcome, 'aborted', 'stopped by the hang-up, not by its 60 s deadline');
+    await until(() => computer.inFlight === 0, 'the slot to be released');
     const res = await ask(`${s.url}/api/gcd?${q({ n: '9'.repeat(300), m: '3' })}`);
     assert.equal(res.status, 200);
   } finally {
