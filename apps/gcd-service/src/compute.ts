@@ -67,6 +67,17 @@ export interface ComputeResult {
 /** piscina's messages when no worker is free and the queue is full (it has no error codes). */
 const POOL_FULL = new Set(['Task queue is at limit', 'No task queue available and all Workers are busy']);
 
+/** Builds an error without capturing a stack trace (~4 µs; a refusal under overload needs none). */
+function withoutStack<T>(make: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return make();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 /** Worker threads a pool gets by default: one core is left to the event loop. */
 export function defaultPoolThreads(): number {
   return Math.max(1, availableParallelism() - 1);
@@ -83,8 +94,30 @@ export class GcdComputer {
   /** Subscribe to finished computations (metrics, logs). */
   readonly onCompute: Subscribe<ComputeEvent> = this.#onCompute.subscribe;
 
+  /** The two refusals, made once (no stack trace: they are answers, not bugs) and shared by every request. */
+  readonly busyError: GcdError;
+  readonly timeoutError: GcdError;
+
   constructor(options: ComputeOptions) {
     this.#options = options;
+    this.busyError = withoutStack(
+      () =>
+        new GcdError(
+          'GCD_ERR_BUSY',
+          `All ${options.poolMaxThreads} worker threads are busy and ${options.poolMaxQueue} ` +
+            `computations are waiting; retry in a moment.`,
+          { 'retry-after': '1' },
+        ),
+    );
+    this.timeoutError = withoutStack(
+      () =>
+        new GcdError(
+          'GCD_ERR_COMPUTE_TIMEOUT',
+          `Computation exceeded the time limit of ${options.computeTimeoutMs} ms and was stopped; ` +
+            `try smaller numbers.`,
+          { 'retry-after': '1' },
+        ),
+    );
     this.bulkhead = bulkhead({
       name: 'gcd-pool',
       maxConcurrent: options.poolMaxThreads,
@@ -103,6 +136,23 @@ export class GcdComputer {
       idleTimeout: 60_000,
       name: 'default',
     });
+  }
+
+  /**
+   * True while every worker is busy and the queue is full: a pool computation would be refused. The
+   * routes check it before they parse a request big enough to need the pool, so such a request costs
+   * no parsing and no validation while the pool cannot take it.
+   */
+  get saturated(): boolean {
+    return (
+      this.bulkhead.running >= this.#options.poolMaxThreads &&
+      this.bulkhead.queued >= this.#options.poolMaxQueue
+    );
+  }
+
+  /** Inputs up to this many digits are computed on the event loop. */
+  get inlineMaxDigits(): number {
+    return this.#options.inlineMaxDigits;
   }
 
   /** True when an input of this many digits is computed on the event loop. */
@@ -156,24 +206,14 @@ export class GcdComputer {
       endSpan(work, error);
       if (error instanceof TimeoutError) {
         this.#emit('pool', 'timeout', started, input.digits);
-        throw new GcdError(
-          'GCD_ERR_COMPUTE_TIMEOUT',
-          `Computation exceeded the time limit of ${this.#options.computeTimeoutMs} ms and was stopped; ` +
-            `try smaller numbers.`,
-          { 'retry-after': '1' },
-        );
+        throw this.timeoutError;
       }
       if (
         error instanceof BulkheadRejectedError ||
         (error instanceof Error && POOL_FULL.has(error.message))
       ) {
         this.#emit('pool', 'busy', started, input.digits);
-        throw new GcdError(
-          'GCD_ERR_BUSY',
-          `All ${this.#options.poolMaxThreads} worker threads are busy and ${this.#options.poolMaxQueue} ` +
-            `computations are waiting; retry in a moment.`,
-          { 'retry-after': '1' },
-        );
+        throw this.busyError;
       }
       this.#emit('pool', signal?.aborted ? 'aborted' : 'error', started, input.digits);
       throw error;

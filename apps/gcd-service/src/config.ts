@@ -37,14 +37,15 @@ export const DEFAULTS = Object.freeze({
   /** Worker threads: the CPU count minus one (one core stays with the event loop), at least 1. */
   poolMaxThreads: Math.max(1, availableParallelism() - 1),
   /**
-   * Computations allowed to wait for a worker; more are refused at once with 503. Short on purpose
-   * (the SRE book: a queue of at most about the pool size): a long queue only turns overload into
-   * latency. Default: the thread count (each worker has one computation waiting, so it never idles).
+   * Computations allowed to wait for a worker; more are refused at once with 503. Short on purpose (the
+   * SRE book: a queue of a few times the pool): a long queue only turns overload into latency. Default:
+   * 4 per thread — at half load a queue of 1 per thread refused ~1 % of pool requests for nothing, and
+   * under overload 4 waiting keep a request's wait within a few computations.
    */
-  poolMaxQueue: Math.max(1, availableParallelism() - 1),
-  /** Largest request body (the form). Must hold two numbers of `maxDigits`. @default 4096 */
+  poolMaxQueue: 4 * Math.max(1, availableParallelism() - 1),
+  /** Largest request body (the form). Must hold two numbers of `maxDigits`. @default 4096 (more when MAX_DIGITS needs it) */
   bodyLimitBytes: 4096,
-  /** Largest request head (request line + headers). Must hold a URL with two numbers. @default 16384 */
+  /** Largest request head (request line + headers). Must hold a URL with two numbers. @default 16384 (more when MAX_DIGITS needs it) */
   maxHeaderBytes: 16384,
   /** Whole request (headers and body) must arrive within this time. @default 10000 */
   requestTimeoutMs: 10_000,
@@ -297,9 +298,23 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     256,
     'CPU count − 1 (at least 1)',
   );
-  const poolMaxQueue = r.int('POOL_MAX_QUEUE', poolMaxThreads, 0, 100_000, 'POOL_MAX_THREADS');
-  const bodyLimitBytes = r.int('BODY_LIMIT_BYTES', DEFAULTS.bodyLimitBytes, 64, 10 * 1024 * 1024);
-  const maxHeaderBytes = r.int('MAX_HEADER_BYTES', DEFAULTS.maxHeaderBytes, 1024, 1024 * 1024);
+  const poolMaxQueue = r.int('POOL_MAX_QUEUE', 4 * poolMaxThreads, 0, 100_000, '4 × POOL_MAX_THREADS');
+  // Defaults that follow MAX_DIGITS up (a default never conflicts with another setting; a value the
+  // operator set still must fit, see the relations below).
+  const bodyLimitBytes = r.int(
+    'BODY_LIMIT_BYTES',
+    Math.max(DEFAULTS.bodyLimitBytes, 2 * maxDigits + 64),
+    64,
+    10 * 1024 * 1024,
+    `${DEFAULTS.bodyLimitBytes} (or 2 × MAX_DIGITS + 64, when larger)`,
+  );
+  const maxHeaderBytes = r.int(
+    'MAX_HEADER_BYTES',
+    Math.max(DEFAULTS.maxHeaderBytes, 2 * maxDigits + 2048),
+    1024,
+    1024 * 1024,
+    `${DEFAULTS.maxHeaderBytes} (or 2 × MAX_DIGITS + 2048, when larger)`,
+  );
   const requestTimeoutMs = r.int('REQUEST_TIMEOUT_MS', DEFAULTS.requestTimeoutMs, 1, 3_600_000);
   const headersTimeoutMs = r.int('HEADERS_TIMEOUT_MS', DEFAULTS.headersTimeoutMs, 1, 3_600_000);
   const keepAliveTimeoutMs = r.int('KEEP_ALIVE_TIMEOUT_MS', DEFAULTS.keepAliveTimeoutMs, 1, 3_600_000);

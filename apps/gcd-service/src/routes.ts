@@ -109,6 +109,11 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
 export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOptions): void {
   const { maxDigits, handlerTimeoutMs, computer, validate, onLocal } = options;
   const form = formPage(maxDigits);
+  /**
+   * A query or form longer than this cannot be two inline-sized numbers (`n=…&m=…`, digits are never
+   * percent-encoded): it needs the pool, or it is invalid. Shorter ones are parsed as usual.
+   */
+  const poolSize = 2 * computer.inlineMaxDigits + 16;
 
   /**
    * Validates and computes. The common case — no validator, a number small enough to compute inline —
@@ -118,7 +123,9 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
    * (`remote`, or `local-fallback` while it cannot answer), `x-gcd-compute: pool` when the worker pool
    * computed the answer (its absence means inline).
    */
-  function run(reply: FastifyReply, params: RawParams): Answer | Promise<Answer> {
+  function run(reply: FastifyReply, params: RawParams, rawSize: number): Answer | Promise<Answer> {
+    // The pool cannot take more: a request big enough to need it is refused before it is parsed.
+    if (rawSize > poolSize && computer.saturated) throw computer.busyError;
     const input: GcdInput = parseGcdParams(params, maxDigits);
     // The server span records the sizes of the inputs (never their values).
     reply.request.bulwarkSpan?.setAttributes({
@@ -169,7 +176,8 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
     '/api/gcd',
     { schema: { response: { 200: API_ANSWER_SCHEMA } }, config: API_ROUTE },
     (request, reply) => {
-      const answer = run(reply, request.query as RawParams);
+      const url = request.url;
+      const answer = run(reply, request.query as RawParams, url.length - url.indexOf('?') - 1);
       return answer instanceof Promise ? answer.then(apiAnswer) : apiAnswer(answer);
     },
   );
@@ -192,7 +200,11 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
     },
     async (request, reply) => {
       reply.header('cache-control', 'no-store');
-      const { input, gcd } = await run(reply, request.body as RawParams);
+      const { input, gcd } = await run(
+        reply,
+        request.body as RawParams,
+        Number(request.headers['content-length'] ?? 0),
+      );
       reply.type('text/html; charset=utf-8').send(resultPage(input.n, input.m, gcd, maxDigits));
     },
   );

@@ -58,6 +58,26 @@ export interface GcdServer {
   close(): Promise<void>;
 }
 
+/** At most one log line per this many ms for overload refusals (the count of the others is logged). */
+const OVERLOAD_LOG_INTERVAL_MS = 1000;
+
+/** Runs a log call at most once per interval; the call gets how many were skipped since the last one. */
+class ThrottledLog {
+  #last = -Infinity;
+  #suppressed = 0;
+  constructor(readonly intervalMs: number) {}
+  maybe(write: (suppressed: number) => void): void {
+    const now = performance.now();
+    if (now - this.#last < this.intervalMs) {
+      this.#suppressed++;
+      return;
+    }
+    write(this.#suppressed);
+    this.#last = now;
+    this.#suppressed = 0;
+  }
+}
+
 /** The listen backlog asked for (Node's default is 511). */
 const LISTEN_BACKLOG = 4096;
 
@@ -185,9 +205,18 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
     });
   }
 
+  // Overload refusals (503 busy, compute timeout) are counted in gcd_computations_total and logged at most
+  // once a second with the number left out: under overload a line per refusal would cost more than the
+  // refusal itself.
+  const overloadLog = new ThrottledLog(OVERLOAD_LOG_INTERVAL_MS);
+
   /** Answers an error as JSON, or as the form page with the explanation for HTML routes. */
   function sendError(request: FastifyRequest, reply: FastifyReply, error: GcdError): FastifyReply {
-    if (error.statusCode >= 500) request.log.warn({ code: error.code }, error.message);
+    if (error.statusCode >= 500) {
+      overloadLog.maybe((suppressed) =>
+        request.log.warn({ code: error.code, suppressed }, error.message),
+      );
+    }
     reply.code(error.statusCode).headers(error.headers).header('cache-control', 'no-store');
     if ((request.routeOptions.config as HtmlRouteConfig | undefined)?.html === true) {
       const body = request.body as Record<string, unknown> | null | undefined;
@@ -199,9 +228,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
         .type('text/html; charset=utf-8')
         .send(errorPage(error.statusCode, error.code, error.message, values, config.maxDigits));
     }
-    return reply
-      .type('application/json; charset=utf-8')
-      .send(errorBody(error.statusCode, error.code, error.message));
+    return reply.type('application/json; charset=utf-8').send(error.json);
   }
 
   app.setNotFoundHandler((request, reply) => {

@@ -10,6 +10,7 @@ import type { Worker } from 'node:worker_threads';
 import { gcd } from '../src/gcd.js';
 import type { GcdComputer } from '../src/compute.js';
 import { ask, fibonacciPair, q, start } from './helpers.js';
+import { loadConfig } from '../src/config.js';
 
 // Euclid's worst case, ~30 000 digits: seconds of CPU. Built once, before any server runs: building it
 // blocks this process's event loop, which a server's load shedder would rightly see as pressure.
@@ -214,4 +215,25 @@ test('close() stops the pool threads', async () => {
   await s.close();
   await exited;
   assert.equal(computer.threads, 0);
+});
+
+test('the default queue holds 4 computations per thread: a burst of 5 on one thread is served, not refused (finding 10)', async () => {
+  assert.equal(loadConfig({ POOL_MAX_THREADS: '1' }).poolMaxQueue, 4);
+  assert.equal(loadConfig({ POOL_MAX_THREADS: '3' }).poolMaxQueue, 12);
+  const s = await start({ ...loadConfig({ POOL_MAX_THREADS: '1', MAX_DIGITS: '20000' }), port: 0, logLevel: 'silent', loadShedding: false, rateLimit: undefined });
+  try {
+    await warmUp(s.url);
+    // Each takes a while on the one thread: all five are in the pool (1 running, 4 waiting) at once.
+    const [a, b] = fibonacciPair(8000);
+    const burst = await Promise.all(
+      Array.from({ length: 5 }, () => ask(`${s.url}/api/gcd?${q({ n: a.toString(), m: b.toString() })}`)),
+    );
+    assert.deepEqual(
+      burst.map((r) => r.status),
+      [200, 200, 200, 200, 200],
+      burst.map((r) => r.text.slice(0, 80)).join('\n'),
+    );
+  } finally {
+    await s.close();
+  }
 });
