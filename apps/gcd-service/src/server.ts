@@ -290,7 +290,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
       app.log.info({ config: describeConfig(config) }, 'configuration');
       if (config.tls !== undefined) {
         if (keyFileTooOpen(config.tls.keyFile)) {
-          app.log.warn({ file: config.tls.keyFile }, 'TLS key file is readable by group or others');
+          app.log.warn({ file: config.tls.keyFile }, 'TLS key file is readable by others (or writable by its group)');
         }
         reloader = new TlsReloader(app.server as unknown as HttpsServer, config.tls, (result, reason) => {
           if (result.ok) app.log.info({ reason }, 'TLS certificate reloaded');

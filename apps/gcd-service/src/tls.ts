@@ -44,10 +44,14 @@ function readPem(file: string, variable: string): Buffer {
   }
 }
 
-/** True when a group or others may read the key file (worth a warning). */
+/**
+ * True when anyone beyond the owner and the file's group may read or write the key file, or its group may
+ * write it (worth a warning). Group read stays quiet: it is how a Kubernetes secret volume gives the pod's
+ * `fsGroup` the key (defaultMode 0440).
+ */
 export function keyFileTooOpen(file: string): boolean {
   try {
-    return (statSync(file).mode & 0o077) !== 0;
+    return (statSync(file).mode & 0o027) !== 0;
   } catch {
     return false;
   }
