@@ -38,6 +38,7 @@ function deployedConfig(): GcdConfig {
   for (const e of envList) {
     if (e.value !== undefined) values[e.name] = e.value;
     else if (e.name === 'REDIS_URL') values[e.name] = 'rediss://:sample@gcd-redis:6379/0';
+    else if (e.name === 'HEALTH_DETAILS_TOKEN') values[e.name] = 'sample-token-0123456789';
     else assert.fail(`env ${e.name} comes from ${JSON.stringify(e.valueFrom)}: add a sample value here`);
   }
   return loadConfig(values);
