@@ -28,7 +28,7 @@ import {
   log,
   MAIN,
   machine,
-  openLoop,
+  rawOpenLoop as openLoop,
   pct,
   pinSelf,
   requireBuilt,
@@ -95,7 +95,7 @@ async function poolBound() {
   let md = `### Default inputs (${DIGITS} digits, pool), 3× and 10× capacity\n\n`;
   md += `\`GET /api/gcd\` with consecutive Fibonacci numbers of ${DIGITS} digits (Euclid's worst case; \`MAX_DIGITS\` is 1000 by default), computed in the worker pool (1 thread: the service has one core). `;
   md += `Capacity C = **${f1(capacity)} req/s** (closed loop, 4 connections, 2xx per second). Unloaded (open loop at 0.5 C): p50 ${f2(unloaded.p50)} ms, p99 ${f2(unloaded.p99)} ms. `;
-  md += `Open loop over ${OVERLOAD_CONNECTIONS} keep-alive connections, ${OVERLOAD_S} s per run (first second excluded), latency from each request's intended send time, client timeout ${TIMEOUT_MS} ms; goodput = 200s within it. `;
+  md += `Open loop over ${OVERLOAD_CONNECTIONS} keep-alive connections (raw sockets), ${OVERLOAD_S} s per run (first second excluded), latency from each request's intended send time, client timeout ${TIMEOUT_MS} ms; goodput = 200s within it. `;
   md += `/livez: a new TCP connection every 100 ms during the run, connect to last byte.\n\n`;
   md += `| offered | offered req/s | goodput req/s | goodput / C | admitted p50 ms | admitted p99 ms | p99 / unloaded p99 | /livez p99 ms (fresh connection) | 503+429 | with Retry-After | client timeouts | other |\n`;
   md += `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n`;
@@ -131,7 +131,7 @@ async function inline() {
   const unloadedP99 = rows[0].p99;
   let md = `### Inline requests from ${INLINE_CONNECTIONS} connections\n\n`;
   md += `\`GET /api/gcd\` with two u64 (computed on the event loop). Capacity C_inline = **${f0(capacity)} req/s** (closed loop, 50 connections). `;
-  md += `Open loop over ${INLINE_CONNECTIONS} keep-alive connections (round robin), 5 s per step (first second excluded). Unloaded p99 = the ${INLINE_STEPS[0]}× step's (${f2(unloadedP99)} ms). `;
+  md += `Open loop over ${INLINE_CONNECTIONS} keep-alive connections (round robin, raw sockets: a few µs of client CPU per request), 5 s per step (first second excluded). Unloaded p99 = the ${INLINE_STEPS[0]}× step's (${f2(unloadedP99)} ms). `;
   md += `The generator has one core: where "offered" falls short of the target, it could not send faster.\n\n`;
   md += `| target | offered req/s | goodput req/s | admitted p50 ms | admitted p99 ms | p99 / unloaded | shed (503) | with Retry-After | client timeouts |\n`;
   md += `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n`;

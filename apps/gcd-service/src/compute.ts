@@ -150,6 +150,16 @@ export class GcdComputer {
     );
   }
 
+  /**
+   * The refusal of a request too large for inline work while the pool is {@link saturated}, before it
+   * was parsed: counted like any busy refusal (`gcd_computations_total{outcome="busy"}`; its size is not
+   * known, so it is not in `gcd_input_digits`).
+   */
+  refuseSaturated(): GcdError {
+    this.#emit('pool', 'busy', performance.now(), 0);
+    return this.busyError;
+  }
+
   /** Inputs up to this many digits are computed on the event loop. */
   get inlineMaxDigits(): number {
     return this.#options.inlineMaxDigits;

@@ -125,7 +125,7 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
    */
   function run(reply: FastifyReply, params: RawParams, rawSize: number): Answer | Promise<Answer> {
     // The pool cannot take more: a request big enough to need it is refused before it is parsed.
-    if (rawSize > poolSize && computer.saturated) throw computer.busyError;
+    if (rawSize > poolSize && computer.saturated) throw computer.refuseSaturated();
     const input: GcdInput = parseGcdParams(params, maxDigits);
     // The server span records the sizes of the inputs (never their values).
     reply.request.bulwarkSpan?.setAttributes({

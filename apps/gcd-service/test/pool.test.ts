@@ -168,6 +168,15 @@ test('a full pool refuses at once with 503 GCD_ERR_BUSY and Retry-After', async 
     assert.equal(third.headers['retry-after'], '1');
     assert.equal(third.json().code, 'GCD_ERR_BUSY');
     assert.equal(computer.inFlight, 2, 'refused while the two before it still run and wait: not queued');
+    // Too large for inline work while the pool is full: refused before it is parsed — even though it is
+    // invalid (an 'x' at the end), which parsing would have found.
+    const [a, b] = fibonacciPair(1000);
+    const fourth = await ask(`${s.url}/api/gcd?${q({ n: `${a}x`, m: b.toString() })}`);
+    assert.equal(fourth.status, 503, fourth.text);
+    assert.equal(fourth.json().code, 'GCD_ERR_BUSY');
+    assert.equal(fourth.headers['retry-after'], '1');
+    const scrape = (await ask(`${s.url}/metrics`)).text;
+    assert.match(scrape, /gcd_computations_total\{path="pool",outcome="busy"\} 2\n/, 'both refusals counted');
     for (const res of await Promise.all([first, second])) {
       assert.equal(res.status, 503);
       assert.equal(res.json().code, 'GCD_ERR_COMPUTE_TIMEOUT');
