@@ -58,7 +58,10 @@ export function pinSelf() {
 
 export function machine() {
   const cpu = os.cpus();
-  const load = os.loadavg().map((x) => x.toFixed(2)).join(', ');
+  const load = os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(', ');
   return `${cpu.length} × ${cpu[0]?.model ?? 'CPU'}, Node ${process.version}, load average at start ${load}`;
 }
 
@@ -232,7 +235,11 @@ export async function openLoop(origin, path, { rate, seconds, connections, timeo
  * client cost per request is a few µs (undici's is tens), so one core can offer tens of thousands of
  * requests per second. A response later than `timeoutMs` counts as a timeout (status 0).
  */
-export async function rawOpenLoop(origin, path, { rate, seconds, connections, timeoutMs = 2000, warmupS = 1 }) {
+export async function rawOpenLoop(
+  origin,
+  path,
+  { rate, seconds, connections, timeoutMs = 2000, warmupS = 1 },
+) {
   const { hostname, port } = new URL(origin);
   const requestBytes = Buffer.from(`GET ${path} HTTP/1.1\r\nHost: bench\r\n\r\n`, 'latin1');
   const records = [];
@@ -246,7 +253,8 @@ export async function rawOpenLoop(origin, path, { rate, seconds, connections, ti
           socket.bench = { pending: [], buffer: '' };
           socket.on('error', () => {});
           socket.on('close', () => {
-            for (const intended of socket.bench.pending.splice(0)) records.push({ intended, latency: Infinity, status: 0 });
+            for (const intended of socket.bench.pending.splice(0))
+              records.push({ intended, latency: Infinity, status: 0 });
           });
           socket.on('data', (chunk) => {
             socket.bench.buffer += chunk.toString('latin1');
@@ -311,8 +319,14 @@ export function summarize(records, windowS, timeoutMs = 2000) {
   return {
     offered: records.length / windowS,
     goodput: ok.length / windowS,
-    p50: pct(ok.map((r) => r.latency), 50),
-    p99: pct(ok.map((r) => r.latency), 99),
+    p50: pct(
+      ok.map((r) => r.latency),
+      50,
+    ),
+    p99: pct(
+      ok.map((r) => r.latency),
+      99,
+    ),
     rejected: rejected.length,
     rejectedShare: rejected.length / Math.max(1, records.length),
     withRetryAfter: rejected.filter((r) => r.retryAfter).length,
@@ -342,7 +356,9 @@ export function freshConnectionProbe(origin, path, everyMs = 100, timeoutMs = 50
         resolve();
       };
       const timer = setTimeout(() => finish(false), timeoutMs);
-      socket.on('connect', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n`));
+      socket.on('connect', () =>
+        socket.write(`GET ${path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n`),
+      );
       socket.on('data', (c) => (data += c));
       socket.on('end', () => finish(/^HTTP\/1\.1 200/.test(data)));
       socket.on('error', () => finish(false));

@@ -71,7 +71,12 @@ async function poolBound() {
   log(`1: C ≈ ${f1(capacity)}/s; unloaded (0.5 C)`);
   const unloaded = await withServer(async (s) =>
     summarize(
-      await openLoop(s.origin, path, { rate: capacity * 0.5, seconds: 6, connections: 16, timeoutMs: TIMEOUT_MS }),
+      await openLoop(s.origin, path, {
+        rate: capacity * 0.5,
+        seconds: 6,
+        connections: 16,
+        timeoutMs: TIMEOUT_MS,
+      }),
       5,
     ),
   );
@@ -88,7 +93,12 @@ async function poolBound() {
           timeoutMs: TIMEOUT_MS,
         });
         const livez = await probe.stop();
-        return { factor, ...summarize(records, OVERLOAD_S - 1, TIMEOUT_MS), livezP99: pct(livez, 99), livezN: livez.length };
+        return {
+          factor,
+          ...summarize(records, OVERLOAD_S - 1, TIMEOUT_MS),
+          livezP99: pct(livez, 99),
+          livezN: livez.length,
+        };
       }),
     );
   }

@@ -94,9 +94,17 @@ async function measure(kind, headers, sink) {
           ? await startServer(HANDMADE, {})
           : kind === 'handmade+otel'
             ? await startServer(HANDMADE, { ...otel, HANDMADE_TRACING: 'otlp' })
-            : await startServer(BARE, kind === 'headers' ? { BARE_EXTRA_HEADERS: JSON.stringify(headers) } : {}, PATH);
+            : await startServer(
+                BARE,
+                kind === 'headers' ? { BARE_EXTRA_HEADERS: JSON.stringify(headers) } : {},
+                PATH,
+              );
   try {
-    return await closedLoop(server, PATH, { connections: CONNECTIONS, durationS: DURATION_S, warmupS: WARMUP_S });
+    return await closedLoop(server, PATH, {
+      connections: CONNECTIONS,
+      durationS: DURATION_S,
+      warmupS: WARMUP_S,
+    });
   } finally {
     await server.stop();
   }
@@ -131,7 +139,11 @@ let md = `## gcd-service: throughput and CPU per request\n\n`;
 md += `Machine: ${machine()}; each server a fresh process pinned to core ${CORES.server}, autocannon (closed loop, -c ${CONNECTIONS}, no pipelining) pinned to core ${CORES.generator}. `;
 md += `Command: \`node bench/gcd-throughput.mjs\` — ${ROUNDS} rounds, rotating order, ${WARMUP_S} s warm-up then ${DURATION_S} s measured per server; request \`GET /api/gcd\` with two u64 (computed inline). `;
 md += `Server CPU per request: the server process's user + system time (/proc, every thread) over the measured seconds ÷ requests answered — it hardly moves when other jobs share the machine, unlike req/s. `;
-md += `The full stack adds these ${Object.keys(headers).length} response headers to bare Fastify's: ${Object.keys(headers).map((h) => `\`${h}\``).join(', ')}. `;
+md += `The full stack adds these ${Object.keys(headers).length} response headers to bare Fastify's: ${Object.keys(
+  headers,
+)
+  .map((h) => `\`${h}\``)
+  .join(', ')}. `;
 md += `The hand-assembled stack: Fastify + @fastify/helmet + @fastify/rate-limit + @fastify/under-pressure + fastify-metrics + pino request logging + @fastify/otel, all on (bench/gcd-handmade-server.mjs). "Tracing on": both export their spans (batched, OTLP/HTTP) to a sink in the generator's process.\n\n`;
 md += `| server | req/s (median) | req/s range | server CPU µs/request (median; lowest) | p50 ms | p99 ms | non-2xx | errors |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n`;
 for (const kind of KINDS) {

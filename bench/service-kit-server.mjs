@@ -13,8 +13,7 @@ const app = createService({
   logLevel: 'warn',
   requestTimeoutMs: 120_000,
   headersTimeoutMs: 60_000,
-  shedding:
-    mode === 'shed' ? { algorithm: 'fixed', initialLimit: 1, maxEventLoopDelayMs: 0 } : {},
+  shedding: mode === 'shed' ? { algorithm: 'fixed', initialLimit: 1, maxEventLoopDelayMs: 0 } : {},
   rateLimit: mode === 'ratelimit' ? { ratePerSecond: 0.000001, burst: 1 } : false,
 });
 app.get('/fast', { config: { bulwark: { securityHeaders: 'api' } } }, async () => ({ ok: true }));

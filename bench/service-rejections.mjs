@@ -31,9 +31,20 @@ const BARE = `${here}gcd-bare-server.mjs`;
 const U64 = '/api/gcd?n=18446744073709551615&m=12297829382473034410';
 
 const CASES = {
-  bare: { label: 'bare Fastify, 200 (`GET /api/gcd`, two u64)', script: BARE, env: {}, path: U64, ready: U64 },
+  bare: {
+    label: 'bare Fastify, 200 (`GET /api/gcd`, two u64)',
+    script: BARE,
+    env: {},
+    path: U64,
+    ready: U64,
+  },
   answered: { label: 'kit, 200 (`GET /fast`, defaults)', script: KIT, env: {}, path: '/fast' },
-  shed: { label: 'kit, 503 shed (concurrency limit full)', script: KIT, env: { SERVER_MODE: 'shed' }, path: '/fast' },
+  shed: {
+    label: 'kit, 503 shed (concurrency limit full)',
+    script: KIT,
+    env: { SERVER_MODE: 'shed' },
+    path: '/fast',
+  },
   limited: { label: 'kit, 429 rate-limited', script: KIT, env: { SERVER_MODE: 'ratelimit' }, path: '/fast' },
 };
 
@@ -51,7 +62,11 @@ async function measure(name) {
       }
     }
     if (name === 'limited') await (await request(`${server.origin}/fast`)).body.dump(); // the one token
-    const r = await closedLoop(server, c.path, { connections: CONNECTIONS, durationS: DURATION_S, warmupS: 1 });
+    const r = await closedLoop(server, c.path, {
+      connections: CONNECTIONS,
+      durationS: DURATION_S,
+      warmupS: 1,
+    });
     return r;
   } finally {
     await server.stop();

@@ -367,7 +367,11 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
   const detailsExpected = 'a token of at least 16 printable ASCII characters, no spaces';
   const healthDetailsToken = r.string('HEALTH_DETAILS_TOKEN', detailsExpected, '(unset: no details)');
   if (healthDetailsToken !== undefined && !/^[\x21-\x7e]{16,}$/u.test(healthDetailsToken)) {
-    r.issues.push({ variable: 'HEALTH_DETAILS_TOKEN', received: '(hidden: it is a secret)', expected: detailsExpected });
+    r.issues.push({
+      variable: 'HEALTH_DETAILS_TOKEN',
+      received: '(hidden: it is a secret)',
+      expected: detailsExpected,
+    });
   }
 
   const validatorUrl = r.url('VALIDATOR_URL', ['http:', 'https:'], false);

@@ -18,7 +18,7 @@ import { createService, type ServiceOptions, type Tracing } from '@bulwark/servi
 import type { DestinationStream } from 'pino';
 import { describeConfig, type GcdConfig } from './config.js';
 import { GcdComputer } from './compute.js';
-import { errorBody, GcdError } from './errors.js';
+import { GcdError } from './errors.js';
 import { errorPage, type FormValues } from './html.js';
 import { GcdMetrics } from './metrics.js';
 import { registerGcdRoutes, type HtmlRouteConfig } from './routes.js';
@@ -213,9 +213,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
   /** Answers an error as JSON, or as the form page with the explanation for HTML routes. */
   function sendError(request: FastifyRequest, reply: FastifyReply, error: GcdError): FastifyReply {
     if (error.statusCode >= 500) {
-      overloadLog.maybe((suppressed) =>
-        request.log.warn({ code: error.code, suppressed }, error.message),
-      );
+      overloadLog.maybe((suppressed) => request.log.warn({ code: error.code, suppressed }, error.message));
     }
     reply.code(error.statusCode).headers(error.headers).header('cache-control', 'no-store');
     if ((request.routeOptions.config as HtmlRouteConfig | undefined)?.html === true) {
@@ -285,12 +283,16 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
         port: config.port,
         host: config.host,
         backlog: LISTEN_BACKLOG,
-        listenTextResolver: (address) => `${app.bulwark.options.serviceName} (${config.mode}) listening on ${address}`,
+        listenTextResolver: (address) =>
+          `${app.bulwark.options.serviceName} (${config.mode}) listening on ${address}`,
       });
       app.log.info({ config: describeConfig(config) }, 'configuration');
       if (config.tls !== undefined) {
         if (keyFileTooOpen(config.tls.keyFile)) {
-          app.log.warn({ file: config.tls.keyFile }, 'TLS key file is readable by others (or writable by its group)');
+          app.log.warn(
+            { file: config.tls.keyFile },
+            'TLS key file is readable by others (or writable by its group)',
+          );
         }
         reloader = new TlsReloader(app.server as unknown as HttpsServer, config.tls, (result, reason) => {
           if (result.ok) app.log.info({ reason }, 'TLS certificate reloaded');

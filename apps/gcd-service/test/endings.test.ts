@@ -61,7 +61,9 @@ async function abandonAfterBody(s: Running, f: ReturnType<typeof follow>, id: st
 }
 
 async function settled(f: ReturnType<typeof follow>): Promise<void> {
-  await Promise.all([...f.seen].filter((id) => !f.closed.has(id)).map((id) => once(f.events, `closed:${id}`)));
+  await Promise.all(
+    [...f.seen].filter((id) => !f.closed.has(id)).map((id) => once(f.events, `closed:${id}`)),
+  );
 }
 
 describe('finding 1: a form POST abandoned after its body', () => {
@@ -98,7 +100,14 @@ describe('finding 1: a form POST abandoned after its body', () => {
     });
     const s = await start({
       loadShedding: true,
-      validator: { url: proxy.url, timeoutMs: 60_000, retries: 0, deadlineMs: 60_000, openMs: 5000, failureThreshold: 5 },
+      validator: {
+        url: proxy.url,
+        timeoutMs: 60_000,
+        retries: 0,
+        deadlineMs: 60_000,
+        openMs: 5000,
+        failureThreshold: 5,
+      },
     });
     const f = follow(s);
     try {

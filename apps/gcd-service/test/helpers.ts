@@ -224,7 +224,8 @@ export function spawnService(
       });
     }
     void exit.then(({ code }) => {
-      if (!started) reject(Object.assign(new Error(`exited ${code} before listening: ${stderr}`), { code, stderr }));
+      if (!started)
+        reject(Object.assign(new Error(`exited ${code} before listening: ${stderr}`), { code, stderr }));
     });
   });
 }
@@ -246,7 +247,9 @@ export class HeldValidator {
       req.on('end', () => {
         const answer = () => {
           const { n, m } = JSON.parse(body) as { n: string; m: string };
-          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ valid: true, n, m }));
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ valid: true, n, m }));
         };
         if (this.#released) answer();
         else this.#held.push(answer);

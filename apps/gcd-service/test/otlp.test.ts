@@ -49,12 +49,19 @@ class Receiver {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
   #decode(text: string): void {
-    type Value = { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number };
+    type Value = {
+      stringValue?: string;
+      intValue?: string | number;
+      boolValue?: boolean;
+      doubleValue?: number;
+    };
     type Attr = { key: string; value: Value };
     const body = JSON.parse(text) as {
       resourceSpans: Array<{
         resource: { attributes: Attr[] };
-        scopeSpans: Array<{ spans: Array<Omit<OtlpSpan, 'attributes' | 'service'> & { attributes?: Attr[] }> }>;
+        scopeSpans: Array<{
+          spans: Array<Omit<OtlpSpan, 'attributes' | 'service'> & { attributes?: Attr[] }>;
+        }>;
       }>;
     };
     const flat = (attrs: Attr[] = []) =>
@@ -62,7 +69,9 @@ class Receiver {
         attrs.map(({ key, value }) => [
           key,
           value.stringValue ??
-            (value.intValue !== undefined ? Number(value.intValue) : (value.boolValue ?? value.doubleValue ?? '')),
+            (value.intValue !== undefined
+              ? Number(value.intValue)
+              : (value.boolValue ?? value.doubleValue ?? '')),
         ]),
       );
     for (const rs of body.resourceSpans) {
@@ -108,7 +117,8 @@ function launch(env: Record<string, string>, nodeArgs: string[] = []): Promise<P
       }
     });
     void exit.then(({ code }) => {
-      if (!listening) reject(Object.assign(new Error(`exited ${code} before listening: ${stderr}`), { code, stderr }));
+      if (!listening)
+        reject(Object.assign(new Error(`exited ${code} before listening: ${stderr}`), { code, stderr }));
     });
   });
 }
@@ -156,13 +166,17 @@ describe('tracing on: the real service exports to an OTLP/HTTP receiver (finding
     }
 
     const trace = receiver.spans.filter((s) => s.traceId === traceId);
-    const find = (name: string, service: string) => trace.find((s) => s.name === name && s.service === service);
+    const find = (name: string, service: string) =>
+      trace.find((s) => s.name === name && s.service === service);
     const root = find('GET /api/gcd', 'gcd-service');
     const validate = find('gcd.validate', 'gcd-service');
     const attempt = trace.find((s) => s.name === 'POST /validate' && s.service === 'gcd-service');
     const remote = find('POST /validate', 'gcd-validator');
     const compute = find('gcd.compute', 'gcd-service');
-    assert.ok(root && validate && attempt && remote && compute, trace.map((s) => `${s.service}:${s.name}`).join(', '));
+    assert.ok(
+      root && validate && attempt && remote && compute,
+      trace.map((s) => `${s.service}:${s.name}`).join(', '),
+    );
     assert.equal(root.parentSpanId, '0102030405060708');
     assert.equal(validate.parentSpanId, root.spanId);
     assert.equal(attempt.parentSpanId, validate.spanId);
@@ -174,11 +188,14 @@ describe('tracing on: the real service exports to an OTLP/HTTP receiver (finding
     assert.equal(root.attributes['gcd.m.digits'], 3);
     assert.equal(attempt.attributes['bulwark.attempt'], 1);
     for (const s of trace) {
-      for (const v of Object.values(s.attributes)) assert.ok(!['1071', '462'].includes(String(v)), 'no input values');
+      for (const v of Object.values(s.attributes))
+        assert.ok(!['1071', '462'].includes(String(v)), 'no input values');
     }
 
     const wait = receiver.spans.find((s) => s.name === 'gcd.pool.wait');
-    const work = receiver.spans.find((s) => s.name === 'gcd.compute' && s.attributes['gcd.compute.path'] === 'pool');
+    const work = receiver.spans.find(
+      (s) => s.name === 'gcd.compute' && s.attributes['gcd.compute.path'] === 'pool',
+    );
     assert.ok(wait && work, 'the pool wait and the pool computation are spans');
     assert.equal(wait.traceId, work.traceId);
     assert.equal(work.attributes['gcd.digits'], 300);
@@ -214,7 +231,10 @@ describe('a feature turned on without its optional package', () => {
         (error: { code: number; stderr: string }) => error,
       );
       assert.equal(failed.code, 78);
-      assert.match(failed.stderr, new RegExp(`needs the package ${missing.replace(/[/.]/g, '\\$&')}, which is not installed`));
+      assert.match(
+        failed.stderr,
+        new RegExp(`needs the package ${missing.replace(/[/.]/g, '\\$&')}, which is not installed`),
+      );
       assert.match(failed.stderr, /run `npm install [^`]*`/);
     });
   }

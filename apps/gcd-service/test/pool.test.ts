@@ -229,7 +229,13 @@ test('close() stops the pool threads', async () => {
 test('the default queue holds 4 computations per thread: a burst of 5 on one thread is served, not refused (finding 10)', async () => {
   assert.equal(loadConfig({ POOL_MAX_THREADS: '1' }).poolMaxQueue, 4);
   assert.equal(loadConfig({ POOL_MAX_THREADS: '3' }).poolMaxQueue, 12);
-  const s = await start({ ...loadConfig({ POOL_MAX_THREADS: '1', MAX_DIGITS: '20000' }), port: 0, logLevel: 'silent', loadShedding: false, rateLimit: undefined });
+  const s = await start({
+    ...loadConfig({ POOL_MAX_THREADS: '1', MAX_DIGITS: '20000' }),
+    port: 0,
+    logLevel: 'silent',
+    loadShedding: false,
+    rateLimit: undefined,
+  });
   try {
     await warmUp(s.url);
     // Each takes a while on the one thread: all five are in the pool (1 running, 4 waiting) at once.

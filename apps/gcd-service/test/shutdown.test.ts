@@ -17,7 +17,8 @@ before(async () => {
   validatorUrl = await validator.listen();
 });
 after(async () => {
-  for (const p of started) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+  for (const p of started)
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
   await validator.close();
 });
 
@@ -62,7 +63,12 @@ test('SIGTERM: readiness fails at once, 20 in-flight requests complete, exit 0',
 test('a second signal exits at once', async () => {
   const fresh = new HeldValidator();
   const url = await fresh.listen();
-  const p = await spawnService({ VALIDATOR_URL: url, VALIDATOR_TIMEOUT_MS: '60000', VALIDATOR_DEADLINE_MS: '60000', SHUTDOWN_TIMEOUT_MS: '60000' });
+  const p = await spawnService({
+    VALIDATOR_URL: url,
+    VALIDATOR_TIMEOUT_MS: '60000',
+    VALIDATOR_DEADLINE_MS: '60000',
+    SHUTDOWN_TIMEOUT_MS: '60000',
+  });
   started.push(p);
   try {
     const slow = ask(`${p.url}/api/gcd?n=4&m=6`).catch((error: unknown) => error);

@@ -112,7 +112,9 @@ test('a large input: the wait for a worker and the computation in it are spans o
   assert.equal(parentOf(compute), root.spanContext().spanId);
   assert.equal(compute.attributes['gcd.compute.path'], 'pool');
   assert.equal(compute.attributes['gcd.digits'], 500);
-  assert.ok(wait.endTime[0] * 1e9 + wait.endTime[1] <= compute.startTime[0] * 1e9 + compute.startTime[1] + 1e6);
+  assert.ok(
+    wait.endTime[0] * 1e9 + wait.endTime[1] <= compute.startTime[0] * 1e9 + compute.startTime[1] + 1e6,
+  );
   assert.equal(root.attributes['gcd.n.digits'], 500);
 });
 

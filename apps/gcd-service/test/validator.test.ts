@@ -197,7 +197,10 @@ describe('finding 5: the documented validator example, and what a validator answ
       assert.equal((await p.exit).code, 0);
     }
     assert.equal(loadConfig({ MAX_DIGITS: '50' }).inlineMaxDigits, 50);
-    assert.throws(() => loadConfig({ MAX_DIGITS: '50', INLINE_MAX_DIGITS: '100' }), /INLINE_MAX_DIGITS="100"/);
+    assert.throws(
+      () => loadConfig({ MAX_DIGITS: '50', INLINE_MAX_DIGITS: '100' }),
+      /INLINE_MAX_DIGITS="100"/,
+    );
   });
 
   /** A stand-in validator that answers every call with `status` and `body`. */
@@ -243,7 +246,10 @@ describe('finding 5: the documented validator example, and what a validator answ
   test('the breaker stays open VALIDATOR_OPEN_MS each time, however many probes fail (finding 10)', async () => {
     const v = await stub(500, '{}');
     const clock = new FakeClock();
-    const client = new ValidatorClient({ ...CONFIG, url: v.url, failureThreshold: 1, openMs: 5000 }, { clock });
+    const client = new ValidatorClient(
+      { ...CONFIG, url: v.url, failureThreshold: 1, openMs: 5000 },
+      { clock },
+    );
     const opened: CircuitStateChangeEvent[] = [];
     client.breaker.onStateChange((e) => {
       if (e.to === 'open') opened.push(e);

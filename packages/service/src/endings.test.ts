@@ -126,9 +126,7 @@ async function harness(options: ServiceOptions): Promise<Harness> {
       gates.get(id)?.();
     },
     async settled() {
-      await Promise.all(
-        [...seen].filter((id) => !closed.has(id)).map((id) => once(events, `closed:${id}`)),
-      );
+      await Promise.all([...seen].filter((id) => !closed.has(id)).map((id) => once(events, `closed:${id}`)));
     },
     async inflightGauge() {
       const text = await (await request(`${base}/metrics`)).body.text();
@@ -209,7 +207,9 @@ async function drive(h: Harness, ending: Ending): Promise<void> {
       c.end();
       break;
     case 'gone-before-body':
-      c.write(head('POST', '/echo', id, { ...key, 'content-type': 'application/json', 'content-length': '1000' }));
+      c.write(
+        head('POST', '/echo', id, { ...key, 'content-type': 'application/json', 'content-length': '1000' }),
+      );
       c.write('{"a":');
       await firstOf(seen, answered);
       c.reset();
@@ -234,7 +234,10 @@ async function drive(h: Harness, ending: Ending): Promise<void> {
       break;
     case 'gone-mid-response':
       c.write(head('GET', '/stream', id, key));
-      await firstOf(c.until((r) => r.includes('first chunk')), answered.then(() => c.until((r) => /\r\n\r\n[\s\S]/.test(r))));
+      await firstOf(
+        c.until((r) => r.includes('first chunk')),
+        answered.then(() => c.until((r) => /\r\n\r\n[\s\S]/.test(r))),
+      );
       c.reset();
       break;
     case 'handler-timeout':
@@ -244,7 +247,9 @@ async function drive(h: Harness, ending: Ending): Promise<void> {
       c.end();
       break;
     case 'request-timeout':
-      c.write(head('POST', '/echo', id, { ...key, 'content-type': 'application/json', 'content-length': '100' }));
+      c.write(
+        head('POST', '/echo', id, { ...key, 'content-type': 'application/json', 'content-length': '100' }),
+      );
       c.write('{"a"');
       await c.closed; // the server gives up on the body (408) and closes
       break;
@@ -290,15 +295,18 @@ describe('every ending releases the slot exactly once (real sockets)', () => {
 
   it('random batches of concurrent endings: in-flight returns to 0, each slot given back once, each span ended once', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.constantFrom(...ENDINGS), { minLength: 1, maxLength: 6 }), async (batch) => {
-        await Promise.all(batch.map((ending) => drive(h, ending)));
-        await h.settled();
-        const { acquired, released, abandoned, negative } = h.counts;
-        assert.equal(negative, 0, 'never released twice');
-        assert.equal(h.app.bulwark.shedder!.limiter.inflight, 0, `after ${batch.join(', ')}`);
-        assert.equal(acquired, released + abandoned, 'every slot taken was given back once');
-        assert.equal(await h.inflightGauge(), 0, 'bulwark_inflight_requests');
-      }),
+      fc.asyncProperty(
+        fc.array(fc.constantFrom(...ENDINGS), { minLength: 1, maxLength: 6 }),
+        async (batch) => {
+          await Promise.all(batch.map((ending) => drive(h, ending)));
+          await h.settled();
+          const { acquired, released, abandoned, negative } = h.counts;
+          assert.equal(negative, 0, 'never released twice');
+          assert.equal(h.app.bulwark.shedder!.limiter.inflight, 0, `after ${batch.join(', ')}`);
+          assert.equal(acquired, released + abandoned, 'every slot taken was given back once');
+          assert.equal(await h.inflightGauge(), 0, 'bulwark_inflight_requests');
+        },
+      ),
       { numRuns: 30 },
     );
     // Every request the server saw ended its span exactly once.
@@ -310,7 +318,10 @@ describe('every ending releases the slot exactly once (real sockets)', () => {
 
 describe('finding 1: a client that hangs up after sending its whole body', () => {
   it('gives its slot back (60 abandoned POSTs leave in-flight at 0, and the next request is served)', async () => {
-    const h = await harness({ logLevel: 'silent', shedding: { algorithm: 'fixed', initialLimit: 50, maxEventLoopDelayMs: 0 } });
+    const h = await harness({
+      logLevel: 'silent',
+      shedding: { algorithm: 'fixed', initialLimit: 50, maxEventLoopDelayMs: 0 },
+    });
     try {
       await Promise.all(Array.from({ length: 60 }, () => drive(h, 'gone-after-body')));
       await h.settled();
@@ -344,7 +355,11 @@ describe('finding 2: slow bodies cannot hold shedding slots', () => {
         c.write('{');
         await seen;
       }
-      assert.equal(h.app.bulwark.shedder!.limiter.inflight, 0, 'a request still receiving its body holds no slot');
+      assert.equal(
+        h.app.bulwark.shedder!.limiter.inflight,
+        0,
+        'a request still receiving its body holds no slot',
+      );
       const statuses: number[] = [];
       for (let i = 0; i < 20; i++) {
         const get = await request(`${h.base}/fast`);
@@ -368,7 +383,10 @@ describe('finding 2: slow bodies cannot hold shedding slots', () => {
   });
 
   it('a request whose body arrived is still shed when the limit is full (admission at preValidation)', async () => {
-    const h = await harness({ logLevel: 'silent', shedding: { algorithm: 'fixed', initialLimit: 1, maxEventLoopDelayMs: 0 } });
+    const h = await harness({
+      logLevel: 'silent',
+      shedding: { algorithm: 'fixed', initialLimit: 1, maxEventLoopDelayMs: 0 },
+    });
     try {
       const holder = new RawConnection(h.port);
       await holder.ready();
@@ -396,7 +414,10 @@ describe('finding 2: slow bodies cannot hold shedding slots', () => {
 
 describe('shutdown with requests in flight', () => {
   it('held requests finish, new ones get 503 with Retry-After, and every slot comes back', async () => {
-    const h = await harness({ logLevel: 'silent', shedding: { algorithm: 'fixed', initialLimit: 10, maxEventLoopDelayMs: 0 } });
+    const h = await harness({
+      logLevel: 'silent',
+      shedding: { algorithm: 'fixed', initialLimit: 10, maxEventLoopDelayMs: 0 },
+    });
     const held: RawConnection[] = [];
     for (let i = 0; i < 3; i++) {
       const c = new RawConnection(h.port);

@@ -264,7 +264,11 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
     const ms = reply.elapsedTime;
     const statusCode = reply.statusCode;
     if (request.bulwarkAdmission === Admission.Held) {
-      if (answered) shedder!.release(performance.now() - request.bulwarkAdmittedAt, statusCode === 503 || statusCode === 504);
+      if (answered)
+        shedder!.release(
+          performance.now() - request.bulwarkAdmittedAt,
+          statusCode === 503 || statusCode === 504,
+        );
       else shedder!.abandon();
     }
     request.bulwarkAdmission = Admission.Ended;
@@ -285,12 +289,26 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
     if (metrics !== undefined) state.observe(request.method, statusCode, ms / 1000);
     if (rt.accessLog) {
       request.log.info(
-        { method: request.method, route, path: pathOf(request.url), statusCode, responseTimeMs: ms, ...traceIds },
+        {
+          method: request.method,
+          route,
+          path: pathOf(request.url),
+          statusCode,
+          responseTimeMs: ms,
+          ...traceIds,
+        },
         'request completed',
       );
     } else if (rt.slowRequestMs > 0 && ms >= rt.slowRequestMs) {
       request.log.warn(
-        { method: request.method, route, path: pathOf(request.url), statusCode, responseTimeMs: ms, ...traceIds },
+        {
+          method: request.method,
+          route,
+          path: pathOf(request.url),
+          statusCode,
+          responseTimeMs: ms,
+          ...traceIds,
+        },
         'slow request',
       );
     }

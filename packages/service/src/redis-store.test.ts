@@ -57,7 +57,11 @@ describe('RedisRateLimitStore (real Redis)', () => {
     // one token per 1000 s: no test run is long enough for a refill
     const rule = { ratePerSecond: 0.001, burst: 2 };
     assert.equal((await store.take('clock', 2, 0, rule)).allowed, true);
-    assert.equal((await store.take('clock', 1, 999_999_999, rule)).allowed, false, 'a caller clock far ahead');
+    assert.equal(
+      (await store.take('clock', 1, 999_999_999, rule)).allowed,
+      false,
+      'a caller clock far ahead',
+    );
   });
 
   it('refills at ratePerSecond and caps at burst', async () => {
@@ -78,7 +82,10 @@ describe('RedisRateLimitStore (real Redis)', () => {
     const pttl = await admin.pttl(key);
     const elapsedMs = performance.now() - started;
     // one token missing at 0.002/s = 500 s, plus a 1 s margin; less whatever time passed since the take
-    assert.ok(pttl <= 501_000 && pttl >= Math.floor(501_000 - elapsedMs), `pttl ${pttl} after ${elapsedMs} ms`);
+    assert.ok(
+      pttl <= 501_000 && pttl >= Math.floor(501_000 - elapsedMs),
+      `pttl ${pttl} after ${elapsedMs} ms`,
+    );
   });
 
   it('plugs into core rateLimiter() as its store', async () => {

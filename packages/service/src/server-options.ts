@@ -64,7 +64,12 @@ const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string, string, s
     'The request line and headers are larger than the server accepts.',
   ],
 };
-const BAD_REQUEST = [400, 'Bad Request', 'BULWARK_ERR_BAD_REQUEST', 'The request is not valid HTTP/1.1.'] as const;
+const BAD_REQUEST = [
+  400,
+  'Bad Request',
+  'BULWARK_ERR_BAD_REQUEST',
+  'The request is not valid HTTP/1.1.',
+] as const;
 
 /**
  * Answers what Node's HTTP parser refused before Fastify saw a request (malformed HTTP 400, a head over

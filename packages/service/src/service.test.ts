@@ -278,7 +278,11 @@ describe('createService: endpoints, request ids, headers, logs', () => {
       }
     }
     assert.ok(families.has('nodejs_active_handles'), 'the per-type handle gauges stay');
-    const run = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 20_000 });
+    const run = spawnSync('promtool', ['check', 'metrics'], {
+      input: text,
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     assert.equal(
       (run.error as NodeJS.ErrnoException | undefined)?.code,
       undefined,
@@ -346,7 +350,10 @@ describe('createService: endpoints, request ids, headers, logs', () => {
       const res = await own.inject('/x');
       assert.equal(res.statusCode, 418);
       await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
-      assert.deepEqual(warnings.filter((c) => c === 'FSTWRN004'), []);
+      assert.deepEqual(
+        warnings.filter((c) => c === 'FSTWRN004'),
+        [],
+      );
     } finally {
       process.off('warning', onWarning);
       await own.close();

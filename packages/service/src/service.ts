@@ -12,7 +12,14 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Disposable } from '@bulwark/core';
 import { Health, type HealthCheck, type HealthCheckOptions, type ReadinessReport } from './health.js';
-import { Admission, routeHooks, RouteState, UNMATCHED_ROUTE, type RouteHooks, type Runtime } from './hooks.js';
+import {
+  Admission,
+  routeHooks,
+  RouteState,
+  UNMATCHED_ROUTE,
+  type RouteHooks,
+  type Runtime,
+} from './hooks.js';
 import {
   instrumentPolicy,
   PolicyRegistry,
@@ -248,10 +255,7 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
 
   // Requests that match no route: the same hooks, labelled `unmatched` (never holding a slot while a body
   // arrives: a 404 with a body takes none).
-  const unmatched: RouteHooks = routeHooks(
-    rt,
-    new RouteState(UNMATCHED_ROUTE, { shedding: false }, rt),
-  );
+  const unmatched: RouteHooks = routeHooks(rt, new RouteState(UNMATCHED_ROUTE, { shedding: false }, rt));
   app.addHook('onRequest', (request, reply, done) => {
     if (request.is404) unmatched.onRequest(request, reply, done);
     else done();
@@ -287,7 +291,10 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
       return;
     }
     request.log.error({ err: error }, 'unhandled error');
-    reply.code(500).type('application/json; charset=utf-8').send(internalErrorBody(request.id as string));
+    reply
+      .code(500)
+      .type('application/json; charset=utf-8')
+      .send(internalErrorBody(request.id as string));
   });
   // This handler is a default: an application's own `setErrorHandler` in the same scope replaces it
   // without Fastify's "overriding an errorHandler" warning (FSTWRN004), which is meant for two handlers
@@ -391,7 +398,8 @@ function internalErrorBody(requestId: string): string {
 /** `/readyz` without details: each check's status only (no error text, no details). */
 function summarize(report: ReadinessReport): ReadinessSummary {
   const checks: Record<string, { status: string; critical: boolean }> = {};
-  for (const [name, c] of Object.entries(report.checks)) checks[name] = { status: c.status, critical: c.critical };
+  for (const [name, c] of Object.entries(report.checks))
+    checks[name] = { status: c.status, critical: c.critical };
   return { status: report.status, ...(report.shuttingDown ? { shuttingDown: true } : {}), checks };
 }
 

@@ -181,7 +181,10 @@ describe('installShutdown (in process, time on a FakeClock)', () => {
     });
     const probe = new Pool(base, { connections: 1 });
     try {
-      const held = request(`${base}/hold`).then(async (r) => ({ status: r.statusCode, body: await r.body.json() }));
+      const held = request(`${base}/hold`).then(async (r) => ({
+        status: r.statusCode,
+        body: await r.body.json(),
+      }));
       await heldStarted;
       assert.equal((await probe.request({ path: '/readyz', method: 'GET' })).statusCode, 200);
       const done = handle.shutdown('test');
@@ -236,7 +239,12 @@ describe('installShutdown (in process, time on a FakeClock)', () => {
     });
     const base = await listen(app);
     const codes: number[] = [];
-    const handle = installShutdown(app, { signals: [], clock, shutdownTimeoutMs: 1_000, exit: (c) => codes.push(c) });
+    const handle = installShutdown(app, {
+      signals: [],
+      clock,
+      shutdownTimeoutMs: 1_000,
+      exit: (c) => codes.push(c),
+    });
     try {
       const stuck = request(`${base}/never`).then(
         (r) => r.statusCode,

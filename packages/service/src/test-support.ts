@@ -21,7 +21,10 @@ export async function listen(app: FastifyInstance): Promise<string> {
 export class LogSink extends Writable {
   readonly lines: Array<Record<string, unknown>> = [];
   readonly raw: string[] = [];
-  readonly #waiters: Array<{ match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
+  readonly #waiters: Array<{
+    match: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }> = [];
 
   override _write(chunk: Buffer, _encoding: string, callback: () => void): void {
     for (const line of chunk.toString('utf8').split('\n')) {
@@ -345,10 +348,7 @@ export class RawConnection {
   /** Resolves once what was received satisfies `test` (at once if it already does), or the socket closed. */
   until(test: (received: string) => boolean): Promise<void> {
     if (test(this.received)) return Promise.resolve();
-    return Promise.race([
-      new Promise<void>((resolve) => this.#waiters.push({ test, resolve })),
-      this.closed,
-    ]);
+    return Promise.race([new Promise<void>((resolve) => this.#waiters.push({ test, resolve })), this.closed]);
   }
 
   /** Resolves once a complete response head has arrived (or the socket closed); the status code, or 0. */
@@ -368,4 +368,3 @@ export class RawConnection {
     this.socket.resetAndDestroy();
   }
 }
-

@@ -102,7 +102,10 @@ describe('deploy/k8s: the gcd-service Deployment against the service configurati
     assert.equal(deployment.spec.template.metadata.annotations['prometheus.io/scheme'], 'https');
     const ca = secretMount('gcd-redis-tls');
     assert.equal(env.NODE_EXTRA_CA_CERTS, `${ca}/ca.crt`);
-    assert.match(readRepoFile('deploy', 'k8s', 'redis.yaml'), /url="rediss:\/\/:\$PASSWORD@gcd-redis:6379\/0"/);
+    assert.match(
+      readRepoFile('deploy', 'k8s', 'redis.yaml'),
+      /url="rediss:\/\/:\$PASSWORD@gcd-redis:6379\/0"/,
+    );
     const redis = find('Deployment', 'gcd-redis');
     const args = (redis.spec.template.spec.containers[0].args as string[]).join(' ');
     assert.match(args, /--port 0 --tls-port 6379 /, 'Redis speaks TLS only');
