@@ -21,10 +21,11 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   '@bulwark/service': [
     '@bulwark/core',
     '@opentelemetry/api',
+    '@opentelemetry/context-async-hooks',
+    '@opentelemetry/core',
     '@opentelemetry/exporter-trace-otlp-http',
     '@opentelemetry/resources',
-    '@opentelemetry/sdk-trace-base',
-    '@opentelemetry/sdk-trace-node',
+    '@opentelemetry/sdk-trace',
     'fastify',
     'fastify-plugin',
     'ioredis',
