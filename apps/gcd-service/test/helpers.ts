@@ -6,6 +6,7 @@ import { EventEmitter, once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { request as undiciRequest } from 'undici';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import type { ExportResult } from '@opentelemetry/core';
@@ -274,5 +275,32 @@ export class HeldValidator {
     this.release();
     this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/**
+ * Checks that Redis answers at `url` (within `timeoutMs`), or fails at once with a clear message — the
+ * Redis tests need a real Redis, and without one they must say so, not hang or spam ioredis' errors.
+ */
+export async function requireRedis(url: string, timeoutMs = 3000): Promise<void> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  let why = 'no answer';
+  client.on('error', (error: Error) => (why = error.message));
+  try {
+    await client.connect();
+    await client.ping();
+    await client.quit();
+  } catch (error) {
+    client.disconnect();
+    throw new Error(
+      `Redis is not reachable at ${url.replace(/\/\/[^@/]*@/, '//***@')} (${why === 'no answer' ? (error as Error).message : why}): ` +
+        'start redis-server there, or point REDIS_URL at one. The Redis tests need a real Redis.',
+    );
   }
 }

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startFaultProxy, type FaultProxy } from '@bulwark/fault-server';
-import { ask, q, start, type Running } from './helpers.js';
+import { ask, q, requireRedis, start, type Running } from './helpers.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** HEALTH_DETAILS_TOKEN of the servers here: the tests read the detailed /healthz. */
@@ -270,6 +270,7 @@ describe('rate limit', () => {
     const key = `gcd-test-${randomUUID()}`;
     const headers = { 'x-api-key': key };
     before(async () => {
+      await requireRedis(REDIS_URL); // a clear failure within seconds when there is no Redis
       proxy = await startFaultProxy({ target: REDIS_URL });
       const rateLimit = { perSecond: 1, burst: 4, onRedisError: 'local' as const, keyHeader: 'x-api-key' };
       const redisUrl = `redis://${proxy.address}`;
@@ -277,9 +278,9 @@ describe('rate limit', () => {
       b = await start({ rateLimit, redisUrl, healthDetailsToken: TOKEN });
     });
     after(async () => {
-      await a.close();
-      await b.close();
-      await proxy.close();
+      await a?.close();
+      await b?.close();
+      await proxy?.close();
     });
 
     test('two instances share one limit', async () => {
