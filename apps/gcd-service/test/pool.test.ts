@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import type { Worker } from 'node:worker_threads';
 import { gcd } from '../src/gcd.js';
 import type { GcdComputer } from '../src/compute.js';
@@ -151,17 +151,24 @@ test('a full pool refuses at once with 503 GCD_ERR_BUSY and Retry-After', async 
   const s = await start({
     maxDigits: 40_000,
     maxHeaderBytes: 100_000,
-    computeTimeoutMs: 400,
+    computeTimeoutMs: 600_000, // the two runaways stay in the pool until their clients give up
     poolMaxThreads: 1,
     poolMaxQueue: 1,
   });
   const computer = s.server.computer!;
+  const sockets: Socket[] = [];
   try {
     await warmUp(s.url);
-    const slow = RUNAWAY;
-    const first = ask(`${s.url}/api/gcd?${slow}`); // runs
+    /** A runaway request on its own connection; the test hangs up (TCP reset) at the end. */
+    const runaway = () => {
+      const socket = connect(Number(new URL(s.url).port), '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.write(`GET /api/gcd?${RUNAWAY} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      sockets.push(socket);
+    };
+    runaway(); // runs
     await until(() => computer.inFlight === 1, 'the first task');
-    const second = ask(`${s.url}/api/gcd?${slow}`); // waits in the queue
+    runaway(); // waits in the queue
     await until(() => computer.inFlight === 2, 'the second task');
     const third = await ask(`${s.url}/api/gcd?${q({ n: '9'.repeat(200), m: '3' })}`);
     assert.equal(third.status, 503, third.text);
@@ -177,11 +184,13 @@ test('a full pool refuses at once with 503 GCD_ERR_BUSY and Retry-After', async 
     assert.equal(fourth.headers['retry-after'], '1');
     const scrape = (await ask(`${s.url}/metrics`)).text;
     assert.match(scrape, /gcd_computations_total\{path="pool",outcome="busy"\} 2\n/, 'both refusals counted');
-    for (const res of await Promise.all([first, second])) {
-      assert.equal(res.status, 503);
-      assert.equal(res.json().code, 'GCD_ERR_COMPUTE_TIMEOUT');
-    }
+    // The two clients hang up: both computations are stopped.
+    const outcome = nextOutcome(computer);
+    for (const socket of sockets) socket.resetAndDestroy();
+    assert.equal(await outcome, 'aborted');
+    await until(() => computer.inFlight === 0, 'both computations to stop');
   } finally {
+    for (const socket of sockets) socket.destroy();
     await s.close();
   }
 });
