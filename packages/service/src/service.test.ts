@@ -148,6 +148,10 @@ describe('createService: endpoints, request ids, headers, logs', () => {
     const failed = (await res.body.json()) as { status: string; checks: Record<string, { error?: string }> };
     assert.equal(failed.status, 'fail');
     assert.equal(failed.checks.db!.error, 'db unreachable');
+    const health = await request(`${base}/healthz`);
+    assert.equal(health.statusCode, 503, 'a failing critical check fails /healthz too');
+    assert.equal(health.headers['retry-after'], '1');
+    await health.body.dump();
     // Without the token: each check's status, never its error text or details.
     res = await request(`${base}/readyz`);
     assert.equal(res.statusCode, 503);
