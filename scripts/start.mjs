@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // `npm start`: the gcd service on embedded defaults (no Redis, no collector needed). The `prestart`
-// script builds it first. The service runs in this process (no child), so a terminal's Ctrl-C or a
-// supervisor's SIGTERM reaches it exactly once and starts its graceful shutdown.
+// script builds it first. The service runs in this process (no child of ours), and package.json runs it
+// as `exec node scripts/start.mjs`: npm's shell (dash) would otherwise sit between npm and this process,
+// die of the SIGTERM npm forwards to it and leave the service running with no parent. With `exec`, npm's
+// child is this process: a supervisor's SIGTERM (or SIGINT) to npm reaches it, the service drains, and
+// npm exits once it has. A terminal's Ctrl-C reaches both npm and this process; npm forwards it once
+// more, and the shutdown treats the same signal twice at once as one (it is not a "second signal").
 import { existsSync } from 'node:fs';
 import { requireSupportedNode } from './node-version.mjs';
 

@@ -173,7 +173,7 @@ describe('deploy/Dockerfile', () => {
         'pino',
         'prom-client',
         'ioredis',
-        '@opentelemetry/sdk-trace-node',
+        '@opentelemetry/sdk-trace',
         '@opentelemetry/exporter-trace-otlp-http',
         '@bulwark/core',
         '@bulwark/service',
@@ -206,66 +206,70 @@ describe('deploy/Dockerfile', () => {
       );
     });
 
-    it('starts the service from that layout, with Redis and OTLP tracing on, and stops it on SIGTERM', async (t) => {
-      const spans = [];
-      const collector = createServer((req, res) => {
-        req.resume();
-        req.on('end', () => {
-          spans.push(req.url);
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end('{}');
+    it(
+      'starts the service from that layout, with Redis and OTLP tracing on, and stops it on SIGTERM',
+      { timeout: 180_000 },
+      async (t) => {
+        const spans = [];
+        const collector = createServer((req, res) => {
+          req.resume();
+          req.on('end', () => {
+            spans.push(req.url);
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end('{}');
+          });
         });
-      });
-      await new Promise((resolve) => collector.listen(0, '127.0.0.1', resolve));
-      t.after(() => collector.close());
-      const env = {
-        PATH: process.env.PATH,
-        NODE_ENV: 'production',
-        HOST: '127.0.0.1',
-        PORT: '0',
-        REDIS_URL: redis.env.REDIS_URL,
-        DRAIN_DELAY_MS: '0',
-        OTEL_TRACES_EXPORTER: 'otlp',
-        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.address().port}`,
-        OTEL_BSP_SCHEDULE_DELAY: '50',
-      };
-      const child = spawn(process.execPath, ['apps/gcd-service/dist/src/main.js'], {
-        cwd: dirs.final,
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stderr = '';
-      child.stderr.on('data', (c) => (stderr += c));
-      const exited = new Promise((resolve) =>
-        child.once('exit', (code, signal) => resolve({ code, signal })),
-      );
-      t.after(() => child.exitCode === null && child.kill('SIGKILL'));
-      const url = await new Promise((resolve, reject) => {
-        let out = '';
-        child.stdout.on('data', (c) => {
-          out += c;
-          const m = /"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(out);
-          if (m) resolve(m[1]);
+        await new Promise((resolve) => collector.listen(0, '127.0.0.1', resolve));
+        t.after(() => collector.close());
+        const env = {
+          PATH: process.env.PATH,
+          NODE_ENV: 'production',
+          HOST: '127.0.0.1',
+          PORT: '0',
+          REDIS_URL: redis.env.REDIS_URL,
+          DRAIN_DELAY_MS: '0',
+          OTEL_TRACES_EXPORTER: 'otlp',
+          OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.address().port}`,
+          OTEL_BSP_SCHEDULE_DELAY: '50',
+        };
+        const child = spawn(process.execPath, ['apps/gcd-service/dist/src/main.js'], {
+          cwd: dirs.final,
+          env,
+          stdio: ['ignore', 'pipe', 'pipe'],
         });
-        exited.then(({ code }) =>
-          reject(new Error(`gcd-service exited (${code}) before listening:\n${out}\n${stderr}`)),
+        let stderr = '';
+        child.stderr.on('data', (c) => (stderr += c));
+        const exited = new Promise((resolve) =>
+          child.once('exit', (code, signal) => resolve({ code, signal })),
         );
-      });
-      const live = await fetch(`${url}/livez`);
-      assert.equal(live.status, 200);
-      const ready = await fetch(`${url}/readyz`);
-      assert.equal(ready.status, 200, await ready.text());
-      const gcd = await fetch(`${url}/api/gcd?n=1071&m=462`, {
-        headers: { accept: 'application/json' },
-      });
-      assert.equal(gcd.status, 200, await gcd.clone().text());
-      assert.match(await gcd.text(), /\b21\b/);
-      child.kill('SIGTERM');
-      assert.deepEqual(await exited, { code: 0, signal: null }, stderr);
-      assert.ok(
-        spans.some((u) => u === '/v1/traces'),
-        `no span reached the collector (${spans.join(', ')})`,
-      );
-    });
+        t.after(() => child.exitCode === null && child.kill('SIGKILL'));
+        const url = await new Promise((resolve, reject) => {
+          let out = '';
+          child.stdout.on('data', (c) => {
+            out += c;
+            const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+            if (m) resolve(m[1]);
+          });
+          exited.then(({ code }) =>
+            reject(new Error(`gcd-service exited (${code}) before listening:\n${out}\n${stderr}`)),
+          );
+        });
+        const live = await fetch(`${url}/livez`);
+        assert.equal(live.status, 200);
+        const ready = await fetch(`${url}/readyz`);
+        assert.equal(ready.status, 200, await ready.text());
+        const gcd = await fetch(`${url}/api/gcd?n=1071&m=462`, {
+          headers: { accept: 'application/json' },
+        });
+        assert.equal(gcd.status, 200, await gcd.clone().text());
+        assert.match(await gcd.text(), /\b21\b/);
+        child.kill('SIGTERM');
+        assert.deepEqual(await exited, { code: 0, signal: null }, stderr);
+        assert.ok(
+          spans.some((u) => u === '/v1/traces'),
+          `no span reached the collector (${spans.join(', ')})`,
+        );
+      },
+    );
   });
 });

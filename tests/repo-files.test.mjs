@@ -108,7 +108,7 @@ describe('repository files', () => {
     const setUp = /## Set up\n\n```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
     assert.match(setUp, /^npm install && npm start +# /m);
     assert.match(setUp, /^npm test +# /m);
-    assert.equal(rootManifest.scripts.start, 'node scripts/start.mjs');
+    assert.equal(rootManifest.scripts.start, 'exec node scripts/start.mjs');
     assert.match(rootManifest.scripts.pretest, /^node scripts\/test-env\.mjs && /);
     assert.equal(rootManifest.scripts.test, 'node scripts/run-tests.mjs');
     assert.equal(rootManifest.scripts.prepare, 'node scripts/prepare.mjs');

@@ -29,6 +29,7 @@ import {
   type Subscribe,
 } from '@bulwark/core';
 import { EventEmitter } from '@bulwark/core/internal';
+import { endSpan, startSpan } from '@bulwark/service';
 import { gcd } from './gcd.js';
 import { GcdError } from './errors.js';
 import type { GcdInput } from './validation.js';
@@ -66,6 +67,17 @@ export interface ComputeResult {
 /** piscina's messages when no worker is free and the queue is full (it has no error codes). */
 const POOL_FULL = new Set(['Task queue is at limit', 'No task queue available and all Workers are busy']);
 
+/** Builds an error without capturing a stack trace (~4 µs; a refusal under overload needs none). */
+function withoutStack<T>(make: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return make();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 /** Worker threads a pool gets by default: one core is left to the event loop. */
 export function defaultPoolThreads(): number {
   return Math.max(1, availableParallelism() - 1);
@@ -82,8 +94,30 @@ export class GcdComputer {
   /** Subscribe to finished computations (metrics, logs). */
   readonly onCompute: Subscribe<ComputeEvent> = this.#onCompute.subscribe;
 
+  /** The two refusals, made once (no stack trace: they are answers, not bugs) and shared by every request. */
+  readonly busyError: GcdError;
+  readonly timeoutError: GcdError;
+
   constructor(options: ComputeOptions) {
     this.#options = options;
+    this.busyError = withoutStack(
+      () =>
+        new GcdError(
+          'GCD_ERR_BUSY',
+          `All ${options.poolMaxThreads} worker threads are busy and ${options.poolMaxQueue} ` +
+            `computations are waiting; retry in a moment.`,
+          { 'retry-after': '1' },
+        ),
+    );
+    this.timeoutError = withoutStack(
+      () =>
+        new GcdError(
+          'GCD_ERR_COMPUTE_TIMEOUT',
+          `Computation exceeded the time limit of ${options.computeTimeoutMs} ms and was stopped; ` +
+            `try smaller numbers.`,
+          { 'retry-after': '1' },
+        ),
+    );
     this.bulkhead = bulkhead({
       name: 'gcd-pool',
       maxConcurrent: options.poolMaxThreads,
@@ -102,6 +136,33 @@ export class GcdComputer {
       idleTimeout: 60_000,
       name: 'default',
     });
+  }
+
+  /**
+   * True while every worker is busy and the queue is full: a pool computation would be refused. The
+   * routes check it before they parse a request big enough to need the pool, so such a request costs
+   * no parsing and no validation while the pool cannot take it.
+   */
+  get saturated(): boolean {
+    return (
+      this.bulkhead.running >= this.#options.poolMaxThreads &&
+      this.bulkhead.queued >= this.#options.poolMaxQueue
+    );
+  }
+
+  /**
+   * The refusal of a request too large for inline work while the pool is {@link saturated}, before it
+   * was parsed: counted like any busy refusal (`gcd_computations_total{outcome="busy"}`; its size is not
+   * known, so it is not in `gcd_input_digits`).
+   */
+  refuseSaturated(): GcdError {
+    this.#emit('pool', 'busy', performance.now(), 0);
+    return this.busyError;
+  }
+
+  /** Inputs up to this many digits are computed on the event loop. */
+  get inlineMaxDigits(): number {
+    return this.#options.inlineMaxDigits;
   }
 
   /** True when an input of this many digits is computed on the event loop. */
@@ -134,33 +195,35 @@ export class GcdComputer {
     const started = performance.now();
     const task: GcdTask = { n: input.n, m: input.m };
     this.#inFlight++;
+    // Traced (when tracing is on): the wait for a worker, then the computation in it.
+    let wait = startSpan('gcd.pool.wait', { 'gcd.pool.queued': this.bulkhead.queued });
+    let work: ReturnType<typeof startSpan>;
     try {
-      const value = await this.policy.execute((ctx) => this.pool.run(task, { signal: ctx.signal }), {
-        signal,
-      });
+      const value = await this.policy.execute(
+        (ctx) => {
+          endSpan(wait);
+          wait = undefined;
+          work = startSpan('gcd.compute', { 'gcd.compute.path': 'pool', 'gcd.digits': input.digits });
+          return this.pool.run(task, { signal: ctx.signal });
+        },
+        { signal },
+      );
+      endSpan(work);
       this.#emit('pool', 'ok', started, input.digits);
       return { gcd: value, path: 'pool' };
     } catch (error) {
+      endSpan(wait, error);
+      endSpan(work, error);
       if (error instanceof TimeoutError) {
         this.#emit('pool', 'timeout', started, input.digits);
-        throw new GcdError(
-          'GCD_ERR_COMPUTE_TIMEOUT',
-          `Computation exceeded the time limit of ${this.#options.computeTimeoutMs} ms and was stopped; ` +
-            `try smaller numbers.`,
-          { 'retry-after': '1' },
-        );
+        throw this.timeoutError;
       }
       if (
         error instanceof BulkheadRejectedError ||
         (error instanceof Error && POOL_FULL.has(error.message))
       ) {
         this.#emit('pool', 'busy', started, input.digits);
-        throw new GcdError(
-          'GCD_ERR_BUSY',
-          `All ${this.#options.poolMaxThreads} worker threads are busy and ${this.#options.poolMaxQueue} ` +
-            `computations are waiting; retry in a moment.`,
-          { 'retry-after': '1' },
-        );
+        throw this.busyError;
       }
       this.#emit('pool', signal?.aborted ? 'aborted' : 'error', started, input.digits);
       throw error;
@@ -175,7 +238,9 @@ export class GcdComputer {
    */
   computeInline(input: GcdInput): string {
     const started = this.#onCompute.active ? performance.now() : 0;
+    const span = startSpan('gcd.compute', { 'gcd.compute.path': 'inline', 'gcd.digits': input.digits });
     const value = gcd(BigInt(input.n), BigInt(input.m)).toString();
+    endSpan(span);
     this.#emit('inline', 'ok', started, input.digits);
     return value;
   }

@@ -27,21 +27,25 @@ export const DEFAULTS = Object.freeze({
   host: '127.0.0.1',
   /** Digits allowed per number. @default 1000 */
   maxDigits: 1000,
-  /** Inputs up to this many digits are computed on the event loop; longer ones in the worker pool. @default 100 */
+  /**
+   * Inputs up to this many digits are computed on the event loop; longer ones in the worker pool.
+   * @default 100 (or MAX_DIGITS, when that is smaller)
+   */
   inlineMaxDigits: 100,
   /** Deadline of a pool computation (queue wait included); past it the worker thread is terminated. @default 1000 */
   computeTimeoutMs: 1000,
   /** Worker threads: the CPU count minus one (one core stays with the event loop), at least 1. */
   poolMaxThreads: Math.max(1, availableParallelism() - 1),
   /**
-   * Computations allowed to wait for a worker; more are refused at once with 503. Short on purpose
-   * (the SRE book: a queue of at most about the pool size): a long queue only turns overload into
-   * latency. Default: the thread count (each worker has one computation waiting, so it never idles).
+   * Computations allowed to wait for a worker; more are refused at once with 503. Short on purpose (the
+   * SRE book: a queue of a few times the pool): a long queue only turns overload into latency. Default:
+   * 4 per thread — at half load a queue of 1 per thread refused ~1 % of pool requests for nothing, and
+   * under overload 4 waiting keep a request's wait within a few computations.
    */
-  poolMaxQueue: Math.max(1, availableParallelism() - 1),
-  /** Largest request body (the form). Must hold two numbers of `maxDigits`. @default 4096 */
+  poolMaxQueue: 4 * Math.max(1, availableParallelism() - 1),
+  /** Largest request body (the form). Must hold two numbers of `maxDigits`. @default 4096 (more when MAX_DIGITS needs it) */
   bodyLimitBytes: 4096,
-  /** Largest request head (request line + headers). Must hold a URL with two numbers. @default 16384 */
+  /** Largest request head (request line + headers). Must hold a URL with two numbers. @default 16384 (more when MAX_DIGITS needs it) */
   maxHeaderBytes: 16384,
   /** Whole request (headers and body) must arrive within this time. @default 10000 */
   requestTimeoutMs: 10_000,
@@ -145,6 +149,8 @@ export interface GcdConfig {
   readonly trustProxy: boolean | readonly string[];
   /** Redis for the shared rate limit; unset = in-memory limit. Contains a secret: log {@link redactUrl} only. */
   readonly redisUrl: string | undefined;
+  /** Callers sending `Authorization: Bearer <token>` see the details of /healthz and /readyz. A secret. */
+  readonly healthDetailsToken: string | undefined;
   readonly tls: TlsConfig | undefined;
   readonly validator: ValidatorConfig | undefined;
   /** Every `OTEL_*` variable, passed to the tracing setup unchanged. */
@@ -276,7 +282,14 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
   const host = r.string('HOST', hostExpected, DEFAULTS.host) ?? DEFAULTS.host;
   if (/\s|\/|^$/u.test(host)) r.fail('HOST', host, hostExpected);
   const maxDigits = r.int('MAX_DIGITS', DEFAULTS.maxDigits, 1, 1_000_000);
-  const inlineMaxDigits = r.int('INLINE_MAX_DIGITS', DEFAULTS.inlineMaxDigits, 0, 1_000_000);
+  // A default never conflicts with another setting: with MAX_DIGITS below 100 every input is inline.
+  const inlineMaxDigits = r.int(
+    'INLINE_MAX_DIGITS',
+    Math.min(DEFAULTS.inlineMaxDigits, maxDigits),
+    0,
+    1_000_000,
+    `${DEFAULTS.inlineMaxDigits} (or MAX_DIGITS, when smaller)`,
+  );
   const computeTimeoutMs = r.int('COMPUTE_TIMEOUT_MS', DEFAULTS.computeTimeoutMs, 1, 600_000);
   const poolMaxThreads = r.int(
     'POOL_MAX_THREADS',
@@ -285,9 +298,23 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     256,
     'CPU count − 1 (at least 1)',
   );
-  const poolMaxQueue = r.int('POOL_MAX_QUEUE', poolMaxThreads, 0, 100_000, 'POOL_MAX_THREADS');
-  const bodyLimitBytes = r.int('BODY_LIMIT_BYTES', DEFAULTS.bodyLimitBytes, 64, 10 * 1024 * 1024);
-  const maxHeaderBytes = r.int('MAX_HEADER_BYTES', DEFAULTS.maxHeaderBytes, 1024, 1024 * 1024);
+  const poolMaxQueue = r.int('POOL_MAX_QUEUE', 4 * poolMaxThreads, 0, 100_000, '4 × POOL_MAX_THREADS');
+  // Defaults that follow MAX_DIGITS up (a default never conflicts with another setting; a value the
+  // operator set still must fit, see the relations below).
+  const bodyLimitBytes = r.int(
+    'BODY_LIMIT_BYTES',
+    Math.max(DEFAULTS.bodyLimitBytes, 2 * maxDigits + 64),
+    64,
+    10 * 1024 * 1024,
+    `${DEFAULTS.bodyLimitBytes} (or 2 × MAX_DIGITS + 64, when larger)`,
+  );
+  const maxHeaderBytes = r.int(
+    'MAX_HEADER_BYTES',
+    Math.max(DEFAULTS.maxHeaderBytes, 2 * maxDigits + 2048),
+    1024,
+    1024 * 1024,
+    `${DEFAULTS.maxHeaderBytes} (or 2 × MAX_DIGITS + 2048, when larger)`,
+  );
   const requestTimeoutMs = r.int('REQUEST_TIMEOUT_MS', DEFAULTS.requestTimeoutMs, 1, 3_600_000);
   const headersTimeoutMs = r.int('HEADERS_TIMEOUT_MS', DEFAULTS.headersTimeoutMs, 1, 3_600_000);
   const keepAliveTimeoutMs = r.int('KEEP_ALIVE_TIMEOUT_MS', DEFAULTS.keepAliveTimeoutMs, 1, 3_600_000);
@@ -334,6 +361,16 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
       variable: missing,
       received: '(unset)',
       expected: `a path too, since ${missing === 'TLS_CERT_FILE' ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'} is set (${JSON.stringify(given)})`,
+    });
+  }
+
+  const detailsExpected = 'a token of at least 16 printable ASCII characters, no spaces';
+  const healthDetailsToken = r.string('HEALTH_DETAILS_TOKEN', detailsExpected, '(unset: no details)');
+  if (healthDetailsToken !== undefined && !/^[\x21-\x7e]{16,}$/u.test(healthDetailsToken)) {
+    r.issues.push({
+      variable: 'HEALTH_DETAILS_TOKEN',
+      received: '(hidden: it is a secret)',
+      expected: detailsExpected,
     });
   }
 
@@ -421,6 +458,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     shedAlgorithm,
     trustProxy,
     redisUrl,
+    healthDetailsToken,
     tls:
       certFile !== undefined && keyFile !== undefined
         ? Object.freeze({ certFile, keyFile, watch: tlsWatch })
@@ -458,6 +496,7 @@ export function describeConfig(config: GcdConfig): Record<string, unknown> {
   return {
     ...config,
     redisUrl: config.redisUrl === undefined ? undefined : redactUrl(config.redisUrl),
+    healthDetailsToken: config.healthDetailsToken === undefined ? undefined : '***',
     otel: Object.keys(config.otel),
   };
 }

@@ -28,6 +28,8 @@ export type GcdErrorCode = keyof typeof ERROR_CODES;
 export class GcdError extends Error {
   override readonly name = 'GcdError';
   readonly statusCode: number;
+  /** The JSON body, serialised once (errors shared by many requests are answered without re-serialising). */
+  #json: string | undefined;
   constructor(
     readonly code: GcdErrorCode,
     message: string,
@@ -36,6 +38,11 @@ export class GcdError extends Error {
   ) {
     super(message);
     this.statusCode = ERROR_CODES[code];
+  }
+
+  /** `{ statusCode, code, error, message }` as JSON text. */
+  get json(): string {
+    return (this.#json ??= JSON.stringify(errorBody(this.statusCode, this.code, this.message)));
   }
 }
 

@@ -12,7 +12,7 @@
  * when a second signal n cut the shutdown short.
  */
 import { InvalidOptionError } from '@bulwark/core';
-import { installShutdown, setupTracing, type Tracing } from '@bulwark/service';
+import { installShutdown, MissingDependencyError, setupTracing, type Tracing } from '@bulwark/service';
 import { ConfigError, loadConfig, type GcdConfig } from './config.js';
 import { createGcdServer, type GcdServer } from './server.js';
 
@@ -38,18 +38,20 @@ try {
       `Invalid configuration:\n  ${error.option}=${JSON.stringify(error.received)}: expected ${error.expected}`,
     );
   }
+  // A feature turned on whose optional package is not installed (tracing, a Redis rate limit).
+  if (error instanceof MissingDependencyError) configError(error.message);
   throw error;
 }
 
 let server: GcdServer;
 try {
   server = await createGcdServer(config, { tracing });
-  const url = await server.listen();
-  server.app.log.info(
-    { url, mode: config.mode, tracing: tracing.exporters },
-    `gcd-service (${config.mode}) listening on ${url}`,
-  );
+  await server.listen();
 } catch (error) {
+  if (error instanceof MissingDependencyError) {
+    await tracing.shutdown();
+    configError(error.message);
+  }
   process.stderr.write(`gcd-service: cannot start: ${(error as Error).message}\n`);
   await tracing.shutdown();
   process.exit(1);

@@ -120,7 +120,7 @@ export class GcdMetrics {
         computer.onCompute((e) => {
           computed[e.path][e.outcome].inc();
           if (e.outcome === 'ok') durations[e.path].observe(e.durationMs / 1000);
-          digits.observe(e.digits);
+          if (e.digits > 0) digits.observe(e.digits); // 0: refused before it was parsed
         }),
       );
     }

@@ -3,9 +3,10 @@
  * the error handler in server.ts, which answers JSON (`/api/…`) or an HTML page (`POST /gcd`).
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { traceStep } from '@bulwark/service';
 import type { GcdComputer } from './compute.js';
 import { GcdError } from './errors.js';
-import { formPage, resultPage, STYLESHEET } from './html.js';
+import { FAVICON, formPage, resultPage, STYLESHEET } from './html.js';
 import { parseGcdParams, type GcdInput, type RawParams } from './validation.js';
 
 /** How a request's numbers were validated (also the `x-gcd-validation` response header). */
@@ -108,34 +109,52 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
 export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOptions): void {
   const { maxDigits, handlerTimeoutMs, computer, validate, onLocal } = options;
   const form = formPage(maxDigits);
+  /**
+   * A query or form longer than this cannot be two inline-sized numbers (`n=…&m=…`, digits are never
+   * percent-encoded): it needs the pool, or it is invalid. Shorter ones are parsed as usual.
+   */
+  const poolSize = 2 * computer.inlineMaxDigits + 16;
 
   /**
    * Validates and computes. The common case — no validator, a number small enough to compute inline —
    * answers at once (no promise, no signal, no timer); the rest waits, under {@link waitSignal}.
+   *
+   * Debug headers only where they say something: `x-gcd-validation` when a validator is configured
+   * (`remote`, or `local-fallback` while it cannot answer), `x-gcd-compute: pool` when the worker pool
+   * computed the answer (its absence means inline).
    */
-  function run(reply: FastifyReply, params: RawParams): Answer | Promise<Answer> {
+  function run(reply: FastifyReply, params: RawParams, rawSize: number): Answer | Promise<Answer> {
+    // The pool cannot take more: a request big enough to need it is refused before it is parsed.
+    if (rawSize > poolSize && computer.saturated) throw computer.refuseSaturated();
     const input: GcdInput = parseGcdParams(params, maxDigits);
+    // The server span records the sizes of the inputs (never their values).
+    reply.request.bulwarkSpan?.setAttributes({
+      'gcd.n.digits': input.n.length,
+      'gcd.m.digits': input.m.length,
+    });
     if (validate === undefined && computer.isInline(input.digits)) {
       onLocal?.();
-      reply.header('x-gcd-validation', 'local');
-      const gcd = computer.computeInline(input);
-      reply.header('x-gcd-compute', 'inline');
-      return { input, gcd };
+      return { input, gcd: computer.computeInline(input) };
     }
     const signal = waitSignal(reply, handlerTimeoutMs);
     return untilAborted(wait(reply, input, signal), signal);
   }
 
   async function wait(reply: FastifyReply, input: GcdInput, signal: AbortSignal): Promise<Answer> {
-    let mode: ValidationMode = 'local';
     if (validate !== undefined) {
-      mode = await validate({ n: input.n, m: input.m }, signal);
+      // The validator attempts (client spans) are children of this step.
+      const mode = await traceStep('gcd.validate', async (span) => {
+        const m = await validate({ n: input.n, m: input.m }, signal);
+        span?.setAttribute('gcd.validation', m);
+        return m;
+      });
+      reply.request.bulwarkSpan?.setAttribute('gcd.validation', mode);
+      reply.header('x-gcd-validation', mode);
     } else {
       onLocal?.();
     }
-    reply.header('x-gcd-validation', mode);
     const result = await computer.compute(input, signal);
-    reply.header('x-gcd-compute', result.path);
+    if (result.path === 'pool') reply.header('x-gcd-compute', 'pool');
     return { input, gcd: result.gcd };
   }
 
@@ -147,13 +166,18 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
     reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(STYLESHEET);
   });
 
+  app.get('/static/favicon.svg', (_request, reply) => {
+    reply.type('image/svg+xml').header('cache-control', 'public, max-age=86400').send(FAVICON);
+  });
+
   // Not an async function: the inline answer is sent in the same tick, without a promise. The kit's
   // `api` header set (OWASP's REST set) includes `Cache-Control: no-store`.
   app.get(
     '/api/gcd',
     { schema: { response: { 200: API_ANSWER_SCHEMA } }, config: API_ROUTE },
     (request, reply) => {
-      const answer = run(reply, request.query as RawParams);
+      const url = request.url;
+      const answer = run(reply, request.query as RawParams, url.length - url.indexOf('?') - 1);
       return answer instanceof Promise ? answer.then(apiAnswer) : apiAnswer(answer);
     },
   );
@@ -176,7 +200,11 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
     },
     async (request, reply) => {
       reply.header('cache-control', 'no-store');
-      const { input, gcd } = await run(reply, request.body as RawParams);
+      const { input, gcd } = await run(
+        reply,
+        request.body as RawParams,
+        Number(request.headers['content-length'] ?? 0),
+      );
       reply.type('text/html; charset=utf-8').send(resultPage(input.n, input.m, gcd, maxDigits));
     },
   );

@@ -13,11 +13,13 @@ import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
+import type { Subscribe } from '@bulwark/core';
+import { EventEmitter } from '@bulwark/core/internal';
 import { createService, type ServiceOptions, type Tracing } from '@bulwark/service';
 import type { DestinationStream } from 'pino';
 import { describeConfig, type GcdConfig } from './config.js';
 import { GcdComputer } from './compute.js';
-import { errorBody, GcdError } from './errors.js';
+import { GcdError } from './errors.js';
 import { errorPage, type FormValues } from './html.js';
 import { GcdMetrics } from './metrics.js';
 import { registerGcdRoutes, type HtmlRouteConfig } from './routes.js';
@@ -35,6 +37,11 @@ export interface GcdServerDeps {
   readonly tracing?: Tracing;
 }
 
+export interface TlsReloadEvent {
+  readonly result: TlsReloadResult;
+  readonly reason: string;
+}
+
 export interface GcdServer {
   readonly app: FastifyInstance;
   readonly config: GcdConfig;
@@ -46,9 +53,34 @@ export interface GcdServer {
   listen(): Promise<string>;
   /** Re-reads the TLS files (no-op result when TLS is off). */
   reloadTls(reason?: string): TlsReloadResult;
+  /** Every TLS reload, by SIGHUP, by hand or on a file change (after it was logged). */
+  readonly onTlsReload: Subscribe<TlsReloadEvent>;
   /** Closes the server (drains in-flight requests), then the pool, the validator client, the TLS watch. */
   close(): Promise<void>;
 }
+
+/** At most one log line per this many ms for overload refusals (the count of the others is logged). */
+const OVERLOAD_LOG_INTERVAL_MS = 1000;
+
+/** Runs a log call at most once per interval; the call gets how many were skipped since the last one. */
+class ThrottledLog {
+  #last = -Infinity;
+  #suppressed = 0;
+  constructor(readonly intervalMs: number) {}
+  maybe(write: (suppressed: number) => void): void {
+    const now = performance.now();
+    if (now - this.#last < this.intervalMs) {
+      this.#suppressed++;
+      return;
+    }
+    write(this.#suppressed);
+    this.#last = now;
+    this.#suppressed = 0;
+  }
+}
+
+/** The listen backlog asked for (Node's default is 511). */
+const LISTEN_BACKLOG = 4096;
 
 /** At most one "validator unavailable" log line per this many ms (the count of the others is logged). */
 const FALLBACK_LOG_INTERVAL_MS = 1000;
@@ -91,6 +123,7 @@ export function kitOptions(
           : `${CONTENT_SECURITY_POLICY};upgrade-insecure-requests`,
     },
     metrics: {},
+    health: config.healthDetailsToken === undefined ? {} : { details: { token: config.healthDetailsToken } },
     rateLimit:
       config.rateLimit === undefined
         ? false
@@ -173,9 +206,16 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
     });
   }
 
+  // Overload refusals (503 busy, compute timeout) are counted in gcd_computations_total and logged at most
+  // once a second with the number left out: under overload a line per refusal would cost more than the
+  // refusal itself.
+  const overloadLog = new ThrottledLog(OVERLOAD_LOG_INTERVAL_MS);
+
   /** Answers an error as JSON, or as the form page with the explanation for HTML routes. */
   function sendError(request: FastifyRequest, reply: FastifyReply, error: GcdError): FastifyReply {
-    if (error.statusCode >= 500) request.log.warn({ code: error.code }, error.message);
+    if (error.statusCode >= 500) {
+      overloadLog.maybe((suppressed) => request.log.warn({ code: error.code, suppressed }, error.message));
+    }
     reply.code(error.statusCode).headers(error.headers).header('cache-control', 'no-store');
     if ((request.routeOptions.config as HtmlRouteConfig | undefined)?.html === true) {
       const body = request.body as Record<string, unknown> | null | undefined;
@@ -187,9 +227,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
         .type('text/html; charset=utf-8')
         .send(errorPage(error.statusCode, error.code, error.message, values, config.maxDigits));
     }
-    return reply
-      .type('application/json; charset=utf-8')
-      .send(errorBody(error.statusCode, error.code, error.message));
+    return reply.type('application/json; charset=utf-8').send(error.json);
   }
 
   app.setNotFoundHandler((request, reply) => {
@@ -223,6 +261,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
   });
 
   let reloader: TlsReloader | undefined;
+  const tlsReloads = new EventEmitter<TlsReloadEvent>();
   app.addHook('onClose', async () => {
     reloader?.close();
     metrics?.dispose();
@@ -236,16 +275,30 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
     config,
     computer,
     validator,
+    onTlsReload: tlsReloads.subscribe,
     async listen() {
-      await app.listen({ port: config.port, host: config.host });
+      // One line per address: "gcd-service (gcd) listening on http://127.0.0.1:3000". The backlog is
+      // raised from Node's 511 (the kernel caps it at net.core.somaxconn): under a burst of new
+      // connections a probe's connection waits in the queue, not for a SYN retransmit (1 s, then 3 s).
+      await app.listen({
+        port: config.port,
+        host: config.host,
+        backlog: LISTEN_BACKLOG,
+        listenTextResolver: (address) =>
+          `${app.bulwark.options.serviceName} (${config.mode}) listening on ${address}`,
+      });
       app.log.info({ config: describeConfig(config) }, 'configuration');
       if (config.tls !== undefined) {
         if (keyFileTooOpen(config.tls.keyFile)) {
-          app.log.warn({ file: config.tls.keyFile }, 'TLS key file is readable by group or others');
+          app.log.warn(
+            { file: config.tls.keyFile },
+            'TLS key file is readable by others (or writable by its group)',
+          );
         }
         reloader = new TlsReloader(app.server as unknown as HttpsServer, config.tls, (result, reason) => {
           if (result.ok) app.log.info({ reason }, 'TLS certificate reloaded');
           else app.log.error({ reason, err: result.error }, 'TLS reload failed; keeping the old certificate');
+          if (tlsReloads.active) tlsReloads.emit({ result, reason });
         });
         if (config.tls.watch) reloader.watch();
       }

@@ -19,6 +19,7 @@ import {
   timeout,
   type CircuitBreakerPolicy,
   type CircuitState,
+  type Clock,
   type Policy,
   type Subscribe,
 } from '@bulwark/core';
@@ -55,6 +56,8 @@ export interface FallbackEvent {
 export interface ValidatorClientDeps {
   /** undici dispatcher. @default an Agent owned (and closed) by the client */
   readonly dispatcher?: Dispatcher;
+  /** The clock of every policy (deadline, retry, breaker, per-attempt timeout). @default systemClock */
+  readonly clock?: Clock;
 }
 
 type Verdict =
@@ -82,8 +85,10 @@ export class ValidatorClient {
     this.#dispatcher =
       deps.dispatcher ??
       new Agent({ connections: 64, keepAliveTimeout: 4_000, connectTimeout: config.timeoutMs });
-    const deadline = timeout({ timeoutMs: config.deadlineMs, name: 'validator-deadline' });
+    const clock = deps.clock === undefined ? {} : { clock: deps.clock };
+    const deadline = timeout({ timeoutMs: config.deadlineMs, name: 'validator-deadline', ...clock });
     const retries = retry({
+      ...clock,
       name: 'validator-retry',
       maxAttempts: config.retries + 1,
       initialDelayMs: 25,
@@ -91,13 +96,16 @@ export class ValidatorClient {
       // Core's classifier does not retry an open breaker: "answer locally now", not "wait until it half-opens".
     });
     this.breaker = circuitBreaker({
+      ...clock,
       name: 'validator',
       // The chapter's breaker: open after 5 failures in a row; probe after `openMs`.
       strategy: { type: 'consecutive', threshold: config.failureThreshold },
       openDurationMs: config.openMs,
+      // Open for VALIDATOR_OPEN_MS every time, as documented (core's default doubles it per failed probe).
+      openDurationBackoff: { multiplier: 1, maxOpenDurationMs: config.openMs },
       halfOpenPermits: 1,
     });
-    const perAttempt = timeout({ timeoutMs: config.timeoutMs, name: 'validator-attempt' });
+    const perAttempt = timeout({ timeoutMs: config.timeoutMs, name: 'validator-attempt', ...clock });
     this.policy = pipeline(deadline, retries, this.breaker, perAttempt);
     this.policies = {
       'validator-deadline': deadline,
@@ -155,7 +163,24 @@ export class ValidatorClient {
       dispatcher: this.#dispatcher,
     });
     const text = await res.body.text();
-    if (res.statusCode === 200) return { valid: true };
+    if (res.statusCode === 200) {
+      // A 200 is a verdict only when it says so, about these numbers: `{"valid": true, "n", "m"}`.
+      const body = parse(text);
+      if (body?.valid === true && body.n === pair.n && body.m === pair.m) return { valid: true };
+      if (body?.valid === false) {
+        return {
+          valid: false,
+          code: typeof body.code === 'string' ? body.code : 'GCD_ERR_INVALID_NUMBER',
+          message: typeof body.message === 'string' ? body.message : 'the validator answered valid: false',
+        };
+      }
+      throw new ValidatorUnavailableError(
+        'The validator answered 200 without a verdict about these numbers ({"valid": true, "n", "m"} expected)',
+        200,
+        undefined,
+        false,
+      );
+    }
     if (res.statusCode === 400) {
       const body = parse(text);
       if (typeof body?.code === 'string' && typeof body.message === 'string') {
@@ -176,7 +201,9 @@ export class ValidatorClient {
   }
 }
 
-function parse(text: string): { code?: unknown; message?: unknown } | undefined {
+function parse(
+  text: string,
+): { code?: unknown; message?: unknown; valid?: unknown; n?: unknown; m?: unknown } | undefined {
   try {
     const value: unknown = JSON.parse(text);
     return typeof value === 'object' && value !== null ? value : undefined;

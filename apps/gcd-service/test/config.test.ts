@@ -28,6 +28,17 @@ function issuesOf(env: Record<string, string>): ConfigError {
 }
 
 describe('loadConfig', () => {
+  test('defaults follow MAX_DIGITS, so they never conflict with it (finding 5)', () => {
+    const small = loadConfig({ MAX_DIGITS: '50' });
+    assert.equal(small.inlineMaxDigits, 50);
+    const large = loadConfig({ MAX_DIGITS: '20000' });
+    assert.equal(large.bodyLimitBytes, 2 * 20000 + 64);
+    assert.equal(large.maxHeaderBytes, 2 * 20000 + 2048);
+    assert.equal(large.inlineMaxDigits, 100);
+    assert.equal(loadConfig({}).bodyLimitBytes, 4096);
+    assert.equal(loadConfig({}).maxHeaderBytes, 16384);
+  });
+
   test('an empty environment gives the defaults', () => {
     const config = loadConfig({});
     assert.equal(config.port, 3000);
@@ -98,8 +109,17 @@ describe('loadConfig', () => {
     [{ TLS_WATCH: 'maybe' }, 'TLS_WATCH', /TLS_WATCH="maybe": expected one of true, false, on, off/],
     [{ COMPUTE_TIMEOUT_MS: '1s' }, 'COMPUTE_TIMEOUT_MS', /COMPUTE_TIMEOUT_MS="1s"/],
     [{ INLINE_MAX_DIGITS: '200', MAX_DIGITS: '100' }, 'INLINE_MAX_DIGITS', /at most MAX_DIGITS \(100\)/],
-    [{ MAX_DIGITS: '5000' }, 'BODY_LIMIT_BYTES', /BODY_LIMIT_BYTES="4096": expected at least 10064/],
-    [{ MAX_DIGITS: '8000', BODY_LIMIT_BYTES: '20000' }, 'MAX_HEADER_BYTES', /at least 18048/],
+    // A value the operator set must fit MAX_DIGITS (an unset one follows it: see below).
+    [
+      { MAX_DIGITS: '5000', BODY_LIMIT_BYTES: '4096' },
+      'BODY_LIMIT_BYTES',
+      /BODY_LIMIT_BYTES="4096": expected at least 10064/,
+    ],
+    [
+      { MAX_DIGITS: '8000', BODY_LIMIT_BYTES: '20000', MAX_HEADER_BYTES: '16384' },
+      'MAX_HEADER_BYTES',
+      /at least 18048/,
+    ],
     [{ HEADERS_TIMEOUT_MS: '20000' }, 'HEADERS_TIMEOUT_MS', /at most REQUEST_TIMEOUT_MS \(10000\)/],
     [
       { TLS_CERT_FILE: '/x.pem' },

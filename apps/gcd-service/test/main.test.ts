@@ -4,58 +4,37 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { askPolitely as ask } from './helpers.js';
+import { ask as askOnce, askPolitely as ask, HeldValidator, spawnService } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const START = `${ROOT}scripts/start.mjs`;
 const MAIN = `${ROOT}apps/gcd-service/dist/src/main.js`;
+const launch = (script: string, env: Record<string, string>) => spawnService(env, { args: [script] });
 
-interface Started {
-  readonly child: ChildProcess;
-  readonly url: string;
-  readonly lines: string[];
-  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+/** The pids of the direct children of `pid` (from /proc). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
-/** Spawns the program with a minimal environment and waits for its "listening" log line. */
-function launch(script: string, env: Record<string, string>): Promise<Started> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script], {
-      env: { PATH: process.env.PATH ?? '', PORT: '0', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const lines: string[] = [];
-    let stderr = '';
-    let buffered = '';
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
-      child.on('exit', (code, signal) => done({ code, signal })),
-    );
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`no "listening" line within 20 s; stderr: ${stderr}`));
-    }, 20_000);
-    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        lines.push(line);
-        const match = /listening on (https?:\/\/[^"\s]+)/.exec(line);
-        if (match !== null) {
-          clearTimeout(timer);
-          resolve({ child, url: match[1]!, lines, exit });
-        }
-      }
-    });
-    void exit.then(({ code }) => {
-      clearTimeout(timer);
-      reject(new Error(`exited with ${code} before listening; stderr: ${stderr}`));
-    });
-  });
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 test('npm start (scripts/start.mjs) serves the form and the API on embedded defaults', async () => {
@@ -74,6 +53,11 @@ test('npm start (scripts/start.mjs) serves the form and the API on embedded defa
     started.child.kill('SIGTERM');
   }
   const { code, signal } = await started.exit;
+  assert.equal(
+    started.lines.filter((l) => /listening/.test(l)).length,
+    1,
+    '"listening" is logged once (finding 10)',
+  );
   assert.ok(code === 0 || code === 143 || signal === 'SIGTERM', `exit ${code} ${signal}`);
 });
 
@@ -92,3 +76,38 @@ test('main.js logs JSON, never the Redis password, and exits 0 on SIGTERM', asyn
     assert.doesNotMatch(line, /canary-s3cret/);
   }
 });
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  test(`${signal} to npm's pid drains the service: the request in flight completes and no process is left (finding 6)`, async () => {
+    const validator = new HeldValidator();
+    const validatorUrl = await validator.listen();
+    const npm = await spawnService(
+      {
+        VALIDATOR_URL: validatorUrl,
+        VALIDATOR_TIMEOUT_MS: '60000',
+        VALIDATOR_DEADLINE_MS: '60000',
+        SHUTDOWN_TIMEOUT_MS: '60000',
+        npm_config_update_notifier: 'false',
+      },
+      { command: 'npm', args: ['start', '--silent'], cwd: ROOT },
+    );
+    const service = childrenOf(npm.child.pid!);
+    try {
+      assert.equal(service.length, 1, `npm runs one process: ${service.join(', ')}`);
+      const inFlight = askOnce(`${npm.url}/api/gcd?n=12&m=18`);
+      await validator.reached(1);
+      npm.child.kill(signal); // as a supervisor would: to npm's pid only
+      await npm.logged('shutdown started: readiness failing, draining');
+      validator.release();
+      const res = await inFlight;
+      assert.equal(res.status, 200, 'the request in flight completed');
+      await npm.logged('shutdown complete');
+      await npm.exit; // npm waits for the service, then exits
+      assert.equal(alive(service[0]!), false, 'the service did not outlive npm');
+    } finally {
+      for (const pid of service) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      npm.child.kill('SIGKILL');
+      await validator.close();
+    }
+  });
+}

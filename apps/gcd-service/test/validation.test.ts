@@ -157,11 +157,10 @@ describe('parser', () => {
     });
   }
 
-  test('an oversized input is refused before it is looked at (1 MB of junk in well under 1 ms)', () => {
+  test('an oversized input is refused before it is looked at (its length, not its characters)', () => {
+    // 1 MB of characters that are not digits: refused as too long, so its content was never scanned.
     const junk = '٣'.repeat(1_000_000);
-    const t0 = performance.now();
-    for (let i = 0; i < 100; i++) assert.throws(() => parseGcdParams({ n: junk, m: '1' }, 1000));
-    assert.ok((performance.now() - t0) / 100 < 1, 'each rejection should take well under 1 ms');
+    assert.throws(() => parseGcdParams({ n: junk, m: '1' }, 1000), { code: 'GCD_ERR_TOO_MANY_DIGITS' });
   });
 
   test('a non-string value (JSON number) is refused', () => {
@@ -215,8 +214,11 @@ describe('over HTTP', () => {
       }
       assert.equal(res.status, 400);
       assert.match(String(res.headers['content-type']), /^text\/html/);
-      assert.ok(res.text.includes(bad.code), 'the page names the code');
-      assert.match(res.text, /<p class="error" id="error" role="alert">/);
+      assert.match(
+        res.text,
+        new RegExp(`<div class="error" id="error" role="alert" data-code="${bad.code}" data-status="400">`),
+        'the page carries the code for machines',
+      );
     });
   }
 

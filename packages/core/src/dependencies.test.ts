@@ -31,10 +31,11 @@ const PEERS: Readonly<Record<string, { required: readonly string[]; optional: re
   '@bulwark/service': {
     required: ['fastify'],
     optional: [
+      '@opentelemetry/context-async-hooks',
+      '@opentelemetry/core',
       '@opentelemetry/exporter-trace-otlp-http',
       '@opentelemetry/resources',
-      '@opentelemetry/sdk-trace-base',
-      '@opentelemetry/sdk-trace-node',
+      '@opentelemetry/sdk-trace',
       'ioredis',
     ],
   },

@@ -48,6 +48,7 @@ it('documents every option of every part', () => {
     'onShutdown',
     'tracing',
     'exit',
+    'clock',
   ]);
 });
 

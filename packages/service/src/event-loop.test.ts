@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PressureGate, startEventLoopMonitor, type EventLoopSample } from './event-loop.js';
+import { EventLoopSampler, PressureGate, startEventLoopMonitor, type EventLoopSample } from './event-loop.js';
 
 const calm: EventLoopSample = { delayMs: 1, utilization: 0.2 };
 const slow: EventLoopSample = { delayMs: 500, utilization: 0.2 };
@@ -57,19 +57,41 @@ describe('PressureGate', () => {
   });
 });
 
-describe('startEventLoopMonitor', () => {
-  it('reports a blocked loop as delay and high utilisation', async () => {
-    const samples: EventLoopSample[] = [];
-    const monitor = startEventLoopMonitor(100, (s) => samples.push(s), 10);
+describe('EventLoopSampler (time from a probe)', () => {
+  /** A probe whose clock and utilisation counters the test moves. */
+  function probe() {
+    const state = { now: 1000, active: 0, idle: 0 };
+    return {
+      state,
+      now: () => state.now,
+      eventLoopUtilization: () => ({ active: state.active, idle: state.idle, utilization: 0 }),
+    };
+  }
+
+  it('a tick on time is no delay; a late one is its lateness; below the resolution is noise', () => {
+    const p = probe();
+    const sampler = new EventLoopSampler(100, 10, p);
+    p.state.now += 100;
+    p.state.idle += 90;
+    p.state.active += 10;
+    assert.deepEqual(sampler.tick(), { delayMs: 0, utilization: 0.1 });
+    // The loop was blocked: the next tick comes 300 ms late, and the loop was busy meanwhile.
+    p.state.now += 400;
+    p.state.active += 390;
+    p.state.idle += 10;
+    assert.deepEqual(sampler.tick(), { delayMs: 300, utilization: 0.975 });
+    p.state.now += 108; // 8 ms late: under the 10 ms resolution
+    p.state.idle += 108;
+    assert.deepEqual(sampler.tick(), { delayMs: 0, utilization: 0 });
+  });
+
+  it('the real monitor delivers samples of the real loop, and stops', async () => {
+    let next: (s: EventLoopSample) => void = () => {};
+    const monitor = startEventLoopMonitor(20, (s) => next(s));
     try {
-      await new Promise((r) => setTimeout(r, 120));
-      const end = Date.now() + 300;
-      while (Date.now() < end); // block the loop for 300 ms
-      await new Promise((r) => setTimeout(r, 250));
-      const worst = samples.reduce((a, s) => (s.delayMs > a.delayMs ? s : a), { delayMs: 0, utilization: 0 });
-      assert.ok(worst.delayMs >= 30, `worst mean delay ${worst.delayMs} ms`);
-      assert.ok(Math.max(...samples.map((s) => s.utilization)) > 0.5);
-      assert.equal(monitor.last, samples.at(-1));
+      const sample = await new Promise<EventLoopSample>((resolve) => (next = resolve));
+      assert.ok(sample.delayMs >= 0 && sample.utilization >= 0 && sample.utilization <= 1);
+      assert.equal(monitor.last, sample);
     } finally {
       monitor.stop();
     }

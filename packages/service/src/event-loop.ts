@@ -124,6 +124,58 @@ export interface EventLoopMonitor {
   stop(): void;
 }
 
+/** What the monitor reads at each tick (the real ones by default; a test passes its own). */
+export interface EventLoopProbe {
+  /** Monotonic milliseconds. @default performance.now */
+  now(): number;
+  /** Cumulative event-loop utilisation counters, as `performance.eventLoopUtilization()` returns them. */
+  eventLoopUtilization(): EventLoopUtilization;
+}
+
+const REAL_PROBE: EventLoopProbe = {
+  now: () => performance.now(),
+  eventLoopUtilization: () => performance.eventLoopUtilization(),
+};
+
+/**
+ * Turns ticks of an interval timer into samples: the delay is how late the tick came (beyond
+ * `intervalMs`; lateness below `resolutionMs` is scheduling noise, not pressure), the utilisation is the
+ * event loop's over the interval. Pure: the times and counters come from the probe.
+ */
+export class EventLoopSampler {
+  readonly #intervalMs: number;
+  readonly #resolutionMs: number;
+  readonly #probe: EventLoopProbe;
+  #elu: EventLoopUtilization;
+  #previous: number;
+
+  constructor(intervalMs: number, resolutionMs = 10, probe: EventLoopProbe = REAL_PROBE) {
+    this.#intervalMs = intervalMs;
+    this.#resolutionMs = resolutionMs;
+    this.#probe = probe;
+    this.#elu = probe.eventLoopUtilization();
+    this.#previous = probe.now();
+  }
+
+  /** The sample of the interval that ends now (call it from the interval timer). */
+  tick(): EventLoopSample {
+    const tick = this.#probe.now();
+    const now = this.#probe.eventLoopUtilization();
+    const utilization = utilizationBetween(this.#elu, now);
+    this.#elu = now;
+    const lateMs = tick - this.#previous - this.#intervalMs;
+    this.#previous = tick;
+    return { delayMs: lateMs > this.#resolutionMs ? lateMs : 0, utilization };
+  }
+}
+
+/** Utilisation between two cumulative readings (what `performance.eventLoopUtilization(b, a)` computes). */
+function utilizationBetween(a: EventLoopUtilization, b: EventLoopUtilization): number {
+  const active = b.active - a.active;
+  const idle = b.idle - a.idle;
+  return active + idle > 0 ? active / (active + idle) : 0;
+}
+
 /**
  * Samples the real event loop every `intervalMs` (an unref'd timer, so it never keeps the process alive)
  * and hands each sample to `onSample`.
@@ -135,18 +187,10 @@ export function startEventLoopMonitor(
 ): EventLoopMonitor {
   // The delay is measured as the lateness of this monitor's own timer: the same meaning on every Node
   // version (Node 22+ records monitorEventLoopDelay per loop iteration, which dilutes a mean).
-  let elu: EventLoopUtilization = performance.eventLoopUtilization();
+  const sampler = new EventLoopSampler(intervalMs, resolutionMs);
   let last: EventLoopSample = { delayMs: 0, utilization: 0 };
-  let previous = performance.now();
   const timer = setInterval(() => {
-    const tick = performance.now();
-    const now = performance.eventLoopUtilization();
-    const utilization = performance.eventLoopUtilization(now, elu).utilization;
-    elu = now;
-    const lateMs = tick - previous - intervalMs;
-    previous = tick;
-    // lateness below the timer's resolution is scheduling noise, not pressure
-    last = { delayMs: lateMs > resolutionMs ? lateMs : 0, utilization };
+    last = sampler.tick();
     onSample(last);
   }, intervalMs);
   timer.unref();

@@ -9,6 +9,8 @@
  * - `/healthz`: the detailed report (the chapter's health endpoint): version, uptime, checks, breaker
  *   states, rate-limiter mode, shedding state.
  */
+import { timingSafeEqual } from 'node:crypto';
+import { InvalidOptionError } from '@bulwark/core';
 import { checks } from '@bulwark/core/internal';
 
 /** A dependency check: resolve (or return) to pass; throw, reject or return `false` to fail. */
@@ -27,9 +29,17 @@ export interface HealthCheckOptions {
 export interface HealthOptions {
   /** Default time allowed for each check, in ms. @default 2000 */
   checkTimeoutMs?: number;
+  /**
+   * Who sees the details of `/healthz` and `/readyz` (check errors and details, breaker states, the
+   * rate-limit store and its last error, shedding, tracing): `false` — nobody, every caller gets the
+   * status, version, uptime and each check's status; `{ token }` — callers that send
+   * `Authorization: Bearer <token>`; `true` — everyone (a trusted network only: errors can name hosts).
+   * @default false
+   */
+  details?: boolean | { token: string };
 }
 
-export const HEALTH_DEFAULTS = Object.freeze({ checkTimeoutMs: 2000 });
+export const HEALTH_DEFAULTS = Object.freeze({ checkTimeoutMs: 2000, details: false as boolean });
 
 export type CheckStatus = 'ok' | 'fail';
 
@@ -58,6 +68,8 @@ interface Registered {
 export class Health {
   readonly checkTimeoutMs: number;
   readonly startedAt = new Date();
+  /** `true`: details for everyone; `false`: for nobody; a Buffer: for callers that present this bearer token. */
+  readonly #details: boolean | Buffer;
   readonly #checks = new Map<string, Registered>();
   #shuttingDown = false;
   #pending: Promise<ReadinessReport> | undefined;
@@ -65,11 +77,34 @@ export class Health {
 
   constructor(options?: HealthOptions) {
     const o = checks.optionsObject('health', options);
-    checks.knownKeys('health', o, ['checkTimeoutMs']);
+    checks.knownKeys('health', o, ['checkTimeoutMs', 'details']);
     this.checkTimeoutMs = checks.positiveMs(
       'health.checkTimeoutMs',
       o.checkTimeoutMs ?? HEALTH_DEFAULTS.checkTimeoutMs,
     );
+    const details: unknown = o.details ?? HEALTH_DEFAULTS.details;
+    if (typeof details === 'boolean') this.#details = details;
+    else {
+      const token = (details as { token?: unknown } | null)?.token;
+      if (typeof token !== 'string' || !/^[\x21-\x7e]{16,}$/.test(token)) {
+        throw new InvalidOptionError(
+          'health.details',
+          typeof token === 'string' ? '(a token, hidden)' : details,
+          'true, false or { token } with a token of at least 16 printable ASCII characters',
+        );
+      }
+      checks.knownKeys('health.details', details as object, ['token']);
+      this.#details = Buffer.from(token);
+    }
+  }
+
+  /** Whether a caller sending this `Authorization` header may see the detailed reports. */
+  showDetails(authorization: string | undefined): boolean {
+    const d = this.#details;
+    if (typeof d === 'boolean') return d;
+    if (authorization === undefined || !authorization.startsWith('Bearer ')) return false;
+    const given = Buffer.from(authorization.slice(7).trim());
+    return given.length === d.length && timingSafeEqual(given, d);
   }
 
   /** Registers a readiness check under `name` (replacing one of the same name). */

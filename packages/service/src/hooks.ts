@@ -4,8 +4,17 @@
  * cells. Requests that match no route get the same treatment through global hooks that bail out at once
  * for matched routes.
  *
- * onRequest: echo the request id → security headers → `Connection: close` while draining → server span → shed (503) →
- * rate limit (429). onResponse: histogram → release the concurrency slot → end the span → slow/access log.
+ * onRequest: echo the request id → security headers → `Connection: close` while draining → 503 while the
+ * server closes → server span → event-loop gate (503) → concurrency slot for a request without a body
+ * (503) → rate limit (429). A request with a body takes its slot in preValidation, once the body is read:
+ * a client that sends its body slowly holds a socket (bounded by `requestTimeoutMs`), never a slot.
+ *
+ * Every request ends exactly once, on the raw response's `close` event — which Node emits after the
+ * response was sent, when the client went away before or after its body, when a server timeout destroyed
+ * the socket, and for a pipelined response that never got its turn. Fastify's `onResponse` (which never
+ * runs on a destroyed socket) and `onRequestAbort` (which runs only while the body is unread) are not
+ * used for it. The ending releases the slot, ends the span, records the duration and writes the
+ * slow/access log line.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { context, type Context, type Span } from '@opentelemetry/api';
@@ -16,7 +25,7 @@ import type { HttpRateLimiter } from './rate-limit.js';
 import { setHeader, type FixedHeaders } from './reply-headers.js';
 import type { SecurityHeadersProfile } from './security-headers.js';
 import type { Shedder } from './shedder.js';
-import { endServerSpan, startServerSpan } from './tracing.js';
+import { endServerSpan, startServerSpan, CLIENT_CLOSED } from './tracing/spans.js';
 
 /** Per-route switches, set as `config: { bulwark: { … } }` on a route. */
 export interface BulwarkRouteConfig {
@@ -33,13 +42,27 @@ export interface BulwarkRouteConfig {
   securityHeaders?: SecurityHeadersProfile;
 }
 
+/** Where a request stands with its concurrency slot (`request.bulwarkAdmission`). */
+export const Admission = Object.freeze({
+  /** Holds no slot (its route is not shed, or it was refused). */
+  None: 0,
+  /** Will ask for a slot once its body has been read. */
+  AwaitingBody: 1,
+  /** Holds a slot, taken at `request.bulwarkAdmittedAt`. */
+  Held: 2,
+  /** The response closed: nothing may be taken any more. */
+  Ended: 3,
+} as const);
+
 declare module 'fastify' {
   interface FastifyContextConfig {
     bulwark?: BulwarkRouteConfig;
   }
   interface FastifyRequest {
-    /** True while this request holds a concurrency slot (set by @bulwark/service). */
-    bulwarkAdmitted: boolean;
+    /** Where this request stands with its concurrency slot (set by @bulwark/service). */
+    bulwarkAdmission: number;
+    /** When the slot was taken (`performance.now()`), while `bulwarkAdmission` is held. */
+    bulwarkAdmittedAt: number;
     /** The request's server span, while tracing (set by @bulwark/service). */
     bulwarkSpan: Span | null;
     /** The context holding the server span, while tracing. */
@@ -47,7 +70,7 @@ declare module 'fastify' {
   }
 }
 
-/** What the hooks need, shared by every route; `draining` flips when shutdown begins. */
+/** What the hooks need, shared by every route; `draining` and `closing` flip during shutdown. */
 export interface Runtime {
   readonly metrics: ServiceMetrics | undefined;
   readonly shedder: Shedder | undefined;
@@ -58,7 +81,12 @@ export interface Runtime {
   readonly slowRequestMs: number;
   /** The request-id header and each profile's security headers, one of them set on every response. */
   readonly fixedHeaders: Readonly<Record<SecurityHeadersProfile, FixedHeaders>>;
+  /** `Retry-After` of the kit's 503s (shedding, closing), in seconds. */
+  readonly retryAfterSeconds: number;
+  /** Shutdown began: answers carry `Connection: close`. */
   draining: boolean;
+  /** The server is closing (`app.close()`): new requests on routes that are not exempt get 503. */
+  closing: boolean;
 }
 
 /** The route label of requests that matched no route. */
@@ -80,6 +108,7 @@ const OTHER_METHOD = 15;
 /** One route's template, switches and cached histogram cells. */
 export class RouteState {
   readonly route: string;
+  readonly exempt: boolean;
   readonly rateLimited: boolean;
   readonly shed: boolean;
   /** The request id and the route's security headers. */
@@ -89,9 +118,9 @@ export class RouteState {
 
   constructor(route: string, config: BulwarkRouteConfig | undefined, rt: Runtime) {
     this.route = route;
-    const exempt = config?.exempt === true;
-    this.rateLimited = rt.rateLimiter !== undefined && (config?.rateLimit ?? !exempt);
-    this.shed = rt.shedder !== undefined && (config?.shedding ?? !exempt);
+    this.exempt = config?.exempt === true;
+    this.rateLimited = rt.rateLimiter !== undefined && (config?.rateLimit ?? !this.exempt);
+    this.shed = rt.shedder !== undefined && (config?.shedding ?? !this.exempt);
     const profile = config?.securityHeaders ?? 'document';
     if (!Object.hasOwn(rt.fixedHeaders, profile)) {
       throw new InvalidOptionError(
@@ -133,15 +162,35 @@ export function overloadedBody(retryAfterSeconds: number): string {
   });
 }
 
+/** Body of a request refused because the server is shutting down (stable: `code` BULWARK_ERR_SHUTTING_DOWN). */
+export function shuttingDownBody(retryAfterSeconds: number): string {
+  return JSON.stringify({
+    statusCode: 503,
+    error: 'Service Unavailable',
+    code: 'BULWARK_ERR_SHUTTING_DOWN',
+    message: `The server is shutting down; retry after ${retryAfterSeconds} s (another instance will answer).`,
+  });
+}
+
 function rateLimitedBody(retryAfterSeconds: number): string {
   return `{"statusCode":429,"error":"Too Many Requests","code":"BULWARK_ERR_RATE_LIMITED","message":"Rate limit exceeded; retry after ${retryAfterSeconds} s."}`;
 }
 
 export interface RouteHooks {
   onRequest(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void;
+  /** Takes the slot of a request with a body (registered only on routes that shed and may take one). */
+  preValidation(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void;
   preHandler(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void;
-  onResponse(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void;
-  onRequestAbort(request: FastifyRequest, done: HookHandlerDoneFunction): void;
+}
+
+/** Whether a request carries a body that is still to be read (Fastify parses none for GET and HEAD). */
+function hasBody(request: FastifyRequest): boolean {
+  const method = request.method;
+  if (method === 'GET' || method === 'HEAD') return false;
+  const headers = request.headers;
+  if (headers['transfer-encoding'] !== undefined) return true;
+  const length = headers['content-length'];
+  return length !== undefined && length !== '0';
 }
 
 export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
@@ -151,11 +200,32 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
   const shedConcurrency = metrics?.shed.labels('concurrency');
   const shedEventLoop = metrics?.shed.labels('event_loop');
   const rateLimited = limiter === undefined ? undefined : metrics?.rateLimitRejections.labels(limiter.name);
-  const retryAfter = String(shedder?.retryAfterSeconds ?? 1);
-  const shedBody = overloadedBody(shedder?.retryAfterSeconds ?? 1);
+  const retryAfter = String(rt.retryAfterSeconds);
+  const shedBody = overloadedBody(rt.retryAfterSeconds);
+  const closingBody = shuttingDownBody(rt.retryAfterSeconds);
   const fixedHeaders = state.headers;
   const route = state.route;
   const aborted = metrics?.aborted;
+  const exempt = state.exempt;
+  /** Whether anything has to happen when the response closes. */
+  const watchEnd = shedder !== undefined || rt.tracing || metrics !== undefined || rt.slowRequestMs > 0;
+
+  const shed = (reply: FastifyReply, reason: 'concurrency' | 'event_loop') => {
+    (reason === 'concurrency' ? shedConcurrency : shedEventLoop)?.inc();
+    reply.code(503).header('retry-after', retryAfter).type(JSON_TYPE).send(shedBody);
+  };
+
+  /** Takes a slot, or answers 503 and returns false. */
+  const admit = (request: FastifyRequest, reply: FastifyReply): boolean => {
+    if (!shedder!.limiter.tryAcquire()) {
+      request.bulwarkAdmission = Admission.None;
+      shed(reply, 'concurrency');
+      return false;
+    }
+    request.bulwarkAdmission = Admission.Held;
+    request.bulwarkAdmittedAt = performance.now();
+    return true;
+  };
 
   const applyLimit = (
     result: TakeResult,
@@ -163,6 +233,8 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
     reply: FastifyReply,
     done: HookHandlerDoneFunction,
   ) => {
+    // The client went away while the store answered: the request has ended, nothing more to do.
+    if (request.bulwarkAdmission === Admission.Ended) return;
     const l = limiter!;
     if (l.headers) {
       setHeader(reply, 'ratelimit-policy', l.policyField);
@@ -173,17 +245,79 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
       return;
     }
     rateLimited?.inc();
-    if (request.bulwarkAdmitted) {
-      request.bulwarkAdmitted = false;
-      rt.shedder!.abandon();
+    if (request.bulwarkAdmission === Admission.Held) {
+      request.bulwarkAdmission = Admission.None;
+      shedder!.abandon();
+    } else {
+      request.bulwarkAdmission = Admission.None;
     }
     const seconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
     reply.code(429).header('retry-after', seconds).type(JSON_TYPE).send(rateLimitedBody(seconds));
   };
 
+  /**
+   * The one ending of a request: the raw response closed — after it was sent, or because the connection
+   * went away first. "Answered" means the whole response was handed to the socket (`end()` ran).
+   */
+  const end = (request: FastifyRequest, reply: FastifyReply) => {
+    const answered = reply.raw.writableEnded;
+    const ms = reply.elapsedTime;
+    const statusCode = reply.statusCode;
+    if (request.bulwarkAdmission === Admission.Held) {
+      if (answered)
+        shedder!.release(
+          performance.now() - request.bulwarkAdmittedAt,
+          statusCode === 503 || statusCode === 504,
+        );
+      else shedder!.abandon();
+    }
+    request.bulwarkAdmission = Admission.Ended;
+    const span = request.bulwarkSpan;
+    let traceIds: { trace_id: string; span_id: string } | undefined;
+    if (span !== null) {
+      request.bulwarkSpan = null;
+      request.bulwarkTraceContext = null;
+      const sc = span.spanContext();
+      traceIds = { trace_id: sc.traceId, span_id: sc.spanId };
+      if (!answered) span.setAttribute('bulwark.client_aborted', true);
+      endServerSpan(span, answered ? statusCode : CLIENT_CLOSED);
+    }
+    if (!answered) {
+      aborted?.inc({ method: METHOD_INDEX[request.method] === undefined ? '_OTHER' : request.method, route });
+      return;
+    }
+    if (metrics !== undefined) state.observe(request.method, statusCode, ms / 1000);
+    if (rt.accessLog) {
+      request.log.info(
+        {
+          method: request.method,
+          route,
+          path: pathOf(request.url),
+          statusCode,
+          responseTimeMs: ms,
+          ...traceIds,
+        },
+        'request completed',
+      );
+    } else if (rt.slowRequestMs > 0 && ms >= rt.slowRequestMs) {
+      request.log.warn(
+        {
+          method: request.method,
+          route,
+          path: pathOf(request.url),
+          statusCode,
+          responseTimeMs: ms,
+          ...traceIds,
+        },
+        'slow request',
+      );
+    }
+  };
+
   return {
     onRequest(request, reply, done) {
       fixedHeaders.apply(reply, request.id as string);
+      if (watchEnd) reply.raw.on('close', () => end(request, reply));
       if (rt.draining) setHeader(reply, 'connection', 'close');
       if (rt.tracing) {
         const { span, ctx } = startServerSpan(
@@ -196,14 +330,17 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
         request.bulwarkSpan = span;
         request.bulwarkTraceContext = ctx;
       }
+      if (rt.closing && !exempt) {
+        reply.code(503).header('retry-after', retryAfter).type(JSON_TYPE).send(closingBody);
+        return;
+      }
       if (shedder !== undefined) {
-        const reason = shedder.admit();
-        if (reason !== undefined) {
-          (reason === 'concurrency' ? shedConcurrency : shedEventLoop)?.inc();
-          reply.code(503).header('retry-after', retryAfter).type(JSON_TYPE).send(shedBody);
+        if (shedder.gate.shouldShed()) {
+          shed(reply, 'event_loop');
           return;
         }
-        request.bulwarkAdmitted = true;
+        if (hasBody(request)) request.bulwarkAdmission = Admission.AwaitingBody;
+        else if (!admit(request, reply)) return;
       }
       if (limiter === undefined) {
         done();
@@ -213,11 +350,24 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
       if (result instanceof Promise) {
         result.then(
           (r) => applyLimit(r, request, reply, done),
-          () => done(),
+          () => {
+            if (request.bulwarkAdmission !== Admission.Ended) done();
+          },
         );
       } else {
         applyLimit(result as TakeResult, request, reply, done);
       }
+    },
+
+    preValidation(request, reply, done) {
+      const admission = request.bulwarkAdmission;
+      if (admission === Admission.AwaitingBody) {
+        if (admit(request, reply)) done();
+        return;
+      }
+      // The client went away while its body was read: stop here, nothing was taken.
+      if (admission === Admission.Ended) return;
+      done();
     },
 
     preHandler(request, _reply, done) {
@@ -225,76 +375,11 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
       if (ctx === null) done();
       else context.with(ctx, done);
     },
-
-    onResponse(request, reply, done) {
-      const statusCode = reply.statusCode;
-      const ms = reply.elapsedTime;
-      if (metrics !== undefined) state.observe(request.method, statusCode, ms / 1000);
-      if (request.bulwarkAdmitted) {
-        request.bulwarkAdmitted = false;
-        rt.shedder!.release(ms, statusCode === 503 || statusCode === 504);
-      }
-      const span = request.bulwarkSpan;
-      let traceIds: { trace_id: string; span_id: string } | undefined;
-      if (span !== null) {
-        request.bulwarkSpan = null;
-        request.bulwarkTraceContext = null;
-        const sc = span.spanContext();
-        traceIds = { trace_id: sc.traceId, span_id: sc.spanId };
-        endServerSpan(span, statusCode);
-      }
-      if (rt.accessLog) {
-        request.log.info(
-          {
-            method: request.method,
-            route,
-            path: pathOf(request.url),
-            statusCode,
-            responseTimeMs: ms,
-            ...traceIds,
-          },
-          'request completed',
-        );
-      } else if (rt.slowRequestMs > 0 && ms >= rt.slowRequestMs) {
-        request.log.warn(
-          {
-            method: request.method,
-            route,
-            path: pathOf(request.url),
-            statusCode,
-            responseTimeMs: ms,
-            ...traceIds,
-          },
-          'slow request',
-        );
-      }
-      done();
-    },
-
-    // The client went away before the response: free the slot and end the span (onResponse never runs).
-    onRequestAbort(request, done) {
-      if (request.bulwarkAdmitted) {
-        request.bulwarkAdmitted = false;
-        rt.shedder!.abandon();
-      }
-      const span = request.bulwarkSpan;
-      if (span !== null) {
-        request.bulwarkSpan = null;
-        request.bulwarkTraceContext = null;
-        span.setAttribute('bulwark.client_aborted', true);
-        endServerSpan(span, CLIENT_CLOSED);
-      }
-      aborted?.inc({ method: METHOD_INDEX[request.method] === undefined ? '_OTHER' : request.method, route });
-      done();
-    },
   };
 }
 
-/** Status recorded on the span of a request whose client disconnected (nginx's convention). */
-const CLIENT_CLOSED = 499;
-
 /** The path without its query string (a query may carry secrets; it is never logged or traced). */
-function pathOf(url: string): string {
+export function pathOf(url: string): string {
   const i = url.indexOf('?');
   return i === -1 ? url : url.slice(0, i);
 }

@@ -19,6 +19,7 @@ const EXPECTED = [
   'HttpRateLimiter',
   'METRICS_DEFAULTS',
   'METRIC_NAMES',
+  'MissingDependencyError',
   'PRESSURE_DEFAULTS',
   'PressureGate',
   'RATE_LIMIT_DEFAULTS',
@@ -37,6 +38,7 @@ const EXPECTED = [
   'bulwarkService',
   'createLogger',
   'createService',
+  'endSpan',
   'fixed',
   'gradient2',
   'hashKey',
@@ -46,7 +48,9 @@ const EXPECTED = [
   'resolveServiceOptions',
   'serverOptions',
   'setupTracing',
+  'startSpan',
   'traceAttempt',
+  'traceStep',
   'tracingEnabled',
 ];
 

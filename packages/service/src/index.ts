@@ -36,8 +36,18 @@ export {
 } from './security-headers.js';
 export type { SecurityHeadersOptions, SecurityHeadersProfile } from './security-headers.js';
 
-export { setupTracing, injectTraceHeaders, traceAttempt, tracingEnabled } from './tracing.js';
-export type { Tracing, TracingOptions, TraceAttemptOptions } from './tracing.js';
+export { setupTracing } from './tracing/setup.js';
+export type { Tracing, TracingOptions } from './tracing/setup.js';
+export {
+  injectTraceHeaders,
+  traceAttempt,
+  tracingEnabled,
+  startSpan,
+  endSpan,
+  traceStep,
+} from './tracing/spans.js';
+export type { TraceAttemptOptions } from './tracing/spans.js';
+export { MissingDependencyError } from './optional.js';
 
 export { HttpRateLimiter, RATE_LIMIT_DEFAULTS, hashKey } from './rate-limit.js';
 export type { RateLimitOptions, RateLimitStatus, StoreErrorMode } from './rate-limit.js';

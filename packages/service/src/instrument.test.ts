@@ -180,7 +180,7 @@ describe('instrument(policy) with the real core policies', () => {
   });
 
   it('app.bulwark.instrument() shows breaker states in /metrics and /healthz (degraded while not closed)', async () => {
-    const app = createService({ logLevel: 'silent', shedding: false });
+    const app = createService({ logLevel: 'silent', shedding: false, health: { details: true } });
     const breaker = circuitBreaker({ name: 'validator', strategy: { type: 'consecutive', threshold: 1 } });
     app.bulwark.instrument(breaker);
     try {

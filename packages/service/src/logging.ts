@@ -56,8 +56,8 @@ export function createLogger(s: LoggerSettings): Logger {
 }
 
 /**
- * pino `mixin`: the active span's ids, or nothing. Always a new object: pino merges the log call's own
- * fields into it (`Object.assign(mixin, fields)`), so a shared frozen one made every such call throw.
+ * pino `mixin`: the active span's ids, or nothing. Always a new object: pino merges the line's own fields
+ * into what the mixin returns, so a shared (let alone frozen) object would break every line.
  */
 export function traceMixin(): object {
   const span = trace.getSpan(context.active());

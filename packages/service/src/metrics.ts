@@ -53,6 +53,13 @@ export const METRIC_NAMES = Object.freeze({
   bulkheadQueued: 'bulwark_bulkhead_queued',
 });
 
+/** prom-client default gauges dropped from the exposition (their names end in `_total`). */
+export const GAUGES_NAMED_AS_COUNTERS: readonly string[] = Object.freeze([
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+]);
+
 /** What the kit reads at scrape time to fill its gauges (set by the service once its parts exist). */
 export interface GaugeSources {
   ready(): boolean;
@@ -114,7 +121,12 @@ export class ServiceMetrics {
     }
     this.registry = o.registry ?? new Registry();
     const registers = [this.registry];
-    if (defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    if (defaultMetrics) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client names three gauges *_total, which Prometheus reserves for counters (`promtool check
+      // metrics` fails on them); their per-type twins (`nodejs_active_handles{type}`, …) stay.
+      for (const name of GAUGES_NAMED_AS_COUNTERS) this.registry.removeSingleMetric(name);
+    }
 
     this.requestDuration = new DurationHistogram(
       METRIC_NAMES.requestDuration,
@@ -130,7 +142,7 @@ export class ServiceMetrics {
     });
     this.aborted = new Counter({
       name: METRIC_NAMES.aborted,
-      help: 'Requests whose client disconnected before the response was sent (not in the duration histogram).',
+      help: 'Requests that ended before their response was sent: the client disconnected, or a server timeout closed the connection (not in the duration histogram).',
       labelNames: ['method', 'route'],
       registers,
     });

@@ -12,7 +12,7 @@ import type { MetricsOptions } from './metrics.js';
 import type { RateLimitOptions } from './rate-limit.js';
 import { securityHeaderSets, type SecurityHeadersOptions } from './security-headers.js';
 import type { SheddingOptions } from './shedder.js';
-import type { Tracing } from './tracing.js';
+import type { Tracing } from './tracing/setup.js';
 
 export interface ServiceOptions {
   /** Service name in logs, `/healthz` and `bulwark_service_info`. @default 'service' */

@@ -1,25 +1,27 @@
 // Rate limiting through the HTTP server: memory store, a Redis store shared by two real servers, and
 // Redis outages (a closed port, a connection that drops through a proxy, a killed client connection).
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { request } from 'undici';
 import type { FastifyInstance } from 'fastify';
 import { startFaultProxy } from '@bulwark/fault-server';
 import { createService } from './service.js';
 import { HttpRateLimiter, type RateLimitOptions } from './rate-limit.js';
 import { InvalidOptionError } from '@bulwark/core';
-import { listen, LogSink, parsePrometheus, sampleValue, sleep } from './test-support.js';
+import type { StoreHealthEvent } from './redis-store.js';
+import {
+  listen,
+  LogSink,
+  nextEvent,
+  parsePrometheus,
+  REDIS_URL,
+  redisForTests,
+  sampleValue,
+} from './test-support.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `bulwark:test:${process.pid}:${randomUUID().slice(0, 8)}:`;
-const admin = new Redis(REDIS_URL);
-after(async () => {
-  const keys = await admin.keys(`${prefix}*`);
-  if (keys.length > 0) await admin.del(...keys);
-  await admin.quit();
-});
 
 interface Started {
   app: FastifyInstance;
@@ -29,7 +31,7 @@ interface Started {
 
 async function start(rateLimit: RateLimitOptions): Promise<Started> {
   const logs = new LogSink();
-  const app = createService({ logStream: logs, shedding: false, rateLimit });
+  const app = createService({ logStream: logs, shedding: false, rateLimit, health: { details: true } });
   app.get('/api', async () => ({ ok: true }));
   app.get('/free', { config: { bulwark: { rateLimit: false } } }, async () => ({ ok: true }));
   return { app, base: await listen(app), logs };
@@ -53,12 +55,9 @@ async function metrics(base: string) {
   return parsePrometheus(await (await request(`${base}/metrics`)).body.text());
 }
 
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!(await condition())) {
-    if (performance.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
+/** The next time the server's Redis store degrades (true) or recovers (false). */
+function storeHealth(app: FastifyInstance, degraded: boolean): Promise<StoreHealthEvent> {
+  return nextEvent(app.bulwark.rateLimiter!.redis!.onHealthChange, (e) => e.degraded === degraded);
 }
 
 describe('rate limiting (memory store)', () => {
@@ -130,6 +129,17 @@ describe('RateLimit fields', () => {
 });
 
 describe('rate limiting (Redis store, real Redis)', () => {
+  let admin: Redis;
+  before(async () => {
+    admin = await redisForTests(); // fails within seconds, saying so, when Redis is not there
+  });
+  after(async () => {
+    if (admin === undefined) return;
+    const keys = await admin.keys(`${prefix}*`);
+    if (keys.length > 0) await admin.del(...keys);
+    await admin.quit();
+  });
+
   it('two server instances share one limit per client', async () => {
     const options = { ratePerSecond: 0.01, burst: 5, redisUrl: REDIS_URL, keyPrefix: `${prefix}fleet:` };
     const a = await start(options);
@@ -221,11 +231,9 @@ describe('rate limiting (Redis store, real Redis)', () => {
       assert.equal((await health(base)).rateLimit.mode, 'redis');
       assert.equal((await admin.keys(`${prefix}drop:*`)).length, 1);
 
+      const degraded = storeHealth(app, true);
       await proxy.setFault({ type: 'down' });
-      await until(async () => {
-        await get(base);
-        return (await health(base)).rateLimit.degraded;
-      }, 3000);
+      await degraded;
       for (let i = 0; i < 5; i++)
         assert.equal((await get(base)).statusCode, 200, 'still serving while Redis is away');
       const h = await health(base);
@@ -233,11 +241,10 @@ describe('rate limiting (Redis store, real Redis)', () => {
       assert.equal(sampleValue(await metrics(base), 'bulwark_ratelimit_store_degraded', { name: 'http' }), 1);
       assert.ok(logs.find('rate-limit store unavailable; applying onStoreError "local"').length >= 1);
 
+      const recovered = storeHealth(app, false);
       await proxy.reset();
-      await until(async () => {
-        await get(base);
-        return !(await health(base)).rateLimit.degraded;
-      }, 6000);
+      await recovered; // noticed without a request (finding 10)
+      assert.equal((await health(base)).rateLimit.degraded, false);
       assert.equal(sampleValue(await metrics(base), 'bulwark_ratelimit_store_degraded', { name: 'http' }), 0);
       assert.equal(logs.find('rate-limit store available again').length, 1);
     } finally {
@@ -257,14 +264,13 @@ describe('rate limiting (Redis store, real Redis)', () => {
       assert.equal((await get(base)).statusCode, 200);
       const store = app.bulwark.rateLimiter!.redis!;
       const id = await store.client.client('ID');
+      const closed = new Promise((resolve) => store.client.once('close', resolve));
       await admin.client('KILL', 'ID', String(id));
-      await until(() => store.client.status !== 'ready', 1000);
+      await closed;
+      const reconnected = new Promise((resolve) => store.client.once('ready', resolve));
       assert.equal((await get(base)).statusCode, 200, 'served while reconnecting');
-      assert.equal((await health(base)).rateLimit.degraded, true);
-      await until(async () => {
-        await get(base);
-        return !(await health(base)).rateLimit.degraded;
-      }, 5000);
+      await reconnected;
+      if (store.degraded) await storeHealth(app, false);
       assert.notEqual(await store.client.client('ID'), id, 'a new connection');
     } finally {
       await app.close();

@@ -11,7 +11,6 @@
  *   at once (without touching the network) for `retryAfterFailureMs`, then lets one round of calls probe.
  *   The rate limiter's `onStoreError` decides what a failure means (allow, deny, or a local bucket).
  */
-import { createRequire } from 'node:module';
 import type * as IORedis from 'ioredis';
 import type { Redis, RedisOptions } from 'ioredis';
 import {
@@ -22,6 +21,7 @@ import {
   type TakeResult,
 } from '@bulwark/core';
 import { checks, EventEmitter } from '@bulwark/core/internal';
+import { loadOptional, REDIS_PACKAGES } from './optional.js';
 
 export interface RedisRateLimitStoreOptions {
   /** `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS). One of `url` / `client` is required. */
@@ -124,6 +124,10 @@ export class RedisRateLimitStore implements RateLimitStore {
   #degraded = false;
   #failFastUntil = 0;
   #lastError: unknown = undefined;
+  /** While degraded: pings Redis every `retryAfterFailureMs`, so recovery is noticed without traffic. */
+  #probeTimer: ReturnType<typeof setInterval> | undefined;
+  #probing = false;
+  #closed = false;
 
   constructor(options: RedisRateLimitStoreOptions) {
     const o = checks.optionsObject('redisStore', options, true);
@@ -154,8 +158,12 @@ export class RedisRateLimitStore implements RateLimitStore {
       if (!/^rediss?:\/\//.test(url)) {
         throw new InvalidOptionError('redisStore.url', redactUrl(url), 'a redis:// or rediss:// URL');
       }
-      // ioredis loads only when a Redis store is made (it takes ~0.3 s to import).
-      const { Redis: RedisClient } = createRequire(import.meta.url)('ioredis') as typeof IORedis;
+      // ioredis (an optional peer dependency) loads only when a Redis store is made (~0.3 s to import).
+      const { Redis: RedisClient } = loadOptional<typeof IORedis>(
+        'ioredis',
+        'a Redis rate-limit store (rateLimit.redisUrl / REDIS_URL)',
+        REDIS_PACKAGES,
+      );
       this.client = new RedisClient(url, redisClientOptions(commandTimeoutMs, connectTimeoutMs));
       this.#owned = true;
     }
@@ -163,6 +171,8 @@ export class RedisRateLimitStore implements RateLimitStore {
     this.client.on('error', (error: unknown) => this.#failed(error));
     this.client.on('ready', () => {
       this.#failFastUntil = 0;
+      // Reconnected: find out now, not at the next rate-limited request, whether Redis answers again.
+      if (this.#degraded) this.#probe();
     });
     if (typeof (this.client as unknown as Record<string, unknown>).bulwarkTake !== 'function') {
       this.client.defineCommand('bulwarkTake', { numberOfKeys: 1, lua: TAKE_SCRIPT });
@@ -226,8 +236,11 @@ export class RedisRateLimitStore implements RateLimitStore {
     return deleted;
   }
 
-  /** Closes the connection if the store opened it. */
+  /** Stops the recovery probe and closes the connection if the store opened it. */
   async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#probeTimer);
+    this.#probeTimer = undefined;
     if (!this.#owned) return;
     if (this.client.status === 'ready') {
       try {
@@ -247,11 +260,34 @@ export class RedisRateLimitStore implements RateLimitStore {
       this.#degraded = true;
       if (this.#onHealthChange.active) this.#onHealthChange.emit({ degraded: true, error });
     }
+    if (this.#probeTimer === undefined && !this.#closed) {
+      this.#probeTimer = setInterval(() => this.#probe(), Math.max(100, this.retryAfterFailureMs));
+      this.#probeTimer.unref();
+    }
+  }
+
+  /** One PING while degraded (never two at once); success ends the degraded state. */
+  #probe(): void {
+    if (!this.#degraded || this.#probing || this.#closed || this.client.status !== 'ready') return;
+    this.#probing = true;
+    this.client.ping().then(
+      () => {
+        this.#probing = false;
+        if (this.#degraded && !this.#closed) this.#recovered();
+      },
+      (error: unknown) => {
+        this.#probing = false;
+        this.#lastError = error;
+      },
+    );
   }
 
   #recovered(): void {
     this.#degraded = false;
     this.#lastError = undefined;
+    this.#failFastUntil = 0;
+    clearInterval(this.#probeTimer);
+    this.#probeTimer = undefined;
     if (this.#onHealthChange.active) this.#onHealthChange.emit({ degraded: false });
   }
 }

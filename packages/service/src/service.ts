@@ -8,11 +8,18 @@
  * `await app.register(bulwarkService, opts)` **before** adding routes (the kit instruments routes as they
  * are added).
  */
-import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Disposable } from '@bulwark/core';
 import { Health, type HealthCheck, type HealthCheckOptions, type ReadinessReport } from './health.js';
-import { routeHooks, RouteState, UNMATCHED_ROUTE, type RouteHooks, type Runtime } from './hooks.js';
+import {
+  Admission,
+  routeHooks,
+  RouteState,
+  UNMATCHED_ROUTE,
+  type RouteHooks,
+  type Runtime,
+} from './hooks.js';
 import {
   instrumentPolicy,
   PolicyRegistry,
@@ -25,8 +32,8 @@ import { HttpRateLimiter, type RateLimitStatus } from './rate-limit.js';
 import { FixedHeaders } from './reply-headers.js';
 import { securityHeaderSets, type SecurityHeadersProfile } from './security-headers.js';
 import { serverOptions } from './server-options.js';
-import { Shedder, type SheddingStatus } from './shedder.js';
-import type { Tracing } from './tracing.js';
+import { Shedder, SHEDDING_DEFAULTS, type SheddingStatus } from './shedder.js';
+import type { Tracing } from './tracing/setup.js';
 
 /** The detailed report served at `/healthz`. */
 export interface HealthReport {
@@ -43,6 +50,23 @@ export interface HealthReport {
   rateLimit: RateLimitStatus | { enabled: false };
   shedding: (SheddingStatus & { enabled: true }) | { enabled: false };
   tracing: { enabled: boolean; exporters: string; sampler: string };
+}
+
+/** `/readyz` as served to a caller without the details token. */
+export interface ReadinessSummary {
+  status: 'ok' | 'fail';
+  shuttingDown?: true;
+  checks: Record<string, { status: string; critical: boolean }>;
+}
+
+/** `/healthz` as served to a caller without the details token (see `health.details`). */
+export interface HealthSummary {
+  status: HealthReport['status'];
+  service: string;
+  version: string;
+  uptimeSeconds: number;
+  shuttingDown: boolean;
+  checks: Record<string, { status: string; critical: boolean }>;
 }
 
 /** `app.bulwark`: the kit's parts. */
@@ -134,7 +158,9 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
       o.requestIdHeader,
       securityHeaderSets(o.securityHeaders, o.https !== undefined),
     ),
+    retryAfterSeconds: shedder?.retryAfterSeconds ?? SHEDDING_DEFAULTS.retryAfterSeconds,
     draining: false,
+    closing: false,
   };
 
   if (metrics !== undefined && rateLimiter !== undefined) {
@@ -208,42 +234,34 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     healthReport,
   };
   app.decorate('bulwark', kit);
-  app.decorateRequest('bulwarkAdmitted', false);
+  app.decorateRequest('bulwarkAdmission', Admission.None);
+  app.decorateRequest('bulwarkAdmittedAt', 0);
   app.decorateRequest('bulwarkSpan', null);
   app.decorateRequest('bulwarkTraceContext', null);
-
-  // A client that disconnects mid-request never reaches onResponse: its slot and span are released here.
-  const needsAbortHook = shedder !== undefined || rt.tracing || metrics !== undefined;
 
   // Every route added from here on gets its own hooks.
   app.addHook('onRoute', (route) => {
     const onRequest = list(route.onRequest);
     if (onRequest.some((h) => (h as Record<symbol, unknown>)[KIT_HOOK] === true)) return; // e.g. the HEAD twin of a GET
-    const hooks = routeHooks(rt, new RouteState(route.url, route.config?.bulwark, rt));
+    const state = new RouteState(route.url, route.config?.bulwark, rt);
+    const hooks = routeHooks(rt, state);
     mark(hooks);
-    // Ours run first on the way in (before the route's own), last on the way out.
+    // Ours run first on the way in (before the route's own).
     route.onRequest = [hooks.onRequest, ...onRequest] as never;
-    route.onResponse = [...list(route.onResponse), hooks.onResponse] as never;
+    // A request with a body takes its slot once the body is read (only methods Fastify reads a body for).
+    if (state.shed && methods(route.method).some((m) => m !== 'GET' && m !== 'HEAD')) {
+      route.preValidation = [hooks.preValidation, ...list(route.preValidation)] as never;
+    }
     if (rt.tracing) route.preHandler = [...list(route.preHandler), hooks.preHandler] as never;
-    if (needsAbortHook) route.onRequestAbort = [...list(route.onRequestAbort), hooks.onRequestAbort] as never;
   });
 
-  // Requests that match no route: the same hooks, labelled `unmatched`.
-  const unmatched: RouteHooks = routeHooks(rt, new RouteState(UNMATCHED_ROUTE, undefined, rt));
+  // Requests that match no route: the same hooks, labelled `unmatched` (never holding a slot while a body
+  // arrives: a 404 with a body takes none).
+  const unmatched: RouteHooks = routeHooks(rt, new RouteState(UNMATCHED_ROUTE, { shedding: false }, rt));
   app.addHook('onRequest', (request, reply, done) => {
     if (request.is404) unmatched.onRequest(request, reply, done);
     else done();
   });
-  app.addHook('onResponse', (request, reply, done) => {
-    if (request.is404) unmatched.onResponse(request, reply, done);
-    else done();
-  });
-  if (needsAbortHook) {
-    app.addHook('onRequestAbort', (request, done) => {
-      if (request.is404) unmatched.onRequestAbort(request, done);
-      else done();
-    });
-  }
   if (rt.tracing) {
     app.addHook('preHandler', (request, reply, done) => {
       if (request.is404) unmatched.preHandler(request, reply, done);
@@ -262,20 +280,49 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     });
   }
 
+  // Errors no handler answered. An error that carries an HTTP status was made for the client (Fastify's
+  // own, a validation error, an http-errors one): answered as Fastify would, logged once when 5xx. Any
+  // other error is a bug or an outage: logged once, with the request id, and answered with a generic
+  // message — its text may hold internals (a query, a password) and never goes to the client. An
+  // application's own `setErrorHandler` replaces this one.
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status = error.statusCode;
+    if (typeof status === 'number' && status >= 400 && status <= 599) {
+      if (status >= 500) request.log.error({ err: error, statusCode: status }, 'request failed');
+      reply.code(status).send(error);
+      return;
+    }
+    request.log.error({ err: error }, 'unhandled error');
+    reply
+      .code(500)
+      .type('application/json; charset=utf-8')
+      .send(internalErrorBody(request.id as string));
+  });
+  // This handler is a default: an application's own `setErrorHandler` in the same scope replaces it
+  // without Fastify's "overriding an errorHandler" warning (FSTWRN004), which is meant for two handlers
+  // an application set itself. Fastify keeps the flag behind a symbol (as `reply-headers.ts` notes, its
+  // internals are reached by description); where it is missing, the warning is all that changes.
+  const alreadySet = Object.getOwnPropertySymbols(app).find(
+    (s) => s.description === 'fastify.errorHandlerAlreadySet',
+  );
+  if (alreadySet !== undefined) (app as unknown as Record<symbol, unknown>)[alreadySet] = false;
+
   // The kit's own routes: exempt from rate limiting and shedding, never cached.
   app.get('/livez', { config: EXEMPT }, async (_request, reply) => {
     reply.header('cache-control', NO_STORE);
     return { status: 'ok' };
   });
-  app.get('/readyz', { config: EXEMPT }, async (_request, reply) => {
+  app.get('/readyz', { config: EXEMPT }, async (request, reply) => {
     const report = await health.readiness();
-    reply.code(report.status === 'ok' ? 200 : 503).header('cache-control', NO_STORE);
-    return report;
+    reply.header('cache-control', NO_STORE);
+    if (report.status !== 'ok') reply.code(503).header('retry-after', rt.retryAfterSeconds);
+    return health.showDetails(request.headers.authorization) ? report : summarize(report);
   });
-  app.get('/healthz', { config: EXEMPT }, async (_request, reply) => {
+  app.get('/healthz', { config: EXEMPT }, async (request, reply) => {
     const report = await healthReport();
-    reply.code(report.status === 'fail' ? 503 : 200).header('cache-control', NO_STORE);
-    return report;
+    reply.header('cache-control', NO_STORE);
+    if (report.status === 'fail') reply.code(503).header('retry-after', rt.retryAfterSeconds);
+    return health.showDetails(request.headers.authorization) ? report : summarizeHealth(report);
   });
   if (metrics !== undefined && metrics.path !== '') {
     app.get(metrics.path, { config: EXEMPT }, async (_request, reply) => {
@@ -312,6 +359,13 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
       }
     }
   });
+  // app.close(): from now on requests on routes that are not exempt get 503 + Retry-After (and the
+  // connection closes); the kit's own routes answer until the server is gone (liveness stays 200).
+  app.addHook('preClose', (done) => {
+    kit.beginShutdown();
+    rt.closing = true;
+    done();
+  });
   app.addHook('onClose', async () => {
     shedder?.stop();
     await rateLimiter?.close();
@@ -324,9 +378,43 @@ function list(value: unknown): unknown[] {
 }
 
 function mark(hooks: RouteHooks): void {
-  for (const fn of [hooks.onRequest, hooks.onResponse, hooks.preHandler, hooks.onRequestAbort]) {
+  for (const fn of [hooks.onRequest, hooks.preValidation, hooks.preHandler]) {
     Object.defineProperty(fn, KIT_HOOK, { value: true });
   }
+}
+
+function methods(method: string | string[]): string[] {
+  return Array.isArray(method) ? method : [method];
+}
+
+/** The body of a 500 whose error is not the client's: generic, with the request id to quote. */
+function internalErrorBody(requestId: string): string {
+  return JSON.stringify({
+    statusCode: 500,
+    error: 'Internal Server Error',
+    code: 'BULWARK_ERR_INTERNAL',
+    message: `Internal error; it has been logged with request id ${requestId}.`,
+  });
+}
+
+/** `/readyz` without details: each check's status only (no error text, no details). */
+function summarize(report: ReadinessReport): ReadinessSummary {
+  const checks: Record<string, { status: string; critical: boolean }> = {};
+  for (const [name, c] of Object.entries(report.checks))
+    checks[name] = { status: c.status, critical: c.critical };
+  return { status: report.status, ...(report.shuttingDown ? { shuttingDown: true } : {}), checks };
+}
+
+/** `/healthz` without details: status, identity, uptime and each check's status. */
+function summarizeHealth(report: HealthReport): HealthSummary {
+  return {
+    status: report.status,
+    service: report.service,
+    version: report.version,
+    uptimeSeconds: report.uptimeSeconds,
+    shuttingDown: report.shuttingDown,
+    checks: summarize({ status: 'ok', checks: report.checks }).checks,
+  };
 }
 
 function errorMessage(error: unknown): string {

@@ -10,12 +10,15 @@
  * 4. `onShutdown` runs (close worker pools, …), tracing is flushed, logs are flushed; exit 0.
  *
  * A hard deadline (`shutdownTimeoutMs` from the signal) destroys every socket and exits 1; a second
- * signal exits at once with 128 + the signal number.
+ * signal exits at once with 128 + the signal number. The same signal again within
+ * {@link DUPLICATE_SIGNAL_MS} of the first is not a second one: a terminal's Ctrl-C reaches the whole
+ * process group, and a wrapper such as `npm start` forwards the same SIGINT once more.
  */
 import { constants } from 'node:os';
 import type { FastifyInstance } from 'fastify';
-import { checks } from '@bulwark/core/internal';
-import type { Tracing } from './tracing.js';
+import type { Clock, ClockTimer } from '@bulwark/core';
+import { checks, systemClock } from '@bulwark/core/internal';
+import type { Tracing } from './tracing/setup.js';
 
 export interface ShutdownOptions {
   /** Signals that begin the shutdown. @default ['SIGTERM', 'SIGINT'] */
@@ -32,6 +35,8 @@ export interface ShutdownOptions {
   exit?: (code: number) => void;
   /** How often idle connections are closed during the drain, in ms. @default 100 */
   idleSweepIntervalMs?: number;
+  /** The drain delay, the deadline and the idle sweep run on this clock. @default systemClock */
+  clock?: Clock;
 }
 
 export const SHUTDOWN_DEFAULTS = Object.freeze({
@@ -41,7 +46,10 @@ export const SHUTDOWN_DEFAULTS = Object.freeze({
   idleSweepIntervalMs: 100,
 });
 
-const KEYS = [...Object.keys(SHUTDOWN_DEFAULTS), 'onShutdown', 'tracing', 'exit'];
+/** A repeat of the first signal within this many ms is the same event delivered twice (see above). */
+export const DUPLICATE_SIGNAL_MS = 100;
+
+const KEYS = [...Object.keys(SHUTDOWN_DEFAULTS), 'onShutdown', 'tracing', 'exit', 'clock'];
 
 export interface ShutdownHandle {
   /** True once shutdown began. */
@@ -75,6 +83,7 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
     o.exit === undefined
       ? (code: number) => process.exit(code)
       : checks.fn<(code: number) => void>('shutdown.exit', o.exit);
+  const clock = checks.clock('shutdown.clock', o.clock ?? systemClock);
   const log = app.log;
 
   let running: Promise<number> | undefined;
@@ -91,8 +100,21 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
     const tracing = o.tracing ?? kit?.tracing;
     log.info({ reason, drainDelayMs, shutdownTimeoutMs }, 'shutdown started: readiness failing, draining');
 
-    let sweep: ReturnType<typeof setInterval> | undefined;
-    const deadline = setTimeout(() => {
+    let sweep: ClockTimer | undefined;
+    let sweeping = false;
+    const sweepLater = () => {
+      sweep = clock.setTimeout(() => {
+        if (!sweeping) return;
+        app.server.closeIdleConnections?.();
+        sweepLater();
+      }, sweepMs);
+      sweep.unref?.();
+    };
+    const stopSweep = () => {
+      sweeping = false;
+      if (sweep !== undefined) clock.clearTimeout(sweep);
+    };
+    const deadline = clock.setTimeout(() => {
       log.error(
         { reason, shutdownTimeoutMs },
         'shutdown deadline passed; closing every connection and exiting',
@@ -102,19 +124,21 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
     }, shutdownTimeoutMs);
     // Not unref'd: if the shutdown hangs with nothing else keeping the process alive, the deadline still ends it (exit 1).
     try {
-      if (drainDelayMs > 0) await new Promise((r) => setTimeout(r, drainDelayMs).unref());
-      sweep = setInterval(() => app.server.closeIdleConnections?.(), sweepMs);
-      sweep.unref();
+      if (drainDelayMs > 0) {
+        await new Promise<void>((resolve) => clock.setTimeout(resolve, drainDelayMs).unref?.());
+      }
+      sweeping = true;
+      sweepLater();
       await app.close();
-      clearInterval(sweep);
+      stopSweep();
       await onShutdown?.(reason);
       await tracing?.shutdown();
-      clearTimeout(deadline);
+      clock.clearTimeout(deadline);
       log.info({ reason }, 'shutdown complete');
       return 0;
     } catch (error) {
-      clearInterval(sweep);
-      clearTimeout(deadline);
+      stopSweep();
+      clock.clearTimeout(deadline);
       log.error({ reason, err: error }, 'shutdown failed');
       return 1;
     }
@@ -128,13 +152,16 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
     return running;
   };
 
+  let first: { signal: NodeJS.Signals; at: number } | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
+    if (first?.signal === signal && performance.now() - first.at < DUPLICATE_SIGNAL_MS) return;
     if (running !== undefined) {
       const code = 128 + (constants.signals[signal] ?? 15);
       log.warn({ signal }, 'second signal during shutdown; exiting now');
       flushThen(app, () => finish(code));
       return;
     }
+    first = { signal, at: performance.now() };
     void shutdown(signal);
   };
   for (const s of signals) process.on(s, onSignal);

@@ -2,9 +2,13 @@
  * Helpers shared by this package's tests (not a test file itself, and not exported from the package):
  * a loopback listener, an in-memory log sink, and a strict Prometheus text-format parser.
  */
+import { connect as connectSocket, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import type { ExportResult } from '@opentelemetry/core';
 
 /** Listens on 127.0.0.1, an ephemeral port; returns the base URL. */
 export async function listen(app: FastifyInstance): Promise<string> {
@@ -17,18 +21,42 @@ export async function listen(app: FastifyInstance): Promise<string> {
 export class LogSink extends Writable {
   readonly lines: Array<Record<string, unknown>> = [];
   readonly raw: string[] = [];
+  readonly #waiters: Array<{
+    match: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }> = [];
 
   override _write(chunk: Buffer, _encoding: string, callback: () => void): void {
     for (const line of chunk.toString('utf8').split('\n')) {
       if (line.trim() === '') continue;
       this.raw.push(line);
-      this.lines.push(JSON.parse(line) as Record<string, unknown>);
+      const parsed = JSON.parse(line) as Record<string, unknown>;
+      this.lines.push(parsed);
+      for (let i = this.#waiters.length - 1; i >= 0; i--) {
+        const w = this.#waiters[i]!;
+        if (w.match(parsed)) {
+          this.#waiters.splice(i, 1);
+          w.resolve(parsed);
+        }
+      }
     }
     callback();
   }
 
   find(msg: string): Array<Record<string, unknown>> {
     return this.lines.filter((l) => l.msg === msg);
+  }
+
+  /** The first line (from `from` on) whose message is `msg` (and that matches `match`), once it is written. */
+  waitFor(
+    msg: string,
+    match: (l: Record<string, unknown>) => boolean = () => true,
+    from = 0,
+  ): Promise<Record<string, unknown>> {
+    const hit = (l: Record<string, unknown>) => l.msg === msg && match(l);
+    const found = this.lines.slice(from).find(hit);
+    if (found !== undefined) return Promise.resolve(found);
+    return new Promise((resolve) => this.#waiters.push({ match: hit, resolve }));
   }
 }
 
@@ -169,4 +197,174 @@ export function sampleValue(
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * An in-memory span exporter that a test can wait on: {@link waitFor} resolves with the first finished
+ * span that matches (at once if one has already arrived), so a test never polls or sleeps for a span.
+ */
+export class SpanCollector extends InMemorySpanExporter {
+  readonly #waiters: Array<{ match: (s: ReadableSpan) => boolean; resolve: (s: ReadableSpan) => void }> = [];
+
+  override export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    super.export(spans, done);
+    for (const span of spans) {
+      for (let i = this.#waiters.length - 1; i >= 0; i--) {
+        const w = this.#waiters[i]!;
+        if (w.match(span)) {
+          this.#waiters.splice(i, 1);
+          w.resolve(span);
+        }
+      }
+    }
+  }
+
+  waitFor(match: (s: ReadableSpan) => boolean): Promise<ReadableSpan> {
+    const found = this.getFinishedSpans().find(match);
+    if (found !== undefined) return Promise.resolve(found);
+    return new Promise((resolve) => this.#waiters.push({ match, resolve }));
+  }
+}
+
+/** The Redis the tests use: `REDIS_URL`, else the local default. */
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+function unreachable(url: string, why: string): Error {
+  return new Error(
+    `Redis is not reachable at ${url.replace(/\/\/[^@/]*@/, '//***@')} (${why}): start redis-server there, ` +
+      'or point REDIS_URL at one. The Redis tests need a real Redis.',
+  );
+}
+
+/**
+ * An ioredis client for a test's own checks (keys, CLIENT KILL): connected, or — when Redis does not
+ * answer within `timeoutMs` — a clear error instead of a hang or ioredis' "Unhandled error event" lines.
+ * It never reconnects; `quit()` it at the end.
+ */
+export async function redisForTests(url = REDIS_URL, timeoutMs = 3000): Promise<Redis> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: timeoutMs,
+    retryStrategy: () => null,
+  });
+  let lastError = 'no answer';
+  client.on('error', (error: Error) => {
+    lastError = error.message;
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return client;
+  } catch (error) {
+    client.disconnect();
+    throw unreachable(url, lastError === 'no answer' ? (error as Error).message : lastError);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Resolves once a client is ready; rejects with a clear message if it is not within `timeoutMs`. */
+export function redisReady(client: Redis, url = REDIS_URL, timeoutMs = 3000): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    let lastError = 'no answer';
+    const onError = (error: Error) => {
+      lastError = error.message;
+    };
+    const onReady = () => {
+      clearTimeout(timer);
+      client.off('error', onError);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      client.off('error', onError);
+      reject(unreachable(url, `${lastError}; not ready within ${timeoutMs} ms`));
+    }, timeoutMs);
+    client.once('ready', onReady);
+    client.on('error', onError);
+  });
+}
+
+/** Resolves with the next value `subscribe` delivers that matches `match`, then unsubscribes. */
+export function nextEvent<T>(
+  subscribe: (listener: (event: T) => void) => { dispose(): void },
+  match: (event: T) => boolean = () => true,
+): Promise<T> {
+  return new Promise((resolve) => {
+    const sub = subscribe((event) => {
+      if (!match(event)) return;
+      sub.dispose();
+      resolve(event);
+    });
+  });
+}
+
+/**
+ * One raw TCP connection for HTTP/1.1 tests that need control a client library does not give: write any
+ * bytes at any time, reset, and see exactly what came back and when the server closed.
+ */
+export class RawConnection {
+  readonly socket: Socket;
+  /** Everything received so far, as latin1 text. */
+  received = '';
+  /** Resolves once the socket is closed (by either side). */
+  readonly closed: Promise<void>;
+  readonly #waiters: Array<{ test: (s: string) => boolean; resolve: () => void }> = [];
+
+  constructor(port: number, host = '127.0.0.1') {
+    this.socket = connectSocket(port, host);
+    this.socket.on('data', (chunk: Buffer) => {
+      this.received += chunk.toString('latin1');
+      for (let i = this.#waiters.length - 1; i >= 0; i--) {
+        const w = this.#waiters[i]!;
+        if (w.test(this.received)) {
+          this.#waiters.splice(i, 1);
+          w.resolve();
+        }
+      }
+    });
+    this.socket.on('error', () => {});
+    this.closed = new Promise((resolve) => this.socket.once('close', () => resolve()));
+  }
+
+  /** Resolves once the socket is connected. */
+  ready(): Promise<void> {
+    if (!this.socket.connecting) return Promise.resolve();
+    return new Promise((resolve) => this.socket.once('connect', () => resolve()));
+  }
+
+  write(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  /** Resolves once what was received satisfies `test` (at once if it already does), or the socket closed. */
+  until(test: (received: string) => boolean): Promise<void> {
+    if (test(this.received)) return Promise.resolve();
+    return Promise.race([new Promise<void>((resolve) => this.#waiters.push({ test, resolve })), this.closed]);
+  }
+
+  /** Resolves once a complete response head has arrived (or the socket closed); the status code, or 0. */
+  async status(): Promise<number> {
+    await this.until((r) => r.includes('\r\n\r\n'));
+    const m = /^HTTP\/1\.1 (\d{3})/.exec(this.received);
+    return m ? Number(m[1]) : 0;
+  }
+
+  /** Closes with a FIN. */
+  end(): void {
+    this.socket.end();
+  }
+
+  /** Closes with a TCP RST (unread data is dropped on both sides). */
+  reset(): void {
+    this.socket.resetAndDestroy();
+  }
 }

@@ -37,7 +37,8 @@ function deployedConfig(): GcdConfig {
   const values: Record<string, string> = {};
   for (const e of envList) {
     if (e.value !== undefined) values[e.name] = e.value;
-    else if (e.name === 'REDIS_URL') values[e.name] = 'redis://:sample@gcd-redis:6379/0';
+    else if (e.name === 'REDIS_URL') values[e.name] = 'rediss://:sample@gcd-redis:6379/0';
+    else if (e.name === 'HEALTH_DETAILS_TOKEN') values[e.name] = 'sample-token-0123456789';
     else assert.fail(`env ${e.name} comes from ${JSON.stringify(e.valueFrom)}: add a sample value here`);
   }
   return loadConfig(values);
@@ -53,13 +54,26 @@ function containerPort(name: string): number {
   return port.containerPort as number;
 }
 
+/** Node's own variables the Deployment may set (read by the runtime, not by config.ts). */
+const NODE_VARIABLES = new Set(['NODE_EXTRA_CA_CERTS']);
+
+/** The mount path of the pod volume backed by `secretName`. */
+function secretMount(secretName: string): string {
+  const volume = (pod.volumes as K8s[]).find((v) => v.secret?.secretName === secretName);
+  assert.ok(volume !== undefined, `a volume from the ${secretName} Secret`);
+  const mount = (container.volumeMounts as K8s[]).find((m) => m.name === volume.name);
+  assert.ok(mount !== undefined, `${volume.name} is mounted`);
+  assert.equal(mount.subPath, undefined, 'no subPath: the kubelet never updates a subPath mount');
+  return mount.mountPath as string;
+}
+
 describe('deploy/k8s: the gcd-service Deployment against the service configuration', () => {
   test('every env name is a variable the service reads, and the values load', () => {
     const known = new Set(listVariables().map((v) => v.name));
     for (const { name } of envList) {
       assert.ok(
-        known.has(name) || name.startsWith('OTEL_'),
-        `${name} is not read by gcd-service (config.ts)`,
+        known.has(name) || name.startsWith('OTEL_') || NODE_VARIABLES.has(name),
+        `${name} is not read by gcd-service (config.ts) nor by Node`,
       );
     }
     const config = deployedConfig();
@@ -70,23 +84,43 @@ describe('deploy/k8s: the gcd-service Deployment against the service configurati
 
   test('listens on every interface, on the container port, which is the default PORT', () => {
     assert.equal(env.HOST, '0.0.0.0', 'HOST=0.0.0.0: probes come from outside the pod');
-    assert.equal(containerPort('http'), DEFAULTS.port);
-    assert.equal(deployedConfig().port, containerPort('http'));
+    assert.equal(containerPort('https'), DEFAULTS.port);
+    assert.equal(deployedConfig().port, containerPort('https'));
     assert.equal(
       Number(deployment.spec.template.metadata.annotations['prometheus.io/port']),
-      containerPort('http'),
+      containerPort('https'),
     );
     assert.equal(deployment.spec.template.metadata.annotations['prometheus.io/path'], '/metrics');
   });
 
-  test('probes: startup and liveness on /livez, readiness on /readyz, on the http port', () => {
+  test('TLS everywhere: HTTPS from the gcd-tls Secret (mounted as a directory), Redis over rediss:// trusting the gcd-redis-tls CA (finding 11)', () => {
+    const tls = secretMount('gcd-tls');
+    assert.equal(env.TLS_CERT_FILE, `${tls}/tls.crt`);
+    assert.equal(env.TLS_KEY_FILE, `${tls}/tls.key`);
+    const config = deployedConfig();
+    assert.ok(config.tls !== undefined && config.tls.watch, 'HTTPS, reloaded when the Secret changes');
+    assert.equal(deployment.spec.template.metadata.annotations['prometheus.io/scheme'], 'https');
+    const ca = secretMount('gcd-redis-tls');
+    assert.equal(env.NODE_EXTRA_CA_CERTS, `${ca}/ca.crt`);
+    assert.match(
+      readRepoFile('deploy', 'k8s', 'redis.yaml'),
+      /url="rediss:\/\/:\$PASSWORD@gcd-redis:6379\/0"/,
+    );
+    const redis = find('Deployment', 'gcd-redis');
+    const args = (redis.spec.template.spec.containers[0].args as string[]).join(' ');
+    assert.match(args, /--port 0 --tls-port 6379 /, 'Redis speaks TLS only');
+    assert.match(args, /--tls-cert-file \S+ --tls-key-file \S+ --tls-ca-cert-file \S+/);
+  });
+
+  test('probes: startup and liveness on /livez, readiness on /readyz, over HTTPS on the https port', () => {
     for (const [probe, path] of [
       ['startupProbe', '/livez'],
       ['livenessProbe', '/livez'],
       ['readinessProbe', '/readyz'],
     ] as const) {
       assert.equal(container[probe]?.httpGet?.path, path, `${probe} path`);
-      assert.equal(container[probe]?.httpGet?.port, 'http', `${probe} port`);
+      assert.equal(container[probe]?.httpGet?.port, 'https', `${probe} port`);
+      assert.equal(container[probe]?.httpGet?.scheme, 'HTTPS', `${probe} scheme`);
     }
     // A readiness check may take HEALTH_DEFAULTS.checkTimeoutMs; the probe must wait longer than that.
     assert.ok(container.readinessProbe.timeoutSeconds * 1000 > HEALTH_DEFAULTS.checkTimeoutMs);
@@ -161,7 +195,7 @@ describe('deploy/k8s: the objects fit together', () => {
     assert.ok(selects(deployment.spec.selector.matchLabels));
     const service = find('Service', 'gcd-service');
     assert.ok(selects(service.spec.selector));
-    assert.equal(service.spec.ports[0].targetPort, 'http');
+    assert.equal(service.spec.ports[0].targetPort, 'https');
     const pdb = find('PodDisruptionBudget', 'gcd-service');
     assert.ok(selects(pdb.spec.selector.matchLabels));
     const hpa = find('HorizontalPodAutoscaler', 'gcd-service');
@@ -189,7 +223,7 @@ describe('deploy/k8s: the objects fit together', () => {
     // the Secret's URL as the manifest tells operators to create it
     assert.match(
       readRepoFile('deploy', 'k8s', 'redis.yaml'),
-      /url="redis:\/\/:\$PASSWORD@gcd-redis:6379\/0"/,
+      /url="rediss:\/\/:\$PASSWORD@gcd-redis:6379\/0"/,
     );
     const policy = find('NetworkPolicy', 'gcd-redis');
     assert.deepEqual(policy.spec.ingress[0].from[0].podSelector.matchLabels, {

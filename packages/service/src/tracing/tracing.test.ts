@@ -4,11 +4,12 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { InvalidOptionError, retry } from '@bulwark/core';
-import { createService } from './service.js';
-import { injectTraceHeaders, setupTracing, traceAttempt, tracingEnabled, type Tracing } from './tracing.js';
-import { listen, LogSink } from './test-support.js';
+import { createService } from '../service.js';
+import { setupTracing, type Tracing } from './setup.js';
+import { injectTraceHeaders, traceAttempt, tracingEnabled } from './spans.js';
+import { listen, LogSink, SpanCollector } from '../test-support.js';
 
 describe('setupTracing from OTEL_* variables', () => {
   it('is off by default (no exporter named), and the helpers are no-ops', async () => {
@@ -89,7 +90,7 @@ describe('setupTracing from OTEL_* variables', () => {
 });
 
 describe('tracing across two real servers (in-memory exporter)', () => {
-  const exporter = new InMemorySpanExporter();
+  const exporter = new SpanCollector();
   let tracing: Tracing;
   const logs = new LogSink();
   let front: ReturnType<typeof createService>;
@@ -142,6 +143,8 @@ describe('tracing across two real servers (in-memory exporter)', () => {
     assert.equal(res.statusCode, 200);
     assert.deepEqual(await res.body.json(), { value: 42 });
 
+    // Each span ends when its response closes: wait for the front server's.
+    await exporter.waitFor((s) => s.name === 'GET /front');
     const spans = exporter.getFinishedSpans();
     const byName = (name: string) => spans.filter((s) => s.name === name);
     const parentOf = (s: ReadableSpan) => s.parentSpanContext?.spanId;
@@ -196,8 +199,7 @@ describe('tracing across two real servers (in-memory exporter)', () => {
     exporter.reset();
     const res = await request(`${frontUrl}/livez`, { headers: { traceparent: 'garbage' } });
     await res.body.dump();
-    const [span] = exporter.getFinishedSpans().filter((s) => s.name === 'GET /livez');
-    assert.ok(span);
+    const span = await exporter.waitFor((s) => s.name === 'GET /livez');
     assert.equal(span.parentSpanContext, undefined);
     assert.match(span.spanContext().traceId, /^[0-9a-f]{32}$/);
   });
