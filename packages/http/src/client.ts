@@ -47,6 +47,7 @@ import {
   type HttpClientOptions,
   type ResolvedOptions,
 } from './options.js';
+import { resetGuard } from './reset-guard.js';
 import { parseHttpUrl } from './url.js';
 import { attempt as sendOnce, headerValue, type RawResponse, type ResponseHeaders } from './transport.js';
 
@@ -148,6 +149,7 @@ interface Flight {
 
 export class HttpClient {
   readonly options: ResolvedOptions;
+  readonly #base: Dispatcher;
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
   readonly #cache: CacheStore | undefined;
@@ -172,7 +174,9 @@ export class HttpClient {
     const o = resolveOptions(options);
     this.options = o;
     this.#ownsDispatcher = o.dispatcher === undefined;
-    this.#dispatcher = o.dispatcher ?? new EnvHttpProxyAgent({ connect: { timeout: o.connectTimeoutMs } });
+    this.#base = o.dispatcher ?? new EnvHttpProxyAgent({ connect: { timeout: o.connectTimeoutMs } });
+    // a close-delimited body cut by a reset is an error, not a short body (see reset-guard.ts)
+    this.#dispatcher = this.#base.compose(resetGuard);
     this.#cache = o.cache === false ? undefined : (o.cache ?? new MemoryCacheStore());
     this.#Policy = policyClass(o.now);
     this.#retry = retry({
@@ -235,7 +239,7 @@ export class HttpClient {
     while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
     if (this.#ownsDispatcher && !this.#closed) {
       this.#closed = true;
-      await this.#dispatcher.close();
+      await this.#base.close();
     }
   }
 

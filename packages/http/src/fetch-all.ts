@@ -67,6 +67,7 @@ import {
   type Target,
 } from './fetch-all-request.js';
 import { SlotScheduler, type Entry, type HostSlots } from './fetch-all-slots.js';
+import { watchResets } from './reset-guard.js';
 import { parseHttpUrl } from './url.js';
 import type { FetchAllRun, FetchAllStats, FetchResult, HostBreakerEvent } from './fetch-all-types.js';
 
@@ -232,6 +233,7 @@ class Run implements FetchAllRun {
 
   constructor(urls: Iterable<unknown> | AsyncIterable<unknown>, options: FetchAllOptions | undefined) {
     const o = (this.options = resolveFetchAllOptions(options));
+    watchResets();
     if (urls != null && typeof (urls as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
       this.#input = (urls as AsyncIterable<unknown>)[Symbol.asyncIterator]();
     } else if (urls != null && typeof (urls as Iterable<unknown>)[Symbol.iterator] === 'function') {
