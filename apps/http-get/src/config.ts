@@ -42,7 +42,7 @@ export const EXIT = Object.freeze({
 export const CLI_DEFAULTS = Object.freeze({
   timeoutMs: HTTP_CLIENT_DEFAULTS.totalTimeoutMs,
   /** None: only `--timeout-ms` bounds an attempt. */
-  attemptTimeoutMs: HTTP_CLIENT_DEFAULTS.attemptTimeoutMs,
+  attemptTimeoutMs: Infinity,
   connectTimeoutMs: HTTP_CLIENT_DEFAULTS.connectTimeoutMs,
   retries: HTTP_CLIENT_DEFAULTS.maxAttempts - 1,
   maxBodyBytes: HTTP_CLIENT_DEFAULTS.maxBodyBytes,

@@ -65,7 +65,7 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
   const store = config.cacheDir === undefined ? undefined : new DiskCacheStore({ dir: config.cacheDir });
   const client = createHttpClient({
     totalTimeoutMs: config.timeoutMs,
-    attemptTimeoutMs: config.attemptTimeoutMs,
+    attemptTimeoutMs: Number.isFinite(config.attemptTimeoutMs) ? config.attemptTimeoutMs : undefined,
     connectTimeoutMs: config.connectTimeoutMs,
     maxAttempts: config.retries + 1,
     maxBodyBytes: config.maxBodyBytes,

@@ -280,6 +280,21 @@ describe('fault server', () => {
     assert.equal(Math.max(...log.map((r) => r.concurrency)), 10);
   });
 
+  it('waitForIdle resolves once every request is answered or given up by its client', async () => {
+    server.reset();
+    await server.waitForIdle();
+    const controller = new AbortController();
+    const held = get(`${server.origin}/blackhole`, { signal: controller.signal }).catch(() => undefined);
+    await server.waitForRequests(1);
+    assert.equal(server.currentRequests, 1);
+    await assert.rejects(server.waitForIdle(50), /1 requests still in flight/);
+    const idle = server.waitForIdle();
+    controller.abort();
+    await idle;
+    assert.equal(server.currentRequests, 0);
+    await held;
+  });
+
   it('a bad route parameter is a 400, not a crash', async () => {
     const res = await get(`${server.origin}/malformed/nonsense`);
     assert.equal(res.statusCode, 400);

@@ -84,6 +84,11 @@ export interface FaultServer {
   readonly maxConcurrentRequests: number;
   /** Resolves once `requestCount ≥ count`; rejects after `timeoutMs` (default 5000) or on `close()`. */
   waitForRequests(count: number, timeoutMs?: number): Promise<void>;
+  /**
+   * Resolves once no request is in flight (each one answered, or its connection closed: the client gave
+   * up); rejects after `timeoutMs` (default 5000) or on `close()`.
+   */
+  waitForIdle(timeoutMs?: number): Promise<void>;
   /** Clears every timer, destroys every socket, stops listening. Idempotent. */
   close(): Promise<void>;
 }
@@ -95,6 +100,7 @@ interface Rule {
 }
 
 interface Waiter {
+  /** Resolve once this many requests were seen; `-1`: once none is in flight. */
   readonly count: number;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
@@ -144,6 +150,31 @@ export async function startFaultServer(options: FaultServerOptions = {}): Promis
     return faultFromUrl(url) ?? { type: 'none' };
   }
 
+  const due = (w: Waiter): boolean => (w.count < 0 ? currentRequests === 0 : requestCount >= w.count);
+  function settleWaiters(): void {
+    for (const w of waiters.filter(due)) {
+      w.cancel();
+      w.resolve();
+    }
+    waiters = waiters.filter((w) => !due(w));
+  }
+
+  function wait(count: number, timeoutMs: number, what: () => string): Promise<void> {
+    if (closed) return Promise.reject(new Error('fault server closed'));
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        count,
+        resolve,
+        reject,
+        cancel: timers.after(timeoutMs, () => {
+          waiters = waiters.filter((w) => w !== waiter);
+          reject(new Error(what()));
+        }),
+      };
+      waiters.push(waiter);
+    });
+  }
+
   const server = createServer((req, res) => {
     const socket = req.socket;
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
@@ -187,13 +218,10 @@ export async function startFaultServer(options: FaultServerOptions = {}): Promis
       cancels.clear();
       currentRequests--;
       record.endedAt = performance.now();
+      if (currentRequests === 0) settleWaiters();
     });
     req.resume();
-    for (const w of waiters.filter((w) => requestCount >= w.count)) {
-      w.cancel();
-      w.resolve();
-    }
-    waiters = waiters.filter((w) => requestCount < w.count);
+    settleWaiters();
     applyFault(fault, spec, req, res, later);
   });
   server.keepAliveTimeout = 5_000;
@@ -263,19 +291,19 @@ export async function startFaultServer(options: FaultServerOptions = {}): Promis
     },
     waitForRequests(count, timeoutMs = 5_000) {
       if (requestCount >= count) return Promise.resolve();
-      if (closed) return Promise.reject(new Error('fault server closed'));
-      return new Promise<void>((resolve, reject) => {
-        const waiter: Waiter = {
-          count,
-          resolve,
-          reject,
-          cancel: timers.after(timeoutMs, () => {
-            waiters = waiters.filter((w) => w !== waiter);
-            reject(new Error(`fault server saw ${requestCount} of ${count} requests within ${timeoutMs} ms`));
-          }),
-        };
-        waiters.push(waiter);
-      });
+      return wait(
+        count,
+        timeoutMs,
+        () => `fault server saw ${requestCount} of ${count} requests within ${timeoutMs} ms`,
+      );
+    },
+    waitForIdle(timeoutMs = 5_000) {
+      if (currentRequests === 0) return Promise.resolve();
+      return wait(
+        -1,
+        timeoutMs,
+        () => `fault server: ${currentRequests} requests still in flight after ${timeoutMs} ms`,
+      );
     },
     close() {
       closing ??= new Promise<void>((resolve) => {

@@ -12,7 +12,13 @@ export interface HttpClientOptions {
    * @default 30_000
    */
   totalTimeoutMs?: number;
-  /** Bound on one attempt (connect + headers + whole body), in ms. @default Infinity (only the total bounds it) */
+  /**
+   * How long one attempt may wait for its response headers (connect and request included), in ms. The body
+   * then has the total (and `bodyTimeoutMs` between chunks), so a short deadline does not cut a large
+   * download. An explicit value applies to every attempt. @default derived from the total: the first attempt
+   * gets `totalTimeoutMs / 15` (2 s of 30 s; from 1 s to 10 s), each retry twice the one before, and the
+   * last attempt of the last source only the total — so a black-holed source costs seconds, not the total.
+   */
   attemptTimeoutMs?: number;
   /** TCP (and TLS) connect timeout per connection, in ms. @default 10_000 */
   connectTimeoutMs?: number;
@@ -36,6 +42,14 @@ export interface HttpClientOptions {
   maxBodyBytes?: number;
   /** Redirects followed per attempt. @default 5 */
   maxRedirects?: number;
+  /** Follow redirects; `false` serves a 3xx response as it is (like curl without `-L`). @default true */
+  followRedirects?: boolean;
+  /**
+   * Ask for compressed bodies (`Accept-Encoding: gzip, deflate, br`) and decode a compressed body, asked
+   * for or not; a body that does not decode is a failure. `false`: no `Accept-Encoding`, bodies as sent.
+   * @default true
+   */
+  decompress?: boolean;
   /** Where responses are cached; `false` disables the cache tiers. @default a MemoryCacheStore (50 MiB) */
   cache?: CacheStore | false;
   /**
@@ -59,7 +73,9 @@ export interface HttpClientOptions {
 
 export const HTTP_CLIENT_DEFAULTS = Object.freeze({
   totalTimeoutMs: 30_000,
-  attemptTimeoutMs: Infinity,
+  /** `attemptTimeoutMs` when not set: `totalTimeoutMs / 15`, from `min…` to `max…` (see the option). */
+  minDerivedAttemptTimeoutMs: 1_000,
+  maxDerivedAttemptTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
   headersTimeoutMs: 10_000,
   bodyTimeoutMs: 10_000,
@@ -69,6 +85,8 @@ export const HTTP_CLIENT_DEFAULTS = Object.freeze({
   openDurationMs: 30_000,
   maxBodyBytes: 100 * 1024 * 1024,
   maxRedirects: 5,
+  followRedirects: true,
+  decompress: true,
   defaultMaxStaleMs: 24 * 60 * 60 * 1000,
   userAgent: 'bulwark-http/0.1',
 });
@@ -85,6 +103,8 @@ const KEYS = [
   'circuitBreaker',
   'maxBodyBytes',
   'maxRedirects',
+  'followRedirects',
+  'decompress',
   'cache',
   'maxStaleMs',
   'headers',
@@ -95,7 +115,8 @@ const KEYS = [
 
 export interface ResolvedOptions {
   readonly totalTimeoutMs: number;
-  readonly attemptTimeoutMs: number;
+  /** `undefined`: derived per attempt (see the option). */
+  readonly attemptTimeoutMs: number | undefined;
   readonly connectTimeoutMs: number;
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
@@ -105,6 +126,8 @@ export interface ResolvedOptions {
   readonly circuitBreaker: false | { readonly consecutiveFailures: number; readonly openDurationMs: number };
   readonly maxBodyBytes: number;
   readonly maxRedirects: number;
+  readonly followRedirects: boolean;
+  readonly decompress: boolean;
   readonly cache: CacheStore | false | undefined;
   readonly maxStaleMs: number | undefined;
   readonly headers: Readonly<Record<string, string>>;
@@ -141,7 +164,10 @@ export function resolveOptions(options: HttpClientOptions | undefined): Resolved
   for (const [k, v] of Object.entries(headers)) checks.string(`httpClient.headers.${k}`, v);
   return {
     totalTimeoutMs: ms('totalTimeoutMs', o.totalTimeoutMs),
-    attemptTimeoutMs: ms('attemptTimeoutMs', o.attemptTimeoutMs),
+    attemptTimeoutMs:
+      o.attemptTimeoutMs === undefined
+        ? undefined
+        : checks.positiveMs('httpClient.attemptTimeoutMs', o.attemptTimeoutMs, true),
     connectTimeoutMs: checks.positiveMs(
       'httpClient.connectTimeoutMs',
       o.connectTimeoutMs ?? d.connectTimeoutMs,
@@ -176,6 +202,8 @@ export function resolveOptions(options: HttpClientOptions | undefined): Resolved
       min: 0,
       integer: true,
     }),
+    followRedirects: checks.boolean('httpClient.followRedirects', o.followRedirects ?? d.followRedirects),
+    decompress: checks.boolean('httpClient.decompress', o.decompress ?? d.decompress),
     cache,
     maxStaleMs:
       o.maxStaleMs === undefined
