@@ -305,7 +305,7 @@ describe('limits and retries', () => {
     primary.setFault({ type: 'status', status: 503, retryAfter: 1 }, { times: 1 });
     const clock = new TestClock();
     const c = client({ maxAttempts: 2, clock, attemptTimeoutMs: 60_000 });
-    const sleep = clock.nextTimer((ms) => ms >= 1000 && ms < 2000);
+    const sleep = clock.waitForTimers((ms) => ms >= 1000 && ms < 2000);
     const p = c.get(`${primary.origin}/doc`);
     const waitMs = await sleep; // the retry sleeps at least what Retry-After asked for
     await primary.waitForRequests(1);
@@ -371,7 +371,7 @@ describe('limits and retries', () => {
     // an attempt deadline beyond the total: only the shares end the attempts
     const opts = { headersTimeoutMs: 60_000, totalTimeoutMs: 800, attemptTimeoutMs: 5000, maxAttempts: 10 };
     const c = client({ ...opts, cache: false, clock });
-    let share = clock.nextTimer((ms) => ms === 400);
+    let share = clock.waitForTimers((ms) => ms === 400);
     const served = c.get(`${primary.origin}/doc`, { fallbackUrls: [`${mirror.origin}/doc`] });
     await primary.waitForRequests(1);
     await share; // the primary may use half of the 800 ms: the other half is the mirror's
@@ -381,13 +381,13 @@ describe('limits and retries', () => {
     assert.equal(r.tiers[1]!.elapsedMs, 400);
 
     mirror.setFault({ type: 'blackhole' });
-    share = clock.nextTimer((ms) => ms === 400);
+    share = clock.waitForTimers((ms) => ms === 400, 2);
     const failed = c
       .get(`${primary.origin}/doc`, { fallbackUrls: [`${mirror.origin}/doc`] })
       .catch((e: unknown) => e);
     await primary.waitForRequests(2);
     await share;
-    const last = clock.nextTimer((ms) => ms === 400); // the mirror gets all that is left
+    const last = clock.waitForTimers((ms) => ms === 400, 3); // the mirror gets all that is left
     clock.advance(400);
     await mirror.waitForRequests(2);
     await last;

@@ -1,5 +1,5 @@
 /**
- * A FakeClock that says when a timer is scheduled, so a test waits on that event instead of sleeping.
+ * A FakeClock that says when timers are scheduled, so a test waits on that event instead of sleeping.
  * (Test support, not shipped: `*.test.*` files are left out of the package; not a test file itself.)
  */
 import { FakeClock, type ClockTimer } from '@bulwark/core';
@@ -7,13 +7,17 @@ import { FakeClock, type ClockTimer } from '@bulwark/core';
 export class TestClock extends FakeClock {
   /** Every delay scheduled, in order. */
   readonly scheduled: number[] = [];
-  readonly #waiters: { pred: (delayMs: number) => boolean; resolve: (delayMs: number) => void }[] = [];
+  readonly #waiters: {
+    pred: (delayMs: number) => boolean;
+    count: number;
+    resolve: (delayMs: number) => void;
+  }[] = [];
 
   override setTimeout(callback: () => void, delayMs: number): ClockTimer {
     const timer = super.setTimeout(callback, delayMs);
     this.scheduled.push(delayMs);
     for (const w of [...this.#waiters]) {
-      if (w.pred(delayMs)) {
+      if (this.#matches(w.pred) >= w.count) {
         this.#waiters.splice(this.#waiters.indexOf(w), 1);
         w.resolve(delayMs);
       }
@@ -21,8 +25,17 @@ export class TestClock extends FakeClock {
     return timer;
   }
 
-  /** Resolves with the delay of the first timer scheduled from now on that `pred` accepts. */
-  nextTimer(pred: (delayMs: number) => boolean): Promise<number> {
-    return new Promise((resolve) => this.#waiters.push({ pred, resolve }));
+  #matches(pred: (delayMs: number) => boolean): number {
+    return this.scheduled.filter(pred).length;
+  }
+
+  /**
+   * Resolves once `count` timers whose delay `pred` accepts have been scheduled since this clock was made
+   * (those already scheduled count), with the delay of the last of them.
+   */
+  waitForTimers(pred: (delayMs: number) => boolean, count = 1): Promise<number> {
+    const seen = this.scheduled.filter(pred);
+    if (seen.length >= count) return Promise.resolve(seen[count - 1]!);
+    return new Promise((resolve) => this.#waiters.push({ pred, count, resolve }));
   }
 }

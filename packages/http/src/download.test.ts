@@ -231,7 +231,7 @@ describe('the attempt deadline (injected clock)', () => {
     primary.setFault({ type: 'blackhole' });
     const clock = new TestClock();
     const c = client({ clock, cache: false });
-    const deadline = clock.nextTimer((ms) => ms === 2000);
+    const deadline = clock.waitForTimers((ms) => ms === 2000);
     const p = c.get(`${primary.origin}/doc`, { fallbackUrls: [`${mirror.origin}/doc`] });
     await primary.waitForRequests(1);
     assert.equal(await deadline, 2000);
@@ -254,12 +254,12 @@ describe('the attempt deadline (injected clock)', () => {
       [1, 2000],
       [2, 4000],
     ] as const) {
-      const t = clock.nextTimer((ms) => ms === wait);
+      const t = clock.waitForTimers((ms) => ms === wait);
       await primary.waitForRequests(n);
       await t;
       clock.advance(wait);
       // the backoff before the retry (1–5 ms)
-      const backoff = await clock.nextTimer((ms) => ms <= 5);
+      const backoff = await clock.waitForTimers((ms) => ms <= 5, n);
       clock.advance(backoff);
     }
     await primary.waitForRequests(3);

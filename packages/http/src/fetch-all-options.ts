@@ -1,7 +1,7 @@
 /**
  * The options of `fetchAll`, their defaults (declared once, here) and their validation.
  */
-import { EXPONENTIAL_BACKOFF_DEFAULTS, InvalidOptionError, checks } from '@bulwark/core';
+import { EXPONENTIAL_BACKOFF_DEFAULTS, InvalidOptionError, checks, type Clock } from '@bulwark/core';
 import type { Dispatcher } from 'undici';
 
 export interface FetchAllOptions {
@@ -47,6 +47,14 @@ export interface FetchAllOptions {
    * failed probe round up to 60 s (core `circuitBreaker` defaults). @default 5_000
    */
   breakerOpenMs?: number;
+  /**
+   * URLs refused by their host's open breaker wait for it: when it lets probes through, they go (three
+   * first, the rest once it closes). They wait for free while other URLs are still in progress; once
+   * nothing else is left, the run waits at most `maxWaitMs` more for their hosts, then they fail with
+   * `CIRCUIT_OPEN` (their probes in flight too). `0`: a dead host never makes the run longer. At most
+   * `readAhead` URLs wait at once (more fail at once). @default 0
+   */
+  maxWaitMs?: number;
   /** Requests started per second per origin (fractional allowed; `Infinity`: no limit). @default Infinity */
   ratePerHost?: number;
   /**
@@ -73,6 +81,8 @@ export interface FetchAllOptions {
    * `connections: perHostConcurrency`, destroyed when the run ends
    */
   dispatcher?: Dispatcher;
+  /** The clock of every timeout, backoff, breaker, pace and wait (tests inject core's `FakeClock`). @default systemClock */
+  clock?: Clock;
 }
 
 /** The defaults of {@link FetchAllOptions}. */
@@ -87,13 +97,20 @@ export const FETCH_ALL_DEFAULTS = Object.freeze({
   maxRetryAfterMs: 5_000,
   breakerFailures: 5,
   breakerOpenMs: 5_000,
+  maxWaitMs: 0,
   ratePerHost: Infinity,
   readAhead: 1000,
   keepBody: false,
   maxBodyBytes: Infinity,
 });
 
-const KEYS = [...Object.keys(FETCH_ALL_DEFAULTS), 'headers', 'signal', 'dispatcher'] as readonly string[];
+const KEYS = [
+  ...Object.keys(FETCH_ALL_DEFAULTS),
+  'headers',
+  'signal',
+  'dispatcher',
+  'clock',
+] as readonly string[];
 
 /** Options after validation and defaults. */
 export interface ResolvedFetchAllOptions {
@@ -107,6 +124,7 @@ export interface ResolvedFetchAllOptions {
   readonly maxRetryAfterMs: number;
   readonly breakerFailures: number;
   readonly breakerOpenMs: number;
+  readonly maxWaitMs: number;
   readonly ratePerHost: number;
   readonly readAhead: number;
   readonly headers: Readonly<Record<string, string>> | undefined;
@@ -114,6 +132,7 @@ export interface ResolvedFetchAllOptions {
   readonly maxBodyBytes: number;
   readonly signal: AbortSignal | undefined;
   readonly dispatcher: Dispatcher | undefined;
+  readonly clock: Clock;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -180,6 +199,10 @@ export function resolveFetchAllOptions(options: FetchAllOptions | undefined): Re
       above: 0,
       max: MAX_TIMER_MS,
     }),
+    maxWaitMs: checks.number('fetchAll.maxWaitMs', o.maxWaitMs ?? d.maxWaitMs, {
+      min: 0,
+      max: MAX_TIMER_MS,
+    }),
     ratePerHost: checks.number('fetchAll.ratePerHost', o.ratePerHost ?? d.ratePerHost, {
       above: 0,
       infinite: true,
@@ -193,5 +216,6 @@ export function resolveFetchAllOptions(options: FetchAllOptions | undefined): Re
     }),
     signal,
     dispatcher,
+    clock: checks.clock('fetchAll.clock', o.clock),
   };
 }
