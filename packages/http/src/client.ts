@@ -291,7 +291,8 @@ export class HttpClient {
     const o = resolveOptions(options);
     this.options = o;
     this.#ownsDispatcher = o.dispatcher === undefined;
-    this.#base = o.dispatcher ?? new EnvHttpProxyAgent({ connect: { timeout: o.connectTimeoutMs } });
+    this.#base =
+      o.dispatcher ?? new EnvHttpProxyAgent({ connect: { timeout: o.connectTimeoutMs, ...o.tls } });
     // a close-delimited body cut by a reset is an error, not a short body (see reset-guard.ts)
     this.#dispatcher = this.#base.compose(resetGuard);
     const store = o.cache === false ? undefined : (o.cache ?? new MemoryCacheStore());

@@ -3,6 +3,7 @@
  */
 import { EXPONENTIAL_BACKOFF_DEFAULTS, InvalidOptionError, checks, type Clock } from '@bulwark/core';
 import type { Dispatcher } from 'undici';
+import { resolveTls, type TlsOptions } from './options.js';
 
 export interface FetchAllOptions {
   /** Requests in flight at once, over all hosts (an integer ≥ 1). @default 50 */
@@ -81,6 +82,11 @@ export interface FetchAllOptions {
    * `connections: perHostConcurrency`, destroyed when the run ends
    */
   dispatcher?: Dispatcher;
+  /**
+   * TLS settings of the default dispatcher: `ca` (PEM certificates to trust), `rejectUnauthorized: false`
+   * (no certificate check). @default the system's trust store, certificates checked
+   */
+  tls?: TlsOptions;
   /** The clock of every timeout, backoff, breaker, pace and wait (tests inject core's `FakeClock`). @default systemClock */
   clock?: Clock;
 }
@@ -109,6 +115,7 @@ const KEYS = [
   'headers',
   'signal',
   'dispatcher',
+  'tls',
   'clock',
 ] as readonly string[];
 
@@ -132,6 +139,7 @@ export interface ResolvedFetchAllOptions {
   readonly maxBodyBytes: number;
   readonly signal: AbortSignal | undefined;
   readonly dispatcher: Dispatcher | undefined;
+  readonly tls: TlsOptions;
   readonly clock: Clock;
 }
 
@@ -216,6 +224,7 @@ export function resolveFetchAllOptions(options: FetchAllOptions | undefined): Re
     }),
     signal,
     dispatcher,
+    tls: resolveTls('fetchAll.tls', o.tls),
     clock: checks.clock('fetchAll.clock', o.clock),
   };
 }

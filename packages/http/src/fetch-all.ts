@@ -278,7 +278,7 @@ class Run implements FetchAllRun {
         // our timeout bounds every attempt; undici's own are a backstop only
         headersTimeout: o.timeoutMs + 1000,
         bodyTimeout: o.timeoutMs + 1000,
-        connect: { timeout: Math.min(o.timeoutMs + 1000, 30_000) },
+        connect: { timeout: Math.min(o.timeoutMs + 1000, 30_000), ...o.tls },
       });
     this.exchangeOptions = {
       dispatcher: this.#dispatcher,

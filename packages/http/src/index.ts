@@ -35,7 +35,7 @@ export type {
   SinkFactory,
 } from './client.js';
 export { HTTP_CLIENT_DEFAULTS } from './options.js';
-export type { HttpClientOptions } from './options.js';
+export type { HttpClientOptions, TlsOptions } from './options.js';
 export type { BodySink, ResponseHeaders } from './transport.js';
 
 export { MemoryCacheStore, MEMORY_CACHE_DEFAULTS } from './cache/memory-store.js';

@@ -58,17 +58,49 @@ export interface HttpClientOptions {
    * @default undefined
    */
   maxStaleMs?: number;
-  /** Headers sent with every request. @default { 'user-agent': 'bulwark-http/0.1' } */
+  /**
+   * Headers sent with every request; an empty value removes the header (`'user-agent': ''` sends none).
+   * @default { 'user-agent': 'bulwark-http/0.1' }
+   */
   headers?: Readonly<Record<string, string>>;
   /**
    * The undici dispatcher. The default is an `EnvHttpProxyAgent` (honours HTTP_PROXY, HTTPS_PROXY and
-   * NO_PROXY) with the connect timeout above; `close()` closes it. A dispatcher you pass is yours to close.
+   * NO_PROXY) with the connect timeout above and `tls`; `close()` closes it. A dispatcher you pass is
+   * yours to close (and `tls` does not apply to it).
    */
   dispatcher?: Dispatcher;
+  /**
+   * TLS settings of the default dispatcher: `ca` (PEM certificates to trust instead of the system's),
+   * `rejectUnauthorized: false` (no certificate check at all: anyone on the path can read and change the
+   * transfer). @default the system's trust store, certificates checked
+   */
+  tls?: TlsOptions;
   /** Monotonic clock for timeouts, backoff and timings. @default systemClock */
   clock?: Clock;
   /** Wall clock (ms since the epoch) for cache ages. @default Date.now */
   now?: () => number;
+}
+
+/** TLS settings for the connections a default dispatcher makes (`tls` of the client and of fetchAll). */
+export interface TlsOptions {
+  /** PEM certificates to trust (instead of the system's). */
+  ca?: string | Buffer;
+  /** `false`: do not verify certificates. @default true */
+  rejectUnauthorized?: boolean;
+}
+
+/** Validates `tls` (an object of `ca` and `rejectUnauthorized`). */
+export function resolveTls(name: string, value: unknown): TlsOptions {
+  if (value === undefined) return {};
+  const o = checks.optionsObject(name, value as TlsOptions);
+  checks.knownKeys(name, o, ['ca', 'rejectUnauthorized']);
+  if (o.ca !== undefined && typeof o.ca !== 'string' && !Buffer.isBuffer(o.ca))
+    throw new InvalidOptionError(`${name}.ca`, o.ca, 'PEM certificates as a string or Buffer');
+  const out: TlsOptions = {};
+  if (o.ca !== undefined) out.ca = o.ca;
+  if (o.rejectUnauthorized !== undefined)
+    out.rejectUnauthorized = checks.boolean(`${name}.rejectUnauthorized`, o.rejectUnauthorized);
+  return out;
 }
 
 export const HTTP_CLIENT_DEFAULTS = Object.freeze({
@@ -109,6 +141,7 @@ const KEYS = [
   'maxStaleMs',
   'headers',
   'dispatcher',
+  'tls',
   'clock',
   'now',
 ] as const;
@@ -132,6 +165,7 @@ export interface ResolvedOptions {
   readonly maxStaleMs: number | undefined;
   readonly headers: Readonly<Record<string, string>>;
   readonly dispatcher: Dispatcher | undefined;
+  readonly tls: TlsOptions;
   readonly clock: Clock;
   readonly now: () => number;
 }
@@ -209,11 +243,18 @@ export function resolveOptions(options: HttpClientOptions | undefined): Resolved
       o.maxStaleMs === undefined
         ? undefined
         : checks.nonNegativeMs('httpClient.maxStaleMs', o.maxStaleMs, true),
-    headers: { 'user-agent': d.userAgent, ...lowerKeys(headers) },
+    headers: withoutEmpty({ 'user-agent': d.userAgent, ...lowerKeys(headers) }),
     dispatcher: o.dispatcher,
+    tls: resolveTls('httpClient.tls', o.tls),
     clock: checks.clock('httpClient.clock', o.clock),
     now: o.now === undefined ? Date.now : checks.fn<() => number>('httpClient.now', o.now),
   };
+}
+
+/** An empty value removes the header (a default one, such as `user-agent`, included). */
+function withoutEmpty(headers: Record<string, string>): Record<string, string> {
+  for (const [k, v] of Object.entries(headers)) if (v === '') delete headers[k];
+  return headers;
 }
 
 function lowerKeys(headers: Record<string, string>): Record<string, string> {
