@@ -296,15 +296,20 @@ export class Spool implements BodySink {
   }
 }
 
-/** Counts and hashes what passes through to `inner` (for `--json`'s `bytes` and `sha256`). */
+/** Counts what passes through to `inner`, and hashes it when asked (for `--json`'s `bytes` and `sha256`). */
 export class HashingSink implements BodySink {
-  readonly #hash = createHash('sha256');
+  readonly #hash: ReturnType<typeof createHash> | undefined;
   bytes = 0;
 
-  constructor(readonly inner: BodySink | undefined) {}
+  constructor(
+    readonly inner: BodySink | undefined,
+    hash = true,
+  ) {
+    this.#hash = hash ? createHash('sha256') : undefined;
+  }
 
   write(chunk: Buffer): void | Promise<void> {
-    this.#hash.update(chunk);
+    this.#hash?.update(chunk);
     this.bytes += chunk.length;
     return this.inner?.write(chunk);
   }
@@ -317,8 +322,9 @@ export class HashingSink implements BodySink {
     return this.inner?.abort(reason);
   }
 
-  get sha256(): string {
-    return this.#hash.copy().digest('hex');
+  /** Hex SHA-256 of what passed (undefined when not hashing). */
+  get sha256(): string | undefined {
+    return this.#hash?.copy().digest('hex');
   }
 }
 

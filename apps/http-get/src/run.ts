@@ -163,7 +163,8 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
     const prefix = config.include ? headerBlock(info.status, info.headers) : undefined;
     const file = config.output !== undefined ? new AtomicFile(config.output, prefix) : undefined;
     const spool = file === undefined && !config.json ? new Spool(prefix) : undefined;
-    const hash = new HashingSink(file ?? spool);
+    // hashed only for --json's sha256: hashing a large body costs more than writing it
+    const hash = new HashingSink(file ?? spool, config.json);
     outputs.set(hash, { hash, file, spool });
     return hash;
   };
