@@ -3,6 +3,7 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { watch } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -382,14 +383,17 @@ describe('output and signals', () => {
   it('SIGINT mid-body (slow drip) → exit 130, no partial file', async () => {
     const dir = await mkdtemp(join(work, 'sigint-body-'));
     const file = join(dir, 'out.bin');
+    // the body has started when its temp file appears next to out.bin (the drip takes 10 s in all)
+    const watcher = watch(dir);
     const run = await runCli(
       [`${primary.origin}/drip?bytes=2000&intervalMs=50&size=400000`, '--no-cache', '-o', file],
       {
         onSpawn: (child) => {
-          void primary.waitForRequests(1, 10_000).then(() => setTimeout(() => child.kill('SIGINT'), 300));
+          watcher.once('change', () => child.kill('SIGINT'));
         },
       },
     );
+    watcher.close();
     assert.equal(run.code, EXIT.INTERRUPTED, run.stderr);
     assert.deepEqual(await readdir(dir), []);
     assertClean(run);

@@ -62,12 +62,35 @@ function lines(stdout: string): Record<string, unknown>[] {
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const t0 = performance.now();
-  while (!check()) {
-    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/**
+ * Resolves once `check` holds on everything a stream has sent so far, checked at each chunk as it
+ * arrives (no polling); rejects if the stream ends first.
+ */
+function whenOutput(
+  stream: NodeJS.ReadableStream,
+  check: (text: string) => boolean,
+  what: string,
+): Promise<void> {
+  let text = '';
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer | string): void => {
+      text += String(chunk);
+      if (check(text)) finish(resolve);
+    };
+    const onEnd = (): void => finish(() => reject(new Error(`the stream ended before ${what}`)));
+    const finish = (then: () => void): void => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      then();
+    };
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+  });
+}
+
+/** Resolves when `more` new requests have reached a fault server (counted from now). */
+function moreRequests(server: FaultServer, more: number): Promise<void> {
+  return server.waitForRequests(server.requests.length + more, 15_000);
 }
 
 test('usage errors exit 2 with a message naming the problem', async () => {
@@ -195,8 +218,9 @@ test('--json: one document with every result and the summary', async () => {
 
 test('stdin is streamed: results come out before the input ends', async () => {
   const p = start(['-', '--quiet']);
+  const two = whenOutput(p.child.stdout!, (t) => lines(t).length === 2, 'the first two results');
   p.child.stdin!.write(`${good.origin}/ok?a\n\n# a comment\n${good.origin}/ok?b\n`);
-  await until(() => lines(p.stdout()).length === 2, 'the first two results');
+  await two;
   p.child.stdin!.end(`${good.origin}/ok?c\n`);
   const r = await p.done;
   assert.equal(r.code, 0);
@@ -239,11 +263,12 @@ test('SIGINT mid-run: exit 130, every line written is complete JSON, partial sum
   const p = start(['-', '--attempt-timeout-ms', '60000']);
   const fast = Array.from({ length: 30 }, (_, i) => `${good.origin}/ok?${i}`);
   const slow = Array.from({ length: 30 }, (_, i) => `${dead.origin}/hang?${i}`);
+  const fastDone = whenOutput(p.child.stdout!, (t) => lines(t).length >= 30, 'the fast results');
+  // a host that has not answered yet gets --breaker-failures (5) requests in flight, not --per-host (10)
+  const hanging = moreRequests(dead, 5);
   // stdin stays open: the input never ends by itself
   p.child.stdin!.write([...fast, ...slow].join('\n') + '\n');
-  await until(() => lines(p.stdout()).length >= 30, 'the fast results');
-  // a host that has not answered yet gets --breaker-failures (5) requests in flight, not --per-host (10)
-  await until(() => dead.currentRequests >= 5, 'the hanging requests');
+  await Promise.all([fastDone, hanging]);
   p.child.kill('SIGINT');
   const r = await p.done;
   assert.equal(r.code, 130);
@@ -273,7 +298,7 @@ test('stdout closed early (| head): exit 141 quietly, no stack trace', async () 
   const file = join(dir, 'many.txt');
   await writeFile(file, Array.from({ length: 3000 }, (_, i) => `${good.origin}/ok?${i}`).join('\n'));
   const p = start(['--input-file', file]);
-  await until(() => p.stdout().length > 0, 'some output');
+  await whenOutput(p.child.stdout!, (t) => t.length > 0, 'some output');
   p.child.stdout!.destroy();
   const r = await p.done;
   assert.equal(r.code, 141);
@@ -282,11 +307,12 @@ test('stdout closed early (| head): exit 141 quietly, no stack trace', async () 
 
 test('SIGTERM mid-run: exit 143 with valid partial NDJSON and the partial summary', async () => {
   const p = start(['-', '--attempt-timeout-ms', '60000']);
+  const fastDone = whenOutput(p.child.stdout!, (t) => lines(t).length >= 1, 'the fast result');
+  const hanging = moreRequests(dead, 2);
   p.child.stdin!.write(
     [`${good.origin}/ok?t`, `${dead.origin}/hang?t1`, `${dead.origin}/hang?t2`].join('\n') + '\n',
   );
-  await until(() => lines(p.stdout()).length >= 1, 'the fast result');
-  await until(() => dead.currentRequests >= 2, 'the hanging requests');
+  await Promise.all([fastDone, hanging]);
   p.child.kill('SIGTERM');
   const r = await p.done;
   assert.equal(r.code, 143);
@@ -375,8 +401,9 @@ test('-o writes the results atomically (every line complete, also after Ctrl-C) 
   assert.deepEqual(await readdir(outDir), ['results.ndjson'], "the dead writer's temp file is gone");
   // interrupted: the lines written so far are published, every one complete
   const p = start(['-o', file, '-', '--attempt-timeout-ms', '60000']);
+  const hanging = moreRequests(dead, 1);
   p.child.stdin!.write(`${good.origin}/ok?x\n${dead.origin}/hang?1\n`);
-  await until(() => dead.currentRequests >= 1, 'the hanging request');
+  await hanging;
   p.child.kill('SIGINT');
   const done = await p.done;
   assert.equal(done.code, 130);
@@ -392,10 +419,9 @@ test('a host down at the start (until its breaker opened), then up: with --max-w
     await proxy.setFault({ type: 'down' });
     const urls = Array.from({ length: 300 }, (_, i) => `${proxy.url}u?${i}`).join('\n');
     const p = start(['--breaker-open-ms', '500', '--max-wait-ms', '30000', '-v']);
+    const opened = whenOutput(p.child.stderr!, (t) => /closed -> open/.test(t), 'the breaker opening');
     p.child.stdin!.end(urls);
-    let stderr = '';
-    p.child.stderr!.on('data', (s: string) => (stderr += s));
-    await until(() => /closed -> open/.test(stderr), 'the breaker opening');
+    await opened;
     await proxy.setFault(undefined);
     const r = await p.done;
     assert.equal(r.code, 0, r.stderr);
