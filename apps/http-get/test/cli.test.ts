@@ -220,7 +220,7 @@ interface FaultCase {
   readonly name: string;
   readonly path: string;
   readonly code: number;
-  /** The fault costs time: the run must still end by the deadline plus the margin. */
+  /** The fault costs time: a deadline, not the fault, ends the primary's tier (its reason says so). */
   readonly slow?: boolean;
 }
 
@@ -243,7 +243,7 @@ const FAULTS: readonly FaultCase[] = [
   })),
 ];
 
-describe('fault matrix: exit code, tier, deadline, clean output', { concurrency: 2 }, () => {
+describe('fault matrix: exit code, tier, clean output', { concurrency: 2 }, () => {
   for (const f of FAULTS) {
     it(`${f.name}: exit ${f.code}, nothing on stdout, no stack trace`, async () => {
       const run = await runCli([
@@ -278,7 +278,7 @@ describe('fault matrix: exit code, tier, deadline, clean output', { concurrency:
     });
 
     if (f.path === '/status/404') continue; // a 404 is an answer: no fallback (tested in the library)
-    it(`${f.name} + --fallback: served by the mirror within the deadline`, async () => {
+    it(`${f.name} + --fallback: served by the mirror`, async () => {
       const run = await runCli([
         `${primary.origin}${f.path}`,
         '--fallback',

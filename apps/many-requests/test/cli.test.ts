@@ -1,6 +1,7 @@
 // The built CLI, spawned as a real process against fault servers on loopback.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer as createHttpsServer } from 'node:https';
 import { once } from 'node:events';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -493,4 +494,83 @@ test('--metrics-file: a node-exporter textfile promtool accepts, with URLs by ou
   assert.equal(await count(), 2);
   await run(['--metrics-file', prom, '-q', `${good.origin}/ok`]);
   assert.equal(await count(), 0);
+});
+
+test('a cut body is never ok: each truncation shape is its error code, retried, with a complete body as the control', async () => {
+  const cut = await startFaultServer();
+  try {
+    const shapes: [string, string][] = [
+      ['/reset?afterBytes=100&size=5000&framing=close', 'RESET'], // no length + reset
+      ['/truncate?bytes=100&size=5000', 'CLOSED'], // short Content-Length
+      ['/truncate?bytes=100&size=5000&framing=chunked', 'CLOSED'], // broken chunking
+      ['/stall?afterBytes=100&size=5000', 'TIMEOUT'], // stalls past the attempt's deadline
+    ];
+    const control = `${cut.origin}/ok?size=5000&framing=close`;
+    const args = ['-q', '--retries', '1', '--attempt-timeout-ms', '1500', '--breaker-failures', '100'];
+    const r = await run([...args, ...shapes.map(([path]) => `${cut.origin}${path}`), control]);
+    assert.equal(r.code, 1, r.stderr);
+    const out = new Map(lines(r.stdout).map((l) => [l.index, l]));
+    shapes.forEach(([path, code], i) => {
+      const record = out.get(i)!;
+      assert.equal(record.ok, false, path);
+      assert.equal(record.errorCode, code, `${path}: ${String(record.error)}`);
+      assert.equal(record.attempts, 2, `${path} is retried`);
+    });
+    assert.equal(out.get(4)!.ok, true, 'a complete close-delimited body');
+    assert.equal(out.get(4)!.bytes, 5000);
+  } finally {
+    await cut.close();
+  }
+});
+
+test('TLS: an unvouched certificate is a TLS failure; --cacert trusts it; -k skips the check with a warning', async () => {
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
+  const openssl = spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-days',
+      '1',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+    ],
+    { stdio: 'pipe' },
+  );
+  assert.equal(openssl.status, 0, `openssl is needed for this test: ${String(openssl.stderr)}`);
+  const https = createHttpsServer(
+    { cert: await readFile(certFile), key: await readFile(keyFile) },
+    (_q, res) => res.end('secure'),
+  );
+  await new Promise<void>((resolve) => https.listen(0, '127.0.0.1', resolve));
+  const url = `https://127.0.0.1:${(https.address() as { port: number }).port}/`;
+  try {
+    const refused = await run(['-q', url]);
+    assert.equal(refused.code, 1);
+    const record = lines(refused.stdout)[0]!;
+    assert.equal(record.errorCode, 'TLS', String(record.error));
+    assert.equal(record.attempts, 1, 'not retried');
+    const trusted = await run(['-q', '--cacert', certFile, url]);
+    assert.equal(trusted.code, 0, trusted.stderr);
+    assert.equal(lines(trusted.stdout)[0]!.bytes, 6);
+    // -s is -q, and the -k warning is printed all the same
+    const insecure = await run(['-s', '-k', url]);
+    assert.equal(insecure.code, 0, insecure.stderr);
+    assert.match(insecure.stderr, /^many-requests: WARNING: TLS certificates are NOT verified/);
+    assert.doesNotMatch(insecure.stderr, /URLs in/, '-s: no summary');
+    const both = await run(['-k', '--cacert', certFile, url]);
+    assert.equal(both.code, 2);
+  } finally {
+    await new Promise<void>((resolve) => https.close(() => resolve()));
+  }
 });
