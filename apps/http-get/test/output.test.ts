@@ -186,6 +186,24 @@ describe('stdout', () => {
     }
   });
 
+  it('stdout open only for reading (EBADF): exit 74 and one line saying so, --json too', async () => {
+    const d = await dir();
+    const file = join(d, 'read-only');
+    await writeFile(file, '');
+    const fd = openSync(file, 'r');
+    try {
+      for (const extra of [[], ['--json']]) {
+        const run = await runCli([`${server.origin}/ok`, '--no-cache', ...extra], { stdoutFd: fd });
+        assert.equal(run.code, EXIT.IO, run.stderr);
+        assert.match(run.stderr, /^http-get: error: cannot write stdout: .*EBADF/);
+        assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
+        assert.doesNotMatch(run.stderr, STACK_FRAME);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it('--json with -o: the file holds the body, the document its size and SHA-256', async () => {
     const d = await dir();
     const run = await runCli([

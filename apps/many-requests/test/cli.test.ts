@@ -385,6 +385,28 @@ test('a full disk (stdout is /dev/full): exit 74, one line saying so, and the su
   }
 });
 
+test('stdout open only for reading (EBADF): exit 74, one line saying so, and the summary; --json too', async () => {
+  const file = join(dir, 'read-only');
+  await writeFile(file, '');
+  const fd = openSync(file, 'r');
+  try {
+    for (const extra of [[], ['--json']]) {
+      const child = spawn(process.execPath, [MAIN, ...extra, `${good.origin}/ok?ro`], {
+        stdio: ['ignore', fd, 'pipe'],
+      });
+      let stderr = '';
+      child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+      const [code] = (await once(child, 'close')) as [number];
+      assert.equal(code, 74, stderr);
+      assert.match(stderr, /^many-requests: error: cannot write the results to stdout: .*EBADF/);
+      assert.match(stderr, /many-requests: 1 URLs? in /);
+      assert.doesNotMatch(stderr, /at .*\.js/);
+    }
+  } finally {
+    closeSync(fd);
+  }
+});
+
 test('-o writes the results atomically (every line complete, also after Ctrl-C) and sweeps dead temps', async () => {
   const outDir = join(dir, 'out');
   await mkdir(outDir, { recursive: true });
