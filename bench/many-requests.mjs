@@ -1,10 +1,11 @@
 // many-requests benchmarks: fetchAll vs raw undici.request, one black-holed host among ten (live hosts
 // answering at once, and answering after a fixed 20 ms think time; the dead host with 1,000 and 5,000
-// URLs), RSS of a streamed 100k-URL run through the CLI. Loopback only; servers run in a child process.
+// URLs; with timeoutMs 500, and at the defaults), RSS of a streamed 100k-URL run through the CLI. Loopback
+// only; servers run in a child process pinned to core 1, the client on core 0 (taskset, when there are two).
 // Prints markdown and writes results/many-requests.md. Needs `npm run build` first (it imports
 // packages/http/dist and spawns apps/many-requests/dist).
-// Usage: node many-requests.mjs [rounds=5] [requests=10000] [rssUrls=100000]
-import { fork, spawn } from 'node:child_process';
+// Usage: node bench/many-requests.mjs [rounds=5] [requests=10000] [rssUrls=100000]
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
@@ -61,7 +62,9 @@ async function main() {
   const rssUrls = Number(process.argv[4] ?? 100_000);
   const concurrency = 50;
   const root = new URL('..', import.meta.url).pathname;
-  const { fetchAll } = await import(new URL('../packages/http/dist/index.js', import.meta.url));
+  const { fetchAll, FETCH_ALL_DEFAULTS } = await import(
+    new URL('../packages/http/dist/index.js', import.meta.url)
+  );
   const { Agent, request } = await import('undici');
 
   const median = (xs) => {
@@ -73,7 +76,20 @@ async function main() {
   const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
   const log = (s) => process.stderr.write(`many-requests bench: ${s}\n`);
 
-  const server = fork(new URL(import.meta.url).pathname, ['--serve', '9'], { stdio: 'inherit' });
+  // pin: the servers on core 1, this process (and the CLI it spawns) on core 0
+  let pinned = false;
+  try {
+    if (cpus().length >= 2) {
+      execFileSync('taskset', ['-cp', '0', String(process.pid)], { stdio: 'ignore' });
+      pinned = true;
+    }
+  } catch {
+    pinned = false;
+  }
+  const serve = [process.execPath, new URL(import.meta.url).pathname, '--serve', '9'];
+  const server = pinned
+    ? spawn('taskset', ['-c', '1', ...serve], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    : spawn(serve[0], serve.slice(1), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const [{ ports, slowPorts, blackhole }] = await once(server, 'message');
   const origin = (port) => `http://127.0.0.1:${port}`;
   const loads = [];
@@ -142,10 +158,10 @@ async function main() {
   const tenHostTimeoutMs = 500;
   const perHost = Math.ceil(requests / 10);
   const deadHost = `127.0.0.1:${blackhole}`;
-  /** Live hosts' URLs interleaved, `deadCount` dead-host URLs spread evenly among them. */
-  function tenHostList(livePorts, deadCount) {
+  /** Live hosts' URLs interleaved (`count` per host), `deadCount` dead-host URLs spread evenly among them. */
+  function tenHostList(livePorts, deadCount, count = perHost) {
     const live = [];
-    for (let i = 0; i < perHost; i++) for (const port of livePorts) live.push(`${origin(port)}/t?${i}`);
+    for (let i = 0; i < count; i++) for (const port of livePorts) live.push(`${origin(port)}/t?${i}`);
     if (deadCount === 0) return live;
     const list = [];
     let d = 0;
@@ -158,13 +174,16 @@ async function main() {
     return list;
   }
 
-  async function tenHosts(list, readAhead) {
+  async function tenHosts(list, readAhead, defaults = false) {
     const codes = {};
     let goodFailed = 0;
     let openedAt;
     let liveDone = 0;
     const t0 = performance.now();
-    const run = fetchAll(list, { concurrency, timeoutMs: tenHostTimeoutMs, readAhead });
+    // at the defaults: nothing but the URLs (concurrency 50 and readAhead 1000 are the defaults too)
+    const run = defaults
+      ? fetchAll(list)
+      : fetchAll(list, { concurrency, timeoutMs: tenHostTimeoutMs, readAhead });
     run.onBreakerStateChange((e) => {
       if (e.host === deadHost && e.to === 'open') openedAt ??= performance.now() - t0;
     });
@@ -205,11 +224,26 @@ async function main() {
         [`with the dead host: ${fmt(5 * perHost)} URLs (readAhead 1000, default)`, 5 * perHost, 1000],
       ],
     },
+    {
+      name: 'defaults',
+      title: `at the defaults (attempt timeout ${fmt(FETCH_ALL_DEFAULTS.timeoutMs)} ms), live hosts answer after ${THINK_MS} ms`,
+      rounds: Math.max(3, Math.ceil(rounds / 2)),
+      ports: slowPorts,
+      defaults: true,
+      variants: [
+        ['without the dead host', 0, 1000],
+        [`with the dead host: ${fmt(perHost)} URLs`, perHost, 1000],
+        ['without the dead host (3× the URLs per live host)', 0, 1000, 3 * perHost],
+        [`with the dead host: ${fmt(perHost)} URLs (3× the URLs per live host)`, perHost, 1000, 3 * perHost],
+      ],
+      // each "with" row is compared with the "without" row of its own size
+      baseOf: [0, 0, 2, 2],
+    },
   ];
   const tenSections = [];
   const tenRatios = {};
   for (const c of tenCases) {
-    const lists = c.variants.map(([, dead]) => tenHostList(c.ports, dead));
+    const lists = c.variants.map(([, dead, , count]) => tenHostList(c.ports, dead, count));
     const runs = c.variants.map(() => []);
     for (let r = 0; r < c.rounds; r++) {
       const order = c.variants.map((_, i) => i);
@@ -217,13 +251,15 @@ async function main() {
       loads.push(load());
       log(`ten hosts (${c.name}) round ${r + 1}/${c.rounds}`);
       await tenHosts(tenHostList(c.ports, 0).slice(0, 900), 1000); // warm-up
-      for (const i of order) runs[i].push(await tenHosts(lists[i], c.variants[i][2]));
+      for (const i of order) runs[i].push(await tenHosts(lists[i], c.variants[i][2], c.defaults === true));
     }
     const base = runs[0];
     const rows = c.variants.map(([name], i) => {
+      const b = runs[c.baseOf?.[i] ?? 0];
+      const isBase = (c.baseOf?.[i] ?? 0) === i;
       const walls = runs[i].map((x) => x.wall);
-      const ratios = walls.map((w, k) => w / base[k].wall);
-      const extra = walls.map((w, k) => w - base[k].wall);
+      const ratios = walls.map((w, k) => w / b[k].wall);
+      const extra = walls.map((w, k) => w - b[k].wall);
       const opened = runs[i].map((x) => x.openedAt).filter((t) => t !== undefined);
       const codes = runs[i].at(-1).codes;
       const codeText = Object.keys(codes).length
@@ -231,10 +267,15 @@ async function main() {
             .map(([code, n]) => `${code} ${fmt(n)}`)
             .join(', ')
         : '—';
-      if (i > 0) tenRatios[`${c.name} ${name}`] = median(ratios);
-      return `| ${name} | ${fmt(lists[i].length)} | ${fmt(median(walls))} | ${fmt(Math.min(...walls))} – ${fmt(Math.max(...walls))} | ${i ? `${fmt(median(extra))}` : '—'} | ${fmt(median(ratios), 2)}× | ${i ? `${fmt(Math.min(...ratios), 2)} – ${fmt(Math.max(...ratios), 2)}` : '—'} | ${opened.length ? fmt(median(opened)) : '—'} | ${fmt(median(runs[i].map((x) => x.liveDone)))} | ${codeText} |`;
+      if (!isBase) tenRatios[`${c.name} ${name}`] = median(ratios);
+      return `| ${name} | ${fmt(lists[i].length)} | ${fmt(median(walls))} | ${fmt(Math.min(...walls))} – ${fmt(Math.max(...walls))} | ${!isBase ? `${fmt(median(extra))}` : '—'} | ${fmt(median(ratios), 2)}× | ${!isBase ? `${fmt(Math.min(...ratios), 2)} – ${fmt(Math.max(...ratios), 2)}` : '—'} | ${opened.length ? fmt(median(opened)) : '—'} | ${fmt(median(runs[i].map((x) => x.liveDone)))} | ${codeText} |`;
     });
-    tenSections.push({ c, rows, withoutMs: median(base.map((x) => x.wall)) });
+    tenSections.push({
+      c,
+      rows,
+      withoutMs: median(base.map((x) => x.wall)),
+      withoutMsOf: c.variants.map((_, i) => median(runs[i].map((x) => x.wall))),
+    });
   }
   server.send('accepted');
   const [{ accepted }] = await once(server, 'message');
@@ -248,7 +289,7 @@ async function main() {
     for (let i = 0; i < n; i++) lines.push(`${origin(ports[i % 9])}/s?${i}`);
     writeFileSync(file, lines.join('\n') + '\n');
     lines.length = 0;
-    const args = [cli, '--file', file, '-c', String(concurrency), '--per-host', String(concurrency), '-q'];
+    const args = [cli, '-i', file, '-c', String(concurrency), '--per-host', String(concurrency), '-q'];
     const t0 = performance.now();
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
     let peakKb = 0;
@@ -294,7 +335,7 @@ ${rows.join('\n')}`;
     fmt(tenRatios[`${c} with the dead host: ${fmt(n)} URLs (readAhead 1000, default)`], 2);
   const md = `## many-requests
 
-Command: \`node bench/many-requests.mjs ${rounds} ${requests} ${rssUrls}\` (after \`npm run build\`), Node
+Command: \`node bench/many-requests.mjs ${rounds} ${requests} ${rssUrls}\` (after \`npm run build\`), ${pinned ? 'servers pinned to core 1, the client to core 0 (taskset)' : 'not pinned'}, Node
 ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}. Servers: plain \`node:http\` in one child
 process on 127.0.0.1, answering a ${BODY.length}-byte JSON body; the client is this process. Every body is read
 to its end and counted, in both clients. 1-minute load average before each round: ${loads.join(', ')}
@@ -347,15 +388,28 @@ host with ${fmt(perHost)} URLs), ${ratioOf('instant', 5 * perHost)}× (${fmt(5 *
 ${ratioOf('think', perHost)}× (${fmt(perHost)} URLs), ${ratioOf('think', 5 * perHost)}× (${fmt(5 * perHost)} URLs).
 
 Reading the rows: the breaker opens one \`timeoutMs\` into the run; the dead host's URLs beyond its first 5
-fail then (or as they are read, while it is open), so "extra ms" is what the dead host costs. The
-read-ahead window (\`concurrency + readAhead\` URLs held) holds the dead host's URLs until its breaker
-opens; when it receives more than that within one \`timeoutMs\` (more URLs, faster live hosts, or a window
-of only \`concurrency\`), the input stalls behind it until then, and the live hosts' work that would
-have overlapped with the timeout comes after it instead.
+stop holding slots and the read-ahead window then (they wait for the host while the live hosts work, and
+fail with \`CIRCUIT_OPEN\` once nothing else is left), so "extra ms" is what the dead host costs. Before
+its breaker opens, the read-ahead window (\`concurrency + readAhead\` URLs held) holds the dead host's
+URLs; when it receives more than that within one \`timeoutMs\` (more URLs, faster live hosts, or a
+window of only \`concurrency\`), the input stalls behind it until then.
+
+**Case 3 — at the defaults** (\`fetchAll(urls)\`, nothing else: attempt timeout
+${fmt(FETCH_ALL_DEFAULTS.timeoutMs)} ms, \`maxWaitMs\` ${FETCH_ALL_DEFAULTS.maxWaitMs}, concurrency ${FETCH_ALL_DEFAULTS.concurrency}, per host ${FETCH_ALL_DEFAULTS.perHostConcurrency};
+the CLI's defaults are the same), live hosts answering after ${THINK_MS} ms; ${tenCases[2].rounds} rounds. The dead host
+costs one attempt timeout, overlapped with the live hosts' work; the run with it cannot end before it.
+So the ratio depends on how long the run is against ${fmt(FETCH_ALL_DEFAULTS.timeoutMs)} ms: two sizes,
+${fmt(perHost)} and ${fmt(3 * perHost)} URLs per live host (runs of ~${fmt(tenSections[2].withoutMsOf[0] / 1000, 1)} s and ~${fmt(tenSections[2].withoutMsOf[2] / 1000, 1)} s here).
+
+${tenTable(tenSections[2].rows)}
+
+**Dead-host ratio at the defaults: ${fmt(tenRatios[`defaults with the dead host: ${fmt(perHost)} URLs`], 2)}× (a ~${fmt(tenSections[2].withoutMsOf[0] / 1000, 1)} s run),
+${fmt(tenRatios[`defaults with the dead host: ${fmt(perHost)} URLs (3× the URLs per live host)`], 2)}× (a ~${fmt(tenSections[2].withoutMsOf[2] / 1000, 1)} s run)** (target ≤ 1.25×). A run shorter than one attempt
+timeout cannot get below ${fmt(FETCH_ALL_DEFAULTS.timeoutMs)} ms ÷ its length: a bulk job is longer than that.
 
 ### Memory: streamed URLs through the CLI
 
-\`many-requests --file urls.txt -c 50 --per-host 50 -q\` (NDJSON to /dev/null), nine origins; peak RSS is
+\`many-requests -i urls.txt -c 50 --per-host 50 -q\` (NDJSON to /dev/null), nine origins; peak RSS is
 the process's VmHWM from /proc, sampled every 20 ms.
 
 | URLs | peak RSS | wall ms | URLs/s | exit |

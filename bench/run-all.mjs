@@ -12,6 +12,7 @@ const suites = {
   'gcd-service': ['gcd-service.mjs'],
   'gcd-cost': ['gcd-cost.mjs'],
   'many-requests': ['many-requests.mjs'],
+  'http-get': ['http-get.mjs'],
 };
 const args = process.argv.slice(2);
 const assembleOnly = args.includes('--assemble-only');

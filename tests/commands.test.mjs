@@ -29,7 +29,7 @@ describe('the commands in the repository', () => {
         `${dir}/${file} must be committed with mode 100755 (got: ${ls.stdout.trim() || 'untracked'})`,
       );
       assert.ok(readFileSync(join(ROOT, dir, file), 'utf8').startsWith('#!/usr/bin/env node\n'));
-      // no TypeScript project compiles or cleans it: tsc -b --clean cannot take it away
+      // no TypeScript project compiles it and `npm run clean` removes only dist/: nothing takes it away
       const tsconfig = JSON.parse(readFileSync(join(ROOT, dir, 'tsconfig.json'), 'utf8'));
       assert.ok(
         tsconfig.include.every((glob) => !glob.startsWith('bin')),

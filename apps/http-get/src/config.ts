@@ -1,8 +1,10 @@
 /**
  * argv → a typed configuration, in one place: the defaults, the option table `--help` prints, the exit
  * codes, and the validation of every value (a bad value is a usage error, exit 2, with a message that
- * names the option and says what is allowed).
+ * names the option and says what is allowed). The flags a curl or wget user reaches for are here under
+ * their names (docs/http-get.md shows them side by side).
  */
+import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -22,13 +24,13 @@ export const EXIT = Object.freeze({
   USAGE: 2,
   /** Only a stale cached copy was available and `--fail-on-stale` was given (nothing written). */
   STALE_REFUSED: 3,
-  /** Network or protocol failure with a single source: refused, reset, timed out, truncated, malformed, body too large, redirect loop. */
+  /** Network or protocol failure with a single source: refused, reset, timed out, cut short, malformed, body too large, redirect loop. */
   NETWORK: 7,
-  /** HTTP error: the server answered with a status ≥ 400 (after retries for 408/425/429/500/502/503/504). */
+  /** HTTP error: the server answered with a status it does not serve (≥ 400, after retries for 408/425/429/500/502/503/504). */
   HTTP: 22,
   /** All tiers failed: fallbacks or a cached copy existed, and none could serve. */
   ALL_TIERS_FAILED: 69,
-  /** I/O error: the output file or stdout could not be written. */
+  /** I/O error: the output file or stdout could not be written (a full disk, an I/O error). */
   IO: 74,
   /** Interrupted by SIGINT (Ctrl-C): nothing partial left behind. */
   INTERRUPTED: 130,
@@ -41,31 +43,52 @@ export const EXIT = Object.freeze({
 /** The defaults of the CLI's options (those of @bulwark/http where they exist). */
 export const CLI_DEFAULTS = Object.freeze({
   timeoutMs: HTTP_CLIENT_DEFAULTS.totalTimeoutMs,
-  /** None: only `--timeout-ms` bounds an attempt. */
-  attemptTimeoutMs: HTTP_CLIENT_DEFAULTS.attemptTimeoutMs,
+  /** Derived from the total (see docs): `undefined` here. */
+  attemptTimeoutMs: undefined,
   connectTimeoutMs: HTTP_CLIENT_DEFAULTS.connectTimeoutMs,
   retries: HTTP_CLIENT_DEFAULTS.maxAttempts - 1,
   maxBodyBytes: HTTP_CLIENT_DEFAULTS.maxBodyBytes,
   maxRedirects: HTTP_CLIENT_DEFAULTS.maxRedirects,
   cache: true,
+  /** How long a stale-while-revalidate refresh may keep the process after the body is out. */
+  refreshBoundMs: 2_000,
 });
 
+/** What to do with a status the client does not serve (≥ 400). */
+export type FailMode = 'fail' | 'no-fail' | 'fail-with-body';
+
 export interface CliConfig {
+  /** The URL, or `-`: read it from stdin (main does, before the run). */
   readonly url: string;
   readonly fallbacks: readonly string[];
   readonly timeoutMs: number;
-  /** Bound on one request (connect + headers + body); `Infinity`: only `timeoutMs` bounds it. */
-  readonly attemptTimeoutMs: number;
+  /** Time per attempt until the response headers; `undefined`: derived from the total. */
+  readonly attemptTimeoutMs: number | undefined;
   readonly connectTimeoutMs: number;
   readonly retries: number;
   readonly maxBodyBytes: number;
   readonly maxRedirects: number;
+  readonly followRedirects: boolean;
+  readonly compressed: boolean;
+  /** Request headers (lower-case names); an empty value removes a default header. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly insecure: boolean;
+  /** PEM certificates to trust (`--cacert`). */
+  readonly cacert: string | undefined;
+  readonly cacertPath: string | undefined;
   /** The cache directory, or `undefined` with `--no-cache`. */
   readonly cacheDir: string | undefined;
   /** `undefined`: the response's stale-if-error window, else 24 h. */
   readonly maxStaleMs: number | undefined;
   /** Write the body here (atomically) instead of stdout. */
   readonly output: string | undefined;
+  /** `-O`: the output file is named after the URL. */
+  readonly remoteName: boolean;
+  /** `-i`: the status line and headers before the body. */
+  readonly include: boolean;
+  /** `-I`: a HEAD request; the status line and headers only. */
+  readonly head: boolean;
+  readonly fail: FailMode;
   readonly json: boolean;
   readonly verbose: boolean;
   readonly quiet: boolean;
@@ -99,6 +122,18 @@ function integer(min: number, max: number, unit?: string) {
   };
 }
 
+/** Seconds as curl takes them (`2.5`, `10`, `0.25`), to whole milliseconds, from 1 ms to 2^31−1 ms. */
+function seconds(value: string): number {
+  const n = Number(value);
+  const ms = Math.round(n * 1000);
+  if (!/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(value) || !(ms >= 1) || ms > MAX_MS) {
+    throw new InvalidArgumentError(
+      `expected a number of seconds, decimals allowed (e.g. 2.5), from 0.001 to ${MAX_MS / 1000}.`,
+    );
+  }
+  return ms;
+}
+
 function httpUrl(value: string): string {
   let u: URL;
   try {
@@ -112,8 +147,42 @@ function httpUrl(value: string): string {
   return u.href;
 }
 
-function collect(parse: (v: string) => string) {
-  return (value: string, previous: string[] = []): string[] => [...previous, parse(value)];
+/** The URL argument: an http(s) URL, or `-` (read from stdin). */
+function urlArgument(value: string): string {
+  return value === '-' ? value : httpUrl(value);
+}
+
+function collect<T>(parse: (v: string) => T) {
+  return (value: string, previous: T[] = []): T[] => [...previous, parse(value)];
+}
+
+/** A header field name: an RFC 9110 token. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Headers undici (and HTTP/1.1 framing) manage themselves: setting them by hand breaks the exchange. */
+const MANAGED = new Set(['connection', 'content-length', 'transfer-encoding', 'keep-alive', 'upgrade', 'te']);
+
+/** `Name: value` (or `Name:` to remove a default header) → `[name, value]`. */
+function header(value: string): [string, string] {
+  const colon = value.indexOf(':');
+  const name = colon < 0 ? '' : value.slice(0, colon).trim();
+  if (colon < 0 || !TOKEN.test(name)) {
+    throw new InvalidArgumentError(
+      `expected "Name: value" with a header name of letters, digits and !#$%&'*+.^_\`|~- (or "Name:" to remove a default header).`,
+    );
+  }
+  const v = value.slice(colon + 1).trim();
+  if (/[\r\n\0]/.test(v)) throw new InvalidArgumentError('expected a header value without CR, LF or NUL.');
+  if (MANAGED.has(name.toLowerCase())) {
+    throw new InvalidArgumentError(
+      `expected a header http-get does not manage itself; ${name} is set by the HTTP client.`,
+    );
+  }
+  return [name.toLowerCase(), v];
+}
+
+function userAgent(value: string): string {
+  if (/[\r\n\0]/.test(value)) throw new InvalidArgumentError('expected a User-Agent without CR, LF or NUL.');
+  return value;
 }
 
 function metricsFile(value: string): string {
@@ -129,16 +198,82 @@ function nonEmptyPath(what: string) {
   };
 }
 
+/** `--cacert FILE`: a readable file of PEM certificates. */
+function cacertFile(value: string): string {
+  if (value.trim() === '')
+    throw new InvalidArgumentError('expected a file of PEM certificates, not an empty string.');
+  let text: string;
+  try {
+    if (statSync(value).isDirectory()) throw new Error('it is a directory');
+    text = readFileSync(value, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new InvalidArgumentError(
+      `expected a readable file of PEM certificates; cannot read it (${reason}).`,
+    );
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new InvalidArgumentError(
+      'expected a file of PEM certificates (-----BEGIN CERTIFICATE-----); none found.',
+    );
+  }
+  return value;
+}
+
+/** The longest URL read from stdin (`http-get -`). */
+const MAX_STDIN_URL = 64 * 1024;
+
+/**
+ * The URL of `http-get -`: the first line of stdin that is not blank, trimmed, checked like an argument.
+ * Reads at most 64 KiB.
+ */
+export async function readUrlFrom(stdin: NodeJS.ReadableStream): Promise<string | { problem: string }> {
+  let text = '';
+  for await (const chunk of stdin as AsyncIterable<Buffer | string>) {
+    text += chunk.toString();
+    const line = text.split(/\r?\n/).find((l, i, all) => l.trim() !== '' && i < all.length - 1);
+    if (line !== undefined) {
+      text = line;
+      break;
+    }
+    if (text.length > MAX_STDIN_URL)
+      return { problem: `the URL on stdin is longer than ${MAX_STDIN_URL} bytes` };
+  }
+  const url = text.trim();
+  if (url === '') return { problem: 'no URL on stdin (the argument "-" reads it from there)' };
+  try {
+    return httpUrl(url);
+  } catch (error) {
+    return { problem: `the URL on stdin is invalid. ${(error as Error).message}` };
+  }
+}
+
+/** The file name `-O` saves `url` under: the last path segment (no query), or why there is none. */
+export function remoteName(url: string): string | { problem: string } {
+  const u = new URL(url);
+  const segment = u.pathname.split('/').at(-1) ?? '';
+  let name: string;
+  try {
+    name = decodeURIComponent(segment);
+  } catch {
+    name = segment;
+  }
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+    return { problem: `the URL has no file name to save as (${JSON.stringify(u.pathname)}); give -o FILE` };
+  }
+  return name;
+}
+
 export function exitCodeTable(): string {
   const rows: [number, string][] = [
     [EXIT.OK, 'body served (from any tier; a stale copy is announced on stderr)'],
     [EXIT.INTERNAL, 'internal error (a bug)'],
     [EXIT.USAGE, 'usage error (bad option or value)'],
     [EXIT.STALE_REFUSED, 'only a stale copy was available and --fail-on-stale was given'],
-    [EXIT.NETWORK, 'network/protocol failure: refused, reset, timeout, truncated, malformed, too large'],
-    [EXIT.HTTP, 'HTTP error: status >= 400 (after retries for 408/425/429/5xx)'],
+    [EXIT.NETWORK, 'network/protocol failure: refused, reset, timeout, cut short, malformed, too large'],
+    [EXIT.HTTP, 'HTTP error: a status that is not served (>= 400, after retries for 408/425/429/5xx)'],
     [EXIT.ALL_TIERS_FAILED, 'all tiers failed (fallbacks or a cached copy existed, none could serve)'],
-    [EXIT.IO, 'I/O error writing the output file or stdout'],
+    [EXIT.IO, 'I/O error writing the output file or stdout (e.g. disk full)'],
     [EXIT.INTERRUPTED, 'interrupted (Ctrl-C); no partial output file; a second Ctrl-C exits at once'],
     [EXIT.BROKEN_PIPE, 'stdout closed early (e.g. piped into head): stopped quietly'],
     [EXIT.TERMINATED, 'terminated (SIGTERM); no partial output file'],
@@ -147,121 +282,184 @@ export function exitCodeTable(): string {
 }
 
 function program(): Command {
-  return new Command('http-get')
-    .description(
-      'GET a URL and print the body, degrading step by step instead of failing:\n' +
-        'fresh cache -> primary -> fallback mirror(s) -> stale cache -> explicit failure.',
-    )
-    .argument('<url>', 'the http:// or https:// URL to fetch', httpUrl)
-    .addOption(
-      new Option(
-        '--fallback <url>',
-        'a mirror of the same resource, tried after the primary (repeatable)',
-      ).argParser(collect(httpUrl)),
-    )
-    .addOption(
-      new Option(
-        '--timeout-ms <ms>',
-        'total deadline of the network tiers (all attempts, backoffs, fallbacks)',
+  return (
+    new Command('http-get')
+      .description(
+        'GET a URL and print the body, degrading step by step instead of failing:\n' +
+          'fresh cache -> primary -> fallback mirror(s) -> stale cache -> explicit failure.',
       )
-        .argParser(integer(1, MAX_MS, 'milliseconds'))
-        .default(CLI_DEFAULTS.timeoutMs),
-    )
-    .addOption(
-      new Option(
-        '--attempt-timeout-ms <ms>',
-        'time allowed per attempt: connect + headers + body (default: none; --timeout-ms bounds it)',
-      ).argParser(integer(1, MAX_MS, 'milliseconds')),
-    )
-    .addOption(
-      new Option('--connect-timeout-ms <ms>', 'TCP/TLS connect timeout per connection')
-        .argParser(integer(1, MAX_MS, 'milliseconds'))
-        .default(CLI_DEFAULTS.connectTimeoutMs),
-    )
-    .addOption(
-      new Option(
-        '--retries <n>',
-        'retries per source after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
+      .argument('<url>', 'the http:// or https:// URL to fetch ("-": read it from stdin)', urlArgument)
+      .addOption(
+        new Option(
+          '--fallback <url>',
+          'a mirror of the same resource, tried after the primary (repeatable)',
+        ).argParser(collect(httpUrl)),
       )
-        .argParser(integer(0, 100))
-        .default(CLI_DEFAULTS.retries),
-    )
-    .addOption(
-      new Option('--max-body-bytes <bytes>', 'abort and fail when the body exceeds this size')
-        .argParser(integer(0, Number.MAX_SAFE_INTEGER, 'bytes'))
-        .default(CLI_DEFAULTS.maxBodyBytes),
-    )
-    .addOption(
-      new Option('--max-redirects <n>', 'redirects followed per attempt')
-        .argParser(integer(0, 100))
-        .default(CLI_DEFAULTS.maxRedirects),
-    )
-    .addOption(
-      new Option(
-        '--cache-dir <dir>',
-        'the durable cache directory, created with mode 0700 (default: $XDG_CACHE_HOME/bulwark-http-get, else ~/.cache/bulwark-http-get)',
-      ).argParser(nonEmptyPath('directory path')),
-    )
-    .addOption(new Option('--no-cache', 'neither read nor write the cache (no fresh or stale tier)'))
-    .addOption(
-      new Option(
-        '--max-stale-ms <ms>',
-        "serve a stale copy at most this many milliseconds past its freshness when every source failed (default: the response's stale-if-error window, else 86400000 = 24 h)",
-      ).argParser(integer(0, Number.MAX_SAFE_INTEGER, 'milliseconds')),
-    )
-    .addOption(new Option('--fail-on-stale', `exit ${EXIT.STALE_REFUSED} instead of serving a stale copy`))
-    .addOption(
-      new Option(
-        '-o, --output <file>',
-        'write the body to FILE atomically (temp file + rename; never torn) instead of stdout',
-      ).argParser(nonEmptyPath('file path')),
-    )
-    .addOption(
-      new Option(
-        '--json',
-        'print metadata as one JSON document on stdout (schema_version 1); the body goes only to --output',
-      ),
-    )
-    .addOption(
-      new Option('-v, --verbose', 'show the ladder as it happens on stderr (tiers, attempts, cache)'),
-    )
-    .addOption(new Option('-q, --quiet', 'nothing on stderr but errors (no notes, warnings or progress)'))
-    .addOption(new Option('--no-color', 'no colour on stderr (also: NO_COLOR=1, or stderr not a terminal)'))
-    .addOption(
-      new Option(
-        '--no-progress',
-        'no progress bar (shown only on a terminal, for bodies over 1 MiB, not with -q, -v or --json)',
-      ),
-    )
-    .addOption(
-      new Option(
-        '--metrics-file <path>',
-        `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
-      ).argParser(metricsFile),
-    )
-    .version(VERSION, '-V, --version', 'print the version')
-    .helpOption('-h, --help', 'print this help')
-    .addHelpText('after', `\nExit codes:\n${exitCodeTable()}\n\nDocs: docs/http-get.md`)
-    .showSuggestionAfterError(true)
-    .allowExcessArguments(false);
+      // --- time
+      .addOption(
+        new Option(
+          '--timeout-ms <ms>',
+          'total deadline of the network tiers (all attempts, backoffs, fallbacks)',
+        )
+          .argParser(integer(1, MAX_MS, 'milliseconds'))
+          .default(CLI_DEFAULTS.timeoutMs),
+      )
+      .addOption(
+        new Option('-m, --max-time <seconds>', 'the same in seconds, like curl (e.g. 2.5)').argParser(
+          seconds,
+        ),
+      )
+      .addOption(
+        new Option(
+          '--attempt-timeout-ms <ms>',
+          'time per attempt until the response headers (default: derived from the total, see docs)',
+        ).argParser(integer(1, MAX_MS, 'milliseconds')),
+      )
+      .addOption(new Option('--attempt-timeout <seconds>', 'the same in seconds').argParser(seconds))
+      .addOption(
+        new Option('--connect-timeout-ms <ms>', 'TCP/TLS connect timeout per connection')
+          .argParser(integer(1, MAX_MS, 'milliseconds'))
+          .default(CLI_DEFAULTS.connectTimeoutMs),
+      )
+      .addOption(
+        new Option('--connect-timeout <seconds>', 'the same in seconds, like curl').argParser(seconds),
+      )
+      .addOption(
+        new Option(
+          '--retries <n>',
+          'retries per source after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
+        )
+          .argParser(integer(0, 100))
+          .default(CLI_DEFAULTS.retries),
+      )
+      // --- the request
+      .addOption(
+        new Option(
+          '-H, --header <header>',
+          '"Name: value" sent with the request (repeatable; "Name:" removes a default)',
+        ).argParser(collect(header)),
+      )
+      .addOption(new Option('-A, --user-agent <name>', 'the User-Agent header').argParser(userAgent))
+      .addOption(new Option('--compressed', 'ask for gzip/deflate/br and decode it (on by default)'))
+      .addOption(new Option('--no-compressed', 'no Accept-Encoding; bodies as sent'))
+      .addOption(new Option('-L, --location', 'follow redirects (on by default)'))
+      .addOption(new Option('--no-location', 'do not follow redirects: a 3xx is the answer'))
+      .addOption(
+        new Option('--max-redirects <n>', 'redirects followed per attempt')
+          .argParser(integer(0, 100))
+          .default(CLI_DEFAULTS.maxRedirects),
+      )
+      .addOption(new Option('-I, --head', 'a HEAD request: print the status line and headers only'))
+      .addOption(new Option('-k, --insecure', 'do not verify TLS certificates (warns on stderr)'))
+      .addOption(
+        new Option('--cacert <file>', 'trust the PEM certificates in FILE (for a private CA)').argParser(
+          cacertFile,
+        ),
+      )
+      .addOption(
+        new Option('--max-body-bytes <bytes>', 'abort and fail when the body exceeds this size')
+          .argParser(integer(0, Number.MAX_SAFE_INTEGER, 'bytes'))
+          .default(CLI_DEFAULTS.maxBodyBytes),
+      )
+      // --- the cache
+      .addOption(
+        new Option(
+          '--cache-dir <dir>',
+          'the durable cache directory, created with mode 0700 (default: $XDG_CACHE_HOME/bulwark-http-get, else ~/.cache/bulwark-http-get)',
+        ).argParser(nonEmptyPath('directory path')),
+      )
+      .addOption(new Option('--no-cache', 'neither read nor write the cache (no fresh or stale tier)'))
+      .addOption(
+        new Option(
+          '--max-stale-ms <ms>',
+          "serve a stale copy at most this many milliseconds past its freshness when every source failed (default: the response's stale-if-error window, else 86400000 = 24 h)",
+        ).argParser(integer(0, Number.MAX_SAFE_INTEGER, 'milliseconds')),
+      )
+      .addOption(new Option('--fail-on-stale', `exit ${EXIT.STALE_REFUSED} instead of serving a stale copy`))
+      // --- the output
+      .addOption(
+        new Option(
+          '-o, --output <file>',
+          'write the body to FILE atomically (temp file + rename, through a symlink; never torn) instead of stdout',
+        ).argParser(nonEmptyPath('file path')),
+      )
+      .addOption(
+        new Option('-O, --remote-name', "write the body to a file named like the URL's last path segment"),
+      )
+      .addOption(new Option('-i, --include', 'the status line and headers before the body'))
+      .addOption(
+        new Option('--fail', `a status >= 400 is an error: exit ${EXIT.HTTP}, no body (the default)`),
+      )
+      .addOption(
+        new Option(
+          '--no-fail',
+          'a status >= 400 that is an answer (404, 403, …) is served like any: body out, exit 0',
+        ),
+      )
+      .addOption(new Option('--fail-with-body', `the same, but exit ${EXIT.HTTP}`))
+      .addOption(
+        new Option(
+          '--json',
+          'print metadata as one JSON document on stdout (schemaVersion 2); the body goes only to --output',
+        ),
+      )
+      .addOption(
+        new Option('-v, --verbose', 'show the ladder as it happens on stderr (tiers, attempts, cache)'),
+      )
+      .addOption(new Option('-q, --quiet', 'nothing on stderr but errors (no notes, warnings or progress)'))
+      .addOption(new Option('-s, --silent', 'the same as --quiet (curl -s)'))
+      .addOption(new Option('--no-color', 'no colour on stderr (also: NO_COLOR=1, or stderr not a terminal)'))
+      .addOption(
+        new Option(
+          '--no-progress',
+          'no progress bar (shown only on a terminal, for bodies over 1 MiB, not with -q, -v or --json)',
+        ),
+      )
+      .addOption(
+        new Option(
+          '--metrics-file <path>',
+          `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
+        ).argParser(metricsFile),
+      )
+      .version(VERSION, '-V, --version', 'print the version')
+      .helpOption('-h, --help', 'print this help')
+      .addHelpText('after', `\nExit codes:\n${exitCodeTable()}\n\nDocs: docs/http-get.md`)
+      .showSuggestionAfterError(true)
+      .allowExcessArguments(false)
+  );
 }
 
 interface RawOptions {
   fallback?: string[];
   timeoutMs: number;
+  maxTime?: number;
   attemptTimeoutMs?: number;
+  attemptTimeout?: number;
   connectTimeoutMs: number;
+  connectTimeout?: number;
   retries: number;
-  maxBodyBytes: number;
+  header?: [string, string][];
+  userAgent?: string;
+  compressed: boolean;
+  location: boolean;
   maxRedirects: number;
+  head?: boolean;
+  insecure?: boolean;
+  cacert?: string;
+  maxBodyBytes: number;
   cacheDir?: string;
   cache: boolean;
   maxStaleMs?: number;
   failOnStale?: boolean;
   output?: string;
+  remoteName?: boolean;
+  include?: boolean;
+  fail: boolean;
+  failWithBody?: boolean;
   json?: boolean;
   verbose?: boolean;
   quiet?: boolean;
+  silent?: boolean;
   color: boolean;
   progress: boolean;
   metricsFile?: string;
@@ -295,12 +493,39 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     throw error;
   }
   const o = cmd.opts<RawOptions>();
+  const given = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
   const url = cmd.processedArgs[0] as string;
-  if (o.quiet && o.verbose) return usage('choose one of --quiet and --verbose');
+  const quiet = o.quiet === true || o.silent === true;
+  if (quiet && o.verbose) return usage('choose one of --quiet (or -s) and --verbose');
+  for (const [seconds, ms] of [
+    ['--max-time', '--timeout-ms'],
+    ['--attempt-timeout', '--attempt-timeout-ms'],
+    ['--connect-timeout', '--connect-timeout-ms'],
+  ] as const) {
+    const key = (flag: string): string => flag.slice(2).replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
+    if (given(key(seconds)) && given(key(ms))) return usage(`choose one of ${seconds} (seconds) and ${ms}`);
+  }
   if (o.cache === false && (o.cacheDir !== undefined || o.maxStaleMs !== undefined)) {
     return usage(
       `--no-cache cannot be combined with ${o.cacheDir !== undefined ? '--cache-dir' : '--max-stale-ms'}`,
     );
+  }
+  if (o.output !== undefined && o.remoteName) return usage('choose one of -o/--output and -O/--remote-name');
+  if (o.insecure && o.cacert !== undefined) return usage('choose one of -k/--insecure and --cacert');
+  const failFlags = [
+    given('fail') && o.fail ? '--fail' : '',
+    given('fail') && !o.fail ? '--no-fail' : '',
+    o.failWithBody ? '--fail-with-body' : '',
+  ].filter(Boolean);
+  if (failFlags.length > 1) return usage(`choose one of ${failFlags.join(' and ')}`);
+  if (o.head && (o.failWithBody || (given('fail') && !o.fail)))
+    return usage('-I/--head has no body to show: --no-fail and --fail-with-body do not apply');
+  let output = o.output === '-' ? undefined : o.output;
+  if (o.remoteName) {
+    if (url === '-') return usage('-O/--remote-name needs the URL on the command line, not "-"');
+    const name = remoteName(url);
+    if (typeof name !== 'string') return usage(name.problem);
+    output = name;
   }
   // the option wins over the environment; an empty variable is unset
   let metricsPath = o.metricsFile;
@@ -312,24 +537,37 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     }
     metricsPath = resolve(metricsEnv);
   }
+  const headers: Record<string, string> = { 'user-agent': `http-get/${VERSION} (bulwark)` };
+  if (o.userAgent !== undefined) headers['user-agent'] = o.userAgent;
+  for (const [name, value] of o.header ?? []) headers[name] = value;
   const noColorEnv = env['NO_COLOR'] !== undefined && env['NO_COLOR'] !== '';
   return {
     kind: 'run',
     config: {
       url,
       fallbacks: o.fallback ?? [],
-      timeoutMs: o.timeoutMs,
-      attemptTimeoutMs: o.attemptTimeoutMs ?? CLI_DEFAULTS.attemptTimeoutMs,
-      connectTimeoutMs: o.connectTimeoutMs,
+      timeoutMs: o.maxTime ?? o.timeoutMs,
+      attemptTimeoutMs: o.attemptTimeout ?? o.attemptTimeoutMs ?? CLI_DEFAULTS.attemptTimeoutMs,
+      connectTimeoutMs: o.connectTimeout ?? o.connectTimeoutMs,
       retries: o.retries,
       maxBodyBytes: o.maxBodyBytes,
       maxRedirects: o.maxRedirects,
+      followRedirects: o.location !== false,
+      compressed: o.compressed !== false,
+      headers,
+      insecure: o.insecure === true,
+      cacert: o.cacert === undefined ? undefined : readFileSync(o.cacert, 'utf8'),
+      cacertPath: o.cacert,
       cacheDir: o.cache === false ? undefined : (o.cacheDir ?? defaultCacheDir(env)),
       maxStaleMs: o.maxStaleMs,
-      output: o.output === '-' ? undefined : o.output,
+      output,
+      remoteName: o.remoteName === true,
+      include: o.include === true,
+      head: o.head === true,
+      fail: o.failWithBody ? 'fail-with-body' : o.fail === false ? 'no-fail' : 'fail',
       json: o.json === true,
       verbose: o.verbose === true,
-      quiet: o.quiet === true,
+      quiet,
       failOnStale: o.failOnStale === true,
       color: o.color === false || noColorEnv ? false : undefined,
       progress: o.progress !== false,

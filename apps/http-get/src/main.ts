@@ -2,7 +2,7 @@
 /**
  * http-get: process wiring only (argv, signals, streams, exit code). Everything else is in run.ts.
  */
-import { EXIT, parseArgs } from './config.js';
+import { EXIT, parseArgs, readUrlFrom } from './config.js';
 import { RunRecord, writeMetricsFile, writeMetricsFileSync, type RunEnd } from './metrics.js';
 import { Interrupted } from './outcome.js';
 import { removePendingTempFiles } from './output.js';
@@ -17,13 +17,21 @@ function internalError(error: unknown): number {
 }
 
 async function main(): Promise<number> {
-  const parsed = parseArgs(process.argv.slice(2));
+  let parsed = parseArgs(process.argv.slice(2));
   if (parsed.kind === 'exit') {
     if (parsed.stdout) process.stdout.write(parsed.stdout);
     if (parsed.stderr) process.stderr.write(parsed.stderr);
     return parsed.code;
   }
 
+  if (parsed.config.url === '-') {
+    const url = await readUrlFrom(process.stdin);
+    if (typeof url !== 'string') {
+      process.stderr.write(`http-get: ${url.problem}\nTry 'http-get --help' for more information.\n`);
+      return EXIT.USAGE;
+    }
+    parsed = { kind: 'run', config: { ...parsed.config, url } };
+  }
   const { metricsFile } = parsed.config;
   const record = new RunRecord();
   const runEnd = (exitCode: number): RunEnd => ({
@@ -49,9 +57,10 @@ async function main(): Promise<number> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
 
+  const config = parsed.config;
   let code: number;
   try {
-    code = await run(parsed.config, {
+    code = await run(config, {
       stdout: process.stdout,
       stderr: process.stderr,
       signal: controller.signal,

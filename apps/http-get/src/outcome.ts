@@ -1,5 +1,5 @@
 /**
- * A failed `get` → the exit code and the lines printed on stderr (no stack traces: an operator needs to
+ * A failed run → the exit code and the lines printed on stderr (no stack traces: an operator needs to
  * know which source failed and how, not where in the code).
  */
 import { AllSourcesFailedError, BulwarkError, type TierReport } from '@bulwark/core';
@@ -17,6 +17,15 @@ export class Interrupted extends Error {
   }
 }
 
+/** One tier of the ladder as it ended (a `TierReport`, or the same from the client's tier events). */
+export interface TierLine {
+  readonly tier: string;
+  readonly status: TierReport['status'];
+  readonly reason: string;
+  readonly elapsedMs: number;
+  readonly error?: unknown;
+}
+
 export interface Failure {
   readonly code: number;
   /** Stable identifier for --json (`BULWARK_ERR_*` or a CLI one). */
@@ -26,18 +35,61 @@ export interface Failure {
   readonly details: readonly string[];
   /** The HTTP status when the failure was one. */
   readonly status: number | undefined;
-  /** What happened at each tier, when the ladder ran to the end. */
-  readonly tiers: readonly TierReport[];
+  /** What happened at each tier tried. */
+  readonly tiers: readonly TierLine[];
 }
 
-const isSource = (t: TierReport): boolean => t.tier === 'primary' || t.tier.startsWith('fallback-');
+const isSource = (t: TierLine): boolean => t.tier === 'primary' || t.tier.startsWith('fallback-');
 const NO_COPY = new Set<string>(Object.values(NO_COPY_REASONS));
 
-export function describeTier(t: TierReport): string {
+/** URLs longer than this are shortened in messages (a 100 KB URL must not become a 100 KB error line). */
+const LONG_URL = 200;
+
+/** Shortens every http(s) URL longer than 200 characters in `text`: its start, how much was left out, its end. */
+export function shortenUrls(text: string): string {
+  return text.replace(/https?:\/\/[^\s"')]+/g, (url) =>
+    url.length <= LONG_URL
+      ? url
+      : `${url.slice(0, 120)}…(${url.length - 170} more characters)…${url.slice(-50)}`,
+  );
+}
+
+export function describeTier(t: TierLine): string {
   return `${t.tier}: ${t.status}${t.reason ? ` — ${t.reason}` : ''} (${Math.round(t.elapsedMs)} ms)`;
 }
 
-export function classifyFailure(error: unknown, url: string): Failure {
+/** An error of the operating system (an errno), e.g. from writing the output. */
+function errnoOf(error: unknown): string | undefined {
+  if (BulwarkError.is(error)) return undefined;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) ? code : undefined;
+}
+
+/** The output (a file, or stdout) could not be written: exit 74, one line that says what and why. */
+export function ioFailure(error: unknown, output: string | undefined, tiers: readonly TierLine[]): Failure {
+  const errno = errnoOf(error) ?? 'EIO';
+  const message = error instanceof Error ? error.message : String(error);
+  return {
+    code: EXIT.IO,
+    errorCode: errno,
+    message: `cannot write ${output ?? 'stdout'}: ${message}`,
+    details: [],
+    status: undefined,
+    tiers,
+  };
+}
+
+/**
+ * What a failed `download` means. `ladder` is every tier that ended, as the client reported them (a
+ * definitive answer from the primary — a 404 — rejects with the error alone). `output` is `-o`'s path:
+ * an operating-system error is a failure to write it.
+ */
+export function classifyFailure(
+  error: unknown,
+  url: string,
+  ladder: readonly TierLine[] = [],
+  output?: string,
+): Failure {
   if (error instanceof Interrupted) {
     return {
       code: error.exitCode,
@@ -45,9 +97,10 @@ export function classifyFailure(error: unknown, url: string): Failure {
       message: error.message,
       details: [],
       status: undefined,
-      tiers: [],
+      tiers: ladder,
     };
   }
+  if (errnoOf(error) !== undefined) return ioFailure(error, output, ladder);
   if (error instanceof AllSourcesFailedError) {
     const sources = error.tiers.filter(isSource);
     const stale = error.tiers.find((t) => t.tier === 'stale-cache');
@@ -89,9 +142,9 @@ export function classifyFailure(error: unknown, url: string): Failure {
       code: EXIT.HTTP,
       errorCode: error.code,
       message: error.message,
-      details: [],
+      details: ladder.map(describeTier),
       status: error.status,
-      tiers: [],
+      tiers: ladder,
     };
   }
   if (error instanceof HttpError || error instanceof HttpNetworkError) {
@@ -99,9 +152,9 @@ export function classifyFailure(error: unknown, url: string): Failure {
       code: EXIT.NETWORK,
       errorCode: error.code,
       message: error.message,
-      details: [],
+      details: ladder.map(describeTier),
       status: undefined,
-      tiers: [],
+      tiers: ladder,
     };
   }
   return {
@@ -110,6 +163,6 @@ export function classifyFailure(error: unknown, url: string): Failure {
     message: `internal error: ${error instanceof Error ? error.message : String(error)}`,
     details: [],
     status: undefined,
-    tiers: [],
+    tiers: ladder,
   };
 }

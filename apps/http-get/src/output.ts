@@ -1,15 +1,29 @@
 /**
- * Writing the body: to a file atomically (a temp file in the same directory, fsync, rename, fsync the
- * directory — a reader sees the old file or the whole new one, never a torn one, and Ctrl-C leaves no
- * partial file), or to stdout in one write (EPIPE, e.g. `| head`, is not an error).
+ * Where the body goes, as it arrives, with memory bounded whatever its size:
+ *
+ * - {@link AtomicFile} (`-o FILE`): a temp file beside the real target (a symlink is followed, so the link
+ *   stays and the file it names is replaced), written as the body arrives, fsynced, then renamed over
+ *   the target and the directory fsynced — only once the body is complete and accepted. Readers see the
+ *   old file or the whole new one, never a torn one. An existing file keeps its mode (and owner, when
+ *   allowed). Temp names are `.<name>.http-get.<pid>.<12 hex>.tmp`: the next run removes those whose
+ *   process is gone (a `kill -9` leaves one behind; nothing else can).
+ * - {@link Spool} (stdout): the body is held — in memory up to 8 MiB, beyond that in an unlinked temp file
+ *   (gone with the process, whatever kills it) — and written to stdout only once it is complete, so a cut
+ *   body never reaches a pipe, and a retry or a mirror can still serve.
+ * - writes to a stream report a closed reader (`EPIPE`) apart from every other failure.
+ *
+ * Hand-written rather than write-file-atomic: that takes the whole data at once, not a stream.
  */
-import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
+import { lstat, open, readdir, readlink, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { STATUS_CODES } from 'node:http';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import type { BodySink, ResponseHeaders } from '@bulwark/http';
 
 /** Temp files being written, so a hard exit (second Ctrl-C) can remove them synchronously. */
-export const pendingTempFiles = new Set<string>();
+const pendingTempFiles = new Set<string>();
 
 /** Removes every pending temp file, synchronously (for a hard exit). */
 export function removePendingTempFiles(): void {
@@ -23,40 +37,78 @@ export function removePendingTempFiles(): void {
   pendingTempFiles.clear();
 }
 
+/** `.<name>.http-get.<pid>.<12 hex>.tmp`: hidden, unique per writer, and it says whose it is. */
+const TEMP_NAME = /^\..+\.http-get\.(\d+)\.[0-9a-f]{12}\.tmp$/;
+
 /**
  * A temp file beside `target` (absolute), for a rename onto it: hidden, unique per writer, ending in
  * `.tmp` (never in `.prom`: node-exporter's textfile collector ignores it).
  */
 export function tempPathFor(target: string): string {
-  return join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  return join(
+    dirname(target),
+    `.${basename(target)}.http-get.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+  );
 }
 
-/** Writes `data` to `path` atomically. On failure or abort the temp file is removed and `path` is untouched. */
-export async function writeFileAtomic(path: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
-  const target = resolve(path);
-  const dir = dirname(target);
-  const tmp = tempPathFor(target);
-  pendingTempFiles.add(tmp);
-  let handle: Awaited<ReturnType<typeof open>> | undefined;
+/** Whether a process with this id exists on this host. */
+function isAlive(pid: number): boolean {
   try {
-    signal?.throwIfAborted();
-    handle = await open(tmp, 'wx', 0o666);
-    await handle.writeFile(data);
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    signal?.throwIfAborted();
-    await rename(tmp, target);
-    pendingTempFiles.delete(tmp);
-    await fsyncDir(dir);
+    process.kill(pid, 0);
+    return true;
   } catch (error) {
-    if (handle !== undefined) await handle.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
-    pendingTempFiles.delete(tmp);
-    throw error;
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
+/**
+ * Removes http-get temp files in `dir` whose writer process is gone (a `kill -9` mid-write); returns
+ * their names. Best effort: a directory that cannot be listed is left alone.
+ */
+export async function sweepTempFiles(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = TEMP_NAME.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || isAlive(pid)) continue;
+    try {
+      await unlink(join(dir, name));
+      removed.push(name);
+    } catch {
+      // removed meanwhile, or not ours to remove
+    }
+  }
+  return removed;
+}
+
+/**
+ * The file `path` really names: a symlink (or a chain of them) is followed to its final target, which
+ * need not exist yet (`ln -s data.json latest; http-get -o latest …` writes data.json). Writing there
+ * keeps the link, as curl and wget do.
+ */
+export async function resolveTarget(path: string): Promise<string> {
+  let current = resolve(path);
+  for (let hops = 0; hops < 40; hops++) {
+    let isLink: boolean;
+    try {
+      isLink = (await lstat(current)).isSymbolicLink();
+    } catch {
+      return current; // does not exist (yet): the file to create
+    }
+    if (!isLink) return current;
+    current = resolve(dirname(current), await readlink(current));
+  }
+  throw Object.assign(new Error(`too many levels of symbolic links: ${path}`), { code: 'ELOOP' });
+}
+
+/** fsync(2) of a directory, so a rename in it survives a power loss (best effort). */
 async function fsyncDir(dir: string): Promise<void> {
   try {
     const h = await open(dir, 'r');
@@ -66,8 +118,223 @@ async function fsyncDir(dir: string): Promise<void> {
       await h.close();
     }
   } catch {
-    // best effort: the rename itself is already atomic
+    // some file systems cannot fsync a directory: the rename itself is atomic
   }
+}
+
+async function writeFully(handle: FileHandle, data: Uint8Array, position?: number): Promise<void> {
+  for (let offset = 0; offset < data.length;) {
+    const { bytesWritten } = await handle.write(
+      data,
+      offset,
+      data.length - offset,
+      position === undefined ? null : position + offset,
+    );
+    if (!(bytesWritten > 0)) throw new Error(`write made no progress at byte ${offset}`);
+    offset += bytesWritten;
+  }
+}
+
+/**
+ * One attempt at writing the output file (a {@link BodySink}): opened on the first write, replaced over
+ * the target by `commit()` once the body is complete. `abort()` removes the temp file.
+ */
+export class AtomicFile implements BodySink {
+  readonly #path: string;
+  readonly #prefix: Buffer | undefined;
+  #opened: Promise<{ handle: FileHandle; tmp: string; target: string }> | undefined;
+  #closed = false;
+  #done = false;
+
+  /** `prefix` is written before the body (the header block of `-i`). */
+  constructor(path: string, prefix?: Buffer) {
+    this.#path = path;
+    this.#prefix = prefix;
+  }
+
+  #open(): Promise<{ handle: FileHandle; tmp: string; target: string }> {
+    this.#opened ??= (async () => {
+      const target = await resolveTarget(this.#path);
+      await sweepTempFiles(dirname(target));
+      const existing = await stat(target).catch(() => undefined);
+      if (existing?.isDirectory()) {
+        throw Object.assign(new Error(`is a directory: ${target}`), { code: 'EISDIR' });
+      }
+      const tmp = tempPathFor(target);
+      // a new file: 0666 less the umask, as any program creates one
+      const handle = await open(tmp, 'wx', 0o666);
+      pendingTempFiles.add(tmp);
+      try {
+        if (existing !== undefined) {
+          // the file being replaced keeps its mode (and owner, when we may set it)
+          await handle.chmod(existing.mode & 0o7777);
+          await handle.chown(existing.uid, existing.gid).catch(() => {});
+        }
+        if (this.#prefix !== undefined) await writeFully(handle, this.#prefix);
+      } catch (error) {
+        await handle.close().catch(() => {});
+        await unlink(tmp).catch(() => {});
+        pendingTempFiles.delete(tmp);
+        throw error;
+      }
+      return { handle, tmp, target };
+    })();
+    return this.#opened;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    const { handle } = await this.#open();
+    await writeFully(handle, chunk);
+  }
+
+  /** The body is complete: make its bytes durable (the file is not visible yet). */
+  async close(): Promise<void> {
+    const { handle } = await this.#open();
+    if (this.#closed) return;
+    this.#closed = true;
+    await handle.sync();
+    await handle.close();
+  }
+
+  /** Replaces the target with the complete file. Returns the path written (the symlink's target, if any). */
+  async commit(): Promise<string> {
+    if (!this.#closed) await this.close();
+    const { tmp, target } = await this.#open();
+    this.#done = true;
+    await rename(tmp, target);
+    pendingTempFiles.delete(tmp);
+    await fsyncDir(dirname(target));
+    return target;
+  }
+
+  async abort(): Promise<void> {
+    if (this.#done || this.#opened === undefined) return;
+    this.#done = true;
+    try {
+      const { handle, tmp } = await this.#opened;
+      if (!this.#closed) await handle.close().catch(() => {});
+      await unlink(tmp).catch(() => {});
+      pendingTempFiles.delete(tmp);
+    } catch {
+      // never opened
+    }
+  }
+}
+
+/** Bytes a {@link Spool} keeps in memory before it moves to a temp file. */
+export const SPOOL_MEMORY_BYTES = 8 * 1024 * 1024;
+const COPY_CHUNK = 64 * 1024;
+
+/**
+ * A body held until it is complete: in memory up to {@link SPOOL_MEMORY_BYTES}, then in a temp file
+ * (in `$TMPDIR`) that is unlinked as soon as it is opened, so nothing is left on disk whatever ends the
+ * process. `copyTo` writes it out afterwards.
+ */
+export class Spool implements BodySink {
+  readonly #prefix: Buffer | undefined;
+  #chunks: Buffer[] = [];
+  #memory = 0;
+  #file: FileHandle | undefined;
+  #fileBytes = 0;
+  #aborted = false;
+
+  constructor(prefix?: Buffer) {
+    this.#prefix = prefix;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.#file === undefined && this.#memory + chunk.length <= SPOOL_MEMORY_BYTES) {
+      this.#chunks.push(chunk);
+      this.#memory += chunk.length;
+      return;
+    }
+    if (this.#file === undefined) {
+      const path = join(tmpdir(), `.http-get-spool.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+      this.#file = await open(path, 'wx+', 0o600);
+      await unlink(path); // open but nameless: freed when closed or when the process ends
+      for (const c of this.#chunks) {
+        await writeFully(this.#file, c, this.#fileBytes);
+        this.#fileBytes += c.length;
+      }
+      this.#chunks = [];
+      this.#memory = 0;
+    }
+    await writeFully(this.#file, chunk, this.#fileBytes);
+    this.#fileBytes += chunk.length;
+  }
+
+  async close(): Promise<void> {}
+
+  async abort(): Promise<void> {
+    this.#aborted = true;
+    this.#chunks = [];
+    const file = this.#file;
+    this.#file = undefined;
+    await file?.close().catch(() => {});
+  }
+
+  /** Writes the held body to `out`. Resolves `'epipe'` when the reader went away; rejects on other errors. */
+  async copyTo(out: NodeJS.WritableStream): Promise<'ok' | 'epipe'> {
+    if (this.#aborted) throw new Error('the spool was discarded');
+    if (this.#prefix !== undefined && (await writeAll(out, this.#prefix)) === 'epipe') return 'epipe';
+    for (const c of this.#chunks) if ((await writeAll(out, c)) === 'epipe') return 'epipe';
+    const file = this.#file;
+    if (file === undefined) return 'ok';
+    try {
+      for (let position = 0; position < this.#fileBytes;) {
+        const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK, this.#fileBytes - position));
+        const { bytesRead } = await file.read(buffer, 0, buffer.length, position);
+        if (bytesRead === 0) throw new Error(`the spooled body ended early at byte ${position}`);
+        position += bytesRead;
+        if ((await writeAll(out, buffer.subarray(0, bytesRead))) === 'epipe') return 'epipe';
+      }
+      return 'ok';
+    } finally {
+      this.#file = undefined;
+      await file.close().catch(() => {});
+    }
+  }
+}
+
+/** Counts what passes through to `inner`, and hashes it when asked (for `--json`'s `bytes` and `sha256`). */
+export class HashingSink implements BodySink {
+  readonly #hash: ReturnType<typeof createHash> | undefined;
+  bytes = 0;
+
+  constructor(
+    readonly inner: BodySink | undefined,
+    hash = true,
+  ) {
+    this.#hash = hash ? createHash('sha256') : undefined;
+  }
+
+  write(chunk: Buffer): void | Promise<void> {
+    this.#hash?.update(chunk);
+    this.bytes += chunk.length;
+    return this.inner?.write(chunk);
+  }
+
+  close(): Promise<void> {
+    return this.inner?.close() ?? Promise.resolve();
+  }
+
+  abort(reason: unknown): Promise<void> | void {
+    return this.inner?.abort(reason);
+  }
+
+  /** Hex SHA-256 of what passed (undefined when not hashing). */
+  get sha256(): string | undefined {
+    return this.#hash?.copy().digest('hex');
+  }
+}
+
+/** `HTTP/1.1 200 OK` and the headers, as `-i` / `-I` print them (the body follows). */
+export function headerBlock(status: number, headers: ResponseHeaders): Buffer {
+  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`.trimEnd()];
+  for (const [name, value] of Object.entries(headers)) {
+    for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
+  }
+  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
 }
 
 /** Writes `data` to a stream and waits until it is flushed. Resolves `'epipe'` when the reader went away. */
@@ -79,4 +346,16 @@ export function writeAll(stream: NodeJS.WritableStream, data: Uint8Array | strin
       else reject(error);
     });
   });
+}
+
+/** Writes `data` to `path` atomically (temp file, fsync, rename, directory fsync). For the metrics file. */
+export async function writeFileAtomic(path: string, data: Uint8Array): Promise<void> {
+  const file = new AtomicFile(path);
+  try {
+    await file.write(Buffer.from(data));
+    await file.commit();
+  } catch (error) {
+    await file.abort();
+    throw error;
+  }
 }

@@ -1,15 +1,29 @@
 /**
  * One run of http-get, given a parsed config and the process's streams: build the client, walk the
- * ladder, write the body (stdout or an atomic file), report on stderr / as JSON, return the exit code.
- * No globals: a test can call it with its own streams and signal.
+ * ladder with the body streaming into its output as it arrives (a temp file for `-o`, a spool for stdout),
+ * commit it once it is complete, report on stderr / as JSON, return the exit code. No globals: a test can
+ * call it with its own streams and signal.
  */
-import { createHash } from 'node:crypto';
-import { createHttpClient, DiskCacheStore, type HttpResponse } from '@bulwark/http';
-import type { TierReport } from '@bulwark/core';
-import { EXIT, VERSION, type CliConfig } from './config.js';
-import { classifyFailure, describeTier, type Failure } from './outcome.js';
+import {
+  DiskCacheStore,
+  RETRYABLE_STATUSES,
+  createHttpClient,
+  type BodyInfo,
+  type BodySink,
+  type HttpDownload,
+} from '@bulwark/http';
+import type { TierEvent } from '@bulwark/core';
+import { CLI_DEFAULTS, EXIT, type CliConfig } from './config.js';
+import {
+  classifyFailure,
+  describeTier,
+  ioFailure,
+  shortenUrls,
+  type Failure,
+  type TierLine,
+} from './outcome.js';
 import type { RunRecord } from './metrics.js';
-import { writeAll, writeFileAtomic } from './output.js';
+import { AtomicFile, HashingSink, Spool, headerBlock, writeAll } from './output.js';
 import type { DownloadProgress as Progress } from './progress.js';
 
 export interface Io {
@@ -21,11 +35,14 @@ export interface Io {
   readonly record?: RunRecord;
 }
 
-export const JSON_SCHEMA_VERSION = 1;
+/** The `--json` layout version: 2 since the field names are camelCase, like many-requests' (1 was snake_case). */
+export const JSON_SCHEMA_VERSION = 2;
 
 interface Reporter {
   note(text: string): void;
   warn(text: string): void;
+  /** A warning that `-q` does not silence (a security downgrade). */
+  loud(text: string): void;
   error(text: string): void;
   verbose(text: string): void;
 }
@@ -34,11 +51,12 @@ function reporter(config: CliConfig, io: Io): Reporter {
   const color = config.color !== false && io.stderr.isTTY === true && (io.stderr.hasColors?.() ?? false);
   const paint = (code: number, s: string): string => (color ? `\x1b[${code}m${s}\x1b[39m` : s);
   const line = (s: string): void => {
-    io.stderr.write(`${s}\n`);
+    io.stderr.write(`${shortenUrls(s)}\n`);
   };
   return {
     note: (s) => (config.quiet ? undefined : line(`http-get: ${s}`)),
     warn: (s) => (config.quiet ? undefined : line(`http-get: ${paint(33, 'warning:')} ${s}`)),
+    loud: (s) => line(`http-get: ${paint(31, 'WARNING:')} ${s}`),
     error: (s) => line(`http-get: ${paint(31, 'error:')} ${s}`),
     verbose: (s) => (config.verbose ? line(`http-get: ${paint(2, s)}`) : undefined),
   };
@@ -48,45 +66,77 @@ function seconds(ms: number | undefined): string {
   return ms === undefined ? '?' : `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
 }
 
-function tierJson(t: TierReport): Record<string, unknown> {
+function tierJson(t: TierLine): Record<string, unknown> {
   const code = (t.error as { code?: unknown } | undefined)?.code;
   return {
     tier: t.tier,
     status: t.status,
     reason: t.reason,
-    elapsed_ms: Math.round(t.elapsedMs * 10) / 10,
-    error_code: typeof code === 'string' ? code : null,
+    elapsedMs: Math.round(t.elapsedMs * 10) / 10,
+    errorCode: typeof code === 'string' ? code : null,
   };
+}
+
+/** What the run wrote its body through (one per attempt; the served one is kept). */
+interface Output {
+  readonly hash: HashingSink;
+  readonly file: AtomicFile | undefined;
+  readonly spool: Spool | undefined;
 }
 
 export async function run(config: CliConfig, io: Io): Promise<number> {
   const out = reporter(config, io);
   const started = performance.now();
+  if (config.insecure) {
+    out.loud(
+      'TLS certificates are NOT verified (-k/--insecure): anyone on the path can read and change this transfer',
+    );
+  }
   const store = config.cacheDir === undefined ? undefined : new DiskCacheStore({ dir: config.cacheDir });
   const client = createHttpClient({
     totalTimeoutMs: config.timeoutMs,
     attemptTimeoutMs: config.attemptTimeoutMs,
-    connectTimeoutMs: config.connectTimeoutMs,
     maxAttempts: config.retries + 1,
     maxBodyBytes: config.maxBodyBytes,
     maxRedirects: config.maxRedirects,
+    followRedirects: config.followRedirects,
+    decompress: config.compressed && config.headers['accept-encoding'] !== '',
     cache: store ?? false,
     maxStaleMs: config.maxStaleMs,
-    headers: { 'user-agent': `http-get/${VERSION} (bulwark)` },
+    // an empty value ("-H 'User-Agent:'") removes the header, a default one included
+    headers: config.headers,
+    connectTimeoutMs: config.connectTimeoutMs,
+    tls: config.insecure
+      ? { rejectUnauthorized: false }
+      : config.cacert !== undefined
+        ? { ca: config.cacert }
+        : undefined,
   });
   let attempts = 0;
   client.onAttempt(() => attempts++);
+  // the ladder as it happened: --json and the error lines list every tier tried, also when the primary's
+  // answer ended the ladder (a 404 rejects with the error alone)
+  const ladder: TierLine[] = [];
+  client.onTier((e: TierEvent) => {
+    if (e.name === 'http-get' && e.status !== 'start')
+      ladder.push({
+        tier: e.tier,
+        status: e.status,
+        reason: e.reason,
+        elapsedMs: e.elapsedMs,
+        error: e.error,
+      });
+  });
   if (config.verbose) {
     client.onTier((e) => {
-      if (e.status === 'start') out.verbose(`[${e.tier}] trying`);
+      const what = e.name === 'http-revalidate' ? `[${e.tier}, background refresh]` : `[${e.tier}]`;
+      if (e.status === 'start') out.verbose(`${what} trying`);
       else
-        out.verbose(
-          `[${e.tier}] ${e.status}${e.reason ? `: ${e.reason}` : ''} (${Math.round(e.elapsedMs)} ms)`,
-        );
+        out.verbose(`${what} ${e.status}${e.reason ? `: ${e.reason}` : ''} (${Math.round(e.elapsedMs)} ms)`);
     });
     client.onAttempt((e) =>
       out.verbose(
-        `[${e.tier}] attempt ${e.attempt} GET ${e.url} -> ${e.status ?? e.error?.message ?? '?'} (${Math.round(e.elapsedMs)} ms)`,
+        `[${e.tier}] attempt ${e.attempt} ${config.head ? 'HEAD' : 'GET'} ${e.url} -> ${e.status ?? e.error?.message ?? '?'} (${Math.round(e.elapsedMs)} ms)`,
       ),
     );
   }
@@ -106,19 +156,41 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
     progress = new DownloadProgress(io.stderr);
   }
 
-  let response: HttpResponse | undefined;
+  // every body goes where it will end up as it arrives: a temp file beside -o, or a spool for stdout
+  // (written out only once complete); --json alone only counts and hashes it
+  const outputs = new Map<BodySink, Output>();
+  const sink = (info: BodyInfo): BodySink => {
+    const prefix = config.include ? headerBlock(info.status, info.headers) : undefined;
+    const file = config.output !== undefined ? new AtomicFile(config.output, prefix) : undefined;
+    const spool = file === undefined && !config.json ? new Spool(prefix) : undefined;
+    // hashed only for --json's sha256: hashing a large body costs more than writing it
+    const hash = new HashingSink(file ?? spool, config.json);
+    outputs.set(hash, { hash, file, spool });
+    return hash;
+  };
+
+  let response: HttpDownload | undefined;
   let failure: Failure | undefined;
   try {
-    response = await client.get(config.url, {
+    response = await client.download(config.url, {
       fallbackUrls: config.fallbacks,
       signal: io.signal,
       onProgress: progress?.update,
+      method: config.head ? 'HEAD' : 'GET',
+      acceptStatus: config.fail === 'fail' ? undefined : (s) => s >= 400 && !RETRYABLE_STATUSES.has(s),
+      sink,
     });
   } catch (error) {
-    failure = classifyFailure(io.signal.aborted ? io.signal.reason : error, config.url);
+    failure = classifyFailure(
+      io.signal.aborted ? io.signal.reason : error,
+      config.url,
+      ladder,
+      config.output,
+    );
   } finally {
     progress?.stop();
   }
+  const output = response === undefined ? undefined : outputs.get(response.sink);
 
   let code: number = failure?.code ?? EXIT.OK;
   if (response !== undefined && response.tier === 'stale-cache' && config.failOnStale) {
@@ -132,83 +204,119 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
     };
     code = failure.code;
   }
+  // --fail-with-body: the answer is written, and the run still fails
+  const errorStatus = response !== undefined && response.status >= 400;
+  if (failure === undefined && errorStatus && config.fail === 'fail-with-body') code = EXIT.HTTP;
 
-  // the body: only when served (and not refused); written whole, never torn
+  // the body: only when served (and not refused); committed whole, never torn
+  let written: string | null = null;
   if (response !== undefined && failure === undefined) {
     try {
-      if (config.output !== undefined) await writeFileAtomic(config.output, response.body, io.signal);
-      else if (!config.json && (await writeAll(io.stdout, response.body)) === 'epipe') {
+      if (config.head) {
+        const block = headerBlock(response.status, response.headers);
+        if (config.output !== undefined) {
+          const file = new AtomicFile(config.output);
+          try {
+            await file.write(block);
+            written = await file.commit();
+          } catch (error) {
+            await file.abort();
+            throw error;
+          }
+        } else if (!config.json && (await writeAll(io.stdout, block)) === 'epipe') {
+          await finish(client, io, true);
+          return EXIT.BROKEN_PIPE;
+        }
+      } else if (output?.file !== undefined) {
+        await output.file.commit();
+        written = config.output ?? null;
+      } else if (output?.spool !== undefined && (await output.spool.copyTo(io.stdout)) === 'epipe') {
         // the reader went away (e.g. `| head`): quietly, with the code a shell gives a process SIGPIPE kills
-        await client.close().catch(() => {});
+        await finish(client, io, true);
         return EXIT.BROKEN_PIPE;
       }
+      if (config.head && config.output !== undefined) written = config.output;
     } catch (error) {
-      if (io.signal.aborted) {
-        failure = classifyFailure(io.signal.reason, config.url);
-      } else {
-        failure = {
-          code: EXIT.IO,
-          errorCode: (error as NodeJS.ErrnoException).code ?? 'EIO',
-          message: `cannot write ${config.output ?? 'stdout'}: ${(error as Error).message}`,
-          details: [],
-          status: undefined,
-          tiers: response.tiers,
-        };
-      }
+      failure = io.signal.aborted
+        ? classifyFailure(io.signal.reason, config.url, ladder, config.output)
+        : ioFailure(error, config.output, response.tiers);
       code = failure.code;
     }
   }
+  if (failure !== undefined) await output?.hash.abort(failure);
 
   if (response !== undefined && failure === undefined) {
     reportServed(response, out);
-    if (io.record !== undefined) io.record.servedTier = response.tier;
+    if (errorStatus)
+      out.warn(
+        `the server answered ${response.status}; its body was written (${config.fail === 'no-fail' ? '--no-fail' : '--fail-with-body'})`,
+      );
+    if (io.record !== undefined && code === EXIT.OK) io.record.servedTier = response.tier;
   }
   if (failure !== undefined && !(failure.code === EXIT.INTERRUPTED || failure.code === EXIT.TERMINATED)) {
     out.error(failure.message);
-    for (const d of failure.details) io.stderr.write(`  ${d}\n`);
+    for (const d of failure.details) io.stderr.write(`  ${shortenUrls(d)}\n`);
   } else if (failure !== undefined) {
     out.note(failure.message);
   }
 
   if (config.json) {
+    const served = failure === undefined ? response : undefined;
     const doc = {
-      schema_version: JSON_SCHEMA_VERSION,
-      ok: failure === undefined,
-      exit_code: code,
+      schemaVersion: JSON_SCHEMA_VERSION,
+      ok: failure === undefined && code === EXIT.OK,
+      exitCode: code,
       url: config.url,
-      served_url: response?.url ?? null,
+      servedUrl: response?.url ?? null,
       status: response?.status ?? failure?.status ?? null,
-      tier: failure === undefined ? (response?.tier ?? null) : null,
-      source: failure === undefined ? (response?.source ?? null) : null,
+      tier: served?.tier ?? null,
+      source: served?.source ?? null,
       stale: response?.tier === 'stale-cache',
       revalidated: response?.revalidated ?? false,
       shared: response?.shared ?? false,
       attempts: response?.attempts ?? attempts,
       redirects: response?.redirects ?? null,
-      cache_age_ms: response?.cacheAgeMs ?? null,
-      staleness_ms: response?.stalenessMs ?? null,
-      bytes: response?.body.length ?? null,
-      sha256: response ? createHash('sha256').update(response.body).digest('hex') : null,
-      content_type: (response?.headers['content-type'] as string | undefined) ?? null,
-      output: failure === undefined ? (config.output ?? null) : null,
+      cacheAgeMs: response?.cacheAgeMs ?? null,
+      stalenessMs: response?.stalenessMs ?? null,
+      bytes: served === undefined ? null : (output?.hash.bytes ?? 0),
+      sha256: served === undefined || config.head ? null : (output?.hash.sha256 ?? EMPTY_SHA256),
+      contentType: (response?.headers['content-type'] as string | undefined) ?? null,
+      output: failure === undefined ? written : null,
       // from the start of the run (after start-up): what --timeout-ms governs
-      elapsed_ms: Math.round((performance.now() - started) * 10) / 10,
-      tiers: (failure?.tiers ?? response?.tiers ?? []).map(tierJson),
+      elapsedMs: Math.round((performance.now() - started) * 10) / 10,
+      tiers: (failure?.tiers ?? response?.tiers ?? ladder).map(tierJson),
       error: failure === undefined ? null : { code: failure.errorCode, message: failure.message },
     };
-    const written = await writeAll(io.stdout, `${JSON.stringify(doc)}\n`).catch(() => 'error' as const);
-    if (written === 'epipe') code = EXIT.BROKEN_PIPE;
-    else if (written === 'error' && code === EXIT.OK) code = EXIT.IO;
+    try {
+      if ((await writeAll(io.stdout, `${JSON.stringify(doc)}\n`)) === 'epipe') code = EXIT.BROKEN_PIPE;
+    } catch (error) {
+      // the document itself could not be written (a full disk): say so where it can be seen
+      out.error(ioFailure(error, undefined, []).message);
+      code = EXIT.IO;
+    }
   }
 
-  // wait for a background revalidation to update the cache (bounded by the total timeout); on Ctrl-C only
-  // start closing (the caller exits, or goes on without waiting for the sockets)
-  if (!io.signal.aborted) await client.close().catch(() => {});
-  else void client.close().catch(() => {});
+  await finish(client, io, false);
   return code;
 }
 
-function reportServed(r: HttpResponse, out: Reporter): void {
+/** SHA-256 of nothing (a HEAD, an empty body). */
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+/**
+ * Lets a stale-while-revalidate refresh finish, at most {@link CLI_DEFAULTS.refreshBoundMs} after the body
+ * is out (then it is abandoned: the entry stays as it was, a later run refreshes it); on Ctrl-C, or once
+ * stdout is gone, not at all.
+ */
+async function finish(client: ReturnType<typeof createHttpClient>, io: Io, now: boolean): Promise<void> {
+  const signal =
+    now || io.signal.aborted ? AbortSignal.abort() : AbortSignal.timeout(CLI_DEFAULTS.refreshBoundMs);
+  // on Ctrl-C only start closing: the caller exits, sockets may linger in the agent
+  if (io.signal.aborted) void client.close({ signal }).catch(() => {});
+  else await client.close({ signal }).catch(() => {});
+}
+
+function reportServed(r: HttpDownload, out: Reporter): void {
   const failedSources = r.tiers.filter((t) => t.status === 'failed').map((t) => `${t.tier} ${t.reason}`);
   switch (r.tier) {
     case 'primary':
@@ -216,7 +324,7 @@ function reportServed(r: HttpResponse, out: Reporter): void {
       return;
     case 'fresh-cache':
       out.note(
-        `served from the cache (age ${seconds(r.cacheAgeMs)}${r.stalenessMs > 0 ? `, ${seconds(r.stalenessMs)} stale, refreshing in the background` : ''})`,
+        `served from the cache (age ${seconds(r.cacheAgeMs)}${r.stalenessMs > 0 ? `, ${seconds(r.stalenessMs)} stale, refreshing in the background for at most ${seconds(CLI_DEFAULTS.refreshBoundMs)}` : ''})`,
       );
       return;
     case 'fallback':

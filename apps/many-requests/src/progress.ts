@@ -33,32 +33,49 @@ export class Progress {
   readonly #bar: SingleBar;
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #stats: () => FetchAllStats;
+  #started = false;
   #stopped = false;
 
   constructor(stream: NodeJS.WritableStream, stats: () => FetchAllStats) {
     this.#stats = stats;
     this.#bar = new SingleBar({
       stream,
-      format: '{bar} {value}/{total} URLs | {ok} ok, {failed} failed | {rate}/s | {duration_formatted}',
+      format:
+        '{bar} {value}/{total} URLs | {ok} ok, {failed} failed, {waiting} waiting for a host | {rate}/s | {duration_formatted}',
       hideCursor: true,
       clearOnComplete: true,
       fps: 10,
     });
-    this.#bar.start(0, 0, { ok: 0, failed: 0, rate: 0 });
     const startedAt = performance.now();
-    this.#timer = setInterval(() => {
-      const s = this.#stats();
-      const seconds = (performance.now() - startedAt) / 1000;
-      this.#bar.setTotal(Math.max(1, s.read));
-      this.#bar.update(s.completed, {
-        ok: s.ok,
-        failed: s.completed - s.ok,
-        rate: seconds > 0 ? Math.round(s.completed / seconds) : 0,
-      });
-    }, 100);
+    this.#timer = setInterval(() => this.#draw(startedAt), 100);
     this.#timer.unref();
     // the bar hides the cursor: a hard exit (a second Ctrl-C) must not leave the terminal without one
     process.once('exit', this.#onExit);
+  }
+
+  /** Draws the bar; the first frame only once a URL was read (never a full bar at "0/0 URLs"). */
+  #draw(startedAt: number): void {
+    const s = this.#stats();
+    if (!this.#started && s.read === 0) return;
+    const seconds = (performance.now() - startedAt) / 1000;
+    const payload = {
+      ok: s.ok,
+      failed: s.completed - s.ok,
+      waiting: s.waiting,
+      rate: seconds > 0 ? Math.round(s.completed / seconds) : 0,
+    };
+    if (!this.#started) {
+      this.#started = true;
+      this.#bar.start(s.read, s.completed, payload);
+      return;
+    }
+    this.#bar.setTotal(s.read);
+    this.#bar.update(s.completed, payload);
+  }
+
+  /** Draws a frame now (the timer draws every 100 ms). */
+  tick(): void {
+    this.#draw(performance.now());
   }
 
   stop(): void {
@@ -66,7 +83,7 @@ export class Progress {
     this.#stopped = true;
     process.off('exit', this.#onExit);
     clearInterval(this.#timer);
-    this.#bar.stop();
+    if (this.#started) this.#bar.stop();
   }
 
   readonly #onExit = (): void => this.stop();

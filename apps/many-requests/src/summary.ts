@@ -51,6 +51,8 @@ export interface SummaryData {
   readonly breakerTrips: Readonly<Record<string, number>>;
   readonly retries: number;
   readonly retriesDenied: number;
+  /** Response body bytes received, over all URLs. */
+  readonly bytes: number;
   readonly wallMs: number;
   /** Results per second of wall time. */
   readonly perSecond: number;
@@ -68,6 +70,7 @@ export class Summary {
   readonly #startedAt: number;
   #urls = 0;
   #ok = 0;
+  #bytes = 0;
 
   constructor(startedAt = performance.now()) {
     this.#startedAt = startedAt;
@@ -83,6 +86,7 @@ export class Summary {
 
   add(result: FetchResult): void {
     this.#urls++;
+    this.#bytes += result.bytes;
     if (result.ok) this.#ok++;
     else {
       const code = result.errorCode ?? 'UNKNOWN';
@@ -103,6 +107,7 @@ export class Summary {
       breakerTrips: Object.fromEntries(stats?.breakerTrips ?? []),
       retries: stats?.retries ?? 0,
       retriesDenied: stats?.retriesDenied ?? 0,
+      bytes: this.#bytes,
       wallMs: round(wallMs),
       perSecond: round(wallMs > 0 ? (this.#urls * 1000) / wallMs : 0, 1),
       p50Ms: p50 === undefined ? undefined : round(p50, 3),

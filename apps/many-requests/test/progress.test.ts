@@ -12,6 +12,7 @@ const stats: FetchAllStats = {
   retries: 0,
   retriesDenied: 0,
   breakerTrips: new Map(),
+  waiting: 0,
 };
 
 test('a hard exit (second Ctrl-C) shows the cursor again; a stopped bar leaves no exit listener', () => {
@@ -21,6 +22,7 @@ test('a hard exit (second Ctrl-C) shows the cursor again; a stopped bar leaves n
   const bar = new Progress(tty as unknown as NodeJS.WritableStream, () => stats);
   const added = process.listeners('exit').filter((l) => !before.includes(l));
   assert.equal(added.length, 1, 'one exit listener while the bar is drawn');
+  bar.tick();
   assert.ok(out.includes('\x1b[?25l'), 'the cursor is hidden');
   added[0]!(130); // what process.exit(130) runs
   assert.ok(out.lastIndexOf('\x1b[?25h') > out.lastIndexOf('\x1b[?25l'), 'the cursor is shown again');
@@ -39,4 +41,22 @@ test('a bar only on a terminal, not with -q or -v, not while NDJSON goes to the 
   assert.equal(wantProgress({ ...base, stderrIsTTY: false }), false);
   assert.equal(wantProgress({ ...base, stdoutIsTTY: true }), false);
   assert.equal(wantProgress({ ...base, stdoutIsTTY: true, json: true }), true);
+});
+
+test('no frame before a URL was read, and the first one is not a full bar at "0/0 URLs"', () => {
+  let out = '';
+  const tty = { isTTY: true, columns: 120, write: (s: string) => ((out += s), true) };
+  let current: FetchAllStats = { ...stats, read: 0, completed: 0, ok: 0 };
+  const bar = new Progress(tty as unknown as NodeJS.WritableStream, () => current);
+  try {
+    bar.tick();
+    assert.equal(out, '', 'nothing drawn while nothing was read');
+    current = { ...stats, read: 40, completed: 0, ok: 0, waiting: 3 };
+    bar.tick();
+    assert.match(out, / 0\/40 URLs \| 0 ok, 0 failed, 3 waiting for a host/);
+    assert.doesNotMatch(out, /0\/0 URLs/);
+    assert.doesNotMatch(out, /█{10}/, 'no full bar');
+  } finally {
+    bar.stop();
+  }
 });

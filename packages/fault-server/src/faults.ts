@@ -62,7 +62,9 @@ export type Fault =
   /** A response that is not valid HTTP/1.1, then a close. */
   | { readonly type: 'malformed'; readonly kind: MalformedKind }
   /** Close the connection (FIN) without sending a byte. */
-  | { readonly type: 'close' };
+  | { readonly type: 'close' }
+  /** Headers and `afterBytes` body bytes, then silence (the connection held open until `close()`). */
+  | { readonly type: 'stall'; readonly afterBytes: number };
 
 export type FaultType = Fault['type'];
 
@@ -78,6 +80,15 @@ export interface FaultScope {
    */
   readonly probability?: number;
 }
+
+/**
+ * How a body's end is marked: `length` (a `Content-Length` header), `chunked`
+ * (`Transfer-Encoding: chunked`, ended by the zero-length chunk), or `close` (neither: the body ends when
+ * the server closes the connection, `Connection: close`; RFC 9112 §6.3 rule 8).
+ */
+export type Framing = 'length' | 'chunked' | 'close';
+
+export const FRAMINGS: readonly Framing[] = Object.freeze(['length', 'chunked', 'close']);
 
 /** The normal response. Every field can also be set per request with a query parameter of the same name. */
 export interface ResponseSpec {
@@ -97,6 +108,16 @@ export interface ResponseSpec {
   readonly cacheControl?: string;
   /** Extra headers. */
   readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * How the body is framed, for the normal response and the faults that send a body (`reset` mid-body,
+   * `truncate`, `drip`, `bandwidth`, `stall`). @default 'length'
+   */
+  readonly framing?: Framing;
+  /**
+   * Send the body gzip-compressed with `Content-Encoding: gzip` — whatever the request's
+   * `Accept-Encoding` says (a server that compresses without being asked). @default false
+   */
+  readonly gzip?: boolean;
 }
 
 const PATTERN = Buffer.from('abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ\n', 'latin1');
@@ -137,6 +158,7 @@ function int(value: string | null, name: string, fallback?: number): number {
  * | `/redirect?location=/ok&status=301` | redirect |
  * | `/malformed/:kind` | malformed |
  * | `/close` | close |
+ * | `/stall?afterBytes=N` | stall (default 0) |
  */
 export function faultFromUrl(url: URL): Fault | undefined {
   const parts = url.pathname.split('/').filter(Boolean);
@@ -195,6 +217,8 @@ export function faultFromUrl(url: URL): Fault | undefined {
     }
     case 'close':
       return { type: 'close' };
+    case 'stall':
+      return { type: 'stall', afterBytes: int(q.get('afterBytes'), 'afterBytes', 0) };
     default:
       return undefined;
   }
@@ -221,5 +245,13 @@ export function specFromUrl(url: URL, base: ResponseSpec): ResponseSpec {
   if (lastModified !== null) spec.lastModified = lastModified;
   const cacheControl = q.get('cacheControl');
   if (cacheControl !== null) spec.cacheControl = cacheControl;
+  const framing = q.get('framing');
+  if (framing !== null) {
+    if (!FRAMINGS.includes(framing as Framing))
+      throw new RangeError(`fault route: framing must be one of ${FRAMINGS.join(', ')}`);
+    spec.framing = framing as Framing;
+  }
+  const gzip = q.get('gzip');
+  if (gzip !== null) spec.gzip = gzip !== '0' && gzip !== 'false';
   return spec;
 }

@@ -6,5 +6,5 @@ export { startFaultServer } from './server.js';
 export type { FaultServer, FaultServerOptions, RequestRecord } from './server.js';
 export { startFaultProxy } from './proxy.js';
 export type { FaultProxy, FaultProxyOptions, ProxyFault, ProxyStream, ProxyTarget } from './proxy.js';
-export { faultFromUrl, patternBody, MALFORMED_KINDS } from './faults.js';
-export type { Fault, FaultScope, FaultType, MalformedKind, ResponseSpec } from './faults.js';
+export { faultFromUrl, patternBody, MALFORMED_KINDS, FRAMINGS } from './faults.js';
+export type { Fault, FaultScope, FaultType, Framing, MalformedKind, ResponseSpec } from './faults.js';

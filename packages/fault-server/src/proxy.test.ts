@@ -120,7 +120,7 @@ describe('fault proxy', () => {
     const t0 = performance.now();
     c.socket.write('ping');
     const at = await c.waitBytes(4);
-    assert.ok(at - t0 >= 195 && at - t0 < 1000, `echo after ${at - t0} ms`);
+    assert.ok(at - t0 >= 195, `echo after ${at - t0} ms`); // from below only: load can only add delay
     assert.equal(c.received().toString(), 'ping');
     c.socket.destroy();
     await proxy.reset();
@@ -154,13 +154,13 @@ describe('fault proxy', () => {
     await proxy.reset();
   });
 
-  it('bandwidth: 50 000 B at 50 000 B/s take about one second', async () => {
+  it('bandwidth: 50 000 B at 50 000 B/s take at least 0.85 s (a 100 ms burst)', async () => {
     await proxy.setFault({ type: 'bandwidth', bytesPerSecond: 50_000 });
     const c = await client(proxy.port);
     const t0 = performance.now();
     c.socket.write('BLOB 50000\n');
     const at = await c.waitBytes(50_000);
-    assert.ok(at - t0 >= 850 && at - t0 < 1500, `took ${at - t0} ms`);
+    assert.ok(at - t0 >= 850, `took ${at - t0} ms`);
     assert.ok(c.received().equals(patternBody(50_000)));
     c.socket.destroy();
     await proxy.reset();
@@ -182,9 +182,8 @@ describe('fault proxy', () => {
     const open = await client(port);
     await proxy.setFault({ type: 'down' });
     await open.closed;
-    const t0 = performance.now();
+    // refused, not held: a connection that hung would end the test by its timeout, not by ECONNREFUSED
     await assert.rejects(client(port), { code: 'ECONNREFUSED' });
-    assert.ok(performance.now() - t0 < 200);
     await proxy.setFault(undefined);
     assert.equal(proxy.port, port);
     const c = await client(port);
@@ -241,16 +240,15 @@ describe('fault proxy in front of an HTTP server', () => {
     assert.equal(await back.body.text(), 'ok');
   });
 
-  it('close() destroys proxied connections and leaves no timer behind', async () => {
+  it('close() destroys proxied connections and leaves no timer behind', { timeout: 20_000 }, async () => {
     const baseline = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     const p = await startFaultProxy({ target: server.origin, fault: { type: 'latency', ms: 60_000 } });
     const c = await client(p.port);
     c.socket.write('GET /ok HTTP/1.1\r\nHost: x\r\n\r\n');
     await server.waitForRequests(server.requestCount + 1).catch(() => undefined);
-    const t0 = performance.now();
+    // a close() that waited for the delayed data would take a minute: the test's timeout catches it
     await p.close();
     await c.closed;
-    assert.ok(performance.now() - t0 < 500);
     const timers = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     assert.ok(timers <= baseline, `timers ${timers} > baseline ${baseline}`);
     await p.close();

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 import { Agent, request } from 'undici';
 import { MALFORMED_KINDS, patternBody, startFaultServer, type FaultServer } from './index.js';
 
@@ -86,13 +87,14 @@ describe('fault server', () => {
     }
   });
 
+  // Delays are checked from below only: a loaded machine can only make them longer, never shorter.
   it('latency: headers arrive no earlier than the delay', async () => {
     const t0 = performance.now();
     const res = await get(`${server.origin}/latency/200`);
     const elapsed = performance.now() - t0;
     assert.equal(res.statusCode, 200);
     await res.body.dump();
-    assert.ok(elapsed >= 195 && elapsed < 1200, `elapsed ${elapsed}`);
+    assert.ok(elapsed >= 195, `elapsed ${elapsed}`);
   });
 
   it('black hole: the request arrives, no byte comes back (client header timeout fires)', async () => {
@@ -148,13 +150,13 @@ describe('fault server', () => {
     assert.equal(error?.code, 'UND_ERR_BODY_TIMEOUT');
   });
 
-  it('bandwidth: 20 000 B at 20 000 B/s take about one second', async () => {
+  it('bandwidth: 20 000 B at 20 000 B/s take at least a second', async () => {
     const t0 = performance.now();
     const res = await get(`${server.origin}/bandwidth?bytesPerSecond=20000&size=20000`);
     const body = Buffer.from(await res.body.arrayBuffer());
     const elapsed = performance.now() - t0;
     assert.ok(body.equals(patternBody(20000)));
-    assert.ok(elapsed >= 950 && elapsed < 1600, `elapsed ${elapsed}`);
+    assert.ok(elapsed >= 950, `elapsed ${elapsed}`);
   });
 
   it('error statuses with Retry-After in seconds and as an HTTP-date', async () => {
@@ -162,10 +164,13 @@ describe('fault server', () => {
     assert.equal(a.statusCode, 503);
     assert.equal(a.headers['retry-after'], '2');
     await a.body.dump();
+    const sent = Date.now();
     const b = await get(`${server.origin}/status/429?retryAfterDate=3000`);
+    const received = Date.now();
     assert.equal(b.statusCode, 429);
+    // an HTTP-date has whole seconds: 3 s after the server's "now", which lies between sent and received
     const at = Date.parse(String(b.headers['retry-after']));
-    assert.ok(at > Date.now() && at <= Date.now() + 4000, `retry-after ${b.headers['retry-after']}`);
+    assert.ok(at >= sent + 2000 && at <= received + 3000, `retry-after ${b.headers['retry-after']}`);
     await b.body.dump();
     server.setFault({ type: 'status', status: 500 }, { path: '/x' });
     const c = await get(`${server.origin}/x`);
@@ -275,6 +280,21 @@ describe('fault server', () => {
     assert.equal(Math.max(...log.map((r) => r.concurrency)), 10);
   });
 
+  it('waitForIdle resolves once every request is answered or given up by its client', async () => {
+    server.reset();
+    await server.waitForIdle();
+    const controller = new AbortController();
+    const held = get(`${server.origin}/blackhole`, { signal: controller.signal }).catch(() => undefined);
+    await server.waitForRequests(1);
+    assert.equal(server.currentRequests, 1);
+    await assert.rejects(server.waitForIdle(50), /1 requests still in flight/);
+    const idle = server.waitForIdle();
+    controller.abort();
+    await idle;
+    assert.equal(server.currentRequests, 0);
+    await held;
+  });
+
   it('a bad route parameter is a 400, not a crash', async () => {
     const res = await get(`${server.origin}/malformed/nonsense`);
     assert.equal(res.statusCode, 400);
@@ -296,8 +316,104 @@ describe('fault server', () => {
   });
 });
 
+/** A raw HTTP/1.1 exchange over node:net: everything the server sent, and how the connection ended. */
+function rawGet(port: number, path: string): Promise<{ data: Buffer; end: 'fin' | string }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let ending: 'fin' | string | undefined;
+    const socket = connect(port, '127.0.0.1', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('end', () => (ending ??= 'fin'));
+    socket.on('error', (e: Error & { code?: string }) => (ending ??= e.code ?? e.message));
+    socket.on('close', () => resolve({ data: Buffer.concat(chunks), end: ending ?? 'fin' }));
+  });
+}
+
+describe('body framing: length, chunked, close-delimited', () => {
+  let server: FaultServer;
+  before(async () => {
+    server = await startFaultServer();
+  });
+  after(() => server.close());
+
+  it('a close-delimited response has neither Content-Length nor chunking, and ends with a FIN', async () => {
+    const { data, end } = await rawGet(server.port, '/ok?size=1000&framing=close');
+    const text = data.toString('latin1');
+    const head = text.slice(0, text.indexOf('\r\n\r\n'));
+    assert.match(head, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(head, /\r\nconnection: close/i);
+    assert.doesNotMatch(head, /content-length|transfer-encoding/i);
+    assert.ok(data.subarray(head.length + 4).equals(patternBody(1000)));
+    assert.equal(end, 'fin');
+    // undici reads it whole
+    const res = await get(`${server.origin}/ok?size=1000&framing=close`);
+    assert.ok(Buffer.from(await res.body.arrayBuffer()).equals(patternBody(1000)));
+  });
+
+  it('a chunked response: Transfer-Encoding chunked, no Content-Length', async () => {
+    const res = await get(`${server.origin}/ok?size=5000&framing=chunked`);
+    assert.equal(res.headers['transfer-encoding'], 'chunked');
+    assert.equal(res.headers['content-length'], undefined);
+    assert.ok(Buffer.from(await res.body.arrayBuffer()).equals(patternBody(5000)));
+  });
+
+  it('close-delimited + reset: 100 body bytes, then an RST (which undici 8 reports as a clean end)', async () => {
+    const { data, end } = await rawGet(server.port, '/reset?afterBytes=100&size=1000&framing=close');
+    const text = data.toString('latin1');
+    const body = data.subarray(text.indexOf('\r\n\r\n') + 4);
+    assert.ok(body.equals(patternBody(100)), `${body.length} body bytes`);
+    assert.equal(end, 'ECONNRESET');
+    // what @bulwark/http has to detect itself (see packages/http/src/reset-guard.ts)
+    const res = await get(`${server.origin}/reset?afterBytes=100&size=1000&framing=close`);
+    const read = await readAll(res.body);
+    assert.equal(read.error, undefined);
+    assert.equal(read.bytes.length, 100);
+  });
+
+  it('chunked + truncate: the chunk size promises the whole body; undici fails it', async () => {
+    const { data, end } = await rawGet(server.port, '/truncate?bytes=100&size=1000&framing=chunked');
+    const text = data.toString('latin1');
+    assert.match(text, /transfer-encoding: chunked\r\n\r\n3e8\r\n/i);
+    assert.equal(end, 'fin');
+    const res = await get(`${server.origin}/truncate?bytes=100&size=1000&framing=chunked`);
+    const { error } = await readAll(res.body);
+    assert.equal(error?.code, 'UND_ERR_SOCKET');
+  });
+
+  it('chunked + reset mid-body: ECONNRESET', async () => {
+    const res = await get(`${server.origin}/reset?afterBytes=100&size=1000&framing=chunked`).catch(
+      (e: Error & { code?: string }) => e,
+    );
+    const error = res instanceof Error ? res : (await readAll(res.body)).error;
+    assert.equal(error?.code, 'ECONNRESET');
+  });
+
+  it('stall: headers and afterBytes bytes, then silence until the client gives up', async () => {
+    const res = await get(`${server.origin}/stall?afterBytes=10&size=1000`, { bodyTimeout: 1500 });
+    assert.equal(res.headers['content-length'], '1000');
+    const { bytes, error } = await readAll(res.body);
+    assert.ok(bytes.equals(patternBody(10)));
+    assert.equal(error?.code, 'UND_ERR_BODY_TIMEOUT');
+    assert.equal(server.requests.at(-1)?.fault, 'stall');
+  });
+
+  it('gzip: the body compressed with Content-Encoding gzip, asked for or not', async () => {
+    const res = await get(`${server.origin}/ok?size=3000&gzip=1`);
+    assert.equal(res.headers['content-encoding'], 'gzip');
+    const compressed = Buffer.from(await res.body.arrayBuffer());
+    assert.equal(Number(res.headers['content-length']), compressed.length);
+    assert.ok(gunzipSync(compressed).equals(patternBody(3000)));
+  });
+
+  it('an unknown framing is a 400', async () => {
+    const res = await get(`${server.origin}/ok?framing=morse`);
+    assert.equal(res.statusCode, 400);
+    assert.match(await res.body.text(), /framing must be one of length, chunked, close/);
+  });
+});
+
 describe('fault server close()', () => {
-  it('destroys held connections and clears every timer, so nothing hangs', async () => {
+  it('destroys held connections and clears every timer, so nothing hangs', { timeout: 20_000 }, async () => {
     const baseline = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     const s = await startFaultServer();
     // a raw socket held by a black hole, one in a long drip, one waiting for a long latency
@@ -315,10 +431,9 @@ describe('fault server close()', () => {
     await s.waitForRequests(3);
     assert.equal(s.currentConnections, 3);
     assert.equal(s.currentRequests, 3);
-    const t0 = performance.now();
+    // a close() that waited for the held requests would take a minute: the test's timeout catches that
     await s.close();
     assert.equal((await Promise.all(sockets)).length, 3);
-    assert.ok(performance.now() - t0 < 500, 'close must not wait for held requests');
     await assert.rejects(s.waitForRequests(10), /closed/);
     const timers = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     assert.ok(timers <= baseline, `timers after close ${timers} > baseline ${baseline}`);

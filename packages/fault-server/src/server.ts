@@ -3,7 +3,8 @@
  * fault chosen per server, per path (`setFault`) or per URL (`/status/503?retryAfter=2`). It counts
  * connections and concurrent requests and logs every request with timestamps for assertions.
  */
-import { createServer } from 'node:http';
+import { STATUS_CODES, createServer } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import {
@@ -83,6 +84,11 @@ export interface FaultServer {
   readonly maxConcurrentRequests: number;
   /** Resolves once `requestCount ≥ count`; rejects after `timeoutMs` (default 5000) or on `close()`. */
   waitForRequests(count: number, timeoutMs?: number): Promise<void>;
+  /**
+   * Resolves once no request is in flight (each one answered, or its connection closed: the client gave
+   * up); rejects after `timeoutMs` (default 5000) or on `close()`.
+   */
+  waitForIdle(timeoutMs?: number): Promise<void>;
   /** Clears every timer, destroys every socket, stops listening. Idempotent. */
   close(): Promise<void>;
 }
@@ -94,6 +100,7 @@ interface Rule {
 }
 
 interface Waiter {
+  /** Resolve once this many requests were seen; `-1`: once none is in flight. */
   readonly count: number;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
@@ -143,6 +150,31 @@ export async function startFaultServer(options: FaultServerOptions = {}): Promis
     return faultFromUrl(url) ?? { type: 'none' };
   }
 
+  const due = (w: Waiter): boolean => (w.count < 0 ? currentRequests === 0 : requestCount >= w.count);
+  function settleWaiters(): void {
+    for (const w of waiters.filter(due)) {
+      w.cancel();
+      w.resolve();
+    }
+    waiters = waiters.filter((w) => !due(w));
+  }
+
+  function wait(count: number, timeoutMs: number, what: () => string): Promise<void> {
+    if (closed) return Promise.reject(new Error('fault server closed'));
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        count,
+        resolve,
+        reject,
+        cancel: timers.after(timeoutMs, () => {
+          waiters = waiters.filter((w) => w !== waiter);
+          reject(new Error(what()));
+        }),
+      };
+      waiters.push(waiter);
+    });
+  }
+
   const server = createServer((req, res) => {
     const socket = req.socket;
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
@@ -186,13 +218,10 @@ export async function startFaultServer(options: FaultServerOptions = {}): Promis
       cancels.clear();
       currentRequests--;
       record.endedAt = performance.now();
+      if (currentRequests === 0) settleWaiters();
     });
     req.resume();
-    for (const w of waiters.filter((w) => requestCount >= w.count)) {
-      w.cancel();
-      w.resolve();
-    }
-    waiters = waiters.filter((w) => requestCount < w.count);
+    settleWaiters();
     applyFault(fault, spec, req, res, later);
   });
   server.keepAliveTimeout = 5_000;
@@ -262,19 +291,19 @@ export async function startFaultServer(options: FaultServerOptions = {}): Promis
     },
     waitForRequests(count, timeoutMs = 5_000) {
       if (requestCount >= count) return Promise.resolve();
-      if (closed) return Promise.reject(new Error('fault server closed'));
-      return new Promise<void>((resolve, reject) => {
-        const waiter: Waiter = {
-          count,
-          resolve,
-          reject,
-          cancel: timers.after(timeoutMs, () => {
-            waiters = waiters.filter((w) => w !== waiter);
-            reject(new Error(`fault server saw ${requestCount} of ${count} requests within ${timeoutMs} ms`));
-          }),
-        };
-        waiters.push(waiter);
-      });
+      return wait(
+        count,
+        timeoutMs,
+        () => `fault server saw ${requestCount} of ${count} requests within ${timeoutMs} ms`,
+      );
+    },
+    waitForIdle(timeoutMs = 5_000) {
+      if (currentRequests === 0) return Promise.resolve();
+      return wait(
+        -1,
+        timeoutMs,
+        () => `fault server: ${currentRequests} requests still in flight after ${timeoutMs} ms`,
+      );
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
@@ -317,44 +346,51 @@ function applyFault(
         return;
       }
       const body = bodyOf(spec);
-      res.writeHead(spec.status ?? 200, headersOf(spec, body.length));
+      const out = startBody(res, spec, body.length);
       const part = body.subarray(0, Math.min(fault.afterBytes, Math.max(0, body.length - 1)));
-      const resetLater = (): void => later(fault.delayMs ?? 50, () => socket.resetAndDestroy());
-      if (part.length === 0) {
-        res.flushHeaders();
-        resetLater();
-      } else res.write(part, resetLater);
+      out.write(part, () => later(fault.delayMs ?? 50, () => socket.resetAndDestroy()));
       return;
     }
     case 'truncate': {
       const body = bodyOf(spec);
-      res.writeHead(spec.status ?? 200, headersOf(spec, body.length));
       const part = body.subarray(0, Math.min(fault.bytes, Math.max(0, body.length - 1)));
-      if (part.length === 0) res.flushHeaders();
-      else res.write(part);
-      socket.destroySoon();
+      if ((spec.framing ?? 'length') === 'chunked') {
+        // cut inside a chunk: its size line promises the whole body, only `part` follows
+        writeRawHead(socket, spec, { 'transfer-encoding': 'chunked' });
+        socket.write(`${body.length.toString(16)}\r\n`);
+        socket.write(part, () => socket.destroySoon());
+        return;
+      }
+      const out = startBody(res, spec, body.length);
+      out.write(part, () => socket.destroySoon());
+      return;
+    }
+    case 'stall': {
+      const body = bodyOf(spec);
+      const out = startBody(res, spec, body.length);
+      out.write(body.subarray(0, Math.min(fault.afterBytes, Math.max(0, body.length - 1))));
       return;
     }
     case 'drip': {
       const body = bodyOf(spec);
-      res.writeHead(spec.status ?? 200, headersOf(spec, body.length));
-      res.flushHeaders();
+      const out = startBody(res, spec, body.length);
+      out.write(Buffer.alloc(0));
       let sent = 0;
       const tick = (): void => {
         const next = Math.min(body.length, sent + fault.bytes);
-        res.write(body.subarray(sent, next));
+        out.write(body.subarray(sent, next));
         sent = next;
-        if (sent >= body.length) res.end();
+        if (sent >= body.length) out.end();
         else later(fault.intervalMs, tick);
       };
-      if (body.length === 0) res.end();
+      if (body.length === 0) out.end();
       else later(fault.intervalMs, tick);
       return;
     }
     case 'bandwidth': {
       const body = bodyOf(spec);
-      res.writeHead(spec.status ?? 200, headersOf(spec, body.length));
-      res.flushHeaders();
+      const out = startBody(res, spec, body.length);
+      out.write(Buffer.alloc(0));
       const start = performance.now();
       let sent = 0;
       const tick = (): void => {
@@ -363,13 +399,13 @@ function applyFault(
           Math.floor((fault.bytesPerSecond * (performance.now() - start)) / 1000),
         );
         if (allowed > sent) {
-          res.write(body.subarray(sent, allowed));
+          out.write(body.subarray(sent, allowed));
           sent = allowed;
         }
-        if (sent >= body.length) res.end();
+        if (sent >= body.length) out.end();
         else later(20, tick);
       };
-      if (body.length === 0) res.end();
+      if (body.length === 0) out.end();
       else later(20, tick);
       return;
     }
@@ -401,9 +437,15 @@ function applyFault(
 }
 
 function bodyOf(spec: ResponseSpec): Buffer {
-  if (spec.body !== undefined)
-    return typeof spec.body === 'string' ? Buffer.from(spec.body) : Buffer.from(spec.body);
-  return spec.size === undefined ? Buffer.from('ok') : patternBody(spec.size);
+  const plain =
+    spec.body !== undefined
+      ? typeof spec.body === 'string'
+        ? Buffer.from(spec.body)
+        : Buffer.from(spec.body)
+      : spec.size === undefined
+        ? Buffer.from('ok')
+        : patternBody(spec.size);
+  return spec.gzip === true ? gzipSync(plain) : plain;
 }
 
 function headersOf(spec: ResponseSpec, length: number | undefined): Record<string, string | number> {
@@ -411,6 +453,7 @@ function headersOf(spec: ResponseSpec, length: number | undefined): Record<strin
     'content-type': spec.contentType ?? 'text/plain; charset=utf-8',
   };
   if (length !== undefined) headers['content-length'] = length;
+  if (spec.gzip === true) headers['content-encoding'] = 'gzip';
   Object.assign(headers, validators(spec));
   for (const [k, v] of Object.entries(spec.headers ?? {})) headers[k.toLowerCase()] = v;
   return headers;
@@ -453,8 +496,65 @@ function respond(req: IncomingMessage, res: ServerResponse, spec: ResponseSpec):
     return;
   }
   const body = bodyOf(spec);
-  res.writeHead(spec.status ?? 200, headersOf(spec, body.length));
-  res.end(req.method === 'HEAD' ? undefined : body);
+  if (req.method === 'HEAD' || (spec.framing ?? 'length') === 'length') {
+    res.writeHead(spec.status ?? 200, headersOf(spec, body.length));
+    res.end(req.method === 'HEAD' ? undefined : body);
+    return;
+  }
+  const out = startBody(res, spec, body.length);
+  out.write(body);
+  out.end();
+}
+
+/** Writes the status line and headers straight to the socket (bypassing Node's framing choices). */
+function writeRawHead(socket: Socket, spec: ResponseSpec, extra: Record<string, string>): void {
+  const status = spec.status ?? 200;
+  const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}`];
+  for (const [k, v] of Object.entries({ ...headersOf(spec, undefined), ...extra })) head.push(`${k}: ${v}`);
+  socket.write(`${head.join('\r\n')}\r\n\r\n`);
+}
+
+/** Writes a body with the spec's framing: through `res` (length, chunked) or raw on the socket (close). */
+interface BodyOut {
+  write(chunk: Buffer, then?: () => void): void;
+  end(): void;
+}
+
+/**
+ * Sends the status line and headers with the spec's framing. `length`: `Content-Length: total`;
+ * `chunked`: Node's chunked encoding (no length); `close`: neither — the head is written raw on the
+ * socket with `Connection: close`, and the body ends when the socket does (Node's `ServerResponse` would
+ * always pick one of the other two).
+ */
+function startBody(res: ServerResponse, spec: ResponseSpec, total: number): BodyOut {
+  const status = spec.status ?? 200;
+  const framing = spec.framing ?? 'length';
+  if (framing === 'close') {
+    const socket = res.socket!;
+    writeRawHead(socket, spec, { connection: 'close' });
+    return {
+      write: (chunk, then) => {
+        if (chunk.length === 0) {
+          then?.();
+          return;
+        }
+        socket.write(chunk, () => then?.());
+      },
+      end: () => socket.end(),
+    };
+  }
+  res.writeHead(status, headersOf(spec, framing === 'length' ? total : undefined));
+  res.flushHeaders();
+  return {
+    write: (chunk, then) => {
+      if (chunk.length === 0) {
+        then?.();
+        return;
+      }
+      res.write(chunk, () => then?.());
+    },
+    end: () => res.end(),
+  };
 }
 
 function malformed(kind: MalformedKind): Buffer {

@@ -8,6 +8,7 @@ import { createHttpClient, type HttpAttemptEvent, type HttpClient } from './clie
 import { MemoryCacheStore } from './cache/memory-store.js';
 import type { HttpClientOptions } from './options.js';
 import { HttpBodyTooLargeError, HttpNetworkError, HttpRedirectError, HttpStatusError } from './errors.js';
+import { TestClock } from './clock.test.support.js';
 
 /** A loopback URL nothing listens on (connection refused). */
 async function deadUrl(): Promise<string> {
@@ -211,7 +212,8 @@ describe('single-flight', () => {
   });
   it('when every caller has left, the shared upstream request is aborted (the server sees it closed)', async () => {
     primary.setFault({ type: 'blackhole' });
-    const c = client({ cache: false, headersTimeoutMs: 30_000 });
+    // an injected clock that never moves: no deadline of the client's own can end the request
+    const c = client({ cache: false, headersTimeoutMs: 60_000, clock: new TestClock() });
     const url = `${primary.origin}/doc`;
     const a = new AbortController();
     const b = new AbortController();
@@ -220,13 +222,12 @@ describe('single-flight', () => {
     await primary.waitForRequests(1);
     a.abort(new Error('a left'));
     await assert.rejects(pa, /a left/);
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(primary.requests[0]!.endedAt, undefined, 'still in flight while b waits');
+    // (that one leaving does not end the shared request: 'a caller aborting leaves the shared request
+    // running for the others' shows b getting its body)
     b.abort(new Error('b left'));
     await assert.rejects(pb, /b left/);
-    for (let i = 0; i < 100 && primary.requests[0]!.endedAt === undefined; i++)
-      await new Promise((r) => setTimeout(r, 20));
-    assert.notEqual(primary.requests[0]!.endedAt, undefined, 'the upstream request was aborted');
+    await primary.waitForIdle(); // the connection closed: the upstream request was aborted
+    assert.notEqual(primary.requests[0]!.endedAt, undefined);
     assert.equal(primary.requestCount, 1);
   });
 });
@@ -300,17 +301,21 @@ describe('HTTP caching', () => {
 });
 
 describe('limits and retries', () => {
-  it('Retry-After on 503 is honoured before the next attempt', async () => {
+  it('Retry-After on 503 is honoured before the next attempt (injected clock)', async () => {
     primary.setFault({ type: 'status', status: 503, retryAfter: 1 }, { times: 1 });
-    const c = client({ maxAttempts: 2 });
-    const started = performance.now();
-    const r = await c.get(`${primary.origin}/doc`);
-    const elapsed = performance.now() - started;
+    const clock = new TestClock();
+    const c = client({ maxAttempts: 2, clock, attemptTimeoutMs: 60_000 });
+    const sleep = clock.waitForTimers((ms) => ms >= 1000 && ms < 2000);
+    const p = c.get(`${primary.origin}/doc`);
+    const waitMs = await sleep; // the retry sleeps at least what Retry-After asked for
+    await primary.waitForRequests(1);
+    clock.advance(waitMs - 1);
+    assert.equal(primary.requestCount, 1, 'no retry before the wait is over');
+    clock.advance(1);
+    const r = await p;
     assert.equal(r.tier, 'primary');
     assert.equal(r.attempts, 2);
-    assert.ok(elapsed >= 990, `waited ${elapsed} ms`);
-    const [a, b] = primary.requests;
-    assert.ok(b!.startedAt - a!.startedAt >= 990);
+    assert.ok(waitMs >= 1000);
   });
 
   it('a Retry-After longer than maxRetryAfterMs ends that source at once (429)', async () => {
@@ -360,27 +365,36 @@ describe('limits and retries', () => {
     );
   });
 
-  it('the total deadline is shared among sources: a black-holed primary cannot starve the mirror', async () => {
+  it('the total deadline is shared among sources: a black-holed primary cannot starve the mirror (injected clock)', async () => {
     primary.setFault({ type: 'blackhole' });
-    const c = client({ headersTimeoutMs: 5000, totalTimeoutMs: 800, maxAttempts: 10, cache: false });
-    let started = performance.now();
-    const r = await c.get(`${primary.origin}/doc`, { fallbackUrls: [`${mirror.origin}/doc`] });
-    let elapsed = performance.now() - started;
+    const clock = new TestClock();
+    // an attempt deadline beyond the total: only the shares end the attempts
+    const opts = { headersTimeoutMs: 60_000, totalTimeoutMs: 800, attemptTimeoutMs: 5000, maxAttempts: 10 };
+    const c = client({ ...opts, cache: false, clock });
+    let share = clock.waitForTimers((ms) => ms === 400);
+    const served = c.get(`${primary.origin}/doc`, { fallbackUrls: [`${mirror.origin}/doc`] });
+    await primary.waitForRequests(1);
+    await share; // the primary may use half of the 800 ms: the other half is the mirror's
+    clock.advance(400);
+    const r = await served;
     assert.equal(r.tier, 'fallback');
-    assert.ok(
-      r.tiers[1]!.elapsedMs >= 390 && r.tiers[1]!.elapsedMs < 800,
-      `primary used ${r.tiers[1]!.elapsedMs} ms`,
-    );
-    assert.ok(elapsed < 800 + 1500, `elapsed ${elapsed} ms`);
+    assert.equal(r.tiers[1]!.elapsedMs, 400);
 
     mirror.setFault({ type: 'blackhole' });
-    started = performance.now();
-    const error = (await c
+    share = clock.waitForTimers((ms) => ms === 400, 2);
+    const failed = c
       .get(`${primary.origin}/doc`, { fallbackUrls: [`${mirror.origin}/doc`] })
-      .catch((e: unknown) => e)) as AllSourcesFailedError;
-    elapsed = performance.now() - started;
+      .catch((e: unknown) => e);
+    await primary.waitForRequests(2);
+    await share;
+    const last = clock.waitForTimers((ms) => ms === 400, 3); // the mirror gets all that is left
+    clock.advance(400);
+    await mirror.waitForRequests(2);
+    await last;
+    clock.advance(400);
+    const error = (await failed) as AllSourcesFailedError;
     assert.ok(error instanceof AllSourcesFailedError);
-    assert.ok(elapsed >= 780 && elapsed < 800 + 1500, `elapsed ${elapsed} ms`);
+    assert.equal(error.tiers.at(-2)!.elapsedMs, 400);
   });
 
   it('onAttempt reports every attempt before the call settles, also those a timeout ended', async () => {
@@ -411,13 +425,13 @@ describe('limits and retries', () => {
   });
 
   it('a get after close() fails at once: a closed dispatcher is not retried as a network failure', async () => {
-    const c = createHttpClient({ cache: false, backoff: { initialDelayMs: 1000 } });
+    // the clock never moves: a retry would sleep on it for ever (and the test time out)
+    const clock = new TestClock();
+    const c = createHttpClient({ cache: false, backoff: { initialDelayMs: 1000 }, clock });
     await c.close();
     const events: HttpAttemptEvent[] = [];
     c.onAttempt((e) => events.push(e));
-    const started = performance.now();
     await assert.rejects(c.get(`${primary.origin}/doc`), AllSourcesFailedError);
-    assert.ok(performance.now() - started < 900, 'no backoff: not retried');
     assert.equal(events.length, 1);
     assert.equal(primary.requestCount, 0);
   });

@@ -3,10 +3,16 @@
  *
  *   fresh cache → primary → fallback mirror(s) → stale cache (within max-stale) → AllSourcesFailedError
  *
- * Each network tier runs `total deadline → retry (honours Retry-After) → circuit breaker (per origin) →
- * attempt timeout → one undici request`. Concurrent `get`s of the same URL share one run (single-flight).
+ * Each network tier runs `share of the total deadline → retry (honours Retry-After) → circuit breaker (per
+ * origin) → one attempt (a deadline until its response headers; then the body, streamed)`. A body goes to
+ * sinks as it arrives — the caller's and the cache's — and counts only once it is complete: a cut, stalled
+ * or undecodable body fails the attempt (retried, counted against the origin, the next tier tried), its
+ * sinks are aborted, and nothing of it is stored. Concurrent `get`s of the same URL share one run
+ * (single-flight).
  */
 import {
+  TimeoutError,
+  classify,
   degrade,
   circuitBreaker,
   pipeline,
@@ -36,7 +42,12 @@ import {
   type PolicyClass,
 } from './cache/semantics.js';
 import { MemoryCacheStore } from './cache/memory-store.js';
-import type { CacheStore, CachedResponse } from './cache/store.js';
+import {
+  streamingView,
+  type CacheEntryHandle,
+  type CacheEntryWriter,
+  type StreamingStore,
+} from './cache/store.js';
 import { HttpError, HttpNetworkError, HttpStatusError, messageOf, parseRetryAfter } from './errors.js';
 import {
   resolveOptions,
@@ -44,8 +55,21 @@ import {
   type HttpClientOptions,
   type ResolvedOptions,
 } from './options.js';
+import { resetGuard } from './reset-guard.js';
 import { parseHttpUrl } from './url.js';
-import { attempt as sendOnce, headerValue, type RawResponse, type ResponseHeaders } from './transport.js';
+import {
+  ACCEPT_ENCODING,
+  SinkFailure,
+  decodedHeaders,
+  drain,
+  headerValue,
+  openResponse,
+  pumpBody,
+  willDecode,
+  type BodySink,
+  type OpenResponse,
+  type ResponseHeaders,
+} from './transport.js';
 
 /**
  * The skip reasons of the cache tiers when no cached copy was there to judge (stable strings: a CLI can
@@ -70,12 +94,40 @@ export interface HttpGetOptions {
   cacheMode?: 'default' | 'no-cache' | 'no-store';
   /** Body download progress (only for the caller that started a shared call). */
   onProgress?: (receivedBytes: number, totalBytes: number | undefined) => void;
+  /** `HEAD`: the headers only (a stored response answers it too; nothing is stored). @default 'GET' */
+  method?: 'GET' | 'HEAD';
+  /**
+   * Statuses served as the answer besides 2xx (e.g. to see a 404's body). A status it accepts is served
+   * like a 2xx: not retried, not failed over. @default none
+   */
+  acceptStatus?: (status: number) => boolean;
 }
 
-export interface HttpResponse {
+/** Where a body is written: called once per response whose body is about to be read (every attempt, every tier). */
+export type SinkFactory = (info: BodyInfo) => BodySink;
+
+/** The response a sink is opened for. */
+export interface BodyInfo {
   readonly status: number;
   readonly headers: ResponseHeaders;
-  readonly body: Buffer;
+  readonly url: string;
+  /** The ladder tier the body comes from: `fresh-cache`, `primary`, `fallback-1`, …, `stale-cache`. */
+  readonly source: string;
+}
+
+export interface HttpDownloadOptions extends HttpGetOptions {
+  /**
+   * Opens a sink for each body about to be read. The body is written as it arrives; `close()` is called
+   * once it is complete and accepted, `abort()` when it is cut or not served. The sink of the body that
+   * was served is `download()`'s `sink`; every other one is aborted before `download()` settles.
+   */
+  sink: SinkFactory;
+}
+
+/** What every call reports about the response that served. */
+export interface HttpResult {
+  readonly status: number;
+  readonly headers: ResponseHeaders;
   /** The URL that served the body (after redirects; the mirror's for a fallback; the stored one for the cache). */
   readonly url: string;
   readonly tier: HttpTier;
@@ -90,11 +142,22 @@ export interface HttpResponse {
   /** HTTP requests made for this call (all tiers, retries and revalidations included; redirects not). */
   readonly attempts: number;
   readonly redirects: number;
+  /** Body bytes served (decoded). */
+  readonly bytes: number;
   /** What happened at each tier tried, the serving tier last. */
   readonly tiers: readonly TierReport[];
   readonly elapsedMs: number;
   /** True when this call joined another caller's identical call in flight. */
   readonly shared: boolean;
+}
+
+export interface HttpResponse extends HttpResult {
+  readonly body: Buffer;
+}
+
+export interface HttpDownload extends HttpResult {
+  /** The sink that holds the served body (closed). */
+  readonly sink: BodySink;
 }
 
 /** One HTTP request of a network tier. */
@@ -119,14 +182,23 @@ export interface HttpCacheErrorEvent {
   readonly error: unknown;
 }
 
+export interface HttpCloseOptions {
+  /**
+   * Aborting it ends the wait for background refreshes (stale-while-revalidate) at once: they are aborted
+   * and the entries stay as they were.
+   */
+  signal?: AbortSignal;
+}
+
 interface Served {
   readonly status: number;
   readonly headers: ResponseHeaders;
-  readonly body: Buffer;
   readonly url: string;
   readonly revalidated: boolean;
   readonly redirects: number;
   readonly age: CacheAge | undefined;
+  readonly bytes: number;
+  readonly sink: BodySink | undefined;
 }
 
 /** Per-call state shared by the tiers of one ladder run. */
@@ -137,23 +209,70 @@ interface Flight {
   readonly req: CachePolicy.HttpRequest;
   readonly deadlineAt: number;
   readonly mode: 'default' | 'no-cache' | 'no-store';
+  readonly method: 'GET' | 'HEAD';
+  readonly accept: (status: number) => boolean;
+  readonly sinkFactory: SinkFactory;
+  /** A background refresh: nobody reads the body (a 304 does not read the stored one back). */
+  readonly discardBody: boolean;
   readonly onProgress: HttpGetOptions['onProgress'];
-  entry: CachedResponse | undefined;
+  /** Every caller sink and cache writer opened for this flight (the unserved ones are aborted at the end). */
+  readonly sinks: BodySink[];
+  readonly writers: CacheEntryWriter[];
+  entry: CacheEntryHandle | undefined;
   policy: CachePolicy | undefined;
   attempts: number;
 }
 
+/** What one attempt got. */
+type Fetched =
+  | {
+      readonly kind: 'body';
+      readonly head: OpenResponse;
+      readonly headers: ResponseHeaders;
+      readonly bytes: number;
+      readonly sink: BodySink | undefined;
+      readonly writer: CacheEntryWriter | undefined;
+      readonly policy: CachePolicy | undefined;
+    }
+  | { readonly kind: 'not-modified'; readonly head: OpenResponse };
+
+/** Bodies of `get()`, gathered in memory (bounded by `maxBodyBytes` upstream). */
+class MemorySink implements BodySink {
+  readonly #chunks: Buffer[] = [];
+  #body: Buffer | undefined;
+
+  write(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+  }
+
+  async close(): Promise<void> {}
+
+  abort(): void {
+    this.#chunks.length = 0;
+  }
+
+  get body(): Buffer {
+    this.#body ??= this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
+    return this.#body;
+  }
+}
+
+const memorySinks: SinkFactory = () => new MemorySink();
+const only2xx = (): boolean => false;
+let uniqueCalls = 0;
+
 export class HttpClient {
   readonly options: ResolvedOptions;
+  readonly #base: Dispatcher;
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
-  readonly #cache: CacheStore | undefined;
+  readonly #cache: StreamingStore | undefined;
   readonly #Policy: PolicyClass;
-  readonly #retry: Policy;
-  readonly #attemptTimeout: Policy | undefined;
   readonly #breakers = new Map<string, Policy>();
   readonly #ladders = new Map<number, Degrader<Flight, Served>>();
-  readonly #background = new Set<Promise<unknown>>();
+  readonly #background = new Map<string, Promise<unknown>>();
+  /** Aborts the background refreshes (`close({ signal })`). */
+  readonly #backgroundAbort = new AbortController();
   #closed = false;
   readonly #onTier = new EventEmitter<TierEvent>();
   readonly #onAttempt = new EventEmitter<HttpAttemptEvent>();
@@ -169,48 +288,97 @@ export class HttpClient {
     const o = resolveOptions(options);
     this.options = o;
     this.#ownsDispatcher = o.dispatcher === undefined;
-    this.#dispatcher = o.dispatcher ?? new EnvHttpProxyAgent({ connect: { timeout: o.connectTimeoutMs } });
-    this.#cache = o.cache === false ? undefined : (o.cache ?? new MemoryCacheStore());
+    this.#base =
+      o.dispatcher ?? new EnvHttpProxyAgent({ connect: { timeout: o.connectTimeoutMs, ...o.tls } });
+    // a close-delimited body cut by a reset is an error, not a short body (see reset-guard.ts)
+    this.#dispatcher = this.#base.compose(resetGuard);
+    const store = o.cache === false ? undefined : (o.cache ?? new MemoryCacheStore());
+    this.#cache = store === undefined ? undefined : streamingView(store);
     this.#Policy = policyClass(o.now);
-    this.#retry = retry({
-      ...o.backoff,
-      maxAttempts: o.maxAttempts,
-      maxRetryAfterMs: o.maxRetryAfterMs,
-      clock: o.clock,
-      name: 'http-retry',
-      // core's classifier: an open breaker means "not now", so the next tier is tried instead of waiting
-    });
-    this.#attemptTimeout = Number.isFinite(o.attemptTimeoutMs)
-      ? timeout({ timeoutMs: o.attemptTimeoutMs, clock: o.clock, name: 'http-attempt-timeout' })
-      : undefined;
   }
 
-  /** GETs `url` through the tiers. Rejects with AllSourcesFailedError, a final HttpError, or the abort reason. */
+  /** GETs `url` through the tiers into memory. Rejects with AllSourcesFailedError, a final HttpError, or the abort reason. */
   async get(url: string, options: HttpGetOptions = {}): Promise<HttpResponse> {
+    const { served, result, flight } = await this.#run(url, options, undefined);
+    const { sink, ...rest } = this.#result(served, result, flight);
+    const body = sink instanceof MemorySink ? sink.body : Buffer.alloc(0);
+    return { ...rest, body };
+  }
+
+  /**
+   * GETs `url` through the tiers, writing the body into sinks from `options.sink` as it arrives: memory
+   * stays bounded whatever the body's size. The served body's sink is closed and returned; every other
+   * sink opened on the way (cut bodies, other tiers) is aborted.
+   */
+  async download(url: string, options: HttpDownloadOptions): Promise<HttpDownload> {
+    if (typeof options?.sink !== 'function') throw new TypeError('download: options.sink must be a function');
+    const { served, result, flight } = await this.#run(url, options, options.sink);
+    const { sink, ...rest } = this.#result(served, result, flight);
+    return { ...rest, sink: sink ?? emptySink() };
+  }
+
+  async #run(
+    url: string,
+    options: HttpGetOptions,
+    sinkFactory: SinkFactory | undefined,
+  ): Promise<{
+    served: Served;
+    result: { tier: string; tiers: readonly TierReport[]; elapsedMs: number; shared: boolean };
+    flight: Flight;
+  }> {
     const primary = parseUrl(url, 'url');
     const fallbackUrls = (options.fallbackUrls ?? []).map((u, i) => parseUrl(u, `fallbackUrls[${i}]`));
     const mode = options.cacheMode ?? 'default';
-    const key = primary;
+    const method = options.method ?? 'GET';
+    if (method !== 'GET' && method !== 'HEAD')
+      throw new TypeError(`method: GET or HEAD, not ${String(method)}`);
+    const headers = this.#requestHeaders();
     const flight: Flight = {
-      key,
+      key: primary,
       url: primary,
       fallbackUrls,
-      req: cacheRequest(primary, this.options.headers),
+      req: cacheRequest(primary, headers),
       deadlineAt: this.options.clock.now() + this.options.totalTimeoutMs,
       mode,
+      method,
+      accept: options.acceptStatus ?? only2xx,
+      sinkFactory: sinkFactory ?? memorySinks,
+      discardBody: false,
       onProgress: options.onProgress,
+      sinks: [],
+      writers: [],
       entry: undefined,
       policy: undefined,
       attempts: 0,
     };
+    // calls that write into the caller's own sinks, or that change what is served, are not shared
+    const shareable = sinkFactory === undefined && method === 'GET' && options.acceptStatus === undefined;
+    const key = `${mode} ${primary} ${fallbackUrls.join(' ')}${shareable ? '' : ` #${++uniqueCalls}`}`;
     const ladder = this.#ladder(fallbackUrls.length);
-    const result = await ladder.execute(flight, { signal: options.signal });
-    const served = result.value;
+    let served: Served | undefined;
+    try {
+      const result = await ladder.execute(flight, { signal: options.signal, key });
+      served = result.value;
+      return { served, result, flight };
+    } catch (error) {
+      if (error instanceof SinkFailure) throw error.error;
+      throw error;
+    } finally {
+      // what was opened and not served: temp files, partial bodies (a shared flight's are its own)
+      for (const s of flight.sinks) if (s !== served?.sink) await quietly(s.abort(new Error('not served')));
+      for (const w of flight.writers) await quietly(w.abort());
+    }
+  }
+
+  #result(
+    served: Served,
+    result: { tier: string; tiers: readonly TierReport[]; elapsedMs: number; shared: boolean },
+    flight: Flight,
+  ): HttpResult & { sink: BodySink | undefined } {
     const tier: HttpTier = result.tier.startsWith('fallback') ? 'fallback' : (result.tier as HttpTier);
     return {
       status: served.status,
       headers: served.headers,
-      body: served.body,
       url: served.url,
       tier,
       source: result.tier,
@@ -219,19 +387,38 @@ export class HttpClient {
       stalenessMs: served.age?.stalenessMs ?? 0,
       attempts: flight.attempts,
       redirects: served.redirects,
+      bytes: served.bytes,
       tiers: result.tiers,
       elapsedMs: result.elapsedMs,
       shared: result.shared,
+      sink: served.sink,
     };
   }
 
-  /** Waits for background revalidations (stale-while-revalidate), then closes the default dispatcher. */
-  async close(): Promise<void> {
-    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+  /**
+   * Waits for background revalidations (stale-while-revalidate), then closes the default dispatcher.
+   * `options.signal` bounds the wait: when it aborts, the refreshes are aborted.
+   */
+  async close(options: HttpCloseOptions = {}): Promise<void> {
+    const { signal } = options;
+    if (signal?.aborted) this.#backgroundAbort.abort(signal.reason);
+    const unlisten =
+      signal === undefined ? undefined : onAbort(signal, () => this.#backgroundAbort.abort(signal.reason));
+    try {
+      while (this.#background.size > 0) await Promise.allSettled([...this.#background.values()]);
+    } finally {
+      unlisten?.();
+    }
     if (this.#ownsDispatcher && !this.#closed) {
       this.#closed = true;
-      await this.#dispatcher.close();
+      await this.#base.close();
     }
+  }
+
+  #requestHeaders(): Readonly<Record<string, string>> {
+    const h = this.options.headers;
+    if (!this.options.decompress || h['accept-encoding'] !== undefined) return h;
+    return { ...h, 'accept-encoding': ACCEPT_ENCODING };
   }
 
   #ladder(fallbacks: number): Degrader<Flight, Served> {
@@ -241,9 +428,10 @@ export class HttpClient {
       name: 'http-get',
       clock: this.options.clock,
       singleFlight: true,
-      key: (f) => `${f.mode} ${f.key} ${f.fallbackUrls.join(' ')}`,
-      // a definitive answer from the primary (404, 403, body too large, bad redirect) is not an outage
+      // a definitive answer from the primary (404, 403, body too large, bad redirect) is not an outage;
+      // a local failure (the caller's sink could not write) ends the call wherever it happens
       shouldDegrade: (error, tier) =>
+        !(error instanceof SinkFailure) &&
         !(
           tier === 'primary' &&
           error instanceof HttpError &&
@@ -252,10 +440,10 @@ export class HttpClient {
         ),
       tiers: [
         { name: 'fresh-cache', run: (ctx) => this.#freshTier(ctx) },
-        { name: 'primary', run: (ctx) => this.#sourceTier(ctx, ctx.input.url) },
+        { name: 'primary', run: (ctx) => this.#sourceTier(ctx, ctx.input.url, 0) },
         ...Array.from({ length: fallbacks }, (_, i) => ({
           name: `fallback-${i + 1}`,
-          run: (ctx: TierContext<Flight>) => this.#sourceTier(ctx, ctx.input.fallbackUrls[i]!),
+          run: (ctx: TierContext<Flight>) => this.#sourceTier(ctx, ctx.input.fallbackUrls[i]!, i + 1),
         })),
         { name: 'stale-cache', run: (ctx) => this.#staleTier(ctx) },
       ],
@@ -271,9 +459,9 @@ export class HttpClient {
     const f = ctx.input;
     if (this.#cache === undefined) return ctx.skip(NO_COPY_REASONS.cacheDisabled);
     if (f.mode === 'no-store') return ctx.skip(NO_COPY_REASONS.noStore);
-    let entry: CachedResponse | undefined;
+    let entry: CacheEntryHandle | undefined;
     try {
-      entry = await this.#cache.get(f.key);
+      entry = await this.#cache.open(f.key);
     } catch (error) {
       this.#cacheError('read', f.key, error);
       return ctx.skip(`cache read failed: ${messageOf(error)}`);
@@ -285,8 +473,14 @@ export class HttpClient {
     if (f.mode === 'no-cache') return ctx.skip('revalidation requested (no-cache)');
     const decision = freshDecision(policy, f.req);
     if (decision.use === 'no') return ctx.skip(decision.reason);
+    const served = await this.#serveStored(ctx, f, entry, policy, decision.age, false, 0);
+    if (served === undefined) {
+      f.entry = undefined;
+      f.policy = undefined;
+      return ctx.skip('cached copy is damaged');
+    }
     if (decision.use === 'stale-while-revalidate') this.#revalidateInBackground(f);
-    return this.#fromCache(entry, policy, decision.age);
+    return served;
   }
 
   async #staleTier(ctx: TierContext<Flight>): Promise<Served | ReturnType<typeof ctx.skip>> {
@@ -296,115 +490,219 @@ export class HttpClient {
     if (f.entry === undefined || f.policy === undefined) return ctx.skip(NO_COPY_REASONS.noCopy);
     const decision = staleDecision(f.policy, this.options.maxStaleMs, HTTP_CLIENT_DEFAULTS.defaultMaxStaleMs);
     if (!decision.use) return ctx.skip(decision.reason);
-    return this.#fromCache(f.entry, f.policy, decision.age);
+    const served = await this.#serveStored(ctx, f, f.entry, f.policy, decision.age, false, 0);
+    if (served === undefined) return ctx.skip('cached copy is damaged');
+    return served;
   }
 
-  #fromCache(entry: CachedResponse, policy: CachePolicy, age: CacheAge): Served {
+  /**
+   * Writes a stored body into a new caller sink (checked as it is read). Undefined when the stored body
+   * turned out damaged (the sink is aborted, the store reported it).
+   */
+  async #serveStored(
+    ctx: TierContext<Flight>,
+    f: Flight,
+    entry: CacheEntryHandle,
+    policy: CachePolicy,
+    age: CacheAge,
+    revalidated: boolean,
+    redirects: number,
+  ): Promise<Served | undefined> {
     const headers = policy.responseHeaders() as ResponseHeaders;
-    return {
-      status: entry.policy.st,
-      headers,
-      body: entry.body,
-      url: entry.url,
-      revalidated: false,
-      redirects: 0,
-      age,
-    };
+    const status = entry.policy.st;
+    const base = { status, headers, url: entry.url, revalidated, redirects, age };
+    if (f.method === 'HEAD') return { ...base, bytes: 0, sink: undefined };
+    if (f.discardBody) return { ...base, bytes: entry.size, sink: undefined };
+    const sink = this.#openSink(f, { status, headers, url: entry.url, source: ctx.tier });
+    let bytes = 0;
+    try {
+      for await (const chunk of entry.read()) {
+        if (ctx.signal.aborted) throw ctx.signal.reason;
+        bytes += chunk.length;
+        try {
+          const r = sink.write(chunk);
+          if (r !== undefined) await r;
+        } catch (error) {
+          throw new SinkFailure(error);
+        }
+        f.onProgress?.(bytes, entry.size);
+      }
+      try {
+        await sink.close();
+      } catch (error) {
+        throw new SinkFailure(error);
+      }
+    } catch (error) {
+      await quietly(sink.abort(error));
+      if (error instanceof SinkFailure || ctx.signal.aborted) throw error;
+      this.#cacheError('read', f.key, error);
+      return undefined;
+    }
+    return { ...base, bytes, sink };
   }
 
-  async #sourceTier(ctx: TierContext<Flight>, url: string): Promise<Served | ReturnType<typeof ctx.skip>> {
+  #openSink(f: Flight, info: BodyInfo): BodySink {
+    let sink: BodySink;
+    try {
+      sink = f.sinkFactory(info);
+    } catch (error) {
+      throw new SinkFailure(error);
+    }
+    f.sinks.push(sink);
+    return sink;
+  }
+
+  async #sourceTier(
+    ctx: TierContext<Flight>,
+    url: string,
+    index: number,
+  ): Promise<Served | ReturnType<typeof ctx.skip>> {
     const f = ctx.input;
-    const remaining = f.deadlineAt - this.options.clock.now();
-    if (!(remaining > 0)) return ctx.skip(`total timeout of ${this.options.totalTimeoutMs} ms already spent`);
+    const o = this.options;
+    const remaining = f.deadlineAt - o.clock.now();
+    if (!(remaining > 0)) return ctx.skip(`total timeout of ${o.totalTimeoutMs} ms already spent`);
     // the budget left is shared fairly: this source may use at most remaining / (sources still to try),
     // so a black-holed primary cannot starve the mirrors (the last source gets all that is left)
-    const index = ctx.tier === 'primary' ? 0 : Number(ctx.tier.slice('fallback-'.length));
-    const budget = Math.max(1, Math.round(remaining / (f.fallbackUrls.length - index + 1)));
+    const sourcesLeft = f.fallbackUrls.length - index + 1;
+    const lastSource = sourcesLeft === 1;
+    const budget = Math.max(1, Math.round(remaining / sourcesLeft));
     const conditional =
       f.entry !== undefined &&
       f.policy !== undefined &&
       f.mode !== 'no-store' &&
+      f.method === 'GET' &&
       hasValidator(f.policy) &&
       new URL(f.entry.url).origin === new URL(url).origin;
     const guard = pipeline(
       ...(Number.isFinite(budget)
-        ? [timeout({ timeoutMs: budget, clock: this.options.clock, name: 'http-total-timeout' })]
+        ? [timeout({ timeoutMs: budget, clock: o.clock, name: 'http-total-timeout' })]
         : []),
-      this.#retry,
+      this.#retryFor(lastSource),
       ...this.#breakerFor(url),
-      ...(this.#attemptTimeout ? [this.#attemptTimeout] : []),
     );
     const headers = conditional
-      ? { ...this.options.headers, ...revalidationHeaders(f.policy!, f.req) }
-      : this.options.headers;
-    const raw = await guard.run(
-      (actx) => this.#send(url, headers, conditional, ctx.tier, actx.attempt, actx.signal, f),
+      ? { ...this.#requestHeaders(), ...revalidationHeaders(f.policy!, f.req) }
+      : this.#requestHeaders();
+    const fetched = await guard.run(
+      (actx) => this.#send(url, headers, conditional, ctx.tier, actx.attempt, lastSource, actx.signal, f),
       ctx,
     );
-    if (raw.status === 304 && f.entry !== undefined && f.policy !== undefined) {
-      const { policy, modified } = f.policy.revalidatedPolicy(f.req, { status: 304, headers: raw.headers });
+    if (fetched.kind === 'not-modified' && f.entry !== undefined && f.policy !== undefined) {
+      const { policy, modified } = f.policy.revalidatedPolicy(f.req, {
+        status: 304,
+        headers: fetched.head.headers,
+      });
       if (!modified) {
-        const entry: CachedResponse = { ...f.entry, policy: policy.toObject() };
-        await this.#store(entry);
-        return {
-          ...this.#fromCache(entry, policy, ageOf(policy)),
-          revalidated: true,
-          redirects: raw.redirects,
-        };
+        const entry = f.entry;
+        const served = await this.#serveStored(
+          ctx,
+          f,
+          entry,
+          policy,
+          ageOf(policy),
+          true,
+          fetched.head.redirects,
+        );
+        if (served !== undefined) {
+          await this.#cache!.refresh(entry, policy.toObject()).catch((e: unknown) =>
+            this.#cacheError('write', f.key, e),
+          );
+          return served;
+        }
       }
-      // the 304 does not match what we hold: fetch the full response
+      // the 304 does not match what we hold (or that is damaged): fetch the full response
       const full = await guard.run(
-        (actx) => this.#send(url, this.options.headers, false, ctx.tier, actx.attempt, actx.signal, f),
+        (actx) =>
+          this.#send(url, this.#requestHeaders(), false, ctx.tier, actx.attempt, lastSource, actx.signal, f),
         ctx,
       );
       return this.#fresh(f, full);
     }
-    return this.#fresh(f, raw);
+    return this.#fresh(f, fetched);
   }
 
-  async #fresh(f: Flight, raw: RawResponse): Promise<Served> {
-    if (this.#cache !== undefined && f.mode !== 'no-store') {
-      const policy = newPolicy(this.#Policy, f.req, raw.status, raw.headers);
-      if (policy.storable())
-        await this.#store({ key: f.key, url: raw.url, policy: policy.toObject(), body: raw.body });
-      else if (f.entry !== undefined)
-        await this.#cache.delete(f.key).catch((e: unknown) => this.#cacheError('delete', f.key, e));
+  /** A fetched body becomes the served one: its cache entry is published (or the old one dropped). */
+  async #fresh(f: Flight, fetched: Fetched): Promise<Served> {
+    if (fetched.kind !== 'body') throw new Error('unreachable: a 304 without a cached copy');
+    if (fetched.writer !== undefined && fetched.policy !== undefined) {
+      await fetched.writer
+        .commit(fetched.policy.toObject())
+        .catch((e: unknown) => this.#cacheError('write', f.key, e));
+    } else if (
+      this.#cache !== undefined &&
+      f.mode !== 'no-store' &&
+      f.method === 'GET' &&
+      f.entry !== undefined &&
+      fetched.policy !== undefined &&
+      !fetched.policy.storable()
+    ) {
+      await this.#cache.delete(f.key).catch((e: unknown) => this.#cacheError('delete', f.key, e));
     }
     return {
-      status: raw.status,
-      headers: raw.headers,
-      body: raw.body,
-      url: raw.url,
+      status: fetched.head.status,
+      headers: fetched.headers,
+      url: fetched.head.url,
       revalidated: false,
-      redirects: raw.redirects,
+      redirects: fetched.head.redirects,
       age: undefined,
+      bytes: fetched.bytes,
+      sink: fetched.sink,
     };
   }
 
-  async #store(entry: CachedResponse): Promise<void> {
-    try {
-      await this.#cache?.set(entry);
-    } catch (error) {
-      this.#cacheError('write', entry.key, error);
-    }
+  /**
+   * Retries for one source. A failure that may pass on another attempt is retried — except a timeout when
+   * another source remains: a source that did not answer in time is left for the next one (a black-holed
+   * primary costs one attempt deadline, not all its retries). An open breaker moves on at once.
+   */
+  #retryFor(lastSource: boolean): Policy {
+    const o = this.options;
+    return retry({
+      ...o.backoff,
+      maxAttempts: o.maxAttempts,
+      maxRetryAfterMs: o.maxRetryAfterMs,
+      clock: o.clock,
+      name: 'http-retry',
+      classify: lastSource ? classify : NOT_LAST_SOURCE_CLASSIFY,
+    });
   }
 
-  /** One HTTP request; statuses other than 2xx (and an expected 304) become HttpStatusError. */
+  /**
+   * How long attempt `n` may wait for its response headers (connect included). An explicit
+   * `attemptTimeoutMs` applies to every attempt. By default it is derived from the total: the first
+   * attempt gets `totalTimeoutMs / 15` (2 s of the default 30 s; at least 1 s, at most 10 s), each retry
+   * twice the one before, and the last attempt of the last source has no deadline of its own (only the
+   * total) — the short ones exist to leave time for another attempt or source.
+   */
+  #attemptDeadline(attempt: number, lastSource: boolean): number {
+    const o = this.options;
+    if (o.attemptTimeoutMs !== undefined) return o.attemptTimeoutMs;
+    if (lastSource && attempt >= o.maxAttempts) return Infinity;
+    return derivedAttemptTimeoutMs(o.totalTimeoutMs) * 2 ** (attempt - 1);
+  }
+
+  /**
+   * One HTTP request. The response headers must arrive within the attempt deadline; then the body streams
+   * into a caller sink and (when the response is storable) a cache writer. Statuses that are not served
+   * become HttpStatusError; a 304 to a conditional request is returned as `not-modified`.
+   */
   async #send(
     url: string,
     headers: Readonly<Record<string, string>>,
     conditional: boolean,
     tier: string,
     attemptNo: number,
+    lastSource: boolean,
     signal: AbortSignal,
     f: Flight,
-  ): Promise<RawResponse> {
+  ): Promise<Fetched> {
     f.attempts++;
-    const started = this.options.clock.now();
     const o = this.options;
-    // Every attempt is reported once, also one a timeout or an abort ended. Those abort `signal` before the
-    // policies reject, so the event is emitted then: before the call settles, not when the transfer has
-    // finished unwinding (an aggressive timeout does not wait for it).
+    const clock = o.clock;
+    const started = clock.now();
+    // Every attempt is reported once, also one a timeout or an abort ended. Those abort the signal before
+    // the policies reject, so the event is emitted then: before the call settles, not when the transfer
+    // has finished unwinding (an aggressive timeout does not wait for it).
     let reported = !this.#onAttempt.active;
     const report = (status: number | undefined, error: unknown): void => {
       if (reported) return;
@@ -412,32 +710,126 @@ export class HttpClient {
       const e = error === undefined || error instanceof Error ? error : new Error(String(error));
       this.#attemptEvent(tier, url, attemptNo, status, e, started);
     };
-    const unlisten = reported ? undefined : onAbort(signal, () => report(undefined, signal.reason));
+    // the attempt's own signal: the policies' one, plus the deadline until the headers arrive
+    const controller = new AbortController();
+    const unlink = onAbort(signal, () => controller.abort(signal.reason));
+    const deadlineMs = this.#attemptDeadline(attemptNo, lastSource);
+    let timer = Number.isFinite(deadlineMs)
+      ? clock.setTimeout(() => controller.abort(new TimeoutError(deadlineMs)), deadlineMs)
+      : undefined;
+    const clearTimer = (): void => {
+      if (timer !== undefined) clock.clearTimeout(timer);
+      timer = undefined;
+    };
+    const attemptSignal = controller.signal;
+    const unlisten = reported
+      ? undefined
+      : onAbort(attemptSignal, () => report(undefined, attemptSignal.reason));
+    let sink: BodySink | undefined;
+    let writer: CacheEntryWriter | undefined;
     try {
-      const raw = await sendOnce(url, {
+      const head = await openResponse(url, {
         dispatcher: this.#dispatcher,
+        method: f.method,
         headers,
-        signal,
+        signal: attemptSignal,
         headersTimeoutMs: o.headersTimeoutMs,
         bodyTimeoutMs: o.bodyTimeoutMs,
-        maxBodyBytes: o.maxBodyBytes,
         maxRedirects: o.maxRedirects,
-        onProgress: f.onProgress,
+        followRedirects: o.followRedirects,
       });
-      const ok = (raw.status >= 200 && raw.status < 300) || (raw.status === 304 && conditional);
-      if (!ok) {
+      clearTimer();
+      const status = head.status;
+      if (status === 304) {
+        drain(head.body);
+        if (conditional) {
+          report(status, undefined);
+          return { kind: 'not-modified', head };
+        }
+        throw new HttpNetworkError('protocol', head.url, undefined, {
+          detail: 'an unsolicited 304 Not Modified (no conditional request was sent)',
+        });
+      }
+      const served = (status >= 200 && status < 300) || f.accept(status);
+      if (!served && (!(status >= 300 && status < 400) || o.followRedirects)) {
+        drain(head.body);
         throw new HttpStatusError(
-          raw.status,
-          raw.url,
-          parseRetryAfter(headerValue(raw.headers, 'retry-after'), o.now()),
+          status,
+          head.url,
+          parseRetryAfter(headerValue(head.headers, 'retry-after'), o.now()),
         );
       }
-      report(raw.status, undefined);
-      return raw;
+      const decode = willDecode(head.headers, o.decompress && f.method === 'GET');
+      const servedHeaders = decode ? decodedHeaders(head.headers) : head.headers;
+      // only successes are stored: an accepted error status or an unfollowed redirect is served, not kept
+      const storing =
+        this.#cache !== undefined &&
+        f.mode !== 'no-store' &&
+        f.method === 'GET' &&
+        status >= 200 &&
+        status < 300;
+      const policy = storing ? newPolicy(this.#Policy, f.req, status, servedHeaders) : undefined;
+      if (policy !== undefined && policy.storable()) {
+        writer = this.#cache!.writer(f.key, head.url, o.maxBodyBytes);
+        f.writers.push(writer);
+      }
+      if (f.method === 'HEAD') {
+        drain(head.body);
+        report(status, undefined);
+        return {
+          kind: 'body',
+          head,
+          headers: servedHeaders,
+          bytes: 0,
+          sink: undefined,
+          writer: undefined,
+          policy: undefined,
+        };
+      }
+      sink = this.#openSink(f, { status, headers: servedHeaders, url: head.url, source: tier });
+      let writerFailed = false;
+      const bytes = await pumpBody(head.body, {
+        url: head.url,
+        signal: attemptSignal,
+        maxBodyBytes: o.maxBodyBytes,
+        decode,
+        headers: head.headers,
+        sink,
+        side: writer,
+        onSideFailure: (error) => {
+          writerFailed = true;
+          this.#cacheError('write', f.key, error);
+        },
+        onProgress: f.onProgress,
+      });
+      try {
+        await sink.close();
+      } catch (error) {
+        throw new SinkFailure(error);
+      }
+      if (writerFailed && writer !== undefined) {
+        await quietly(writer.abort());
+        writer = undefined;
+      }
+      if (writer !== undefined) {
+        const w = writer;
+        await w.close().catch(async (error: unknown) => {
+          this.#cacheError('write', f.key, error);
+          await quietly(w.abort());
+          writer = undefined;
+        });
+      }
+      report(status, undefined);
+      return { kind: 'body', head, headers: servedHeaders, bytes, sink, writer, policy };
     } catch (error) {
-      report(error instanceof HttpStatusError ? error.status : undefined, error);
-      throw error;
+      const reason = attemptSignal.aborted && !signal.aborted ? attemptSignal.reason : error;
+      if (sink !== undefined) await quietly(sink.abort(reason));
+      if (writer !== undefined) await quietly(writer.abort());
+      report(reason instanceof HttpStatusError ? reason.status : undefined, reason);
+      throw reason;
     } finally {
+      clearTimer();
+      unlink();
       unlisten?.();
     }
   }
@@ -472,8 +864,10 @@ export class HttpClient {
         strategy: { type: 'consecutive', threshold: config.consecutiveFailures },
         openDurationMs: config.openDurationMs,
         clock: this.options.clock,
-        // core's classifier: what is retryable counts (statuses, timeouts, network errors); an answer
-        // (404, 501: `retryable: false`) is the server working
+        // core's classifier: what is retryable counts (statuses, timeouts, network errors, cut bodies); an
+        // answer (404, 501: `retryable: false`) is the server working; a local failure (the caller's sink)
+        // is nobody's
+        classify: BREAKER_CLASSIFY,
       });
       this.#breakers.set(origin, breaker);
     }
@@ -482,36 +876,83 @@ export class HttpClient {
 
   /** stale-while-revalidate: refresh the entry after serving it, once per key at a time. */
   #revalidateInBackground(f: Flight): void {
-    const key = `revalidate ${f.key}`;
-    if ([...this.#background].some((p) => (p as { key?: string }).key === key)) return;
+    const key = f.key;
+    if (this.#background.has(key) || this.#backgroundAbort.signal.aborted) return;
     const flight: Flight = {
       ...f,
       deadlineAt: this.options.clock.now() + this.options.totalTimeoutMs,
+      fallbackUrls: [],
+      sinkFactory: () => discardSink,
+      discardBody: true,
       onProgress: undefined,
+      sinks: [],
+      writers: [],
       attempts: 0,
     };
     const ladder = degrade<Flight, Served>({
       name: 'http-revalidate',
       clock: this.options.clock,
-      tiers: [{ name: 'primary', run: (ctx) => this.#sourceTier(ctx, ctx.input.url) }],
+      tiers: [{ name: 'primary', run: (ctx) => this.#sourceTier(ctx, ctx.input.url, 0) }],
     });
     ladder.onTier((e) => {
       if (this.#onTier.active) this.#onTier.emit(e);
     });
     // a failed refresh changes nothing: the stored copy stays, and the next call tries again
-    const p = ladder.execute(flight).then(
-      () => undefined,
-      () => undefined,
-    );
-    const tracked = Object.assign(
-      p.finally(() => this.#background.delete(tracked)),
-      { key },
-    );
-    this.#background.add(tracked);
+    const p = ladder
+      .execute(flight, { signal: this.#backgroundAbort.signal })
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .finally(async () => {
+        for (const w of flight.writers) await quietly(w.abort());
+        this.#background.delete(key);
+      });
+    this.#background.set(key, p);
   }
 
   #cacheError(op: HttpCacheErrorEvent['op'], key: string, error: unknown): void {
     if (this.#onCacheError.active) this.#onCacheError.emit({ op, key, error });
+  }
+}
+
+/** The default attempt deadline for a total of `totalTimeoutMs`: a fifteenth, from 1 s to 10 s. */
+export function derivedAttemptTimeoutMs(totalTimeoutMs: number): number {
+  if (!Number.isFinite(totalTimeoutMs)) return HTTP_CLIENT_DEFAULTS.maxDerivedAttemptTimeoutMs;
+  return Math.min(
+    HTTP_CLIENT_DEFAULTS.maxDerivedAttemptTimeoutMs,
+    Math.max(HTTP_CLIENT_DEFAULTS.minDerivedAttemptTimeoutMs, Math.round(totalTimeoutMs / 15)),
+  );
+}
+
+/** A sink's own failure (full disk, closed pipe) is the caller's, not the origin's. */
+const BREAKER_CLASSIFY = classify.error(SinkFailure, 'ignore');
+/** A timeout while another source remains moves on to it instead of retrying (core's classifier otherwise). */
+const NOT_LAST_SOURCE_CLASSIFY = classify.errorWhen(isTimeout, 'ignore');
+
+function isTimeout(error: unknown): boolean {
+  if (error instanceof TimeoutError) return true;
+  return (
+    error instanceof HttpNetworkError &&
+    (error.kind === 'connect-timeout' || error.kind === 'headers-timeout')
+  );
+}
+
+const discardSink: BodySink = {
+  write: () => undefined,
+  close: async () => {},
+  abort: () => undefined,
+};
+
+function emptySink(): BodySink {
+  return discardSink;
+}
+
+async function quietly(p: Promise<unknown> | unknown): Promise<void> {
+  try {
+    await p;
+  } catch {
+    // best effort: discarding must never fail the call
   }
 }
 

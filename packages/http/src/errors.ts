@@ -86,9 +86,12 @@ export class HttpNetworkError extends HttpError {
     readonly url: string,
     /** The underlying error's code (`ECONNRESET`, `UND_ERR_HEADERS_TIMEOUT`, `HPE_INVALID_CONSTANT`, …). */
     readonly errorCode: string | undefined,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; detail?: string },
   ) {
-    super(`${describeKind(kind)} for ${url}${errorCode ? ` (${errorCode})` : ''}`, options);
+    super(
+      `${describeKind(kind)} for ${url}${options?.detail ? `: ${options.detail}` : ''}${errorCode ? ` (${errorCode})` : ''}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.retryable = RETRYABLE_KINDS.has(kind);
   }
 }

@@ -1,9 +1,10 @@
 /**
  * The options of `fetchAll`, their defaults (declared once, here) and their validation.
  */
-import { EXPONENTIAL_BACKOFF_DEFAULTS, InvalidOptionError } from '@bulwark/core';
+import { EXPONENTIAL_BACKOFF_DEFAULTS, InvalidOptionError, type Clock } from '@bulwark/core';
 import { checks, MAX_TIMER_MS } from '@bulwark/core/internal';
 import type { Dispatcher } from 'undici';
+import { resolveTls, type TlsOptions } from './options.js';
 
 export interface FetchAllOptions {
   /** Requests in flight at once, over all hosts (an integer ≥ 1). @default 50 */
@@ -14,7 +15,10 @@ export interface FetchAllOptions {
    * opened) gets at most `breakerFailures` until one of its requests succeeds. @default 10
    */
   perHostConcurrency?: number;
-  /** Time allowed per attempt, in ms: connect, headers and the whole body. @default 10_000 */
+  /**
+   * Time allowed per attempt, in ms: connect, headers and the whole body. 5 s: long enough for a slow
+   * server's answer, short enough that a dead host's one timeout is small against a bulk run. @default 5_000
+   */
   timeoutMs?: number;
   /**
    * Retries per URL after its first attempt, for network errors, timeouts, 408/425/429/500/502/503/504,
@@ -48,6 +52,14 @@ export interface FetchAllOptions {
    * failed probe round up to 60 s (core `circuitBreaker` defaults). @default 5_000
    */
   breakerOpenMs?: number;
+  /**
+   * URLs refused by their host's open breaker wait for it: when it lets probes through, they go (three
+   * first, the rest once it closes). They wait for free while other URLs are still in progress; once
+   * nothing else is left, the run waits at most `maxWaitMs` more for their hosts, then they fail with
+   * `CIRCUIT_OPEN` (their probes in flight too). `0`: a dead host never makes the run longer. At most
+   * `readAhead` URLs wait at once (more fail at once). @default 0
+   */
+  maxWaitMs?: number;
   /** Requests started per second per origin (fractional allowed; `Infinity`: no limit). @default Infinity */
   ratePerHost?: number;
   /**
@@ -74,13 +86,20 @@ export interface FetchAllOptions {
    * `connections: perHostConcurrency`, destroyed when the run ends
    */
   dispatcher?: Dispatcher;
+  /**
+   * TLS settings of the default dispatcher: `ca` (PEM certificates to trust), `rejectUnauthorized: false`
+   * (no certificate check). @default the system's trust store, certificates checked
+   */
+  tls?: TlsOptions;
+  /** The clock of every timeout, backoff, breaker, pace and wait (tests inject core's `FakeClock`). @default systemClock */
+  clock?: Clock;
 }
 
 /** The defaults of {@link FetchAllOptions}. */
 export const FETCH_ALL_DEFAULTS = Object.freeze({
   concurrency: 50,
   perHostConcurrency: 10,
-  timeoutMs: 10_000,
+  timeoutMs: 5_000,
   retries: 2,
   retryBudgetRatio: 0.1,
   retryBudgetMinPerSecond: 10,
@@ -88,13 +107,21 @@ export const FETCH_ALL_DEFAULTS = Object.freeze({
   maxRetryAfterMs: 5_000,
   breakerFailures: 5,
   breakerOpenMs: 5_000,
+  maxWaitMs: 0,
   ratePerHost: Infinity,
   readAhead: 1000,
   keepBody: false,
   maxBodyBytes: Infinity,
 });
 
-const KEYS = [...Object.keys(FETCH_ALL_DEFAULTS), 'headers', 'signal', 'dispatcher'] as readonly string[];
+const KEYS = [
+  ...Object.keys(FETCH_ALL_DEFAULTS),
+  'headers',
+  'signal',
+  'dispatcher',
+  'tls',
+  'clock',
+] as readonly string[];
 
 /** Options after validation and defaults. */
 export interface ResolvedFetchAllOptions {
@@ -108,6 +135,7 @@ export interface ResolvedFetchAllOptions {
   readonly maxRetryAfterMs: number;
   readonly breakerFailures: number;
   readonly breakerOpenMs: number;
+  readonly maxWaitMs: number;
   readonly ratePerHost: number;
   readonly readAhead: number;
   readonly headers: Readonly<Record<string, string>> | undefined;
@@ -115,6 +143,8 @@ export interface ResolvedFetchAllOptions {
   readonly maxBodyBytes: number;
   readonly signal: AbortSignal | undefined;
   readonly dispatcher: Dispatcher | undefined;
+  readonly tls: TlsOptions;
+  readonly clock: Clock;
 }
 
 /** Core `retry`'s default `maxDelayMs` (30 s): its backoff refuses a larger `initialDelayMs`. */
@@ -180,6 +210,10 @@ export function resolveFetchAllOptions(options: FetchAllOptions | undefined): Re
       above: 0,
       max: MAX_TIMER_MS,
     }),
+    maxWaitMs: checks.number('fetchAll.maxWaitMs', o.maxWaitMs ?? d.maxWaitMs, {
+      min: 0,
+      max: MAX_TIMER_MS,
+    }),
     ratePerHost: checks.number('fetchAll.ratePerHost', o.ratePerHost ?? d.ratePerHost, {
       above: 0,
       infinite: true,
@@ -193,5 +227,7 @@ export function resolveFetchAllOptions(options: FetchAllOptions | undefined): Re
     }),
     signal,
     dispatcher,
+    tls: resolveTls('fetchAll.tls', o.tls),
+    clock: checks.clock('fetchAll.clock', o.clock),
   };
 }

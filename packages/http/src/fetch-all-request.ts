@@ -12,6 +12,7 @@
  */
 import type { Dispatcher } from 'undici';
 import { HttpBodyTooLargeError, HttpStatusError, classifyNetworkError, parseRetryAfter } from './errors.js';
+import { resetInProgress } from './reset-guard.js';
 
 /** What one exchange produced: the response status and its body size (and bytes, when kept). */
 export interface ExchangeResult {
@@ -133,6 +134,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.#done) return;
+    // a close-delimited body ended by a reset was cut, not completed (reset-guard.ts)
+    const reset = resetInProgress();
+    if (reset !== undefined) {
+      this.#fail(classifyNetworkError(reset, this.target.url));
+      return;
+    }
     const status = this.#status;
     if (this.options.isFailureStatus(status)) {
       const retryAfter = this.#headers?.['retry-after'];

@@ -22,7 +22,14 @@
  * timeout, and the global slots it ties up meanwhile are as few as that allows. Its first success lifts the
  * limit to `maxConcurrent`; {@link HostSlots.unanswered} (its breaker opened) lowers it again.
  */
-import { TimeoutError, type CallContext, type Operation, type RateLimiterPolicy } from '@bulwark/core';
+import {
+  TimeoutError,
+  type CallContext,
+  type Clock,
+  type ClockTimer,
+  type Operation,
+  type RateLimiterPolicy,
+} from '@bulwark/core';
 import { BasePolicy, invoke } from '@bulwark/core/internal';
 
 /** Something waiting for a slot. `grant` is called with the slot already taken. */
@@ -89,7 +96,11 @@ export class SlotScheduler {
   readonly #ready = new Queue<HostSlots>();
   readonly #hosts = new Set<HostSlots>();
 
-  constructor(readonly maxConcurrent: number) {}
+  constructor(
+    readonly maxConcurrent: number,
+    /** Times the pace of paced origins. */
+    readonly clock: Clock,
+  ) {}
 
   /** The slots of one origin (at most `probeLimit` in flight until one of its requests succeeds). */
   host(
@@ -165,7 +176,7 @@ export class HostSlots extends BasePolicy {
   running = 0;
   inReady = false;
   readonly #queue = new Queue<Entry>();
-  #paced: ReturnType<typeof setTimeout> | undefined = undefined;
+  #paced: ClockTimer | undefined = undefined;
   /**
    * Set when an attempt of this origin timed out: no new attempt starts until every attempt in flight
    * has settled. A dead origin's requests time out one batch at a time (they started at slightly
@@ -283,7 +294,7 @@ export class HostSlots extends BasePolicy {
 
   cancelAll(reason: unknown): void {
     if (this.#paced !== undefined) {
-      clearTimeout(this.#paced);
+      this.scheduler.clock.clearTimeout(this.#paced);
       this.#paced = undefined;
     }
     for (const entry of this.#queue.drain()) entry.cancel(reason);
@@ -314,7 +325,7 @@ export class HostSlots extends BasePolicy {
     const taken = limiter.tryAcquire(this.key);
     // the in-memory store answers synchronously; fetchAll never gives the limiter another store
     if (taken instanceof Promise || taken.allowed) return true;
-    this.#paced = setTimeout(this.#paceEnded, Math.max(1, taken.retryAfterMs));
+    this.#paced = this.scheduler.clock.setTimeout(this.#paceEnded, Math.max(1, taken.retryAfterMs));
     return false;
   }
 

@@ -66,6 +66,8 @@ export interface FetchAllStats {
   readonly retriesDenied: number;
   /** `host[:port]` → times its breaker opened (only hosts whose breaker opened). */
   readonly breakerTrips: ReadonlyMap<string, number>;
+  /** URLs waiting for their host's breaker to let requests through again (see `maxWaitMs`). */
+  readonly waiting: number;
 }
 
 /** What `fetchAll` returns: an async iterable of results (single use), with live counters. */

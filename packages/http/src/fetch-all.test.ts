@@ -1,9 +1,20 @@
+// fetchAll over loopback, against @bulwark/fault-server. Time is the injected clock's (TestClock): timeouts,
+// backoffs, breakers, paces and waits fire when the test advances it, so no assertion depends on how busy
+// the machine is; the tests wait on events (requests seen by a server, timers scheduled), never on sleeps.
 import assert from 'node:assert/strict';
+import { createServer as createHttpServer, type ServerResponse } from 'node:http';
 import { createServer } from 'node:net';
 import { getEventListeners } from 'node:events';
 import { after, test } from 'node:test';
 import { InvalidOptionError } from '@bulwark/core';
-import { patternBody, startFaultServer, type FaultServer, type RequestRecord } from '@bulwark/fault-server';
+import {
+  patternBody,
+  startFaultProxy,
+  startFaultServer,
+  type FaultServer,
+  type RequestRecord,
+} from '@bulwark/fault-server';
+import { TestClock } from './clock.test.support.js';
 import { FETCH_ERROR_CODES, fetchAll, type FetchResult } from './index.js';
 
 const servers: FaultServer[] = [];
@@ -20,6 +31,26 @@ async function collect(iterable: AsyncIterable<FetchResult>): Promise<FetchResul
   const out: FetchResult[] = [];
   for await (const r of iterable) out.push(r);
   return out;
+}
+
+/** Collects every result; `reached` resolves once `count` of them satisfy `pred` (an event to wait on). */
+function collectUntil(
+  iterable: AsyncIterable<FetchResult>,
+  pred: (r: FetchResult) => boolean,
+  count: number,
+): { all: Promise<FetchResult[]>; reached: Promise<void> } {
+  let hit!: () => void;
+  const reached = new Promise<void>((resolve) => (hit = resolve));
+  const all = (async () => {
+    const out: FetchResult[] = [];
+    let n = 0;
+    for await (const r of iterable) {
+      out.push(r);
+      if (pred(r) && ++n === count) hit();
+    }
+    return out;
+  })();
+  return { all, reached };
 }
 
 /** A loopback port nothing listens on (bound, then closed). */
@@ -109,25 +140,30 @@ test('global and per-host concurrency are never exceeded, as the servers see it'
   assert.equal(one.maxConcurrentRequests, 3);
 });
 
-test('a black-holed host trips its breaker: the rest finish, its remaining URLs fail fast', async () => {
+test('a black-holed host trips its breaker: the rest finish, its remaining URLs fail fast, in one timeout', async () => {
   const good = await server();
   const dead = await server();
   dead.setFault({ type: 'blackhole' });
   const urls = Array.from({ length: 200 }, (_, i) =>
     i % 2 === 0 ? `${good.origin}/ok?${i}` : `${dead.origin}/x?${i}`,
   );
-  const t0 = performance.now();
+  const clock = new TestClock();
   const run = fetchAll(urls, {
-    timeoutMs: 1000, // generous: under CPU contention the good host must not time out too
+    timeoutMs: 1000,
     retries: 1,
     breakerFailures: 3,
     perHostConcurrency: 3,
     retryInitialDelayMs: 5,
+    clock,
   });
   const events: string[] = [];
   run.onBreakerStateChange((e) => events.push(`${e.host}:${e.from}->${e.to}`));
-  const results = await collect(run);
-  const elapsed = performance.now() - t0;
+  const { all, reached } = collectUntil(run, (r) => r.ok, 100);
+  await dead.waitForRequests(3);
+  await reached; // every URL of the live host is done, its time standing still
+  clock.advance(1000); // the dead host's first three time out together
+  const results = await all;
+  assert.equal(clock.now(), 1000, 'the dead host cost one timeout');
   assert.equal(results.length, 200);
   const goodResults = results.filter((r) => r.host === `127.0.0.1:${good.port}`);
   const deadResults = results.filter((r) => r.host === `127.0.0.1:${dead.port}`);
@@ -137,8 +173,6 @@ test('a black-holed host trips its breaker: the rest finish, its remaining URLs 
   assert.ok((codes.get('CIRCUIT_OPEN') ?? 0) >= 95, JSON.stringify([...codes]));
   assert.equal((codes.get('TIMEOUT') ?? 0) + (codes.get('CIRCUIT_OPEN') ?? 0), 100);
   for (const r of deadResults.filter((x) => x.errorCode === 'CIRCUIT_OPEN')) assert.equal(r.ok, false);
-  // without the breaker: 100 URLs × 1 s / 3 at a time ≈ 33 s
-  assert.ok(elapsed < 5000, `took ${Math.round(elapsed)} ms`);
   // only the first three (the per-host limit): after a timeout no new request goes to a host until its
   // requests in flight have settled, and by then its breaker is open
   assert.equal(dead.requestCount, 3, `the dead host saw ${dead.requestCount} requests`);
@@ -166,11 +200,17 @@ test('a black-holed host ties up only breakerFailures global slots while its fir
   const urls = Array.from({ length: 120 }, (_, i) =>
     i % 2 === 0 ? `${dead.origin}/x?${i}` : `${good.origin}/ok?${i}`,
   );
-  const results = await collect(
-    // timeoutMs well beyond the live host's ~10 rounds of 30 ms, even on a loaded machine: its URLs must all
-    // finish while the dead host still holds its 4 slots
-    fetchAll(urls, { concurrency: 10, perHostConcurrency: 10, breakerFailures: 4, timeoutMs: 3000 }),
+  const clock = new TestClock();
+  const { all, reached } = collectUntil(
+    fetchAll(urls, { concurrency: 10, perHostConcurrency: 10, breakerFailures: 4, timeoutMs: 3000, clock }),
+    (r) => r.ok,
+    60,
   );
+  // the live host's 60 URLs all finish while the dead host still holds its 4 slots (its time stands still)
+  await reached;
+  await dead.waitForRequests(4);
+  clock.advance(3000);
+  const results = await all;
   assert.equal(results.length, 120);
   assert.equal(results.filter((r) => r.ok).length, 60);
   assert.equal(dead.requestCount, 4, `the dead host saw ${dead.requestCount} requests`);
@@ -183,12 +223,22 @@ test("when a host's breaker opens, its queued URLs fail at once, without taking 
   const dead = await server();
   dead.setFault({ type: 'blackhole' });
   const urls = Array.from({ length: 100 }, (_, i) => `${dead.origin}/x?${i}`);
-  const run = fetchAll(urls, { retries: 0, breakerFailures: 3, perHostConcurrency: 3, timeoutMs: 200 });
+  const clock = new TestClock();
+  const run = fetchAll(urls, {
+    retries: 0,
+    breakerFailures: 3,
+    perHostConcurrency: 3,
+    timeoutMs: 200,
+    clock,
+  });
   let settledRightAfter = -1;
   run.onBreakerStateChange((e) => {
     if (e.to === 'open') queueMicrotask(() => (settledRightAfter = run.stats.completed));
   });
-  const results = await collect(run);
+  const collecting = collect(run);
+  await dead.waitForRequests(3);
+  clock.advance(200);
+  const results = await collecting;
   assert.equal(results.length, 100);
   // the 97 queued URLs were settled in the same turn as the trip (not one by one as slots free up)
   assert.ok(settledRightAfter >= 97, `settled in the microtask after the trip: ${settledRightAfter}`);
@@ -199,7 +249,7 @@ test("when a host's breaker opens, its queued URLs fail at once, without taking 
   assert.equal(dead.requestCount, 3);
 });
 
-test('URLs read while their host is open fail at admission: they do not wait for a slot', async () => {
+test('URLs read while their host is open wait for it, not for a slot; with nothing else left they fail (maxWaitMs 0)', async () => {
   const refused = `http://127.0.0.1:${await deadPort()}`;
   const slow = await server();
   slow.setFault({ type: 'latency', ms: 300 });
@@ -211,40 +261,45 @@ test('URLs read while their host is open fail at admission: they do not wait for
     yield `${slow.origin}/takes-the-only-slot`;
     for (let i = 0; i < 20; i++) yield `${refused}/later?${i}`;
   }
-  const run = fetchAll(input(), { concurrency: 1, retries: 0, breakerFailures: 1 });
+  const clock = new TestClock();
+  const run = fetchAll(input(), { concurrency: 1, retries: 0, breakerFailures: 1, clock });
   run.onBreakerStateChange((e) => {
     if (e.to === 'open') opened();
   });
   const results = await collect(run);
   assert.deepEqual(
     results.map((r) => r.errorCode ?? 'ok'),
-    ['CONNECT_REFUSED', ...Array<string>(20).fill('CIRCUIT_OPEN'), 'ok'],
-    'the 20 refused URLs did not queue behind the one slot the slow host holds',
+    ['CONNECT_REFUSED', 'ok', ...Array<string>(20).fill('CIRCUIT_OPEN')],
+    'the 20 refused URLs waited (not for the one slot) while other work was in progress, then failed',
   );
+  assert.ok(results.slice(2).every((r) => r.attempts === 0 && r.durationMs === 0));
+  assert.equal(clock.now(), 0, 'no time of the run was spent waiting for them');
 });
 
 test("a host's breaker opening ends its retries sleeping in a backoff; they report their last failure", async () => {
   const dead = await server();
   dead.setFault({ type: 'blackhole' });
   const urls = Array.from({ length: 10 }, (_, i) => `${dead.origin}/x?${i}`);
-  const t0 = performance.now();
+  const clock = new TestClock();
   const run = fetchAll(urls, {
     retries: 2,
-    retryInitialDelayMs: 20_000, // a backoff of seconds: waiting it out would show
+    retryInitialDelayMs: 20_000, // a backoff of seconds: waiting it out would show on the clock
     breakerFailures: 3,
     timeoutMs: 300,
+    clock,
   });
-  const results = await collect(run);
-  const elapsed = performance.now() - t0;
+  const collecting = collect(run);
+  await dead.waitForRequests(3);
+  await clock.advanceAsync(300);
+  const results = await collecting;
   const timeouts = results.filter((r) => r.errorCode === 'TIMEOUT');
   assert.equal(timeouts.length, 3);
   assert.ok(timeouts.every((r) => r.attempts === 1));
   assert.equal(results.filter((r) => r.errorCode === 'CIRCUIT_OPEN').length, 7);
   assert.equal(dead.requestCount, 3, 'no retry was sent');
   assert.equal(run.stats.retries, 0, 'stats.retries counts retries sent');
-  // one timeout (300 ms), not a backoff of seconds; generous for a loaded machine
-  assert.ok(elapsed < 5000, `took ${Math.round(elapsed)} ms`);
-  for (const r of timeouts) assert.ok(r.durationMs < 5000, `durationMs ${r.durationMs}`);
+  assert.equal(clock.now(), 300, 'one timeout, not a backoff of seconds');
+  for (const r of timeouts) assert.equal(r.durationMs, 300);
 });
 
 test('a refused host trips its breaker: CONNECT_REFUSED, then CIRCUIT_OPEN', async () => {
@@ -289,13 +344,14 @@ test('retries stay within the shared budget when everything fails (counted at th
 test('a timeout aborts the request on the wire (the connection is dropped)', async () => {
   const s = await server();
   s.setFault({ type: 'blackhole' });
-  const t0 = performance.now();
-  const [r] = await collect(fetchAll([`${s.origin}/slow`], { timeoutMs: 150, retries: 0 }));
+  const clock = new TestClock();
+  const collecting = collect(fetchAll([`${s.origin}/slow`], { timeoutMs: 150, retries: 0, clock }));
+  await s.waitForRequests(1);
+  clock.advance(150);
+  const [r] = await collecting;
   assert.equal(r!.errorCode, 'TIMEOUT');
-  assert.ok(performance.now() - t0 < 2000);
-  assert.ok(r!.durationMs >= 140 && r!.durationMs < 1500, `durationMs ${r!.durationMs}`);
-  for (let i = 0; i < 100 && s.currentConnections > 0; i++) await new Promise((res) => setTimeout(res, 10));
-  assert.equal(s.currentConnections, 0);
+  assert.equal(r!.durationMs, 150);
+  await s.waitForIdle(); // the server saw the connection close
 });
 
 test('network faults map to stable codes', async () => {
@@ -325,22 +381,32 @@ test('keepBody keeps the bytes; maxBodyBytes stops a large body', async () => {
   assert.equal(big!.attempts, 1, 'not retried');
 });
 
-test('ratePerHost paces the starts of one origin', async () => {
+test('ratePerHost paces the starts of one origin, and only that origin', async () => {
   const s = await server();
   const urls = Array.from({ length: 6 }, (_, i) => `${s.origin}/p?${i}`);
-  const t0 = performance.now();
-  const results = await collect(fetchAll(urls, { ratePerHost: 20 }));
-  const elapsed = performance.now() - t0;
+  const clock = new TestClock();
+  const collecting = collect(fetchAll(urls, { ratePerHost: 20, clock }));
+  // 20/s with a burst of 1: one start every 50 ms of the clock
+  for (let n = 1; n < 6; n++) {
+    await s.waitForRequests(n);
+    await clock.waitForTimers((ms) => ms === 50, n); // the pace: the next start is 50 ms away
+    assert.equal(s.requestCount, n, 'not before the pace allows');
+    clock.advance(50);
+  }
+  const results = await collecting;
   assert.equal(results.filter((r) => r.ok).length, 6);
-  assert.equal(s.requestCount, 6);
-  // 20/s with a burst of 1: one start every 50 ms, so six starts span at least 250 ms
-  assert.ok(elapsed >= 245, `took ${Math.round(elapsed)} ms`);
+  assert.equal(clock.now(), 250);
   // a second origin is not held back by the first one's pace
   const other = await server();
-  const t1 = performance.now();
-  await collect(fetchAll([`${other.origin}/a`, ...urls.slice(0, 2)], { ratePerHost: 1 }));
-  assert.ok(performance.now() - t1 >= 950, 'the paced origin waits');
-  assert.ok(other.requests[0]!.startedAt - t1 < 900, 'the other origin did not wait');
+  const clock2 = new TestClock();
+  const run = collect(
+    fetchAll([`${s.origin}/a`, `${s.origin}/b`, `${other.origin}/c`], { ratePerHost: 1, clock: clock2 }),
+  );
+  await other.waitForRequests(1);
+  assert.equal(clock2.now(), 0, 'the other origin did not wait');
+  const pace = await clock2.waitForTimers((ms) => ms === 1000);
+  clock2.advance(pace);
+  assert.equal((await run).filter((r) => r.ok).length, 3);
 });
 
 test('input is pulled lazily: bounded read-ahead, and leaving the loop closes the input', async () => {
@@ -371,19 +437,19 @@ test("the caller's signal aborts everything in flight: ABORTED records, then the
   s.setFault({ type: 'blackhole' });
   const controller = new AbortController();
   const urls = Array.from({ length: 100 }, (_, i) => `${s.origin}/h?${i}`);
-  const run = fetchAll(urls, { signal: controller.signal, concurrency: 10, timeoutMs: 60_000 });
+  const run = fetchAll(urls, { signal: controller.signal, concurrency: 10, clock: new TestClock() });
   const seen: FetchResult[] = [];
-  setTimeout(() => controller.abort(new Error('stop')), 100);
-  const t0 = performance.now();
-  await assert.rejects(async () => {
+  const iterating = assert.rejects(async () => {
     for await (const r of run) seen.push(r);
   }, /stop/);
-  assert.ok(performance.now() - t0 < 1500);
+  // a host that has not answered holds breakerFailures (5) requests in flight
+  await s.waitForRequests(5);
+  controller.abort(new Error('stop'));
+  await iterating;
   assert.ok(seen.length > 0 && seen.length <= 100);
   assert.ok(seen.every((r) => r.errorCode === 'ABORTED'));
   assert.equal(new Set(seen.map((r) => r.index)).size, seen.length);
-  for (let i = 0; i < 100 && s.currentConnections > 0; i++) await new Promise((res) => setTimeout(res, 10));
-  assert.equal(s.currentConnections, 0, 'in-flight requests were aborted on the wire');
+  await s.waitForIdle(); // in-flight requests were aborted on the wire
 });
 
 test('an input that throws: the URLs read are yielded, then its error', async () => {
@@ -415,6 +481,8 @@ test('options are validated at once, naming the option', () => {
   assert.throws(() => fetchAll([], { retryInitialDelayMs: 30_001 }), /fetchAll\.retryInitialDelayMs/);
   assert.doesNotThrow(() => fetchAll([], { retryInitialDelayMs: 30_000 }));
   assert.throws(() => fetchAll(42 as never), /fetchAll\.urls/);
+  assert.throws(() => fetchAll([], { maxWaitMs: -1 }), /fetchAll\.maxWaitMs/);
+  assert.throws(() => fetchAll([], { clock: {} as never }), /fetchAll\.clock/);
 });
 
 test('408 and 425 are retried like 429 and 5xx; other 4xx are answers, sent once', async () => {
@@ -460,4 +528,165 @@ test('runs sharing a long-lived signal leave no listener on it (finished, or lef
     }
   }
   assert.equal(getEventListeners(shutdown.signal, 'abort').length, 0);
+});
+
+/** A server whose answers wait until the test releases them. */
+async function heldServer(): Promise<{
+  origin: string;
+  release(): void;
+  seen(): number;
+  waitForRequests(n: number): Promise<void>;
+  close(): Promise<void>;
+}> {
+  const held: ServerResponse[] = [];
+  let released = false;
+  let seen = 0;
+  const waiters: { n: number; resolve: () => void }[] = [];
+  const srv = createHttpServer((_req, res) => {
+    seen++;
+    for (const w of waiters.filter((w) => seen >= w.n)) w.resolve();
+    if (released) res.end('held');
+    else held.push(res);
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return {
+    origin: `http://127.0.0.1:${(srv.address() as { port: number }).port}`,
+    release() {
+      released = true;
+      for (const res of held.splice(0)) res.end('held');
+    },
+    seen: () => seen,
+    waitForRequests: (n) =>
+      seen >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve })),
+    close: () =>
+      new Promise<void>((resolve) => {
+        srv.closeAllConnections();
+        srv.close(() => resolve());
+      }),
+  };
+}
+
+test('a host down at the start, then up: its URLs wait for it and every URL ends ok (maxWaitMs)', async () => {
+  const s = await server();
+  const proxy = await startFaultProxy({ target: s.origin });
+  try {
+    await proxy.setFault({ type: 'down' });
+    const urls = Array.from({ length: 200 }, (_, i) => `${proxy.url}u?${i}`);
+    const clock = new TestClock();
+    const run = fetchAll(urls, { breakerOpenMs: 5000, maxWaitMs: 30_000, retryInitialDelayMs: 10, clock });
+    const events: string[] = [];
+    run.onBreakerStateChange((e) => events.push(`${e.from}->${e.to}`));
+    const collecting = collect(run);
+    // refused at once: five failures open the breaker, and everything else waits (nothing else to do)
+    await clock.waitForTimers((ms) => ms === 30_000); // nothing else to do: the run waits for the host
+    assert.equal(s.requestCount, 0, 'nothing reached it while it was down');
+    clock.advance(2000); // the host is down for two seconds
+    await proxy.setFault(undefined);
+    clock.advance(3000); // the breaker's open time is over: three probes, then everything else
+    const results = await collecting;
+    assert.equal(results.length, 200);
+    assert.deepEqual(
+      results.filter((r) => !r.ok).map((r) => r.errorCode),
+      [],
+    );
+    assert.deepEqual(events, ['closed->open', 'open->half-open', 'half-open->closed']);
+    assert.equal(s.requestCount, 200);
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('while other URLs are in progress the waiting costs nothing: no maxWaitMs needed', async () => {
+  const s = await server();
+  const proxy = await startFaultProxy({ target: s.origin });
+  const other = await heldServer();
+  try {
+    await proxy.setFault({ type: 'down' });
+    const urls = [
+      ...Array.from({ length: 5 }, (_, i) => `${other.origin}/slow?${i}`),
+      ...Array.from({ length: 50 }, (_, i) => `${proxy.url}u?${i}`),
+    ];
+    const clock = new TestClock();
+    const run = fetchAll(urls, { breakerOpenMs: 5000, timeoutMs: 60_000, clock });
+    const collecting = collect(run);
+    await other.waitForRequests(5); // the other host's URLs are in flight, held
+    await clock.waitForTimers((ms) => ms === 5000); // the breaker opened: its URLs wait for it
+    assert.equal(run.stats.waiting, 50);
+    await proxy.setFault(undefined);
+    clock.advance(5000);
+    await s.waitForRequests(50);
+    other.release();
+    const results = await collecting;
+    assert.deepEqual(
+      results.filter((r) => !r.ok).map((r) => r.url),
+      [],
+    );
+  } finally {
+    await Promise.all([proxy.close(), other.close()]);
+  }
+});
+
+test('a host that stays down: once nothing else is left, its URLs wait maxWaitMs more, then fail', async () => {
+  const refused = `http://127.0.0.1:${await deadPort()}`;
+  const urls = Array.from({ length: 30 }, (_, i) => `${refused}/x?${i}`);
+  const clock = new TestClock();
+  const run = fetchAll(urls, { breakerOpenMs: 1000, maxWaitMs: 10_000, retries: 0, clock });
+  const collecting = collect(run);
+  await clock.waitForTimers((ms) => ms === 10_000);
+  // probe rounds fail meanwhile (refused: at once), the breaker's open time doubling
+  for (let i = 0; i < 10_000; i += 500) await clock.advanceAsync(500);
+  const results = await collecting;
+  const codes = new Map<string, number>();
+  for (const r of results) codes.set(r.errorCode!, (codes.get(r.errorCode!) ?? 0) + 1);
+  assert.equal(results.length, 30);
+  assert.ok(results.every((r) => !r.ok));
+  assert.ok((codes.get('CIRCUIT_OPEN') ?? 0) > 0);
+  assert.equal((codes.get('CIRCUIT_OPEN') ?? 0) + (codes.get('CONNECT_REFUSED') ?? 0), 30);
+  for (const r of results.filter((x) => x.errorCode === 'CIRCUIT_OPEN')) assert.equal(r.attempts, 0);
+  assert.ok(run.stats.breakerTrips.get(new URL(refused).host)! >= 2, 'probe rounds failed and reopened it');
+  assert.equal(clock.now(), 10_000);
+});
+
+test('at most readAhead URLs wait at once; more fail at once with CIRCUIT_OPEN', async () => {
+  const refused = `http://127.0.0.1:${await deadPort()}`;
+  const other = await heldServer();
+  try {
+    const urls = [`${other.origin}/busy`, ...Array.from({ length: 40 }, (_, i) => `${refused}/x?${i}`)];
+    const run = fetchAll(urls, { readAhead: 10, retries: 0, breakerFailures: 1, clock: new TestClock() });
+    const seen: FetchResult[] = [];
+    const iterating = (async () => {
+      for await (const r of run) {
+        seen.push(r);
+        if (seen.length === 30) other.release();
+      }
+    })();
+    await iterating;
+    assert.equal(seen.length, 41);
+    const open = seen.filter((r) => r.errorCode === 'CIRCUIT_OPEN');
+    // one refused (it opened the breaker), ten waited until the end, the other 29 failed at once
+    assert.equal(open.length, 39);
+    assert.equal(seen.filter((r) => r.errorCode === 'CONNECT_REFUSED').length, 1);
+  } finally {
+    await other.close();
+  }
+});
+
+test('an abort ends the waiting URLs too: ABORTED', async () => {
+  const refused = `http://127.0.0.1:${await deadPort()}`;
+  const controller = new AbortController();
+  const urls = Array.from({ length: 20 }, (_, i) => `${refused}/x?${i}`);
+  const clock = new TestClock();
+  const run = fetchAll(urls, { maxWaitMs: 60_000, retries: 0, signal: controller.signal, clock });
+  const seen: FetchResult[] = [];
+  const iterating = assert.rejects(async () => {
+    for await (const r of run) seen.push(r);
+  }, /stop/);
+  await clock.waitForTimers((ms) => ms === 60_000);
+  assert.equal(run.stats.waiting, 15);
+  controller.abort(new Error('stop'));
+  await iterating;
+  assert.equal(seen.filter((r) => r.errorCode === 'ABORTED').length, 15);
+  // (core's timeout policy lets its own timer run out: fire it, then nothing must be left)
+  clock.advance(10_000);
+  assert.equal(clock.pendingTimers, 0, 'no wake or wait timer left behind');
 });

@@ -34,6 +34,9 @@ import {
   TimeoutError,
   circuitBreaker,
   classify,
+  type CircuitBreakerPolicy,
+  type Clock,
+  type ClockTimer,
   pipeline,
   rateLimiter,
   retry,
@@ -65,6 +68,7 @@ import {
   type Target,
 } from './fetch-all-request.js';
 import { SlotScheduler, type Entry, type HostSlots } from './fetch-all-slots.js';
+import { watchResets } from './reset-guard.js';
 import { parseHttpUrl } from './url.js';
 import type { FetchAllRun, FetchAllStats, FetchResult, HostBreakerEvent } from './fetch-all-types.js';
 
@@ -85,8 +89,19 @@ function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
 class HostTripped {}
 const HOST_TRIPPED = new HostTripped();
 
+/**
+ * Why a probe in flight was abandoned: nothing else was left to do and the wait for its host was over
+ * (`maxWaitMs`). Reported as `CIRCUIT_OPEN` (or the failure of the URL's last request).
+ */
+class GaveUp {
+  /** Not retried (core retry's default reads this). */
+  readonly retryable = false;
+}
+const GAVE_UP = new GaveUp();
+
 interface Host {
   readonly host: string;
+  readonly breaker: CircuitBreakerPolicy;
   /** slots → breaker → timeout: a later attempt (a retry). */
   readonly policy: Policy;
   /** breaker → timeout: a first attempt, which already holds its slot. */
@@ -106,6 +121,10 @@ interface Host {
   readonly openRemainingMs: () => number;
   /** The last `CircuitOpenError` made for this host's URLs (shared while its `retryAfterMs` is the same). */
   openError: CircuitOpenError | undefined;
+  /** URLs refused by its open breaker, waiting for it to half-open (FIFO). */
+  readonly parked: Item[];
+  /** Wakes the parked URLs when the breaker's open time is over. */
+  wake: ClockTimer | undefined;
 }
 
 function hostSignal(): { controller: AbortController; execOptions: ExecuteOptions } {
@@ -128,6 +147,8 @@ class Item implements Progress, Entry {
   exchange: Exchange | undefined = undefined;
   /** The slot granted for the first attempt, not yet used. */
   holdsSlot = false;
+  /** Waiting for its host's breaker (see Run.#park). */
+  parked = false;
   key = '';
   #inner: ExecuteOptions | undefined = undefined;
 
@@ -163,7 +184,7 @@ class Item implements Progress, Entry {
   /** The innermost operation: one request. */
   readonly send = (): Promise<ExchangeResult> => {
     if (this.attempts++ > 0) this.run.retriesSent++;
-    if (this.startedAt < 0) this.startedAt = performance.now();
+    if (this.startedAt < 0) this.startedAt = this.run.clock.now();
     this.status = undefined;
     this.bytes = 0;
     this.error = undefined;
@@ -187,6 +208,7 @@ function parseTarget(raw: unknown): Target | { error: string; url: string } {
 class Run implements FetchAllRun {
   readonly options: ResolvedFetchAllOptions;
   readonly exchangeOptions: ExchangeOptions;
+  readonly clock: Clock;
   inFlight = 0;
   /** Retries sent (counted when they go out: a retry cut short by its host's breaker was never sent). */
   retriesSent = 0;
@@ -227,9 +249,17 @@ class Run implements FetchAllRun {
   #dispatcherClosed: Promise<void> | undefined;
   /** Removes the listener on the caller's signal. */
   #unlinkCaller: (() => void) | undefined = undefined;
+  /** URLs parked (waiting for their host's breaker), over all hosts. */
+  #parked = 0;
+  /** Ends the wait once nothing but parked URLs is left (`maxWaitMs`). */
+  #idleTimer: ClockTimer | undefined = undefined;
+  /** The wait for hosts is over: refused URLs fail at once from now on. */
+  #gaveUp = false;
 
   constructor(urls: Iterable<unknown> | AsyncIterable<unknown>, options: FetchAllOptions | undefined) {
     const o = (this.options = resolveFetchAllOptions(options));
+    this.clock = o.clock;
+    watchResets();
     if (urls != null && typeof (urls as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
       this.#input = (urls as AsyncIterable<unknown>)[Symbol.asyncIterator]();
     } else if (urls != null && typeof (urls as Iterable<unknown>)[Symbol.iterator] === 'function') {
@@ -246,7 +276,7 @@ class Run implements FetchAllRun {
         // our timeout bounds every attempt; undici's own are a backstop only
         headersTimeout: o.timeoutMs + 1000,
         bodyTimeout: o.timeoutMs + 1000,
-        connect: { timeout: Math.min(o.timeoutMs + 1000, 30_000) },
+        connect: { timeout: Math.min(o.timeoutMs + 1000, 30_000), ...o.tls },
       });
     this.exchangeOptions = {
       dispatcher: this.#dispatcher,
@@ -258,23 +288,30 @@ class Run implements FetchAllRun {
         this.inFlight--;
       },
     };
-    this.#budget = retryBudget({ ratio: o.retryBudgetRatio, minRetriesPerSecond: o.retryBudgetMinPerSecond });
+    this.#budget = retryBudget({
+      ratio: o.retryBudgetRatio,
+      minRetriesPerSecond: o.retryBudgetMinPerSecond,
+      clock: o.clock,
+    });
     this.#retry = retry({
       maxAttempts: o.retries + 1,
       budget: this.#budget,
+      clock: o.clock,
       initialDelayMs: o.retryInitialDelayMs,
       maxRetryAfterMs: o.maxRetryAfterMs,
       // core's classifier: an open breaker is not retried (failing fast is its point), nor is a value
     });
-    this.#timeout = timeout({ timeoutMs: o.timeoutMs });
+    this.#timeout = timeout({ timeoutMs: o.timeoutMs, clock: o.clock });
     this.#timeoutReason = new TimeoutError(o.timeoutMs);
     this.#timeout.onTimeout((event) => {
       const item = event.key === undefined ? undefined : this.#items.get(event.key);
       item?.exchange?.abort(this.#timeoutReason);
     });
-    this.#slots = new SlotScheduler(o.concurrency);
+    this.#slots = new SlotScheduler(o.concurrency, o.clock);
     this.#limiter =
-      o.ratePerHost === Infinity ? undefined : rateLimiter({ ratePerSecond: o.ratePerHost, burst: 1 });
+      o.ratePerHost === Infinity
+        ? undefined
+        : rateLimiter({ ratePerSecond: o.ratePerHost, burst: 1, clock: o.clock });
     // last: an already aborted caller's signal aborts the run at once, and #onAbort needs all of the above
     // backoff sleeps listen on the run's signal (one listener each while they sleep)
     setMaxListeners(0, this.#signal);
@@ -300,6 +337,7 @@ class Run implements FetchAllRun {
       retries: this.retriesSent,
       retriesDenied: this.#budget.totalRejected,
       breakerTrips: this.#trips,
+      waiting: this.#parked,
     };
   }
 
@@ -355,6 +393,7 @@ class Run implements FetchAllRun {
   #release(): Promise<void> {
     this.#unlinkCaller?.();
     this.#unlinkCaller = undefined;
+    this.#clearTimers();
     if (!this.#ownsDispatcher) return Promise.resolve();
     this.#dispatcherClosed ??= (this.#dispatcher as Agent).destroy().catch(() => undefined);
     return this.#dispatcherClosed;
@@ -369,8 +408,12 @@ class Run implements FetchAllRun {
     const reason = this.#signal.reason;
     if (!this.#closed && this.#failure === undefined) this.#failure = { error: reason };
     this.#slots.abortAll(reason);
+    this.#clearTimers();
     // retries sleeping in a backoff listen on their host's signal
-    for (const host of this.#hosts.values()) host.controller.abort(reason);
+    for (const host of this.#hosts.values()) {
+      host.controller.abort(reason);
+      for (const item of host.parked.splice(0)) this.#unpark(item, false).cancel(reason);
+    }
     for (const item of this.#items.values()) item.exchange?.abort(reason);
     const resume = this.#resumePump;
     this.#resumePump = undefined;
@@ -429,30 +472,14 @@ class Run implements FetchAllRun {
       return;
     }
     const host = this.#host(target);
-    if (host.breakerIsOpen()) {
-      // its breaker is open: nothing would be sent (after breakerOpenMs it is half-open, and URLs queue again)
-      this.#deliver(this.#openResult(index, target, host));
+    host.active++;
+    const item = new Item(index, target, host, this);
+    // its breaker is not closed: the URL waits for it (or, when it cannot wait, fails with CIRCUIT_OPEN)
+    if (!host.breakerIsClosed()) {
+      if (!this.#park(item)) this.#settled(item, undefined, this.#openError(host));
       return;
     }
-    host.active++;
-    host.slots.enqueue(new Item(index, target, host, this));
-  }
-
-  /** The result of a URL that was never sent because its host's breaker was open. */
-  #openResult(index: number, target: Target, host: Host): FetchResult {
-    return {
-      index,
-      url: target.url,
-      host: target.host,
-      ok: false,
-      status: undefined,
-      bytes: 0,
-      durationMs: 0,
-      attempts: 0,
-      errorCode: 'CIRCUIT_OPEN',
-      error: this.#openError(host).message,
-      body: undefined,
-    };
+    host.slots.enqueue(item);
   }
 
   /** A `CircuitOpenError` for `host` as its breaker would make it now (one per distinct `retryAfterMs`). */
@@ -478,6 +505,116 @@ class Run implements FetchAllRun {
     tripped.abort(HOST_TRIPPED);
     host.slots.unanswered();
     host.slots.cancelQueued(this.#openError(host));
+    this.#scheduleWake(host);
+  }
+
+  /**
+   * Parks a URL refused by its host's breaker (never sent, or its retries cut short by the trip) until the
+   * breaker lets probes through. Parked URLs leave the read-ahead window (so a dead host cannot stall the
+   * input), but at most `readAhead` wait at once; beyond that, or once the wait is over, they fail.
+   */
+  #park(item: Item): boolean {
+    if (this.#gaveUp || this.#signal.aborted || this.#parked >= this.options.readAhead) return false;
+    item.parked = true;
+    item.exchange = undefined;
+    if (item.key !== '') this.#items.delete(item.key);
+    item.host.parked.push(item);
+    this.#parked++;
+    // out of the read-ahead window: the input may move on
+    this.#active--;
+    const resume = this.#resumePump;
+    if (resume !== undefined && this.#active < this.#cap) {
+      this.#resumePump = undefined;
+      resume();
+    }
+    this.#scheduleWake(item.host);
+    this.#checkFinished();
+    return true;
+  }
+
+  #unpark(item: Item, enqueue: boolean): Item {
+    item.parked = false;
+    this.#parked--;
+    this.#active++;
+    if (enqueue) item.host.slots.enqueue(item);
+    return item;
+  }
+
+  /** When the host's breaker will let probes through, wake its parked URLs. */
+  #scheduleWake(host: Host): void {
+    if (host.wake !== undefined || host.parked.length === 0) return;
+    host.wake = this.clock.setTimeout(
+      () => {
+        host.wake = undefined;
+        this.#wake(host);
+      },
+      Math.max(1, Math.ceil(host.openRemainingMs())),
+    );
+  }
+
+  /**
+   * The breaker's open time is over: as many parked URLs as it admits probes go out; the rest follow
+   * when it closes. Still open (a probe round failed): wait again.
+   */
+  #wake(host: Host): void {
+    if (this.#signal.aborted || host.parked.length === 0) return;
+    const state = host.breaker.state;
+    if (state === 'open') {
+      this.#scheduleWake(host);
+      return;
+    }
+    const n = state === 'closed' ? host.parked.length : host.breaker.halfOpenPermits;
+    for (const item of host.parked.splice(0, n)) this.#unpark(item, true);
+  }
+
+  /**
+   * Nothing is left but URLs waiting for hosts whose breaker is not closed: wait at most `maxWaitMs` more,
+   * then give up on them (their probes in flight too).
+   */
+  #idle(): void {
+    if (this.#gaveUp) {
+      this.#giveUp();
+      return;
+    }
+    if (this.options.maxWaitMs === 0) {
+      this.#giveUp();
+      return;
+    }
+    this.#idleTimer ??= this.clock.setTimeout(() => {
+      this.#idleTimer = undefined;
+      this.#giveUp();
+    }, this.options.maxWaitMs);
+  }
+
+  #giveUp(): void {
+    this.#gaveUp = true;
+    for (const host of this.#hosts.values()) {
+      if (host.breakerIsClosed()) continue;
+      if (host.wake !== undefined) {
+        this.clock.clearTimeout(host.wake);
+        host.wake = undefined;
+      }
+      for (const item of host.parked.splice(0)) this.#settled(this.#unpark(item, false), undefined, GAVE_UP);
+      for (const item of this.#items.values()) if (item.host === host) item.exchange?.abort(GAVE_UP);
+    }
+  }
+
+  /** Whether every URL still unfinished waits on a host whose breaker is not closed. */
+  #onlyWaitingLeft(): boolean {
+    if (this.#parked === 0) return false;
+    for (const host of this.#hosts.values()) if (host.active > 0 && host.breakerIsClosed()) return false;
+    return true;
+  }
+
+  #clearTimers(): void {
+    if (this.#idleTimer !== undefined) {
+      this.clock.clearTimeout(this.#idleTimer);
+      this.#idleTimer = undefined;
+    }
+    for (const host of this.#hosts.values()) {
+      if (host.wake !== undefined) this.clock.clearTimeout(host.wake);
+      host.wake = undefined;
+    }
   }
 
   /** A URL got its first slot: start its policies. */
@@ -504,6 +641,8 @@ class Run implements FetchAllRun {
     if (outcome.ok) return 'success';
     // the run's abort is not the host's doing; a body over the caller's limit came from a working host
     if (this.#signal.aborted && outcome.error === this.#signal.reason) return 'ignore';
+    // a probe the run stopped waiting for says nothing about the host
+    if (outcome.error === GAVE_UP) return 'ignore';
     if (outcome.error instanceof HttpBodyTooLargeError) return 'success';
     // as before the shared classifier: every other error counts (a `retryable: false` one too), local
     // rejections do not
@@ -524,6 +663,7 @@ class Run implements FetchAllRun {
       // probes are bounded by the attempt timeout; one that outlives it is hung
       halfOpenTimeoutMs: o.timeoutMs + 1000,
       classify: this.#isHostFailure,
+      clock: o.clock,
     });
     breaker.onStateChange((e) => {
       if (e.to === 'open') this.#trips.set(target.host, (this.#trips.get(target.host) ?? 0) + 1);
@@ -533,6 +673,7 @@ class Run implements FetchAllRun {
     const slots = this.#slots.host(key, o.perHostConcurrency, this.#limiter, o.breakerFailures);
     const created: Host = {
       host: target.host,
+      breaker,
       policy: pipeline(slots, breaker, this.#timeout),
       inner: pipeline(breaker, this.#timeout),
       slots,
@@ -542,10 +683,15 @@ class Run implements FetchAllRun {
       ...hostSignal(),
       openRemainingMs: () => breaker.metrics.openRemainingMs,
       openError: undefined,
+      parked: [],
+      wake: undefined,
     };
     // after the counting listener above: a trip is counted before the URLs it fails are delivered
     breaker.onStateChange((e) => {
-      if (e.to === 'open' && !this.#signal.aborted) this.#tripped(created);
+      if (this.#signal.aborted) return;
+      if (e.to === 'open') this.#tripped(created);
+      // probes passed: every URL still waiting goes now
+      else if (e.to === 'closed') this.#wake(created);
     });
     host = created;
     this.#hosts.set(key, host);
@@ -563,10 +709,20 @@ class Run implements FetchAllRun {
   }
 
   #settled(item: Item, value: ExchangeResult | undefined, error: unknown): void {
+    // refused by its host's breaker (on admission, queued when it opened, or a retry cut short by it, with
+    // attempts left): wait for the host
+    if (
+      value === undefined &&
+      (error instanceof CircuitOpenError ||
+        (error === HOST_TRIPPED && item.attempts <= this.options.retries)) &&
+      !this.#signal.aborted &&
+      this.#park(item)
+    )
+      return;
     item.host.active--;
     item.exchange = undefined;
     if (item.key !== '') this.#items.delete(item.key);
-    const durationMs = item.startedAt < 0 ? 0 : performance.now() - item.startedAt;
+    const durationMs = item.startedAt < 0 ? 0 : this.clock.now() - item.startedAt;
     if (value !== undefined) {
       const ok = value.status < 400;
       this.#deliver({
@@ -587,7 +743,7 @@ class Run implements FetchAllRun {
     const aborted = this.#signal.aborted && error === this.#signal.reason;
     // a retry cut short or refused because the breaker opened meanwhile: report what the last request sent
     // ran into (a URL whose retry was cut short has always sent one)
-    if (error === HOST_TRIPPED) error = item.error ?? this.#openError(item.host);
+    if (error === HOST_TRIPPED || error === GAVE_UP) error = item.error ?? this.#openError(item.host);
     else if (!aborted && error instanceof CircuitOpenError && item.error !== undefined) error = item.error;
     this.#deliver({
       index: item.index,
@@ -623,7 +779,11 @@ class Run implements FetchAllRun {
   }
 
   #checkFinished(): void {
-    if (!this.#inputDone || this.#completed < this.#read || this.#finished) return;
+    if (!this.#inputDone || this.#finished) return;
+    if (this.#completed < this.#read) {
+      if (this.#onlyWaitingLeft()) this.#idle();
+      return;
+    }
     this.#finished = true;
     const waiter = this.#waiter;
     if (waiter !== undefined && this.#head >= this.#results.length) {

@@ -22,18 +22,24 @@ export type { FetchErrorCode } from './fetch-all-errors.js';
 
 export { createHttpClient, HttpClient, NO_COPY_REASONS } from './client.js';
 export type {
-  HttpGetOptions,
-  HttpResponse,
-  HttpTier,
+  BodyInfo,
   HttpAttemptEvent,
   HttpCacheErrorEvent,
+  HttpCloseOptions,
+  HttpDownload,
+  HttpDownloadOptions,
+  HttpGetOptions,
+  HttpResponse,
+  HttpResult,
+  HttpTier,
+  SinkFactory,
 } from './client.js';
 export { HTTP_CLIENT_DEFAULTS } from './options.js';
-export type { HttpClientOptions } from './options.js';
-export type { ResponseHeaders } from './transport.js';
+export type { HttpClientOptions, TlsOptions } from './options.js';
+export type { BodySink, ResponseHeaders } from './transport.js';
 
 export { MemoryCacheStore, MEMORY_CACHE_DEFAULTS } from './cache/memory-store.js';
 export type { MemoryCacheStoreOptions } from './cache/memory-store.js';
 export { DiskCacheStore, DISK_CACHE_DEFAULTS, defaultCacheDir } from './cache/disk-store.js';
 export type { DiskCacheStoreOptions, DiskCacheEvent } from './cache/disk-store.js';
-export type { CacheStore, CachedResponse } from './cache/store.js';
+export type { CacheEntryHandle, CacheEntryWriter, CacheStore, CachedResponse } from './cache/store.js';

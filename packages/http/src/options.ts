@@ -13,7 +13,13 @@ export interface HttpClientOptions {
    * @default 30_000
    */
   totalTimeoutMs?: number;
-  /** Bound on one attempt (connect + headers + whole body), in ms. @default Infinity (only the total bounds it) */
+  /**
+   * How long one attempt may wait for its response headers (connect and request included), in ms. The body
+   * then has the total (and `bodyTimeoutMs` between chunks), so a short deadline does not cut a large
+   * download. An explicit value applies to every attempt. @default derived from the total: the first attempt
+   * gets `totalTimeoutMs / 15` (2 s of 30 s; from 1 s to 10 s), each retry twice the one before, and the
+   * last attempt of the last source only the total — so a black-holed source costs seconds, not the total.
+   */
   attemptTimeoutMs?: number;
   /** TCP (and TLS) connect timeout per connection, in ms. @default 10_000 */
   connectTimeoutMs?: number;
@@ -37,6 +43,14 @@ export interface HttpClientOptions {
   maxBodyBytes?: number;
   /** Redirects followed per attempt. @default 5 */
   maxRedirects?: number;
+  /** Follow redirects; `false` serves a 3xx response as it is (like curl without `-L`). @default true */
+  followRedirects?: boolean;
+  /**
+   * Ask for compressed bodies (`Accept-Encoding: gzip, deflate, br`) and decode a compressed body, asked
+   * for or not; a body that does not decode is a failure. `false`: no `Accept-Encoding`, bodies as sent.
+   * @default true
+   */
+  decompress?: boolean;
   /** Where responses are cached; `false` disables the cache tiers. @default a MemoryCacheStore (50 MiB) */
   cache?: CacheStore | false;
   /**
@@ -45,22 +59,56 @@ export interface HttpClientOptions {
    * @default undefined
    */
   maxStaleMs?: number;
-  /** Headers sent with every request. @default { 'user-agent': 'bulwark-http/0.1' } */
+  /**
+   * Headers sent with every request; an empty value removes the header (`'user-agent': ''` sends none).
+   * @default { 'user-agent': 'bulwark-http/0.1' }
+   */
   headers?: Readonly<Record<string, string>>;
   /**
    * The undici dispatcher. The default is an `EnvHttpProxyAgent` (honours HTTP_PROXY, HTTPS_PROXY and
-   * NO_PROXY) with the connect timeout above; `close()` closes it. A dispatcher you pass is yours to close.
+   * NO_PROXY) with the connect timeout above and `tls`; `close()` closes it. A dispatcher you pass is
+   * yours to close (and `tls` does not apply to it).
    */
   dispatcher?: Dispatcher;
+  /**
+   * TLS settings of the default dispatcher: `ca` (PEM certificates to trust instead of the system's),
+   * `rejectUnauthorized: false` (no certificate check at all: anyone on the path can read and change the
+   * transfer). @default the system's trust store, certificates checked
+   */
+  tls?: TlsOptions;
   /** Monotonic clock for timeouts, backoff and timings. @default systemClock */
   clock?: Clock;
   /** Wall clock (ms since the epoch) for cache ages. @default Date.now */
   now?: () => number;
 }
 
+/** TLS settings for the connections a default dispatcher makes (`tls` of the client and of fetchAll). */
+export interface TlsOptions {
+  /** PEM certificates to trust (instead of the system's). */
+  ca?: string | Buffer;
+  /** `false`: do not verify certificates. @default true */
+  rejectUnauthorized?: boolean;
+}
+
+/** Validates `tls` (an object of `ca` and `rejectUnauthorized`). */
+export function resolveTls(name: string, value: unknown): TlsOptions {
+  if (value === undefined) return {};
+  const o = checks.optionsObject(name, value as TlsOptions);
+  checks.knownKeys(name, o, ['ca', 'rejectUnauthorized']);
+  if (o.ca !== undefined && typeof o.ca !== 'string' && !Buffer.isBuffer(o.ca))
+    throw new InvalidOptionError(`${name}.ca`, o.ca, 'PEM certificates as a string or Buffer');
+  const out: TlsOptions = {};
+  if (o.ca !== undefined) out.ca = o.ca;
+  if (o.rejectUnauthorized !== undefined)
+    out.rejectUnauthorized = checks.boolean(`${name}.rejectUnauthorized`, o.rejectUnauthorized);
+  return out;
+}
+
 export const HTTP_CLIENT_DEFAULTS = Object.freeze({
   totalTimeoutMs: 30_000,
-  attemptTimeoutMs: Infinity,
+  /** `attemptTimeoutMs` when not set: `totalTimeoutMs / 15`, from `min…` to `max…` (see the option). */
+  minDerivedAttemptTimeoutMs: 1_000,
+  maxDerivedAttemptTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
   headersTimeoutMs: 10_000,
   bodyTimeoutMs: 10_000,
@@ -70,6 +118,8 @@ export const HTTP_CLIENT_DEFAULTS = Object.freeze({
   openDurationMs: 30_000,
   maxBodyBytes: 100 * 1024 * 1024,
   maxRedirects: 5,
+  followRedirects: true,
+  decompress: true,
   defaultMaxStaleMs: 24 * 60 * 60 * 1000,
   userAgent: 'bulwark-http/0.1',
 });
@@ -86,17 +136,21 @@ const KEYS = [
   'circuitBreaker',
   'maxBodyBytes',
   'maxRedirects',
+  'followRedirects',
+  'decompress',
   'cache',
   'maxStaleMs',
   'headers',
   'dispatcher',
+  'tls',
   'clock',
   'now',
 ] as const;
 
 export interface ResolvedOptions {
   readonly totalTimeoutMs: number;
-  readonly attemptTimeoutMs: number;
+  /** `undefined`: derived per attempt (see the option). */
+  readonly attemptTimeoutMs: number | undefined;
   readonly connectTimeoutMs: number;
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
@@ -106,10 +160,13 @@ export interface ResolvedOptions {
   readonly circuitBreaker: false | { readonly consecutiveFailures: number; readonly openDurationMs: number };
   readonly maxBodyBytes: number;
   readonly maxRedirects: number;
+  readonly followRedirects: boolean;
+  readonly decompress: boolean;
   readonly cache: CacheStore | false | undefined;
   readonly maxStaleMs: number | undefined;
   readonly headers: Readonly<Record<string, string>>;
   readonly dispatcher: Dispatcher | undefined;
+  readonly tls: TlsOptions;
   readonly clock: Clock;
   readonly now: () => number;
 }
@@ -142,7 +199,10 @@ export function resolveOptions(options: HttpClientOptions | undefined): Resolved
   for (const [k, v] of Object.entries(headers)) checks.string(`httpClient.headers.${k}`, v);
   return {
     totalTimeoutMs: ms('totalTimeoutMs', o.totalTimeoutMs),
-    attemptTimeoutMs: ms('attemptTimeoutMs', o.attemptTimeoutMs),
+    attemptTimeoutMs:
+      o.attemptTimeoutMs === undefined
+        ? undefined
+        : checks.positiveMs('httpClient.attemptTimeoutMs', o.attemptTimeoutMs, true),
     connectTimeoutMs: checks.positiveMs(
       'httpClient.connectTimeoutMs',
       o.connectTimeoutMs ?? d.connectTimeoutMs,
@@ -177,16 +237,25 @@ export function resolveOptions(options: HttpClientOptions | undefined): Resolved
       min: 0,
       integer: true,
     }),
+    followRedirects: checks.boolean('httpClient.followRedirects', o.followRedirects ?? d.followRedirects),
+    decompress: checks.boolean('httpClient.decompress', o.decompress ?? d.decompress),
     cache,
     maxStaleMs:
       o.maxStaleMs === undefined
         ? undefined
         : checks.nonNegativeMs('httpClient.maxStaleMs', o.maxStaleMs, true),
-    headers: { 'user-agent': d.userAgent, ...lowerKeys(headers) },
+    headers: withoutEmpty({ 'user-agent': d.userAgent, ...lowerKeys(headers) }),
     dispatcher: o.dispatcher,
+    tls: resolveTls('httpClient.tls', o.tls),
     clock: checks.clock('httpClient.clock', o.clock),
     now: o.now === undefined ? Date.now : checks.fn<() => number>('httpClient.now', o.now),
   };
+}
+
+/** An empty value removes the header (a default one, such as `user-agent`, included). */
+function withoutEmpty(headers: Record<string, string>): Record<string, string> {
+  for (const [k, v] of Object.entries(headers)) if (v === '') delete headers[k];
+  return headers;
 }
 
 function lowerKeys(headers: Record<string, string>): Record<string, string> {

@@ -248,7 +248,11 @@ export const TARGET_LABELS: readonly string[] = ['job', 'instance'];
 export const PROMETHEUS_SERIES: readonly string[] = ['up', 'ALERTS', 'ALERTS_FOR_STATE'];
 
 /**
- * Series that no gcd-service process exports: http-get's snapshot failures, written as a node-exporter
- * textfile (docs/ops/runbook.md#httpgetsnapshotfailures).
+ * Series that no gcd-service process exports: http-get's snapshot failures and many-requests' failed runs
+ * in a row, written as node-exporter textfiles (docs/ops/runbook.md#httpgetsnapshotfailures,
+ * #manyrequestsbatchfailing).
  */
-export const TEXTFILE_SERIES: readonly string[] = ['bulwark_snapshot_failures_last_run'];
+export const TEXTFILE_SERIES: readonly string[] = [
+  'bulwark_snapshot_failures_last_run',
+  'bulwark_many_requests_last_run_consecutive_failures',
+];

@@ -1,25 +1,34 @@
 import { describe, it, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile, truncate, chmod, mkdir } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import {
+  chmod,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  truncate,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import CachePolicy from 'http-cache-semantics';
-import {
-  DiskCacheStore,
-  decodeEntry,
-  defaultCacheDir,
-  encodeEntry,
-  type DiskCacheEvent,
-} from './disk-store.js';
-import type { CachedResponse } from './store.js';
+import { DiskCacheStore, defaultCacheDir, type DiskCacheEvent } from './disk-store.js';
+import { readAll, type CachedResponse } from './store.js';
 
-function entry(key: string, body: string): CachedResponse {
-  const policy = new CachePolicy(
+function policy(extra: Record<string, string> = {}): CachePolicy.CachePolicyObject {
+  return new CachePolicy(
     { url: '/x', method: 'GET', headers: { host: 'example.test' } },
-    { status: 200, headers: { 'cache-control': 'max-age=60', etag: '"a"' } },
+    { status: 200, headers: { 'cache-control': 'max-age=60', etag: '"a"', ...extra } },
     { shared: false },
-  );
-  return { key, url: key, policy: policy.toObject(), body: Buffer.from(body) };
+  ).toObject();
+}
+
+function entry(key: string, body: string | Buffer): CachedResponse {
+  return { key, url: key, policy: policy(), body: Buffer.isBuffer(body) ? body : Buffer.from(body) };
 }
 
 let dir: string;
@@ -30,105 +39,224 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** The generation files of `key`, oldest first (paths). */
-async function snapFiles(store: DiskCacheStore, key: string): Promise<string[]> {
-  const dir = store.entryDir(key);
-  return (await readdir(dir))
-    .filter((f) => f.endsWith('.snap'))
+/** The files of `key`'s directory matching `pattern`, sorted (paths). */
+async function files(store: DiskCacheStore, key: string, pattern: RegExp): Promise<string[]> {
+  const d = store.entryDir(key);
+  return (await readdir(d))
+    .filter((f) => pattern.test(f))
     .sort()
-    .map((f) => join(dir, f));
+    .map((f) => join(d, f));
 }
+const SNAP = /\.snap$/;
+const BODY = /^body-[0-9a-f]{64}$/;
+const TEMP = /\.tmp$/;
 
 async function readUsage(root: string): Promise<{ bytes: number; scannedAt: number }> {
-  return JSON.parse(await readFile(join(root, 'v2', 'usage.json'), 'utf8')) as {
+  return JSON.parse(await readFile(join(root, 'v3', 'usage.json'), 'utf8')) as {
     bytes: number;
     scannedAt: number;
   };
 }
 
-describe('DiskCacheStore', () => {
-  it('round-trips an entry; directory 0700, files 0600', async () => {
+/** Sets the modification time of every entry file of `key` to `secondsAgo` in the past. */
+async function age(store: DiskCacheStore, key: string, secondsAgo: number): Promise<void> {
+  const when = Date.now() / 1000 - secondsAgo;
+  for (const f of await readdir(store.entryDir(key)))
+    if (SNAP.test(f) || BODY.test(f)) await utimes(join(store.entryDir(key), f), when, when);
+}
+
+/** The pid of a process that has exited (its temp files are fair game). */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+    encoding: 'utf8',
+  });
+  return Number(r.stdout);
+}
+
+describe('DiskCacheStore (format 3: metadata snapshots, bodies streamed into their own files)', () => {
+  it('round-trips an entry; directories 0700, files 0600; one snapshot and one body named by its hash', async () => {
     const cacheDir = join(dir, 'cache');
     const store = new DiskCacheStore({ dir: cacheDir });
     const e = entry('http://a.test/x', 'hello');
     await store.set(e);
-    const got = await store.get('http://a.test/x');
-    assert.deepEqual(got, e);
+    assert.deepEqual(await store.get('http://a.test/x'), e);
     assert.equal((await stat(cacheDir)).mode & 0o777, 0o700);
     const keyDir = store.entryDir('http://a.test/x');
     const hash = DiskCacheStore.fileName('http://a.test/x');
-    assert.equal(keyDir, join(cacheDir, 'v2', hash.slice(0, 2), hash));
-    for (const d of [join(cacheDir, 'v2'), join(cacheDir, 'v2', hash.slice(0, 2)), keyDir])
+    assert.equal(keyDir, join(cacheDir, 'v3', hash.slice(0, 2), hash));
+    for (const d of [join(cacheDir, 'v3'), join(cacheDir, 'v3', hash.slice(0, 2)), keyDir])
       assert.equal((await stat(d)).mode & 0o777, 0o700, d);
-    const files = await snapFiles(store, 'http://a.test/x');
-    assert.equal(files.length, 1);
-    assert.match(files[0]!, /\/entry\.\d{16}\.snap$/);
-    for (const f of files) assert.equal((await stat(f)).mode & 0o777, 0o600);
+    const snaps = await files(store, 'http://a.test/x', SNAP);
+    const bodies = await files(store, 'http://a.test/x', BODY);
+    assert.equal(snaps.length, 1);
+    assert.match(snaps[0]!, /\/entry\.\d{16}\.snap$/);
+    assert.equal(bodies.length, 1);
+    assert.equal(await readFile(bodies[0]!, 'utf8'), 'hello');
+    for (const f of [...snaps, ...bodies]) assert.equal((await stat(f)).mode & 0o777, 0o600);
     assert.equal(await store.get('http://a.test/other'), undefined);
   });
 
-  it('tightens an existing world-readable cache directory to 0700', async () => {
-    const cacheDir = join(dir, 'loose');
-    await mkdir(cacheDir, { mode: 0o755 });
-    await chmod(cacheDir, 0o755);
-    await new DiskCacheStore({ dir: cacheDir }).set(entry('k', 'v'));
-    assert.equal((await stat(cacheDir)).mode & 0o777, 0o700);
+  it('a body written in chunks is read back in chunks, checked; nothing is visible before commit', async () => {
+    const store = new DiskCacheStore({ dir });
+    const body = Buffer.alloc(3 * 1024 * 1024 + 17);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 31) & 0xff;
+    const w = store.writer('k', 'http://a.test/k');
+    for (let i = 0; i < body.length; i += 100_000) await w.write(body.subarray(i, i + 100_000));
+    await w.close();
+    assert.equal(await store.open('k'), undefined, 'not visible before commit');
+    assert.equal((await files(store, 'k', TEMP)).length, 1, 'a temp file while it is written');
+    await w.commit(policy());
+    assert.deepEqual(await files(store, 'k', TEMP), []);
+    const handle = (await store.open('k'))!;
+    assert.equal(handle.size, body.length);
+    let chunks = 0;
+    const read: Buffer[] = [];
+    for await (const c of handle.read()) {
+      chunks++;
+      read.push(c);
+    }
+    assert.ok(chunks > 1, 'read in chunks');
+    assert.ok(Buffer.concat(read).equals(body));
+    assert.ok((await readAll(handle)).equals(body), 'and again');
   });
 
-  it('a corrupted newest generation is quarantined and the previous intact one is served', async () => {
+  it('a body larger than maxBytes is dropped as soon as it is known: no file left, nothing stored', async () => {
+    const store = new DiskCacheStore({ dir, maxBytes: 1000 });
+    const w = store.writer('big', 'http://a.test/big');
+    await w.write(Buffer.alloc(600));
+    assert.equal((await files(store, 'big', TEMP)).length, 1);
+    await w.write(Buffer.alloc(600));
+    assert.deepEqual(await readdir(store.entryDir('big')), []);
+    await w.close();
+    await w.commit(policy());
+    assert.equal(await store.open('big'), undefined);
+  });
+
+  it('abort removes the temp file and stores nothing; the previous entry stays', async () => {
+    const store = new DiskCacheStore({ dir });
+    await store.set(entry('k', 'old'));
+    const w = store.writer('k', 'k');
+    await w.write(Buffer.from('half of a new bo'));
+    await w.abort();
+    assert.deepEqual(await files(store, 'k', TEMP), []);
+    assert.equal((await store.get('k'))?.body.toString(), 'old');
+  });
+
+  it("temp files of a process that is gone are removed by the next write; the store's own are not", async () => {
+    const store = new DiskCacheStore({ dir });
+    await store.set(entry('k', 'v1'));
+    const leftover = join(store.entryDir('k'), `.body.${deadPid()}-abcdef012345.tmp`);
+    const live = join(store.entryDir('k'), `.body.${process.pid}-abcdef012345.tmp`);
+    await writeFile(leftover, 'partial body of a killed writer');
+    await writeFile(live, 'a body this process is writing');
+    await store.set(entry('k', 'v2'));
+    assert.deepEqual(await files(store, 'k', TEMP), [live]);
+  });
+
+  it('refresh stores a new policy and keeps the body (one body file, two generations)', async () => {
+    const store = new DiskCacheStore({ dir });
+    await store.set(entry('k', 'the body'));
+    const handle = (await store.open('k'))!;
+    await store.refresh(handle, policy({ 'cache-control': 'max-age=120' }));
+    const again = (await store.open('k'))!;
+    assert.equal(again.policy.resh['cache-control'], 'max-age=120');
+    assert.equal((await readAll(again)).toString(), 'the body');
+    assert.equal((await files(store, 'k', SNAP)).length, 2);
+    assert.equal((await files(store, 'k', BODY)).length, 1);
+  });
+
+  it('bodies no kept generation names are removed once they are old enough (a minute)', async () => {
+    const store = new DiskCacheStore({ dir });
+    await store.set(entry('k', 'one'));
+    await store.set(entry('k', 'two'));
+    await store.set(entry('k', 'three'));
+    // 'one' is no longer named (2 generations kept), but it is fresh: another writer may be about to name it
+    assert.equal((await files(store, 'k', BODY)).length, 3);
+    await age(store, 'k', 120);
+    await store.set(entry('k', 'four'));
+    const bodies = await Promise.all((await files(store, 'k', BODY)).map((f) => readFile(f, 'utf8')));
+    assert.deepEqual(bodies.sort(), ['four', 'three']);
+  });
+
+  it('a corrupted newest metadata snapshot is quarantined and the previous generation is served', async () => {
     const store = new DiskCacheStore({ dir });
     const problems: DiskCacheEvent[] = [];
     store.onProblem((p) => problems.push(p));
     await store.set(entry('k', 'old body'));
     await store.set(entry('k', 'new body'));
-    const files = await snapFiles(store, 'k');
-    assert.equal(files.length, 2);
-    const newest = files.at(-1)!;
+    const snaps = await files(store, 'k', SNAP);
+    const newest = snaps.at(-1)!;
     const bytes = await readFile(newest);
-    bytes[bytes.length - 2]! ^= 0xff; // flip a body byte
+    bytes[bytes.length - 2]! ^= 0xff;
     await writeFile(newest, bytes);
-    const got = await store.get('k');
-    assert.equal(got?.body.toString(), 'old body');
-    assert.equal(problems.length, 1);
-    assert.equal(problems[0]!.kind, 'corrupt');
+    assert.equal((await store.get('k'))?.body.toString(), 'old body');
+    assert.deepEqual(
+      problems.map((p) => [p.kind, p.file]),
+      [['corrupt', newest]],
+    );
     assert.match(problems[0]!.detail, /checksum-mismatch/);
-    assert.equal(problems[0]!.file, newest, 'the damaged file, reported on its own');
     assert.ok((await readdir(join(store.entryDir('k'), 'quarantine'))).length >= 1);
   });
 
-  it('every generation damaged: one event per file (with `file`), then one for the entry (without)', async () => {
+  it('a body with a flipped byte fails its read (quarantined); the next open serves the older generation', async () => {
     const store = new DiskCacheStore({ dir });
     await store.set(entry('k', 'old body'));
     await store.set(entry('k', 'new body'));
-    const files = await snapFiles(store, 'k');
-    for (const f of files) {
-      const bytes = await readFile(f);
-      bytes[bytes.length - 2]! ^= 0xff;
-      await writeFile(f, bytes);
-    }
+    const handle = (await store.open('k'))!;
+    const bodies = await files(store, 'k', BODY);
+    const texts = await Promise.all(bodies.map((f) => readFile(f, 'utf8')));
+    const target = bodies[texts.indexOf('new body')]!;
+    const bytes = await readFile(target);
+    bytes[0]! ^= 0x01;
+    await writeFile(target, bytes);
+    const problems: DiskCacheEvent[] = [];
+    store.onProblem((p) => problems.push(p));
+    await assert.rejects(readAll(handle), /damaged/);
+    assert.deepEqual(
+      problems.map((p) => [p.kind, p.file]),
+      [
+        ['corrupt', target],
+        ['corrupt', undefined],
+      ],
+      'the file (quarantined), then the entry',
+    );
+    assert.match(problems[0]!.detail, /checksum-mismatch/);
+    assert.equal((await store.get('k'))?.body.toString(), 'old body');
+  });
+
+  it('a body of the wrong size is noticed at open (no read needed): the older generation is served', async () => {
+    const store = new DiskCacheStore({ dir });
+    await store.set(entry('k', 'old body'));
+    await store.set(entry('k', 'a new, longer body'));
+    const bodies = await files(store, 'k', BODY);
+    for (const f of bodies) if ((await readFile(f, 'utf8')).startsWith('a new')) await truncate(f, 5);
+    const problems: DiskCacheEvent[] = [];
+    store.onProblem((p) => problems.push(p));
+    assert.equal((await store.get('k'))?.body.toString(), 'old body');
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!.detail, /length-mismatch/);
+    assert.ok(problems[0]!.file);
+  });
+
+  it('every copy damaged (truncated, garbage, missing body) → a miss, never a throw; the next write heals it', async () => {
+    const store = new DiskCacheStore({ dir });
+    await store.set(entry('k', 'x'.repeat(500)));
+    const [snap] = await files(store, 'k', SNAP);
+    await truncate(snap!, 100);
     const problems: DiskCacheEvent[] = [];
     store.onProblem((p) => problems.push(p));
     assert.equal(await store.get('k'), undefined);
     assert.deepEqual(
-      problems.map((p) => [p.op, p.kind, p.file]),
-      [...files.reverse().map((f) => ['read', 'corrupt', f]), ['read', 'corrupt', undefined]],
+      problems.map((p) => p.file === undefined),
+      [false, true],
+      'the damaged file, then the entry (no intact generation)',
     );
-    assert.match(problems.at(-1)!.detail, /No intact snapshot/);
-    // the files are in quarantine/ now: the next read is a plain miss, with nothing to report
-    assert.equal(await store.get('k'), undefined);
-    assert.equal(problems.length, 3);
-  });
-
-  it('every copy damaged (truncated, garbage) → a miss, never a throw', async () => {
-    const store = new DiskCacheStore({ dir });
-    await store.set(entry('k', 'x'.repeat(500)));
-    const [file] = await snapFiles(store, 'k');
-    await truncate(file!, 100);
-    assert.equal(await store.get('k'), undefined);
     await mkdir(store.entryDir('k2'), { recursive: true });
     await writeFile(join(store.entryDir('k2'), 'entry.0000000000000001.snap'), 'garbage');
     assert.equal(await store.get('k2'), undefined);
-    // and the cache heals: the next write is read back
+    await store.set(entry('k3', 'v'));
+    for (const f of await files(store, 'k3', BODY)) await rm(f);
+    assert.equal(await store.get('k3'), undefined);
     await store.set(entry('k', 'healed'));
     assert.equal((await store.get('k'))?.body.toString(), 'healed');
   });
@@ -152,79 +280,80 @@ describe('DiskCacheStore', () => {
     }
   });
 
-  it('decodeEntry rejects payloads that do not add up', () => {
-    const good = encodeEntry(entry('k', 'body'));
-    assert.ok(decodeEntry(good));
-    assert.equal(decodeEntry(good.subarray(0, good.length - 1)), undefined, 'body shorter than declared');
-    assert.equal(decodeEntry(Buffer.from([0, 0, 0, 99, 1])), undefined);
-    assert.equal(decodeEntry(Buffer.alloc(2)), undefined);
-  });
-
-  it('evicts the least recently written entries past maxBytes', async () => {
-    const store = new DiskCacheStore({ dir, maxBytes: 3000 });
-    for (const k of ['a', 'b', 'c', 'd']) {
+  it('evicts whole entries, least recently written first, past maxBytes', async () => {
+    const store = new DiskCacheStore({ dir, maxBytes: 5000 });
+    const keys = ['a', 'b', 'c', 'd'];
+    for (const [i, k] of keys.entries()) {
       await store.set(entry(k, k.repeat(900)));
-      await new Promise((r) => setTimeout(r, 15)); // distinct mtimes
+      await age(store, k, 100 - i * 10); // a oldest, d newest
     }
+    await store.set(entry('e', 'e'.repeat(900)));
     assert.equal(await store.get('a'), undefined);
-    assert.equal((await store.get('d'))?.body.length, 900);
+    const shard = await readdir(join(store.entryDir('a'), '..'));
+    assert.ok(!shard.includes(DiskCacheStore.fileName('a')), "the evicted entry's directory went too");
+    assert.equal((await store.get('e'))?.body.length, 900);
+    assert.ok((await readUsage(dir)).bytes <= 4500, 'evicted down to 90 % of the bound');
   });
 
   it('a save costs its own directory, not the whole cache: the usage hint grows, no scan until the bound', async () => {
     const store = new DiskCacheStore({ dir, maxBytes: 1_000_000 });
     await store.set(entry('first', 'x'));
     const first = await readUsage(dir);
-    const firstFile = (await stat((await snapFiles(store, 'first'))[0]!)).size;
-    assert.equal(first.bytes, firstFile, 'no hint yet: a full scan counted the one file');
+    const sizeOf = async (k: string): Promise<number> => {
+      let n = 0;
+      for (const f of [...(await files(store, k, SNAP)), ...(await files(store, k, BODY))])
+        n += (await stat(f)).size;
+      return n;
+    };
+    assert.equal(first.bytes, await sizeOf('first'), 'no hint yet: a full scan counted the entry');
     for (let i = 0; i < 20; i++) await store.set(entry(`k${i}`, 'y'.repeat(100)));
     const after = await readUsage(dir);
     assert.equal(after.scannedAt, first.scannedAt, 'no full scan while under the bound');
-    let onDisk = 0;
-    for (const k of ['first', ...Array.from({ length: 20 }, (_, i) => `k${i}`)])
-      for (const f of await snapFiles(store, k)) onDisk += (await stat(f)).size;
+    let onDisk = await sizeOf('first');
+    for (let i = 0; i < 20; i++) onDisk += await sizeOf(`k${i}`);
     assert.equal(after.bytes, onDisk);
-    // each key sits in its own directory under one of 256 shards
-    const shards = (await readdir(join(dir, 'v2'))).filter((n) => n !== 'usage.json');
+    const shards = (await readdir(join(dir, 'v3'))).filter((n) => n !== 'usage.json');
     assert.ok(shards.every((n) => /^[0-9a-f]{2}$/.test(n)));
     for (const shard of shards)
-      for (const key of await readdir(join(dir, 'v2', shard))) assert.match(key, /^[0-9a-f]{64}$/);
+      for (const key of await readdir(join(dir, 'v3', shard))) assert.match(key, /^[0-9a-f]{64}$/);
   });
 
   it('a missing or damaged usage hint triggers a full scan that sets it right', async () => {
     const store = new DiskCacheStore({ dir, maxBytes: 1_000_000 });
     for (const k of ['a', 'b', 'c']) await store.set(entry(k, k.repeat(300)));
-    const exact = (await readUsage(dir)).bytes;
-    await writeFile(join(dir, 'v2', 'usage.json'), '{"bytes": "lots"');
-    await store.set(entry('a', 'a'.repeat(300))); // a new generation of a: the older one is still kept
-    const healed = await readUsage(dir);
-    const aFiles = await snapFiles(store, 'a');
-    assert.equal(aFiles.length, 2);
-    assert.equal(healed.bytes, exact + (await stat(aFiles[1]!)).size);
-    await rm(join(dir, 'v2', 'usage.json'));
+    await writeFile(join(dir, 'v3', 'usage.json'), '{"bytes": "lots"');
+    await store.set(entry('d', 'd'));
+    let onDisk = 0;
+    for (const k of ['a', 'b', 'c', 'd'])
+      for (const f of [...(await files(store, k, SNAP)), ...(await files(store, k, BODY))])
+        onDisk += (await stat(f)).size;
+    assert.equal((await readUsage(dir)).bytes, onDisk);
+    await rm(join(dir, 'v3', 'usage.json'));
     await store.set(entry('b', 'b'));
     assert.ok((await readUsage(dir)).bytes > 0);
   });
 
   it('entries written through another instance (another process) are counted and evicted', async () => {
-    const one = new DiskCacheStore({ dir, maxBytes: 3000 });
-    const two = new DiskCacheStore({ dir, maxBytes: 3000 });
-    await one.set(entry('a', 'a'.repeat(900)));
-    await new Promise((r) => setTimeout(r, 15));
-    await two.set(entry('b', 'b'.repeat(900)));
-    await new Promise((r) => setTimeout(r, 15));
-    await one.set(entry('c', 'c'.repeat(900)));
+    const one = new DiskCacheStore({ dir, maxBytes: 5000 });
+    const two = new DiskCacheStore({ dir, maxBytes: 5000 });
+    await one.set(entry('a', 'a'.repeat(1200)));
+    await age(one, 'a', 60);
+    await two.set(entry('b', 'b'.repeat(1200)));
+    await age(two, 'b', 30);
+    await one.set(entry('c', 'c'.repeat(1200)));
+    await two.set(entry('d', 'd'.repeat(1200)));
     assert.equal(await two.get('a'), undefined, 'the oldest, written by the other store, was evicted');
-    assert.equal((await one.get('c'))?.body.length, 900);
-    assert.ok((await readUsage(dir)).bytes <= 2700, 'evicted down to 90 % of the bound');
+    assert.equal((await one.get('d'))?.body.length, 1200);
   });
 
-  it('removes the directory of the old format (v1: every key in one directory) on the first write', async () => {
+  it('removes the directories of older formats (v1, v2) on the first write', async () => {
     await mkdir(join(dir, 'v1', 'quarantine'), { recursive: true });
     await writeFile(join(dir, 'v1', `${'0'.repeat(64)}.0000000000000001.snap`), 'old');
+    await mkdir(join(dir, 'v2', 'ab', 'ab'.repeat(32)), { recursive: true });
     const store = new DiskCacheStore({ dir });
     assert.equal(await store.get('k'), undefined);
     await store.set(entry('k', 'v'));
-    assert.deepEqual((await readdir(dir)).sort(), ['v2']);
+    assert.deepEqual((await readdir(dir)).sort(), ['v3']);
   });
 
   it('defaults to $XDG_CACHE_HOME/bulwark-http-get, else ~/.cache/bulwark-http-get', () => {

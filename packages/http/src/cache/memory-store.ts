@@ -3,7 +3,13 @@
  * entry larger than the whole bound is not stored.
  */
 import { checks } from '@bulwark/core/internal';
-import { entrySize, type CacheStore, type CachedResponse } from './store.js';
+import {
+  BufferingWriter,
+  entrySize,
+  type CacheEntryWriter,
+  type CacheStore,
+  type CachedResponse,
+} from './store.js';
 
 export interface MemoryCacheStoreOptions {
   /** Total bytes (bodies + metadata) kept. @default 52_428_800 (50 MiB) */
@@ -55,6 +61,11 @@ export class MemoryCacheStore implements CacheStore {
       this.#entries.delete(key);
       this.#bytes -= slot.size;
     }
+  }
+
+  /** Gathers a body as it arrives; a body larger than the whole bound is dropped as soon as it is known. */
+  writer(key: string, url: string): CacheEntryWriter {
+    return new BufferingWriter(key, url, this.maxBytes, (entry) => this.set(entry));
   }
 
   async delete(key: string): Promise<void> {

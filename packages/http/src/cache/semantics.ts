@@ -10,7 +10,6 @@
  */
 import CachePolicy from 'http-cache-semantics';
 import type { ResponseHeaders } from '../transport.js';
-import type { CachedResponse } from './store.js';
 
 /** http-cache-semantics with an injectable wall clock (it reads `this.now()` for every age). */
 export type PolicyClass = typeof CachePolicy;
@@ -42,7 +41,10 @@ export function newPolicy(
   return new Policy(req, { status, headers }, { shared: false });
 }
 
-export function restore(Policy: PolicyClass, entry: CachedResponse): CachePolicy | undefined {
+export function restore(
+  Policy: PolicyClass,
+  entry: { readonly policy: CachePolicy.CachePolicyObject },
+): CachePolicy | undefined {
   try {
     return Policy.fromObject(entry.policy);
   } catch {
