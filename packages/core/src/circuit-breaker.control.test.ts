@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { FakeClock } from './clock.js';
+import { TimerQueue } from './timer-queue.js';
 import { circuitBreaker, type CircuitStateChangeEvent } from './circuit-breaker.js';
 import { CircuitOpenError, InvalidOptionError } from './errors.js';
 
@@ -78,7 +79,7 @@ describe('circuitBreaker by hand', () => {
       consecutiveSlowCalls: 0,
     });
     assert.equal(breaker.metrics.trip, undefined);
-    assert.equal(clock.pendingTimers, 0);
+    assert.equal(TimerQueue.for(clock).size, 0, 'nothing left to wake it for');
   });
 
   it('reset(): back to a fresh closed breaker from any state, closed included (calls in flight go stale)', async () => {

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
+import { TimerQueue } from './timer-queue.js';
 import { FakeClock, flushMicrotasks } from './clock.js';
 import { classify } from './classify.js';
 import {
@@ -838,6 +839,8 @@ describe('circuitBreaker leaks', () => {
     clock.advance(5_000);
     await Promise.all([breaker.execute(ok), breaker.execute(ok)]);
     assert.equal(breaker.state, 'closed');
+    assert.equal(TimerQueue.for(clock).size, 0, 'nothing queued to wake the breaker');
+    clock.advance(10_000); // the shared timer, armed for the probes' timeout, lapses
     assert.equal(clock.pendingTimers, 0);
     assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
     for (const s of subs) s.dispose();

@@ -4,6 +4,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { setImmediate as tick } from 'node:timers/promises';
+import { assertIdle } from './test-support.js';
+import { TimerQueue } from './timer-queue.js';
 import { FakeClock, flushMicrotasks, systemClock } from './clock.js';
 import type { CallContext } from './context.js';
 import { currentDeadline, currentSignal, runWithDeadline, runWithoutDeadline } from './deadline.js';
@@ -57,7 +59,7 @@ describe('execute with a deadline', () => {
     assert.equal((call.error as DeadlineExceededError).budgetMs, 250);
     assert.equal((call.error as DeadlineExceededError).code, 'BULWARK_ERR_DEADLINE_EXCEEDED');
     assert.equal(aborted, call.error, 'the operation is aborted with the same error');
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it('an absolute deadline, and the earliest of deadline and timeoutMs', async () => {
@@ -72,7 +74,7 @@ describe('execute with a deadline', () => {
     assert.equal(deadline, 120);
     await r.execute((ctx) => (deadline = ctx.deadline), { deadline: Infinity, timeoutMs: Infinity });
     assert.equal(deadline, Infinity);
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it('a deadline already passed (or a zero budget) rejects at once without running anything', async () => {
@@ -124,7 +126,7 @@ describe('execute with a deadline', () => {
     await flushMicrotasks();
     assert.equal(getEventListeners(signal, 'abort').length, 0);
     await clock.advanceAsync(100); // the per-attempt timeout's shared timer lapses
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it("the caller's abort before the deadline rejects with its reason and drops the deadline", async () => {
@@ -140,8 +142,8 @@ describe('execute with a deadline', () => {
     controller.abort(new Error('caller left'));
     await flushMicrotasks();
     assert.match(String(call.error), /caller left/);
-    assert.equal(clock.pendingTimers, 0);
     assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+    assertIdle(clock);
   });
 
   it("a breaker does not count the caller's deadline (it is the caller's abort), but counts its own timeout", async () => {
@@ -161,7 +163,7 @@ describe('execute with a deadline', () => {
     assert.ok(own.error instanceof TimeoutError);
     assert.equal(breaker.state, 'open');
     await clock.advanceAsync(10_000);
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it('a timeout due at the same moment as the deadline yields to it, whichever timer fires first', async () => {
@@ -197,7 +199,7 @@ describe('execute with a deadline', () => {
     await clock.advanceAsync(300);
     assert.ok(call.error instanceof DeadlineExceededError);
     await clock.advanceAsync(5_000);
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it('retry does not sleep past the deadline, and stops when it passes', async () => {
@@ -212,7 +214,7 @@ describe('execute with a deadline', () => {
     assert.equal(attempts, 3);
     assert.deepEqual(giveUps, ['deadline']);
     assert.match(String(call.error), /fail 3/);
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it('a queued bulkhead waiter leaves the queue at the deadline', async () => {
@@ -228,7 +230,7 @@ describe('execute with a deadline', () => {
     assert.equal(b.queued, 0);
     await clock.advanceAsync(800);
     assert.equal(await running, 'first');
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it('degrade: the ladder ends at the deadline, and the tiers see it', async () => {
@@ -251,7 +253,7 @@ describe('execute with a deadline', () => {
     assert.deepEqual(seen, [80]);
     await clock.advanceAsync(80);
     assert.ok(call.error instanceof DeadlineExceededError, String(call.error));
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 });
 
@@ -282,7 +284,7 @@ describe('the ambient deadline', () => {
     const call = runWithDeadline({ deadline: 300, clock }, () => track(b.execute(untilAborted)));
     await clock.advanceAsync(300);
     assert.ok(call.error instanceof DeadlineExceededError);
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it("the earliest of the ambient and the call's own deadline applies; nesting never extends", async () => {
@@ -335,7 +337,7 @@ describe('the ambient deadline', () => {
     await flushMicrotasks();
     assert.match(String(withoutOwn!.error), /client went away/);
     assert.match(String(withOwn!.error), /client went away/);
-    assert.equal(clock.pendingTimers, 0);
+    assert.equal(TimerQueue.for(clock).size, 0);
     assert.equal(getEventListeners(own.signal, 'abort').length, 0);
     // an ambient signal already aborted: nothing runs
     let ran = 0;

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import fc from 'fast-check';
+import { assertIdle } from './test-support.js';
 import { FakeClock, flushMicrotasks } from './clock.js';
 import { DeadlineExceededError, InvalidOptionError, RateLimitedError } from './errors.js';
 import { rateLimiter, type RateLimitWaitEvent } from './rate-limiter.js';
@@ -69,7 +70,7 @@ describe('rateLimiter with maxWaitMs', () => {
       [100, 200, 150],
     );
     assert.equal(limiter.waiting, 0);
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it('a call whose wait would exceed maxWaitMs is rejected at once, with the estimated wait', async () => {
@@ -100,7 +101,7 @@ describe('rateLimiter with maxWaitMs', () => {
     const inTime = track(limiter.execute(() => 'ran', { timeoutMs: 150 }));
     await clock.advanceAsync(100);
     assert.equal(inTime.value, 'ran');
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it('a waiter whose call is aborted (or whose deadline passes) leaves at once; the next moves up', async () => {
@@ -119,7 +120,7 @@ describe('rateLimiter with maxWaitMs', () => {
     await clock.advanceAsync(50);
     assert.deepEqual(ranAt, [100], 'the next waiter took the token at 100');
     assert.ok(next.done);
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it('a waiter gives up at maxWaitMs when the store keeps refusing (another process took the tokens)', async () => {
@@ -146,8 +147,8 @@ describe('rateLimiter with maxWaitMs', () => {
     await clock.advanceAsync(150);
     assert.ok(bounded.error instanceof DeadlineExceededError, String(bounded.error));
     assert.equal(limiter.waiting, 0);
-    assert.equal(clock.pendingTimers, 0);
     refusing = false;
+    assertIdle(clock);
   });
 
   it('keys wait independently', async () => {
@@ -180,7 +181,7 @@ describe('rateLimiter with maxWaitMs', () => {
     }
     assert.deepEqual(ranAt, [0, 0, 100, 200, 300]);
     assert.ok(calls.every((c) => c.done && c.error === undefined));
-    assert.equal(clock.pendingTimers, 0);
+    assertIdle(clock);
   });
 
   it('property: never more than burst + rate × t calls in any interval, each within its bound, in order', async () => {
@@ -221,7 +222,7 @@ describe('rateLimiter with maxWaitMs', () => {
             }
           }
           assert.equal(limiter.waiting, 0);
-          assert.equal(clock.pendingTimers, 0);
+          assertIdle(clock);
         },
       ),
       { numRuns: 150 },

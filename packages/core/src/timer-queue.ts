@@ -11,9 +11,11 @@
  *
  * An entry either keeps the process alive (a call's deadline: the caller is waiting) or not (a breaker's
  * open → half-open change: nobody waits for it). The timer is ref'd while at least one keep-alive entry is
- * queued, else unref'd; when the heap empties the timer is cleared, so a `FakeClock` has no pending timer
- * once every call settled (the leak tests' check). A delay longer than the longest a Node timer honours
- * (2^31 − 1 ms) arms for that long and re-arms when it fires.
+ * queued, else unref'd. When the heap empties the timer is left to lapse (unref'd) rather than cleared:
+ * with one call in flight at a time, each call's deadline then finds the previous call's timer armed
+ * earlier than it needs and sets no timer of its own (it fires, finds nothing due, and re-arms for
+ * whatever is queued then). A `FakeClock` shows that timer as pending until its due time. A delay longer
+ * than the longest a Node timer honours (2^31 − 1 ms) arms for that long and re-arms when it fires.
  */
 import { MAX_TIMER_MS, type Clock, type ClockTimer } from './clock.js';
 import { reportListenerError } from './events.js';
@@ -91,8 +93,10 @@ export class TimerQueue {
     if (i < 0) return;
     this.#unlink(i);
     if (this.#firing) return;
-    if (this.#heap.length === 0) this.#disarm();
-    else this.#setRef();
+    // An emptied queue keeps its timer, unref'd, to lapse at its due time: the next entry (typically
+    // the next call's deadline, due later) then needs no new timer. Clearing and re-arming for every
+    // call would cost a timer per call, which is what this queue is for avoiding.
+    this.#setRef();
   }
 
   /** Moves a queued entry to `at` (or queues it). */
@@ -125,12 +129,6 @@ export class TimerQueue {
     this.#timer = this.clock.setTimeout(this.#fire, delay);
     this.#refed = true;
     this.#setRef();
-  }
-
-  #disarm(): void {
-    if (this.#timer !== undefined) this.clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#armedAt = Infinity;
   }
 
   /** Ref'd while a keep-alive entry waits, unref'd otherwise. */
