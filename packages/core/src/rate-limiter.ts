@@ -169,7 +169,7 @@ export class RateLimiterPolicy extends BasePolicy {
 
   run<T>(fn: Operation<T>, ctx: CallContext): Promise<T> {
     const key = this.#keyOf === undefined ? (ctx.key ?? '') : this.#keyOf(ctx);
-    if (this.maxWaitMs > 0) {
+    if (this.maxWaitMs > 0 && this.#waits.size > 0) {
       // calls already wait for this key: queue behind them, never take their token
       const queue = this.#waits.get(key);
       if (queue !== undefined) return this.#wait(queue, key, fn, ctx, 0) as Promise<T>;

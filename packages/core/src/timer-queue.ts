@@ -35,6 +35,9 @@ export interface TimerEntry {
 }
 
 const queues = new WeakMap<Clock, TimerQueue>();
+/** The clock last asked for, and its queue (a one-entry cache in front of the WeakMap). */
+let lastClock: Clock | undefined;
+let lastQueue: TimerQueue | undefined;
 let sequence = 0;
 
 /** Whether `a` fires before `b`: earlier due time, then earlier queueing. */
@@ -59,11 +62,14 @@ export class TimerQueue {
 
   /** The queue shared by everything on `clock`. */
   static for(clock: Clock): TimerQueue {
+    if (clock === lastClock) return lastQueue!; // nearly always one clock: skip the WeakMap
     let queue = queues.get(clock);
     if (queue === undefined) {
       queue = new TimerQueue(clock);
       queues.set(clock, queue);
     }
+    lastClock = clock;
+    lastQueue = queue;
     return queue;
   }
 
