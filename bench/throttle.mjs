@@ -237,7 +237,7 @@ function analyse(run, offered) {
     ratio: reached / accepted,
     recoveredAt,
     // whole seconds after the heal (the last slice may be cut short by the end of the run)
-    curve: Array.from({ length: Math.floor((run.slices.length - 1 - healSlice) / perSecond) }, (_, k) =>
+    curve: Array.from({ length: Math.floor((run.slices.length - 2 - healSlice) / perSecond) }, (_, k) =>
       run.slices.slice(healSlice + k * perSecond, healSlice + (k + 1) * perSecond),
     ).map((w) => ({ reached: sum(w, 'reached') })),
     fullOffered: offered,
@@ -272,7 +272,7 @@ function report(runs, { offered, capacity, pin }) {
     if (runs[name].variant === 'raw') continue;
     md += `\nAfter the heal, ${name}: calls reaching the backend in each second: ${an.curve.map((s) => fmt(s.reached)).join(', ')}.\n`;
   }
-  md += `\nReading it: without the throttle every offered call reaches the overloaded backend (10 × what it accepts), each costing it a refusal. With it, the client rejects locally until about k = 2 requests reach the backend per accepted one, and recovers on its own once the backend accepts again: the old refusals leave the window, and every accept counts k times. The window sets the recovery time (about half a window here): a shorter window recovers faster and reacts to noise faster too.\n`;
+  md += `\nReading it: without the throttle every offered call reaches the overloaded backend (10 × what it accepts), each costing it a refusal. With it, the client rejects locally until about k = 2 requests reach the backend per accepted one, and recovers on its own once the backend accepts again: the old refusals leave the window, and every accept counts k times. The window sets the recovery time (about one window here): a shorter window recovers faster and reacts to noise faster too; the SRE book's two minutes would take about two.\n`;
   return md;
 }
 
