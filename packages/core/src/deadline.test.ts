@@ -100,6 +100,7 @@ describe('execute with a deadline', () => {
       [{ deadline: NaN }, 'execute.deadline'],
       [{ deadline: '100' }, 'execute.deadline'],
       [{ deadline: -Infinity }, 'execute.deadline'],
+      [{ deadline: Date.now() + 1_000 }, 'execute.deadline'], // a wall-clock time: ~55 years away
       [{ timeoutMs: -1 }, 'execute.timeoutMs'],
       [{ timeoutMs: NaN }, 'execute.timeoutMs'],
       [{ timeoutMs: '5' }, 'execute.timeoutMs'],
@@ -354,6 +355,7 @@ describe('the ambient deadline', () => {
     const bad: [unknown, string][] = [
       [{ timeoutMs: -5 }, 'runWithDeadline.timeoutMs'],
       [{ deadline: NaN }, 'runWithDeadline.deadline'],
+      [{ deadline: Date.now() }, 'runWithDeadline.deadline'],
       [{ signal: {} }, 'runWithDeadline.signal'],
       [{ clock: {} }, 'runWithDeadline.clock'],
       [{ timeout: 5 }, 'runWithDeadline.timeout'],

@@ -86,7 +86,8 @@ export function runWithDeadline<R>(options: DeadlineScopeOptions, fn: () => R): 
   const o = check.optionsObject('runWithDeadline', options, true);
   check.knownKeys('runWithDeadline', o, ['deadline', 'timeoutMs', 'signal', 'clock']);
   const clock = check.clock('runWithDeadline.clock', o.clock);
-  let deadline = o.deadline === undefined ? Infinity : deadlineValue('runWithDeadline.deadline', o.deadline);
+  let deadline =
+    o.deadline === undefined ? Infinity : deadlineValue('runWithDeadline.deadline', o.deadline, clock.now());
   if (o.timeoutMs !== undefined) {
     deadline = Math.min(deadline, clock.now() + timeoutValue('runWithDeadline.timeoutMs', o.timeoutMs));
   }
@@ -129,9 +130,20 @@ export function currentSignal(): AbortSignal | undefined {
   return ambient()?.signal;
 }
 
-function deadlineValue(option: string, value: unknown): number {
+/** A finite deadline further than this from now is taken for a mistake (a `Date.now()` value). */
+const FARTHEST_MS = 365 * 24 * 3600 * 1000;
+
+function deadlineValue(option: string, value: unknown, now: number): number {
   if (typeof value !== 'number' || Number.isNaN(value) || value === -Infinity) {
     throw new InvalidOptionError(option, value, 'a time on the clock (a number, or Infinity for none)');
+  }
+  if (value !== Infinity && value - now > FARTHEST_MS) {
+    // performance.now() counts from the process start; Date.now() from 1970: ~55 years apart
+    throw new InvalidOptionError(
+      option,
+      value,
+      `a time on the policy's clock (performance.now() by default, now ${Math.round(now)}), at most a year ahead; this one is ${Math.round((value - now) / 86_400_000)} days away (a Date.now() value? use timeoutMs for a relative bound)`,
+    );
   }
   return value;
 }
@@ -237,7 +249,7 @@ export function executeBounded(
   let deadline = Infinity;
   const now = clock.now();
   try {
-    if (options?.deadline !== undefined) deadline = deadlineValue('execute.deadline', options.deadline);
+    if (options?.deadline !== undefined) deadline = deadlineValue('execute.deadline', options.deadline, now);
     if (options?.timeoutMs !== undefined) {
       deadline = Math.min(deadline, now + timeoutValue('execute.timeoutMs', options.timeoutMs));
     }
