@@ -149,7 +149,7 @@ export class HedgePolicy extends BasePolicy {
   readonly #classify: ClassifyFn;
   readonly #judgesValues: boolean;
   readonly #latencies: LatencyWindow;
-  readonly #queue: TimerQueue;
+  readonly #plan: Plan;
   /** The adaptive delay, recomputed every few samples (undefined: still warming up). */
   #cachedDelay: number | undefined = undefined;
   #samplesSinceCompute = 0;
@@ -215,7 +215,17 @@ export class HedgePolicy extends BasePolicy {
     this.#judgesValues = judgesValues(this.#classify);
     this.name = check.string('hedge.name', o.name ?? D.name);
     this.#latencies = new LatencyWindow(this.windowMs);
-    this.#queue = TimerQueue.for(this.clock);
+    this.#plan = Object.freeze({
+      name: this.name,
+      clock: this.clock,
+      maxHedges: this.maxHedges,
+      budget: this.budget,
+      queue: TimerQueue.for(this.clock),
+      events: this.#onHedge,
+      verdict: (ok: boolean, result: unknown, ctx: CallContext) => this.#verdict(ok, result, ctx),
+      record: (ms: number) => this.#record(ms),
+      delay: (now: number) => this.#delay(now),
+    });
   }
 
   /** The delay a call started now would wait before its first hedge, or undefined while warming up. */
@@ -237,33 +247,13 @@ export class HedgePolicy extends BasePolicy {
         return value;
       });
     }
-    return new HedgeCall<T>(this, fn, ctx, now, delay).promise;
+    return new HedgeCall<T>(this.#plan, fn, ctx, now, delay).promise;
   }
 
-  /** @internal */
-  get events(): EventEmitter<HedgeEvent> {
-    return this.#onHedge;
-  }
-
-  /** @internal the verdict on an attempt's outcome (may throw: a classifier bug). */
-  verdict(ok: boolean, result: unknown, ctx: CallContext): Verdict {
+  /** The verdict on an attempt's outcome (may throw: a classifier bug). */
+  #verdict(ok: boolean, result: unknown, ctx: CallContext): Verdict {
     if (ok) return this.#judgesValues ? valueVerdictOf(this.#classify, result, ctx) : 'success';
     return errorVerdictOf(this.#classify, result, ctx);
-  }
-
-  /** @internal */
-  get queue(): TimerQueue {
-    return this.#queue;
-  }
-
-  /** @internal a successful attempt took `ms`. */
-  record(ms: number): void {
-    this.#record(ms);
-  }
-
-  /** @internal the delay before the next hedge (undefined: do not hedge). */
-  delay(now: number): number | undefined {
-    return this.#delay(now);
   }
 
   #record(ms: number): void {
@@ -286,6 +276,22 @@ export class HedgePolicy extends BasePolicy {
   }
 }
 
+/** What a {@link HedgeCall} needs from its policy, resolved once and shared by every call. */
+interface Plan {
+  readonly name: string;
+  readonly clock: Clock;
+  readonly maxHedges: number;
+  readonly budget: RetryBudget;
+  readonly queue: TimerQueue;
+  readonly events: EventEmitter<HedgeEvent>;
+  /** The verdict on an attempt's outcome (may throw: a classifier bug). */
+  readonly verdict: (ok: boolean, result: unknown, ctx: CallContext) => Verdict;
+  /** A successful attempt took `ms`. */
+  readonly record: (ms: number) => void;
+  /** The delay before the next hedge (undefined: do not hedge). */
+  readonly delay: (now: number) => number | undefined;
+}
+
 /** One hedged call: its attempts, the pending hedge (an entry in the clock's timer queue) and its promise. */
 class HedgeCall<T> implements TimerEntry {
   declare timerAt: number;
@@ -295,7 +301,7 @@ class HedgeCall<T> implements TimerEntry {
   readonly promise: Promise<T>;
   readonly #resolve: (value: unknown) => void;
   readonly #reject: (error: unknown) => void;
-  readonly #policy: HedgePolicy;
+  readonly #policy: Plan;
   readonly #fn: Operation<T>;
   readonly #ctx: Context;
   readonly #attempts: Attempt[] = [];
@@ -303,7 +309,7 @@ class HedgeCall<T> implements TimerEntry {
   #done = false;
   #unlisten: (() => void) | undefined = undefined;
 
-  constructor(policy: HedgePolicy, fn: Operation<T>, ctx: Context, now: number, delay: number) {
+  constructor(policy: Plan, fn: Operation<T>, ctx: Context, now: number, delay: number) {
     this.timerAt = Infinity;
     this.timerIndex = -1;
     this.timerKeepAlive = true;
