@@ -14,6 +14,38 @@ import { availableParallelism, cpus, release, tmpdir, totalmem, type as osType }
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+/** [case, against, bar]: measured in alternation in each process, so a burst of noise hits both. */
+const BARS = [
+  ['chaos.fault, switched off', 'baseline: await fn()', undefined],
+  ['chaos.latency, switched off', 'baseline: await fn()', undefined],
+  ['chaos.fault, on at rate 0 (rolls the dice)', 'chaos.fault, switched off', undefined],
+  [
+    'README pipeline: this core, with chaos.fault and chaos.latency switched off',
+    'README pipeline: this core',
+    1.1,
+  ],
+  ['breaker (consecutive, closed): this core', 'breaker (consecutive, closed): previous core', 1.1],
+  [
+    'breaker (consecutive, closed): this core, in a process that uses runWithDeadline',
+    'breaker (consecutive, closed): previous core',
+    undefined,
+  ],
+  ['open breaker rejection: this core', 'open breaker rejection: previous core', 1.1],
+  ['README pipeline: this core', 'README pipeline: previous core', 1.1],
+  ['breaker with a per-call deadline (timeoutMs)', 'breaker (consecutive, closed): this core', undefined],
+  [
+    'breaker under an ambient deadline (runWithDeadline)',
+    'breaker (consecutive, closed): this core',
+    undefined,
+  ],
+  ['hedge, first attempt answers before the delay', 'baseline: await fn()', undefined],
+  ['adaptiveThrottle (one key)', 'baseline: await fn()', undefined],
+  ['rateLimiter with maxWaitMs, token available', 'rateLimiter, token available', 1.1],
+];
+/** Alternations per pair, and CPU time per measurement. */
+const ROUNDS = 5;
+const MEASURE_NS = 100 * 1e6;
+
 const self = fileURLToPath(import.meta.url);
 const here = new URL('.', import.meta.url).pathname;
 const root = new URL('..', import.meta.url).pathname;
@@ -66,10 +98,10 @@ async function cases(seed, baselineDir) {
   // The ambient-deadline storage is created by the first runWithDeadline of a process; until then an
   // execute pays one global read, after it an AsyncLocalStorage lookup. Cases that name it run with the
   // storage present; every other case without (it is dropped before them).
-  const STORAGE = Symbol.for('bulwark.deadline.storage');
+  const registry = globalThis[Symbol.for('bulwark.deadline.registry')];
   const storage = (present) => {
     if (present) bw.runWithDeadline({ timeoutMs: 1 }, () => {});
-    else delete globalThis[STORAGE];
+    else registry.storage = undefined;
   };
   const bUsesAls = consecutive(bw);
 
@@ -110,15 +142,35 @@ async function cases(seed, baselineDir) {
     'rateLimiter with maxWaitMs, token available': async () =>
       do_not_optimize(await waitingLimiter.execute(fn)),
   };
-  const out = {};
-  for (const name of shuffle(Object.keys(all), seed)) {
+  const one = async (name) => {
     storage(/runWithDeadline/.test(name));
-    const run = () => measure(all[name], { min_cpu_time: 300 * 1e6 });
+    const run = () => measure(all[name], { min_cpu_time: MEASURE_NS });
     // the ambient case runs entirely inside one runWithDeadline (as the calls of one request do)
     const stats = name.includes('ambient') ? await bw.runWithDeadline({ timeoutMs: 1e9 }, run) : await run();
-    out[name] = stats.avg;
+    return stats.avg;
+  };
+  const samples = {};
+  const ratios = {};
+  for (const [a, b] of shuffle(BARS, seed)) {
+    const rs = (ratios[`${a}|${b}`] = []);
+    for (let r = 0; r < ROUNDS; r++) {
+      // alternate which goes first
+      const [first, second] = r % 2 ? [b, a] : [a, b];
+      const x = await one(first);
+      const y = await one(second);
+      const [na, nb] = r % 2 ? [y, x] : [x, y];
+      (samples[a] ??= []).push(na);
+      (samples[b] ??= []).push(nb);
+      rs.push(na / nb);
+    }
   }
-  process.stdout.write(JSON.stringify(out));
+  const med = (xs) => [...xs].sort((p, q) => p - q)[xs.length >> 1];
+  process.stdout.write(
+    JSON.stringify({
+      samples: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, med(v)])),
+      ratios: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, med(v)])),
+    }),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -177,9 +229,9 @@ function orchestrate() {
       ),
     );
   }
-  const names = Object.keys(runs[0]).sort();
-  const med = (n) => median(runs.map((r) => r[n]));
-  const ratio = (a, b) => median(runs.map((r) => r[a] / r[b]));
+  const names = Object.keys(runs[0].samples).sort();
+  const med = (n) => median(runs.map((r) => r.samples[n]));
+  const ratio = (a, b) => median(runs.map((r) => r.ratios[`${a}|${b}`]));
   const version = (p) => {
     try {
       return JSON.parse(readFileSync(join(root, 'node_modules', p, 'package.json'), 'utf8')).version;
@@ -189,39 +241,14 @@ function orchestrate() {
   };
   let md = `## Issue 14 additions: per-call cost (\`bench/core-issue14.mjs\`)\n\n`;
   md += `Command: \`node bench/core-issue14.mjs ${reps}${ref === 'b548de1' ? '' : ` --baseline-ref=${ref}`}\`. Node ${process.version}, mitata ${version('mitata')}; ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${osType()} ${release()}. **Taken on a busy shared machine**: compare the ratios, measured side by side in each process.\n\n`;
-  md += `"Previous core" is \`packages/core\` at ${sha} (before the issue-14 additions), compiled from git by the script. ${reps} fresh processes${pin ? ' pinned to CPU 1 (`taskset`)' : ''}, each running every case once in a seeded shuffled order with mitata \`measure\` (≥ 300 ms CPU per case); medians over processes, ratios are medians of per-process ratios. The operation is \`async () => 1\`. The README pipeline is \`timeout(2 s), retry, circuitBreaker (count window), timeout(500 ms)\`. A process that has called \`runWithDeadline\` pays an \`AsyncLocalStorage\` lookup in every \`execute\` (one that never has, a global read): the cases naming it are measured that way, the others not.\n\n`;
+  md += `"Previous core" is \`packages/core\` at ${sha} (before the issue-14 additions), compiled from git by the script. ${reps} fresh processes${pin ? ' pinned to CPU 1 (`taskset`)' : ''}, each measuring every pair of the second table ${ROUNDS} times in alternation (mitata \`measure\`, ≥ ${MEASURE_NS / 1e6} ms CPU each, pairs in a seeded shuffled order), so that a burst of load from elsewhere hits both sides of a ratio; a case's figure is the median of its measurements in a process, then over processes, and a ratio the median of the per-round ratios, then over processes. The operation is \`async () => 1\`. The README pipeline is \`timeout(2 s), retry, circuitBreaker (count window), timeout(500 ms)\`. A process that has called \`runWithDeadline\` pays an \`AsyncLocalStorage\` lookup in every \`execute\` (one that never has, a global read): the cases naming it are measured that way, the others not.\n\n`;
   md += `| case | ns per call (median) | range |\n|---|---:|---:|\n`;
   for (const n of names) {
-    const xs = runs.map((r) => r[n]);
+    const xs = runs.map((r) => r.samples[n]);
     md += `| ${n} | ${fmt(med(n))} | ${fmt(Math.min(...xs))} – ${fmt(Math.max(...xs))} |\n`;
   }
-  const bars = [
-    ['chaos.fault, switched off', 'baseline: await fn()', undefined],
-    [
-      'README pipeline: this core, with chaos.fault and chaos.latency switched off',
-      'README pipeline: this core',
-      1.1,
-    ],
-    ['breaker (consecutive, closed): this core', 'breaker (consecutive, closed): previous core', 1.1],
-    [
-      'breaker (consecutive, closed): this core, in a process that uses runWithDeadline',
-      'breaker (consecutive, closed): previous core',
-      undefined,
-    ],
-    ['open breaker rejection: this core', 'open breaker rejection: previous core', 1.1],
-    ['README pipeline: this core', 'README pipeline: previous core', 1.1],
-    ['breaker with a per-call deadline (timeoutMs)', 'breaker (consecutive, closed): this core', undefined],
-    [
-      'breaker under an ambient deadline (runWithDeadline)',
-      'breaker (consecutive, closed): this core',
-      undefined,
-    ],
-    ['hedge, first attempt answers before the delay', 'baseline: await fn()', undefined],
-    ['adaptiveThrottle (one key)', 'baseline: await fn()', undefined],
-    ['rateLimiter with maxWaitMs, token available', 'rateLimiter, token available', 1.1],
-  ];
   md += `\n| case | against | ratio (median) | bar | met |\n|---|---|---:|---:|:-:|\n`;
-  for (const [a, b, bar] of bars) {
+  for (const [a, b, bar] of BARS) {
     const q = ratio(a, b);
     md += `| ${a} | ${b} | ${fmt(q, 3)} | ${bar === undefined ? '(reported)' : `≤ ${bar}`} | ${bar === undefined ? '' : q <= bar ? 'yes' : '**no**'} |\n`;
   }

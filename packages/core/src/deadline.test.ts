@@ -4,6 +4,10 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { setImmediate as tick } from 'node:timers/promises';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { assertIdle } from './test-support.js';
 import { TimerQueue } from './timer-queue.js';
 import { FakeClock, flushMicrotasks, systemClock } from './clock.js';
@@ -349,6 +353,32 @@ describe('the ambient deadline', () => {
       ),
     );
     assert.equal(ran, 0);
+  });
+
+  it('two copies of @bulwark/core in one process share it (a dependency that bundles its own)', async () => {
+    // a second, separate copy of the built package: every module of it is a different instance
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-core-copy-'));
+    try {
+      cpSync(fileURLToPath(new URL('.', import.meta.url)), dir, { recursive: true });
+      writeFileSync(join(dir, 'package.json'), '{ "type": "module" }');
+      const other = (await import(pathToFileURL(join(dir, 'index.js')).href)) as typeof import('./index.js');
+      assert.notEqual(other.retry, retry, 'a separate copy');
+      const clock = new FakeClock();
+      const mine = retry({ clock });
+      const theirs = other.retry({ clock });
+      // set by this copy, seen by the other, and the other way round
+      const a = await runWithDeadline({ timeoutMs: 70, clock }, () => theirs.execute((ctx) => ctx.deadline));
+      const b = await other.runWithDeadline({ timeoutMs: 80, clock }, () =>
+        mine.execute((ctx) => ctx.deadline),
+      );
+      assert.deepEqual([a, b], [70, 80]);
+      await assert.rejects(
+        runWithDeadline({ timeoutMs: 0, clock }, () => theirs.execute(() => 1)),
+        (e) => DeadlineExceededError.is(e) && e.code === 'BULWARK_ERR_DEADLINE_EXCEEDED',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses bad options with InvalidOptionError', () => {

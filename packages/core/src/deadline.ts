@@ -13,8 +13,9 @@
  * fn)` sets it for everything `fn` starts, and every `execute` in that async context honours it without
  * parameter threading (the earliest of it and the call's own applies). A server sets a request's
  * deadline once; every outgoing call made through Bulwark in that request sees it. The storage is shared
- * through `Symbol.for`, so two copies of @bulwark/core in one process see the same ambient deadline, and it
- * is created on the first `runWithDeadline`: until then `execute` pays one property read.
+ * through a `Symbol.for` registry on `globalThis`, so two copies of @bulwark/core in one process see the
+ * same ambient deadline; it is created on the first `runWithDeadline`: until then `execute` pays one
+ * property read.
  *
  * Cost: nothing for a call without a deadline (when no ambient deadline was ever set, one global read);
  * with one, two objects (the root context and its scope), one promise, and an entry in the clock's shared
@@ -48,13 +49,22 @@ export interface DeadlineScopeOptions {
   clock?: Clock;
 }
 
-const STORAGE = Symbol.for('bulwark.deadline.storage');
 type Storage = AsyncLocalStorage<Ambient | undefined>;
-const registry = globalThis as { [STORAGE]?: Storage };
 
-/** The ambient deadline of the current async context, if any (one global read until one was ever set). */
+/**
+ * Where the ambient storage lives, shared by every copy of @bulwark/core in the process (found under a
+ * `Symbol.for` key of `globalThis`). Each copy keeps a direct reference to this one object, so a call
+ * reads a plain property, not the global object, to learn whether any ambient deadline was ever set.
+ */
+interface Registry {
+  storage: Storage | undefined;
+}
+const REGISTRY = Symbol.for('bulwark.deadline.registry');
+const registry: Registry = ((globalThis as { [REGISTRY]?: Registry })[REGISTRY] ??= { storage: undefined });
+
+/** The ambient deadline of the current async context, if any (one property read until one was ever set). */
 function ambient(): Ambient | undefined {
-  const storage = registry[STORAGE];
+  const storage = registry.storage;
   return storage === undefined ? undefined : storage.getStore();
 }
 
@@ -62,7 +72,7 @@ function ambient(): Ambient | undefined {
 export function bounded(options: ExecuteOptions | undefined): boolean {
   if (options !== undefined && (options.deadline !== undefined || options.timeoutMs !== undefined))
     return true;
-  const storage = registry[STORAGE];
+  const storage = registry.storage;
   return storage !== undefined && storage.getStore() !== undefined;
 }
 
@@ -102,7 +112,7 @@ export function runWithDeadline<R>(options: DeadlineScopeOptions, fn: () => R): 
     if (outer.signal !== undefined)
       signal = signal === undefined ? outer.signal : AbortSignal.any([signal, outer.signal]);
   }
-  const storage = (registry[STORAGE] ??= new AsyncLocalStorage<Ambient | undefined>());
+  const storage = (registry.storage ??= new AsyncLocalStorage<Ambient | undefined>());
   return storage.run({ deadline, clock, signal }, fn);
 }
 
@@ -112,7 +122,7 @@ export function runWithDeadline<R>(options: DeadlineScopeOptions, fn: () => R): 
  */
 export function runWithoutDeadline<R>(fn: () => R): R {
   check.fn('runWithoutDeadline.fn', fn);
-  const storage = registry[STORAGE];
+  const storage = registry.storage;
   return storage === undefined ? fn() : storage.run(undefined, fn);
 }
 
