@@ -1,6 +1,7 @@
 /**
  * Model-based test of the circuit breaker (RELIABILITY.md T1.1): fast-check generates command sequences
- * (immediate calls, calls left in flight and settled later, clock advances, isolate / release) and runs
+ * (immediate calls, calls left in flight and settled later, clock advances, isolate / release, open /
+ * close / reset by hand) and runs
  * each against the real breaker on a FakeClock and against a small reference model written from the
  * specification: a plain array of recorded outcomes instead of rings and counters, probes as a list.
  * After every command the breaker's state, generation, backoff level, open time left, window contents,
@@ -366,6 +367,32 @@ class ReleaseCommand implements fc.AsyncCommand<Model, Real> {
   toString = () => 'release';
 }
 
+/** open() / close() / reset() by hand: what each may change is the specification's, written plainly. */
+class ByHandCommand implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly action: 'open' | 'close' | 'reset') {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const changed = r.breaker[this.action]({ by: 'model' });
+    m.refresh(); // the breaker applies what was due first (a read of its state)
+    let expected = false;
+    if (this.action === 'open' && m.state === 'closed') {
+      m.open('manual-open', m.level);
+      expected = true;
+    } else if (this.action === 'close' && (m.state === 'open' || m.state === 'half-open')) {
+      m.level = 0;
+      m.go('closed', 'manual-close');
+      expected = true;
+    } else if (this.action === 'reset' && m.state !== 'isolated') {
+      m.level = 0;
+      m.go('closed', 'reset');
+      expected = true;
+    }
+    assert.equal(changed, expected);
+    compare(m, r);
+  }
+  toString = () => `${this.action}()`;
+}
+
 const commands = [
   fc.tuple(fc.boolean(), fc.constantFrom(1, SLOW_MS + 10)).map(([failed, ms]) => new CallCommand(failed, ms)),
   fc.tuple(fc.boolean(), fc.constantFrom(1, SLOW_MS + 10)).map(([failed, ms]) => new CallCommand(failed, ms)),
@@ -374,6 +401,7 @@ const commands = [
   fc.integer({ min: 1, max: 350 }).map((ms) => new AdvanceCommand(ms)),
   fc.constant(new IsolateCommand()),
   fc.constant(new ReleaseCommand()),
+  fc.constantFrom<'open' | 'close' | 'reset'>('open', 'close', 'reset').map((a) => new ByHandCommand(a)),
 ];
 
 function configs(strategy: fc.Arbitrary<CircuitBreakerStrategy>): fc.Arbitrary<Config> {

@@ -316,6 +316,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
    */
   open(options?: CircuitOpenOptions): boolean {
     const o = control('open', options, OPEN_KEYS);
+    this.#refresh(this.clock.now());
     if (this.#state !== CLOSED) return false;
     this.#open('manual-open', this.clock.now(), this.#level, o, o.openDurationMs);
     return true;
@@ -328,6 +329,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
    */
   close(options?: CircuitControl): boolean {
     const o = control('close', options, CONTROL_KEYS);
+    this.#refresh(this.clock.now()); // what was due happened first, as for a read of the state
     if (this.#state === CLOSED || this.#state === ISOLATED) return false;
     this.#toClosed('manual-close', o);
     return true;

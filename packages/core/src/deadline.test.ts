@@ -8,6 +8,7 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type * as core from './index.js';
 import { assertIdle } from './test-support.js';
 import { TimerQueue } from './timer-queue.js';
 import { FakeClock, flushMicrotasks, systemClock } from './clock.js';
@@ -361,7 +362,7 @@ describe('the ambient deadline', () => {
     try {
       cpSync(fileURLToPath(new URL('.', import.meta.url)), dir, { recursive: true });
       writeFileSync(join(dir, 'package.json'), '{ "type": "module" }');
-      const other = (await import(pathToFileURL(join(dir, 'index.js')).href)) as typeof import('./index.js');
+      const other = (await import(pathToFileURL(join(dir, 'index.js')).href)) as typeof core;
       assert.notEqual(other.retry, retry, 'a separate copy');
       const clock = new FakeClock();
       const mine = retry({ clock });
