@@ -1,6 +1,7 @@
 // Runs core-cases.mjs in fresh processes (shuffled order each), then core-memory.mjs per subject, and
-// writes results/core.md; then core-paths.mjs (the slow paths of issue 14, results/core-paths.md) with
-// the same repetitions. Usage: node core-run.mjs [repetitions=5] [calls=1000000] [--node=<binary>]...
+// writes results/core.md; then core-paths.mjs (the slow paths of issue 14, results/core-paths.md) and
+// core-issue14.mjs (the cost of the issue-14 additions, results/core-issue14.md) with the same repetitions.
+// Usage: node core-run.mjs [repetitions=5] [calls=1000000] [--node=<binary>]...
 // (--node: run every child on that Node binary as well as on this one, e.g. the Node 22 floor).
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -113,3 +114,9 @@ execFileSync(
     stdio: ['ignore', 'ignore', 'inherit'],
   },
 );
+
+// the issue-14 additions (chaos off, the breaker's wake-up queue against the previous core, deadlines, …)
+execFileSync(process.execPath, ['core-issue14.mjs', String(reps)], {
+  cwd: here,
+  stdio: ['ignore', 'ignore', 'inherit'],
+});

@@ -9,6 +9,8 @@ import os from 'node:os';
 const here = new URL('.', import.meta.url).pathname;
 const suites = {
   core: ['core-run.mjs'],
+  hedge: ['hedge.mjs'],
+  throttle: ['throttle.mjs'],
   'gcd-service': ['gcd-service.mjs'],
   'gcd-cost': ['gcd-cost.mjs'],
   'many-requests': ['many-requests.mjs'],

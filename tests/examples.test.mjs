@@ -22,6 +22,15 @@ const EXPECTED = {
     'GET /readyz -> 200 {"status":"ok","checks":{}}',
     'bulwark_circuit_state{name="greeting-store",state="closed"} 1',
   ],
+  'deadlines-and-hedging.ts': [
+    "upstream was given <= 295 ms of the caller's 300",
+    'a hung call: BULWARK_ERR_DEADLINE_EXCEEDED',
+    'hedge: started attempt 2',
+    'hedge: won attempt 2',
+    'hedged answer from the fast attempt in under 900 ms: true',
+    'switched off: ok ok ok ok ok ok ok ok ok ok',
+    'switched on:  fault fault ok ok ok ok ok fault ok ok',
+  ],
   'http-tiers.ts': [
     '1: primary 200 "from the primary"',
     '2: fresh-cache 200 "from the primary"',

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
+import { TimerQueue } from './timer-queue.js';
 import { FakeClock, flushMicrotasks } from './clock.js';
 import { classify } from './classify.js';
 import {
@@ -139,6 +140,9 @@ describe('circuitBreaker state machine', () => {
         reason: 'consecutive-failures',
         generation: 1,
         openDurationMs: 5_000,
+        by: undefined,
+        note: undefined,
+        window: { type: 'consecutive', consecutiveFailures: 3, consecutiveSlowCalls: 0 },
       },
     ]);
     clock.advance(1_000);
@@ -155,7 +159,7 @@ describe('circuitBreaker state machine', () => {
       return true;
     });
     assert.equal(called, 0);
-    assert.equal(clock.pendingTimers, 0);
+    assert.equal(clock.pendingTimers, 1, 'one entry in the shared queue: the end of the open duration');
   });
 
   it('successes in between keep a consecutive breaker closed', async () => {
@@ -178,14 +182,15 @@ describe('circuitBreaker state machine', () => {
     assert.equal(breaker.state, 'open');
   });
 
-  it('open → half-open lazily: no timer, the state read or the next call makes the move', async () => {
+  it('open → half-open when due, without a call or a read: one shared timer, unref’d', async () => {
     const { clock, breaker, changes } = setup();
     await failTimes(breaker, 3);
-    assert.equal(clock.pendingTimers, 0);
+    assert.equal(clock.pendingTimers, 1);
     clock.advance(4_999);
-    assert.equal(breaker.state, 'open');
+    assert.equal(changes.length, 1);
     clock.advance(1);
-    assert.equal(changes.length, 1, 'nothing happens without a call or a read');
+    assert.equal(changes.length, 2, 'the change is seen when it is due');
+    assert.equal(clock.pendingTimers, 0, 'nothing left to wake it for');
     assert.equal(breaker.state, 'half-open');
     assert.equal(breaker.state, 'half-open');
     assert.equal(changes.length, 2, 'one event per transition, however often it is read');
@@ -196,7 +201,28 @@ describe('circuitBreaker state machine', () => {
       reason: 'open-elapsed',
       generation: 2,
       openDurationMs: undefined,
+      by: undefined,
+      note: undefined,
+      window: undefined,
     });
+  });
+
+  it('a read or a call before the shared timer fires makes the move too (a clock whose timers run late)', async () => {
+    let t = 0;
+    const changes: string[] = [];
+    // a clock whose timers never fire: only the lazy path can move the breaker
+    const lazy = circuitBreaker({
+      clock: { now: () => t, setTimeout: () => ({}), clearTimeout: () => {} },
+      strategy: { type: 'consecutive', threshold: 1 },
+      openDurationMs: 100,
+    });
+    lazy.onStateChange((e) => changes.push(`${e.from}>${e.to}`));
+    await lazy.execute(() => Promise.reject(new Error('down'))).catch(() => {});
+    t = 99;
+    assert.equal(lazy.state, 'open');
+    t = 100;
+    assert.equal(lazy.state, 'half-open');
+    assert.deepEqual(changes, ['closed>open', 'open>half-open']);
   });
 
   it('the next call after the open duration is a probe (transition evaluated on the call)', async () => {
@@ -382,7 +408,7 @@ describe('circuitBreaker state machine', () => {
     }
   });
 
-  it('probes that never settle: back to open once the bound passes (checked lazily), as a failed round', async () => {
+  it('probes that never settle: back to open once the bound passes (when due), as a failed round', async () => {
     const { clock, breaker, changes } = setup({ halfOpenPermits: 2, halfOpenTimeoutMs: 1_000 });
     await failTimes(breaker, 3);
     clock.advance(5_000);
@@ -397,9 +423,9 @@ describe('circuitBreaker state machine', () => {
     assert.equal(breaker.state, 'half-open');
     await assert.rejects(breaker.execute(ok), isOpenError('half-open-full', 0));
     clock.advance(1);
-    assert.equal(clock.pendingTimers, 0);
+    assert.equal(changes.at(-1)!.reason, 'half-open-timeout', 'seen when due, before any call');
+    assert.equal(clock.pendingTimers, 1, 'now waiting for the end of the open duration');
     await assert.rejects(breaker.execute(ok), isOpenError('open', 10_000));
-    assert.equal(changes.at(-1)!.reason, 'half-open-timeout');
     assert.equal(breaker.metrics.backoffLevel, 1);
     hung.resolve('too late');
     assert.equal(await probe, 'too late');
@@ -639,7 +665,6 @@ describe('circuitBreaker outcomes', () => {
     assert.equal(breaker.state, 'closed', 'the first two failures left the window');
     await failTimes(breaker, 1); // 2 failures of 3 in the window
     assert.equal(breaker.state, 'open');
-    assert.equal(clock.pendingTimers, 0);
   });
 
   it("a caller's abort is never counted; a TimeoutError from a timeout inside the breaker is", async () => {
@@ -814,6 +839,8 @@ describe('circuitBreaker leaks', () => {
     clock.advance(5_000);
     await Promise.all([breaker.execute(ok), breaker.execute(ok)]);
     assert.equal(breaker.state, 'closed');
+    assert.equal(TimerQueue.for(clock).size, 0, 'nothing queued to wake the breaker');
+    clock.advance(10_000); // the shared timer, armed for the probes' timeout, lapses
     assert.equal(clock.pendingTimers, 0);
     assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
     for (const s of subs) s.dispose();

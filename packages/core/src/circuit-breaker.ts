@@ -6,8 +6,12 @@
  * every other caller is rejected at once, nobody waits), `isolated` (forced open while any
  * {@link CircuitBreakerPolicy.isolate} handle is held).
  *
- * - No timers at all. open → half-open happens lazily, on the next call or `state` read once the open
- *   duration has passed; a probe that has not settled within `halfOpenTimeoutMs` is noticed the same way.
+ * - No timer per breaker. open → half-open happens on the next call or `state` read once the open
+ *   duration has passed, and also when it is due, through one unref'd timer shared by every breaker on
+ *   the same clock (`TimerQueue`): metrics and `onStateChange` see the change without traffic. A probe
+ *   that has not settled within `halfOpenTimeoutMs` is noticed the same ways.
+ * - By hand: `open()` (an operator, or another instance of the service: the breaker then keeps its own
+ *   probe schedule), `close()`, `reset()`, `isolate()`; events say who (`by`) and why (`note`).
  * - Every transition bumps a generation counter; a call records its outcome only if the generation it was
  *   admitted in is still current, so a late result from before a transition cannot move the new state.
  * - What counts is the classifier's call (classify.ts, shared with retry): `failure` and `success`
@@ -25,6 +29,8 @@ import { errorVerdictOf, valueVerdictOf, type ClassifyFn, type Verdict } from '.
 import { CircuitOpenError, withoutStack, type CircuitRejectReason } from './errors.js';
 import type { CallContext, Operation } from './context.js';
 import { EventEmitter, type Disposable, type Subscribe } from './events.js';
+import * as check from './options.js';
+import { TimerQueue, type TimerEntry } from './timer-queue.js';
 import {
   BasePolicy,
   DECLINE,
@@ -34,7 +40,7 @@ import {
   type InlineStage,
   type Outcome,
 } from './policy.js';
-import { FAILURE, SLOW, type FailureDetector } from './breaker/detector.js';
+import { FAILURE, SLOW, type FailureDetector, type WindowMetrics } from './breaker/detector.js';
 import {
   createDetector,
   resolveOptions,
@@ -42,7 +48,7 @@ import {
   type CircuitBreakerOptions,
   type CircuitBreakerStrategy,
 } from './breaker/options.js';
-import type { CircuitBreakerSnapshot } from './breaker/snapshot.js';
+import type { CircuitBreakerSnapshot, CircuitTrip } from './breaker/snapshot.js';
 import { ProbeRound } from './breaker/half-open.js';
 import type {
   CircuitBreakerMetrics,
@@ -64,6 +70,51 @@ const ISOLATED = 3;
 const STATES: readonly CircuitState[] = ['closed', 'open', 'half-open', 'isolated'];
 /** `slot` of a call admitted while closed (probes carry their permit's index). */
 const NOT_A_PROBE = ProbeRound.NONE;
+
+/** Who changed the state by hand, and why (carried by the `onStateChange` event and the trip record). */
+export interface CircuitControl {
+  /** Who: an operator, a tool, `fleet:<instance>`. */
+  readonly by?: string;
+  /** Why, in words. */
+  readonly note?: string;
+}
+
+/** Options of {@link CircuitBreakerPolicy.open}. */
+export interface CircuitOpenOptions extends CircuitControl {
+  /** How long to stay open, in ms (> 0). @default the breaker's own open duration (with its backoff) */
+  readonly openDurationMs?: number;
+}
+
+const CONTROL_KEYS = ['by', 'note'] as const;
+const OPEN_KEYS = ['by', 'note', 'openDurationMs'] as const;
+
+/** Checks the options of `open()` / `close()` / `reset()`. */
+function control(method: string, value: unknown, keys: readonly string[]): CircuitOpenOptions {
+  const o = check.optionsObject(`circuitBreaker.${method}`, value as CircuitOpenOptions | undefined);
+  check.knownKeys(`circuitBreaker.${method}`, o, keys);
+  if (o.by !== undefined) check.string(`circuitBreaker.${method}.by`, o.by);
+  if (o.note !== undefined) check.string(`circuitBreaker.${method}.note`, o.note);
+  if (o.openDurationMs !== undefined)
+    check.positiveMs(`circuitBreaker.${method}.openDurationMs`, o.openDurationMs);
+  return o;
+}
+
+/** The breaker's entry in its clock's shared timer queue: wakes it when a transition is due. */
+class Wake implements TimerEntry {
+  declare timerAt: number;
+  declare timerIndex: number;
+  declare timerKeepAlive: boolean;
+  declare timerSeq: number;
+  declare readonly onTimer: (now: number) => void;
+
+  constructor(onTimer: (now: number) => void) {
+    this.timerAt = Infinity;
+    this.timerIndex = -1;
+    this.timerKeepAlive = false;
+    this.timerSeq = 0;
+    this.onTimer = onTimer;
+  }
+}
 
 /** A call admitted inline while closed whose duration is measured: its generation and start time. */
 class Measured {
@@ -127,6 +178,10 @@ export class CircuitBreakerPolicy extends BasePolicy {
   #isolatedRetryAfterMs = 0;
   /** Half-open: the probe round. */
   readonly #probes: ProbeRound;
+  /** Why the breaker last opened from closed (kept until it closes). */
+  #trip: CircuitTrip | undefined = undefined;
+  readonly #queue: TimerQueue;
+  readonly #wake: Wake;
 
   constructor(options?: CircuitBreakerOptions) {
     const o = resolveOptions(options);
@@ -148,6 +203,11 @@ export class CircuitBreakerPolicy extends BasePolicy {
     this.#slowOn = o.slowCallDurationMs !== Infinity;
     this.#probes = new ProbeRound(o.halfOpenPermits, o.failureRateThreshold, o.slowCallRateThreshold);
     this.#detector = createDetector(o);
+    this.#queue = TimerQueue.for(this.clock);
+    this.#wake = new Wake((now) => {
+      this.#refresh(now);
+      this.#schedule();
+    });
     if (o.initialState !== undefined) this.#restore(o.initialState);
   }
 
@@ -168,6 +228,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
       backoffLevel: this.#level,
       window: this.#detector.metrics(now),
       probes: state === HALF_OPEN ? this.#probes.metrics() : undefined,
+      trip: this.#trip,
     };
   }
 
@@ -182,7 +243,11 @@ export class CircuitBreakerPolicy extends BasePolicy {
     switch (this.#state) {
       case HALF_OPEN: {
         const slot = this.#probes.take(now);
-        if (slot !== NOT_A_PROBE) return this.#call(fn, ctx, this.#generation, now, slot);
+        if (slot !== NOT_A_PROBE) {
+          // the first probe in flight: the round's timeout becomes due
+          if (this.#wake.timerIndex < 0) this.#schedule();
+          return this.#call(fn, ctx, this.#generation, now, slot);
+        }
         return this.#reject('half-open-full', 0, fn, ctx);
       }
       case OPEN:
@@ -243,6 +308,46 @@ export class CircuitBreakerPolicy extends BasePolicy {
   }
 
   /**
+   * Opens a closed breaker by hand, as if it had tripped (reason `'manual-open'`): it then keeps its own
+   * schedule, going half-open after its open duration and probing. For an operator, and for a fleet of
+   * instances sharing what they see: when another instance opened its breaker for the same dependency,
+   * `open({ by: 'fleet:<instance>', note })` here. Does nothing (returns false) unless closed: an open or
+   * half-open breaker already has its schedule, an isolated one is held open.
+   */
+  open(options?: CircuitOpenOptions): boolean {
+    const o = control('open', options, OPEN_KEYS);
+    this.#refresh(this.clock.now());
+    if (this.#state !== CLOSED) return false;
+    this.#open('manual-open', this.clock.now(), this.#level, o, o.openDurationMs);
+    return true;
+  }
+
+  /**
+   * Closes an open or half-open breaker by hand (reason `'manual-close'`): the window starts empty and the
+   * open-duration backoff starts again from its first step. Returns false (and does nothing) when the
+   * breaker is closed already, or isolated (release the `isolate()` handles instead).
+   */
+  close(options?: CircuitControl): boolean {
+    const o = control('close', options, CONTROL_KEYS);
+    this.#refresh(this.clock.now()); // what was due happened first, as for a read of the state
+    if (this.#state === CLOSED || this.#state === ISOLATED) return false;
+    this.#toClosed('manual-close', o);
+    return true;
+  }
+
+  /**
+   * Resets the breaker to a fresh closed one (reason `'reset'`), whatever its state but isolated: empty
+   * window, backoff level 0, no trip record; calls in flight become stale. Always emits `onStateChange`
+   * (from `closed` to `closed` when it was closed). Returns false (and does nothing) when isolated.
+   */
+  reset(options?: CircuitControl): boolean {
+    const o = control('reset', options, CONTROL_KEYS);
+    if (this.#state === ISOLATED) return false;
+    this.#toClosed('reset', o);
+    return true;
+  }
+
+  /**
    * The state as a plain, versioned object, for `initialState` in this or another process (see
    * {@link CircuitBreakerSnapshot}). Half-open and isolated are exported as open with no time left.
    */
@@ -256,6 +361,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
       openRemainingMs: this.#state === OPEN ? Math.max(0, this.#openUntil - now) : 0,
       backoffLevel: this.#level,
       window: this.#detector.toJSON(now),
+      ...(this.#state !== CLOSED && this.#trip !== undefined ? { trip: this.#trip } : {}),
     };
   }
 
@@ -270,6 +376,8 @@ export class CircuitBreakerPolicy extends BasePolicy {
       // never longer than this breaker's own configuration would keep it open
       const remaining = Math.min(snapshot.openRemainingMs - elapsedMs, this.#openDurationFor(this.#level));
       this.#openUntil = now + Math.max(0, remaining);
+      this.#trip = snapshot.trip;
+      this.#schedule();
     }
   }
 
@@ -303,7 +411,10 @@ export class CircuitBreakerPolicy extends BasePolicy {
           : errorVerdictOf(this.#classify, result, ctx);
       } catch (error) {
         // a throwing classifier is a bug to surface (the call rejects with it), not a verdict
-        if (slot !== NOT_A_PROBE) this.#probes.release(slot);
+        if (slot !== NOT_A_PROBE) {
+          this.#probes.release(slot);
+          this.#schedule();
+        }
         throw error;
       }
     }
@@ -347,6 +458,7 @@ export class CircuitBreakerPolicy extends BasePolicy {
     const round = this.#probes.settle(slot, failed, slow);
     if (round === 'probes-passed') this.#close();
     else if (round !== undefined) this.#open(round, now, this.#level + 1);
+    else this.#schedule(); // the oldest probe in flight changed (or none is left)
   }
 
   #ignored(
@@ -357,7 +469,10 @@ export class CircuitBreakerPolicy extends BasePolicy {
     slot = NOT_A_PROBE,
   ): void {
     // an ignored probe gives its permit back, so another caller can probe instead
-    if (slot !== NOT_A_PROBE && reason !== 'stale') this.#probes.release(slot);
+    if (slot !== NOT_A_PROBE && reason !== 'stale') {
+      this.#probes.release(slot);
+      this.#schedule();
+    }
     if (this.#onIgnored.active) {
       const outcome: Outcome = ok ? { ok: true, value: result } : { ok: false, error: result };
       this.#onIgnored.emit({ ...outcome, name: this.name, key: ctx.key, reason });
@@ -386,18 +501,41 @@ export class CircuitBreakerPolicy extends BasePolicy {
     }
   }
 
-  #open(reason: CircuitTransitionReason, now: number, level: number): void {
+  #open(
+    reason: CircuitTransitionReason,
+    now: number,
+    level: number,
+    by?: CircuitControl,
+    openDurationMs?: number,
+  ): void {
+    let window: WindowMetrics | undefined;
+    if (this.#state === CLOSED) {
+      // the window that tripped the breaker, kept in the event and the trip record until it closes
+      if (reason !== 'manual-open') window = this.#detector.metrics(now);
+      this.#trip = {
+        reason: reason as CircuitTrip['reason'],
+        window,
+        atEpochMs: Date.now(),
+        by: by?.by,
+        note: by?.note,
+      };
+    }
     this.#level = level;
-    const durationMs = this.#openDurationFor(level);
+    const durationMs = openDurationMs ?? this.#openDurationFor(level);
     this.#openUntil = now + durationMs;
     this.#detector.reset();
-    this.#transition(OPEN, reason, durationMs);
+    this.#transition(OPEN, reason, durationMs, by, window);
   }
 
   #close(): void {
+    this.#toClosed('probes-passed', undefined);
+  }
+
+  #toClosed(reason: CircuitTransitionReason, by: CircuitControl | undefined): void {
     this.#level = 0;
+    this.#trip = undefined;
     this.#detector.reset();
-    this.#transition(CLOSED, 'probes-passed', undefined);
+    this.#transition(CLOSED, reason, undefined, by);
   }
 
   #toHalfOpen(reason: CircuitTransitionReason): void {
@@ -405,11 +543,18 @@ export class CircuitBreakerPolicy extends BasePolicy {
     this.#transition(HALF_OPEN, reason, undefined);
   }
 
-  /** Every state change goes through here: state first, then the generation, then the event. */
-  #transition(to: number, reason: CircuitTransitionReason, openDurationMs: number | undefined): void {
+  /** Every state change goes through here: state first, then the generation, the wake-up, then the event. */
+  #transition(
+    to: number,
+    reason: CircuitTransitionReason,
+    openDurationMs: number | undefined,
+    by?: CircuitControl,
+    window?: WindowMetrics,
+  ): void {
     const from = this.#state;
     this.#state = to;
     const generation = ++this.#generation;
+    this.#schedule();
     if (this.#onStateChange.active) {
       this.#onStateChange.emit({
         name: this.name,
@@ -418,8 +563,26 @@ export class CircuitBreakerPolicy extends BasePolicy {
         reason,
         generation,
         openDurationMs,
+        by: by?.by,
+        note: by?.note,
+        window,
       });
     }
+  }
+
+  /**
+   * Keeps the breaker's entry in the shared timer queue at its next due transition: the end of the open
+   * duration, or the half-open round's timeout while a probe is in flight; out of the queue otherwise.
+   */
+  #schedule(): void {
+    if (this.#disabled) return;
+    let at = Infinity;
+    if (this.#state === OPEN) at = this.#openUntil;
+    else if (this.#state === HALF_OPEN && this.halfOpenTimeoutMs !== Infinity) {
+      at = this.#probes.oldestStart() + this.halfOpenTimeoutMs;
+    }
+    if (at === Infinity) this.#queue.remove(this.#wake);
+    else this.#queue.move(this.#wake, at, false);
   }
 }
 
@@ -440,7 +603,7 @@ export type {
   TimeStrategy,
   OpenDurationBackoff,
 } from './breaker/options.js';
-export type { CircuitBreakerSnapshot } from './breaker/snapshot.js';
+export type { CircuitBreakerSnapshot, CircuitTrip } from './breaker/snapshot.js';
 export type { WindowMetrics, WindowSnapshot, TripReason } from './breaker/detector.js';
 export type {
   CircuitBreakerMetrics,

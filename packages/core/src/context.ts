@@ -33,6 +33,15 @@ export interface ExecuteOptions {
   signal?: AbortSignal | undefined;
   /** Operation key (rate-limit key, single-flight key, a label for events). */
   key?: string | undefined;
+  /**
+   * Absolute time on the policy's clock (`policy.clock.now()`: `performance.now()` by default) by which
+   * the call must settle. At that moment the call rejects with `DeadlineExceededError` and the
+   * operation's signal is aborted. With `timeoutMs` and an ambient deadline (`runWithDeadline`), the
+   * earliest applies. `Infinity`: none of its own.
+   */
+  deadline?: number | undefined;
+  /** Time allowed for the call from now, in ms (≥ 0): the same as `deadline: clock.now() + timeoutMs`. */
+  timeoutMs?: number | undefined;
 }
 
 /** The operation a policy runs. */
@@ -129,6 +138,22 @@ export class Context implements CallContext {
       if (c.carrier === carrier) return c.operation;
     }
     return undefined;
+  }
+
+  /** Marks this context as carrying `operation` for `carrier` (a pipeline); see {@link Context.carrying}. */
+  carry(carrier: object, operation: Operation<unknown>): this {
+    this.carrier = carrier;
+    this.operation = operation;
+    return this;
+  }
+
+  /**
+   * Ends, now, every call deadline at or above this context that is due at `now` (see `DeadlineCall`),
+   * so that a policy's own timer firing at the same moment as the caller's deadline yields to it: the
+   * caller's deadline is the caller's abort, which no policy counts as the dependency's failure.
+   */
+  expireDue(now: number): void {
+    this.parent?.expireDue(now);
   }
 
   /** Same abort scope and deadline, another attempt number. */

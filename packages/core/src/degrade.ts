@@ -24,6 +24,7 @@
  */
 import type { Clock } from './clock.js';
 import { Context, type CallContext } from './context.js';
+import { bounded, executeBounded, runWithoutDeadline } from './deadline.js';
 import { AllSourcesFailedError, InvalidOptionError, type TierReport } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
@@ -109,6 +110,15 @@ export interface DegradeExecuteOptions {
   signal?: AbortSignal | undefined;
   /** Single-flight key (when no `key` function was given) and the key in events. */
   key?: string | undefined;
+  /**
+   * Absolute time on the ladder's clock by which the call must settle (as `policy.execute`); the ladder
+   * and its tiers see it as `ctx.deadline`. With an ambient deadline (`runWithDeadline`), the earliest
+   * applies. A caller joining a shared flight leaves it at its own deadline; the flight itself runs
+   * under the deadline of the caller that started it.
+   */
+  deadline?: number | undefined;
+  /** Time allowed from now, in ms (≥ 0). */
+  timeoutMs?: number | undefined;
 }
 
 const DEFAULTS = Object.freeze({ singleFlight: false, name: 'degrade' });
@@ -177,23 +187,45 @@ export class Degrader<I, T> {
     const signal = options?.signal;
     if (signal?.aborted) throw signal.reason;
     const key = this.#keyOf !== undefined ? this.#keyOf(input) : options?.key;
-    if (this.#singleFlight === undefined || key === undefined) {
-      return { ...(await this.#ladder(input, key, signal)), shared: false };
+    const flights = this.#singleFlight;
+    if (!bounded(options)) {
+      if (flights === undefined || key === undefined) {
+        return {
+          ...(await this.#ladder(input, key, Context.root(this.clock, { signal, key }))),
+          shared: false,
+        };
+      }
+      const { value, shared } = await flights.run(
+        key,
+        (flightSignal) => this.#ladder(input, key, Context.root(this.clock, { signal: flightSignal, key })),
+        signal,
+      );
+      return { ...value, shared };
     }
-    const { value, shared } = await this.#singleFlight.run(
-      key,
-      (flightSignal) => this.#ladder(input, key, flightSignal),
-      signal,
+    const bounds = { signal, key, deadline: options?.deadline, timeoutMs: options?.timeoutMs };
+    if (flights === undefined || key === undefined) {
+      const result = await executeBounded(this.clock, bounds, (root) => this.#ladder(input, key, root));
+      return { ...(result as LadderResult<T>), shared: false };
+    }
+    // The caller waits under its own bounds (its context's signal ends at its deadline); the flight runs
+    // under the deadline of the caller that started it, and only the flight's own signal.
+    const waited = await executeBounded(this.clock, bounds, (caller) =>
+      flights.run(
+        key,
+        (flightSignal) =>
+          runWithoutDeadline(() =>
+            executeBounded(this.clock, { signal: flightSignal, key, deadline: caller.deadline }, (root) =>
+              this.#ladder(input, key, root),
+            ),
+          ) as Promise<LadderResult<T>>,
+        caller.abortable ? caller.signal : undefined,
+      ),
     );
+    const { value, shared } = waited as { value: LadderResult<T>; shared: boolean };
     return { ...value, shared };
   }
 
-  async #ladder(
-    input: I,
-    key: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<LadderResult<T>> {
-    const root = Context.root(this.clock, { signal, key });
+  async #ladder(input: I, key: string | undefined, root: Context): Promise<LadderResult<T>> {
     const started = this.clock.now();
     const reports: TierReport[] = [];
     for (let index = 0; index < this.tiers.length; index++) {

@@ -13,6 +13,11 @@ import type { CorruptSnapshot } from './snapshot/format.js';
 /** The brand every Bulwark error carries, whatever copy of the package made it. */
 const BRAND = Symbol.for('bulwark.error');
 
+/** True when `value` carries the brand of Bulwark's errors (made by this copy of the package or another). */
+export function isBranded(value: object): boolean {
+  return (value as Record<symbol, unknown>)[BRAND] === true;
+}
+
 /** Any class of the family (for {@link BulwarkError.is}). */
 type ErrorClass<E> = abstract new (...args: never[]) => E;
 
@@ -105,6 +110,67 @@ export class TimeoutError extends BulwarkError {
   readonly code = TimeoutError.code;
   constructor(readonly timeoutMs: number) {
     super(`Operation timed out after ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * The call's deadline passed: the caller's own bound (`execute(fn, { deadline | timeoutMs })`, or the
+ * ambient deadline of `runWithDeadline`), not a policy's. The operation's signal was aborted with it.
+ */
+export class DeadlineExceededError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_DEADLINE_EXCEEDED';
+  override readonly name = 'DeadlineExceededError';
+  readonly code = DeadlineExceededError.code;
+  constructor(
+    /** The time the call had when it started, in ms (0: the deadline had already passed). */
+    readonly budgetMs: number,
+  ) {
+    super(
+      budgetMs > 0
+        ? `Deadline exceeded: the call had ${Math.round(budgetMs)} ms`
+        : 'Deadline exceeded before the call started',
+    );
+  }
+}
+
+/** A hedged attempt lost: another attempt of the same call succeeded first (the abort reason of the loser). */
+export class HedgeCancelledError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_HEDGE_CANCELLED';
+  override readonly name = 'HedgeCancelledError';
+  readonly code = HedgeCancelledError.code;
+  constructor(
+    /** The attempt that won (1 = the first). */
+    readonly winner: number,
+  ) {
+    super(`Cancelled: attempt ${winner} of the hedged call succeeded first`);
+  }
+}
+
+/** Client-side adaptive throttling rejected the call locally: the dependency has been refusing requests. */
+export class ThrottledError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_THROTTLED';
+  override readonly name = 'ThrottledError';
+  readonly code = ThrottledError.code;
+  /** No useful wait: the next call may pass (the throttle rejects with a probability). */
+  readonly retryAfterMs = 0;
+  constructor(
+    /** The probability of a local rejection when the call was made. */
+    readonly probability: number,
+    readonly key = '',
+  ) {
+    super(
+      `Throttled locally${key ? ` for "${key}"` : ''}: the dependency refused too many requests (rejecting ${Math.round(probability * 100)} %)`,
+    );
+  }
+}
+
+/** The fault a `chaos.fault` policy injects when given no error of its own. */
+export class ChaosFaultError extends BulwarkError {
+  static readonly code = 'BULWARK_ERR_CHAOS_FAULT';
+  override readonly name = 'ChaosFaultError';
+  readonly code = ChaosFaultError.code;
+  constructor(readonly policyName = 'chaos') {
+    super(`Fault injected by chaos policy "${policyName}"`);
   }
 }
 

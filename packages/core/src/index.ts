@@ -28,6 +28,9 @@ export type {
   WindowMetrics,
   WindowSnapshot,
   TripReason,
+  CircuitTrip,
+  CircuitControl,
+  CircuitOpenOptions,
 } from './circuit-breaker.js';
 
 export { retry, RETRY_DEFAULTS } from './retry.js';
@@ -68,6 +71,29 @@ export { memoryRateLimitStore } from './rate-limit/memory-store.js';
 export type { MemoryRateLimitStore, MemoryRateLimitStoreOptions } from './rate-limit/memory-store.js';
 export type { RateLimitStore, RateLimitRule, TakeResult } from './rate-limit/store.js';
 
+export { hedge, HEDGE_DEFAULTS } from './hedge.js';
+export type { HedgePolicy, HedgeOptions, HedgeEvent, HedgeSkipReason } from './hedge.js';
+
+export { adaptiveThrottle, ADAPTIVE_THROTTLE_DEFAULTS } from './adaptive-throttle.js';
+export type {
+  AdaptiveThrottlePolicy,
+  AdaptiveThrottleOptions,
+  ThrottleRejectEvent,
+  ThrottleStats,
+} from './adaptive-throttle.js';
+
+export { chaos, CHAOS_DEFAULTS } from './chaos.js';
+export type {
+  ChaosPolicy,
+  ChaosKind,
+  ChaosOptions,
+  ChaosFaultOptions,
+  ChaosLatencyOptions,
+  ChaosOutcomeOptions,
+  ChaosInjectEvent,
+} from './chaos.js';
+export { seededRandom } from './random.js';
+
 export { fallback } from './fallback.js';
 export type { FallbackPolicy, FallbackOptions, FallbackEvent } from './fallback.js';
 
@@ -103,6 +129,21 @@ export type {
 export type { CorruptSnapshot, CorruptReason, SnapshotEncoding } from './snapshot/format.js';
 export type { SnapshotFs, SnapshotFileHandle } from './snapshot/fs.js';
 
+// Deadlines: per call, ambient, and across services.
+export { runWithDeadline, runWithoutDeadline, currentDeadline, currentSignal } from './deadline.js';
+export type { DeadlineScopeOptions } from './deadline.js';
+export {
+  DEADLINE_HEADER,
+  DEADLINE_HEADER_DEFAULTS,
+  formatDeadlineHeader,
+  parseDeadlineHeader,
+} from './deadline-header.js';
+export type {
+  DeadlineHeaderResult,
+  FormatDeadlineHeaderOptions,
+  ParseDeadlineHeaderOptions,
+} from './deadline-header.js';
+
 // Composition and what every operation sees.
 export { pipeline } from './policy.js';
 export type { Policy, Outcome } from './policy.js';
@@ -114,12 +155,16 @@ export {
   InvalidOptionError,
   CircuitOpenError,
   TimeoutError,
+  DeadlineExceededError,
   BulkheadRejectedError,
   RateLimitedError,
   SnapshotNotFoundError,
   SnapshotCorruptError,
   SnapshotWriteError,
   AllSourcesFailedError,
+  HedgeCancelledError,
+  ThrottledError,
+  ChaosFaultError,
 } from './errors.js';
 export type { CircuitRejectReason, SnapshotWriteStep } from './errors.js';
 

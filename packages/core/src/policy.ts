@@ -3,6 +3,10 @@
  */
 import { systemClock, type Clock } from './clock.js';
 import { Context, type CallContext, type ExecuteOptions, type Operation } from './context.js';
+import { bounded, executeBounded } from './deadline.js';
+import { capturingPromise, takeReject, takeResolve } from './promise.js';
+
+export { capturingPromise, takeReject, takeResolve };
 
 /** How a call ended: a value or an error. Predicates (`isFailure`, `shouldRetry`, …) receive one. */
 export type Outcome<T = unknown> =
@@ -37,6 +41,9 @@ export abstract class BasePolicy implements Policy {
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
     const signal = options?.signal;
     if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason);
+    if (bounded(options)) {
+      return executeBounded(this.clock, options, (ctx) => this.run(fn, ctx)) as Promise<T>;
+    }
     return this.run(fn, Context.root(this.clock, options));
   }
 
@@ -105,33 +112,6 @@ export const INLINE: unique symbol = Symbol('bulwark.inline');
 
 interface Inlinable {
   [INLINE](): InlineStage;
-}
-
-/** `new Promise(capture)` hands out its resolving functions here (no executor closure per call). */
-let capturedResolve: ((value: unknown) => void) | undefined;
-let capturedReject: ((error: unknown) => void) | undefined;
-function capture(resolve: (value: unknown) => void, reject: (error: unknown) => void): void {
-  capturedResolve = resolve;
-  capturedReject = reject;
-}
-
-/** Returns a new promise and its resolving functions in `capturedResolve` / `capturedReject`. */
-export function capturingPromise<T>(): Promise<T> {
-  return new Promise<T>(capture as (resolve: (value: T) => void, reject: (error: unknown) => void) => void);
-}
-
-/** Takes the resolving functions of the last {@link capturingPromise}. */
-export function takeResolve(): (value: unknown) => void {
-  const resolve = capturedResolve!;
-  capturedResolve = undefined;
-  return resolve;
-}
-
-/** Takes the resolving functions of the last {@link capturingPromise}. */
-export function takeReject(): (error: unknown) => void {
-  const reject = capturedReject!;
-  capturedReject = undefined;
-  return reject;
 }
 
 /** One pass of a call through pipeline stages `first`…: the stages it entered and what they hold. */
@@ -228,6 +208,15 @@ class Pipeline extends BasePolicy {
     if (!this.#fast) return super.execute(fn, options);
     const signal = options?.signal;
     if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason);
+    if (bounded(options)) {
+      return executeBounded(
+        this.clock,
+        options,
+        (ctx) => this.#run(0, ctx, fn),
+        this,
+        fn as Operation<unknown>,
+      ) as Promise<T>;
+    }
     return this.#run(0, Context.carrying(this, fn, undefined, this.clock, options), fn) as Promise<T>;
   }
 

@@ -8,10 +8,17 @@
  * synchronous: no extra promise before the operation runs. When an asynchronous store fails (Redis
  * down), `onStoreError` decides: let the call through, reject it, or ask another store.
  *
+ * With `maxWaitMs`, a call that finds no token waits for one, up to that bound and never past the call's
+ * deadline or its abort: waiters queue per key in arrival order (a new call never jumps the queue), and
+ * only the first of each key asks the store again, when its token is due (no thundering herd). A caller
+ * whose wait would exceed the bound is rejected at once, with the estimated wait as `retryAfterMs`.
+ *
  * `tryAcquire(key)` takes a token without running anything, for callers that answer a rejection
  * themselves (an HTTP server replying 429 with `Retry-After`).
  */
 import type { Clock } from './clock.js';
+import { TimerQueue, type TimerEntry } from './timer-queue.js';
+import { capturingPromise, takeReject, takeResolve } from './promise.js';
 import { Context, type CallContext, type Operation } from './context.js';
 import { InvalidOptionError, RateLimitedError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
@@ -49,6 +56,12 @@ export interface RateLimiterOptions {
    * @default 'allow'
    */
   onStoreError?: RateLimitStoreErrorMode;
+  /**
+   * How long a call may wait for a token, in ms (0 … 2^31 − 1), bounded also by the call's deadline. 0
+   * rejects at once. Waiters queue per key in arrival order.
+   * @default 0
+   */
+  maxWaitMs?: number;
   /** Name used in events. @default 'rateLimiter' */
   name?: string;
   /** @default systemClock */
@@ -56,13 +69,34 @@ export interface RateLimiterOptions {
 }
 
 /** The defaults of {@link RateLimiterOptions}. */
-export const RATE_LIMITER_DEFAULTS = Object.freeze({ onStoreError: 'allow' as const, name: 'rateLimiter' });
-const KEYS = ['ratePerSecond', 'burst', 'store', 'keyOf', 'onStoreError', 'name', 'clock'] as const;
+export const RATE_LIMITER_DEFAULTS = Object.freeze({
+  onStoreError: 'allow' as const,
+  maxWaitMs: 0,
+  name: 'rateLimiter',
+});
+const KEYS = [
+  'ratePerSecond',
+  'burst',
+  'store',
+  'keyOf',
+  'onStoreError',
+  'maxWaitMs',
+  'name',
+  'clock',
+] as const;
 
 export interface RateLimitRejectEvent {
   readonly name: string;
   readonly key: string;
   readonly retryAfterMs: number;
+}
+
+/** A call that waited got its token. */
+export interface RateLimitWaitEvent {
+  readonly name: string;
+  readonly key: string;
+  /** How long it waited, in ms. */
+  readonly waitedMs: number;
 }
 
 export interface RateLimitStoreErrorEvent {
@@ -91,6 +125,13 @@ export class RateLimiterPolicy extends BasePolicy {
   readonly onReject: Subscribe<RateLimitRejectEvent> = this.#onReject.subscribe;
   /** Subscribe to store failures (each one, with what the limiter did about it). */
   readonly onStoreError: Subscribe<RateLimitStoreErrorEvent> = this.#onStoreError.subscribe;
+  readonly #onWait = new EventEmitter<RateLimitWaitEvent>();
+  /** Subscribe to calls that waited for their token (when they get it). */
+  readonly onWait: Subscribe<RateLimitWaitEvent> = this.#onWait.subscribe;
+  readonly maxWaitMs: number;
+  /** Keys with calls waiting (only with `maxWaitMs`). */
+  readonly #waits = new Map<string, KeyWaiters>();
+  readonly #queue: TimerQueue;
 
   constructor(options: RateLimiterOptions) {
     const o = check.optionsObject('rateLimiter', options, true);
@@ -111,16 +152,139 @@ export class RateLimiterPolicy extends BasePolicy {
       typeof mode === 'string'
         ? check.oneOf('rateLimiter.onStoreError', mode, ['allow', 'deny'])
         : store('rateLimiter.onStoreError', mode);
+    this.maxWaitMs = check.timerMs('rateLimiter.maxWaitMs', o.maxWaitMs ?? RATE_LIMITER_DEFAULTS.maxWaitMs, {
+      min: 0,
+    });
     this.name = check.string('rateLimiter.name', o.name ?? RATE_LIMITER_DEFAULTS.name);
     this.rule = Object.freeze({ ratePerSecond: this.ratePerSecond, burst: this.burst });
+    this.#queue = TimerQueue.for(this.clock);
+  }
+
+  /** Calls waiting for a token now (all keys). */
+  get waiting(): number {
+    let n = 0;
+    for (const q of this.#waits.values()) n += q.count;
+    return n;
   }
 
   run<T>(fn: Operation<T>, ctx: CallContext): Promise<T> {
     const key = this.#keyOf === undefined ? (ctx.key ?? '') : this.#keyOf(ctx);
+    if (this.maxWaitMs > 0 && this.#waits.size > 0) {
+      // calls already wait for this key: queue behind them, never take their token
+      const queue = this.#waits.get(key);
+      if (queue !== undefined) return this.#wait(queue, key, fn, ctx, 0) as Promise<T>;
+    }
     const result = this.#take(key, 1);
     if (result instanceof Promise) return result.then((r) => this.#afterAsyncTake(r, fn, ctx, key));
     if (result.allowed) return invoke(fn, ctx);
+    if (this.maxWaitMs > 0) return this.#wait(undefined, key, fn, ctx, result.retryAfterMs) as Promise<T>;
     return Promise.reject(this.#rejection(key, result.retryAfterMs));
+  }
+
+  /**
+   * A call found no token: waits in its key's queue if its turn can come within `maxWaitMs` and before its
+   * deadline, else is rejected at once. `retryAfterMs`: the store's answer for a call arriving at an
+   * empty queue (its token is due then); behind others, the estimate is their tokens' refill time too.
+   */
+  #wait(
+    existing: KeyWaiters | undefined,
+    key: string,
+    fn: Operation<unknown>,
+    parent: CallContext,
+    retryAfterMs: number,
+  ): Promise<unknown> {
+    const ctx = Context.from(parent, this.clock);
+    if (ctx.aborted) return Promise.reject(ctx.reason);
+    const perToken = 1000 / this.ratePerSecond;
+    const estimate = existing === undefined ? retryAfterMs : Math.ceil((existing.count + 1) * perToken);
+    const bound = Math.min(this.maxWaitMs, ctx.remainingMs());
+    if (estimate > bound) return Promise.reject(this.#rejection(key, estimate));
+    const now = this.clock.now();
+    let queue = existing;
+    if (queue === undefined) {
+      queue = new KeyWaiters(key, (q) => this.#poll(q));
+      this.#waits.set(key, queue);
+      this.#queue.add(queue, now + retryAfterMs, true);
+    }
+    const waiter = new Waiter(fn, parent, now, (w) => this.#expire(w));
+    queue.push(waiter);
+    // its own bound: the call's deadline, when nearer, ends the wait by itself (as the caller's abort)
+    this.#queue.add(waiter, now + this.maxWaitMs, true);
+    if (ctx.abortable) waiter.unlisten = ctx.listen((reason) => this.#leave(waiter, false, reason));
+    return waiter.promise;
+  }
+
+  /** The first waiter's token is due: ask the store (for each waiter in turn while tokens are there). */
+  #poll(queue: KeyWaiters): void {
+    while (queue.head !== undefined) {
+      const result = this.#take(queue.key, 1);
+      if (result instanceof Promise) {
+        queue.polling = true;
+        result.then(
+          (r) => {
+            queue.polling = false;
+            if (this.#granted(queue, r)) this.#poll(queue);
+          },
+          (error: unknown) => {
+            // a failing fallback store: the first waiter fails with its error, the next one tries
+            queue.polling = false;
+            const head = queue.head;
+            if (head !== undefined) this.#leave(head, false, error);
+            if (queue.head !== undefined) this.#poll(queue);
+          },
+        );
+        return;
+      }
+      if (!this.#granted(queue, result)) return;
+    }
+  }
+
+  /** The store answered a poll: the first waiter runs (true: try the next) or waits `retryAfterMs` more. */
+  #granted(queue: KeyWaiters, result: TakeResult): boolean {
+    const head = queue.head;
+    if (head === undefined) return false; // it left while an asynchronous store answered: the token is lost
+    if (!result.allowed) {
+      this.#queue.move(queue, this.clock.now() + Math.max(1, result.retryAfterMs), true);
+      return false;
+    }
+    if (this.#onWait.active) {
+      this.#onWait.emit({ name: this.name, key: queue.key, waitedMs: this.clock.now() - head.since });
+    }
+    this.#leave(head, true, undefined);
+    return true;
+  }
+
+  /** A waiter's bound passed before its turn came. */
+  #expire(waiter: Waiter): void {
+    const now = this.clock.now();
+    if (waiter.ctx.deadline <= now && waiter.ctx instanceof Context) {
+      waiter.ctx.expireDue(now); // the caller's deadline, due now too, goes first
+      if (waiter.queue === undefined) return;
+    }
+    const queue = waiter.queue!;
+    let ahead = 0;
+    for (let w = queue.head; w !== undefined && w !== waiter; w = w.next) ahead++;
+    const retryAfterMs = Math.ceil((ahead + 1) * (1000 / this.ratePerSecond));
+    this.#leave(waiter, false, this.#rejection(queue.key, retryAfterMs));
+  }
+
+  /** A waiter leaves its queue: to run (`run`), or rejected with `error`. */
+  #leave(waiter: Waiter, run: boolean, error: unknown): void {
+    const queue = waiter.queue;
+    if (queue === undefined) return;
+    queue.remove(waiter);
+    this.#queue.remove(waiter);
+    const unlisten = waiter.unlisten;
+    if (unlisten !== undefined) {
+      waiter.unlisten = undefined;
+      unlisten();
+    }
+    if (queue.head === undefined) {
+      this.#waits.delete(queue.key);
+      this.#queue.remove(queue);
+    }
+    if (run) waiter.resolve(invoke(waiter.fn, waiter.ctx));
+    else waiter.reject(error);
   }
 
   /**
@@ -148,7 +312,11 @@ export class RateLimiterPolicy extends BasePolicy {
   }
 
   async #afterAsyncTake<T>(result: TakeResult, fn: Operation<T>, ctx: CallContext, key: string): Promise<T> {
-    if (!result.allowed) throw this.#rejection(key, result.retryAfterMs);
+    if (!result.allowed) {
+      if (this.maxWaitMs === 0) throw this.#rejection(key, result.retryAfterMs);
+      // calls may have started waiting for this key while the store answered: queue behind them
+      return this.#wait(this.#waits.get(key), key, fn, ctx, result.retryAfterMs) as Promise<T>;
+    }
     // The caller may have given up (abort, enclosing timeout) while the store answered.
     if (ctx.aborted) throw ctx instanceof Context ? ctx.reason : ctx.signal.reason;
     return invoke(fn, ctx);
@@ -188,6 +356,94 @@ export class RateLimiterPolicy extends BasePolicy {
   #rejection(key: string, retryAfterMs: number): RateLimitedError {
     if (this.#onReject.active) this.#onReject.emit({ name: this.name, key, retryAfterMs });
     return withoutStack(() => new RateLimitedError(retryAfterMs, key));
+  }
+}
+
+/** A call waiting for a token: its place in its key's queue and in the clock's timer queue (its bound). */
+class Waiter implements TimerEntry {
+  declare timerAt: number;
+  declare timerIndex: number;
+  declare timerKeepAlive: boolean;
+  declare timerSeq: number;
+  declare readonly fn: Operation<unknown>;
+  /** The context the operation will see (the one passed to `run`). */
+  declare readonly ctx: CallContext;
+  /** When it started waiting. */
+  declare readonly since: number;
+  declare readonly promise: Promise<unknown>;
+  declare readonly resolve: (value: unknown) => void;
+  declare readonly reject: (error: unknown) => void;
+  declare readonly onTimer: () => void;
+  declare queue: KeyWaiters | undefined;
+  declare next: Waiter | undefined;
+  declare prev: Waiter | undefined;
+  declare unlisten: (() => void) | undefined;
+
+  constructor(fn: Operation<unknown>, ctx: CallContext, since: number, expire: (w: Waiter) => void) {
+    this.timerAt = Infinity;
+    this.timerIndex = -1;
+    this.timerKeepAlive = true;
+    this.timerSeq = 0;
+    this.fn = fn;
+    this.ctx = ctx;
+    this.since = since;
+    this.promise = capturingPromise();
+    this.resolve = takeResolve();
+    this.reject = takeReject();
+    this.onTimer = () => expire(this);
+    this.queue = undefined;
+    this.next = undefined;
+    this.prev = undefined;
+    this.unlisten = undefined;
+  }
+}
+
+/** One key's waiters, in arrival order; its timer-queue entry is when the first one's token is due. */
+class KeyWaiters implements TimerEntry {
+  declare timerAt: number;
+  declare timerIndex: number;
+  declare timerKeepAlive: boolean;
+  declare timerSeq: number;
+  declare readonly key: string;
+  declare readonly onTimer: () => void;
+  declare head: Waiter | undefined;
+  declare tail: Waiter | undefined;
+  declare count: number;
+  /** An asynchronous store is being asked for the first waiter. */
+  declare polling: boolean;
+
+  constructor(key: string, poll: (q: KeyWaiters) => void) {
+    this.timerAt = Infinity;
+    this.timerIndex = -1;
+    this.timerKeepAlive = true;
+    this.timerSeq = 0;
+    this.key = key;
+    this.onTimer = () => {
+      if (!this.polling) poll(this);
+    };
+    this.head = undefined;
+    this.tail = undefined;
+    this.count = 0;
+    this.polling = false;
+  }
+
+  push(w: Waiter): void {
+    w.queue = this;
+    w.prev = this.tail;
+    if (this.tail === undefined) this.head = w;
+    else this.tail.next = w;
+    this.tail = w;
+    this.count++;
+  }
+
+  remove(w: Waiter): void {
+    if (w.prev !== undefined) w.prev.next = w.next;
+    else this.head = w.next;
+    if (w.next !== undefined) w.next.prev = w.prev;
+    else this.tail = w.prev;
+    w.prev = w.next = undefined;
+    w.queue = undefined;
+    this.count--;
   }
 }
 

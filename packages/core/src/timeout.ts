@@ -276,6 +276,13 @@ export class TimeoutPolicy extends BasePolicy {
     const now = this.clock.now();
     for (let e = this.#head; e !== undefined && e.due <= now; e = this.#head) {
       this.#dequeue(e);
+      // The caller's deadline, due now too, goes first: the call is then the caller's abort (which a
+      // breaker does not count), whichever of the two timers happened to fire first.
+      if (e.deadline <= now) e.expireDue(now);
+      if (e.aborted) {
+        if (e.resolve !== undefined) this.#end(e, e.reason);
+        continue;
+      }
       this.#fire(e);
     }
     if (this.#head !== undefined) this.#arm(this.#head.due);

@@ -4,6 +4,7 @@
 import type { CircuitRejectReason } from '../errors.js';
 import type { Outcome } from '../policy.js';
 import type { TripReason, WindowMetrics } from './detector.js';
+import type { CircuitTrip } from './snapshot.js';
 
 export type CircuitState = 'closed' | 'open' | 'half-open' | 'isolated';
 
@@ -23,7 +24,13 @@ export type CircuitTransitionReason =
   /** → isolated: the first `isolate()` handle was taken. */
   | 'isolated'
   /** isolated → half-open: the last `isolate()` handle was disposed. */
-  | 'released';
+  | 'released'
+  /** closed → open: `open()` by hand (an operator, or another instance: see `by`). */
+  | 'manual-open'
+  /** open or half-open → closed: `close()` by hand. */
+  | 'manual-close'
+  /** any state but isolated → closed: `reset()` by hand (closed → closed included). */
+  | 'reset';
 
 interface EventBase {
   readonly name: string;
@@ -40,6 +47,12 @@ export interface CircuitStateChangeEvent {
   readonly generation: number;
   /** When opening: how long it stays open (after backoff). */
   readonly openDurationMs: number | undefined;
+  /** A change by hand (`open()`, `close()`, `reset()`): who made it, as given. */
+  readonly by: string | undefined;
+  /** A change by hand: why, as given. */
+  readonly note: string | undefined;
+  /** When the failure-detection window tripped the breaker (closed → open): what it held at that moment. */
+  readonly window: WindowMetrics | undefined;
 }
 
 /** A call the breaker judged a success. `durationMs` is measured only when needed (see the module doc). */
@@ -98,4 +111,6 @@ export interface CircuitBreakerMetrics {
         readonly slowCalls: number;
       }
     | undefined;
+  /** While not closed: why it last opened from closed (the window that tripped it, or who opened it). */
+  readonly trip: CircuitTrip | undefined;
 }
