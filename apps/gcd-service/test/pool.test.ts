@@ -65,7 +65,10 @@ test('inputs over INLINE_MAX_DIGITS are computed in the pool, exactly', async ()
 });
 
 test('a runaway computation is stopped: its worker thread is terminated and replaced, the server stays responsive', async () => {
-  const timeoutMs = 150;
+  // Long enough for a fresh worker thread to start on a busy machine (its start counts against the
+  // deadline: at 150 ms the replacement's first task timed out under load), far below the runaway's
+  // tens of seconds of CPU.
+  const timeoutMs = 2000;
   const s = await start({
     maxDigits: 40_000,
     maxHeaderBytes: 100_000,
@@ -239,7 +242,12 @@ test('the default queue holds 4 computations per thread: a burst of 5 on one thr
   assert.equal(loadConfig({ POOL_MAX_THREADS: '1' }).poolMaxQueue, 4);
   assert.equal(loadConfig({ POOL_MAX_THREADS: '3' }).poolMaxQueue, 12);
   const s = await start({
-    ...loadConfig({ POOL_MAX_THREADS: '1', MAX_DIGITS: '20000', COMPUTE_TIMEOUT_MS: '600000' }),
+    ...loadConfig({
+      POOL_MAX_THREADS: '1',
+      MAX_DIGITS: '20000',
+      COMPUTE_TIMEOUT_MS: '600000',
+      HANDLER_TIMEOUT_MS: '600000',
+    }),
     port: 0,
     logLevel: 'silent',
     loadShedding: false,
@@ -248,7 +256,8 @@ test('the default queue holds 4 computations per thread: a burst of 5 on one thr
   try {
     await warmUp(s.url);
     // Each takes a while on the one thread: all five are in the pool (1 running, 4 waiting) at once. (The
-    // compute deadline is out of the way: this is about the queue, on however busy a machine.)
+    // compute and handler deadlines are out of the way: this is about the queue, on however busy a
+    // machine, where the fifth waits for four computations of seconds each.)
     const [a, b] = fibonacciPair(8000);
     const burst = await Promise.all(
       Array.from({ length: 5 }, () => ask(`${s.url}/api/gcd?${q({ n: a.toString(), m: b.toString() })}`)),

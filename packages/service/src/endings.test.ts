@@ -258,7 +258,9 @@ async function drive(h: Harness, ending: Ending): Promise<void> {
       const secondSeen = once(h.events, `seen:${second}`);
       c.write(head('GET', '/hold', id, key) + head('GET', '/fast', second, { 'x-api-key': `k-${second}` }));
       await firstOf(started, answered);
-      await secondSeen;
+      // The server may close first (its 400 ms request timeout fires on a machine too busy to parse the
+      // pipelined request in time), and then the second request is never seen: wait for either.
+      await firstOf(secondSeen, c.closed);
       c.reset();
       break;
     }

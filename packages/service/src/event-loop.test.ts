@@ -88,11 +88,15 @@ describe('EventLoopSampler (time from a probe)', () => {
   it('the real monitor delivers samples of the real loop, and stops', async () => {
     let next: (s: EventLoopSample) => void = () => {};
     const monitor = startEventLoopMonitor(20, (s) => next(s));
+    // The monitor's timer is unref'd (it must never keep a service alive), so the test holds the loop
+    // open itself while it waits; otherwise the process may end first and the test is cancelled.
+    const keepAlive = setInterval(() => {}, 1000);
     try {
       const sample = await new Promise<EventLoopSample>((resolve) => (next = resolve));
       assert.ok(sample.delayMs >= 0 && sample.utilization >= 0 && sample.utilization <= 1);
       assert.equal(monitor.last, sample);
     } finally {
+      clearInterval(keepAlive);
       monitor.stop();
     }
   });
