@@ -66,6 +66,16 @@ async function settled(f: ReturnType<typeof follow>): Promise<void> {
   );
 }
 
+/** `bulwark_shed_total` by reason, from the service's own /metrics. */
+async function shedCounts(s: Running): Promise<{ concurrency: number; eventLoop: number }> {
+  const text = (await ask(`${s.url}/metrics`)).text;
+  const count = (reason: string) =>
+    Number(
+      new RegExp(`^bulwark_shed_total\\{[^}]*reason="${reason}"[^}]*\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0,
+    );
+  return { concurrency: count('concurrency'), eventLoop: count('event_loop') };
+}
+
 describe('finding 1: a form POST abandoned after its body', () => {
   test('60 of them leave no slot taken and no pool task running; the next request is served', async () => {
     const s = await start({ loadShedding: true });
@@ -85,8 +95,14 @@ describe('finding 1: a form POST abandoned after its body', () => {
           });
         });
       }
+      const before = await shedCounts(s);
       const res = await ask(`${s.url}/api/gcd?n=12&m=18`);
-      assert.equal(res.status, 200, 'not 503 BULWARK_ERR_OVERLOADED');
+      const shed = await shedCounts(s);
+      // Not refused for want of a slot (before the fix: 503 BULWARK_ERR_OVERLOADED for good). On a machine
+      // kept busy by other work the event-loop gate may rightly shed it: that is counted under its reason.
+      assert.equal(shed.concurrency, 0, 'no request shed by the concurrency limit');
+      if (shed.eventLoop === before.eventLoop) assert.equal(res.status, 200);
+      else assert.equal(res.status, 503);
     } finally {
       await s.close();
     }
@@ -149,11 +165,20 @@ describe('finding 2: slow uploads', () => {
       await seen;
     }
     assert.equal(s.server.app.bulwark.shedder!.limiter.inflight, 0, 'no slot held by a body still arriving');
-    const statuses = new Set<number>();
+    const shedBefore = await shedCounts(s);
+    const statuses: number[] = [];
     for (let i = 0; i < 30; i++) {
-      statuses.add((await ask(`${s.url}/api/gcd?n=${i + 1}&m=18`)).status);
-      statuses.add((await ask(`${s.url}/gcd`, { form: { n: String(i + 1), m: '18' } })).status);
+      statuses.push((await ask(`${s.url}/api/gcd?n=${i + 1}&m=18`)).status);
+      statuses.push((await ask(`${s.url}/gcd`, { form: { n: String(i + 1), m: '18' } })).status);
     }
-    assert.deepEqual([...statuses], [200], 'none shed (before the fix: 91 of 91 got 503)');
+    const shed = await shedCounts(s);
+    // None refused for want of a slot (before the fix: 91 of 91 got 503). On a machine kept busy by other
+    // work the event-loop gate may rightly shed some: those are counted under their own reason.
+    assert.equal(shed.concurrency, 0, 'no request shed by the concurrency limit');
+    assert.deepEqual(
+      statuses.filter((status) => status !== 200),
+      Array.from({ length: shed.eventLoop - shedBefore.eventLoop }, () => 503),
+      'every other answer is 200',
+    );
   });
 });
