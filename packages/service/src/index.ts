@@ -53,6 +53,15 @@ export { HttpRateLimiter, RATE_LIMIT_DEFAULTS, hashKey } from './rate-limit.js';
 export type { RateLimitOptions, RateLimitStatus, StoreErrorMode } from './rate-limit.js';
 export { RedisRateLimitStore, REDIS_STORE_DEFAULTS, TAKE_SCRIPT } from './redis-store.js';
 export type { RedisRateLimitStoreOptions, StoreHealthEvent } from './redis-store.js';
+export { FleetBreaker, FLEET_BREAKER_DEFAULTS } from './fleet-breaker.js';
+export type {
+  FleetBreakerOptions,
+  FleetBreakerTarget,
+  FleetErrorEvent,
+  FleetPublishEvent,
+  FleetTrip,
+  FleetTripEvent,
+} from './fleet-breaker.js';
 
 export { Shedder, SHEDDING_DEFAULTS } from './shedder.js';
 export type { SheddingOptions, SheddingStatus, ShedReason, AlgorithmName } from './shedder.js';
