@@ -35,6 +35,12 @@ function client(options: HttpClientOptions = {}): HttpClient {
 before(async () => {
   server = createServer((req: IncomingMessage, res: ServerResponse) => {
     received.push(req.headers[DEADLINE_HEADER] as string | undefined);
+    held.emit('received');
+    if (req.url === '/swr') {
+      res.setHeader('cache-control', 'max-age=1, stale-while-revalidate=600');
+      res.end('swr');
+      return;
+    }
     if (hold) {
       pending.push(res);
       held.emit('request', req);
@@ -113,6 +119,21 @@ describe('the bulwark-timeout-ms header', () => {
     await assert.rejects(call, (e: unknown) => e instanceof DeadlineExceededError);
     assert.equal(received.length, 1);
     assert.ok(Number(received[0]) <= 55, received[0]);
+  });
+
+  it('a background refresh (stale-while-revalidate) does not inherit the request’s deadline', async () => {
+    const clock = new FakeClock();
+    let wall = Date.parse('2026-01-01T00:00:00Z');
+    const c = createHttpClient({ clock, now: () => wall, totalTimeoutMs: 3_000, maxAttempts: 1 });
+    clients.push(c);
+    const swr = url.replace('/doc', '/swr');
+    await c.get(swr); // stored, fresh for 1 s
+    wall += 2_000; // stale, within stale-while-revalidate
+    const refreshed = once(held, 'received');
+    const res = await runWithDeadline({ deadline: clock.now() + 500, clock }, () => c.get(swr));
+    assert.equal(res.tier, 'fresh-cache');
+    await refreshed;
+    assert.deepEqual(received, ['2995', '2995'], 'the refresh has its own budget, not the 500 ms left');
   });
 
   it('bad options are refused naming the option', () => {
