@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
-import type { Subscribe } from '@bulwark/core';
+import { DeadlineExceededError, type Subscribe } from '@bulwark/core';
 import { EventEmitter } from '@bulwark/core/internal';
 import { createService, type ServiceOptions, type Tracing } from '@bulwark/service';
 import type { DestinationStream } from 'pino';
@@ -348,12 +348,20 @@ function watchValidator(app: FastifyInstance, client: ValidatorClient): void {
   });
 }
 
+const DEADLINE_EXCEEDED: string = DeadlineExceededError.code;
+
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
 
 /** Maps Fastify's own errors to our codes with a message that explains; hides internals of 5xx. */
 function toGcdError(error: FastifyError | GcdError, request: FastifyRequest, config: GcdConfig): GcdError {
   if (error instanceof GcdError) return error;
   switch (error.code) {
+    case DEADLINE_EXCEEDED:
+      // the caller's budget (bulwark-timeout-ms) ran out while the request waited (e.g. for the pool)
+      return new GcdError(
+        'GCD_ERR_DEADLINE_EXCEEDED',
+        'The request did not complete within the time its caller allowed (bulwark-timeout-ms).',
+      );
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new GcdError(
         'GCD_ERR_BODY_TOO_LARGE',

@@ -10,16 +10,26 @@
  *   says so in the `x-gcd-validation: local-fallback` header, a log line (the caller's), a metric and
  *   `/healthz`, and keeps serving.
  * - Trace context travels in the request headers (W3C `traceparent`), so one trace crosses both services.
+ * - The request's deadline travels too: a gcd request that came with `bulwark-timeout-ms` runs under that
+ *   ambient deadline (the kit sets it), and the validator step is bounded by it minus
+ *   {@link VALIDATOR_RESERVE_MS} — the time kept to answer locally — so a validator too slow for the
+ *   caller's budget means `local-fallback` within the budget, not a 504. Each attempt tells the
+ *   validator what it has left in its own `bulwark-timeout-ms` header.
  */
 import { Agent, request, type Dispatcher } from 'undici';
 import {
+  DEADLINE_HEADER,
+  DeadlineExceededError,
   circuitBreaker,
+  currentDeadline,
+  formatDeadlineHeader,
   pipeline,
   retry,
   timeout,
   type CircuitBreakerPolicy,
   type CircuitState,
   type Clock,
+  type CallContext,
   type Policy,
   type Subscribe,
 } from '@bulwark/core';
@@ -60,6 +70,12 @@ export interface ValidatorClientDeps {
   readonly clock?: Clock;
 }
 
+/**
+ * Kept from the request's deadline for what follows the validator step (the local rules, the gcd and the
+ * answer), in ms: the validator call ends this long before the request's deadline.
+ */
+export const VALIDATOR_RESERVE_MS = 10;
+
 type Verdict =
   { readonly valid: true } | { readonly valid: false; readonly code: string; readonly message: string };
 
@@ -71,6 +87,7 @@ export class ValidatorClient {
   readonly #url: string;
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
+  readonly #clock: Clock | undefined;
   readonly #onFallback = new EventEmitter<FallbackEvent>();
   /** Every request that fell back to local validation. */
   readonly onFallback: Subscribe<FallbackEvent> = this.#onFallback.subscribe;
@@ -85,6 +102,7 @@ export class ValidatorClient {
     this.#dispatcher =
       deps.dispatcher ??
       new Agent({ connections: 64, keepAliveTimeout: 4_000, connectTimeout: config.timeoutMs });
+    this.#clock = deps.clock;
     const clock = deps.clock === undefined ? {} : { clock: deps.clock };
     const deadline = timeout({ timeoutMs: config.deadlineMs, name: 'validator-deadline', ...clock });
     const retries = retry({
@@ -121,12 +139,14 @@ export class ValidatorClient {
    */
   async check(pair: { n: string; m: string }, signal?: AbortSignal): Promise<ValidationMode> {
     let verdict: Verdict;
+    // the request's deadline (Infinity without one), less what answering locally needs
+    const deadline = currentDeadline(this.#clock) - VALIDATOR_RESERVE_MS;
     try {
       verdict = await this.policy.execute(
-        traceAttempt('POST /validate', (ctx) => this.#call(pair, ctx.signal), {
+        traceAttempt('POST /validate', (ctx) => this.#call(pair, ctx), {
           attributes: { 'peer.service': 'gcd-validator' },
         }),
-        { signal },
+        deadline === Infinity ? { signal } : { signal, deadline },
       );
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
@@ -148,11 +168,16 @@ export class ValidatorClient {
     return 'remote';
   }
 
-  async #call(pair: { n: string; m: string }, signal: AbortSignal): Promise<Verdict> {
+  async #call(pair: { n: string; m: string }, ctx: CallContext): Promise<Verdict> {
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       accept: 'application/json',
     };
+    // what this attempt has left (its own timeout, the step's deadline, the request's), minus the hop
+    const budget = formatDeadlineHeader(ctx.remainingMs());
+    if (budget === '0') throw new DeadlineExceededError(Math.max(0, ctx.remainingMs()));
+    if (budget !== undefined) headers[DEADLINE_HEADER] = budget;
+    const signal = ctx.signal;
     // The attempt's span is active here (traceAttempt), so the validator's span becomes its child.
     injectTraceHeaders(headers);
     const res = await request(this.#url, {

@@ -11,8 +11,11 @@
  * (single-flight).
  */
 import {
+  DEADLINE_HEADER,
+  DeadlineExceededError,
   TimeoutError,
   classify,
+  formatDeadlineHeader,
   degrade,
   circuitBreaker,
   pipeline,
@@ -584,7 +587,18 @@ export class HttpClient {
       ? { ...this.#requestHeaders(), ...revalidationHeaders(f.policy!, f.req) }
       : this.#requestHeaders();
     const fetched = await guard.run(
-      (actx) => this.#send(url, headers, conditional, ctx.tier, actx.attempt, lastSource, actx.signal, f),
+      (actx) =>
+        this.#send(
+          url,
+          headers,
+          conditional,
+          ctx.tier,
+          actx.attempt,
+          lastSource,
+          actx.signal,
+          f,
+          actx.remainingMs(),
+        ),
       ctx,
     );
     if (fetched.kind === 'not-modified' && f.entry !== undefined && f.policy !== undefined) {
@@ -613,7 +627,17 @@ export class HttpClient {
       // the 304 does not match what we hold (or that is damaged): fetch the full response
       const full = await guard.run(
         (actx) =>
-          this.#send(url, this.#requestHeaders(), false, ctx.tier, actx.attempt, lastSource, actx.signal, f),
+          this.#send(
+            url,
+            this.#requestHeaders(),
+            false,
+            ctx.tier,
+            actx.attempt,
+            lastSource,
+            actx.signal,
+            f,
+            actx.remainingMs(),
+          ),
         ctx,
       );
       return this.#fresh(f, full);
@@ -685,6 +709,11 @@ export class HttpClient {
    * One HTTP request. The response headers must arrive within the attempt deadline; then the body streams
    * into a caller sink and (when the response is storable) a cache writer. Statuses that are not served
    * become HttpStatusError; a 304 to a conditional request is returned as `not-modified`.
+   *
+   * `remainingMs` is the attempt's budget from the policies (`ctx.remainingMs()`: the source's share of
+   * the total, the caller's or the ambient deadline); with the attempt's own deadline, the least of them
+   * goes to the server as `bulwark-timeout-ms` (unless `deadlineHeader: false`). When nothing is left
+   * beyond the allowance, the attempt is not sent: it fails at once with `DeadlineExceededError`.
    */
   async #send(
     url: string,
@@ -695,9 +724,16 @@ export class HttpClient {
     lastSource: boolean,
     signal: AbortSignal,
     f: Flight,
+    remainingMs: number,
   ): Promise<Fetched> {
-    f.attempts++;
     const o = this.options;
+    const deadlineMs = this.#attemptDeadline(attemptNo, lastSource);
+    if (o.deadlineHeader !== false) {
+      const budget = formatDeadlineHeader(Math.min(remainingMs, deadlineMs), o.deadlineHeader);
+      if (budget === '0') throw new DeadlineExceededError(Math.max(0, remainingMs));
+      if (budget !== undefined) headers = { ...headers, [DEADLINE_HEADER]: budget };
+    }
+    f.attempts++;
     const clock = o.clock;
     const started = clock.now();
     // Every attempt is reported once, also one a timeout or an abort ended. Those abort the signal before
@@ -713,7 +749,6 @@ export class HttpClient {
     // the attempt's own signal: the policies' one, plus the deadline until the headers arrive
     const controller = new AbortController();
     const unlink = onAbort(signal, () => controller.abort(signal.reason));
-    const deadlineMs = this.#attemptDeadline(attemptNo, lastSource);
     let timer = Number.isFinite(deadlineMs)
       ? clock.setTimeout(() => controller.abort(new TimeoutError(deadlineMs)), deadlineMs)
       : undefined;

@@ -1,7 +1,12 @@
 /**
  * The options of `createHttpClient`, their defaults (declared once, here) and their validation.
  */
-import { InvalidOptionError, type Clock, type ExponentialBackoffOptions } from '@bulwark/core';
+import {
+  DEADLINE_HEADER_DEFAULTS,
+  InvalidOptionError,
+  type Clock,
+  type ExponentialBackoffOptions,
+} from '@bulwark/core';
 import { checks } from '@bulwark/core/internal';
 import type { Dispatcher } from 'undici';
 import type { CacheStore } from './cache/store.js';
@@ -80,6 +85,14 @@ export interface HttpClientOptions {
   clock?: Clock;
   /** Wall clock (ms since the epoch) for cache ages. @default Date.now */
   now?: () => number;
+  /**
+   * Send each attempt's remaining budget in the `bulwark-timeout-ms` header (@bulwark/core's
+   * `formatDeadlineHeader`): the least of the attempt's own limit, the source's share of
+   * `totalTimeoutMs` and the ambient deadline (`runWithDeadline`, e.g. the request a service is
+   * answering), minus `allowanceMs` for the hop. An attempt with no budget left beyond the allowance is
+   * not sent. `false`: no header (the bounds still apply). @default true ({ allowanceMs: 5 })
+   */
+  deadlineHeader?: boolean | { allowanceMs?: number };
 }
 
 /** TLS settings for the connections a default dispatcher makes (`tls` of the client and of fetchAll). */
@@ -145,6 +158,7 @@ const KEYS = [
   'tls',
   'clock',
   'now',
+  'deadlineHeader',
 ] as const;
 
 export interface ResolvedOptions {
@@ -169,6 +183,8 @@ export interface ResolvedOptions {
   readonly tls: TlsOptions;
   readonly clock: Clock;
   readonly now: () => number;
+  /** `false`: no `bulwark-timeout-ms` header. */
+  readonly deadlineHeader: false | { readonly allowanceMs: number };
 }
 
 export function resolveOptions(options: HttpClientOptions | undefined): ResolvedOptions {
@@ -249,7 +265,27 @@ export function resolveOptions(options: HttpClientOptions | undefined): Resolved
     tls: resolveTls('httpClient.tls', o.tls),
     clock: checks.clock('httpClient.clock', o.clock),
     now: o.now === undefined ? Date.now : checks.fn<() => number>('httpClient.now', o.now),
+    deadlineHeader: resolveDeadlineHeader(o.deadlineHeader),
   };
+}
+
+function resolveDeadlineHeader(value: unknown): false | { readonly allowanceMs: number } {
+  const name = 'httpClient.deadlineHeader';
+  if (value === false) return false;
+  if (value === undefined || value === true) {
+    return Object.freeze({ allowanceMs: DEADLINE_HEADER_DEFAULTS.allowanceMs });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionError(name, value, 'true, false or { allowanceMs }');
+  }
+  checks.knownKeys(name, value, ['allowanceMs']);
+  const allowanceMs = (value as { allowanceMs?: unknown }).allowanceMs;
+  return Object.freeze({
+    allowanceMs:
+      allowanceMs === undefined
+        ? DEADLINE_HEADER_DEFAULTS.allowanceMs
+        : checks.nonNegativeMs(`${name}.allowanceMs`, allowanceMs),
+  });
 }
 
 /** An empty value removes the header (a default one, such as `user-agent`, included). */

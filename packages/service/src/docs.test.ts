@@ -43,6 +43,7 @@ it('documents every option of every part', () => {
   ]);
   assertDocumented('### Load shedding', [...Object.keys(service.SHEDDING_DEFAULTS), 'clock']);
   assertDocumented('### Security headers', Object.keys(service.SECURITY_HEADERS_DEFAULTS));
+  assertDocumented('### Deadlines', ['maxMs']);
   assertDocumented('### Shutdown', [
     ...Object.keys(service.SHUTDOWN_DEFAULTS),
     'onShutdown',

@@ -21,6 +21,7 @@ import { context, type Context, type Span } from '@opentelemetry/api';
 import { InvalidOptionError, type TakeResult } from '@bulwark/core';
 import type { HistogramCell } from './duration-histogram.js';
 import type { ServiceMetrics } from './metrics.js';
+import { admitDeadline, type ResolvedDeadlines } from './deadline.js';
 import type { HttpRateLimiter } from './rate-limit.js';
 import { setHeader, type FixedHeaders } from './reply-headers.js';
 import type { SecurityHeadersProfile } from './security-headers.js';
@@ -40,6 +41,11 @@ export interface BulwarkRouteConfig {
    * for JSON and other non-HTML answers) or `none`. @default 'document'
    */
   securityHeaders?: SecurityHeadersProfile;
+  /**
+   * Read the `bulwark-timeout-ms` header and run the handler under that deadline (see the kit's
+   * `deadlines` option). @default true unless `exempt` (and the kit's `deadlines` is not `false`)
+   */
+  deadline?: boolean;
 }
 
 /** Where a request stands with its concurrency slot (`request.bulwarkAdmission`). */
@@ -75,6 +81,8 @@ export interface Runtime {
   readonly metrics: ServiceMetrics | undefined;
   readonly shedder: Shedder | undefined;
   readonly rateLimiter: HttpRateLimiter | undefined;
+  /** How the `bulwark-timeout-ms` header is read (undefined: it is not). */
+  readonly deadlines: ResolvedDeadlines | undefined;
   readonly tracing: boolean;
   readonly scheme: 'http' | 'https';
   readonly accessLog: boolean;
@@ -111,6 +119,8 @@ export class RouteState {
   readonly exempt: boolean;
   readonly rateLimited: boolean;
   readonly shed: boolean;
+  /** Whether requests of this route run under the caller's deadline. */
+  readonly deadline: boolean;
   /** The request id and the route's security headers. */
   readonly headers: FixedHeaders;
   readonly #cells = new Map<number, HistogramCell>();
@@ -121,6 +131,7 @@ export class RouteState {
     this.exempt = config?.exempt === true;
     this.rateLimited = rt.rateLimiter !== undefined && (config?.rateLimit ?? !this.exempt);
     this.shed = rt.shedder !== undefined && (config?.shedding ?? !this.exempt);
+    this.deadline = rt.deadlines !== undefined && (config?.deadline ?? !this.exempt);
     const profile = config?.securityHeaders ?? 'document';
     if (!Object.hasOwn(rt.fixedHeaders, profile)) {
       throw new InvalidOptionError(
@@ -207,6 +218,7 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
   const route = state.route;
   const aborted = metrics?.aborted;
   const exempt = state.exempt;
+  const deadlines = state.deadline ? rt.deadlines : undefined;
   /** Whether anything has to happen when the response closes. */
   const watchEnd = shedder !== undefined || rt.tracing || metrics !== undefined || rt.slowRequestMs > 0;
 
@@ -334,6 +346,8 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
         reply.code(503).header('retry-after', retryAfter).type(JSON_TYPE).send(closingBody);
         return;
       }
+      // before a slot is taken: a malformed or spent budget is answered at once (400 / 504)
+      if (deadlines !== undefined && !admitDeadline(deadlines, request, reply)) return;
       if (shedder !== undefined) {
         if (shedder.gate.shouldShed()) {
           shed(reply, 'event_loop');

@@ -3,10 +3,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   bulkhead,
+  chaos,
+  hedge,
   circuitBreaker,
   fallback,
   rateLimiter,
   retry,
+  retryBudget,
   timeout,
   TimeoutError,
   type CircuitBreakerPolicy,
@@ -199,5 +202,53 @@ describe('instrument(policy) with the real core policies', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('instrument(policy): hedge, chaos and the waiting rate limiter', () => {
+  it('hedge: hedged attempts started, and the calls a hedge won', async () => {
+    const { metrics, registry, scrape } = setup();
+    const clock = new FakeClock();
+    const budget = retryBudget({ ratio: 1, minRetriesPerSecond: 10, clock }); // room for the hedge
+    const hedged = hedge({ name: 'search', clock, idempotent: true, delayMs: 50, maxHedges: 1, budget });
+    instrumentPolicy(metrics, registry, hedged);
+    // the first attempt hangs until told; the hedge (the second run) answers at once
+    let release: (() => void) | undefined;
+    let runs = 0;
+    const call = hedged.execute(() =>
+      ++runs === 1
+        ? new Promise<string>((resolve) => (release = () => resolve('first')))
+        : Promise.resolve('hedge'),
+    );
+    await clock.advanceAsync(50);
+    assert.equal(await call, 'hedge');
+    release?.();
+    const m = await scrape();
+    assert.equal(sampleValue(m, 'bulwark_hedges_total', { name: 'search' }), 1);
+    assert.equal(sampleValue(m, 'bulwark_hedge_wins_total', { name: 'search' }), 1);
+  });
+
+  it('chaos: injections by kind', async () => {
+    const { metrics, registry, scrape } = setup();
+    const faults = chaos.fault({ name: 'drill', rate: 1, fault: new Error('injected') });
+    instrumentPolicy(metrics, registry, faults);
+    await assert.rejects(faults.execute(ok), /injected/);
+    await assert.rejects(faults.execute(ok), /injected/);
+    const m = await scrape();
+    assert.equal(sampleValue(m, 'bulwark_chaos_injections_total', { name: 'drill', kind: 'fault' }), 2);
+  });
+
+  it('rate limiter with maxWaitMs: calls that waited, and for how long', async () => {
+    const { metrics, registry, scrape } = setup();
+    const clock = new FakeClock();
+    const limiter = rateLimiter({ name: 'api', clock, ratePerSecond: 10, burst: 1, maxWaitMs: 1_000 });
+    instrumentPolicy(metrics, registry, limiter);
+    await limiter.execute(ok); // takes the only token
+    const waiting = limiter.execute(ok); // waits 100 ms for the next
+    await clock.advanceAsync(100);
+    assert.equal(await waiting, 'ok');
+    const m = await scrape();
+    assert.equal(sampleValue(m, 'bulwark_ratelimit_waits_total', { name: 'api' }), 1);
+    assert.equal(sampleValue(m, 'bulwark_ratelimit_wait_seconds_total', { name: 'api' }), 0.1);
   });
 });

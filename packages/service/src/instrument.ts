@@ -3,7 +3,8 @@
  * scheme. Duck-typed: it subscribes to whichever `on…` functions the policy has (circuit breaker
  * `onStateChange` / `onSuccess` / `onFailure` / `onReject`, retry `onRetry` / `onGiveUp` / `onSuccess`,
  * bulkhead `onReject`, timeout `onTimeout`, rate limiter `onReject` / `onStoreError`, fallback
- * `onFallback`, breaker `onIgnored` / `onSlowCall`) and reads state (`state`, `running`, `queued`) at scrape time, so any policy — ours or one
+ * `onFallback`, breaker `onIgnored` / `onSlowCall`, hedge `onHedge`, chaos `onInject`, rate limiter
+ * `onWait`) and reads state (`state`, `running`, `queued`) at scrape time, so any policy — ours or one
  * shaped like ours — can be watched. Returns a disposable that unsubscribes and drops its gauges.
  */
 import { InvalidOptionError, type Disposable } from '@bulwark/core';
@@ -126,6 +127,15 @@ export function instrumentPolicy(
   on('onSlowCall', () => metrics.slowCalls.inc({ policy: kind, name }));
   on('onFallback', () => calls('fallback').inc());
   on('onStoreError', () => metrics.rateLimitStoreErrors.inc({ name }));
+  on('onHedge', (e) => {
+    if (e.type === 'started') metrics.hedges.inc({ name });
+    else if (e.type === 'won' && num(e.attempt) > 1) metrics.hedgeWins.inc({ name });
+  });
+  on('onInject', (e) => metrics.chaosInjections.inc({ name, kind: safeLabel(e.kind, 'unknown') }));
+  on('onWait', (e) => {
+    metrics.rateLimitWaits.inc({ name });
+    metrics.rateLimitWaitSeconds.inc({ name }, Math.max(0, num(e.waitedMs)) / 1000);
+  });
 
   let disposed = false;
   return {
@@ -151,6 +161,8 @@ function inferKind(p: Record<string, unknown>): string {
   if (typeof p.onStoreError === 'function' || typeof p.tryAcquire === 'function') return 'rate_limiter';
   if (typeof p.running === 'number') return 'bulkhead';
   if (typeof p.onFallback === 'function') return 'fallback';
+  if (typeof p.onHedge === 'function') return 'hedge';
+  if (typeof p.onInject === 'function') return 'chaos';
   return 'policy';
 }
 

@@ -49,6 +49,11 @@ export const METRIC_NAMES = Object.freeze({
   retries: 'bulwark_retries_total',
   slowCalls: 'bulwark_slow_calls_total',
   rejections: 'bulwark_rejections_total',
+  hedges: 'bulwark_hedges_total',
+  hedgeWins: 'bulwark_hedge_wins_total',
+  chaosInjections: 'bulwark_chaos_injections_total',
+  rateLimitWaits: 'bulwark_ratelimit_waits_total',
+  rateLimitWaitSeconds: 'bulwark_ratelimit_wait_seconds_total',
   bulkheadActive: 'bulwark_bulkhead_active',
   bulkheadQueued: 'bulwark_bulkhead_queued',
 });
@@ -96,6 +101,11 @@ export class ServiceMetrics {
   readonly calls: Counter<'policy' | 'name' | 'outcome'>;
   readonly retries: Counter<'name'>;
   readonly slowCalls: Counter<'policy' | 'name'>;
+  readonly hedges: Counter<'name'>;
+  readonly hedgeWins: Counter<'name'>;
+  readonly chaosInjections: Counter<'name' | 'kind'>;
+  readonly rateLimitWaits: Counter<'name'>;
+  readonly rateLimitWaitSeconds: Counter<'name'>;
   readonly rejections: Counter<'policy' | 'name' | 'reason'>;
   /** Where gauges read their values; the service replaces it once its parts exist. */
   sources: GaugeSources = NO_SOURCES;
@@ -264,6 +274,36 @@ export class ServiceMetrics {
       name: METRIC_NAMES.slowCalls,
       help: 'Calls a circuit breaker judged slow (at or over its slowCallDurationMs).',
       labelNames: ['policy', 'name'],
+      registers,
+    });
+    this.hedges = new Counter({
+      name: METRIC_NAMES.hedges,
+      help: 'Hedged attempts started (each one an extra request to the dependency).',
+      labelNames: ['name'],
+      registers,
+    });
+    this.hedgeWins = new Counter({
+      name: METRIC_NAMES.hedgeWins,
+      help: 'Hedged calls answered first by a hedge rather than the first attempt.',
+      labelNames: ['name'],
+      registers,
+    });
+    this.chaosInjections = new Counter({
+      name: METRIC_NAMES.chaosInjections,
+      help: 'Faults, latency and outcomes injected by a chaos policy, by kind.',
+      labelNames: ['name', 'kind'],
+      registers,
+    });
+    this.rateLimitWaits = new Counter({
+      name: METRIC_NAMES.rateLimitWaits,
+      help: 'Calls a waiting rate limiter (maxWaitMs) held until their token came.',
+      labelNames: ['name'],
+      registers,
+    });
+    this.rateLimitWaitSeconds = new Counter({
+      name: METRIC_NAMES.rateLimitWaitSeconds,
+      help: 'Time calls waited in a rate limiter for their token, in seconds.',
+      labelNames: ['name'],
       registers,
     });
     this.rejections = new Counter({

@@ -7,6 +7,7 @@ import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { DestinationStream, LevelWithSilent, Logger } from 'pino';
 import { InvalidOptionError } from '@bulwark/core';
 import { checks } from '@bulwark/core/internal';
+import { resolveDeadlines, type DeadlineOptions, type ResolvedDeadlines } from './deadline.js';
 import type { HealthOptions } from './health.js';
 import type { MetricsOptions } from './metrics.js';
 import type { RateLimitOptions } from './rate-limit.js';
@@ -84,6 +85,12 @@ export interface ServiceOptions {
   shedding?: SheddingOptions | false;
   /** Tracing from `setupTracing()`: server spans per request and trace ids in logs. @default undefined (off) */
   tracing?: Tracing;
+  /**
+   * Deadlines across services: a request's `bulwark-timeout-ms` header becomes the ambient deadline of
+   * its handler (400 when malformed, 504 when already spent), or `false` to ignore the header.
+   * @default {} (on)
+   */
+  deadlines?: DeadlineOptions | false;
 }
 
 export const SERVICE_DEFAULTS = Object.freeze({
@@ -109,6 +116,7 @@ export const SERVICE_DEFAULTS = Object.freeze({
   metrics: Object.freeze({}) as MetricsOptions | false,
   rateLimit: false as RateLimitOptions | false,
   shedding: Object.freeze({}) as SheddingOptions | false,
+  deadlines: Object.freeze({}) as DeadlineOptions | false,
 });
 
 const KEYS = [...Object.keys(SERVICE_DEFAULTS), 'logger', 'logStream', 'https', 'tracing'];
@@ -143,6 +151,7 @@ export interface ResolvedServiceOptions {
   readonly rateLimit: RateLimitOptions | false;
   readonly shedding: SheddingOptions | false;
   readonly tracing: Tracing | undefined;
+  readonly deadlines: ResolvedDeadlines | false;
 }
 
 const RESOLVED = Symbol('bulwark.resolved');
@@ -161,6 +170,7 @@ export function resolveServiceOptions(
       ? checks.nonNegativeMs(`service.${name}`, value)
       : checks.positiveMs(`service.${name}`, value);
   };
+  const handlerTimeoutMs = ms('handlerTimeoutMs', true);
   const resolved: ResolvedServiceOptions = {
     serviceName: nonEmpty('service.serviceName', o.serviceName ?? d.serviceName),
     version: nonEmpty('service.version', o.version ?? d.version),
@@ -178,7 +188,7 @@ export function resolveServiceOptions(
     connectionsCheckingIntervalMs: ms('connectionsCheckingIntervalMs', false),
     keepAliveTimeoutMs: ms('keepAliveTimeoutMs', true),
     connectionTimeoutMs: ms('connectionTimeoutMs', true),
-    handlerTimeoutMs: ms('handlerTimeoutMs', true),
+    handlerTimeoutMs,
     maxRequestsPerSocket: checks.number(
       'service.maxRequestsPerSocket',
       o.maxRequestsPerSocket ?? d.maxRequestsPerSocket,
@@ -195,6 +205,10 @@ export function resolveServiceOptions(
     rateLimit: part('service.rateLimit', o.rateLimit ?? d.rateLimit, false),
     shedding: part('service.shedding', o.shedding ?? d.shedding, false),
     tracing: o.tracing,
+    deadlines: resolveDeadlines(
+      part('service.deadlines', o.deadlines ?? d.deadlines, false),
+      handlerTimeoutMs,
+    ),
   };
   // Node refuses a head timeout longer than the whole-request timeout.
   if (resolved.requestTimeoutMs > 0 && resolved.headersTimeoutMs > resolved.requestTimeoutMs) {

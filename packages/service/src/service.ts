@@ -11,6 +11,8 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Disposable } from '@bulwark/core';
+import { DeadlineExceededError } from '@bulwark/core';
+import { deadlinePreHandler, sendDeadlineExceeded } from './deadline.js';
 import { Health, type HealthCheck, type HealthCheckOptions, type ReadinessReport } from './health.js';
 import {
   Admission,
@@ -150,6 +152,7 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     metrics,
     shedder,
     rateLimiter,
+    deadlines: o.deadlines === false ? undefined : o.deadlines,
     tracing: tracing?.enabled === true,
     scheme: o.https === undefined ? 'http' : 'https',
     accessLog: o.accessLog,
@@ -238,6 +241,7 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
   app.decorateRequest('bulwarkAdmittedAt', 0);
   app.decorateRequest('bulwarkSpan', null);
   app.decorateRequest('bulwarkTraceContext', null);
+  app.decorateRequest('bulwarkDeadline', 0);
 
   // Every route added from here on gets its own hooks.
   app.addHook('onRoute', (route) => {
@@ -253,11 +257,16 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
       route.preValidation = [hooks.preValidation, ...list(route.preValidation)] as never;
     }
     if (rt.tracing) route.preHandler = [...list(route.preHandler), hooks.preHandler] as never;
+    // Last before the handler: the handler (and what it starts) runs under the request's deadline.
+    if (state.deadline) route.preHandler = [...list(route.preHandler), deadlinePreHandler] as never;
   });
 
   // Requests that match no route: the same hooks, labelled `unmatched` (never holding a slot while a body
   // arrives: a 404 with a body takes none).
-  const unmatched: RouteHooks = routeHooks(rt, new RouteState(UNMATCHED_ROUTE, { shedding: false }, rt));
+  const unmatched: RouteHooks = routeHooks(
+    rt,
+    new RouteState(UNMATCHED_ROUTE, { shedding: false, deadline: false }, rt),
+  );
   app.addHook('onRequest', (request, reply, done) => {
     if (request.is404) unmatched.onRequest(request, reply, done);
     else done();
@@ -286,6 +295,11 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
   // message — its text may hold internals (a query, a password) and never goes to the client. An
   // application's own `setErrorHandler` replaces this one.
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    // The request's deadline passed (the caller has given up): a short 504, nothing logged.
+    if ((error as { code?: unknown }).code === DeadlineExceededError.code) {
+      sendDeadlineExceeded(reply);
+      return;
+    }
     const status = error.statusCode;
     if (typeof status === 'number' && status >= 400 && status <= 599) {
       if (status >= 500) request.log.error({ err: error, statusCode: status }, 'request failed');
