@@ -109,8 +109,9 @@ describe('repository files', () => {
     assert.match(setUp, /^npm install && npm start +# /m);
     assert.match(setUp, /^npm test +# /m);
     assert.equal(rootManifest.scripts.start, 'exec node scripts/start.mjs');
-    assert.match(rootManifest.scripts.pretest, /^node scripts\/test-env\.mjs && /);
-    assert.equal(rootManifest.scripts.test, 'node scripts/run-tests.mjs');
+    // `exec`: no shell between npm and the script, so npm's SIGTERM/SIGINT reaches it (tests/signals.test.mjs)
+    assert.equal(rootManifest.scripts.pretest, 'exec node scripts/pretest.mjs');
+    assert.equal(rootManifest.scripts.test, 'exec node scripts/run-tests.mjs');
     assert.equal(rootManifest.scripts.prepare, 'node scripts/prepare.mjs');
   });
 

@@ -109,6 +109,7 @@ describe('the scripts on a Node older than 22.19', () => {
   for (const [script, what] of [
     ['scripts/test-env.mjs', 'npm test'],
     ['scripts/run-tests.mjs', 'run-tests'],
+    ['scripts/pretest.mjs', 'npm test'],
     ['scripts/start.mjs', 'npm start'],
     ['scripts/prepare.mjs', 'Bulwark'],
   ]) {
