@@ -72,7 +72,7 @@ const child = spawn(
   },
 );
 const closed = new Promise((resolve) => {
-  child.on('close', (status, signal) => resolve(status ?? 1));
+  child.on('close', (status) => resolve(status ?? 1));
   child.on('error', (error) => {
     console.error(`run-tests: could not start the test runner: ${error.message}`);
     resolve(1);
