@@ -8,11 +8,20 @@
 // when the run ends, however it ends.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { delimiter, dirname, join, relative } from 'node:path';
 import { requireSupportedNode } from './node-version.mjs';
 import { ROOT, TestEnvError, needsOf, prepareTestEnv } from './test-env.mjs';
 
 requireSupportedNode('run-tests');
+
+// BULWARK_EXPECT_NODE (set by .ci/run's floor leg): the exact Node version this run must be on.
+const expected = process.env.BULWARK_EXPECT_NODE;
+if (expected !== undefined && expected !== '' && expected.replace(/^v/, '') !== process.versions.node) {
+  console.error(
+    `run-tests: BULWARK_EXPECT_NODE=${expected}, but this is Node ${process.version} (${process.execPath}).`,
+  );
+  process.exit(1);
+}
 
 const workspaces = ['packages', 'apps'].flatMap((top) =>
   existsSync(join(ROOT, top)) ? readdirSync(join(ROOT, top)).map((d) => join(top, d)) : [],
@@ -56,6 +65,8 @@ try {
   process.exit(1);
 }
 
+console.error(`run-tests: Node ${process.version} (${process.execPath}), ${files.length} test files`);
+
 // A hang guard only (ten minutes for one test): tests wait on events, never on the clock.
 // The test runner gets a process group of its own (detached), so that it, every test file it runs and
 // whatever they started can be stopped together: on SIGINT/SIGTERM/SIGHUP to this process (npm passes
@@ -68,7 +79,13 @@ const child = spawn(
     cwd: ROOT,
     stdio: 'inherit',
     detached: true,
-    env: { ...process.env, ...prepared.env, BULWARK_REPO_ROOT: ROOT },
+    env: {
+      ...process.env,
+      ...prepared.env,
+      BULWARK_REPO_ROOT: ROOT,
+      // a test that starts `node` by name gets this Node, not whatever else is on PATH
+      PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`,
+    },
   },
 );
 const closed = new Promise((resolve) => {

