@@ -146,6 +146,21 @@ describe('repository files', () => {
     for (const line of installs) assert.match(line, /^\s*timeout \d+ npm /, line);
   });
 
+  it("@bulwark/service's fastify peer range starts at 5.10.0 (it uses LogController), and its README says so", () => {
+    const service = readJson(join(ROOT, 'packages/service/package.json'));
+    const range = service.peerDependencies.fastify;
+    // the lowest version the range admits: "^X.Y.Z" or ">=X.Y.Z <6"
+    const low = /^(?:\^|>=\s*)(\d+)\.(\d+)\.(\d+)(?:\s+<6(?:\.0\.0)?)?$/.exec(range);
+    assert.ok(low, `fastify peer range ${range}: expected ^5.x.y or >=5.x.y <6`);
+    const [major, minor] = [Number(low[1]), Number(low[2])];
+    assert.ok(major === 5 && minor >= 10, `fastify peer range ${range} admits Fastify older than 5.10.0`);
+    assert.ok(
+      read('packages/service/src/server-options.ts').includes('LogController'),
+      'the reason for the floor (LogController, new in Fastify 5.10) is gone: lower the floor?',
+    );
+    assert.match(read('packages/service/README.md'), /Fastify 5\.10 or later/);
+  });
+
   it('relative links in the top-level documents and package READMEs lead to files that exist', () => {
     const documents = [
       'README.md',
