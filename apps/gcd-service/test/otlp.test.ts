@@ -262,6 +262,47 @@ describe('a feature turned on without its optional package', () => {
     });
   }
 
+  test('several features without their packages: one message names every missing package, with one npm install', async () => {
+    const hidden = [
+      '@opentelemetry/sdk-trace',
+      '@opentelemetry/resources',
+      '@opentelemetry/core',
+      '@opentelemetry/context-async-hooks',
+      '@opentelemetry/exporter-trace-otlp-http',
+      'ioredis',
+    ];
+    const hideThese = `data:text/javascript,${encodeURIComponent(`
+      import { registerHooks } from 'node:module';
+      const hidden = new Set(${JSON.stringify(hidden)});
+      registerHooks({
+        resolve(specifier, context, next) {
+          if (hidden.has(specifier)) {
+            throw Object.assign(new Error("Cannot find module '" + specifier + "'"), { code: 'MODULE_NOT_FOUND' });
+          }
+          return next(specifier, context);
+        },
+      });
+    `)}`;
+    const env = { OTEL_TRACES_EXPORTER: 'otlp', REDIS_URL: 'redis://127.0.0.1:6379' };
+    const failed = await launch(env, ['--import', hideThese]).then(
+      (p) => {
+        p.child.kill('SIGKILL');
+        assert.fail('the program started without the packages');
+      },
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal(failed.code, 78);
+    const message = failed.stderr.split('\n')[0]!;
+    assert.match(
+      message,
+      /tracing \(OTEL_TRACES_EXPORTER=otlp\) and a Redis rate-limit store .* need the packages /,
+    );
+    for (const name of hidden) assert.ok(message.includes(name), `${name} is not named: ${message}`);
+    const installs = [...failed.stderr.matchAll(/npm install ([^`]*)`/g)];
+    assert.equal(installs.length, 1, 'one npm install command');
+    assert.deepEqual(installs[0]![1]!.split(' ').sort(), [...hidden].sort());
+  });
+
   test('with the package present and the feature off, nothing optional is loaded', async () => {
     // Every optional package hidden at once: a plain start (no OTEL_*, no REDIS_URL) must not notice.
     const hideAll = `data:text/javascript,${encodeURIComponent(`

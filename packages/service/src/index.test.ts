@@ -24,6 +24,7 @@ const EXPECTED = [
   'PressureGate',
   'RATE_LIMIT_DEFAULTS',
   'REDACT_PATHS',
+  'REDIS_FEATURE',
   'REDIS_STORE_DEFAULTS',
   'RedisRateLimitStore',
   'SECURITY_HEADERS_DEFAULTS',
@@ -45,6 +46,7 @@ const EXPECTED = [
   'injectTraceHeaders',
   'installShutdown',
   'isValidRequestId',
+  'requireOptionalPackages',
   'resolveServiceOptions',
   'serverOptions',
   'setupTracing',
@@ -52,6 +54,7 @@ const EXPECTED = [
   'traceAttempt',
   'traceStep',
   'tracingEnabled',
+  'tracingFeature',
 ];
 
 it('exports exactly the documented surface', () => {
