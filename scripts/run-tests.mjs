@@ -12,7 +12,7 @@ import { delimiter, dirname, join, relative } from 'node:path';
 import { requireSupportedNode } from './node-version.mjs';
 import { ROOT, TestEnvError, needsOf, prepareTestEnv } from './test-env.mjs';
 
-requireSupportedNode('run-tests');
+requireSupportedNode('run-tests', ['scripts/run-tests.mjs', ...process.argv.slice(2)].join(' '));
 
 // BULWARK_EXPECT_NODE (set by .ci/run's floor leg): the exact Node version this run must be on.
 const expected = process.env.BULWARK_EXPECT_NODE;

@@ -127,6 +127,21 @@ describe('the scripts on a Node older than 22.19', () => {
   }
 });
 
+describe('node scripts/run-tests.mjs on an older Node (the system Node 20, say)', () => {
+  it("says how to run it with the repository's Node instead, the same arguments and all", async () => {
+    const older = join(ROOT, 'tests', 'fixtures', 'node-22.18.mjs');
+    const script = join(ROOT, 'scripts', 'run-tests.mjs');
+    const r = await run(process.execPath, ['--import', older, script, 'packages/core'], {
+      timeoutMs: 60_000,
+    });
+    assert.equal(r.code, 1, describeRun('run-tests', r));
+    assert.match(
+      r.stderr,
+      /`npm exec -- node scripts\/run-tests\.mjs packages\/core` \(or `npx node scripts\/run-tests\.mjs packages\/core`\)/,
+    );
+  });
+});
+
 describe('the install-time build (scripts/prepare.mjs)', () => {
   it('reports a build it cannot run, and leaves the install standing (exit 0)', async () => {
     const r = await run(process.execPath, [join(ROOT, 'scripts', 'prepare.mjs')], {
