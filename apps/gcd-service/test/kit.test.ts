@@ -290,6 +290,17 @@ describe('rate limit', () => {
       assert.deepEqual(statuses, [200, 200, 200, 200]);
       // The burst of 4 is spent across both: the fifth request is refused by either instance.
       const fifth = await ask(`${b.url}/api/gcd?n=4&m=6`, { headers });
+      if (fifth.status !== 429) {
+        // the store fell back to a local bucket: say why (a Redis that stopped answering, say)
+        const h = (await ask(`${b.url}/healthz`, DETAILS)).json<{
+          rateLimit: { degraded: boolean; lastError?: string };
+        }>();
+        assert.equal(
+          h.rateLimit.degraded,
+          false,
+          `the Redis store is degraded (${h.rateLimit.lastError}): the Redis at REDIS_URL stopped answering?`,
+        );
+      }
       assert.equal(fifth.status, 429);
       const other = await ask(`${a.url}/api/gcd?n=4&m=6`, { headers: { 'x-api-key': `${key}-other` } });
       assert.equal(other.status, 200, 'another client has its own bucket');
