@@ -47,8 +47,8 @@ const ROUNDS = 5;
 const MEASURE_NS = 100 * 1e6;
 
 const self = fileURLToPath(import.meta.url);
-const here = new URL('.', import.meta.url).pathname;
-const root = new URL('..', import.meta.url).pathname;
+const here = fileURLToPath(new URL('.', import.meta.url));
+const root = fileURLToPath(new URL('..', import.meta.url));
 
 if (process.argv[2] === '--cases') await cases(Number(process.argv[3]), process.argv[4]);
 else orchestrate();

@@ -13,9 +13,10 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 
-const here = new URL('.', import.meta.url).pathname;
-const self = new URL(import.meta.url).pathname;
+const here = fileURLToPath(new URL('.', import.meta.url));
+const self = fileURLToPath(import.meta.url);
 const mode = process.argv[2];
 
 if (mode === '--serve') await serve();

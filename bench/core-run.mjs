@@ -5,12 +5,13 @@
 // (--node: run every child on that Node binary as well as on this one, e.g. the Node 22 floor).
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const extraNodes = process.argv.slice(2).filter((a) => a.startsWith('--node='));
 const reps = Number(positional[0] ?? 5);
 const calls = Number(positional[1] ?? 1_000_000);
-const here = new URL('.', import.meta.url).pathname;
+const here = fileURLToPath(new URL('.', import.meta.url));
 const node = (args) =>
   JSON.parse(
     execFileSync(process.execPath, ['--expose-gc', ...args], {

@@ -7,9 +7,10 @@ import { connect, createServer } from 'node:net';
 import os from 'node:os';
 import autocannon from 'autocannon';
 import { Client, Pool, request } from 'undici';
+import { fileURLToPath } from 'node:url';
 
-export const here = new URL('.', import.meta.url).pathname;
-export const root = new URL('..', import.meta.url).pathname;
+export const here = fileURLToPath(new URL('.', import.meta.url));
+export const root = fileURLToPath(new URL('..', import.meta.url));
 export const MAIN = `${root}apps/gcd-service/dist/src/main.js`;
 
 export const log = (...args) => console.error('[gcd-bench]', ...args);

@@ -16,8 +16,9 @@ import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 
-const root = new URL('..', import.meta.url).pathname;
+const root = fileURLToPath(new URL('..', import.meta.url));
 const PATH = '/api/gcd?n=18446744073709551615&m=12297829382473034410';
 const PIPELINE = 20;
 const BATCH = 20_000;
@@ -137,7 +138,7 @@ async function child(kind) {
 
 /** The response headers of the full stack that bare Fastify does not send (the `headers` server's set). */
 async function fullStackHeaders() {
-  const c = fork(new URL(import.meta.url).pathname, ['--child', 'probe'], {
+  const c = fork(fileURLToPath(import.meta.url), ['--child', 'probe'], {
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   const [{ headers }] = await once(c, 'message');
@@ -168,7 +169,7 @@ async function main() {
     const order = kinds.map((_, i) => kinds[(i + r) % kinds.length]);
     for (const kind of order) {
       process.stderr.write(`[gcd-cost] round ${r + 1}/${rounds}: ${kind}\n`);
-      const c = fork(new URL(import.meta.url).pathname, ['--child', kind, JSON.stringify(headers)], {
+      const c = fork(fileURLToPath(import.meta.url), ['--child', kind, JSON.stringify(headers)], {
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       });
       const [{ perRequest }] = await once(c, 'message');

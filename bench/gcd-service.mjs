@@ -11,8 +11,9 @@
 // BENCH_PARTS picks some (throughput,shedding,rejections,slow-bodies); each part's own knobs pass through.
 // Takes ~10 min with the defaults. Run it on a quiet machine: other jobs on the cores move every number.
 import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
-const here = new URL('.', import.meta.url).pathname;
+const here = fileURLToPath(new URL('.', import.meta.url));
 const PARTS = {
   throughput: 'gcd-throughput.mjs',
   shedding: 'gcd-shedding.mjs',

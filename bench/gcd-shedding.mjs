@@ -35,6 +35,7 @@ import {
   startServer,
   summarize,
 } from './gcd-bench-lib.mjs';
+import { dirname } from 'node:path';
 
 const OVERLOAD_S = int('BENCH_OVERLOAD_S', 8);
 const DIGITS = int('BENCH_DIGITS', 1000);
@@ -165,6 +166,6 @@ if (parts.includes('inline')) md += (await inline()).md;
 md += `_Whole run: ${f0((Date.now() - started) / 1000)} s._\n`;
 process.stdout.write(md);
 const out = process.argv[2] ?? `${here}results/gcd-shedding.md`;
-mkdirSync(new URL('.', `file://${out}`).pathname, { recursive: true });
+mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, md);
 log(`written to ${out}`);

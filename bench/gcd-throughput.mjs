@@ -33,6 +33,7 @@ import {
   requireBuilt,
   startServer,
 } from './gcd-bench-lib.mjs';
+import { dirname } from 'node:path';
 
 const ROUNDS = int('BENCH_ROUNDS', 3);
 const DURATION_S = int('BENCH_DURATION_S', 6);
@@ -157,6 +158,6 @@ md += `- **(c)** gcd debug headers on this answer (no validator, computed inline
 md += `_Whole run: ${f0((Date.now() - started) / 1000)} s._\n`;
 process.stdout.write(md);
 const out = process.argv[2] ?? `${here}results/gcd-service.md`;
-mkdirSync(new URL('.', `file://${out}`).pathname, { recursive: true });
+mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, md);
 log(`written to ${out}`);

@@ -15,7 +15,7 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const self = fileURLToPath(import.meta.url);
-const here = new URL('.', import.meta.url).pathname;
+const here = fileURLToPath(new URL('.', import.meta.url));
 const SLOW_SHARE = 0.05;
 const SLOW_MS = 200;
 const FAST_MS = 2;

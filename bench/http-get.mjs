@@ -12,6 +12,7 @@ import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFil
 import { createServer } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const CHUNK = 64 * 1024;
 
@@ -49,7 +50,7 @@ async function main() {
   const sizeMiB = Number(process.argv[2] ?? 1024);
   const rounds = Math.max(1, Number(process.argv[3] ?? 3));
   const size = sizeMiB * 1024 * 1024;
-  const root = new URL('..', import.meta.url).pathname;
+  const root = fileURLToPath(new URL('..', import.meta.url));
   const cli = join(root, 'apps/http-get/dist/src/main.js');
   const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   const log = (s) => process.stderr.write(`http-get bench: ${s}\n`);
@@ -72,7 +73,7 @@ async function main() {
   } catch {
     pinned = false;
   }
-  const [serverCmd, serverArgs] = pin(1, [process.execPath, new URL(import.meta.url).pathname, '--serve']);
+  const [serverCmd, serverArgs] = pin(1, [process.execPath, fileURLToPath(import.meta.url), '--serve']);
   const server = spawn(serverCmd, serverArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const [{ port }] = await once(server, 'message');
   const url = (n) => `http://127.0.0.1:${port}/body?size=${n}`;

@@ -12,6 +12,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const BODY = JSON.stringify({ hello: 'world', n: 42, items: [1, 2, 3] });
 /** The live hosts' fixed think time in the "remote-like" ten-host case, in ms. */
@@ -61,7 +62,7 @@ async function main() {
   const requests = Number(process.argv[3] ?? 10_000);
   const rssUrls = Number(process.argv[4] ?? 100_000);
   const concurrency = 50;
-  const root = new URL('..', import.meta.url).pathname;
+  const root = fileURLToPath(new URL('..', import.meta.url));
   const { fetchAll, FETCH_ALL_DEFAULTS } = await import(
     new URL('../packages/http/dist/index.js', import.meta.url)
   );
@@ -86,7 +87,7 @@ async function main() {
   } catch {
     pinned = false;
   }
-  const serve = [process.execPath, new URL(import.meta.url).pathname, '--serve', '9'];
+  const serve = [process.execPath, fileURLToPath(import.meta.url), '--serve', '9'];
   const server = pinned
     ? spawn('taskset', ['-c', '1', ...serve], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     : spawn(serve[0], serve.slice(1), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });

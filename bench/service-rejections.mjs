@@ -22,6 +22,7 @@ import {
   requireBuilt,
   startServer,
 } from './gcd-bench-lib.mjs';
+import { dirname } from 'node:path';
 
 const ROUNDS = int('BENCH_ROUNDS', 3);
 const DURATION_S = int('BENCH_DURATION_S', 5);
@@ -98,6 +99,6 @@ md += `\nA 503 from the shedder costs ${f1(cpu('shed'))} µs of server CPU and a
 md += `_Whole run: ${f0((Date.now() - started) / 1000)} s._\n`;
 process.stdout.write(md);
 const out = process.argv[2] ?? `${here}results/gcd-rejections.md`;
-mkdirSync(new URL('.', `file://${out}`).pathname, { recursive: true });
+mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, md);
 log(`written to ${out}`);

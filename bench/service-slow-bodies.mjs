@@ -24,6 +24,7 @@ import {
   requireBuilt,
   startServer,
 } from './gcd-bench-lib.mjs';
+import { dirname } from 'node:path';
 
 const ROUNDS = int('BENCH_ROUNDS', 3);
 const DURATION_S = int('BENCH_DURATION_S', 5);
@@ -134,6 +135,6 @@ md += `\nMedian: **${f1(100 * median(ratios))} %** of the unloaded goodput (bar 
 md += `_Whole run: ${f0((Date.now() - started) / 1000)} s._\n`;
 process.stdout.write(md);
 const out = process.argv[2] ?? `${here}results/gcd-slow-bodies.md`;
-mkdirSync(new URL('.', `file://${out}`).pathname, { recursive: true });
+mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, md);
 log(`written to ${out}`);

@@ -16,7 +16,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const self = fileURLToPath(import.meta.url);
-const here = new URL('.', import.meta.url).pathname;
+const here = fileURLToPath(new URL('.', import.meta.url));
 /** Seconds the steady state is measured over, at the end of the overload. */
 const STEADY_SECONDS = 15;
 /** Width of the time slices recorded, in ms. */

@@ -1,7 +1,8 @@
 // Core policies around a plain async function: a deadline, retries with backoff, a circuit breaker and a
 // fallback, composed with pipeline(). Nothing here knows about HTTP; any async function will do.
 //
-//   node examples/core-policies.ts        (from the repository, after `npm run build`)
+//   node examples/core-policies.ts        (from the repository, after `npm run build`; with a
+//   Node older than 22.19 on PATH: `npx node examples/core-policies.ts`)
 import { CircuitOpenError, circuitBreaker, fallback, pipeline, retry, timeout } from '@bulwark/core';
 
 // The dependency: a plain async function. It fails twice, then answers; later it goes down for good.

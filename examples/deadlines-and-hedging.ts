@@ -1,7 +1,8 @@
 // A deadline that crosses a service boundary, a hedge against a slow answer, and a chaos switch — with
 // @bulwark/core alone, a node:http server and fetch, all on loopback.
 //
-//   node examples/deadlines-and-hedging.ts        (from the repository, after `npm run build`)
+//   node examples/deadlines-and-hedging.ts        (from the repository, after `npm run build`; with a
+//   Node older than 22.19 on PATH: `npx node examples/deadlines-and-hedging.ts`)
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {

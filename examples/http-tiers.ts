@@ -1,7 +1,8 @@
 // The HTTP client and its tiers: fresh cache, primary, fallback mirrors, stale cache, explicit failure.
 // Two local servers play the origin and its mirror; the wall clock is moved, not waited for.
 //
-//   node examples/http-tiers.ts           (from the repository, after `npm run build`)
+//   node examples/http-tiers.ts           (from the repository, after `npm run build`; with a
+//   Node older than 22.19 on PATH: `npx node examples/http-tiers.ts`)
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AllSourcesFailedError } from '@bulwark/core';

@@ -1,7 +1,8 @@
 // The service kit on a new Fastify app: health, readiness, Prometheus metrics (the breaker's state
 // among them), request ids and security headers — registered as a plugin before the routes.
 //
-//   node examples/service-fastify.ts      (from the repository, after `npm run build`)
+//   node examples/service-fastify.ts      (from the repository, after `npm run build`; with a
+//   Node older than 22.19 on PATH: `npx node examples/service-fastify.ts`)
 import Fastify from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { circuitBreaker } from '@bulwark/core';

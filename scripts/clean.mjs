@@ -4,8 +4,9 @@
 // moved source file would stay behind (and be packed).
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const root = new URL('..', import.meta.url).pathname;
+const root = fileURLToPath(new URL('..', import.meta.url));
 for (const top of ['packages', 'apps']) {
   if (!existsSync(join(root, top))) continue;
   for (const name of readdirSync(join(root, top))) {

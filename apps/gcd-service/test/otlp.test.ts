@@ -202,6 +202,29 @@ describe('tracing on: the real service exports to an OTLP/HTTP receiver (finding
   });
 });
 
+describe('tracing on, and no collector listening', () => {
+  test('SIGTERM still drains and exits 0; the spans it could not export are a warning naming the endpoint', async () => {
+    // a loopback port where nothing listens (it was free a moment ago)
+    const free = createServer();
+    await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(free.address() as AddressInfo).port}`;
+    await new Promise<void>((resolve) => free.close(() => resolve()));
+
+    const p = await launch({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: endpoint });
+    assert.equal((await ask(`${p.url}/api/gcd?n=12&m=18`)).status, 200); // a span to export
+    p.child.kill('SIGTERM');
+    const { code, stderr } = await p.exit;
+    const lines = p.stdout.map((l) => JSON.parse(l) as { level: number; msg: string });
+    assert.equal(code, 0, `${p.stdout.join('\n')}\n${stderr}`);
+    const warning = lines.find((l) => /^tracing: the last spans/.test(l.msg));
+    assert.ok(warning, p.stdout.join('\n'));
+    assert.equal(warning.level, 40, 'a warning');
+    assert.ok(warning.msg.includes(endpoint), warning.msg);
+    assert.ok(lines.some((l) => l.msg === 'shutdown complete'));
+    assert.ok(!lines.some((l) => l.level >= 50), 'no error logged');
+  });
+});
+
 describe('a feature turned on without its optional package', () => {
   /** A module hook that makes one package unresolvable, as if it were not installed. */
   const hide = (name: string) =>
@@ -238,6 +261,47 @@ describe('a feature turned on without its optional package', () => {
       assert.match(failed.stderr, /run `npm install [^`]*`/);
     });
   }
+
+  test('several features without their packages: one message names every missing package, with one npm install', async () => {
+    const hidden = [
+      '@opentelemetry/sdk-trace',
+      '@opentelemetry/resources',
+      '@opentelemetry/core',
+      '@opentelemetry/context-async-hooks',
+      '@opentelemetry/exporter-trace-otlp-http',
+      'ioredis',
+    ];
+    const hideThese = `data:text/javascript,${encodeURIComponent(`
+      import { registerHooks } from 'node:module';
+      const hidden = new Set(${JSON.stringify(hidden)});
+      registerHooks({
+        resolve(specifier, context, next) {
+          if (hidden.has(specifier)) {
+            throw Object.assign(new Error("Cannot find module '" + specifier + "'"), { code: 'MODULE_NOT_FOUND' });
+          }
+          return next(specifier, context);
+        },
+      });
+    `)}`;
+    const env = { OTEL_TRACES_EXPORTER: 'otlp', REDIS_URL: 'redis://127.0.0.1:6379' };
+    const failed = await launch(env, ['--import', hideThese]).then(
+      (p) => {
+        p.child.kill('SIGKILL');
+        assert.fail('the program started without the packages');
+      },
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal(failed.code, 78);
+    const message = failed.stderr.split('\n')[0]!;
+    assert.match(
+      message,
+      /tracing \(OTEL_TRACES_EXPORTER=otlp\) and a Redis rate-limit store .* need the packages /,
+    );
+    for (const name of hidden) assert.ok(message.includes(name), `${name} is not named: ${message}`);
+    const installs = [...failed.stderr.matchAll(/npm install ([^`]*)`/g)];
+    assert.equal(installs.length, 1, 'one npm install command');
+    assert.deepEqual(installs[0]![1]!.split(' ').sort(), [...hidden].sort());
+  });
 
   test('with the package present and the feature off, nothing optional is loaded', async () => {
     // Every optional package hidden at once: a plain start (no OTEL_*, no REDIS_URL) must not notice.

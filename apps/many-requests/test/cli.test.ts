@@ -50,6 +50,11 @@ function start(args: string[]): { child: ChildProcess; done: Promise<Done>; stdo
   return { child, done, stdout: () => stdout };
 }
 
+/** `word` as one POSIX shell word, whatever it holds. */
+function shellQuote(word: string): string {
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
 async function run(args: string[], stdin?: string): Promise<Done> {
   const p = start(args);
   p.child.stdin!.end(stdin ?? '');
@@ -285,7 +290,9 @@ test('SIGINT mid-run: exit 130, every line written is complete JSON, partial sum
 test('on a terminal: a progress bar on stderr, cleared before the summary', async () => {
   // script(1) runs the CLI on a pseudo-terminal; with --json, stdout is not the bar's terminal stream
   const urls = Array.from({ length: 30 }, (_, i) => `${good.origin}/latency/40?${i}`);
-  const command = [process.execPath, MAIN, '--json', '-c', '3', ...urls].join(' ') + ' > /dev/null';
+  // one shell command line: every word quoted, for paths with spaces (or any other shell character)
+  const command =
+    [process.execPath, MAIN, '--json', '-c', '3', ...urls].map(shellQuote).join(' ') + ' > /dev/null';
   const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let tty = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (tty += s));

@@ -26,6 +26,7 @@ const EXPECTED = [
   'PressureGate',
   'RATE_LIMIT_DEFAULTS',
   'REDACT_PATHS',
+  'REDIS_FEATURE',
   'REDIS_STORE_DEFAULTS',
   'RedisRateLimitStore',
   'SECURITY_HEADERS_DEFAULTS',
@@ -47,6 +48,7 @@ const EXPECTED = [
   'injectTraceHeaders',
   'installShutdown',
   'isValidRequestId',
+  'requireOptionalPackages',
   'resolveServiceOptions',
   'serverOptions',
   'setupTracing',
@@ -54,6 +56,7 @@ const EXPECTED = [
   'traceAttempt',
   'traceStep',
   'tracingEnabled',
+  'tracingFeature',
 ];
 
 it('exports exactly the documented surface', () => {

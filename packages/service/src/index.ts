@@ -38,6 +38,7 @@ export type { SecurityHeadersOptions, SecurityHeadersProfile } from './security-
 
 export { setupTracing } from './tracing/setup.js';
 export type { Tracing, TracingOptions } from './tracing/setup.js';
+export { tracingFeature } from './tracing/setup.js';
 export {
   injectTraceHeaders,
   traceAttempt,
@@ -47,7 +48,8 @@ export {
   traceStep,
 } from './tracing/spans.js';
 export type { TraceAttemptOptions } from './tracing/spans.js';
-export { MissingDependencyError } from './optional.js';
+export { MissingDependencyError, REDIS_FEATURE, requireOptionalPackages } from './optional.js';
+export type { OptionalFeature } from './optional.js';
 
 export { HttpRateLimiter, RATE_LIMIT_DEFAULTS, hashKey } from './rate-limit.js';
 export type { RateLimitOptions, RateLimitStatus, StoreErrorMode } from './rate-limit.js';

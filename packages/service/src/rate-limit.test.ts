@@ -12,6 +12,8 @@ import { HttpRateLimiter, type RateLimitOptions } from './rate-limit.js';
 import { InvalidOptionError } from '@bulwark/core';
 import type { StoreHealthEvent } from './redis-store.js';
 import {
+  cleanUp,
+  closeRedisForTests,
   listen,
   LogSink,
   nextEvent,
@@ -133,12 +135,16 @@ describe('rate limiting (Redis store, real Redis)', () => {
   before(async () => {
     admin = await redisForTests(); // fails within seconds, saying so, when Redis is not there
   });
-  after(async () => {
-    if (admin === undefined) return;
-    const keys = await admin.keys(`${prefix}*`);
-    if (keys.length > 0) await admin.del(...keys);
-    await admin.quit();
-  });
+  after(() =>
+    cleanUp(
+      async () => {
+        if (admin === undefined) return;
+        const keys = await admin.keys(`${prefix}*`);
+        if (keys.length > 0) await admin.del(...keys);
+      },
+      () => closeRedisForTests(admin),
+    ),
+  );
 
   it('two server instances share one limit per client', async () => {
     const options = { ratePerSecond: 0.01, burst: 5, redisUrl: REDIS_URL, keyPrefix: `${prefix}fleet:` };

@@ -6,7 +6,15 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { InvalidOptionError, memoryRateLimitStore, rateLimiter, RateLimitedError } from '@bulwark/core';
 import { RedisRateLimitStore, redactUrl } from './redis-store.js';
-import { nextEvent, REDIS_URL, redisForTests, redisReady, sleep } from './test-support.js';
+import {
+  cleanUp,
+  closeRedisForTests,
+  nextEvent,
+  REDIS_URL,
+  redisForTests,
+  redisReady,
+  sleep,
+} from './test-support.js';
 
 const prefix = `bulwark:test:${process.pid}:${randomUUID().slice(0, 8)}:`;
 
@@ -20,16 +28,19 @@ describe('RedisRateLimitStore (real Redis)', () => {
     await redisReady(store.client);
   });
 
-  after(async () => {
-    if (store !== undefined) {
-      await store.clear();
-      await store.close();
-    }
-    if (admin !== undefined) {
-      assert.equal((await admin.keys(`${prefix}*`)).length, 0, 'every test key deleted');
-      await admin.quit();
-    }
-  });
+  after(() =>
+    cleanUp(
+      async () => {
+        if (store !== undefined) await store.clear();
+      },
+      () => store?.close(),
+      async () => {
+        if (admin !== undefined)
+          assert.equal((await admin.keys(`${prefix}*`)).length, 0, 'every test key deleted');
+      },
+      () => closeRedisForTests(admin),
+    ),
+  );
 
   it('takes tokens until the bucket is empty, then says how long to wait (the in-memory store decides alike)', async () => {
     const rule = { ratePerSecond: 1, burst: 3 };
@@ -99,8 +110,8 @@ describe('RedisRateLimitStore (real Redis)', () => {
 
   it('two stores (two processes) share one bucket', async () => {
     const other = new RedisRateLimitStore({ url: REDIS_URL, keyPrefix: prefix });
-    await redisReady(other.client);
     try {
+      await redisReady(other.client); // inside the try: a store that never gets ready is closed too
       const rule = { ratePerSecond: 0.01, burst: 4 };
       const results = [];
       for (let i = 0; i < 6; i++)

@@ -21,7 +21,7 @@ import {
   type TakeResult,
 } from '@bulwark/core';
 import { checks, EventEmitter } from '@bulwark/core/internal';
-import { loadOptional, REDIS_PACKAGES } from './optional.js';
+import { loadOptional, REDIS_FEATURE } from './optional.js';
 
 export interface RedisRateLimitStoreOptions {
   /** `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS). One of `url` / `client` is required. */
@@ -161,8 +161,8 @@ export class RedisRateLimitStore implements RateLimitStore {
       // ioredis (an optional peer dependency) loads only when a Redis store is made (~0.3 s to import).
       const { Redis: RedisClient } = loadOptional<typeof IORedis>(
         'ioredis',
-        'a Redis rate-limit store (rateLimit.redisUrl / REDIS_URL)',
-        REDIS_PACKAGES,
+        REDIS_FEATURE.feature,
+        REDIS_FEATURE.packages,
       );
       this.client = new RedisClient(url, redisClientOptions(commandTimeoutMs, connectTimeoutMs));
       this.#owned = true;

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { EventEmitter } from 'node:events';
 import { Pool, request } from 'undici';
 import { InvalidOptionError } from '@bulwark/core';
@@ -12,7 +13,7 @@ import { createService } from './service.js';
 import { DUPLICATE_SIGNAL_MS, installShutdown } from './shutdown.js';
 import { listen } from './test-support.js';
 
-const FIXTURE = new URL('./fixtures/shutdown-server.js', import.meta.url).pathname;
+const FIXTURE = fileURLToPath(new URL('./fixtures/shutdown-server.js', import.meta.url));
 
 interface Child {
   proc: ChildProcess;

@@ -7,7 +7,9 @@
  * 3. `app.close()`: no new connections; requests on open ones get 503 + `Connection: close`; idle
  *    keep-alive sockets are closed (again every 100 ms, as in-flight requests finish); in-flight
  *    requests complete;
- * 4. `onShutdown` runs (close worker pools, …), tracing is flushed, logs are flushed; exit 0.
+ * 4. `onShutdown` runs (close worker pools, …), tracing is flushed (for at most
+ *    {@link TRACING_FLUSH_MS}: a collector that is down or slow is a warning, not a failed shutdown), logs
+ *    are flushed; exit 0.
  *
  * A hard deadline (`shutdownTimeoutMs` from the signal) destroys every socket and exits 1; a second
  * signal exits at once with 128 + the signal number. The same signal again within
@@ -45,6 +47,12 @@ export const SHUTDOWN_DEFAULTS = Object.freeze({
   shutdownTimeoutMs: 10_000,
   idleSweepIntervalMs: 100,
 });
+
+/**
+ * The longest the final tracing flush may take, in ms (less when the deadline is nearer). Spans a
+ * collector has not taken by then are dropped, with a warning; the shutdown still exits 0.
+ */
+export const TRACING_FLUSH_MS = 3000;
 
 /** A repeat of the first signal within this many ms is the same event delivered twice (see above). */
 export const DUPLICATE_SIGNAL_MS = 100;
@@ -114,6 +122,7 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
       sweeping = false;
       if (sweep !== undefined) clock.clearTimeout(sweep);
     };
+    const deadlineAt = clock.now() + shutdownTimeoutMs;
     const deadline = clock.setTimeout(() => {
       log.error(
         { reason, shutdownTimeoutMs },
@@ -132,7 +141,7 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
       await app.close();
       stopSweep();
       await onShutdown?.(reason);
-      await tracing?.shutdown();
+      if (tracing !== undefined) await flushTracing(tracing, deadlineAt, reason);
       clock.clearTimeout(deadline);
       log.info({ reason }, 'shutdown complete');
       return 0;
@@ -141,6 +150,34 @@ export function installShutdown(app: FastifyInstance, options: ShutdownOptions =
       clock.clearTimeout(deadline);
       log.error({ reason, err: error }, 'shutdown failed');
       return 1;
+    }
+  };
+
+  /** tracing.shutdown(), bounded; its failure (no collector, a slow one) is logged as a warning. */
+  const flushTracing = async (tracing: Tracing, deadlineAt: number, reason: string): Promise<void> => {
+    const boundMs = Math.max(0, Math.min(TRACING_FLUSH_MS, deadlineAt - clock.now() - 50));
+    let timer: ClockTimer | undefined;
+    const where =
+      tracing.endpoint === undefined ? '' : ` (is an OTLP collector listening at ${tracing.endpoint}?)`;
+    try {
+      const finished = await Promise.race([
+        tracing.shutdown().then(() => true),
+        new Promise<false>((resolve) => {
+          timer = clock.setTimeout(() => resolve(false), boundMs);
+        }),
+      ]);
+      if (!finished)
+        log.warn(
+          { reason, flushMs: boundMs },
+          `tracing: the last spans were not exported within ${boundMs} ms${where}; shutting down without them`,
+        );
+    } catch (error) {
+      log.warn(
+        { reason, err: error },
+        `tracing: the last spans could not be exported${where}; shutting down without them`,
+      );
+    } finally {
+      if (timer !== undefined) clock.clearTimeout(timer);
     }
   };
 

@@ -239,7 +239,9 @@ function unreachable(url: string, why: string): Error {
 /**
  * An ioredis client for a test's own checks (keys, CLIENT KILL): connected, or — when Redis does not
  * answer within `timeoutMs` — a clear error instead of a hang or ioredis' "Unhandled error event" lines.
- * It never reconnects; `quit()` it at the end.
+ * Every command it sends is bounded too (`commandTimeout`): a Redis that stops answering mid-run (paused,
+ * or a listener that says nothing) fails the test that asked within `timeoutMs`, never hangs the file.
+ * It never reconnects; end it with `closeRedisForTests()`.
  */
 export async function redisForTests(url = REDIS_URL, timeoutMs = 3000): Promise<Redis> {
   const client = new Redis(url, {
@@ -247,6 +249,7 @@ export async function redisForTests(url = REDIS_URL, timeoutMs = 3000): Promise<
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
     retryStrategy: () => null,
   });
   let lastError = 'no answer';
@@ -268,6 +271,46 @@ export async function redisForTests(url = REDIS_URL, timeoutMs = 3000): Promise<
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Ends a test's Redis client: QUIT when Redis answers (bounded by the client's commandTimeout), else a
+ * hard disconnect — never a wait on a Redis that stopped answering.
+ */
+export async function closeRedisForTests(client: Redis | undefined): Promise<void> {
+  if (client === undefined) return;
+  try {
+    if (client.status === 'ready') await client.quit();
+  } catch {
+    // no answer: disconnect below
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
+ * Runs every cleanup step of an `after` hook even when one fails (a Redis that stopped answering fails
+ * the first command; the clients must still be closed, or the file never ends), then throws the first
+ * failure, saying that Redis stopped answering when it did.
+ */
+export async function cleanUp(...steps: Array<() => unknown>): Promise<void> {
+  const failures: unknown[] = [];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (error) {
+      failures.push(error);
+    }
+  }
+  if (failures.length === 0) return;
+  const first = failures[0] as Error;
+  if (/timed out/i.test(String(first?.message)))
+    throw new Error(
+      `Redis at ${REDIS_URL.replace(/\/\/[^@/]*@/, '//***@')} stopped answering during the tests (${first.message}): ` +
+        'is it paused, overloaded or not a Redis? The Redis tests need a Redis that answers.',
+      { cause: first },
+    );
+  throw first;
 }
 
 /** Resolves once a client is ready; rejects with a clear message if it is not within `timeoutMs`. */

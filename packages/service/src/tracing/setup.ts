@@ -18,7 +18,12 @@ import type * as Resources from '@opentelemetry/resources';
 import type * as Sdk from '@opentelemetry/sdk-trace';
 import type { Sampler, SpanExporter, SpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { InvalidOptionError } from '@bulwark/core';
-import { loadOptional, TRACING_PACKAGES } from '../optional.js';
+import {
+  loadOptional,
+  requireOptionalPackages,
+  TRACING_PACKAGES,
+  type OptionalFeature,
+} from '../optional.js';
 import { setTracingActive } from './spans.js';
 
 export interface TracingOptions {
@@ -70,6 +75,26 @@ function loadSdk(feature: string): Loaded {
     resources: load<typeof Resources>('@opentelemetry/resources'),
     core: load<typeof OtelCore>('@opentelemetry/core'),
     contextAsyncHooks: load<typeof ContextAsyncHooks>('@opentelemetry/context-async-hooks'),
+  };
+}
+
+/**
+ * The optional packages tracing needs under `env` (the `OTEL_*` variables), as a feature for
+ * `requireOptionalPackages` — or undefined when tracing is off there (or the variables are invalid:
+ * `setupTracing` says what is wrong with them).
+ */
+export function tracingFeature(
+  env: Record<string, string | undefined> = process.env,
+): OptionalFeature | undefined {
+  if ((env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase() === 'true') return undefined;
+  const names = parseList(env.OTEL_TRACES_EXPORTER ?? 'none');
+  if (names.includes('none') || names.length === 0) return undefined;
+  if (!names.every((n) => n === 'otlp' || n === 'console')) return undefined;
+  return {
+    feature: `tracing (OTEL_TRACES_EXPORTER=${env.OTEL_TRACES_EXPORTER})`,
+    packages: TRACING_PACKAGES.filter(
+      (name) => names.includes('otlp') || name !== '@opentelemetry/exporter-trace-otlp-http',
+    ),
   };
 }
 
@@ -127,6 +152,15 @@ export function setupTracing(options: TracingOptions = {}): Tracing {
     options.exporter === undefined
       ? `tracing (OTEL_TRACES_EXPORTER=${env.OTEL_TRACES_EXPORTER})`
       : 'tracing (setupTracing with an exporter)';
+  // every package missing named at once, not one per attempt
+  requireOptionalPackages([
+    {
+      feature,
+      packages: TRACING_PACKAGES.filter(
+        (name) => endpoint !== undefined || name !== '@opentelemetry/exporter-trace-otlp-http',
+      ),
+    },
+  ]);
   const { sdk, resources, core, contextAsyncHooks } = loadSdk(feature);
 
   const exporters: SpanExporter[] = [];
