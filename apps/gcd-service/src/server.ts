@@ -292,8 +292,11 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
         port: config.port,
         host: config.host,
         backlog: LISTEN_BACKLOG,
+        // Fastify names the scheme http:// for a server it did not create (the kit's factory): say https.
         listenTextResolver: (address) =>
-          `${app.bulwark.options.serviceName} (${config.mode}) listening on ${address}`,
+          `${app.bulwark.options.serviceName} (${config.mode}) listening on ${
+            config.tls === undefined ? address : address.replace(/^http:/, 'https:')
+          }`,
       });
       app.log.info({ config: describeConfig(config) }, 'configuration');
       if (config.tls !== undefined) {
