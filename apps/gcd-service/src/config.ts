@@ -98,6 +98,12 @@ export const DEFAULTS = Object.freeze({
   validatorOpenMs: 5_000,
   /** Failed validator calls in a row that open its breaker (the chapter's `failure_threshold`). @default 5 */
   validatorFailureThreshold: 5,
+  /**
+   * Share the validator breaker's trips with every instance on the same Redis (`REDIS_URL`): one
+   * instance's trip opens the others' breakers at once; each still probes on its own schedule.
+   * @default false
+   */
+  validatorFleetBreaker: false,
 });
 
 export interface TlsConfig {
@@ -113,6 +119,8 @@ export interface ValidatorConfig {
   readonly deadlineMs: number;
   readonly openMs: number;
   readonly failureThreshold: number;
+  /** Share the breaker's trips through Redis (`REDIS_URL`) with the other instances. */
+  readonly fleetBreaker?: boolean;
 }
 
 export interface RateLimitConfig {
@@ -331,7 +339,15 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     'silent',
   ]);
   const accessLog = r.bool('ACCESS_LOG', DEFAULTS.accessLog);
-  const rateLimitPerSecond = r.int('RATE_LIMIT_PER_SECOND', DEFAULTS.rateLimitPerSecond, 0, 1_000_000_000);
+  // A validator's one client is the gcd fleet (a handful of addresses): a per-address limit there would
+  // cap the whole fleet's validations and trip its breaker, so a validator has none unless one is set.
+  const rateLimitPerSecond = r.int(
+    'RATE_LIMIT_PER_SECOND',
+    mode === 'validator' ? 0 : DEFAULTS.rateLimitPerSecond,
+    0,
+    1_000_000_000,
+    `${DEFAULTS.rateLimitPerSecond} (0 when GCD_MODE=validator)`,
+  );
   const rateLimitBurst = r.int('RATE_LIMIT_BURST', DEFAULTS.rateLimitBurst, 1, 1_000_000_000);
   const rateLimitOnRedisError = r.oneOf<RedisErrorMode>(
     'RATE_LIMIT_ON_REDIS_ERROR',
@@ -385,6 +401,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     1,
     1000,
   );
+  const validatorFleetBreaker = r.bool('VALIDATOR_FLEET_BREAKER', DEFAULTS.validatorFleetBreaker);
 
   // Relations between variables.
   if (inlineMaxDigits > maxDigits) {
@@ -414,6 +431,13 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
       'HEADERS_TIMEOUT_MS',
       String(headersTimeoutMs),
       `at most REQUEST_TIMEOUT_MS (${requestTimeoutMs})`,
+    );
+  }
+  if (validatorFleetBreaker && (validatorUrl === undefined || redisUrl === undefined)) {
+    r.fail(
+      'VALIDATOR_FLEET_BREAKER',
+      'true',
+      "false unless VALIDATOR_URL and REDIS_URL are both set (the breaker it shares is the validator's, through that Redis)",
     );
   }
   if (mode === 'validator' && validatorUrl !== undefined) {
@@ -472,6 +496,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
             deadlineMs: validatorDeadlineMs,
             openMs: validatorOpenMs,
             failureThreshold: validatorFailureThreshold,
+            fleetBreaker: validatorFleetBreaker,
           })
         : undefined,
     otel: Object.freeze(otel),

@@ -15,7 +15,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import formbody from '@fastify/formbody';
 import { DeadlineExceededError, type Subscribe } from '@bulwark/core';
 import { EventEmitter } from '@bulwark/core/internal';
-import { createService, type ServiceOptions, type Tracing } from '@bulwark/service';
+import { createService, FleetBreaker, type ServiceOptions, type Tracing } from '@bulwark/service';
 import type { DestinationStream } from 'pino';
 import { describeConfig, type GcdConfig } from './config.js';
 import { GcdComputer } from './compute.js';
@@ -49,6 +49,8 @@ export interface GcdServer {
   readonly computer: GcdComputer | undefined;
   /** The upstream validator client (gcd mode with `VALIDATOR_URL` only). */
   readonly validator: ValidatorClient | undefined;
+  /** The validator breaker's link to the fleet (VALIDATOR_FLEET_BREAKER) only. */
+  readonly fleet: FleetBreaker | undefined;
   /** Starts listening; resolves with the base URL (`http://127.0.0.1:3000`). */
   listen(): Promise<string>;
   /** Re-reads the TLS files (no-op result when TLS is off). */
@@ -146,6 +148,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
 
   let computer: GcdComputer | undefined;
   let validator: ValidatorClient | undefined;
+  let fleet: FleetBreaker | undefined;
   let metrics: GcdMetrics | undefined;
   if (config.mode === 'validator') {
     registerValidatorRoutes(app, { maxDigits: config.maxDigits });
@@ -181,6 +184,9 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
         { critical: false },
       );
       watchValidator(app, client);
+      if (config.validator.fleetBreaker === true && config.redisUrl !== undefined) {
+        fleet = shareValidatorBreaker(app, client, config.validator.url, config.redisUrl);
+      }
     }
     metrics = kit.metrics === undefined ? undefined : new GcdMetrics(kit.metrics.registry, pool, validator);
     const counted = metrics;
@@ -266,6 +272,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
     reloader?.close();
     metrics?.dispose();
     await computer?.close();
+    await fleet?.close();
     await validator?.close();
   });
 
@@ -275,6 +282,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
     config,
     computer,
     validator,
+    fleet,
     onTlsReload: tlsReloads.subscribe,
     async listen() {
       // One line per address: "gcd-service (gcd) listening on http://127.0.0.1:3000". The backlog is
@@ -284,8 +292,11 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
         port: config.port,
         host: config.host,
         backlog: LISTEN_BACKLOG,
+        // Fastify names the scheme http:// for a server it did not create (the kit's factory): say https.
         listenTextResolver: (address) =>
-          `${app.bulwark.options.serviceName} (${config.mode}) listening on ${address}`,
+          `${app.bulwark.options.serviceName} (${config.mode}) listening on ${
+            config.tls === undefined ? address : address.replace(/^http:/, 'https:')
+          }`,
       });
       app.log.info({ config: describeConfig(config) }, 'configuration');
       if (config.tls !== undefined) {
@@ -346,6 +357,49 @@ function watchValidator(app: FastifyInstance, client: ValidatorClient): void {
     lastLog = now;
     suppressed = 0;
   });
+}
+
+/**
+ * VALIDATOR_FLEET_BREAKER: the validator breaker's own trips go to every instance on this Redis, and
+ * theirs come here (applied as `open({ by: 'fleet:<instance>' })`). Redis trouble is logged once per
+ * outage; the local breaker goes on deciding by itself meanwhile.
+ */
+function shareValidatorBreaker(
+  app: FastifyInstance,
+  client: ValidatorClient,
+  validatorUrl: string,
+  redisUrl: string,
+): FleetBreaker {
+  // Instances share trips only for the same validator (its host and port name the channel).
+  const name = `gcd-validator:${new URL(validatorUrl).host}`;
+  const fleet = new FleetBreaker({ breaker: client.breaker, url: redisUrl, name });
+  let failing = false;
+  fleet.onRemoteTrip((e) => {
+    if (e.applied) {
+      app.log.warn(
+        { breaker: 'validator', from: e.trip.instance, reason: e.trip.reason, via: e.via },
+        'validator breaker opened by another instance',
+      );
+    }
+  });
+  fleet.onError((e) => {
+    if (e.during === 'message') {
+      app.log.warn({ err: e.error }, 'fleet breaker: ignored a malformed message');
+      return;
+    }
+    if (failing) return;
+    failing = true;
+    app.log.warn(
+      { during: e.during, err: e.error },
+      'fleet breaker: Redis unavailable, the validator breaker decides locally',
+    );
+  });
+  fleet.onSubscribe(() => {
+    if (!failing) return;
+    failing = false;
+    app.log.info('fleet breaker: Redis back, trips are shared again');
+  });
+  return fleet;
 }
 
 const DEADLINE_EXCEEDED: string = DeadlineExceededError.code;

@@ -94,7 +94,27 @@ describe('loadConfig', () => {
       deadlineMs: DEFAULTS.validatorDeadlineMs,
       openMs: DEFAULTS.validatorOpenMs,
       failureThreshold: DEFAULTS.validatorFailureThreshold,
+      fleetBreaker: false,
     });
+  });
+
+  test('a validator has no rate limit unless one is set; the gcd service has one by default', () => {
+    assert.equal(loadConfig({ GCD_MODE: 'validator' }).rateLimit, undefined);
+    assert.equal(loadConfig({ GCD_MODE: 'validator', RATE_LIMIT_PER_SECOND: '50' }).rateLimit?.perSecond, 50);
+    assert.equal(loadConfig({}).rateLimit?.perSecond, DEFAULTS.rateLimitPerSecond);
+  });
+
+  test('VALIDATOR_FLEET_BREAKER needs VALIDATOR_URL and REDIS_URL', () => {
+    const both = { VALIDATOR_URL: 'http://127.0.0.1:4000', REDIS_URL: 'redis://127.0.0.1:6379' };
+    assert.equal(loadConfig({ ...both, VALIDATOR_FLEET_BREAKER: 'true' }).validator?.fleetBreaker, true);
+    assert.throws(
+      () => loadConfig({ VALIDATOR_URL: both.VALIDATOR_URL, VALIDATOR_FLEET_BREAKER: 'true' }),
+      /VALIDATOR_FLEET_BREAKER="true": expected false unless VALIDATOR_URL and REDIS_URL are both set/,
+    );
+    assert.throws(
+      () => loadConfig({ REDIS_URL: both.REDIS_URL, VALIDATOR_FLEET_BREAKER: 'on' }),
+      /VALIDATOR_FLEET_BREAKER/,
+    );
   });
 
   const BAD: readonly [Record<string, string>, string, RegExp][] = [

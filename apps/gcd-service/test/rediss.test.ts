@@ -162,11 +162,30 @@ interface Health {
 }
 
 test('REDIS_URL=rediss://…: the rate limit lives in the TLS Redis', async () => {
-  const p = await launch({ NODE_EXTRA_CA_CERTS: join(dir, 'ca.crt') });
+  const p = await launch({ NODE_EXTRA_CA_CERTS: join(dir, 'ca.crt'), RATE_LIMIT_KEY_HEADER: 'x-api-key' });
   try {
-    const statuses = [];
-    for (let i = 0; i < 4; i++) statuses.push((await ask(`${p.url}/api/gcd?n=12&m=18`)).status);
-    assert.deepEqual(statuses, [200, 200, 200, 429], 'the bucket of 3 is enforced');
+    /** Redis errors the store has seen (`bulwark_ratelimit_store_errors_total`). */
+    const storeErrors = async () =>
+      Number(
+        /^bulwark_ratelimit_store_errors_total(?:\{[^}]*\})? (\d+)/m.exec(
+          (await ask(`${p.url}/metrics`)).text,
+        )?.[1] ?? 0,
+      );
+    // A Redis command slower than the store's timeout (a machine kept busy by other work) sends that
+    // request to the local bucket, by design: such a round says nothing about the Redis bucket, so it is
+    // run again with a fresh key — at most 5 rounds, and the last must be clean.
+    for (let round = 1; ; round++) {
+      const headers = { 'x-api-key': `round-${round}` };
+      const before = await storeErrors();
+      const statuses = [];
+      for (let i = 0; i < 4; i++)
+        statuses.push((await ask(`${p.url}/api/gcd?n=12&m=18`, { headers })).status);
+      const clean = (await storeErrors()) === before;
+      if (!clean && round < 5) continue;
+      assert.ok(clean, 'a round in which Redis answered every command in time');
+      assert.deepEqual(statuses, [200, 200, 200, 429], 'the bucket of 3 is enforced');
+      break;
+    }
     const health = (await ask(`${p.url}/healthz`, DETAILS)).json<Health>();
     assert.equal(health.rateLimit.store, 'redis');
     assert.equal(health.rateLimit.mode, 'redis');
@@ -180,7 +199,12 @@ test('REDIS_URL=rediss://…: the rate limit lives in the TLS Redis', async () =
     client.on('error', () => {});
     try {
       await client.connect();
-      assert.deepEqual(await client.keys('bulwark:rl:*'), ['bulwark:rl:ip:127.0.0.1']);
+      const keys = await client.keys('bulwark:rl:*');
+      assert.ok(keys.length > 0, 'buckets are in the TLS Redis');
+      assert.ok(
+        keys.every((k) => !k.includes('round-')),
+        'keyed by a hash of the header: the key itself never reaches Redis',
+      );
     } finally {
       client.disconnect();
     }

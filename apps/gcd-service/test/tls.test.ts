@@ -114,8 +114,12 @@ describe('HTTPS', () => {
   writeFileSync(live.key, readFileSync(first.key), { mode: 0o600 });
 
   let s: Running;
+  const logLines: string[] = [];
   before(async () => {
-    s = await start({ tls: { certFile: live.cert, keyFile: live.key, watch: true } });
+    s = await start(
+      { tls: { certFile: live.cert, keyFile: live.key, watch: true }, logLevel: 'info' },
+      { logStream: { write: (line: string) => void logLines.push(line) } },
+    );
   });
   after(async () => {
     await s.close();
@@ -124,6 +128,10 @@ describe('HTTPS', () => {
 
   test('serves the API over HTTPS with HSTS', async () => {
     assert.match(s.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    assert.ok(
+      logLines.some((line) => line.includes(`listening on ${s.url}`)),
+      'the start-up line names https://',
+    );
     const agent = new Agent({ connect: { rejectUnauthorized: false } });
     try {
       const res = await request(`${s.url}/api/gcd?n=12&m=18`, { dispatcher: agent });

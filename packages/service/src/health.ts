@@ -102,8 +102,10 @@ export class Health {
   showDetails(authorization: string | undefined): boolean {
     const d = this.#details;
     if (typeof d === 'boolean') return d;
-    if (authorization === undefined || !authorization.startsWith('Bearer ')) return false;
-    const given = Buffer.from(authorization.slice(7).trim());
+    // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` are Bearer too.
+    const match = authorization === undefined ? null : /^bearer +(.*)$/is.exec(authorization);
+    if (match === null) return false;
+    const given = Buffer.from(match[1]!.trim());
     return given.length === d.length && timingSafeEqual(given, d);
   }
 

@@ -113,7 +113,9 @@ export function createRawServer(o: ResolvedServiceOptions, handler: Handler): Ht
     o.https === undefined
       ? createHttpServer(common, handler)
       : (createHttpsServer(
-          { minVersion: 'TLSv1.2', ...o.https, ...common },
+          // A TLS handshake must finish within the headers timeout too: Node's default is 120 s, so a
+          // client that connects and never finishes it held ~60 KB for two minutes (red-team finding).
+          { minVersion: 'TLSv1.2', handshakeTimeout: o.headersTimeoutMs, ...o.https, ...common },
           handler,
         ) as unknown as HttpServer);
   server.setTimeout(o.connectionTimeoutMs);

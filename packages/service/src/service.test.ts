@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
@@ -195,6 +196,11 @@ describe('createService: endpoints, request ids, headers, logs', () => {
     assert.doesNotMatch(summary, /internal-host/, 'no details, hosts or configuration without the token');
     const wrong = await request(`${base}/healthz`, { headers: { authorization: 'Bearer nope' } });
     assert.doesNotMatch(await wrong.body.text(), /internal-host/);
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    const lower = await request(`${base}/healthz`, {
+      headers: { authorization: WITH_DETAILS.authorization.replace('Bearer', 'bearer') },
+    });
+    assert.match(await lower.body.text(), /internal-host/, 'bearer <token> is Bearer <token>');
     const res = await request(`${base}/healthz`, { headers: WITH_DETAILS });
     app.bulwark.health.removeCheck('upstream');
     assert.equal(res.statusCode, 200);
@@ -596,6 +602,26 @@ describe('security headers', () => {
         await old.close();
       } finally {
         await app.close();
+      }
+      // A client that connects and never starts the handshake is dropped at the headers timeout (Node's
+      // own default would hold it for 120 s).
+      const strict = createService({
+        logLevel: 'silent',
+        shedding: false,
+        headersTimeoutMs: 300,
+        requestTimeoutMs: 300,
+        https: { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+      });
+      await strict.listen({ port: 0, host: '127.0.0.1' });
+      try {
+        const tlsError = once(strict.server, 'tlsClientError');
+        const silent = connect((strict.server.address() as AddressInfo).port, '127.0.0.1');
+        silent.on('error', () => {});
+        const [error] = (await tlsError) as [NodeJS.ErrnoException];
+        assert.equal(error.code, 'ERR_TLS_HANDSHAKE_TIMEOUT');
+        await once(silent, 'close');
+      } finally {
+        await strict.close();
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

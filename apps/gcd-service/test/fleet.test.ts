@@ -1,0 +1,74 @@
+/**
+ * VALIDATOR_FLEET_BREAKER (issue 14, item 7): two gcd-service instances on one Redis (REDIS_URL) and one
+ * dead validator. The first instance's breaker trips on its own failures; the second learns it through
+ * Redis and opens its breaker without sending a single call to the validator. Every wait is on an event.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import type { CircuitStateChangeEvent } from '@bulwark/core';
+import { ask, requireRedis, start, type Running } from './helpers.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A loopback port nothing listens on (a validator that is down: connections refused at once). */
+function deadPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let a: Running;
+let b: Running;
+
+before(async () => {
+  await requireRedis(REDIS_URL); // a clear failure within seconds when there is no Redis
+  const validator = {
+    url: `http://127.0.0.1:${await deadPort()}`,
+    timeoutMs: 1000,
+    retries: 0,
+    deadlineMs: 2000,
+    openMs: 60_000,
+    failureThreshold: 2,
+    fleetBreaker: true,
+  };
+  a = await start({ validator, redisUrl: REDIS_URL });
+  b = await start({ validator, redisUrl: REDIS_URL });
+  await Promise.all([a.server.fleet!.ready(), b.server.fleet!.ready()]);
+});
+
+after(async () => {
+  await a?.close();
+  await b?.close();
+});
+
+test("one instance's validator breaker trips; the other opens its own through Redis, without calling the validator", async () => {
+  const bOpened = new Promise<CircuitStateChangeEvent>((resolve) => {
+    const sub = b.server.validator!.breaker.onStateChange((e) => {
+      if (e.to !== 'open') return;
+      sub.dispose();
+      resolve(e);
+    });
+  });
+  // Two failed validations in a row on A (the validator refuses connections): A's breaker opens.
+  for (let i = 0; i < 2; i++) {
+    const res = await ask(`${a.url}/api/gcd?n=12&m=18`);
+    assert.equal(res.status, 200, 'answered with local validation');
+    assert.equal(res.headers['x-gcd-validation'], 'local-fallback');
+  }
+  assert.equal(a.server.validator!.breaker.state, 'open');
+  const e = await bOpened;
+  assert.equal(e.reason, 'manual-open');
+  assert.match(e.by ?? '', /^fleet:/);
+  assert.equal(b.server.validator!.fallbacks, 0, 'B never called the validator');
+  // B answers locally at once: its breaker is open.
+  const res = await ask(`${b.url}/api/gcd?n=12&m=18`);
+  assert.equal(res.headers['x-gcd-validation'], 'local-fallback');
+  const health = await ask(`${b.url}/healthz`);
+  assert.equal(health.json().status, 'degraded');
+});
