@@ -188,6 +188,7 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
       config: { html: true } satisfies HtmlRouteConfig,
       onRequest: async (request) => {
         const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+        checkBodyEncoding(request.headers, 'POST /gcd');
         if (type !== FORM_TYPE) {
           throw new GcdError(
             'GCD_ERR_UNSUPPORTED_MEDIA_TYPE',
@@ -208,4 +209,30 @@ export function registerGcdRoutes(app: FastifyInstance, options: GcdRoutesOption
       reply.type('text/html; charset=utf-8').send(resultPage(input.n, input.m, gcd, maxDigits));
     },
   );
+}
+
+/**
+ * A body must come as the route reads it: no Content-Encoding (a gzip body was read as text and
+ * answered 200) and, when a charset is named, UTF-8. Otherwise 415, saying what is accepted.
+ */
+export function checkBodyEncoding(
+  headers: { readonly [name: string]: string | string[] | undefined },
+  route: string,
+): void {
+  const encoding = String(headers['content-encoding'] ?? '')
+    .trim()
+    .toLowerCase();
+  if (encoding !== '' && encoding !== 'identity') {
+    throw new GcdError(
+      'GCD_ERR_UNSUPPORTED_MEDIA_TYPE',
+      `${route} takes an uncompressed body; received Content-Encoding ${JSON.stringify(encoding.slice(0, 40))}.`,
+    );
+  }
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(String(headers['content-type'] ?? ''))?.[1];
+  if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+    throw new GcdError(
+      'GCD_ERR_UNSUPPORTED_MEDIA_TYPE',
+      `${route} takes UTF-8 text; received charset=${JSON.stringify(charset.slice(0, 40))}.`,
+    );
+  }
 }

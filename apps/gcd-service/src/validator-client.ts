@@ -162,7 +162,7 @@ export class ValidatorClient {
     if (!verdict.valid) {
       throw new GcdError(
         'GCD_ERR_REJECTED_BY_VALIDATOR',
-        `The validator rejected the numbers (${verdict.code}): ${verdict.message}`,
+        `The validator rejected the numbers (${clip(verdict.code, 64)}): ${clip(verdict.message, MAX_VERDICT_MESSAGE)}`,
       );
     }
     return 'remote';
@@ -235,4 +235,17 @@ function parse(
   } catch {
     return undefined;
   }
+}
+
+/** Longest part of a validator's rejection passed on to the client, in characters. */
+const MAX_VERDICT_MESSAGE = 300;
+
+/**
+ * An upstream's words, made safe to pass on: control characters become spaces and the text is cut to
+ * `max` characters with an ellipsis (a validator's 9 KB message with NUL bytes went to clients whole).
+ */
+function clip(text: string, max: number): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
+  return clean.length <= max ? clean : `${clean.slice(0, max - 1)}…`;
 }

@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { GcdError } from './errors.js';
 import { parseGcdParams, type RawParams } from './validation.js';
-import { API_ROUTE } from './routes.js';
+import { API_ROUTE, checkBodyEncoding } from './routes.js';
 
 export interface ValidatorRoutesOptions {
   readonly maxDigits: number;
@@ -27,6 +27,7 @@ export function registerValidatorRoutes(app: FastifyInstance, options: Validator
       config: API_ROUTE,
       onRequest: async (request) => {
         const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+        checkBodyEncoding(request.headers, 'POST /validate');
         if (type !== 'application/json') {
           throw new GcdError(
             'GCD_ERR_UNSUPPORTED_MEDIA_TYPE',

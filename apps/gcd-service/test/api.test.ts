@@ -3,6 +3,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
 import { ask, q, start, type Running } from './helpers.js';
 
 let s: Running;
@@ -160,6 +161,34 @@ describe('POST /gcd', () => {
       headers: { 'content-type': 'application/x-www-form-urlencoded; charset=UTF-8' },
     });
     assert.equal(res.status, 200);
+  });
+
+  test('a compressed body, or one in another charset, gets 415 saying what is accepted', async () => {
+    const form = 'application/x-www-form-urlencoded';
+    const gzipped = await ask(`${s.url}/gcd`, {
+      method: 'POST',
+      body: gzipSync('n=4&m=6'),
+      headers: { 'content-type': form, 'content-encoding': 'gzip' },
+    });
+    assert.equal(gzipped.status, 415);
+    assert.match(gzipped.text, /GCD_ERR_UNSUPPORTED_MEDIA_TYPE/);
+    assert.match(
+      gzipped.text,
+      /uncompressed body; received Content-Encoding &quot;gzip&quot;|uncompressed body; received Content-Encoding "gzip"/,
+    );
+    const utf16 = await ask(`${s.url}/gcd`, {
+      method: 'POST',
+      body: Buffer.from('n=4&m=6', 'utf16le'),
+      headers: { 'content-type': `${form}; charset=UTF-16` },
+    });
+    assert.equal(utf16.status, 415);
+    assert.match(utf16.text, /takes UTF-8 text/);
+    const identity = await ask(`${s.url}/gcd`, {
+      method: 'POST',
+      body: 'n=4&m=6',
+      headers: { 'content-type': form, 'content-encoding': 'identity' },
+    });
+    assert.equal(identity.status, 200);
   });
 
   test('a body over the limit gets 413', async () => {

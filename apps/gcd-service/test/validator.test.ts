@@ -229,6 +229,24 @@ describe('finding 5: the documented validator example, and what a validator answ
     }
   });
 
+  test("a validator's rejection is passed on clipped and without control characters", async () => {
+    const long = `bad\u0000\u001b[31m${'x'.repeat(9000)}`;
+    const v = await stub(400, JSON.stringify({ code: 'TOO\u0000LONG', message: long }));
+    const s = await start({ validator: { ...CONFIG, url: v.url } });
+    try {
+      const res = await ask(`${s.url}/api/gcd?n=12&m=18`);
+      assert.equal(res.status, 400);
+      const message = String(res.json().message);
+      assert.ok(message.length < 500, `clipped (${message.length} characters)`);
+      // eslint-disable-next-line no-control-regex
+      assert.doesNotMatch(message, /[\u0000-\u001f]/, 'no control characters');
+      assert.match(message, /^The validator rejected the numbers \(TOO LONG\): bad \[31mx+…$/);
+    } finally {
+      await s.close();
+      v.server.close();
+    }
+  });
+
   test('a 200 without a verdict about these numbers is no answer: local validation, said so', async () => {
     for (const body of ['ok', '{}', JSON.stringify({ valid: true, n: '1', m: '1' })]) {
       const v = await stub(200, body);
