@@ -460,6 +460,32 @@ test('a host down at the start (until its breaker opened), then up: with --max-w
   }
 });
 
+test('credentials never reach another origin: a redirect is the answer (3xx, not followed)', async () => {
+  const other = await startFaultServer();
+  try {
+    const to = encodeURIComponent(`${other.origin}/landing`);
+    const r = await run([
+      '-q',
+      '-H',
+      'Authorization: Bearer s3cret',
+      '-H',
+      'Cookie: sid=42',
+      `${good.origin}/redirect?location=${to}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const [record] = lines(r.stdout);
+    assert.equal(record!.status, 302);
+    assert.equal(record!.ok, true);
+    assert.equal(
+      good.requests.find((q) => q.path === '/redirect')!.headers['authorization'],
+      'Bearer s3cret',
+    );
+    assert.equal(other.requestCount, 0, 'the other origin was never asked');
+  } finally {
+    await other.close();
+  }
+});
+
 test('-H and -A are sent with every request; --attempt-timeout takes seconds', async () => {
   const r = await run(['-q', '-H', 'X-Batch: nightly', '-A', 'crawler/2', `${good.origin}/hdr?1`]);
   assert.equal(r.code, 0, r.stderr);

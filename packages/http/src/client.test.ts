@@ -365,6 +365,36 @@ describe('limits and retries', () => {
     );
   });
 
+  it('credentials (Authorization, Cookie, Proxy-Authorization, user info) never follow a redirect to another origin', async () => {
+    const c = client({
+      cache: false,
+      headers: { Authorization: 'Bearer s3cret', cookie: 'sid=42', 'proxy-authorization': 'Basic eDp5' },
+    });
+    const cross = await c.get(
+      `${primary.origin}/redirect?location=${encodeURIComponent(`${mirror.origin}/landing`)}`,
+    );
+    assert.equal(cross.body.toString(), 'mirror body');
+    const landed = mirror.requests.find((r) => r.path === '/landing')!.headers;
+    assert.deepEqual(
+      [landed['authorization'], landed['cookie'], landed['proxy-authorization']],
+      [undefined, undefined, undefined],
+    );
+    await c.get(`${primary.origin}/redirect?location=/same`);
+    const same = primary.requests.find((r) => r.path === '/same')!.headers;
+    assert.deepEqual(
+      [same['authorization'], same['cookie'], same['proxy-authorization']],
+      ['Bearer s3cret', 'sid=42', 'Basic eDp5'],
+    );
+    const plain = client({ cache: false });
+    const res = await plain.get(
+      `http://u%3Ax:p%C3%A9@127.0.0.1:${primary.port}/redirect?location=${encodeURIComponent(`${mirror.origin}/ui`)}`,
+    );
+    assert.equal(res.url, `${mirror.origin}/ui`);
+    const sent = primary.requests.filter((r) => r.path === '/redirect').at(-1)!.headers;
+    assert.equal(sent['authorization'], `Basic ${Buffer.from('u:x:pé').toString('base64')}`);
+    assert.equal(mirror.requests.find((r) => r.path === '/ui')!.headers['authorization'], undefined);
+  });
+
   it('the total deadline is shared among sources: a black-holed primary cannot starve the mirror (injected clock)', async () => {
     primary.setFault({ type: 'blackhole' });
     const clock = new TestClock();
