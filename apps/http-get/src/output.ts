@@ -15,9 +15,10 @@
  * Hand-written rather than write-file-atomic: that takes the whole data at once, not a stream.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { unlinkSync } from 'node:fs';
+import { unlinkSync, write } from 'node:fs';
 import { lstat, open, readdir, readlink, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { STATUS_CODES } from 'node:http';
+import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { BodySink, ResponseHeaders } from '@bulwark/http';
@@ -337,8 +338,52 @@ export function headerBlock(status: number, headers: ResponseHeaders): Buffer {
   return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
 }
 
-/** Writes `data` to a stream and waits until it is flushed. Resolves `'epipe'` when the reader went away. */
+/**
+ * The descriptor to write `stream` through by hand, when Node's own stream would lose bytes: stdout on a
+ * file or a character device is a `SyncWriteStream`, which calls `write(2)` once per chunk and ignores a
+ * short count — on a file that reaches a size limit or a nearly full disk, the tail of the body was lost
+ * and the run exited 0. Pipes, sockets and terminals (`net.Socket`) are written whole by libuv.
+ */
+function rawFd(stream: NodeJS.WritableStream): number | undefined {
+  if (stream instanceof Socket) return undefined;
+  const fd = (stream as { fd?: unknown }).fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
+}
+
+function fsWrite(fd: number, data: Uint8Array, offset: number, length: number): Promise<number> {
+  return new Promise((resolvePromise, reject) =>
+    write(fd, data, offset, length, null, (error, bytesWritten) =>
+      error ? reject(error) : resolvePromise(bytesWritten),
+    ),
+  );
+}
+
+/** `write(2)` until every byte is taken: a short count is followed by the rest (and then the error, if any). */
+async function writeFd(fd: number, data: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < data.length;) {
+    const bytesWritten = await fsWrite(fd, data, offset, data.length - offset);
+    if (!(bytesWritten > 0)) {
+      throw Object.assign(new Error(`write made no progress at byte ${offset}`), { code: 'EIO' });
+    }
+    offset += bytesWritten;
+  }
+}
+
+/**
+ * Writes `data` to a stream and waits until it is flushed — every byte, or a rejection. Resolves `'epipe'`
+ * when the reader went away.
+ */
 export function writeAll(stream: NodeJS.WritableStream, data: Uint8Array | string): Promise<'ok' | 'epipe'> {
+  const fd = rawFd(stream);
+  if (fd !== undefined) {
+    return writeFd(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data).then(
+      () => 'ok' as const,
+      (error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code === 'EPIPE') return 'epipe' as const;
+        throw error;
+      },
+    );
+  }
   return new Promise((resolvePromise, reject) => {
     stream.write(data, (error) => {
       if (error === undefined || error === null) resolvePromise('ok');

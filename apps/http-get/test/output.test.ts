@@ -186,6 +186,36 @@ describe('stdout', () => {
     }
   });
 
+  it('stdout on a file that cannot take the whole body (a short write): exit 74, never 0 with a torn body', async () => {
+    // the file-size limit (prlimit --fsize) makes the write that crosses it return a short count, and the
+    // next one fail with EFBIG; a tail that fits in one write(2) used to be dropped without a word
+    const d = await dir();
+    // (bodies under the 8 MiB spool: a larger one would be held in a temp file the limit applies to too)
+    for (const [limit, size] of [
+      [1_000_000, 1_000_100],
+      [2_000_000, 2_000_010],
+    ] as const) {
+      const file = join(d, `out-${size}`);
+      const fd = openSync(file, 'w');
+      try {
+        const child = spawn(
+          'prlimit',
+          [`--fsize=${limit}`, process.execPath, BIN, `${server.origin}/ok?size=${size}`, '--no-cache'],
+          { stdio: ['ignore', fd, 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
+        );
+        let stderr = '';
+        child.stderr!.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+        const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+        assert.equal(code, EXIT.IO, `a ${size}-byte body into a ${limit}-byte limit: ${stderr}`);
+        assert.match(stderr, /^http-get: error: cannot write stdout: .*EFBIG/);
+        assert.equal(stderr.trim().split('\n').length, 1, stderr);
+        assert.ok((await stat(file)).size < size);
+      } finally {
+        closeSync(fd);
+      }
+    }
+  });
+
   it('stdout open only for reading (EBADF): exit 74 and one line saying so, --json too', async () => {
     const d = await dir();
     const file = join(d, 'read-only');
