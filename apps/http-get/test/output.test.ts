@@ -3,8 +3,9 @@
 // held until complete (in memory, then an unlinked spool file), and write errors as errors.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, constants, openSync } from 'node:fs';
 import {
   chmod,
   lstat,
@@ -19,6 +20,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { patternBody, startFaultServer, type FaultServer } from '@bulwark/fault-server';
 import { EXIT } from '../src/config.js';
@@ -83,6 +85,56 @@ describe('-o like curl', () => {
     const umask = process.umask();
     assert.equal((await runCli([`${server.origin}/ok`, '--no-cache', '-o', fresh])).code, EXIT.OK);
     assert.equal((await stat(fresh)).mode & 0o777, 0o666 & ~umask);
+  });
+
+  it('-o a FIFO: the body goes into it (not a regular file renamed over it), and no temp file is left', async () => {
+    const d = await dir();
+    const fifo = join(d, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    // the reader is there before the writer (opened without blocking), as `cat pipe &` would be
+    const reader = new Socket({
+      fd: openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK),
+      readable: true,
+    });
+    const got: Buffer[] = [];
+    reader.on('data', (c: Buffer) => got.push(c));
+    const ended = once(reader, 'end');
+    try {
+      const run = await runCli([`${server.origin}/ok?size=300000`, '--no-cache', '-o', fifo]);
+      assert.equal(run.code, EXIT.OK, run.stderr);
+      assert.ok((await lstat(fifo)).isFIFO(), 'the FIFO is still a FIFO');
+      await ended;
+      assert.ok(Buffer.concat(got).equals(patternBody(300_000)));
+      assert.deepEqual(await readdir(d), ['pipe'], 'no temp file beside it');
+    } finally {
+      reader.destroy();
+    }
+  });
+
+  it('-o a character device (a null device made with mknod): written into, not replaced', async (t) => {
+    if (process.getuid?.() !== 0) {
+      t.skip('mknod needs root');
+      return;
+    }
+    const d = await dir();
+    const dev = join(d, 'null');
+    execFileSync('mknod', ['-m', '666', dev, 'c', '1', '3']);
+    const run = await runCli([`${server.origin}/ok?size=1000`, '--no-cache', '-o', dev, '--json']);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(parseJson(run)['output'], dev);
+    assert.ok((await lstat(dev)).isCharacterDevice(), 'still the device');
+    assert.deepEqual(await readdir(d), ['null'], 'no temp file beside it');
+    // a cut body is not written into it either: the run fails and the device saw nothing to replace
+    const cut = await runCli([
+      `${server.origin}/truncate?bytes=10&size=1000`,
+      '--no-cache',
+      '--retries',
+      '0',
+      '-o',
+      dev,
+    ]);
+    assert.equal(cut.code, EXIT.NETWORK, cut.stderr);
+    assert.ok((await lstat(dev)).isCharacterDevice());
   });
 
   it('temp files are recognisable, and the next run removes those whose process is gone', async () => {
