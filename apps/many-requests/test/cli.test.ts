@@ -528,6 +528,32 @@ test('credentials never reach another origin: a redirect is the answer (3xx, not
   }
 });
 
+test('--max-wait-ms with 5000 URLs to one host down at the start: every URL waits for it and ends ok', async () => {
+  const server = await startFaultServer();
+  const proxy = await startFaultProxy({ target: server.origin });
+  try {
+    await proxy.setFault({ type: 'down' });
+    const n = 5000; // far more than the read-ahead window (1000) holds
+    const file = join(dir, 'one-host.txt');
+    await writeFile(file, Array.from({ length: n }, (_, i) => `${proxy.url}u?${i}`).join('\n'));
+    const p = start(['-i', file, '--breaker-open-ms', '500', '--max-wait-ms', '30000', '-v']);
+    p.child.stdin!.end();
+    await whenOutput(p.child.stderr!, (t) => /closed -> open/.test(t), 'the breaker opening');
+    await proxy.setFault(undefined);
+    const r = await p.done;
+    assert.equal(r.code, 0, r.stderr.slice(-2000));
+    const out = lines(r.stdout);
+    assert.equal(out.length, n);
+    const failed = new Map<unknown, number>();
+    for (const l of out) if (!l.ok) failed.set(l.errorCode, (failed.get(l.errorCode) ?? 0) + 1);
+    assert.deepEqual([...failed], []);
+    assert.equal(new Set(out.map((l) => l.index)).size, n);
+  } finally {
+    await proxy.close();
+    await server.close();
+  }
+});
+
 test('-H and -A are sent with every request; --attempt-timeout takes seconds', async () => {
   const r = await run(['-q', '-H', 'X-Batch: nightly', '-A', 'crawler/2', `${good.origin}/hdr?1`]);
   assert.equal(r.code, 0, r.stderr);
