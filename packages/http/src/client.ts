@@ -733,7 +733,8 @@ export class HttpClient {
         method: f.method,
         headers,
         signal: attemptSignal,
-        headersTimeoutMs: o.headersTimeoutMs,
+        // undici's own timer follows the attempt deadline unless set: a fixed one would cut a longer deadline
+        headersTimeoutMs: o.headersTimeoutMs ?? deadlineMs,
         bodyTimeoutMs: o.bodyTimeoutMs,
         maxRedirects: o.maxRedirects,
         followRedirects: o.followRedirects,
