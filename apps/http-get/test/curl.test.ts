@@ -231,6 +231,19 @@ describe('credentials on redirects (like curl without --location-trusted)', () =
     assert.equal(first.headers['authorization'], `Basic ${Buffer.from('alice:pa@ss').toString('base64')}`);
     assert.deepEqual(seen(mirror, '/ui-landing'), none);
     assert.equal(parseJson(run)['servedUrl'], `${mirror.origin}/ui-landing`);
+    // stderr (which ends up in logs) never shows the password
+    const failed = await runCli([
+      'http://alice:hunter2@127.0.0.1:1/x',
+      '--fallback',
+      'http://127.0.0.1:1/y',
+      '--no-cache',
+      '--retries',
+      '0',
+      '-v',
+    ]);
+    assert.equal(failed.code, EXIT.ALL_TIERS_FAILED, failed.stderr);
+    assert.doesNotMatch(failed.stderr, /hunter2/);
+    assert.match(failed.stderr, /alice:\*\*\*@/);
   });
 });
 
