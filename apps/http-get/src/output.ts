@@ -166,6 +166,11 @@ export class AtomicFile implements BodySink {
 
   #open(): Promise<Opened> {
     this.#opened ??= (async (): Promise<Opened> => {
+      // what the path names, as the kernel follows it (also /dev/stdout's /proc link, which names a pipe)
+      const named = await stat(this.#path).catch(() => undefined);
+      if (named !== undefined && !named.isFile() && !named.isDirectory()) {
+        return { kind: 'direct', spool: new Spool(this.#prefix), target: this.#path };
+      }
       const target = await resolveTarget(this.#path);
       const existing = await stat(target).catch(() => undefined);
       if (existing?.isDirectory()) {

@@ -111,6 +111,31 @@ describe('-o like curl', () => {
     }
   });
 
+  it('-o /dev/stdout with stdout on a pipe (`| cat`): the body goes down the pipe', async () => {
+    // a shell's pipe (node's own stdio pipes are sockets, which /dev/stdout cannot be opened on)
+    const child = spawn(
+      'bash',
+      [
+        '-c',
+        'set -o pipefail; "$0" "$@" | cat',
+        process.execPath,
+        BIN,
+        `${server.origin}/ok?size=100000`,
+        '--no-cache',
+        '-o',
+        '/dev/stdout',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
+    );
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+    const [code] = (await once(child, 'close')) as [number | null];
+    assert.equal(code, EXIT.OK, stderr);
+    assert.ok(Buffer.concat(out).equals(patternBody(100_000)));
+  });
+
   it('-o a character device (a null device made with mknod): written into, not replaced', async (t) => {
     if (process.getuid?.() !== 0) {
       t.skip('mknod needs root');
