@@ -342,7 +342,12 @@ function program(): Command {
       .addOption(new Option('-A, --user-agent <name>', 'the User-Agent header').argParser(userAgent))
       .addOption(new Option('--compressed', 'ask for gzip/deflate/br and decode it (on by default)'))
       .addOption(new Option('--no-compressed', 'no Accept-Encoding; bodies as sent'))
-      .addOption(new Option('-L, --location', 'follow redirects (on by default)'))
+      .addOption(
+        new Option(
+          '-L, --location',
+          'follow redirects (on by default; credentials are not sent to another origin)',
+        ),
+      )
       .addOption(new Option('--no-location', 'do not follow redirects: a 3xx is the answer'))
       .addOption(
         new Option('--max-redirects <n>', 'redirects followed per attempt')

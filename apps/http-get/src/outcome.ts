@@ -45,13 +45,17 @@ const NO_COPY = new Set<string>(Object.values(NO_COPY_REASONS));
 /** URLs longer than this are shortened in messages (a 100 KB URL must not become a 100 KB error line). */
 const LONG_URL = 200;
 
-/** Shortens every http(s) URL longer than 200 characters in `text`: its start, how much was left out, its end. */
+/**
+ * Shortens every http(s) URL longer than 200 characters in `text` (its start, how much was left out, its
+ * end), and hides the password of a `user:pass@` in it (`user:***@`): stderr ends up in logs.
+ */
 export function shortenUrls(text: string): string {
-  return text.replace(/https?:\/\/[^\s"')]+/g, (url) =>
-    url.length <= LONG_URL
+  return text.replace(/https?:\/\/[^\s"')]+/g, (found) => {
+    const url = found.replace(/^(https?:\/\/[^/?#@:]*):[^/?#@]*@/, '$1:***@');
+    return url.length <= LONG_URL
       ? url
-      : `${url.slice(0, 120)}…(${url.length - 170} more characters)…${url.slice(-50)}`,
-  );
+      : `${url.slice(0, 120)}…(${url.length - 170} more characters)…${url.slice(-50)}`;
+  });
 }
 
 export function describeTier(t: TierLine): string {

@@ -15,9 +15,10 @@
  * Hand-written rather than write-file-atomic: that takes the whole data at once, not a stream.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { unlinkSync } from 'node:fs';
+import { unlinkSync, write } from 'node:fs';
 import { lstat, open, readdir, readlink, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { STATUS_CODES } from 'node:http';
+import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { BodySink, ResponseHeaders } from '@bulwark/http';
@@ -135,14 +136,25 @@ async function writeFully(handle: FileHandle, data: Uint8Array, position?: numbe
   }
 }
 
+/** Where an {@link AtomicFile} writes: a temp file renamed over a regular target, or a spool for any other. */
+type Opened =
+  | { readonly kind: 'temp'; readonly handle: FileHandle; readonly tmp: string; readonly target: string }
+  | { readonly kind: 'direct'; readonly spool: Spool; readonly target: string };
+
 /**
  * One attempt at writing the output file (a {@link BodySink}): opened on the first write, replaced over
  * the target by `commit()` once the body is complete. `abort()` removes the temp file.
+ *
+ * Only a regular file (or a path that does not exist yet) is replaced by a rename. A target that is
+ * something else — a FIFO, a character device such as `/dev/null` or `/dev/stdout`, a socket — is not a
+ * file to replace (renaming over `/dev/null` would put a regular file in its place): the body is held like
+ * stdout's (a {@link Spool}) and written into the target, opened for writing, once it is complete. No
+ * temp file is made beside it.
  */
 export class AtomicFile implements BodySink {
   readonly #path: string;
   readonly #prefix: Buffer | undefined;
-  #opened: Promise<{ handle: FileHandle; tmp: string; target: string }> | undefined;
+  #opened: Promise<Opened> | undefined;
   #closed = false;
   #done = false;
 
@@ -152,14 +164,22 @@ export class AtomicFile implements BodySink {
     this.#prefix = prefix;
   }
 
-  #open(): Promise<{ handle: FileHandle; tmp: string; target: string }> {
-    this.#opened ??= (async () => {
+  #open(): Promise<Opened> {
+    this.#opened ??= (async (): Promise<Opened> => {
+      // what the path names, as the kernel follows it (also /dev/stdout's /proc link, which names a pipe)
+      const named = await stat(this.#path).catch(() => undefined);
+      if (named !== undefined && !named.isFile() && !named.isDirectory()) {
+        return { kind: 'direct', spool: new Spool(this.#prefix), target: this.#path };
+      }
       const target = await resolveTarget(this.#path);
-      await sweepTempFiles(dirname(target));
       const existing = await stat(target).catch(() => undefined);
       if (existing?.isDirectory()) {
         throw Object.assign(new Error(`is a directory: ${target}`), { code: 'EISDIR' });
       }
+      if (existing !== undefined && !existing.isFile()) {
+        return { kind: 'direct', spool: new Spool(this.#prefix), target };
+      }
+      await sweepTempFiles(dirname(target));
       const tmp = tempPathFor(target);
       // a new file: 0666 less the umask, as any program creates one
       const handle = await open(tmp, 'wx', 0o666);
@@ -177,30 +197,43 @@ export class AtomicFile implements BodySink {
         pendingTempFiles.delete(tmp);
         throw error;
       }
-      return { handle, tmp, target };
+      return { kind: 'temp', handle, tmp, target };
     })();
     return this.#opened;
   }
 
   async write(chunk: Buffer): Promise<void> {
-    const { handle } = await this.#open();
-    await writeFully(handle, chunk);
+    const opened = await this.#open();
+    if (opened.kind === 'direct') await opened.spool.write(chunk);
+    else await writeFully(opened.handle, chunk);
   }
 
   /** The body is complete: make its bytes durable (the file is not visible yet). */
   async close(): Promise<void> {
-    const { handle } = await this.#open();
+    const opened = await this.#open();
     if (this.#closed) return;
     this.#closed = true;
-    await handle.sync();
-    await handle.close();
+    if (opened.kind === 'direct') return;
+    await opened.handle.sync();
+    await opened.handle.close();
   }
 
   /** Replaces the target with the complete file. Returns the path written (the symlink's target, if any). */
   async commit(): Promise<string> {
     if (!this.#closed) await this.close();
-    const { tmp, target } = await this.#open();
+    const opened = await this.#open();
     this.#done = true;
+    if (opened.kind === 'direct') {
+      // a FIFO blocks here until a reader opens it, as it would for any writer
+      const handle = await open(opened.target, 'w');
+      try {
+        await opened.spool.copyTo((data) => writeFully(handle, data));
+      } finally {
+        await handle.close().catch(() => {});
+      }
+      return opened.target;
+    }
+    const { tmp, target } = opened;
     await rename(tmp, target);
     pendingTempFiles.delete(tmp);
     await fsyncDir(dirname(target));
@@ -211,7 +244,12 @@ export class AtomicFile implements BodySink {
     if (this.#done || this.#opened === undefined) return;
     this.#done = true;
     try {
-      const { handle, tmp } = await this.#opened;
+      const opened = await this.#opened;
+      if (opened.kind === 'direct') {
+        await opened.spool.abort();
+        return;
+      }
+      const { handle, tmp } = opened;
       if (!this.#closed) await handle.close().catch(() => {});
       await unlink(tmp).catch(() => {});
       pendingTempFiles.delete(tmp);
@@ -273,11 +311,14 @@ export class Spool implements BodySink {
     await file?.close().catch(() => {});
   }
 
-  /** Writes the held body to `out`. Resolves `'epipe'` when the reader went away; rejects on other errors. */
-  async copyTo(out: NodeJS.WritableStream): Promise<'ok' | 'epipe'> {
+  /**
+   * Writes the held body out through `write` (a stream's {@link writeAll}, or a file's) and resolves
+   * `'epipe'` when the reader went away; rejects on other errors.
+   */
+  async copyTo(write: (data: Uint8Array) => Promise<'ok' | 'epipe' | void>): Promise<'ok' | 'epipe'> {
     if (this.#aborted) throw new Error('the spool was discarded');
-    if (this.#prefix !== undefined && (await writeAll(out, this.#prefix)) === 'epipe') return 'epipe';
-    for (const c of this.#chunks) if ((await writeAll(out, c)) === 'epipe') return 'epipe';
+    if (this.#prefix !== undefined && (await write(this.#prefix)) === 'epipe') return 'epipe';
+    for (const c of this.#chunks) if ((await write(c)) === 'epipe') return 'epipe';
     const file = this.#file;
     if (file === undefined) return 'ok';
     try {
@@ -286,7 +327,7 @@ export class Spool implements BodySink {
         const { bytesRead } = await file.read(buffer, 0, buffer.length, position);
         if (bytesRead === 0) throw new Error(`the spooled body ended early at byte ${position}`);
         position += bytesRead;
-        if ((await writeAll(out, buffer.subarray(0, bytesRead))) === 'epipe') return 'epipe';
+        if ((await write(buffer.subarray(0, bytesRead))) === 'epipe') return 'epipe';
       }
       return 'ok';
     } finally {
@@ -337,8 +378,52 @@ export function headerBlock(status: number, headers: ResponseHeaders): Buffer {
   return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
 }
 
-/** Writes `data` to a stream and waits until it is flushed. Resolves `'epipe'` when the reader went away. */
+/**
+ * The descriptor to write `stream` through by hand, when Node's own stream would lose bytes: stdout on a
+ * file or a character device is a `SyncWriteStream`, which calls `write(2)` once per chunk and ignores a
+ * short count — on a file that reaches a size limit or a nearly full disk, the tail of the body was lost
+ * and the run exited 0. Pipes, sockets and terminals (`net.Socket`) are written whole by libuv.
+ */
+function rawFd(stream: NodeJS.WritableStream): number | undefined {
+  if (stream instanceof Socket) return undefined;
+  const fd = (stream as { fd?: unknown }).fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
+}
+
+function fsWrite(fd: number, data: Uint8Array, offset: number, length: number): Promise<number> {
+  return new Promise((resolvePromise, reject) =>
+    write(fd, data, offset, length, null, (error, bytesWritten) =>
+      error ? reject(error) : resolvePromise(bytesWritten),
+    ),
+  );
+}
+
+/** `write(2)` until every byte is taken: a short count is followed by the rest (and then the error, if any). */
+async function writeFd(fd: number, data: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < data.length;) {
+    const bytesWritten = await fsWrite(fd, data, offset, data.length - offset);
+    if (!(bytesWritten > 0)) {
+      throw Object.assign(new Error(`write made no progress at byte ${offset}`), { code: 'EIO' });
+    }
+    offset += bytesWritten;
+  }
+}
+
+/**
+ * Writes `data` to a stream and waits until it is flushed — every byte, or a rejection. Resolves `'epipe'`
+ * when the reader went away.
+ */
 export function writeAll(stream: NodeJS.WritableStream, data: Uint8Array | string): Promise<'ok' | 'epipe'> {
+  const fd = rawFd(stream);
+  if (fd !== undefined) {
+    return writeFd(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data).then(
+      () => 'ok' as const,
+      (error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code === 'EPIPE') return 'epipe' as const;
+        throw error;
+      },
+    );
+  }
   return new Promise((resolvePromise, reject) => {
     stream.write(data, (error) => {
       if (error === undefined || error === null) resolvePromise('ok');

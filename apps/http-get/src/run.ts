@@ -230,7 +230,10 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
       } else if (output?.file !== undefined) {
         await output.file.commit();
         written = config.output ?? null;
-      } else if (output?.spool !== undefined && (await output.spool.copyTo(io.stdout)) === 'epipe') {
+      } else if (
+        output?.spool !== undefined &&
+        (await output.spool.copyTo((data) => writeAll(io.stdout, data))) === 'epipe'
+      ) {
         // the reader went away (e.g. `| head`): quietly, with the code a shell gives a process SIGPIPE kills
         await finish(client, io, true);
         return EXIT.BROKEN_PIPE;

@@ -67,6 +67,42 @@ describe('tiers, end to end', () => {
     assert.match(run.stderr, /served from the cache/);
   });
 
+  it('a response to a request with credentials is not stored (unless public): no one else is served it', async () => {
+    for (const creds of [
+      ['-H', 'Authorization: Bearer alice'],
+      ['-H', 'Cookie: sid=alice'],
+    ]) {
+      for (const other of [[], ['-H', 'Authorization: Bearer mallory']]) {
+        primary.reset();
+        primary.setResponse({ body: 'alice only\n', cacheControl: 'max-age=60' });
+        const cacheDir = freshCacheDir();
+        const first = await runCli([`${primary.origin}/private`, '--cache-dir', cacheDir, ...creds]);
+        assert.equal(first.code, EXIT.OK, first.stderr);
+        primary.setResponse({ body: 'not alice\n', cacheControl: 'max-age=60' });
+        const run = await runCli([`${primary.origin}/private`, '--cache-dir', cacheDir, '--json', ...other]);
+        const doc = parseJson(run);
+        assert.equal(doc['tier'], 'primary', `${creds.join(' ')} then ${other.join(' ') || 'none'}`);
+        assert.equal(primary.requestCount, 2);
+      }
+    }
+    // user:pass@ in the URL is a credential too
+    primary.reset();
+    primary.setResponse({ body: 'bob only\n', cacheControl: 'max-age=60' });
+    const cacheDir = freshCacheDir();
+    await runCli([`http://bob:pw@127.0.0.1:${primary.port}/ui`, '--cache-dir', cacheDir]);
+    const after = parseJson(
+      await runCli([`http://eve:x@127.0.0.1:${primary.port}/ui`, '--cache-dir', cacheDir, '--json']),
+    );
+    assert.equal(after['tier'], 'primary');
+    // the server may allow it (RFC 9111 §3.5): public, s-maxage or must-revalidate
+    primary.reset();
+    primary.setResponse({ body: 'for all\n', cacheControl: 'public, max-age=60' });
+    const shared = freshCacheDir();
+    await runCli([`${primary.origin}/public`, '--cache-dir', shared, '-H', 'Authorization: Bearer alice']);
+    const hit = parseJson(await runCli([`${primary.origin}/public`, '--cache-dir', shared, '--json']));
+    assert.equal(hit['tier'], 'fresh-cache');
+  });
+
   it('primary down → fallback, announced on stderr', async () => {
     const dead = await deadOrigin();
     const run = await runCli([

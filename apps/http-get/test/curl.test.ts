@@ -179,6 +179,74 @@ describe('--fail, --no-fail, --fail-with-body', () => {
   });
 });
 
+describe('credentials on redirects (like curl without --location-trusted)', () => {
+  const CREDENTIALS = [
+    '-H',
+    'Authorization: Bearer s3cret',
+    '-H',
+    'Cookie: sid=42',
+    '-H',
+    'Proxy-Authorization: Basic eDp5',
+  ];
+  const seen = (s: FaultServer, path: string): Record<string, unknown> => {
+    const r = s.requests.find((q) => q.path === path);
+    assert.ok(r !== undefined, `${path} was requested`);
+    const h = r.headers;
+    return { authorization: h['authorization'], cookie: h['cookie'], proxy: h['proxy-authorization'] };
+  };
+  const none = { authorization: undefined, cookie: undefined, proxy: undefined };
+
+  it('-H Authorization, Cookie and Proxy-Authorization go to the same origin, never to another port or host', async () => {
+    const to = encodeURIComponent(`${mirror.origin}/cred-landing`);
+    const run = await runCli([`${server.origin}/redirect?location=${to}`, '--no-cache', ...CREDENTIALS]);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(run.stdout.toString(), 'mirror body\n');
+    assert.deepEqual(seen(mirror, '/cred-landing'), none, 'nothing of them reached the other origin');
+    // a chain that leaves and comes back: once dropped, they stay dropped
+    const back = encodeURIComponent(`${server.origin}/cred-back`);
+    const away = encodeURIComponent(`${mirror.origin}/redirect?location=${back}`);
+    const round = await runCli([`${server.origin}/redirect?location=${away}`, '--no-cache', ...CREDENTIALS]);
+    assert.equal(round.code, EXIT.OK, round.stderr);
+    assert.deepEqual(seen(server, '/cred-back'), none);
+    // the control: a redirect within the origin keeps them
+    const same = await runCli([
+      `${server.origin}/redirect?location=/cred-same`,
+      '--no-cache',
+      ...CREDENTIALS,
+    ]);
+    assert.equal(same.code, EXIT.OK, same.stderr);
+    assert.deepEqual(seen(server, '/cred-same'), {
+      authorization: 'Bearer s3cret',
+      cookie: 'sid=42',
+      proxy: 'Basic eDp5',
+    });
+  });
+
+  it('user:pass@ in the URL is sent as Basic to that origin only, and is not echoed', async () => {
+    const to = encodeURIComponent(`${mirror.origin}/ui-landing`);
+    const url = `http://alice:pa%40ss@127.0.0.1:${server.port}/redirect?location=${to}`;
+    const run = await runCli([url, '--no-cache', '--json']);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    const first = server.requests.find((q) => q.path === '/redirect' && q.url.includes('ui-landing'))!;
+    assert.equal(first.headers['authorization'], `Basic ${Buffer.from('alice:pa@ss').toString('base64')}`);
+    assert.deepEqual(seen(mirror, '/ui-landing'), none);
+    assert.equal(parseJson(run)['servedUrl'], `${mirror.origin}/ui-landing`);
+    // stderr (which ends up in logs) never shows the password
+    const failed = await runCli([
+      'http://alice:hunter2@127.0.0.1:1/x',
+      '--fallback',
+      'http://127.0.0.1:1/y',
+      '--no-cache',
+      '--retries',
+      '0',
+      '-v',
+    ]);
+    assert.equal(failed.code, EXIT.ALL_TIERS_FAILED, failed.stderr);
+    assert.doesNotMatch(failed.stderr, /hunter2/);
+    assert.match(failed.stderr, /alice:\*\*\*@/);
+  });
+});
+
 describe('TLS: -k and --cacert', () => {
   let https: Server;
   let origin: string;
@@ -215,9 +283,11 @@ describe('TLS: -k and --cacert', () => {
         { cause: error },
       );
     }
-    https = createHttpsServer({ cert: readFileSync(certFile), key: readFileSync(keyFile) }, (_req, res) =>
-      res.end('secure body\n'),
-    );
+    https = createHttpsServer({ cert: readFileSync(certFile), key: readFileSync(keyFile) }, (req, res) => {
+      // /to-http: a downgrade to the plain-HTTP fault server
+      if (req.url === '/to-http') res.writeHead(302, { location: `${server.origin}/downgraded` }).end();
+      else res.end('secure body\n');
+    });
     await new Promise<void>((resolve) => https.listen(0, '127.0.0.1', resolve));
     origin = `https://127.0.0.1:${(https.address() as { port: number }).port}`;
   });
@@ -235,6 +305,24 @@ describe('TLS: -k and --cacert', () => {
     const run = await runCli([`${origin}/`, '--no-cache', '--cacert', certFile]);
     assert.equal(run.code, EXIT.OK, run.stderr);
     assert.equal(run.stdout.toString(), 'secure body\n');
+  });
+
+  it('a redirect from https to http is followed without the credentials (-H and user:pass@)', async () => {
+    const run = await runCli([
+      `https://bob:pw@${origin.slice('https://'.length)}/to-http`,
+      '--no-cache',
+      '--cacert',
+      certFile,
+      '-H',
+      'Cookie: sid=42',
+      '-H',
+      'Authorization: Bearer s3cret',
+    ]);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(run.stdout.toString(), 'ok');
+    const landed = server.requests.find((q) => q.path === '/downgraded')!;
+    assert.equal(landed.headers['authorization'], undefined);
+    assert.equal(landed.headers['cookie'], undefined);
   });
 
   it('-k skips the check, with a warning that -q does not silence', async () => {

@@ -3,8 +3,9 @@
 // held until complete (in memory, then an unlinked spool file), and write errors as errors.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, constants, openSync } from 'node:fs';
 import {
   chmod,
   lstat,
@@ -19,6 +20,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { patternBody, startFaultServer, type FaultServer } from '@bulwark/fault-server';
 import { EXIT } from '../src/config.js';
@@ -83,6 +85,81 @@ describe('-o like curl', () => {
     const umask = process.umask();
     assert.equal((await runCli([`${server.origin}/ok`, '--no-cache', '-o', fresh])).code, EXIT.OK);
     assert.equal((await stat(fresh)).mode & 0o777, 0o666 & ~umask);
+  });
+
+  it('-o a FIFO: the body goes into it (not a regular file renamed over it), and no temp file is left', async () => {
+    const d = await dir();
+    const fifo = join(d, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    // the reader is there before the writer (opened without blocking), as `cat pipe &` would be
+    const reader = new Socket({
+      fd: openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK),
+      readable: true,
+    });
+    const got: Buffer[] = [];
+    reader.on('data', (c: Buffer) => got.push(c));
+    const ended = once(reader, 'end');
+    try {
+      const run = await runCli([`${server.origin}/ok?size=300000`, '--no-cache', '-o', fifo]);
+      assert.equal(run.code, EXIT.OK, run.stderr);
+      assert.ok((await lstat(fifo)).isFIFO(), 'the FIFO is still a FIFO');
+      await ended;
+      assert.ok(Buffer.concat(got).equals(patternBody(300_000)));
+      assert.deepEqual(await readdir(d), ['pipe'], 'no temp file beside it');
+    } finally {
+      reader.destroy();
+    }
+  });
+
+  it('-o /dev/stdout with stdout on a pipe (`| cat`): the body goes down the pipe', async () => {
+    // a shell's pipe (node's own stdio pipes are sockets, which /dev/stdout cannot be opened on)
+    const child = spawn(
+      'bash',
+      [
+        '-c',
+        'set -o pipefail; "$0" "$@" | cat',
+        process.execPath,
+        BIN,
+        `${server.origin}/ok?size=100000`,
+        '--no-cache',
+        '-o',
+        '/dev/stdout',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
+    );
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+    const [code] = (await once(child, 'close')) as [number | null];
+    assert.equal(code, EXIT.OK, stderr);
+    assert.ok(Buffer.concat(out).equals(patternBody(100_000)));
+  });
+
+  it('-o a character device (a null device made with mknod): written into, not replaced', async (t) => {
+    if (process.getuid?.() !== 0) {
+      t.skip('mknod needs root');
+      return;
+    }
+    const d = await dir();
+    const dev = join(d, 'null');
+    execFileSync('mknod', ['-m', '666', dev, 'c', '1', '3']);
+    const run = await runCli([`${server.origin}/ok?size=1000`, '--no-cache', '-o', dev, '--json']);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(parseJson(run)['output'], dev);
+    assert.ok((await lstat(dev)).isCharacterDevice(), 'still the device');
+    assert.deepEqual(await readdir(d), ['null'], 'no temp file beside it');
+    // a cut body is not written into it either: the run fails and the device saw nothing to replace
+    const cut = await runCli([
+      `${server.origin}/truncate?bytes=10&size=1000`,
+      '--no-cache',
+      '--retries',
+      '0',
+      '-o',
+      dev,
+    ]);
+    assert.equal(cut.code, EXIT.NETWORK, cut.stderr);
+    assert.ok((await lstat(dev)).isCharacterDevice());
   });
 
   it('temp files are recognisable, and the next run removes those whose process is gone', async () => {
@@ -183,6 +260,36 @@ describe('stdout', () => {
       assert.equal(json.stderr.trim().split('\n').length, 1, json.stderr);
     } finally {
       closeSync(fd);
+    }
+  });
+
+  it('stdout on a file that cannot take the whole body (a short write): exit 74, never 0 with a torn body', async () => {
+    // the file-size limit (prlimit --fsize) makes the write that crosses it return a short count, and the
+    // next one fail with EFBIG; a tail that fits in one write(2) used to be dropped without a word
+    const d = await dir();
+    // (bodies under the 8 MiB spool: a larger one would be held in a temp file the limit applies to too)
+    for (const [limit, size] of [
+      [1_000_000, 1_000_100],
+      [2_000_000, 2_000_010],
+    ] as const) {
+      const file = join(d, `out-${size}`);
+      const fd = openSync(file, 'w');
+      try {
+        const child = spawn(
+          'prlimit',
+          [`--fsize=${limit}`, process.execPath, BIN, `${server.origin}/ok?size=${size}`, '--no-cache'],
+          { stdio: ['ignore', fd, 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
+        );
+        let stderr = '';
+        child.stderr!.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+        const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+        assert.equal(code, EXIT.IO, `a ${size}-byte body into a ${limit}-byte limit: ${stderr}`);
+        assert.match(stderr, /^http-get: error: cannot write stdout: .*EFBIG/);
+        assert.equal(stderr.trim().split('\n').length, 1, stderr);
+        assert.ok((await stat(file)).size < size);
+      } finally {
+        closeSync(fd);
+      }
     }
   });
 

@@ -9,8 +9,9 @@
  * an existing file's mode kept, and each run removes such files whose process is gone.
  */
 import { randomBytes } from 'node:crypto';
-import { unlinkSync } from 'node:fs';
+import { unlinkSync, write } from 'node:fs';
 import { lstat, open, readdir, readlink, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import type { FetchResult } from '@bulwark/http';
@@ -221,6 +222,10 @@ export class ResultWriter {
   #scheduled = false;
   #failure: WriteFailure | undefined;
   #onFailure: (() => void) | undefined;
+  /** Settles once the output has taken everything handed to it so far (the last write's callback). */
+  #written: Promise<void> = Promise.resolve();
+  /** Pending while the output is congested (a write returned false and 'drain' has not come yet). */
+  #congested: Promise<void> | undefined;
 
   /** `onFailure` is called once when a write fails (the run should stop). */
   constructor(out: Writable, json: boolean, onFailure?: () => void) {
@@ -245,8 +250,9 @@ export class ResultWriter {
   };
 
   /**
-   * Adds a result. Returns a promise when the output is congested (wait for it before adding more, so a
-   * slow reader slows the run instead of filling memory), otherwise undefined.
+   * Adds a result. Returns a promise while the output is congested — also by a batch written on a later
+   * tick — (wait for it before adding more, so a slow reader slows the run instead of filling memory),
+   * otherwise undefined.
    */
   add(result: FetchResult): Promise<void> | undefined {
     if (this.#failure !== undefined) return undefined;
@@ -256,51 +262,96 @@ export class ResultWriter {
       return undefined;
     }
     this.#pending += JSON.stringify(record) + '\n';
-    if (this.#pending.length >= BATCH_CHARS) return this.#flush();
-    if (!this.#scheduled) {
+    if (this.#pending.length >= BATCH_CHARS) this.#flush();
+    else if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(this.#flushLater);
     }
-    return undefined;
+    return this.#congested;
   }
 
   readonly #flushLater = (): void => {
     this.#scheduled = false;
-    void this.#flush();
+    this.#flush();
   };
 
-  #flush(): Promise<void> | undefined {
-    if (this.#pending === '' || this.#failure !== undefined) return undefined;
+  #flush(): void {
+    if (this.#pending === '' || this.#failure !== undefined) return;
     const chunk = this.#pending;
     this.#pending = '';
-    if (this.#out.write(chunk)) return undefined;
-    return new Promise<void>((resolvePromise) => {
-      const done = (): void => {
-        this.#out.off('drain', done);
-        this.#out.off('error', done);
+    this.#write(chunk);
+  }
+
+  /** Hands `text` to the output; `#written` settles when it (and everything before it) was taken. */
+  #write(text: string): void {
+    const out = this.#out;
+    const taken = new Promise<void>((resolvePromise) => {
+      const accepted = out.write(text, (error) => {
+        if (error) this.#fail(error as NodeJS.ErrnoException);
         resolvePromise();
-      };
-      this.#out.on('drain', done);
-      this.#out.on('error', done);
+      });
+      if (!accepted && this.#congested === undefined) {
+        this.#congested = new Promise<void>((resolveDrain) => {
+          const done = (): void => {
+            out.off('drain', done);
+            out.off('error', done);
+            this.#congested = undefined;
+            resolveDrain();
+          };
+          out.on('drain', done);
+          out.on('error', done);
+        });
+      }
     });
+    this.#written = taken;
   }
 
   /**
    * Writes what is pending (NDJSON) or the whole document (`--json`, with the exit code it will end with),
-   * and resolves once it is handed to the OS (or failed: see `failure`).
+   * and resolves once the output has taken every line written (or failed: see `failure`) — the process
+   * may exit then without losing any.
    */
-  finish(summary: SummaryData, exitCode: number): Promise<void> {
-    if (this.#failure !== undefined) return Promise.resolve();
-    const text = this.#json
-      ? JSON.stringify({ schemaVersion: SCHEMA_VERSION, exitCode, results: this.#records, summary }) + '\n'
-      : this.#pending;
-    this.#pending = '';
-    if (text === '') return Promise.resolve();
-    return new Promise<void>((resolvePromise) => {
-      this.#out.write(text, (error) => {
-        if (error) this.#fail(error as NodeJS.ErrnoException);
-        resolvePromise();
-      });
-    });
+  async finish(summary: SummaryData, exitCode: number): Promise<void> {
+    if (this.#failure === undefined) {
+      const text = this.#json
+        ? JSON.stringify({ schemaVersion: SCHEMA_VERSION, exitCode, results: this.#records, summary }) + '\n'
+        : this.#pending;
+      this.#pending = '';
+      if (text !== '') this.#write(text);
+    }
+    await this.#written;
   }
+}
+
+/**
+ * The stream to write results to stdout through. Node's stdout on a file or a character device is a
+ * `SyncWriteStream`, which calls `write(2)` once per chunk and ignores a short count (a file at its size
+ * limit, a disk filling up): the tail of a batch was lost without an error. Such a stdout is written by
+ * hand, until every byte is taken or the error comes. Pipes, sockets and terminals are returned as they
+ * are (libuv writes them whole).
+ */
+export function stdoutWritable<T extends Writable>(stdout: T): Writable {
+  const fd = (stdout as { fd?: unknown }).fd;
+  if (stdout instanceof Socket || typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) return stdout;
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      let offset = 0;
+      const next = (): void => {
+        if (offset >= chunk.length) {
+          callback();
+          return;
+        }
+        write(fd, chunk, offset, chunk.length - offset, null, (error, bytesWritten) => {
+          if (error) callback(error);
+          else if (!(bytesWritten > 0))
+            callback(Object.assign(new Error(`write made no progress`), { code: 'EIO' }));
+          else {
+            offset += bytesWritten;
+            next();
+          }
+        });
+      };
+      next();
+    },
+  });
 }

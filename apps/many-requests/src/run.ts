@@ -7,7 +7,7 @@ import { fetchAll, type FetchAllRun } from '@bulwark/http';
 import { EXIT, parseArgs, type CliConfig } from './config.js';
 import { checkReadable, readUrls } from './input.js';
 import { writeMetricsFile, type RunEnd } from './metrics.js';
-import { AtomicFile, ResultWriter } from './output.js';
+import { AtomicFile, ResultWriter, stdoutWritable } from './output.js';
 import { Progress, wantProgress } from './progress.js';
 import { Summary, formatSummary, type SummaryData } from './summary.js';
 
@@ -107,7 +107,7 @@ async function fetchAndReport(config: CliConfig, io: CliIo): Promise<number> {
       return EXIT.IO;
     }
   }
-  const out: Writable & { isTTY?: boolean } = file === undefined ? io.stdout : file.writable();
+  const out: Writable = file === undefined ? stdoutWritable(io.stdout) : file.writable();
   const target = config.output ?? 'stdout';
 
   const controller = new AbortController();

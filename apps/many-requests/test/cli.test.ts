@@ -313,6 +313,48 @@ test('stdout closed early (| head): exit 141 quietly, no stack trace', async () 
   assert.doesNotMatch(r.stderr, /Error|at .*\.js/);
 });
 
+test('a slow reader on the pipe gets every record: the process waits for it before exiting', async () => {
+  const server = await startFaultServer();
+  try {
+    // 1000 URLs — all within the read-ahead window, so every request is made however slow the output
+    // is — of ~340 bytes of NDJSON each: ~340 KB, far more than the pipe and the reader's buffer hold
+    const n = 1000;
+    const pad = 'x'.repeat(200);
+    const file = join(dir, 'slow-reader.txt');
+    await writeFile(file, Array.from({ length: n }, (_, i) => `${server.origin}/ok?${i}&${pad}`).join('\n'));
+    // three rounds: how much a CLI that does not wait for its reader loses depends on its last moments
+    for (let round = 1; round <= 3; round++) {
+      server.reset();
+      const child = spawn(process.execPath, [MAIN, '-c', '50', '--per-host', '50', '-i', file], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      const exited = once(child, 'exit');
+      const closed = once(child, 'close');
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+      let stdout = '';
+      child.stdout.setEncoding('utf8').on('data', (t: string) => (stdout += t));
+      // the reader takes nothing until every request was answered (`| (sleep 2; cat)`, on an event)
+      child.stdout.pause();
+      await server.waitForRequests(n, 50_000);
+      await server.waitForIdle(50_000);
+      child.stdout.resume();
+      const [code] = await exited;
+      await closed;
+      clearTimeout(killer);
+      assert.equal(code, 0, stderr);
+      assert.ok(stdout.endsWith('\n'), `round ${round}: the last line is whole`);
+      const records = lines(stdout);
+      assert.equal(records.length, n, `round ${round}: every record arrived`);
+      assert.equal(new Set(records.map((r) => r.index)).size, n);
+      assert.match(stderr, new RegExp(`${n} URLs in .*: ${n} ok, 0 failed`));
+    }
+  } finally {
+    await server.close();
+  }
+});
+
 test('SIGTERM mid-run: exit 143 with valid partial NDJSON and the partial summary', async () => {
   const p = start(['-', '--attempt-timeout-ms', '60000']);
   const fastDone = whenOutput(p.child.stdout!, (t) => lines(t).length >= 1, 'the fast result');
@@ -464,6 +506,58 @@ test('a host down at the start (until its breaker opened), then up: with --max-w
     assert.match(r.stderr, /open -> half-open[\s\S]*half-open -> closed/);
   } finally {
     await proxy.close();
+  }
+});
+
+test('credentials never reach another origin: a redirect is the answer (3xx, not followed)', async () => {
+  const other = await startFaultServer();
+  try {
+    const to = encodeURIComponent(`${other.origin}/landing`);
+    const r = await run([
+      '-q',
+      '-H',
+      'Authorization: Bearer s3cret',
+      '-H',
+      'Cookie: sid=42',
+      `${good.origin}/redirect?location=${to}`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const [record] = lines(r.stdout);
+    assert.equal(record!.status, 302);
+    assert.equal(record!.ok, true);
+    assert.equal(
+      good.requests.find((q) => q.path === '/redirect')!.headers['authorization'],
+      'Bearer s3cret',
+    );
+    assert.equal(other.requestCount, 0, 'the other origin was never asked');
+  } finally {
+    await other.close();
+  }
+});
+
+test('--max-wait-ms with 5000 URLs to one host down at the start: every URL waits for it and ends ok', async () => {
+  const server = await startFaultServer();
+  const proxy = await startFaultProxy({ target: server.origin });
+  try {
+    await proxy.setFault({ type: 'down' });
+    const n = 5000; // far more than the read-ahead window (1000) holds
+    const file = join(dir, 'one-host.txt');
+    await writeFile(file, Array.from({ length: n }, (_, i) => `${proxy.url}u?${i}`).join('\n'));
+    const p = start(['-i', file, '--breaker-open-ms', '500', '--max-wait-ms', '30000', '-v']);
+    p.child.stdin!.end();
+    await whenOutput(p.child.stderr!, (t) => /closed -> open/.test(t), 'the breaker opening');
+    await proxy.setFault(undefined);
+    const r = await p.done;
+    assert.equal(r.code, 0, r.stderr.slice(-2000));
+    const out = lines(r.stdout);
+    assert.equal(out.length, n);
+    const failed = new Map<unknown, number>();
+    for (const l of out) if (!l.ok) failed.set(l.errorCode, (failed.get(l.errorCode) ?? 0) + 1);
+    assert.deepEqual([...failed], []);
+    assert.equal(new Set(out.map((l) => l.index)).size, n);
+  } finally {
+    await proxy.close();
+    await server.close();
   }
 });
 

@@ -2,6 +2,7 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
+import { Agent } from 'undici';
 import { AllSourcesFailedError } from '@bulwark/core';
 import { startFaultServer, type FaultServer } from '@bulwark/fault-server';
 import { createHttpClient, type HttpAttemptEvent, type HttpClient } from './client.js';
@@ -363,6 +364,62 @@ describe('limits and retries', () => {
       c.get(`${primary.origin}/redirect?location=${encodeURIComponent('file:///etc/passwd')}`),
       (e: unknown) => e instanceof HttpRedirectError && e.reason === 'scheme',
     );
+  });
+
+  it('credentials (Authorization, Cookie, Proxy-Authorization, user info) never follow a redirect to another origin', async () => {
+    const c = client({
+      cache: false,
+      headers: { Authorization: 'Bearer s3cret', cookie: 'sid=42', 'proxy-authorization': 'Basic eDp5' },
+    });
+    const cross = await c.get(
+      `${primary.origin}/redirect?location=${encodeURIComponent(`${mirror.origin}/landing`)}`,
+    );
+    assert.equal(cross.body.toString(), 'mirror body');
+    const landed = mirror.requests.find((r) => r.path === '/landing')!.headers;
+    assert.deepEqual(
+      [landed['authorization'], landed['cookie'], landed['proxy-authorization']],
+      [undefined, undefined, undefined],
+    );
+    await c.get(`${primary.origin}/redirect?location=/same`);
+    const same = primary.requests.find((r) => r.path === '/same')!.headers;
+    assert.deepEqual(
+      [same['authorization'], same['cookie'], same['proxy-authorization']],
+      ['Bearer s3cret', 'sid=42', 'Basic eDp5'],
+    );
+    const plain = client({ cache: false });
+    const res = await plain.get(
+      `http://u%3Ax:p%C3%A9@127.0.0.1:${primary.port}/redirect?location=${encodeURIComponent(`${mirror.origin}/ui`)}`,
+    );
+    assert.equal(res.url, `${mirror.origin}/ui`);
+    const sent = primary.requests.filter((r) => r.path === '/redirect').at(-1)!.headers;
+    assert.equal(sent['authorization'], `Basic ${Buffer.from('u:x:pé').toString('base64')}`);
+    assert.equal(mirror.requests.find((r) => r.path === '/ui')!.headers['authorization'], undefined);
+  });
+
+  it("undici's headers timeout follows the attempt deadline (no fixed 10 s cap on a longer one)", async () => {
+    // what each request hands undici, seen by an interceptor on the caller's dispatcher
+    const seen: (number | undefined)[] = [];
+    const agent = new Agent();
+    const dispatcher = agent.compose((dispatch) => (opts, handler) => {
+      seen.push((opts as { headersTimeout?: number }).headersTimeout);
+      return dispatch(opts, handler);
+    });
+    try {
+      const explicit = client({ cache: false, dispatcher, attemptTimeoutMs: 25_000 });
+      await explicit.get(`${primary.origin}/doc`);
+      assert.deepEqual(seen, [25_000], 'a 25 s attempt timeout is a 25 s headers timeout');
+      seen.length = 0;
+      // derived: the last attempt of the last source has only the total (here 60 s), undici no timer of its own
+      const derived = client({ cache: false, dispatcher, totalTimeoutMs: 60_000, maxAttempts: 1 });
+      await derived.get(`${primary.origin}/doc`);
+      assert.deepEqual(seen, [0]);
+      seen.length = 0;
+      const set = client({ cache: false, dispatcher, attemptTimeoutMs: 25_000, headersTimeoutMs: 3000 });
+      await set.get(`${primary.origin}/doc`);
+      assert.deepEqual(seen, [3000], 'a headersTimeoutMs that is set applies as given');
+    } finally {
+      await agent.close();
+    }
   });
 
   it('the total deadline is shared among sources: a black-holed primary cannot starve the mirror (injected clock)', async () => {

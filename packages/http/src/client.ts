@@ -337,7 +337,7 @@ export class HttpClient {
       throw new TypeError(`method: GET or HEAD, not ${String(method)}`);
     const headers = this.#requestHeaders();
     const flight: Flight = {
-      key: primary,
+      key: withoutUserInfo(primary),
       url: primary,
       fallbackUrls,
       req: cacheRequest(primary, headers),
@@ -768,7 +768,8 @@ export class HttpClient {
         method: f.method,
         headers,
         signal: attemptSignal,
-        headersTimeoutMs: o.headersTimeoutMs,
+        // undici's own timer follows the attempt deadline unless set: a fixed one would cut a longer deadline
+        headersTimeoutMs: o.headersTimeoutMs ?? deadlineMs,
         bodyTimeoutMs: o.bodyTimeoutMs,
         maxRedirects: o.maxRedirects,
         followRedirects: o.followRedirects,
@@ -796,13 +797,15 @@ export class HttpClient {
       }
       const decode = willDecode(head.headers, o.decompress && f.method === 'GET');
       const servedHeaders = decode ? decodedHeaders(head.headers) : head.headers;
-      // only successes are stored: an accepted error status or an unfollowed redirect is served, not kept
+      // only successes are stored: an accepted error status or an unfollowed redirect is served, not kept;
+      // nor an answer to credentials, unless the server says anyone may have it
       const storing =
         this.#cache !== undefined &&
         f.mode !== 'no-store' &&
         f.method === 'GET' &&
         status >= 200 &&
-        status < 300;
+        status < 300 &&
+        (!carriesCredentials(url, headers) || sharedCachingAllowed(servedHeaders));
       const policy = storing ? newPolicy(this.#Policy, f.req, status, servedHeaders) : undefined;
       if (policy !== undefined && policy.storable()) {
         writer = this.#cache!.writer(f.key, head.url, o.maxBodyBytes);
@@ -964,6 +967,38 @@ export function derivedAttemptTimeoutMs(totalTimeoutMs: number): number {
 const BREAKER_CLASSIFY = classify.error(SinkFailure, 'ignore');
 /** A timeout while another source remains moves on to it instead of retrying (core's classifier otherwise). */
 const NOT_LAST_SOURCE_CLASSIFY = classify.errorWhen(isTimeout, 'ignore');
+
+/**
+ * Whether a request carries credentials: `Authorization` or `Cookie`, or a URL's `user:pass@` (sent as
+ * `Authorization: Basic`). Its answer may be for these credentials only.
+ */
+function carriesCredentials(url: string, headers: Readonly<Record<string, string>>): boolean {
+  if (headers['authorization'] !== undefined || headers['cookie'] !== undefined) return true;
+  const u = new URL(url);
+  return u.username !== '' || u.password !== '';
+}
+
+/**
+ * RFC 9111 §3.5: a response to a request with `Authorization` may be stored (and served to others) only
+ * when its `Cache-Control` says `public`, `s-maxage` or `must-revalidate`. The same rule is applied to
+ * `Cookie`.
+ */
+function sharedCachingAllowed(headers: ResponseHeaders): boolean {
+  const directives = (headerValue(headers, 'cache-control') ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((d) => d.trim().split('=')[0]!.trim());
+  return directives.some((d) => d === 'public' || d === 's-maxage' || d === 'must-revalidate');
+}
+
+/** `url` without its `user:pass@` (a cache key must not hold a password). */
+function withoutUserInfo(url: string): string {
+  const u = new URL(url);
+  if (u.username === '' && u.password === '') return url;
+  u.username = '';
+  u.password = '';
+  return u.href;
+}
 
 function isTimeout(error: unknown): boolean {
   if (error instanceof TimeoutError) return true;

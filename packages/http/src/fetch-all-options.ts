@@ -57,7 +57,9 @@ export interface FetchAllOptions {
    * first, the rest once it closes). They wait for free while other URLs are still in progress; once
    * nothing else is left, the run waits at most `maxWaitMs` more for their hosts, then they fail with
    * `CIRCUIT_OPEN` (their probes in flight too). `0`: a dead host never makes the run longer. At most
-   * `readAhead` URLs wait at once (more fail at once). @default 0
+   * `readAhead` URLs wait outside the read-ahead window; more fail at once when `maxWaitMs` is 0, and
+   * otherwise wait inside it (the input pauses once it is full of them: that counts as nothing else left,
+   * so the wait stays bounded by `maxWaitMs`). @default 0
    */
   maxWaitMs?: number;
   /** Requests started per second per origin (fractional allowed; `Infinity`: no limit). @default Infinity */

@@ -611,7 +611,6 @@ test('while other URLs are in progress the waiting costs nothing: no maxWaitMs n
     const collecting = collect(run);
     await other.waitForRequests(5); // the other host's URLs are in flight, held
     await clock.waitForTimers((ms) => ms === 5000); // the breaker opened: its URLs wait for it
-    assert.equal(run.stats.waiting, 50);
     await proxy.setFault(undefined);
     clock.advance(5000);
     await s.waitForRequests(50);
@@ -669,6 +668,62 @@ test('at most readAhead URLs wait at once; more fail at once with CIRCUIT_OPEN',
   } finally {
     await other.close();
   }
+});
+
+test('with maxWaitMs, more URLs than readAhead wait for their host: the input pauses, every URL ends ok', async () => {
+  const s = await server();
+  const proxy = await startFaultProxy({ target: s.origin });
+  try {
+    await proxy.setFault({ type: 'down' });
+    const urls = Array.from({ length: 300 }, (_, i) => `${proxy.url}u?${i}`);
+    const clock = new TestClock();
+    const run = fetchAll(urls, {
+      readAhead: 20,
+      concurrency: 10,
+      breakerOpenMs: 5000,
+      maxWaitMs: 30_000,
+      retryInitialDelayMs: 10,
+      clock,
+    });
+    const collecting = collect(run);
+    // the window is full of URLs waiting for the host: nothing else is left, so the bounded wait begins
+    await clock.waitForTimers((ms) => ms === 30_000);
+    assert.equal(run.stats.read, 50, 'the input paused: 20 wait outside the window, 30 fill it');
+    assert.equal(run.stats.completed, 0, 'none failed at once');
+    await proxy.setFault(undefined);
+    clock.advance(5000); // the breaker's open time is over: probes, then everything else
+    const results = await collecting;
+    assert.equal(results.length, 300);
+    assert.deepEqual(
+      results.filter((r) => !r.ok).map((r) => r.errorCode),
+      [],
+    );
+    assert.equal(s.requestCount, 300);
+    assert.ok(clock.now() < 30_000, 'the wait ended when the host came back');
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('with maxWaitMs, more URLs than readAhead to a host that stays down: they fail once maxWaitMs is over', async () => {
+  const refused = `http://127.0.0.1:${await deadPort()}`;
+  const urls = Array.from({ length: 100 }, (_, i) => `${refused}/x?${i}`);
+  const clock = new TestClock();
+  const run = fetchAll(urls, {
+    readAhead: 10,
+    concurrency: 5,
+    breakerOpenMs: 1000,
+    maxWaitMs: 10_000,
+    retries: 0,
+    clock,
+  });
+  const collecting = collect(run);
+  await clock.waitForTimers((ms) => ms === 10_000);
+  for (let i = 0; i < 10_000; i += 500) await clock.advanceAsync(500);
+  const results = await collecting;
+  assert.equal(results.length, 100);
+  assert.ok(results.every((r) => !r.ok));
+  assert.equal(clock.now(), 10_000, 'the wait was bounded by maxWaitMs');
 });
 
 test('an abort ends the waiting URLs too: ABORTED', async () => {

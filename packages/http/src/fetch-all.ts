@@ -149,6 +149,8 @@ class Item implements Progress, Entry {
   holdsSlot = false;
   /** Waiting for its host's breaker (see Run.#park). */
   parked = false;
+  /** Parked out of the read-ahead window (it is counted back in when it leaves the wait). */
+  parkedOutside = false;
   key = '';
   #inner: ExecuteOptions | undefined = undefined;
 
@@ -436,7 +438,10 @@ class Run implements FetchAllRun {
     try {
       while (!this.#inputDone) {
         if (this.#active >= this.#cap) {
-          await new Promise<void>((resolve) => (this.#resumePump = resolve));
+          const resumed = new Promise<void>((resolve) => (this.#resumePump = resolve));
+          // a window full of URLs waiting for their hosts: nothing else is left until one of them goes
+          this.#checkFinished();
+          await resumed;
           continue;
         }
         const step = input.next();
@@ -510,22 +515,29 @@ class Run implements FetchAllRun {
 
   /**
    * Parks a URL refused by its host's breaker (never sent, or its retries cut short by the trip) until the
-   * breaker lets probes through. Parked URLs leave the read-ahead window (so a dead host cannot stall the
-   * input), but at most `readAhead` wait at once; beyond that, or once the wait is over, they fail.
+   * breaker lets probes through. The first `readAhead` parked URLs leave the read-ahead window (so a dead
+   * host cannot stall the input). Beyond that, with `maxWaitMs` 0 they fail at once; with a `maxWaitMs`,
+   * they wait inside the window — the input pauses once it is full of them, and that counts as nothing
+   * else being left, so the wait is still bounded by `maxWaitMs`. Once the wait is over, they fail.
    */
   #park(item: Item): boolean {
-    if (this.#gaveUp || this.#signal.aborted || this.#parked >= this.options.readAhead) return false;
+    if (this.#gaveUp || this.#signal.aborted) return false;
+    const outside = this.#parked < this.options.readAhead;
+    if (!outside && this.options.maxWaitMs === 0) return false;
     item.parked = true;
+    item.parkedOutside = outside;
     item.exchange = undefined;
     if (item.key !== '') this.#items.delete(item.key);
     item.host.parked.push(item);
     this.#parked++;
-    // out of the read-ahead window: the input may move on
-    this.#active--;
-    const resume = this.#resumePump;
-    if (resume !== undefined && this.#active < this.#cap) {
-      this.#resumePump = undefined;
-      resume();
+    if (outside) {
+      // out of the read-ahead window: the input may move on
+      this.#active--;
+      const resume = this.#resumePump;
+      if (resume !== undefined && this.#active < this.#cap) {
+        this.#resumePump = undefined;
+        resume();
+      }
     }
     this.#scheduleWake(item.host);
     this.#checkFinished();
@@ -535,7 +547,8 @@ class Run implements FetchAllRun {
   #unpark(item: Item, enqueue: boolean): Item {
     item.parked = false;
     this.#parked--;
-    this.#active++;
+    if (item.parkedOutside) this.#active++;
+    item.parkedOutside = false;
     if (enqueue) item.host.slots.enqueue(item);
     return item;
   }
@@ -584,6 +597,13 @@ class Run implements FetchAllRun {
       this.#idleTimer = undefined;
       this.#giveUp();
     }, this.options.maxWaitMs);
+  }
+
+  /** Work goes on again (a host came back): a later idle period gets a `maxWaitMs` of its own. */
+  #notIdle(): void {
+    if (this.#idleTimer === undefined) return;
+    this.clock.clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
   }
 
   #giveUp(): void {
@@ -690,8 +710,11 @@ class Run implements FetchAllRun {
     breaker.onStateChange((e) => {
       if (this.#signal.aborted) return;
       if (e.to === 'open') this.#tripped(created);
-      // probes passed: every URL still waiting goes now
-      else if (e.to === 'closed') this.#wake(created);
+      // probes passed: every URL still waiting goes now, and the run is no longer idle
+      else if (e.to === 'closed') {
+        this.#wake(created);
+        this.#notIdle();
+      }
     });
     host = created;
     this.#hosts.set(key, host);
@@ -779,7 +802,13 @@ class Run implements FetchAllRun {
   }
 
   #checkFinished(): void {
-    if (!this.#inputDone || this.#finished) return;
+    if (this.#finished) return;
+    if (!this.#inputDone) {
+      // the input waits for room in a window that holds only URLs waiting for their hosts
+      if (this.#resumePump !== undefined && this.#head >= this.#results.length && this.#onlyWaitingLeft())
+        this.#idle();
+      return;
+    }
     if (this.#completed < this.#read) {
       if (this.#onlyWaitingLeft()) this.#idle();
       return;

@@ -28,7 +28,12 @@ export interface HttpClientOptions {
   attemptTimeoutMs?: number;
   /** TCP (and TLS) connect timeout per connection, in ms. @default 10_000 */
   connectTimeoutMs?: number;
-  /** Time from sending the request to receiving the response headers, in ms. @default 10_000 */
+  /**
+   * Time from sending the request to receiving the response headers, in ms (undici's `headersTimeout`).
+   * Unset, it follows each attempt's own deadline (`attemptTimeoutMs`, derived or set; the total for the
+   * last attempt), so that deadline is what ends the wait, however long it is. Set, it applies as given
+   * (a shorter one ends an attempt first, as a `headers-timeout`). @default the attempt deadline
+   */
   headersTimeoutMs?: number;
   /** Longest pause between two body chunks (idle), in ms. @default 10_000 */
   bodyTimeoutMs?: number;
@@ -123,7 +128,6 @@ export const HTTP_CLIENT_DEFAULTS = Object.freeze({
   minDerivedAttemptTimeoutMs: 1_000,
   maxDerivedAttemptTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
-  headersTimeoutMs: 10_000,
   bodyTimeoutMs: 10_000,
   maxAttempts: 3,
   maxRetryAfterMs: 30_000,
@@ -166,7 +170,8 @@ export interface ResolvedOptions {
   /** `undefined`: derived per attempt (see the option). */
   readonly attemptTimeoutMs: number | undefined;
   readonly connectTimeoutMs: number;
-  readonly headersTimeoutMs: number;
+  /** `undefined`: each attempt's deadline. */
+  readonly headersTimeoutMs: number | undefined;
   readonly bodyTimeoutMs: number;
   readonly maxAttempts: number;
   readonly backoff: ExponentialBackoffOptions;
@@ -223,7 +228,10 @@ export function resolveOptions(options: HttpClientOptions | undefined): Resolved
       'httpClient.connectTimeoutMs',
       o.connectTimeoutMs ?? d.connectTimeoutMs,
     ),
-    headersTimeoutMs: ms('headersTimeoutMs', o.headersTimeoutMs),
+    headersTimeoutMs:
+      o.headersTimeoutMs === undefined
+        ? undefined
+        : checks.positiveMs('httpClient.headersTimeoutMs', o.headersTimeoutMs, true),
     bodyTimeoutMs: ms('bodyTimeoutMs', o.bodyTimeoutMs),
     maxAttempts: checks.positiveInteger('httpClient.maxAttempts', o.maxAttempts ?? d.maxAttempts),
     backoff: checks.optionsObject('httpClient.backoff', o.backoff),

@@ -114,11 +114,63 @@ function fail(error: unknown, url: string, signal: AbortSignal | undefined): nev
   throw classifyNetworkError(error, url);
 }
 
-/** Sends `url` and follows up to `maxRedirects` redirects; resolves at the final response's headers. */
+/**
+ * Request headers that carry credentials: never sent to an origin the caller did not address (curl drops
+ * them on a redirect to another host unless `--location-trusted`; browsers drop `Authorization`).
+ */
+export const CREDENTIAL_HEADERS: readonly string[] = Object.freeze([
+  'authorization',
+  'cookie',
+  'proxy-authorization',
+]);
+
+function withoutCredentials(headers: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  let out: Record<string, string> | undefined;
+  for (const name of Object.keys(headers)) {
+    if (CREDENTIAL_HEADERS.includes(name.toLowerCase())) {
+      out ??= { ...headers };
+      delete out[name];
+    }
+  }
+  return out ?? headers;
+}
+
+/**
+ * A URL's user info (`https://user:pass@host/`) as an `Authorization: Basic` header (as curl does), and the
+ * URL without it: undici would otherwise drop it silently, and it must not travel in logs or `Location`s.
+ * An `Authorization` header already set wins.
+ */
+export function splitUserInfo(
+  url: string,
+  headers: Readonly<Record<string, string>>,
+): { url: string; headers: Readonly<Record<string, string>> } {
+  const parsed = new URL(url);
+  if (parsed.username === '' && parsed.password === '') return { url, headers };
+  const credentials = `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`;
+  parsed.username = '';
+  parsed.password = '';
+  const has = Object.keys(headers).some((name) => name.toLowerCase() === 'authorization');
+  return {
+    url: parsed.href,
+    headers: has
+      ? headers
+      : { ...headers, authorization: `Basic ${Buffer.from(credentials, 'utf8').toString('base64')}` },
+  };
+}
+
+/**
+ * Sends `url` and follows up to `maxRedirects` redirects; resolves at the final response's headers.
+ * Credentials (`Authorization`, `Cookie`, `Proxy-Authorization`, a URL's user info) go only to the origin
+ * of `url`: a redirect to another origin — another scheme (`https:` → `http:` too), host or port — drops
+ * them for the rest of the chain, also when a later redirect comes back.
+ */
 export async function openResponse(url: string, options: OpenOptions): Promise<OpenResponse> {
-  let current = url;
+  const first = splitUserInfo(url, options.headers);
+  let current = first.url;
+  let sending: OpenOptions =
+    first.headers === options.headers ? options : { ...options, headers: first.headers };
   for (let redirects = 0; ; redirects++) {
-    const response = await once(current, options);
+    const response = await once(current, sending);
     if (!options.followRedirects || !REDIRECTS.has(response.status)) {
       return { ...response, url: current, redirects };
     }
@@ -139,6 +191,13 @@ export async function openResponse(url: string, options: OpenOptions): Promise<O
     if (redirects >= options.maxRedirects) {
       throw new HttpRedirectError('too-many', url, options.maxRedirects, location);
     }
+    if (next.origin !== new URL(current).origin) {
+      const stripped = withoutCredentials(sending.headers);
+      if (stripped !== sending.headers) sending = { ...sending, headers: stripped };
+    }
+    // user info in a Location is not followed as credentials (only the caller's URL may carry them)
+    next.username = '';
+    next.password = '';
     current = next.href;
   }
 }
