@@ -46,6 +46,11 @@ export interface ComputeOptions {
   poolMaxQueue: number;
   /** The worker module (tests may pass another). @default dist/src/worker.js */
   workerFile?: URL;
+  /**
+   * A game day's fault injection around each pool task (CHAOS_COMPUTE_FAULT_RATE, src/chaos.ts): what it
+   * throws should be {@link GcdComputer.workerFailedError}.
+   */
+  chaos?: Policy;
 }
 
 export type ComputePath = 'inline' | 'pool';
@@ -97,6 +102,8 @@ export class GcdComputer {
   /** The two refusals, made once (no stack trace: they are answers, not bugs) and shared by every request. */
   readonly busyError: GcdError;
   readonly timeoutError: GcdError;
+  /** A computation whose worker failed (what CHAOS_COMPUTE_FAULT_RATE injects). */
+  readonly workerFailedError: GcdError;
 
   constructor(options: ComputeOptions) {
     this.#options = options;
@@ -118,15 +125,24 @@ export class GcdComputer {
           { 'retry-after': '1' },
         ),
     );
+    this.workerFailedError = withoutStack(
+      () =>
+        new GcdError(
+          'GCD_ERR_WORKER_FAILED',
+          'The worker thread computing these numbers failed; retry in a moment.',
+          { 'retry-after': '1' },
+        ),
+    );
     this.bulkhead = bulkhead({
       name: 'gcd-pool',
       maxConcurrent: options.poolMaxThreads,
       maxQueue: options.poolMaxQueue,
     });
-    this.policy = pipeline(
-      timeout({ timeoutMs: options.computeTimeoutMs, name: 'gcd-compute' }),
-      this.bulkhead,
-    );
+    const deadline = timeout({ timeoutMs: options.computeTimeoutMs, name: 'gcd-compute' });
+    this.policy =
+      options.chaos === undefined
+        ? pipeline(deadline, this.bulkhead)
+        : pipeline(deadline, this.bulkhead, options.chaos);
     this.pool = new Piscina<GcdTask, string>({
       filename: (options.workerFile ?? new URL('./worker.js', import.meta.url)).href,
       minThreads: 1,
@@ -214,6 +230,10 @@ export class GcdComputer {
     } catch (error) {
       endSpan(wait, error);
       endSpan(work, error);
+      if (error === this.workerFailedError) {
+        this.#emit('pool', 'error', started, input.digits);
+        throw error;
+      }
       if (error instanceof TimeoutError) {
         this.#emit('pool', 'timeout', started, input.digits);
         throw this.timeoutError;

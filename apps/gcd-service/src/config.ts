@@ -104,6 +104,16 @@ export const DEFAULTS = Object.freeze({
    * @default false
    */
   validatorFleetBreaker: false,
+  /** Game day: share of validator calls that fail, injected inside its breaker (0 = off). @default 0 */
+  chaosValidatorFaultRate: 0,
+  /** Game day: share of validator calls delayed by `CHAOS_VALIDATOR_LATENCY_MS` (0 = off). @default 0 */
+  chaosValidatorLatencyRate: 0,
+  /** Game day: the delay added to a validator call, inside its per-attempt timeout. @default 0 */
+  chaosValidatorLatencyMs: 0,
+  /** Game day: share of pool computations that fail as if their worker crashed (0 = off). @default 0 */
+  chaosComputeFaultRate: 0,
+  /** Game day: inject even though NODE_ENV=production. @default false */
+  chaosAllowInProduction: false,
 });
 
 export interface TlsConfig {
@@ -121,6 +131,19 @@ export interface ValidatorConfig {
   readonly failureThreshold: number;
   /** Share the breaker's trips through Redis (`REDIS_URL`) with the other instances. */
   readonly fleetBreaker?: boolean;
+}
+
+/**
+ * A game day (docs/ops/game-day.md): faults and latency injected by @bulwark/core's chaos policies.
+ * Present only when some rate is above 0; SIGUSR2 switches it all off and on at run time.
+ */
+export interface ChaosConfig {
+  readonly validatorFaultRate: number;
+  readonly validatorLatencyRate: number;
+  readonly validatorLatencyMs: number;
+  readonly computeFaultRate: number;
+  /** Replays the same injections (`seededRandom`); unset = `Math.random`. */
+  readonly seed: number | undefined;
 }
 
 export interface RateLimitConfig {
@@ -161,6 +184,8 @@ export interface GcdConfig {
   readonly healthDetailsToken: string | undefined;
   readonly tls: TlsConfig | undefined;
   readonly validator: ValidatorConfig | undefined;
+  /** Game-day fault injection (`CHAOS_*`); undefined = off (the default). */
+  readonly chaos: ChaosConfig | undefined;
   /** Every `OTEL_*` variable, passed to the tracing setup unchanged. */
   readonly otel: Readonly<Record<string, string>>;
 }
@@ -254,6 +279,18 @@ class EnvReader {
       return false;
     }
     return Object.freeze(list);
+  }
+
+  /** A share of calls, from 0 to 1 (`0.05` = 5 %). */
+  rate(name: string, fallback: number): number {
+    const expected = 'a number from 0 to 1 (a share of calls: 0.05 = 5 %)';
+    const value = this.raw(name, String(fallback), expected);
+    if (value === undefined) return fallback;
+    if (!/^(?:0|1|0?\.[0-9]{1,15}|1\.0{1,15})$/u.test(value)) {
+      this.fail(name, value, expected);
+      return fallback;
+    }
+    return Number(value);
   }
 
   string(name: string, expected: string, fallback = '(unset)'): string | undefined {
@@ -403,6 +440,24 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
   );
   const validatorFleetBreaker = r.bool('VALIDATOR_FLEET_BREAKER', DEFAULTS.validatorFleetBreaker);
 
+  const chaosValidatorFaultRate = r.rate('CHAOS_VALIDATOR_FAULT_RATE', DEFAULTS.chaosValidatorFaultRate);
+  const chaosValidatorLatencyRate = r.rate(
+    'CHAOS_VALIDATOR_LATENCY_RATE',
+    DEFAULTS.chaosValidatorLatencyRate,
+  );
+  const chaosValidatorLatencyMs = r.int(
+    'CHAOS_VALIDATOR_LATENCY_MS',
+    DEFAULTS.chaosValidatorLatencyMs,
+    0,
+    600_000,
+  );
+  const chaosComputeFaultRate = r.rate('CHAOS_COMPUTE_FAULT_RATE', DEFAULTS.chaosComputeFaultRate);
+  const chaosSeed = r.raw('CHAOS_SEED', '(unset: Math.random)', 'a whole number from 0 to 4294967295');
+  if (chaosSeed !== undefined && (!/^[0-9]{1,10}$/u.test(chaosSeed) || Number(chaosSeed) > 4_294_967_295)) {
+    r.fail('CHAOS_SEED', chaosSeed, 'a whole number from 0 to 4294967295');
+  }
+  const chaosAllowInProduction = r.bool('CHAOS_ALLOW_IN_PRODUCTION', DEFAULTS.chaosAllowInProduction);
+
   // Relations between variables.
   if (inlineMaxDigits > maxDigits) {
     r.fail('INLINE_MAX_DIGITS', String(inlineMaxDigits), `at most MAX_DIGITS (${maxDigits})`);
@@ -442,6 +497,46 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
   }
   if (mode === 'validator' && validatorUrl !== undefined) {
     r.fail('VALIDATOR_URL', validatorUrl, 'unset when GCD_MODE=validator (a validator does not call one)');
+  }
+
+  const chaosRates: [string, number][] = [
+    ['CHAOS_VALIDATOR_FAULT_RATE', chaosValidatorFaultRate],
+    ['CHAOS_VALIDATOR_LATENCY_RATE', chaosValidatorLatencyRate],
+    ['CHAOS_COMPUTE_FAULT_RATE', chaosComputeFaultRate],
+  ];
+  const chaosOn = chaosRates.some(([, rate]) => rate > 0);
+  if (validatorUrl === undefined) {
+    for (const [name, rate] of chaosRates.slice(0, 2)) {
+      if (rate > 0) {
+        r.fail(
+          name,
+          String(rate),
+          '0 unless VALIDATOR_URL is set (it injects into the calls to the validator)',
+        );
+      }
+    }
+  }
+  if (chaosValidatorLatencyRate > 0 && chaosValidatorLatencyMs === 0) {
+    r.fail(
+      'CHAOS_VALIDATOR_LATENCY_MS',
+      '0',
+      'a delay above 0, since CHAOS_VALIDATOR_LATENCY_RATE is above 0 (the delay it injects)',
+    );
+  }
+  if (mode === 'validator' && chaosComputeFaultRate > 0) {
+    r.fail(
+      'CHAOS_COMPUTE_FAULT_RATE',
+      String(chaosComputeFaultRate),
+      '0 when GCD_MODE=validator (a validator has no worker pool)',
+    );
+  }
+  if (chaosOn && env.NODE_ENV === 'production' && !chaosAllowInProduction) {
+    const set = chaosRates.filter(([, rate]) => rate > 0).map(([name, rate]) => `${name}=${rate}`);
+    r.issues.push({
+      variable: 'CHAOS_ALLOW_IN_PRODUCTION',
+      received: env.CHAOS_ALLOW_IN_PRODUCTION ? JSON.stringify(env.CHAOS_ALLOW_IN_PRODUCTION) : '(unset)',
+      expected: `true to inject faults with NODE_ENV=production (${set.join(', ')} is set); or set the CHAOS_* rates to 0`,
+    });
   }
 
   const otel: Record<string, string> = {};
@@ -499,6 +594,15 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
             fleetBreaker: validatorFleetBreaker,
           })
         : undefined,
+    chaos: chaosOn
+      ? Object.freeze({
+          validatorFaultRate: chaosValidatorFaultRate,
+          validatorLatencyRate: chaosValidatorLatencyRate,
+          validatorLatencyMs: chaosValidatorLatencyMs,
+          computeFaultRate: chaosComputeFaultRate,
+          seed: chaosSeed === undefined ? undefined : Number(chaosSeed),
+        })
+      : undefined,
     otel: Object.freeze(otel),
   });
   return { config, reader: r };

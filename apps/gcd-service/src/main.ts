@@ -5,7 +5,7 @@
  *
  * Signals: SIGTERM / SIGINT begin the kit's graceful shutdown (readiness fails at once, in-flight
  * requests finish, then the worker pool stops; a second signal exits at once); SIGHUP reloads the TLS
- * certificate.
+ * certificate; SIGUSR2 switches a game day's fault injection (`CHAOS_*`) off and on.
  *
  * Exit codes: 0 after a clean shutdown; 78 (EX_CONFIG) for a bad environment; 1 for a failure to start
  * (port in use, unreadable certificate, …) or a shutdown that missed `SHUTDOWN_TIMEOUT_MS`; 128 + n
@@ -81,4 +81,7 @@ installShutdown(server.app, {
 process.on('SIGHUP', () => {
   if (config.tls !== undefined) server.reloadTls('SIGHUP');
   else server.app.log.info('SIGHUP ignored: TLS is not enabled');
+});
+process.on('SIGUSR2', () => {
+  server.switchChaos('SIGUSR2');
 });

@@ -17,6 +17,7 @@ import { DeadlineExceededError, type Subscribe } from '@bulwark/core';
 import { EventEmitter } from '@bulwark/core/internal';
 import { createService, FleetBreaker, type ServiceOptions, type Tracing } from '@bulwark/service';
 import type { DestinationStream } from 'pino';
+import { createGameDay, type GameDay } from './chaos.js';
 import { describeConfig, type GcdConfig } from './config.js';
 import { GcdComputer } from './compute.js';
 import { GcdError } from './errors.js';
@@ -51,6 +52,13 @@ export interface GcdServer {
   readonly validator: ValidatorClient | undefined;
   /** The validator breaker's link to the fleet (VALIDATOR_FLEET_BREAKER) only. */
   readonly fleet: FleetBreaker | undefined;
+  /** The game day's fault injection (`CHAOS_*` rates above 0) only. */
+  readonly gameDay: GameDay | undefined;
+  /**
+   * Switches the game day's injections off or on (`undefined`: flip), logged at warn with `by` (e.g.
+   * `SIGUSR2`). Returns the new state, or undefined when no `CHAOS_*` rate is set (logged too).
+   */
+  switchChaos(by: string, enabled?: boolean): boolean | undefined;
   /** Starts listening; resolves with the base URL (`http://127.0.0.1:3000`). */
   listen(): Promise<string>;
   /** Re-reads the TLS files (no-op result when TLS is off). */
@@ -150,6 +158,10 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
   let validator: ValidatorClient | undefined;
   let fleet: FleetBreaker | undefined;
   let metrics: GcdMetrics | undefined;
+  // The game day's policies; the compute fault throws the pool's own "worker failed" refusal.
+  let workerFailed: unknown;
+  const gameDay = config.chaos === undefined ? undefined : createGameDay(config.chaos, () => workerFailed);
+  for (const [name, policy] of gameDay?.policies ?? []) kit.instrument(policy, { name });
   if (config.mode === 'validator') {
     registerValidatorRoutes(app, { maxDigits: config.maxDigits });
   } else {
@@ -160,7 +172,9 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
       poolMaxThreads: config.poolMaxThreads,
       poolMaxQueue: config.poolMaxQueue,
       ...(deps.workerFile === undefined ? {} : { workerFile: deps.workerFile }),
+      ...(gameDay?.compute === undefined ? {} : { chaos: gameDay.compute }),
     });
+    workerFailed = computer.workerFailedError;
     const pool = computer;
     kit.instrument(pool.bulkhead, { name: 'gcd-pool' });
     kit.addCheck('worker-pool', () => {
@@ -168,7 +182,9 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
       return { threads: pool.threads, inFlight: pool.inFlight, queued: pool.queueSize };
     });
     if (config.validator !== undefined) {
-      const client = new ValidatorClient(config.validator);
+      const client = new ValidatorClient(config.validator, {
+        ...(gameDay === undefined ? {} : { chaos: gameDay.validator }),
+      });
       validator = client;
       for (const [name, policy] of Object.entries(client.policies)) kit.instrument(policy, { name });
       // Not critical: when the validator is away the service still answers (locally), so it stays ready.
@@ -283,6 +299,19 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
     computer,
     validator,
     fleet,
+    gameDay,
+    switchChaos(by, enabled) {
+      if (gameDay === undefined) {
+        app.log.warn({ by }, 'chaos switch ignored: no CHAOS_* rate is set');
+        return undefined;
+      }
+      const on = gameDay.setEnabled(enabled ?? !gameDay.enabled);
+      app.log.warn(
+        { by, chaos: on ? 'on' : 'off', policies: [...gameDay.policies.keys()] },
+        `chaos injection switched ${on ? 'on' : 'off'} by ${by}`,
+      );
+      return on;
+    },
     onTlsReload: tlsReloads.subscribe,
     async listen() {
       // One line per address: "gcd-service (gcd) listening on http://127.0.0.1:3000". The backlog is
@@ -299,6 +328,12 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
           }`,
       });
       app.log.info({ config: describeConfig(config) }, 'configuration');
+      if (config.chaos !== undefined) {
+        app.log.warn(
+          { chaos: config.chaos, policies: [...(gameDay?.policies.keys() ?? [])] },
+          'chaos injection is ON (game day): faults and latency are injected on purpose; SIGUSR2 switches it off',
+        );
+      }
       if (config.tls !== undefined) {
         if (keyFileTooOpen(config.tls.keyFile)) {
           app.log.warn(

@@ -1,7 +1,8 @@
 /**
  * The call from the gcd service to the upstream validator (`VALIDATOR_URL`), through @bulwark/core:
  *
- *     timeout (deadline for the whole step) → retry → circuit breaker → timeout (per attempt) → HTTP call
+ *     timeout (deadline for the whole step) → retry → circuit breaker → timeout (per attempt)
+ *       [→ a game day's chaos fault / latency, CHAOS_*: src/chaos.ts] → HTTP call
  *
  * - A verdict ("these numbers are not acceptable") is an answer, not a failure: it is returned as a
  *   value, so it neither trips the breaker nor is retried, and the client gets a 400.
@@ -68,6 +69,11 @@ export interface ValidatorClientDeps {
   readonly dispatcher?: Dispatcher;
   /** The clock of every policy (deadline, retry, breaker, per-attempt timeout). @default systemClock */
   readonly clock?: Clock;
+  /**
+   * A game day's policies (src/chaos.ts), run inside the per-attempt timeout and so inside the breaker:
+   * an injected fault is a failed attempt (retried, counted by the breaker), an injected delay is timed.
+   */
+  readonly chaos?: readonly Policy[];
 }
 
 /**
@@ -124,7 +130,7 @@ export class ValidatorClient {
       halfOpenPermits: 1,
     });
     const perAttempt = timeout({ timeoutMs: config.timeoutMs, name: 'validator-attempt', ...clock });
-    this.policy = pipeline(deadline, retries, this.breaker, perAttempt);
+    this.policy = pipeline(deadline, retries, this.breaker, perAttempt, ...(deps.chaos ?? []));
     this.policies = {
       'validator-deadline': deadline,
       'validator-retry': retries,
