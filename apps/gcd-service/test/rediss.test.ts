@@ -140,6 +140,9 @@ async function launch(env: Record<string, string>): Promise<Spawned> {
     REDIS_URL: `rediss://127.0.0.1:${port}`,
     RATE_LIMIT_PER_SECOND: '1',
     RATE_LIMIT_BURST: '3',
+    // This file is about the rate limit: load shedding (which a machine kept busy by other work can
+    // rightly trigger) would answer 503 in its place.
+    LOAD_SHEDDING: 'false',
     HEALTH_DETAILS_TOKEN: TOKEN,
     ...env,
   });
