@@ -5,23 +5,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import type { CircuitStateChangeEvent } from '@bulwark/core';
-import { ask, requireRedis, start, type Running } from './helpers.js';
+import { ask, freePort, requireRedis, start, type Running } from './helpers.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-
-/** A loopback port nothing listens on (a validator that is down: connections refused at once). */
-function deadPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 let a: Running;
 let b: Running;
@@ -29,7 +16,7 @@ let b: Running;
 before(async () => {
   await requireRedis(REDIS_URL); // a clear failure within seconds when there is no Redis
   const validator = {
-    url: `http://127.0.0.1:${await deadPort()}`,
+    url: `http://127.0.0.1:${await freePort()}`, // nothing listens: a validator that is down
     timeoutMs: 1000,
     retries: 0,
     deadlineMs: 2000,

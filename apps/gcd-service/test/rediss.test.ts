@@ -9,11 +9,10 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { ask, spawnService, type Spawned } from './helpers.js';
+import { ask, freePort, spawnService, type Spawned } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gcd-rediss-'));
 const TOKEN = 'rediss-test-details-token-0123';
@@ -33,15 +32,6 @@ function openssl(...args: string[]): void {
       },
     );
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port: p } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return p;
 }
 
 before(async () => {
@@ -150,6 +140,9 @@ async function launch(env: Record<string, string>): Promise<Spawned> {
     REDIS_URL: `rediss://127.0.0.1:${port}`,
     RATE_LIMIT_PER_SECOND: '1',
     RATE_LIMIT_BURST: '3',
+    // This file is about the rate limit: load shedding (which a machine kept busy by other work can
+    // rightly trigger) would answer 503 in its place.
+    LOAD_SHEDDING: 'false',
     HEALTH_DETAILS_TOKEN: TOKEN,
     ...env,
   });

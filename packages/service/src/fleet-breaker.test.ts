@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -17,7 +16,7 @@ import type { Redis } from 'ioredis';
 import { circuitBreaker, type CircuitStateChangeEvent } from '@bulwark/core';
 import { FakeClock } from '@bulwark/core/testing';
 import { FleetBreaker, type FleetErrorEvent, type FleetTripEvent } from './fleet-breaker.js';
-import { REDIS_URL, redisForTests } from './test-support.js';
+import { freePort, REDIS_URL, redisForTests } from './test-support.js';
 
 const OPEN_MS = 1000;
 
@@ -54,17 +53,6 @@ function next<T>(
       if (!test(e)) return;
       sub.dispose();
       resolve(e);
-    });
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
     });
   });
 }

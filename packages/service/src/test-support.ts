@@ -2,7 +2,7 @@
  * Helpers shared by this package's tests (not a test file itself, and not exported from the package):
  * a loopback listener, an in-memory log sink, and a strict Prometheus text-format parser.
  */
-import { connect as connectSocket, type Socket } from 'node:net';
+import { connect as connectSocket, createServer as createTcpServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -410,4 +410,16 @@ export class RawConnection {
   reset(): void {
     this.socket.resetAndDestroy();
   }
+}
+
+/** A loopback port free at the moment of asking (for a server a test starts). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createTcpServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 }
