@@ -245,6 +245,33 @@ describe('credentials on redirects (like curl without --location-trusted)', () =
     assert.doesNotMatch(failed.stderr, /hunter2/);
     assert.match(failed.stderr, /alice:\*\*\*@/);
   });
+
+  it('--json never shows the password of user:pass@ (success, failure, after a redirect): user:***@', async () => {
+    const auth = `http://u:s3cr3tpw@127.0.0.1:${server.port}`;
+    const masked = `http://u:***@127.0.0.1:${server.port}`;
+    const ok = await runCli([`${auth}/json-ok`, '--no-cache', '--json']);
+    assert.equal(ok.code, EXIT.OK, ok.stderr);
+    assert.equal(parseJson(ok)['url'], `${masked}/json-ok`);
+    const to = encodeURIComponent(`${mirror.origin}/json-landing`);
+    const redirected = await runCli([`${auth}/redirect?location=${to}`, '--no-cache', '--json']);
+    assert.equal(redirected.code, EXIT.OK, redirected.stderr);
+    assert.equal(parseJson(redirected)['url'], `${masked}/redirect?location=${to}`);
+    const failed = await runCli([
+      'http://u:s3cr3tpw@127.0.0.1:1/x',
+      '--fallback',
+      'http://v:an0therpw@127.0.0.1:1/y',
+      '--no-cache',
+      '--retries',
+      '0',
+      '--json',
+    ]);
+    assert.equal(failed.code, EXIT.ALL_TIERS_FAILED, failed.stderr);
+    assert.equal(parseJson(failed)['url'], 'http://u:***@127.0.0.1:1/x');
+    for (const run of [ok, redirected, failed]) {
+      assert.doesNotMatch(run.stdout.toString(), /s3cr3tpw|an0therpw/);
+      assert.doesNotMatch(run.stderr, /s3cr3tpw|an0therpw/);
+    }
+  });
 });
 
 describe('TLS: -k and --cacert', () => {
