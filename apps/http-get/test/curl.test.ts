@@ -272,6 +272,38 @@ describe('credentials on redirects (like curl without --location-trusted)', () =
       assert.doesNotMatch(run.stderr, /s3cr3tpw|an0therpw/);
     }
   });
+
+  it('-H credentials go to a --fallback on the same origin only, never to a mirror on another origin', async () => {
+    const run = await runCli([
+      `${server.origin}/fb-down?status=503`,
+      '--fallback',
+      `${mirror.origin}/fb-mirror`,
+      '--no-cache',
+      '--retries',
+      '0',
+      ...CREDENTIALS,
+    ]);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(run.stdout.toString(), 'mirror body\n');
+    assert.equal(seen(server, '/fb-down').authorization, 'Bearer s3cret');
+    assert.deepEqual(seen(mirror, '/fb-mirror'), none, 'nothing of them reached the other origin');
+    // the control: a fallback on the primary's own origin gets them
+    const same = await runCli([
+      `${server.origin}/fb-down2?status=503`,
+      '--fallback',
+      `${server.origin}/fb-same`,
+      '--no-cache',
+      '--retries',
+      '0',
+      ...CREDENTIALS,
+    ]);
+    assert.equal(same.code, EXIT.OK, same.stderr);
+    assert.deepEqual(seen(server, '/fb-same'), {
+      authorization: 'Bearer s3cret',
+      cookie: 'sid=42',
+      proxy: 'Basic eDp5',
+    });
+  });
 });
 
 describe('TLS: -k and --cacert', () => {

@@ -124,7 +124,10 @@ export const CREDENTIAL_HEADERS: readonly string[] = Object.freeze([
   'proxy-authorization',
 ]);
 
-function withoutCredentials(headers: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+/** `headers` without {@link CREDENTIAL_HEADERS} (the same object when it has none). */
+export function withoutCredentials(
+  headers: Readonly<Record<string, string>>,
+): Readonly<Record<string, string>> {
   let out: Record<string, string> | undefined;
   for (const name of Object.keys(headers)) {
     if (CREDENTIAL_HEADERS.includes(name.toLowerCase())) {
