@@ -34,10 +34,18 @@ export interface ResultRecord {
 /** Version of the `--json` document layout: 2 since it carries `exitCode` (camelCase, like http-get's). */
 export const SCHEMA_VERSION = 2;
 
+/**
+ * `text` with the password of every URL's `user:pass@` in it shown as `***` (`user:***@`): records and
+ * error lines end up in logs.
+ */
+export function hidePasswords(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^/?#@:\s"]*):[^/?#@\s"]*@/gi, '$1:***@');
+}
+
 export function toRecord(r: FetchResult): ResultRecord {
   return {
     index: r.index,
-    url: r.url,
+    url: hidePasswords(r.url),
     host: r.host,
     ok: r.ok,
     status: r.status,
@@ -45,7 +53,7 @@ export function toRecord(r: FetchResult): ResultRecord {
     durationMs: Math.round(r.durationMs * 100) / 100,
     attempts: r.attempts,
     errorCode: r.errorCode,
-    error: r.error,
+    error: r.error === undefined ? undefined : hidePasswords(r.error),
   };
 }
 

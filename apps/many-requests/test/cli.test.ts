@@ -535,6 +535,29 @@ test('credentials never reach another origin: a redirect is the answer (3xx, not
   }
 });
 
+test('user:pass@ is sent as Basic to its own origin (-H Authorization wins); its password is never echoed', async () => {
+  const url = `http://u:s3cr3tpw@127.0.0.1:${good.port}/ui-ok`;
+  const refused = 'http://v:an0therpw@127.0.0.1:1/ui-down';
+  const r = await run(['--retries', '0', url, refused]);
+  assert.equal(r.code, 1, r.stderr);
+  const sent = good.requests.find((q) => q.path === '/ui-ok')!.headers['authorization'];
+  assert.equal(sent, `Basic ${Buffer.from('u:s3cr3tpw').toString('base64')}`);
+  const records = lines(r.stdout).sort((a, b) => Number(a['index']) - Number(b['index']));
+  assert.deepEqual(
+    records.map((x) => x['url']),
+    [`http://u:***@127.0.0.1:${good.port}/ui-ok`, 'http://v:***@127.0.0.1:1/ui-down'],
+  );
+  const json = await run(['--retries', '0', '--json', '-H', 'Authorization: Bearer tok', url, refused]);
+  assert.equal(
+    good.requests.filter((q) => q.path === '/ui-ok').at(-1)!.headers['authorization'],
+    'Bearer tok',
+  );
+  for (const out of [r, json]) {
+    assert.doesNotMatch(out.stdout, /s3cr3tpw|an0therpw/);
+    assert.doesNotMatch(out.stderr, /s3cr3tpw|an0therpw/);
+  }
+});
+
 test('--max-wait-ms with 5000 URLs to one host down at the start: every URL waits for it and ends ok', async () => {
   const server = await startFaultServer();
   const proxy = await startFaultProxy({ target: server.origin });
