@@ -46,12 +46,20 @@ const NO_COPY = new Set<string>(Object.values(NO_COPY_REASONS));
 const LONG_URL = 200;
 
 /**
+ * `text` with the password of every http(s) URL's `user:pass@` in it hidden (`user:***@`): what is
+ * reported (stderr, `--json`) ends up in logs. (A parsed URL's user info holds no `/ ? # @ : "` or space.)
+ */
+export function hidePasswords(text: string): string {
+  return text.replace(/(https?:\/\/[^/?#@:\s"]*):[^/?#@\s"]*@/g, '$1:***@');
+}
+
+/**
  * Shortens every http(s) URL longer than 200 characters in `text` (its start, how much was left out, its
  * end), and hides the password of a `user:pass@` in it (`user:***@`): stderr ends up in logs.
  */
 export function shortenUrls(text: string): string {
   return text.replace(/https?:\/\/[^\s"')]+/g, (found) => {
-    const url = found.replace(/^(https?:\/\/[^/?#@:]*):[^/?#@]*@/, '$1:***@');
+    const url = hidePasswords(found);
     return url.length <= LONG_URL
       ? url
       : `${url.slice(0, 120)}…(${url.length - 170} more characters)…${url.slice(-50)}`;

@@ -15,8 +15,18 @@
  * Hand-written rather than write-file-atomic: that takes the whole data at once, not a stream.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { unlinkSync, write } from 'node:fs';
-import { lstat, open, readdir, readlink, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { constants, unlinkSync, write } from 'node:fs';
+import {
+  access,
+  lstat,
+  open,
+  readdir,
+  readlink,
+  rename,
+  stat,
+  unlink,
+  type FileHandle,
+} from 'node:fs/promises';
 import { STATUS_CODES } from 'node:http';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -87,6 +97,27 @@ export async function sweepTempFiles(dir: string): Promise<string[]> {
     }
   }
   return removed;
+}
+
+/**
+ * Refuses to replace an existing file this user may not write (mode 0400, a read-only file system), as
+ * `>`, curl and wget do: the temp file and rename need only the directory to be writable, so without this
+ * check a write-protected file would be replaced.
+ */
+export async function assertWritable(target: string): Promise<void> {
+  try {
+    await access(target, constants.W_OK);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'ENOENT') return;
+    const errno = typeof code === 'string' ? code : 'EACCES';
+    throw Object.assign(
+      new Error(`the file exists and is not writable by this user (${errno}); left as it is`),
+      {
+        code: errno,
+      },
+    );
+  }
 }
 
 /**
@@ -179,6 +210,7 @@ export class AtomicFile implements BodySink {
       if (existing !== undefined && !existing.isFile()) {
         return { kind: 'direct', spool: new Spool(this.#prefix), target };
       }
+      if (existing !== undefined) await assertWritable(target);
       await sweepTempFiles(dirname(target));
       const tmp = tempPathFor(target);
       // a new file: 0666 less the umask, as any program creates one

@@ -18,6 +18,7 @@ import {
   classifyFailure,
   describeTier,
   ioFailure,
+  hidePasswords,
   shortenUrls,
   type Failure,
   type TierLine,
@@ -291,7 +292,9 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
       error: failure === undefined ? null : { code: failure.errorCode, message: failure.message },
     };
     try {
-      if ((await writeAll(io.stdout, `${JSON.stringify(doc)}\n`)) === 'epipe') code = EXIT.BROKEN_PIPE;
+      // every URL in it (the one asked for, a mirror's in a tier's reason) without its password
+      const text = hidePasswords(JSON.stringify(doc));
+      if ((await writeAll(io.stdout, `${text}\n`)) === 'epipe') code = EXIT.BROKEN_PIPE;
     } catch (error) {
       // the document itself could not be written (a full disk): say so where it can be seen
       out.error(ioFailure(error, undefined, []).message);

@@ -4,14 +4,14 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { watch } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { MALFORMED_KINDS, patternBody, startFaultServer, type FaultServer } from '@bulwark/fault-server';
 import { DiskCacheStore } from '@bulwark/http';
 import { EXIT } from '../src/config.js';
-import { BIN, STACK_FRAME, deadOrigin, parseJson, runCli, type CliRun } from './harness.js';
+import { BIN, STACK_FRAME, deadOrigin, parseJson, runCli, unprivilegedUser, type CliRun } from './harness.js';
 
 const DEADLINE_MS = 2000;
 
@@ -353,6 +353,35 @@ describe('fault matrix: exit code, tier, clean output', { concurrency: 2 }, () =
 });
 
 describe('output and signals', () => {
+  it('-o onto an existing file the user may not write (0400): exit 74, one line, the file untouched', async (t) => {
+    // root may write any file (W_OK always passes): the CLI runs as an unprivileged user (nobody when the
+    // test runs as root); without one the check cannot be made and is skipped
+    const user = unprivilegedUser();
+    if (user === undefined) return t.skip('running as root with no nobody user: W_OK always passes for root');
+    const dir = await mkdtemp(join(tmpdir(), 'http-get-ro-'));
+    try {
+      await chown(dir, user.uid, user.gid);
+      const file = join(dir, 'ro.txt');
+      await writeFile(file, 'old\n');
+      await chown(file, user.uid, user.gid);
+      await chmod(file, 0o400);
+      const run = await runCli([`${primary.origin}/doc`, '--no-cache', '-o', file], { ...user, cwd: dir });
+      assert.equal(run.code, EXIT.IO, run.stderr);
+      assert.match(run.stderr, /^http-get: error: cannot write .*ro\.txt: .*not writable.*\n$/);
+      assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
+      assert.equal(await readFile(file, 'utf8'), 'old\n');
+      assert.equal((await stat(file)).mode & 0o777, 0o400);
+      assert.deepEqual(await readdir(dir), ['ro.txt'], 'no temp file left');
+      // the control: the same file made writable is replaced
+      await chmod(file, 0o600);
+      const ok = await runCli([`${primary.origin}/doc`, '--no-cache', '-o', file], { ...user, cwd: dir });
+      assert.equal(ok.code, EXIT.OK, ok.stderr);
+      assert.notEqual(await readFile(file, 'utf8'), 'old\n');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('-o writes the whole body atomically and leaves no temp file', async () => {
     const dir = await mkdtemp(join(work, 'out-'));
     const file = join(dir, 'body.bin');

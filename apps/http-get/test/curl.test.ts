@@ -245,6 +245,65 @@ describe('credentials on redirects (like curl without --location-trusted)', () =
     assert.doesNotMatch(failed.stderr, /hunter2/);
     assert.match(failed.stderr, /alice:\*\*\*@/);
   });
+
+  it('--json never shows the password of user:pass@ (success, failure, after a redirect): user:***@', async () => {
+    const auth = `http://u:s3cr3tpw@127.0.0.1:${server.port}`;
+    const masked = `http://u:***@127.0.0.1:${server.port}`;
+    const ok = await runCli([`${auth}/json-ok`, '--no-cache', '--json']);
+    assert.equal(ok.code, EXIT.OK, ok.stderr);
+    assert.equal(parseJson(ok)['url'], `${masked}/json-ok`);
+    const to = encodeURIComponent(`${mirror.origin}/json-landing`);
+    const redirected = await runCli([`${auth}/redirect?location=${to}`, '--no-cache', '--json']);
+    assert.equal(redirected.code, EXIT.OK, redirected.stderr);
+    assert.equal(parseJson(redirected)['url'], `${masked}/redirect?location=${to}`);
+    const failed = await runCli([
+      'http://u:s3cr3tpw@127.0.0.1:1/x',
+      '--fallback',
+      'http://v:an0therpw@127.0.0.1:1/y',
+      '--no-cache',
+      '--retries',
+      '0',
+      '--json',
+    ]);
+    assert.equal(failed.code, EXIT.ALL_TIERS_FAILED, failed.stderr);
+    assert.equal(parseJson(failed)['url'], 'http://u:***@127.0.0.1:1/x');
+    for (const run of [ok, redirected, failed]) {
+      assert.doesNotMatch(run.stdout.toString(), /s3cr3tpw|an0therpw/);
+      assert.doesNotMatch(run.stderr, /s3cr3tpw|an0therpw/);
+    }
+  });
+
+  it('-H credentials go to a --fallback on the same origin only, never to a mirror on another origin', async () => {
+    const run = await runCli([
+      `${server.origin}/fb-down?status=503`,
+      '--fallback',
+      `${mirror.origin}/fb-mirror`,
+      '--no-cache',
+      '--retries',
+      '0',
+      ...CREDENTIALS,
+    ]);
+    assert.equal(run.code, EXIT.OK, run.stderr);
+    assert.equal(run.stdout.toString(), 'mirror body\n');
+    assert.equal(seen(server, '/fb-down').authorization, 'Bearer s3cret');
+    assert.deepEqual(seen(mirror, '/fb-mirror'), none, 'nothing of them reached the other origin');
+    // the control: a fallback on the primary's own origin gets them
+    const same = await runCli([
+      `${server.origin}/fb-down2?status=503`,
+      '--fallback',
+      `${server.origin}/fb-same`,
+      '--no-cache',
+      '--retries',
+      '0',
+      ...CREDENTIALS,
+    ]);
+    assert.equal(same.code, EXIT.OK, same.stderr);
+    assert.deepEqual(seen(server, '/fb-same'), {
+      authorization: 'Bearer s3cret',
+      cookie: 'sid=42',
+      proxy: 'Basic eDp5',
+    });
+  });
 });
 
 describe('TLS: -k and --cacert', () => {

@@ -3,6 +3,7 @@
  * (Not a test file: its name does not end in `.test.ts`.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -25,6 +26,9 @@ export interface CliOptions {
   readonly cwd?: string;
   /** Called once the child is spawned (to send it signals). */
   readonly onSpawn?: (child: ChildProcess) => void;
+  /** Run as this user and group (the test runs as root: a root process may write any file). */
+  readonly uid?: number;
+  readonly gid?: number;
   /** Kill with SIGKILL after this many ms (a hung CLI fails the test instead of hanging it). @default 30000 */
   readonly killAfterMs?: number;
 }
@@ -35,6 +39,7 @@ export function runCli(args: readonly string[], options: CliOptions = {}): Promi
       env: { ...process.env, NO_COLOR: '1', ...options.env },
       stdio: [options.stdin === undefined ? 'ignore' : 'pipe', options.stdoutFd ?? 'pipe', 'pipe'],
       cwd: options.cwd,
+      ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
@@ -80,4 +85,18 @@ export async function deadOrigin(): Promise<string> {
   const { port } = server.address() as { port: number };
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return `http://127.0.0.1:${port}`;
+}
+
+/**
+ * Who the test may run the CLI as to check a permission root ignores (`W_OK` always passes for root):
+ * itself when it is not root, `nobody` (65534) when it is root and that user exists, else `undefined`
+ * (the check cannot be made here and is skipped).
+ */
+export function unprivilegedUser(): { uid: number; gid: number } | undefined {
+  const uid = process.getuid?.();
+  if (uid === undefined) return undefined;
+  if (uid !== 0) return { uid, gid: process.getgid!() };
+  const passwd = readFileSync('/etc/passwd', 'utf8');
+  const line = passwd.split('\n').find((l) => l.split(':')[2] === '65534');
+  return line === undefined ? undefined : { uid: 65534, gid: Number(line.split(':')[3]) };
 }

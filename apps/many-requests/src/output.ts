@@ -9,8 +9,18 @@
  * an existing file's mode kept, and each run removes such files whose process is gone.
  */
 import { randomBytes } from 'node:crypto';
-import { unlinkSync, write } from 'node:fs';
-import { lstat, open, readdir, readlink, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { constants, unlinkSync, write } from 'node:fs';
+import {
+  access,
+  lstat,
+  open,
+  readdir,
+  readlink,
+  rename,
+  stat,
+  unlink,
+  type FileHandle,
+} from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
@@ -34,10 +44,18 @@ export interface ResultRecord {
 /** Version of the `--json` document layout: 2 since it carries `exitCode` (camelCase, like http-get's). */
 export const SCHEMA_VERSION = 2;
 
+/**
+ * `text` with the password of every URL's `user:pass@` in it shown as `***` (`user:***@`): records and
+ * error lines end up in logs.
+ */
+export function hidePasswords(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^/?#@:\s"]*):[^/?#@\s"]*@/gi, '$1:***@');
+}
+
 export function toRecord(r: FetchResult): ResultRecord {
   return {
     index: r.index,
-    url: r.url,
+    url: hidePasswords(r.url),
     host: r.host,
     ok: r.ok,
     status: r.status,
@@ -45,7 +63,7 @@ export function toRecord(r: FetchResult): ResultRecord {
     durationMs: Math.round(r.durationMs * 100) / 100,
     attempts: r.attempts,
     errorCode: r.errorCode,
-    error: r.error,
+    error: r.error === undefined ? undefined : hidePasswords(r.error),
   };
 }
 
@@ -101,6 +119,27 @@ export async function sweepTempFiles(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Refuses to replace an existing file this user may not write (mode 0400, a read-only file system), as
+ * `>`, curl and wget do: the temp file and rename need only the directory to be writable, so without this
+ * check a write-protected file would be replaced.
+ */
+export async function assertWritable(target: string): Promise<void> {
+  try {
+    await access(target, constants.W_OK);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'ENOENT') return;
+    const errno = typeof code === 'string' ? code : 'EACCES';
+    throw Object.assign(
+      new Error(`the file exists and is not writable by this user (${errno}); left as it is`),
+      {
+        code: errno,
+      },
+    );
+  }
+}
+
 /** The file `path` really names: symlinks followed to their final target (which need not exist yet). */
 export async function resolveTarget(path: string): Promise<string> {
   let current = resolve(path);
@@ -149,6 +188,7 @@ export class AtomicFile {
     const existing = await stat(target).catch(() => undefined);
     if (existing?.isDirectory())
       throw Object.assign(new Error(`is a directory: ${target}`), { code: 'EISDIR' });
+    if (existing?.isFile()) await assertWritable(target);
     const tmp = tempPathFor(target);
     const handle = await open(tmp, 'wx', 0o666);
     pendingTempFiles.add(tmp);

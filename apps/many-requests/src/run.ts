@@ -7,7 +7,7 @@ import { fetchAll, type FetchAllRun } from '@bulwark/http';
 import { EXIT, parseArgs, type CliConfig } from './config.js';
 import { checkReadable, readUrls } from './input.js';
 import { writeMetricsFile, type RunEnd } from './metrics.js';
-import { AtomicFile, ResultWriter, stdoutWritable } from './output.js';
+import { AtomicFile, ResultWriter, hidePasswords, stdoutWritable } from './output.js';
 import { Progress, wantProgress } from './progress.js';
 import { Summary, formatSummary, type SummaryData } from './summary.js';
 
@@ -214,7 +214,9 @@ async function fetchAndReport(config: CliConfig, io: CliIo): Promise<number> {
   if (!config.quiet && data.urls > 0) io.stderr.write(formatSummary(data));
   if (failure !== undefined) {
     const error = failure.error;
-    io.stderr.write(`many-requests: ${error instanceof Error ? error.message : String(error)}\n`);
+    io.stderr.write(
+      `many-requests: ${hidePasswords(error instanceof Error ? error.message : String(error))}\n`,
+    );
     return code;
   }
   if (data.urls === 0 && !interrupted) {

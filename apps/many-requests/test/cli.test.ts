@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpsServer } from 'node:https';
 import { once } from 'node:events';
-import { closeSync, openSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -32,8 +32,11 @@ interface Done {
   stderr: string;
 }
 
-function start(args: string[]): { child: ChildProcess; done: Promise<Done>; stdout: () => string } {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+function start(
+  args: string[],
+  as?: { uid: number; gid: number },
+): { child: ChildProcess; done: Promise<Done>; stdout: () => string } {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...as });
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -55,8 +58,8 @@ function shellQuote(word: string): string {
   return `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
-async function run(args: string[], stdin?: string): Promise<Done> {
-  const p = start(args);
+async function run(args: string[], stdin?: string, as?: { uid: number; gid: number }): Promise<Done> {
+  const p = start(args, as);
   p.child.stdin!.end(stdin ?? '');
   return p.done;
 }
@@ -485,6 +488,52 @@ test('-o writes the results atomically (every line complete, also after Ctrl-C) 
   p.child.stdin!.destroy();
 });
 
+test('-o onto an existing file the user may not write (0400): exit 74, one line, the file untouched', async (t) => {
+  // root may write any file (W_OK always passes): the CLI runs as an unprivileged user (nobody when the
+  // test runs as root); without one the check cannot be made and is skipped
+  const user = unprivilegedUser();
+  if (user === undefined) return t.skip('running as root with no nobody user: W_OK always passes for root');
+  const roDir = await mkdtemp(join(tmpdir(), 'many-requests-ro-'));
+  try {
+    await chown(roDir, user.uid, user.gid);
+    const file = join(roDir, 'ro.ndjson');
+    await writeFile(file, 'old\n');
+    await chown(file, user.uid, user.gid);
+    await chmod(file, 0o400);
+    const r = await run(['-q', '-o', file, `${good.origin}/ok`], undefined, user);
+    assert.equal(r.code, 74, r.stderr);
+    assert.match(
+      r.stderr,
+      /^many-requests: error: cannot write the results to .*ro\.ndjson: .*not writable.*\n$/,
+    );
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.equal(await readFile(file, 'utf8'), 'old\n');
+    assert.equal((await stat(file)).mode & 0o777, 0o400);
+    assert.deepEqual(await readdir(roDir), ['ro.ndjson'], 'no temp file left');
+    // the control: the same file made writable is replaced
+    await chmod(file, 0o600);
+    const ok = await run(['-q', '-o', file, `${good.origin}/ok`], undefined, user);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(lines(await readFile(file, 'utf8')).length, 1);
+  } finally {
+    await rm(roDir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * Who the test may run the CLI as to check a permission root ignores: itself when it is not root,
+ * `nobody` (65534) when it is root and that user exists, else `undefined`.
+ */
+function unprivilegedUser(): { uid: number; gid: number } | undefined {
+  const uid = process.getuid?.();
+  if (uid === undefined) return undefined;
+  if (uid !== 0) return { uid, gid: process.getgid!() };
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.split(':')[2] === '65534');
+  return line === undefined ? undefined : { uid: 65534, gid: Number(line.split(':')[3]) };
+}
+
 test('a host down at the start (until its breaker opened), then up: with --max-wait-ms every URL ends ok', async () => {
   const proxy = await startFaultProxy({ target: good.origin });
   try {
@@ -532,6 +581,29 @@ test('credentials never reach another origin: a redirect is the answer (3xx, not
     assert.equal(other.requestCount, 0, 'the other origin was never asked');
   } finally {
     await other.close();
+  }
+});
+
+test('user:pass@ is sent as Basic to its own origin (-H Authorization wins); its password is never echoed', async () => {
+  const url = `http://u:s3cr3tpw@127.0.0.1:${good.port}/ui-ok`;
+  const refused = 'http://v:an0therpw@127.0.0.1:1/ui-down';
+  const r = await run(['--retries', '0', url, refused]);
+  assert.equal(r.code, 1, r.stderr);
+  const sent = good.requests.find((q) => q.path === '/ui-ok')!.headers['authorization'];
+  assert.equal(sent, `Basic ${Buffer.from('u:s3cr3tpw').toString('base64')}`);
+  const records = lines(r.stdout).sort((a, b) => Number(a['index']) - Number(b['index']));
+  assert.deepEqual(
+    records.map((x) => x['url']),
+    [`http://u:***@127.0.0.1:${good.port}/ui-ok`, 'http://v:***@127.0.0.1:1/ui-down'],
+  );
+  const json = await run(['--retries', '0', '--json', '-H', 'Authorization: Bearer tok', url, refused]);
+  assert.equal(
+    good.requests.filter((q) => q.path === '/ui-ok').at(-1)!.headers['authorization'],
+    'Bearer tok',
+  );
+  for (const out of [r, json]) {
+    assert.doesNotMatch(out.stdout, /s3cr3tpw|an0therpw/);
+    assert.doesNotMatch(out.stderr, /s3cr3tpw|an0therpw/);
   }
 });
 

@@ -396,6 +396,30 @@ describe('limits and retries', () => {
     assert.equal(mirror.requests.find((r) => r.path === '/ui')!.headers['authorization'], undefined);
   });
 
+  it('credentials go to a fallback on the primary origin only, never to a mirror on another origin', async () => {
+    const headers = { Authorization: 'Bearer s3cret', cookie: 'sid=42', 'proxy-authorization': 'Basic eDp5' };
+    const c = client({ cache: new MemoryCacheStore(), maxAttempts: 1, headers });
+    primary.setFault({ type: 'status', status: 503 }, { path: '/down' });
+    const res = await c.get(`${primary.origin}/down`, { fallbackUrls: [`${mirror.origin}/fb`] });
+    assert.equal(res.source, 'fallback-1');
+    const landed = mirror.requests.find((r) => r.path === '/fb')!.headers;
+    assert.deepEqual(
+      [landed['authorization'], landed['cookie'], landed['proxy-authorization']],
+      [undefined, undefined, undefined],
+    );
+    // nor is the mirror's answer stored under the primary URL (the call had credentials: `Authorization`
+    // in any case)
+    const next = await c.get(`${primary.origin}/down`, { fallbackUrls: [`${mirror.origin}/fb`] });
+    assert.notEqual(next.tier, 'fresh-cache');
+    // the control: a fallback on the same origin gets them
+    await c.get(`${primary.origin}/down`, { fallbackUrls: [`${primary.origin}/same-fb`] });
+    const same = primary.requests.find((r) => r.path === '/same-fb')!.headers;
+    assert.deepEqual(
+      [same['authorization'], same['cookie'], same['proxy-authorization']],
+      ['Bearer s3cret', 'sid=42', 'Basic eDp5'],
+    );
+  });
+
   it("undici's headers timeout follows the attempt deadline (no fixed 10 s cap on a longer one)", async () => {
     // what each request hands undici, seen by an interceptor on the caller's dispatcher
     const seen: (number | undefined)[] = [];

@@ -67,6 +67,7 @@ import {
   drain,
   headerValue,
   openResponse,
+  withoutCredentials,
   pumpBody,
   willDecode,
   type BodySink,
@@ -583,9 +584,11 @@ export class HttpClient {
       this.#retryFor(lastSource),
       ...this.#breakerFor(url),
     );
-    const headers = conditional
-      ? { ...this.#requestHeaders(), ...revalidationHeaders(f.policy!, f.req) }
-      : this.#requestHeaders();
+    // credentials given for the call (Authorization, Cookie, Proxy-Authorization) go only to the primary's
+    // origin, as on a redirect: a mirror on another origin (scheme, host or port) gets none of them
+    const own = this.#requestHeaders();
+    const given = new URL(url).origin === new URL(f.url).origin ? own : withoutCredentials(own);
+    const headers = conditional ? { ...given, ...revalidationHeaders(f.policy!, f.req) } : given;
     const fetched = await guard.run(
       (actx) =>
         this.#send(
@@ -805,7 +808,10 @@ export class HttpClient {
         f.method === 'GET' &&
         status >= 200 &&
         status < 300 &&
-        (!carriesCredentials(url, headers) || sharedCachingAllowed(servedHeaders));
+        // (also from a mirror that was not sent the call's credentials: the entry is the primary URL's,
+        // whose answer may depend on them)
+        (!(carriesCredentials(url, headers) || carriesCredentials(url, this.options.headers)) ||
+          sharedCachingAllowed(servedHeaders));
       const policy = storing ? newPolicy(this.#Policy, f.req, status, servedHeaders) : undefined;
       if (policy !== undefined && policy.storable()) {
         writer = this.#cache!.writer(f.key, head.url, o.maxBodyBytes);
@@ -973,7 +979,10 @@ const NOT_LAST_SOURCE_CLASSIFY = classify.errorWhen(isTimeout, 'ignore');
  * `Authorization: Basic`). Its answer may be for these credentials only.
  */
 function carriesCredentials(url: string, headers: Readonly<Record<string, string>>): boolean {
-  if (headers['authorization'] !== undefined || headers['cookie'] !== undefined) return true;
+  for (const name of Object.keys(headers)) {
+    const lower = name.toLowerCase();
+    if (lower === 'authorization' || lower === 'cookie') return true;
+  }
   const u = new URL(url);
   return u.username !== '' || u.password !== '';
 }

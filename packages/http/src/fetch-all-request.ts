@@ -13,6 +13,7 @@
 import type { Dispatcher } from 'undici';
 import { HttpBodyTooLargeError, HttpStatusError, classifyNetworkError, parseRetryAfter } from './errors.js';
 import { resetInProgress } from './reset-guard.js';
+import { withAuthorization } from './transport.js';
 
 /** What one exchange produced: the response status and its body size (and bytes, when kept). */
 export interface ExchangeResult {
@@ -30,6 +31,8 @@ export interface Target {
   readonly path: string;
   /** `host[:port]`. */
   readonly host: string;
+  /** `Authorization: Basic` for the URL's `user:pass@` (sent to this origin only), when it has one. */
+  readonly basic?: string;
 }
 
 /** Filled in as an exchange progresses, so a failed attempt still reports its status and bytes. */
@@ -86,13 +89,25 @@ export class Exchange implements Dispatcher.DispatchHandler {
     });
     try {
       this.options.dispatcher.dispatch(
-        { origin: this.target.origin, path: this.target.path, method: 'GET', headers: this.options.headers },
+        {
+          origin: this.target.origin,
+          path: this.target.path,
+          method: 'GET',
+          headers: this.#requestHeaders(),
+        },
         this,
       );
     } catch (error) {
       this.#fail(classifyNetworkError(error, this.target.url));
     }
     return promise;
+  }
+
+  /** The run's headers, with the URL's `user:pass@` as `Authorization: Basic` (a set `Authorization` wins). */
+  #requestHeaders(): Readonly<Record<string, string>> | undefined {
+    const basic = this.target.basic;
+    if (basic === undefined) return this.options.headers;
+    return withAuthorization(this.options.headers ?? {}, basic);
   }
 
   /** Settles at once with `reason` and aborts the transfer (now, or as soon as undici starts it). */

@@ -69,6 +69,7 @@ import {
 } from './fetch-all-request.js';
 import { SlotScheduler, type Entry, type HostSlots } from './fetch-all-slots.js';
 import { watchResets } from './reset-guard.js';
+import { basicAuthorization } from './transport.js';
 import { parseHttpUrl } from './url.js';
 import type { FetchAllRun, FetchAllStats, FetchResult, HostBreakerEvent } from './fetch-all-types.js';
 
@@ -204,7 +205,9 @@ function parseTarget(raw: unknown): Target | { error: string; url: string } {
     const problem = parsed.problem;
     return { error: problem.charAt(0).toUpperCase() + problem.slice(1), url };
   }
-  return { url, origin: parsed.origin, path: parsed.pathname + parsed.search, host: parsed.host };
+  const basic = basicAuthorization(parsed);
+  const target = { url, origin: parsed.origin, path: parsed.pathname + parsed.search, host: parsed.host };
+  return basic === undefined ? target : { ...target, basic };
 }
 
 class Run implements FetchAllRun {

@@ -124,7 +124,10 @@ export const CREDENTIAL_HEADERS: readonly string[] = Object.freeze([
   'proxy-authorization',
 ]);
 
-function withoutCredentials(headers: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+/** `headers` without {@link CREDENTIAL_HEADERS} (the same object when it has none). */
+export function withoutCredentials(
+  headers: Readonly<Record<string, string>>,
+): Readonly<Record<string, string>> {
   let out: Record<string, string> | undefined;
   for (const name of Object.keys(headers)) {
     if (CREDENTIAL_HEADERS.includes(name.toLowerCase())) {
@@ -145,17 +148,27 @@ export function splitUserInfo(
   headers: Readonly<Record<string, string>>,
 ): { url: string; headers: Readonly<Record<string, string>> } {
   const parsed = new URL(url);
-  if (parsed.username === '' && parsed.password === '') return { url, headers };
-  const credentials = `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`;
+  const basic = basicAuthorization(parsed);
+  if (basic === undefined) return { url, headers };
   parsed.username = '';
   parsed.password = '';
+  return { url: parsed.href, headers: withAuthorization(headers, basic) };
+}
+
+/** The `Authorization: Basic` value for a parsed URL's `user:pass@`, `undefined` when it has none. */
+export function basicAuthorization(parsed: URL): string | undefined {
+  if (parsed.username === '' && parsed.password === '') return undefined;
+  const credentials = `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`;
+  return `Basic ${Buffer.from(credentials, 'utf8').toString('base64')}`;
+}
+
+/** `headers` with `authorization: value` added, unless an `Authorization` (any case) is already set. */
+export function withAuthorization(
+  headers: Readonly<Record<string, string>>,
+  value: string,
+): Readonly<Record<string, string>> {
   const has = Object.keys(headers).some((name) => name.toLowerCase() === 'authorization');
-  return {
-    url: parsed.href,
-    headers: has
-      ? headers
-      : { ...headers, authorization: `Basic ${Buffer.from(credentials, 'utf8').toString('base64')}` },
-  };
+  return has ? headers : { ...headers, authorization: value };
 }
 
 /**
