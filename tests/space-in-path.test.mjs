@@ -5,7 +5,7 @@
 // needs promtool, as it does here).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, cleanEnv, describeRun, run } from './support.mjs';
@@ -13,6 +13,8 @@ import { ROOT, cleanEnv, describeRun, run } from './support.mjs';
 let repo;
 before(() => {
   const tmp = mkdtempSync(join(tmpdir(), 'bulwark space-'));
+  // Readable by everyone, as a checkout is: some CLI tests run the CLI as another user (`nobody`).
+  chmodSync(tmp, 0o755);
   repo = join(tmp, 'repo with space');
   const skip = (src) => !/[\\/]node_modules([\\/]|$)/.test(src.slice(ROOT.length));
   for (const entry of ['package.json', 'scripts', 'packages', 'apps', 'ops'])
