@@ -25,6 +25,7 @@ import {
   runWithDeadline,
 } from '@bulwark/core';
 import { checks } from '@bulwark/core/internal';
+import { onResponseEnd } from './response-end.js';
 
 /** `deadlines: { … }` of the kit's options. */
 export interface DeadlineOptions {
@@ -144,7 +145,7 @@ export function deadlinePreHandler(
   }
   const controller = new AbortController();
   const res = reply.raw;
-  res.once('close', () => {
+  onResponseEnd(request.raw, res, () => {
     if (!res.writableFinished) controller.abort(new ClientClosedError());
   });
   runWithDeadline({ deadline, signal: controller.signal }, done);

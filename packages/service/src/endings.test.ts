@@ -13,6 +13,7 @@ import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { createService } from './service.js';
+import { onResponseEnd } from './response-end.js';
 import type { ServiceOptions } from './options.js';
 import { setupTracing, type Tracing } from './tracing/setup.js';
 import { listen, parsePrometheus, RawConnection, sampleValue, SpanCollector } from './test-support.js';
@@ -48,7 +49,8 @@ async function harness(options: ServiceOptions): Promise<Harness> {
     const id = req.headers['x-test-id'];
     if (typeof id === 'string') {
       seen.add(id);
-      reply.raw.on('close', () => {
+      // As the kit does: on Node 22 a queued pipelined response never emits 'close' (see response-end.ts).
+      onResponseEnd(req.raw, reply.raw, () => {
         closed.add(id);
         events.emit(`closed:${id}`);
       });

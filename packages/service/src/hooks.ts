@@ -22,6 +22,7 @@ import { InvalidOptionError, type TakeResult } from '@bulwark/core';
 import type { HistogramCell } from './duration-histogram.js';
 import type { ServiceMetrics } from './metrics.js';
 import { admitDeadline, type ResolvedDeadlines } from './deadline.js';
+import { onResponseEnd } from './response-end.js';
 import type { HttpRateLimiter } from './rate-limit.js';
 import { setHeader, type FixedHeaders } from './reply-headers.js';
 import type { SecurityHeadersProfile } from './security-headers.js';
@@ -329,7 +330,7 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
   return {
     onRequest(request, reply, done) {
       fixedHeaders.apply(reply, request.id as string);
-      if (watchEnd) reply.raw.on('close', () => end(request, reply));
+      if (watchEnd) onResponseEnd(request.raw, reply.raw, () => end(request, reply));
       if (rt.draining) setHeader(reply, 'connection', 'close');
       if (rt.tracing) {
         const { span, ctx } = startServerSpan(
