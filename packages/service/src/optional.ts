@@ -88,6 +88,9 @@ export function requireOptionalPackages(features: readonly OptionalFeature[]): v
 function installed(packageName: string): boolean {
   try {
     requireHere.resolve(packageName);
+    // Node 22's require.resolve skips module.registerHooks (Node 24's does not), which a loader can use
+    // to hide or redirect a package; import.meta.resolve goes through them on both.
+    import.meta.resolve(packageName);
     return true;
   } catch (error) {
     if (isNotFound(error, packageName)) return false;
