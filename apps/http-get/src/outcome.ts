@@ -3,7 +3,7 @@
  * know which source failed and how, not where in the code).
  */
 import { AllSourcesFailedError, BulwarkError, type TierReport } from '@bulwark/core';
-import { HttpError, HttpNetworkError, HttpStatusError, NO_COPY_REASONS } from '@bulwark/http';
+import { HttpError, HttpNetworkError, HttpStatusError, NO_COPY_CODES, isSourceTier } from '@bulwark/http';
 import { EXIT } from './config.js';
 
 /** The reason a run was interrupted (the AbortController's reason). */
@@ -21,6 +21,8 @@ export class Interrupted extends Error {
 export interface TierLine {
   readonly tier: string;
   readonly status: TierReport['status'];
+  /** For programs: the skip code, or a failure's code (see `TierReport.code`). */
+  readonly code?: string | undefined;
   readonly reason: string;
   readonly elapsedMs: number;
   readonly error?: unknown;
@@ -39,8 +41,7 @@ export interface Failure {
   readonly tiers: readonly TierLine[];
 }
 
-const isSource = (t: TierLine): boolean => t.tier === 'primary' || t.tier.startsWith('fallback-');
-const NO_COPY = new Set<string>(Object.values(NO_COPY_REASONS));
+const isSource = (t: TierLine): boolean => isSourceTier(t.tier);
 
 /** URLs longer than this are shortened in messages (a 100 KB URL must not become a 100 KB error line). */
 const LONG_URL = 200;
@@ -116,7 +117,7 @@ export function classifyFailure(
   if (error instanceof AllSourcesFailedError) {
     const sources = error.tiers.filter(isSource);
     const stale = error.tiers.find((t) => t.tier === 'stale-cache');
-    const copyExisted = stale !== undefined && !NO_COPY.has(stale.reason);
+    const copyExisted = stale !== undefined && !(stale.code !== undefined && NO_COPY_CODES.has(stale.code));
     const details = error.tiers.map(describeTier);
     if (sources.length > 1 || copyExisted) {
       return {

@@ -74,6 +74,7 @@ function tierJson(t: TierLine): Record<string, unknown> {
     status: t.status,
     reason: t.reason,
     elapsedMs: Math.round(t.elapsedMs * 10) / 10,
+    skipCode: t.status === 'skipped' ? (t.code ?? null) : null,
     errorCode: typeof code === 'string' ? code : null,
   };
 }
@@ -123,6 +124,7 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
       ladder.push({
         tier: e.tier,
         status: e.status,
+        code: e.code,
         reason: e.reason,
         elapsedMs: e.elapsedMs,
         error: e.error,

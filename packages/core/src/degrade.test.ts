@@ -57,12 +57,12 @@ describe('degrade', () => {
     const ladder = degrade<string, string>({
       clock,
       tiers: [
-        { name: 'fresh-cache', run: (ctx) => ctx.skip('not cached') },
+        { name: 'fresh-cache', run: (ctx) => ctx.skip('NOT_CACHED', 'not cached') },
         {
           name: 'primary',
           run: () => {
             clock.advance(30);
-            throw new Error('ECONNREFUSED');
+            throw Object.assign(new Error('ECONNREFUSED'), { code: 'ECONNREFUSED' });
           },
         },
         {
@@ -86,11 +86,11 @@ describe('degrade', () => {
     assert.equal(result.elapsedMs, 50);
     assert.equal(result.shared, false);
     assert.deepEqual(
-      result.tiers.map((r) => [r.tier, r.status, r.reason, r.elapsedMs]),
+      result.tiers.map((r) => [r.tier, r.status, r.code, r.reason, r.elapsedMs]),
       [
-        ['fresh-cache', 'skipped', 'not cached', 0],
-        ['primary', 'failed', 'ECONNREFUSED', 30],
-        ['fallback', 'served', '', 20],
+        ['fresh-cache', 'skipped', 'NOT_CACHED', 'not cached', 0],
+        ['primary', 'failed', 'ECONNREFUSED', 'ECONNREFUSED', 30],
+        ['fallback', 'served', undefined, '', 20],
       ],
     );
   });
@@ -99,9 +99,12 @@ describe('degrade', () => {
     const boom = new Error('HTTP 503');
     const ladder = degrade<void, string>({
       tiers: [
-        { name: 'fresh-cache', run: (ctx) => ctx.skip('not cached') },
+        { name: 'fresh-cache', run: (ctx) => ctx.skip('NOT_CACHED') },
         { name: 'primary', run: () => Promise.reject(boom) },
-        { name: 'stale-cache', run: (ctx) => ctx.skip('stale copy is 90000 ms old; max-stale 60000 ms') },
+        {
+          name: 'stale-cache',
+          run: (ctx) => ctx.skip('TOO_STALE', 'stale copy is 90000 ms old; max-stale 60000 ms'),
+        },
       ],
     });
     const error = await ladder.execute().then(
@@ -113,6 +116,14 @@ describe('degrade', () => {
     assert.deepEqual(
       error.tiers.map((t) => `${t.tier}:${t.status}`),
       ['fresh-cache:skipped', 'primary:failed', 'stale-cache:skipped'],
+    );
+    assert.deepEqual(
+      error.tiers.map((t) => [t.code, t.reason]),
+      [
+        ['NOT_CACHED', 'NOT_CACHED'], // no reason given: the code stands in for it
+        [undefined, 'HTTP 503'], // a failure without a string code has none
+        ['TOO_STALE', 'stale copy is 90000 ms old; max-stale 60000 ms'],
+      ],
     );
     assert.deepEqual(error.errors, [boom]);
     assert.equal(error.cause, boom);
@@ -185,14 +196,14 @@ describe('degrade', () => {
     const ladder = degrade<void, number>({
       name: 'get',
       tiers: [
-        { name: 'a', run: (ctx) => ctx.skip('empty') },
-        { name: 'b', run: () => Promise.reject(new Error('down')) },
+        { name: 'a', run: (ctx) => ctx.skip('EMPTY', 'empty') },
+        { name: 'b', run: () => Promise.reject(Object.assign(new Error('down'), { code: 'E_DOWN' })) },
         { name: 'c', run: () => 3 },
       ],
     });
     const seen: string[] = [];
     const sub = ladder.onTier((e: TierEvent) =>
-      seen.push(`${e.name}/${e.key}/${e.tier}:${e.status}:${e.reason}`),
+      seen.push(`${e.name}/${e.key}/${e.tier}:${e.status}:${e.code ?? ''}:${e.reason}`),
     );
     ladder.onTier(() => {
       throw new Error('listener bug');
@@ -202,12 +213,12 @@ describe('degrade', () => {
     const result = await ladder.execute(undefined, { key: 'k1' });
     assert.equal(result.value, 3);
     assert.deepEqual(seen, [
-      'get/k1/a:start:',
-      'get/k1/a:skipped:empty',
-      'get/k1/b:start:',
-      'get/k1/b:failed:down',
-      'get/k1/c:start:',
-      'get/k1/c:served:',
+      'get/k1/a:start::',
+      'get/k1/a:skipped:EMPTY:empty',
+      'get/k1/b:start::',
+      'get/k1/b:failed:E_DOWN:down',
+      'get/k1/c:start::',
+      'get/k1/c:served::',
     ]);
     sub.dispose();
     await ladder.execute(undefined, { key: 'k1' });
@@ -224,7 +235,7 @@ describe('degrade', () => {
       singleFlight: true,
       key: (url) => url,
       tiers: [
-        { name: 'fresh-cache', run: (ctx) => ctx.skip('not cached') },
+        { name: 'fresh-cache', run: (ctx) => ctx.skip('NOT_CACHED', 'not cached') },
         {
           name: 'primary',
           run: (ctx) => {

@@ -6,9 +6,9 @@
  * ```ts
  * const ladder = degrade<string, Body>({
  *   tiers: [
- *     { name: 'fresh-cache', run: (ctx) => cache.fresh(ctx.input) ?? ctx.skip('not cached') },
+ *     { name: 'fresh-cache', run: (ctx) => cache.fresh(ctx.input) ?? ctx.skip('NOT_CACHED') },
  *     { name: 'primary', run: (ctx) => fetchFrom(primary, ctx.input, ctx.signal), policy: guarded },
- *     { name: 'stale-cache', run: (ctx) => cache.stale(ctx.input) ?? ctx.skip('no stale copy') },
+ *     { name: 'stale-cache', run: (ctx) => cache.stale(ctx.input) ?? ctx.skip('NO_STALE_COPY', 'no stale copy') },
  *   ],
  *   singleFlight: true,
  *   key: (url) => url,
@@ -35,7 +35,15 @@ export type { TierReport };
 
 /** Returned by {@link TierContext.skip}: the tier had nothing to offer (not a failure). */
 export class TierSkip {
-  constructor(readonly reason: string) {}
+  /** For people: `reason` as given, else the code. */
+  readonly reason: string;
+  constructor(
+    /** For programs: why the tier had nothing to offer, e.g. `NOT_CACHED` (reported as `TierReport.code`). */
+    readonly code: string,
+    reason?: string,
+  ) {
+    this.reason = reason ?? code;
+  }
 }
 
 /** What a tier's `run` sees: the call context plus the ladder's input and what happened so far. */
@@ -46,14 +54,17 @@ export interface TierContext<I> extends CallContext {
   readonly tier: string;
   /** Reports of the tiers tried before this one, in order. */
   readonly previous: readonly TierReport[];
-  /** Returns a marker meaning "this tier has nothing to offer": `return ctx.skip('not cached')`. */
-  skip(reason: string): TierSkip;
+  /**
+   * Returns a marker meaning "this tier has nothing to offer": `return ctx.skip('NOT_CACHED', 'not in the
+   * cache')`. The code is for programs (`TierReport.code`), the reason for people (defaults to the code).
+   */
+  skip(code: string, reason?: string): TierSkip;
 }
 
 export interface Tier<I, T> {
   /** Reported in results, events and errors, e.g. `primary`, `stale-cache`. */
   readonly name: string;
-  /** Produces the value, throws (a failure) or returns `ctx.skip(reason)`. */
+  /** Produces the value, throws (a failure) or returns `ctx.skip(code, reason)`. */
   readonly run: (ctx: TierContext<I>) => T | TierSkip | PromiseLike<T | TierSkip>;
   /** The policy this tier runs under (timeout, retry, breaker, … or a pipeline of them). @default none */
   readonly policy?: Policy;
@@ -82,6 +93,8 @@ export interface TierEvent {
   readonly tierIndex: number;
   /** `start` before a tier runs, then one of `served`, `skipped`, `failed`. */
   readonly status: 'start' | TierStatus;
+  /** As in {@link TierReport}: the skip code, or a failure's string `code`; absent otherwise. */
+  readonly code?: string;
   readonly reason: string;
   readonly error?: unknown;
   readonly elapsedMs: number;
@@ -232,7 +245,7 @@ export class Degrader<I, T> {
       const tier = this.tiers[index]!;
       if (root.aborted) throw root.reason;
       const tierStart = this.clock.now();
-      this.#emit(key, tier.name, index, 'start', '', undefined, 0);
+      this.#emit(key, tier.name, index, 'start', undefined, '', undefined, 0);
       let outcome: T | TierSkip;
       try {
         const run = (ctx: CallContext): Promise<T | TierSkip> =>
@@ -241,22 +254,28 @@ export class Degrader<I, T> {
       } catch (error) {
         const elapsedMs = this.clock.now() - tierStart;
         if (root.aborted) throw root.reason;
+        const code = codeOf(error);
         if (this.#shouldDegrade !== undefined && !this.#shouldDegrade(error, tier.name)) {
-          this.#emit(key, tier.name, index, 'failed', messageOf(error), error, elapsedMs);
+          this.#emit(key, tier.name, index, 'failed', code, messageOf(error), error, elapsedMs);
           throw error;
         }
-        reports.push({ tier: tier.name, status: 'failed', reason: messageOf(error), error, elapsedMs });
-        this.#emit(key, tier.name, index, 'failed', messageOf(error), error, elapsedMs);
+        const report: TierReport =
+          code === undefined
+            ? { tier: tier.name, status: 'failed', reason: messageOf(error), error, elapsedMs }
+            : { tier: tier.name, status: 'failed', code, reason: messageOf(error), error, elapsedMs };
+        reports.push(report);
+        this.#emit(key, tier.name, index, 'failed', code, report.reason, error, elapsedMs);
         continue;
       }
       const elapsedMs = this.clock.now() - tierStart;
       if (outcome instanceof TierSkip) {
-        reports.push({ tier: tier.name, status: 'skipped', reason: outcome.reason, elapsedMs });
-        this.#emit(key, tier.name, index, 'skipped', outcome.reason, undefined, elapsedMs);
+        const { code, reason } = outcome;
+        reports.push({ tier: tier.name, status: 'skipped', code, reason, elapsedMs });
+        this.#emit(key, tier.name, index, 'skipped', code, reason, undefined, elapsedMs);
         continue;
       }
       reports.push({ tier: tier.name, status: 'served', reason: '', elapsedMs });
-      this.#emit(key, tier.name, index, 'served', '', undefined, elapsedMs);
+      this.#emit(key, tier.name, index, 'served', undefined, '', undefined, elapsedMs);
       return {
         value: outcome,
         tier: tier.name,
@@ -273,15 +292,23 @@ export class Degrader<I, T> {
     tier: string,
     tierIndex: number,
     status: TierEvent['status'],
+    code: string | undefined,
     reason: string,
     error: unknown,
     elapsedMs: number,
   ): void {
     if (!this.#onTier.active) return;
-    const event: TierEvent =
-      error === undefined
-        ? { name: this.name, key, tier, tierIndex, status, reason, elapsedMs }
-        : { name: this.name, key, tier, tierIndex, status, reason, error, elapsedMs };
+    const event: { -readonly [K in keyof TierEvent]: TierEvent[K] } = {
+      name: this.name,
+      key,
+      tier,
+      tierIndex,
+      status,
+      reason,
+      elapsedMs,
+    };
+    if (code !== undefined) event.code = code;
+    if (error !== undefined) event.error = error;
     this.#onTier.emit(event);
   }
 }
@@ -315,9 +342,15 @@ class TierCallContext<I> implements TierContext<I> {
   remainingMs(): number {
     return this.inner.remainingMs();
   }
-  skip(reason: string): TierSkip {
-    return new TierSkip(reason);
+  skip(code: string, reason?: string): TierSkip {
+    return new TierSkip(code, reason);
   }
+}
+
+/** A failure's machine-readable code: its `code` property when that is a non-empty string. */
+function codeOf(error: unknown): string | undefined {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && code !== '' ? code : undefined;
 }
 
 function messageOf(error: unknown): string {

@@ -211,7 +211,12 @@ export class RateLimitedError extends BulwarkError {
 export interface TierReport {
   readonly tier: string;
   readonly status: 'served' | 'skipped' | 'failed';
-  /** Skip reason or failure message (empty when served). */
+  /**
+   * For programs: the code given to `ctx.skip(code, reason)` when skipped; the failure's string `code`
+   * property (e.g. `BULWARK_ERR_TIMEOUT`) when failed and it has one; absent when served.
+   */
+  readonly code?: string;
+  /** For people: skip reason or failure message (empty when served). */
   readonly reason: string;
   /** The failure (only when `status` is `failed`). */
   readonly error?: unknown;

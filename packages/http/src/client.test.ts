@@ -138,6 +138,7 @@ describe('tiers', () => {
     assert.equal(last.tier, 'stale-cache');
     assert.equal(last.status, 'skipped');
     assert.match(last.reason, /90000 ms past freshness; max-stale 60000 ms/);
+    assert.equal(last.code, 'TOO_STALE');
     assert.ok(error.tiers[1]!.error instanceof HttpStatusError);
   });
 
@@ -150,12 +151,14 @@ describe('tiers', () => {
     assert.ok(error instanceof AllSourcesFailedError);
     assert.equal(error.code, 'BULWARK_ERR_ALL_SOURCES_FAILED');
     assert.deepEqual(
-      error.tiers.map((t) => `${t.tier}:${t.status}:${t.status === 'skipped' ? t.reason : ''}`),
+      error.tiers.map(
+        (t) => `${t.tier}:${t.status}:${t.code ?? ''}:${t.status === 'skipped' ? t.reason : ''}`,
+      ),
       [
-        'fresh-cache:skipped:not cached',
-        'primary:failed:',
-        'fallback-1:failed:',
-        'stale-cache:skipped:no cached copy',
+        'fresh-cache:skipped:NOT_CACHED:not cached',
+        'primary:failed:BULWARK_ERR_HTTP_NETWORK:',
+        'fallback-1:failed:BULWARK_ERR_HTTP_NETWORK:',
+        'stale-cache:skipped:NOT_CACHED:no cached copy',
       ],
     );
   });

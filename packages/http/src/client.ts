@@ -59,6 +59,7 @@ import {
   type ResolvedOptions,
 } from './options.js';
 import { resetGuard } from './reset-guard.js';
+import { TIER_SKIP_CODES as SKIP, tierOf, type HttpTier } from './tiers.js';
 import { parseHttpUrl } from './url.js';
 import {
   ACCEPT_ENCODING,
@@ -74,20 +75,6 @@ import {
   type OpenResponse,
   type ResponseHeaders,
 } from './transport.js';
-
-/**
- * The skip reasons of the cache tiers when no cached copy was there to judge (stable strings: a CLI can
- * tell "nothing cached" from "a copy existed but was too old" by them).
- */
-export const NO_COPY_REASONS = Object.freeze({
-  cacheDisabled: 'cache disabled',
-  noStore: 'cache not used for this call (no-store)',
-  notCached: 'not cached',
-  noCopy: 'no cached copy',
-});
-
-/** Which kind of tier served. */
-export type HttpTier = 'fresh-cache' | 'primary' | 'fallback' | 'stale-cache';
 
 export interface HttpGetOptions {
   /** Mirror URLs of the same resource, tried in order after the primary. @default [] */
@@ -379,7 +366,7 @@ export class HttpClient {
     result: { tier: string; tiers: readonly TierReport[]; elapsedMs: number; shared: boolean },
     flight: Flight,
   ): HttpResult & { sink: BodySink | undefined } {
-    const tier: HttpTier = result.tier.startsWith('fallback') ? 'fallback' : (result.tier as HttpTier);
+    const tier = tierOf(result.tier);
     return {
       status: served.status,
       headers: served.headers,
@@ -461,27 +448,28 @@ export class HttpClient {
 
   async #freshTier(ctx: TierContext<Flight>): Promise<Served | ReturnType<typeof ctx.skip>> {
     const f = ctx.input;
-    if (this.#cache === undefined) return ctx.skip(NO_COPY_REASONS.cacheDisabled);
-    if (f.mode === 'no-store') return ctx.skip(NO_COPY_REASONS.noStore);
+    if (this.#cache === undefined) return ctx.skip(SKIP.CACHE_DISABLED, 'cache disabled');
+    if (f.mode === 'no-store') return ctx.skip(SKIP.NO_STORE, 'cache not used for this call (no-store)');
     let entry: CacheEntryHandle | undefined;
     try {
       entry = await this.#cache.open(f.key);
     } catch (error) {
       this.#cacheError('read', f.key, error);
-      return ctx.skip(`cache read failed: ${messageOf(error)}`);
+      return ctx.skip(SKIP.CACHE_READ_FAILED, `cache read failed: ${messageOf(error)}`);
     }
     const policy = entry === undefined ? undefined : restore(this.#Policy, entry);
-    if (entry === undefined || policy === undefined) return ctx.skip(NO_COPY_REASONS.notCached);
+    if (entry === undefined || policy === undefined) return ctx.skip(SKIP.NOT_CACHED, 'not cached');
     f.entry = entry;
     f.policy = policy;
-    if (f.mode === 'no-cache') return ctx.skip('revalidation requested (no-cache)');
+    if (f.mode === 'no-cache')
+      return ctx.skip(SKIP.REVALIDATION_REQUESTED, 'revalidation requested (no-cache)');
     const decision = freshDecision(policy, f.req);
-    if (decision.use === 'no') return ctx.skip(decision.reason);
+    if (decision.use === 'no') return ctx.skip(decision.code, decision.reason);
     const served = await this.#serveStored(ctx, f, entry, policy, decision.age, false, 0);
     if (served === undefined) {
       f.entry = undefined;
       f.policy = undefined;
-      return ctx.skip('cached copy is damaged');
+      return ctx.skip(SKIP.CACHE_DAMAGED, 'cached copy is damaged');
     }
     if (decision.use === 'stale-while-revalidate') this.#revalidateInBackground(f);
     return served;
@@ -489,13 +477,13 @@ export class HttpClient {
 
   async #staleTier(ctx: TierContext<Flight>): Promise<Served | ReturnType<typeof ctx.skip>> {
     const f = ctx.input;
-    if (this.#cache === undefined) return ctx.skip(NO_COPY_REASONS.cacheDisabled);
-    if (f.mode === 'no-store') return ctx.skip(NO_COPY_REASONS.noStore);
-    if (f.entry === undefined || f.policy === undefined) return ctx.skip(NO_COPY_REASONS.noCopy);
+    if (this.#cache === undefined) return ctx.skip(SKIP.CACHE_DISABLED, 'cache disabled');
+    if (f.mode === 'no-store') return ctx.skip(SKIP.NO_STORE, 'cache not used for this call (no-store)');
+    if (f.entry === undefined || f.policy === undefined) return ctx.skip(SKIP.NOT_CACHED, 'no cached copy');
     const decision = staleDecision(f.policy, this.options.maxStaleMs, HTTP_CLIENT_DEFAULTS.defaultMaxStaleMs);
-    if (!decision.use) return ctx.skip(decision.reason);
+    if (!decision.use) return ctx.skip(decision.code, decision.reason);
     const served = await this.#serveStored(ctx, f, f.entry, f.policy, decision.age, false, 0);
-    if (served === undefined) return ctx.skip('cached copy is damaged');
+    if (served === undefined) return ctx.skip(SKIP.CACHE_DAMAGED, 'cached copy is damaged');
     return served;
   }
 
@@ -564,7 +552,9 @@ export class HttpClient {
     const f = ctx.input;
     const o = this.options;
     const remaining = f.deadlineAt - o.clock.now();
-    if (!(remaining > 0)) return ctx.skip(`total timeout of ${o.totalTimeoutMs} ms already spent`);
+    if (!(remaining > 0)) {
+      return ctx.skip(SKIP.DEADLINE_SPENT, `total timeout of ${o.totalTimeoutMs} ms already spent`);
+    }
     // the budget left is shared fairly: this source may use at most remaining / (sources still to try),
     // so a black-holed primary cannot starve the mirrors (the last source gets all that is left)
     const sourcesLeft = f.fallbackUrls.length - index + 1;

@@ -18,13 +18,16 @@ it('exports exactly the documented values', () => {
     'HttpStatusError',
     'MEMORY_CACHE_DEFAULTS',
     'MemoryCacheStore',
-    'NO_COPY_REASONS',
+    'NO_COPY_CODES',
     'RETRYABLE_STATUSES',
+    'TIER_SKIP_CODES',
     'classifyNetworkError',
     'createHttpClient',
     'defaultCacheDir',
     'fetchAll',
     'isRetryableHttpError',
+    'isSourceTier',
     'parseRetryAfter',
+    'tierOf',
   ]);
 });

@@ -20,7 +20,9 @@ export type { FetchAllOptions } from './fetch-all-options.js';
 export { FETCH_ERROR_CODES } from './fetch-all-errors.js';
 export type { FetchErrorCode } from './fetch-all-errors.js';
 
-export { createHttpClient, HttpClient, NO_COPY_REASONS } from './client.js';
+export { createHttpClient, HttpClient } from './client.js';
+export { NO_COPY_CODES, TIER_SKIP_CODES, isSourceTier, tierOf } from './tiers.js';
+export type { HttpTier, TierSkipCode } from './tiers.js';
 export type {
   BodyInfo,
   HttpAttemptEvent,
@@ -31,7 +33,6 @@ export type {
   HttpGetOptions,
   HttpResponse,
   HttpResult,
-  HttpTier,
   SinkFactory,
 } from './client.js';
 export { HTTP_CLIENT_DEFAULTS } from './options.js';

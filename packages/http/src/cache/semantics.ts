@@ -9,6 +9,7 @@
  *   (`must-revalidate`, `no-cache`).
  */
 import CachePolicy from 'http-cache-semantics';
+import type { TierSkipCode } from '../tiers.js';
 import type { ResponseHeaders } from '../transport.js';
 
 /** http-cache-semantics with an injectable wall clock (it reads `this.now()` for every age). */
@@ -70,7 +71,7 @@ export function ageOf(policy: CachePolicy): CacheAge {
 
 export type FreshDecision =
   | { readonly use: 'fresh' | 'stale-while-revalidate'; readonly age: CacheAge }
-  | { readonly use: 'no'; readonly reason: string; readonly age: CacheAge };
+  | { readonly use: 'no'; readonly code: TierSkipCode; readonly reason: string; readonly age: CacheAge };
 
 export function freshDecision(policy: CachePolicy, req: CachePolicy.HttpRequest): FreshDecision {
   const age = ageOf(policy);
@@ -80,15 +81,22 @@ export function freshDecision(policy: CachePolicy, req: CachePolicy.HttpRequest)
     return { use: 'stale-while-revalidate', age };
   }
   const cc = policy.toObject().rescc;
-  const reason =
-    cc['no-cache'] !== undefined
-      ? 'stored response has no-cache: must revalidate'
-      : cc['must-revalidate'] !== undefined && age.stalenessMs > 0
-        ? `stale by ${age.stalenessMs} ms (must-revalidate)`
-        : age.stalenessMs > 0 || age.lifetimeMs === 0
-          ? `stale by ${age.stalenessMs} ms (age ${age.ageMs} ms, max-age ${age.lifetimeMs} ms)`
-          : 'stored response does not match the request';
-  return { use: 'no', reason, age };
+  if (cc['no-cache'] !== undefined) {
+    return {
+      use: 'no',
+      code: 'MUST_REVALIDATE',
+      reason: 'stored response has no-cache: must revalidate',
+      age,
+    };
+  }
+  if (cc['must-revalidate'] !== undefined && age.stalenessMs > 0) {
+    return { use: 'no', code: 'STALE', reason: `stale by ${age.stalenessMs} ms (must-revalidate)`, age };
+  }
+  if (age.stalenessMs > 0 || age.lifetimeMs === 0) {
+    const reason = `stale by ${age.stalenessMs} ms (age ${age.ageMs} ms, max-age ${age.lifetimeMs} ms)`;
+    return { use: 'no', code: 'STALE', reason, age };
+  }
+  return { use: 'no', code: 'NOT_MATCHING', reason: 'stored response does not match the request', age };
 }
 
 /** Seconds of a Cache-Control directive such as `stale-if-error=60`, in ms; undefined when absent. */
@@ -101,7 +109,7 @@ function directiveMs(policy: CachePolicy, name: string): number | undefined {
 
 export type StaleDecision =
   | { readonly use: true; readonly age: CacheAge; readonly boundMs: number }
-  | { readonly use: false; readonly reason: string; readonly age: CacheAge };
+  | { readonly use: false; readonly code: TierSkipCode; readonly reason: string; readonly age: CacheAge };
 
 /**
  * Whether the stale tier may serve this copy. The bound is `maxStaleMs` when given, else the response's
@@ -115,15 +123,18 @@ export function staleDecision(
   const age = ageOf(policy);
   const cc = policy.toObject().rescc;
   if (cc['must-revalidate'] !== undefined) {
-    return { use: false, reason: 'stored response has must-revalidate: never served stale', age };
+    const reason = 'stored response has must-revalidate: never served stale';
+    return { use: false, code: 'MUST_REVALIDATE', reason, age };
   }
   if (cc['no-cache'] !== undefined) {
-    return { use: false, reason: 'stored response has no-cache: never served without revalidation', age };
+    const reason = 'stored response has no-cache: never served without revalidation';
+    return { use: false, code: 'MUST_REVALIDATE', reason, age };
   }
   const boundMs = maxStaleMs ?? directiveMs(policy, 'stale-if-error') ?? defaultMaxStaleMs;
   if (age.stalenessMs > boundMs) {
     return {
       use: false,
+      code: 'TOO_STALE',
       reason: `stale copy is ${age.stalenessMs} ms past freshness; max-stale ${boundMs} ms`,
       age,
     };
