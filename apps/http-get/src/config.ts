@@ -11,6 +11,9 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { HTTP_CLIENT_DEFAULTS, defaultCacheDir } from '@bulwark/http';
 import { METRICS_FILE_ENV, metricsFileProblem } from './metrics.js';
 
+/** The cache directory's name under $XDG_CACHE_HOME (or ~/.cache): the CLI's own, not the library's default. */
+const CACHE_APP_NAME = 'bulwark-http-get';
+
 /** The version `--version` prints (and the User-Agent carries): package.json's. */
 export const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
 
@@ -563,7 +566,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
       insecure: o.insecure === true,
       cacert: o.cacert === undefined ? undefined : readFileSync(o.cacert, 'utf8'),
       cacertPath: o.cacert,
-      cacheDir: o.cache === false ? undefined : (o.cacheDir ?? defaultCacheDir(env)),
+      cacheDir: o.cache === false ? undefined : (o.cacheDir ?? defaultCacheDir(env, CACHE_APP_NAME)),
       maxStaleMs: o.maxStaleMs,
       output,
       remoteName: o.remoteName === true,

@@ -120,7 +120,7 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
   // answer ended the ladder (a 404 rejects with the error alone)
   const ladder: TierLine[] = [];
   client.onTier((e: TierEvent) => {
-    if (e.name === 'http-get' && e.status !== 'start')
+    if (e.name === 'http-client' && e.status !== 'start')
       ladder.push({
         tier: e.tier,
         status: e.status,

@@ -268,7 +268,7 @@ export class HttpClient {
   readonly #onTier = new EventEmitter<TierEvent>();
   readonly #onAttempt = new EventEmitter<HttpAttemptEvent>();
   readonly #onCacheError = new EventEmitter<HttpCacheErrorEvent>();
-  /** Every tier starting and ending (how `http-get -v` shows the ladder). */
+  /** Every tier starting and ending (events named `http-client`; how a CLI can show the ladder as it happens). */
   readonly onTier: Subscribe<TierEvent> = this.#onTier.subscribe;
   /** Every HTTP request made by a network tier. */
   readonly onAttempt: Subscribe<HttpAttemptEvent> = this.#onAttempt.subscribe;
@@ -416,7 +416,7 @@ export class HttpClient {
     let ladder = this.#ladders.get(fallbacks);
     if (ladder !== undefined) return ladder;
     ladder = degrade<Flight, Served>({
-      name: 'http-get',
+      name: 'http-client',
       clock: this.options.clock,
       singleFlight: true,
       // a definitive answer from the primary (404, 403, body too large, bad redirect) is not an outage;

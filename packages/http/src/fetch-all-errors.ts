@@ -1,6 +1,7 @@
 /**
  * The stable outcome codes of `fetchAll` results (`FetchResult.errorCode`), and how an error becomes one.
- * The codes are part of the output format of the `many-requests` CLI: add new ones, never rename.
+ * The codes are part of @bulwark/http's API (programs and CLIs such as many-requests print them): add new
+ * ones, never rename.
  */
 import { CircuitOpenError, TimeoutError } from '@bulwark/core';
 import { HttpBodyTooLargeError, HttpNetworkError, HttpStatusError, type NetworkErrorKind } from './errors.js';

@@ -356,9 +356,10 @@ describe('DiskCacheStore (format 3: metadata snapshots, bodies streamed into the
     assert.deepEqual((await readdir(dir)).sort(), ['v3']);
   });
 
-  it('defaults to $XDG_CACHE_HOME/bulwark-http-get, else ~/.cache/bulwark-http-get', () => {
-    assert.equal(defaultCacheDir({ XDG_CACHE_HOME: '/x/cache' }), '/x/cache/bulwark-http-get');
-    assert.match(defaultCacheDir({}), /\/\.cache\/bulwark-http-get$/);
-    assert.match(defaultCacheDir({ XDG_CACHE_HOME: 'relative' }), /\/\.cache\/bulwark-http-get$/);
+  it('defaults to $XDG_CACHE_HOME/bulwark-http, else ~/.cache/bulwark-http; an app passes its own name', () => {
+    assert.equal(defaultCacheDir({ XDG_CACHE_HOME: '/x/cache' }), '/x/cache/bulwark-http');
+    assert.match(defaultCacheDir({}), /\/\.cache\/bulwark-http$/);
+    assert.match(defaultCacheDir({ XDG_CACHE_HOME: 'relative' }), /\/\.cache\/bulwark-http$/);
+    assert.equal(defaultCacheDir({ XDG_CACHE_HOME: '/x/cache' }, 'my-app'), '/x/cache/my-app');
   });
 });

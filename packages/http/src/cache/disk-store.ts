@@ -63,7 +63,7 @@ import {
 } from './store.js';
 
 export interface DiskCacheStoreOptions {
-  /** The cache directory. @default `$XDG_CACHE_HOME/bulwark-http-get` (or `~/.cache/bulwark-http-get`) */
+  /** The cache directory. @default `$XDG_CACHE_HOME/bulwark-http` (or `~/.cache/bulwark-http`) */
   dir?: string;
   /**
    * Total bytes of entry files kept; past it, the least recently written entries are removed down to 90 %
@@ -75,13 +75,13 @@ export interface DiskCacheStoreOptions {
 
 export const DISK_CACHE_DEFAULTS = Object.freeze({
   maxBytes: 256 * 1024 * 1024,
-  appName: 'bulwark-http-get',
+  appName: 'bulwark-http',
 });
 
 /** The default cache directory: `$XDG_CACHE_HOME/<app>`, else `~/.cache/<app>`. */
 export function defaultCacheDir(
   env: NodeJS.ProcessEnv = process.env,
-  app = DISK_CACHE_DEFAULTS.appName,
+  app: string = DISK_CACHE_DEFAULTS.appName,
 ): string {
   const xdg = env['XDG_CACHE_HOME'];
   return join(xdg !== undefined && xdg !== '' && xdg.startsWith('/') ? xdg : join(homedir(), '.cache'), app);
