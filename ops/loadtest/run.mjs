@@ -218,7 +218,9 @@ async function measureRedis() {
   const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   let store;
   try {
-    const { RedisRateLimitStore, hashKey } = await import(join(ROOT, 'packages/service/dist/index.js'));
+    const { RedisRateLimitStore } = await import(join(ROOT, 'packages/service/dist/index.js'));
+    // not exported (internal to the kit): the key hash the limiter applies to header keys
+    const { hashKey } = await import(join(ROOT, 'packages/service/dist/rate-limit.js'));
     store = new RedisRateLimitStore({ url, keyPrefix: 'bulwark:loadtest:', commandTimeoutMs: 1000 });
     if (store.client.status !== 'ready') {
       await new Promise((resolve, reject) => {

@@ -1,119 +1,91 @@
 /**
- * Configuration comes only from the environment. `loadConfig(env)` turns it into typed options, with
- * every default declared once in {@link DEFAULTS}; a bad value is reported with the variable's name,
- * what was received and what is allowed (all problems at once), and `main.ts` exits non-zero.
+ * Configuration comes only from the environment, read through one table, {@link ENV}: each variable is
+ * one row — its name, parser, the option it sets (in the kit's, core's or the validator client's words),
+ * its default and its doc line. docs/gcd-service.md's table is checked against it (test/docs.test.ts), so
+ * a default is written once: the kit's (`SERVICE_DEFAULTS`, `RATE_LIMIT_DEFAULTS`, `SHEDDING_DEFAULTS`,
+ * `SHUTDOWN_DEFAULTS`), the validator client's (`VALIDATOR_DEFAULTS`, built on core's), or this
+ * service's own choice in {@link DEFAULTS}. A bad value is reported with the variable's name, what was
+ * received and what is allowed (all problems at once), and `main.ts` exits non-zero.
  *
- * An empty value (`PORT=`) counts as unset, as Docker Compose writes unset interpolations.
+ * Rules across variables are checked here, except those the kit checks itself (`headersTimeoutMs` ≤
+ * `requestTimeoutMs`): those come back from `createGcdServer` as a {@link ConfigError} naming the
+ * variables, through {@link configErrorOf}.
+ *
  * Secrets (the password in `REDIS_URL`) are never echoed: see {@link redactUrl}.
  */
 import { availableParallelism } from 'node:os';
+import { InvalidOptionError } from '@bulwark/core';
+import {
+  RATE_LIMIT_DEFAULTS,
+  SERVICE_DEFAULTS,
+  SHEDDING_DEFAULTS,
+  SHUTDOWN_DEFAULTS,
+  type RateLimitOptions,
+  type ServiceOptions,
+  type SheddingOptions,
+  type StoreErrorMode,
+} from '@bulwark/service';
+import {
+  ConfigError,
+  bool,
+  describeTable,
+  envVar,
+  int,
+  oneOf,
+  rate,
+  readEnv,
+  text,
+  trustProxy,
+  url,
+  type ConfigIssue,
+  type Env,
+  type EnvVar,
+  type VariableInfo,
+} from './env.js';
+import { MAX_OPEN_DURATION_MS, VALIDATOR_DEFAULTS, type ValidatorOptions } from './validator-client.js';
+
+export { ConfigError } from './env.js';
+export type { ConfigIssue, VariableInfo } from './env.js';
 
 export type Mode = 'gcd' | 'validator';
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-export type RedisErrorMode = 'local' | 'allow' | 'deny';
-export type ShedAlgorithm = 'gradient2' | 'aimd';
+type LogLevel = NonNullable<ServiceOptions['logLevel']>;
+type ShedAlgorithm = Extract<NonNullable<SheddingOptions['algorithm']>, string>;
 
-/** The defaults, in one place. The docs table is checked against it (test/config.test.ts). */
+/**
+ * This service's own defaults: the settings the kit and core have no default for, and the few where gcd
+ * differs from the kit on purpose (said why). Every other default is the kit's or core's, read in {@link ENV}.
+ */
 export const DEFAULTS = Object.freeze({
-  /** What the process serves: the gcd service or the upstream validator. @default 'gcd' */
   mode: 'gcd' as Mode,
-  /** TCP port (0 = any free port). @default 3000 */
+  /** The Node convention for a development server, above 1024 so no privilege is needed. */
   port: 3000,
   /**
-   * Interface to listen on. Loopback by default, so a developer's `npm start` is not reachable from the
-   * network; containers set `HOST=0.0.0.0` (probes from outside the pod cannot reach loopback).
-   * @default '127.0.0.1'
+   * Loopback, so a developer's `npm start` is not reachable from the network; containers set
+   * `HOST=0.0.0.0` (probes from outside the pod cannot reach loopback).
    */
   host: '127.0.0.1',
-  /** Digits allowed per number. @default 1000 */
   maxDigits: 1000,
-  /**
-   * Inputs up to this many digits are computed on the event loop; longer ones in the worker pool.
-   * @default 100 (or MAX_DIGITS, when that is smaller)
-   */
+  /** Inputs up to this many digits are computed on the event loop; longer ones in the worker pool. */
   inlineMaxDigits: 100,
-  /** Deadline of a pool computation (queue wait included); past it the worker thread is terminated. @default 1000 */
+  /** Deadline of a pool computation (queue wait included); past it the worker thread is terminated. */
   computeTimeoutMs: 1000,
   /** Worker threads: the CPU count minus one (one core stays with the event loop), at least 1. */
   poolMaxThreads: Math.max(1, availableParallelism() - 1),
   /**
-   * Computations allowed to wait for a worker; more are refused at once with 503. Short on purpose (the
-   * SRE book: a queue of a few times the pool): a long queue only turns overload into latency. Default:
-   * 4 per thread — at half load a queue of 1 per thread refused ~1 % of pool requests for nothing, and
-   * under overload 4 waiting keep a request's wait within a few computations.
+   * Computations allowed to wait for a worker, per thread; more are refused at once with 503. Short on
+   * purpose (the SRE book: a queue of a few times the pool): a long queue only turns overload into
+   * latency. At half load a queue of 1 per thread refused ~1 % of pool requests for nothing, and under
+   * overload 4 waiting keep a request's wait within a few computations.
    */
-  poolMaxQueue: 4 * Math.max(1, availableParallelism() - 1),
-  /** Largest request body (the form). Must hold two numbers of `maxDigits`. @default 4096 (more when MAX_DIGITS needs it) */
+  poolQueuePerThread: 4,
+  /** The form holds two numbers: 4 KB, not the kit's 1 MB (more when MAX_DIGITS needs it). */
   bodyLimitBytes: 4096,
-  /** Largest request head (request line + headers). Must hold a URL with two numbers. @default 16384 (more when MAX_DIGITS needs it) */
-  maxHeaderBytes: 16384,
-  /** Whole request (headers and body) must arrive within this time. @default 10000 */
+  /** Whole request: 10 s, not the kit's 30 s — a form of two numbers arrives in well under a second. */
   requestTimeoutMs: 10_000,
-  /** Request headers must arrive within this time (slowloris). @default 5000 */
+  /** Request head (slowloris): 5 s, not the kit's 10 s, for the same reason. */
   headersTimeoutMs: 5_000,
-  /**
-   * Idle keep-alive sockets are closed after this time. Above the idle timeout of a load balancer in
-   * front (60 s for most), so the balancer closes first and never reuses a socket the server is closing.
-   * @default 72000
-   */
-  keepAliveTimeoutMs: 72_000,
-  /** A handler that has not answered by then gets a 503 (Fastify `handlerTimeout`). @default 5000 */
+  /** A request that waits (validator, pool) and is still running then gets a 503 (routes.ts). */
   handlerTimeoutMs: 5_000,
-  /** Graceful shutdown: in-flight requests get this long before the process exits anyway. @default 10000 */
-  shutdownTimeoutMs: 10_000,
-  /**
-   * On SIGTERM, keep serving this long with readiness failing before closing the listener, so a load
-   * balancer or Kubernetes takes the instance out first (set it above the readiness probe period). @default 0
-   */
-  drainDelayMs: 0,
-  /** pino level. @default 'info' */
-  logLevel: 'info' as LogLevel,
-  /** Log every request at info (costs about a third of the throughput; errors and slow requests are always logged). @default false */
-  accessLog: false,
-  /** Requests per second each client may make on average (0 turns rate limiting off). @default 20 */
-  rateLimitPerSecond: 20,
-  /** Requests a client may make at once after being idle. @default 40 */
-  rateLimitBurst: 40,
-  /** What a Redis failure means for the limit: a local in-memory bucket, let through, or 429. @default 'local' */
-  rateLimitOnRedisError: 'local' as RedisErrorMode,
-  /** Shed load (503 + Retry-After) with an adaptive concurrency limit and event-loop pressure. @default true */
-  loadShedding: true,
-  /** The adaptive concurrency-limit algorithm. @default 'gradient2' */
-  shedAlgorithm: 'gradient2' as ShedAlgorithm,
-  /**
-   * Whose `X-Forwarded-For` to believe for the client address (rate-limit key, logs): `false`, `true`
-   * (any: only behind a proxy that overwrites the header) or a comma list of proxy addresses / CIDRs.
-   * @default false
-   */
-  trustProxy: false as boolean | readonly string[],
-  /** Reload the TLS certificate when its files change (SIGHUP always reloads). @default true */
-  tlsWatch: true,
-  /** Per-attempt timeout of a call to the validator. @default 300 */
-  validatorTimeoutMs: 300,
-  /** Retries after a failed validator call (so at most 1 + this many attempts). @default 2 */
-  validatorRetries: 2,
-  /** Overall deadline of the validation step, retries included; then local validation is used. @default 1000 */
-  validatorDeadlineMs: 1_000,
-  /** How long the validator's breaker stays open before it lets a probe through. @default 5000 */
-  validatorOpenMs: 5_000,
-  /** Failed validator calls in a row that open its breaker (the chapter's `failure_threshold`). @default 5 */
-  validatorFailureThreshold: 5,
-  /**
-   * Share the validator breaker's trips with every instance on the same Redis (`REDIS_URL`): one
-   * instance's trip opens the others' breakers at once; each still probes on its own schedule.
-   * @default false
-   */
-  validatorFleetBreaker: false,
-  /** Game day: share of validator calls that fail, injected inside its breaker (0 = off). @default 0 */
-  chaosValidatorFaultRate: 0,
-  /** Game day: share of validator calls delayed by `CHAOS_VALIDATOR_LATENCY_MS` (0 = off). @default 0 */
-  chaosValidatorLatencyRate: 0,
-  /** Game day: the delay added to a validator call, inside its per-attempt timeout. @default 0 */
-  chaosValidatorLatencyMs: 0,
-  /** Game day: share of pool computations that fail as if their worker crashed (0 = off). @default 0 */
-  chaosComputeFaultRate: 0,
-  /** Game day: inject even though NODE_ENV=production. @default false */
-  chaosAllowInProduction: false,
 });
 
 export interface TlsConfig {
@@ -122,16 +94,8 @@ export interface TlsConfig {
   readonly watch: boolean;
 }
 
-export interface ValidatorConfig {
-  readonly url: string;
-  readonly timeoutMs: number;
-  readonly retries: number;
-  readonly deadlineMs: number;
-  readonly openMs: number;
-  readonly failureThreshold: number;
-  /** Share the breaker's trips through Redis (`REDIS_URL`) with the other instances. */
-  readonly fleetBreaker?: boolean;
-}
+/** The validator client's options (core's words) with its URL. */
+export type ValidatorConfig = ValidatorOptions;
 
 /**
  * A game day (docs/ops/game-day.md): faults and latency injected by @bulwark/core's chaos policies.
@@ -146,14 +110,16 @@ export interface ChaosConfig {
   readonly seed: number | undefined;
 }
 
-export interface RateLimitConfig {
-  readonly perSecond: number;
-  readonly burst: number;
-  readonly onRedisError: RedisErrorMode;
-  /** Key clients by this header (e.g. `x-api-key`, hashed) instead of by address. */
-  readonly keyHeader: string | undefined;
-}
+/** The kit's rate-limit options this service sets (`redisUrl` is added from {@link GcdConfig.redisUrl}). */
+export type RateLimitConfig = Readonly<
+  Required<Pick<RateLimitOptions, 'ratePerSecond' | 'burst' | 'onStoreError'>> &
+    Pick<RateLimitOptions, 'keyHeader'>
+>;
 
+/**
+ * The typed configuration. Names are the kit's (`ServiceOptions`, `ShutdownOptions`, `rateLimit`,
+ * `shedding`) and the validator client's (core's `circuitBreaker` and `retry`), so they pass through unrenamed.
+ */
 export interface GcdConfig {
   readonly mode: Mode;
   readonly port: number;
@@ -175,8 +141,8 @@ export interface GcdConfig {
   readonly accessLog: boolean;
   /** Per-client rate limit; undefined = off. */
   readonly rateLimit: RateLimitConfig | undefined;
-  readonly loadShedding: boolean;
-  readonly shedAlgorithm: ShedAlgorithm;
+  /** The kit's load shedding, or `false`. */
+  readonly shedding: Readonly<{ algorithm: ShedAlgorithm }> | false;
   readonly trustProxy: boolean | readonly string[];
   /** Redis for the shared rate limit; unset = in-memory limit. Contains a secret: log {@link redactUrl} only. */
   readonly redisUrl: string | undefined;
@@ -190,434 +156,521 @@ export interface GcdConfig {
   readonly otel: Readonly<Record<string, string>>;
 }
 
-/** One problem with one variable. */
-export interface ConfigIssue {
-  readonly variable: string;
-  /** The value as received (redacted for secrets). */
-  readonly received: string;
-  readonly expected: string;
-}
+const MS = int(1, 3_600_000);
+const LOG_LEVELS = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+] as const satisfies readonly LogLevel[];
+const STORE_ERROR_MODES = ['local', 'allow', 'deny'] as const satisfies readonly StoreErrorMode[];
+const SHED_ALGORITHMS = ['gradient2', 'aimd'] as const satisfies readonly ShedAlgorithm[];
+const NOT_SPACE = (v: string): boolean => !/\s|\//u.test(v);
+const PEM = text('a path to a PEM file (set TLS_CERT_FILE and TLS_KEY_FILE together)', 'a PEM file');
+const n = (values: Readonly<Record<string, unknown>>, name: string): number => values[name] as number;
 
-/** The environment is invalid. `message` lists every problem, one per line. */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  readonly code = 'GCD_ERR_CONFIG';
-  constructor(readonly issues: readonly ConfigIssue[]) {
-    super(
-      `Invalid configuration (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n` +
-        issues.map((i) => `  ${i.variable}=${i.received}: expected ${i.expected}`).join('\n'),
-    );
-  }
-}
-
-/** A variable the reader looked at, for docs and `--help`. */
-export interface VariableInfo {
-  readonly name: string;
-  readonly default: string;
-  readonly expected: string;
-}
-
-type Env = Readonly<Record<string, string | undefined>>;
-
-/** Reads variables, records what it read, and collects problems instead of stopping at the first. */
-class EnvReader {
-  readonly issues: ConfigIssue[] = [];
-  readonly read: VariableInfo[] = [];
-  constructor(private readonly env: Env) {}
-
-  raw(name: string, fallback: string, expected: string): string | undefined {
-    this.read.push({ name, default: fallback, expected });
-    const value = this.env[name];
-    return value === undefined || value === '' ? undefined : value;
-  }
-
-  fail(name: string, received: string, expected: string): void {
-    this.issues.push({ variable: name, received: JSON.stringify(received), expected });
-  }
-
-  int(name: string, fallback: number, min: number, max: number, fallbackText = String(fallback)): number {
-    const expected = `a whole number from ${min} to ${max}`;
-    const value = this.raw(name, fallbackText, expected);
-    if (value === undefined) return fallback;
-    if (!/^[0-9]{1,15}$/u.test(value) || Number(value) < min || Number(value) > max) {
-      this.fail(name, value, expected);
-      return fallback;
-    }
-    return Number(value);
-  }
-
-  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
-    const expected = `one of ${allowed.join(', ')}`;
-    const value = this.raw(name, fallback, expected);
-    if (value === undefined) return fallback;
-    if (!(allowed as readonly string[]).includes(value)) {
-      this.fail(name, value, expected);
-      return fallback;
-    }
-    return value as T;
-  }
-
-  bool(name: string, fallback: boolean): boolean {
-    const expected = 'one of true, false, on, off, 1, 0';
-    const value = this.raw(name, fallback ? 'true' : 'false', expected);
-    if (value === undefined) return fallback;
-    const v = value.toLowerCase();
-    if (v === 'true' || v === 'on' || v === '1') return true;
-    if (v === 'false' || v === 'off' || v === '0') return false;
-    this.fail(name, value, expected);
-    return fallback;
-  }
-
-  trustProxy(name: string): boolean | readonly string[] {
-    const expected = 'false, true, or a comma list of proxy IP addresses / CIDRs';
-    const value = this.raw(name, 'false', expected);
-    if (value === undefined || value === 'false') return false;
-    if (value === 'true') return true;
-    const list = value.split(',').map((v) => v.trim());
-    if (list.some((v) => !/^[0-9a-fA-F:.]+(?:\/[0-9]{1,3})?$/u.test(v))) {
-      this.fail(name, value, expected);
-      return false;
-    }
-    return Object.freeze(list);
-  }
-
-  /** A share of calls, from 0 to 1 (`0.05` = 5 %). */
-  rate(name: string, fallback: number): number {
-    const expected = 'a number from 0 to 1 (a share of calls: 0.05 = 5 %)';
-    const value = this.raw(name, String(fallback), expected);
-    if (value === undefined) return fallback;
-    if (!/^(?:0|1|0?\.[0-9]{1,15}|1\.0{1,15})$/u.test(value)) {
-      this.fail(name, value, expected);
-      return fallback;
-    }
-    return Number(value);
-  }
-
-  string(name: string, expected: string, fallback = '(unset)'): string | undefined {
-    return this.raw(name, fallback, expected);
-  }
-
-  url(name: string, protocols: readonly string[], secret: boolean): string | undefined {
-    const expected = `a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`;
-    const value = this.raw(name, '(unset)', expected);
-    if (value === undefined) return undefined;
-    let url: URL | undefined;
-    try {
-      url = new URL(value);
-    } catch {
-      url = undefined;
-    }
-    if (url === undefined || !protocols.includes(url.protocol)) {
-      this.issues.push({
-        variable: name,
-        received: secret ? '(hidden: it may contain a password)' : JSON.stringify(value),
-        expected,
-      });
-      return undefined;
-    }
-    return value;
-  }
-}
-
-function read(env: Env): { config: GcdConfig; reader: EnvReader } {
-  const r = new EnvReader(env);
-  const mode = r.oneOf<Mode>('GCD_MODE', DEFAULTS.mode, ['gcd', 'validator']);
-  const port = r.int('PORT', DEFAULTS.port, 0, 65535);
-  const hostExpected = 'an IP address or host name without spaces';
-  const host = r.string('HOST', hostExpected, DEFAULTS.host) ?? DEFAULTS.host;
-  if (/\s|\/|^$/u.test(host)) r.fail('HOST', host, hostExpected);
-  const maxDigits = r.int('MAX_DIGITS', DEFAULTS.maxDigits, 1, 1_000_000);
-  // A default never conflicts with another setting: with MAX_DIGITS below 100 every input is inline.
-  const inlineMaxDigits = r.int(
-    'INLINE_MAX_DIGITS',
-    Math.min(DEFAULTS.inlineMaxDigits, maxDigits),
-    0,
-    1_000_000,
-    `${DEFAULTS.inlineMaxDigits} (or MAX_DIGITS, when smaller)`,
-  );
-  const computeTimeoutMs = r.int('COMPUTE_TIMEOUT_MS', DEFAULTS.computeTimeoutMs, 1, 600_000);
-  const poolMaxThreads = r.int(
-    'POOL_MAX_THREADS',
-    DEFAULTS.poolMaxThreads,
-    1,
-    256,
-    'CPU count − 1 (at least 1)',
-  );
-  const poolMaxQueue = r.int('POOL_MAX_QUEUE', 4 * poolMaxThreads, 0, 100_000, '4 × POOL_MAX_THREADS');
-  // Defaults that follow MAX_DIGITS up (a default never conflicts with another setting; a value the
-  // operator set still must fit, see the relations below).
-  const bodyLimitBytes = r.int(
-    'BODY_LIMIT_BYTES',
-    Math.max(DEFAULTS.bodyLimitBytes, 2 * maxDigits + 64),
-    64,
-    10 * 1024 * 1024,
-    `${DEFAULTS.bodyLimitBytes} (or 2 × MAX_DIGITS + 64, when larger)`,
-  );
-  const maxHeaderBytes = r.int(
-    'MAX_HEADER_BYTES',
-    Math.max(DEFAULTS.maxHeaderBytes, 2 * maxDigits + 2048),
-    1024,
-    1024 * 1024,
-    `${DEFAULTS.maxHeaderBytes} (or 2 × MAX_DIGITS + 2048, when larger)`,
-  );
-  const requestTimeoutMs = r.int('REQUEST_TIMEOUT_MS', DEFAULTS.requestTimeoutMs, 1, 3_600_000);
-  const headersTimeoutMs = r.int('HEADERS_TIMEOUT_MS', DEFAULTS.headersTimeoutMs, 1, 3_600_000);
-  const keepAliveTimeoutMs = r.int('KEEP_ALIVE_TIMEOUT_MS', DEFAULTS.keepAliveTimeoutMs, 1, 3_600_000);
-  const handlerTimeoutMs = r.int('HANDLER_TIMEOUT_MS', DEFAULTS.handlerTimeoutMs, 1, 3_600_000);
-  const shutdownTimeoutMs = r.int('SHUTDOWN_TIMEOUT_MS', DEFAULTS.shutdownTimeoutMs, 1, 3_600_000);
-  const drainDelayMs = r.int('DRAIN_DELAY_MS', DEFAULTS.drainDelayMs, 0, 3_600_000);
-  const logLevel = r.oneOf<LogLevel>('LOG_LEVEL', DEFAULTS.logLevel, [
-    'fatal',
-    'error',
-    'warn',
-    'info',
-    'debug',
-    'trace',
-    'silent',
-  ]);
-  const accessLog = r.bool('ACCESS_LOG', DEFAULTS.accessLog);
+/**
+ * Every variable, in the order of the docs table. A new variable is one row here (and one in the docs
+ * table, which test/docs.test.ts checks); a rule across variables goes in {@link read}.
+ */
+export const ENV: readonly EnvVar[] = [
+  envVar({
+    name: 'GCD_MODE',
+    parser: oneOf<Mode>(['gcd', 'validator']),
+    target: 'mode',
+    default: DEFAULTS.mode,
+    doc: 'serve the gcd service, or the upstream validator',
+  }),
+  envVar({
+    name: 'PORT',
+    parser: int(0, 65535),
+    target: 'port',
+    default: DEFAULTS.port,
+    doc: 'TCP port (0: any free port)',
+  }),
+  envVar({
+    name: 'HOST',
+    parser: text('an IP address or host name without spaces', 'an address or host name', NOT_SPACE),
+    target: 'host',
+    default: DEFAULTS.host,
+    doc: 'interface to listen on — see below',
+  }),
+  envVar({
+    name: 'MAX_DIGITS',
+    parser: int(1, 1_000_000),
+    target: 'maxDigits',
+    default: DEFAULTS.maxDigits,
+    doc: 'digits allowed per number',
+  }),
+  // Defaults that follow MAX_DIGITS never conflict with it; a value the operator set still must fit (read()).
+  envVar({
+    name: 'INLINE_MAX_DIGITS',
+    parser: int(0, 1_000_000),
+    allowed: '0–`MAX_DIGITS`',
+    target: 'inlineMaxDigits',
+    default: (v) => Math.min(DEFAULTS.inlineMaxDigits, n(v, 'MAX_DIGITS')),
+    defaultText: `${DEFAULTS.inlineMaxDigits} (or MAX_DIGITS, when smaller)`,
+    doc: 'up to this many digits, computed on the event loop; above, in the worker pool',
+  }),
+  envVar({
+    name: 'COMPUTE_TIMEOUT_MS',
+    parser: int(1, 600_000),
+    target: 'computeTimeoutMs',
+    default: DEFAULTS.computeTimeoutMs,
+    doc: 'deadline of a pool computation, queue wait included; then the worker thread is terminated',
+  }),
+  envVar({
+    name: 'POOL_MAX_THREADS',
+    parser: int(1, 256),
+    target: 'poolMaxThreads',
+    default: DEFAULTS.poolMaxThreads,
+    defaultText: 'CPU count − 1 (at least 1)',
+    doc: 'worker threads (one core stays with the event loop)',
+  }),
+  envVar({
+    name: 'POOL_MAX_QUEUE',
+    parser: int(0, 100_000),
+    target: 'poolMaxQueue',
+    default: (v) => DEFAULTS.poolQueuePerThread * n(v, 'POOL_MAX_THREADS'),
+    defaultText: `${DEFAULTS.poolQueuePerThread} × POOL_MAX_THREADS`,
+    doc: 'computations that may wait for a worker; more get 503 at once — a long queue only turns overload into latency, a queue of one per thread refused ~1 % of pool requests at half load',
+  }),
+  envVar({
+    name: 'BODY_LIMIT_BYTES',
+    parser: int(64, 10 * 1024 * 1024),
+    allowed: '64–10485760, ≥ 2 × `MAX_DIGITS` + 64',
+    target: 'bodyLimitBytes',
+    default: (v) => Math.max(DEFAULTS.bodyLimitBytes, bodyNeeded(n(v, 'MAX_DIGITS'))),
+    defaultText: `${DEFAULTS.bodyLimitBytes} (or 2 × MAX_DIGITS + 64, when larger)`,
+    doc: 'largest request body (413 beyond)',
+  }),
+  envVar({
+    name: 'MAX_HEADER_BYTES',
+    parser: int(1024, 1024 * 1024),
+    allowed: '1024–1048576, ≥ 2 × `MAX_DIGITS` + 2048',
+    target: 'maxHeaderBytes',
+    default: (v) => Math.max(SERVICE_DEFAULTS.maxHeaderBytes, headNeeded(n(v, 'MAX_DIGITS'))),
+    defaultText: `${SERVICE_DEFAULTS.maxHeaderBytes} (or 2 × MAX_DIGITS + 2048, when larger)`,
+    doc: 'largest request line + headers (431 beyond)',
+  }),
+  envVar({
+    name: 'REQUEST_TIMEOUT_MS',
+    parser: MS,
+    target: 'requestTimeoutMs',
+    default: DEFAULTS.requestTimeoutMs,
+    doc: 'the whole request must arrive within this (slow bodies → 408)',
+  }),
+  envVar({
+    name: 'HEADERS_TIMEOUT_MS',
+    parser: MS,
+    allowed: '1–`REQUEST_TIMEOUT_MS`',
+    target: 'headersTimeoutMs',
+    default: DEFAULTS.headersTimeoutMs,
+    doc: 'the request head must arrive within this (slowloris → 408)',
+  }),
+  envVar({
+    name: 'KEEP_ALIVE_TIMEOUT_MS',
+    parser: MS,
+    target: 'keepAliveTimeoutMs',
+    default: SERVICE_DEFAULTS.keepAliveTimeoutMs,
+    doc: "idle keep-alive sockets close after this; keep it above your load balancer's idle timeout",
+  }),
+  envVar({
+    name: 'HANDLER_TIMEOUT_MS',
+    parser: MS,
+    target: 'handlerTimeoutMs',
+    default: DEFAULTS.handlerTimeoutMs,
+    doc: 'a request that waits (validator call, worker pool) and is still running then gets 503 `GCD_ERR_COMPUTE_TIMEOUT` (a backstop: compute and validator have their own deadlines); inline computations take microseconds and are not timed',
+  }),
+  envVar({
+    name: 'SHUTDOWN_TIMEOUT_MS',
+    parser: MS,
+    target: 'shutdownTimeoutMs',
+    default: SHUTDOWN_DEFAULTS.shutdownTimeoutMs,
+    doc: 'hard deadline of the graceful shutdown; then exit 1',
+  }),
+  envVar({
+    name: 'DRAIN_DELAY_MS',
+    parser: int(0, 3_600_000),
+    allowed: '0–less than `SHUTDOWN_TIMEOUT_MS`',
+    target: 'drainDelayMs',
+    default: SHUTDOWN_DEFAULTS.drainDelayMs,
+    doc: 'after SIGTERM, keep serving this long with readiness failing (set it above the readiness probe period behind a load balancer)',
+  }),
+  envVar({
+    name: 'LOG_LEVEL',
+    parser: oneOf<LogLevel>(LOG_LEVELS),
+    target: 'logLevel',
+    default: SERVICE_DEFAULTS.logLevel,
+    doc: 'JSON log level (stdout)',
+  }),
+  envVar({
+    name: 'ACCESS_LOG',
+    parser: bool,
+    target: 'accessLog',
+    default: SERVICE_DEFAULTS.accessLog,
+    doc: 'a log line for every request (errors and slow requests are always logged)',
+  }),
   // A validator's one client is the gcd fleet (a handful of addresses): a per-address limit there would
   // cap the whole fleet's validations and trip its breaker, so a validator has none unless one is set.
-  const rateLimitPerSecond = r.int(
-    'RATE_LIMIT_PER_SECOND',
-    mode === 'validator' ? 0 : DEFAULTS.rateLimitPerSecond,
-    0,
-    1_000_000_000,
-    `${DEFAULTS.rateLimitPerSecond} (0 when GCD_MODE=validator)`,
-  );
-  const rateLimitBurst = r.int('RATE_LIMIT_BURST', DEFAULTS.rateLimitBurst, 1, 1_000_000_000);
-  const rateLimitOnRedisError = r.oneOf<RedisErrorMode>(
-    'RATE_LIMIT_ON_REDIS_ERROR',
-    DEFAULTS.rateLimitOnRedisError,
-    ['local', 'allow', 'deny'],
-  );
-  const headerExpected = 'an HTTP header name such as x-api-key';
-  const rateLimitKeyHeader = r.string('RATE_LIMIT_KEY_HEADER', headerExpected, '(unset: client address)');
-  if (rateLimitKeyHeader !== undefined && !/^[A-Za-z0-9-]{1,64}$/u.test(rateLimitKeyHeader)) {
-    r.fail('RATE_LIMIT_KEY_HEADER', rateLimitKeyHeader, headerExpected);
-  }
-  const loadShedding = r.bool('LOAD_SHEDDING', DEFAULTS.loadShedding);
-  const shedAlgorithm = r.oneOf<ShedAlgorithm>('SHED_ALGORITHM', DEFAULTS.shedAlgorithm, [
-    'gradient2',
-    'aimd',
-  ]);
-  const trustProxy = r.trustProxy('TRUST_PROXY');
-  const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:'], true);
+  envVar({
+    name: 'RATE_LIMIT_PER_SECOND',
+    parser: int(0, 1_000_000_000),
+    target: 'rateLimit.ratePerSecond',
+    default: (v) => (v.GCD_MODE === 'validator' ? 0 : RATE_LIMIT_DEFAULTS.ratePerSecond),
+    defaultText: `${RATE_LIMIT_DEFAULTS.ratePerSecond} (0 when GCD_MODE=validator)`,
+    doc: "requests per second per client, on average; 0 turns rate limiting off. A validator has none by default: its one client is the gcd fleet, a few addresses, which a per-address limit would throttle as a whole (and its 429s would open the gcd services' breakers)",
+  }),
+  envVar({
+    name: 'RATE_LIMIT_BURST',
+    parser: int(1, 1_000_000_000),
+    target: 'rateLimit.burst',
+    default: RATE_LIMIT_DEFAULTS.burst,
+    doc: 'requests a client may make at once after being idle',
+  }),
+  envVar({
+    name: 'RATE_LIMIT_ON_REDIS_ERROR',
+    parser: oneOf<StoreErrorMode>(STORE_ERROR_MODES),
+    target: 'rateLimit.onStoreError',
+    default: RATE_LIMIT_DEFAULTS.onStoreError,
+    doc: 'what the limit does while Redis is unreachable',
+  }),
+  envVar({
+    name: 'RATE_LIMIT_KEY_HEADER',
+    parser: text('an HTTP header name such as x-api-key', 'a header name', (v) =>
+      /^[A-Za-z0-9-]{1,64}$/u.test(v),
+    ),
+    target: 'rateLimit.keyHeader',
+    default: undefined,
+    defaultText: '(unset: client address)',
+    to: (v: string) => v.toLowerCase(),
+    doc: 'key clients by this header (e.g. `x-api-key`, hashed) instead of by address',
+  }),
+  envVar({
+    name: 'LOAD_SHEDDING',
+    parser: bool,
+    default: SERVICE_DEFAULTS.shedding !== false,
+    doc: 'adaptive concurrency limit + event-loop pressure → 503 with `Retry-After`',
+  }),
+  envVar({
+    name: 'SHED_ALGORITHM',
+    parser: oneOf<ShedAlgorithm>(SHED_ALGORITHMS),
+    target: 'shedding.algorithm',
+    default: SHEDDING_DEFAULTS.algorithm as ShedAlgorithm,
+    doc: 'the concurrency-limit algorithm (Netflix concurrency-limits)',
+  }),
+  envVar({
+    name: 'TRUST_PROXY',
+    parser: trustProxy,
+    target: 'trustProxy',
+    default: SERVICE_DEFAULTS.trustProxy as boolean,
+    doc: 'whose `X-Forwarded-For` to believe for the client address',
+  }),
+  envVar({
+    name: 'REDIS_URL',
+    parser: url(['redis:', 'rediss:']),
+    target: 'redisUrl',
+    default: undefined,
+    defaultText: '(unset)',
+    secret: '(hidden: it may contain a password)',
+    doc: 'share the rate limit through Redis (secret: never logged); `rediss://` for TLS (see above)',
+  }),
+  envVar({
+    name: 'HEALTH_DETAILS_TOKEN',
+    parser: text(
+      'a token of at least 16 printable ASCII characters, no spaces',
+      'a token of at least 16 printable ASCII characters, no spaces',
+      (v) => /^[\x21-\x7e]{16,}$/u.test(v),
+    ),
+    target: 'healthDetailsToken',
+    default: undefined,
+    defaultText: '(unset: no details)',
+    secret: '(hidden: it is a secret)',
+    doc: 'callers sending `Authorization: Bearer <token>` see the details of `/healthz` and `/readyz` (secret: never logged)',
+  }),
+  envVar({
+    name: 'TLS_CERT_FILE',
+    parser: PEM,
+    target: 'tls.certFile',
+    default: undefined,
+    defaultText: '(unset)',
+    doc: 'with `TLS_KEY_FILE`: serve HTTPS',
+  }),
+  envVar({
+    name: 'TLS_KEY_FILE',
+    parser: PEM,
+    target: 'tls.keyFile',
+    default: undefined,
+    defaultText: '(unset)',
+    doc: 'with `TLS_CERT_FILE`: serve HTTPS',
+  }),
+  envVar({
+    name: 'TLS_WATCH',
+    parser: bool,
+    target: 'tls.watch',
+    default: true,
+    doc: 'reload the certificate when its files change (SIGHUP always reloads)',
+  }),
+  envVar({
+    name: 'VALIDATOR_URL',
+    parser: url(['http:', 'https:']),
+    target: 'validator.url',
+    default: undefined,
+    defaultText: '(unset)',
+    doc: 'the upstream validator (a gcd-service in validator mode)',
+  }),
+  envVar({
+    name: 'VALIDATOR_TIMEOUT_MS',
+    parser: int(1, 60_000),
+    target: 'validator.attemptTimeoutMs',
+    default: VALIDATOR_DEFAULTS.attemptTimeoutMs,
+    doc: 'per-attempt timeout of a validator call',
+  }),
+  envVar({
+    name: 'VALIDATOR_RETRIES',
+    parser: int(0, 10),
+    target: 'validator.retry.maxAttempts',
+    default: VALIDATOR_DEFAULTS.retry.maxAttempts - 1,
+    to: (retries: number) => retries + 1,
+    doc: 'retries after a failed validator call',
+  }),
+  envVar({
+    name: 'VALIDATOR_DEADLINE_MS',
+    parser: int(1, 60_000),
+    target: 'validator.timeoutMs',
+    default: VALIDATOR_DEFAULTS.timeoutMs,
+    doc: 'deadline of the whole validation step, retries included; then local validation',
+  }),
+  envVar({
+    name: 'VALIDATOR_OPEN_MS',
+    parser: int(1, MAX_OPEN_DURATION_MS),
+    target: 'validator.circuitBreaker.openDurationMs',
+    default: VALIDATOR_DEFAULTS.circuitBreaker.openDurationMs,
+    doc: "how long the validator's breaker stays open before one probe (the same every time: it does not grow per failed probe)",
+  }),
+  envVar({
+    name: 'VALIDATOR_FAILURE_THRESHOLD',
+    parser: int(1, 1000),
+    target: 'validator.circuitBreaker.strategy',
+    default: VALIDATOR_DEFAULTS.circuitBreaker.strategy.threshold,
+    to: (threshold: number) => Object.freeze({ type: 'consecutive', threshold }),
+    doc: "failed validator calls in a row that open its breaker (the chapter's `failure_threshold`)",
+  }),
+  envVar({
+    name: 'VALIDATOR_FLEET_BREAKER',
+    parser: bool,
+    target: 'validator.fleetBreaker',
+    default: VALIDATOR_DEFAULTS.fleetBreaker,
+    doc: "share the validator breaker's trips with every instance on the same `REDIS_URL` (needs `VALIDATOR_URL` and `REDIS_URL`): one instance's trip opens the others' breakers at once, each still probes on its own schedule; with Redis away each decides locally (see below)",
+  }),
+  envVar({
+    name: 'CHAOS_VALIDATOR_FAULT_RATE',
+    parser: rate,
+    allowed: '0–1 (needs `VALIDATOR_URL`)',
+    target: 'chaos.validatorFaultRate',
+    default: 0,
+    doc: "game day: the share of validator calls that fail (`ChaosFaultError`), injected inside the validator's breaker — the breaker counts them and opens, requests are validated locally (see [game-day.md](ops/game-day.md))",
+  }),
+  envVar({
+    name: 'CHAOS_VALIDATOR_LATENCY_RATE',
+    parser: rate,
+    allowed: '0–1 (needs `VALIDATOR_URL` and `CHAOS_VALIDATOR_LATENCY_MS`)',
+    target: 'chaos.validatorLatencyRate',
+    default: 0,
+    doc: 'game day: the share of validator calls delayed by `CHAOS_VALIDATOR_LATENCY_MS`, inside the per-attempt timeout (a delay over `VALIDATOR_TIMEOUT_MS` is a timeout)',
+  }),
+  envVar({
+    name: 'CHAOS_VALIDATOR_LATENCY_MS',
+    parser: int(0, 600_000),
+    target: 'chaos.validatorLatencyMs',
+    default: 0,
+    doc: 'game day: the delay `CHAOS_VALIDATOR_LATENCY_RATE` adds',
+  }),
+  envVar({
+    name: 'CHAOS_COMPUTE_FAULT_RATE',
+    parser: rate,
+    allowed: '0–1 (not with `GCD_MODE=validator`)',
+    target: 'chaos.computeFaultRate',
+    default: 0,
+    doc: 'game day: the share of pool computations that fail as if their worker had crashed: 503 `GCD_ERR_WORKER_FAILED` with `Retry-After`',
+  }),
+  envVar({
+    name: 'CHAOS_SEED',
+    parser: int(0, 4_294_967_295),
+    target: 'chaos.seed',
+    default: undefined,
+    defaultText: '(unset: Math.random)',
+    doc: 'game day: replay the same injections (`seededRandom`; each policy gets its own stream)',
+  }),
+  envVar({
+    name: 'CHAOS_ALLOW_IN_PRODUCTION',
+    parser: bool,
+    default: false,
+    doc: 'with `NODE_ENV=production` a `CHAOS_*` rate above 0 is refused (exit 78) unless this is true',
+  }),
+];
 
-  const fileExpected = 'a path to a PEM file (set TLS_CERT_FILE and TLS_KEY_FILE together)';
-  const certFile = r.string('TLS_CERT_FILE', fileExpected);
-  const keyFile = r.string('TLS_KEY_FILE', fileExpected);
-  const tlsWatch = r.bool('TLS_WATCH', DEFAULTS.tlsWatch);
-  if ((certFile === undefined) !== (keyFile === undefined)) {
-    const [missing, given] = certFile === undefined ? ['TLS_CERT_FILE', keyFile] : ['TLS_KEY_FILE', certFile];
-    r.issues.push({
-      variable: missing,
-      received: '(unset)',
-      expected: `a path too, since ${missing === 'TLS_CERT_FILE' ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'} is set (${JSON.stringify(given)})`,
-    });
-  }
+/** `OTEL_*`: passed to the tracing setup whole (not a row: a family of variables). */
+const OTEL: VariableInfo = {
+  name: 'OTEL_*',
+  default: '(unset)',
+  expected: 'the standard OpenTelemetry variables',
+  allowed: 'the OpenTelemetry variables',
+  doc: 'tracing, see above',
+  target: 'otel',
+};
 
-  const detailsExpected = 'a token of at least 16 printable ASCII characters, no spaces';
-  const healthDetailsToken = r.string('HEALTH_DETAILS_TOKEN', detailsExpected, '(unset: no details)');
-  if (healthDetailsToken !== undefined && !/^[\x21-\x7e]{16,}$/u.test(healthDetailsToken)) {
-    r.issues.push({
-      variable: 'HEALTH_DETAILS_TOKEN',
-      received: '(hidden: it is a secret)',
-      expected: detailsExpected,
-    });
-  }
+function bodyNeeded(maxDigits: number): number {
+  return 2 * maxDigits + 64;
+}
 
-  const validatorUrl = r.url('VALIDATOR_URL', ['http:', 'https:'], false);
-  const validatorTimeoutMs = r.int('VALIDATOR_TIMEOUT_MS', DEFAULTS.validatorTimeoutMs, 1, 60_000);
-  const validatorRetries = r.int('VALIDATOR_RETRIES', DEFAULTS.validatorRetries, 0, 10);
-  const validatorDeadlineMs = r.int('VALIDATOR_DEADLINE_MS', DEFAULTS.validatorDeadlineMs, 1, 60_000);
-  const validatorOpenMs = r.int('VALIDATOR_OPEN_MS', DEFAULTS.validatorOpenMs, 1, 3_600_000);
-  const validatorFailureThreshold = r.int(
-    'VALIDATOR_FAILURE_THRESHOLD',
-    DEFAULTS.validatorFailureThreshold,
-    1,
-    1000,
-  );
-  const validatorFleetBreaker = r.bool('VALIDATOR_FLEET_BREAKER', DEFAULTS.validatorFleetBreaker);
+function headNeeded(maxDigits: number): number {
+  return 2 * maxDigits + 2048;
+}
 
-  const chaosValidatorFaultRate = r.rate('CHAOS_VALIDATOR_FAULT_RATE', DEFAULTS.chaosValidatorFaultRate);
-  const chaosValidatorLatencyRate = r.rate(
-    'CHAOS_VALIDATOR_LATENCY_RATE',
-    DEFAULTS.chaosValidatorLatencyRate,
-  );
-  const chaosValidatorLatencyMs = r.int(
-    'CHAOS_VALIDATOR_LATENCY_MS',
-    DEFAULTS.chaosValidatorLatencyMs,
-    0,
-    600_000,
-  );
-  const chaosComputeFaultRate = r.rate('CHAOS_COMPUTE_FAULT_RATE', DEFAULTS.chaosComputeFaultRate);
-  const chaosSeed = r.raw('CHAOS_SEED', '(unset: Math.random)', 'a whole number from 0 to 4294967295');
-  if (chaosSeed !== undefined && (!/^[0-9]{1,10}$/u.test(chaosSeed) || Number(chaosSeed) > 4_294_967_295)) {
-    r.fail('CHAOS_SEED', chaosSeed, 'a whole number from 0 to 4294967295');
-  }
-  const chaosAllowInProduction = r.bool('CHAOS_ALLOW_IN_PRODUCTION', DEFAULTS.chaosAllowInProduction);
+interface Read {
+  readonly config: GcdConfig;
+  readonly issues: readonly ConfigIssue[];
+}
 
-  // Relations between variables.
-  if (inlineMaxDigits > maxDigits) {
-    r.fail('INLINE_MAX_DIGITS', String(inlineMaxDigits), `at most MAX_DIGITS (${maxDigits})`);
+function read(env: Env): Read {
+  const r = readEnv(env, ENV);
+  const o = r.options as Record<string, Record<string, unknown> | undefined> & Record<string, unknown>;
+  const v = r.values;
+
+  // Rules across variables (the kit checks its own: see configErrorOf).
+  const maxDigits = n(v, 'MAX_DIGITS');
+  if (n(v, 'INLINE_MAX_DIGITS') > maxDigits) {
+    r.fail('INLINE_MAX_DIGITS', v.INLINE_MAX_DIGITS, `at most MAX_DIGITS (${maxDigits})`);
   }
-  const bodyNeeded = 2 * maxDigits + 64;
-  if (bodyLimitBytes < bodyNeeded) {
+  if (n(v, 'BODY_LIMIT_BYTES') < bodyNeeded(maxDigits)) {
     r.fail(
       'BODY_LIMIT_BYTES',
-      String(bodyLimitBytes),
-      `at least ${bodyNeeded} (2 × MAX_DIGITS + 64), so a form with two numbers of MAX_DIGITS fits`,
+      v.BODY_LIMIT_BYTES,
+      `at least ${bodyNeeded(maxDigits)} (2 × MAX_DIGITS + 64), so a form with two numbers of MAX_DIGITS fits`,
     );
   }
-  const headNeeded = 2 * maxDigits + 2048;
-  if (maxHeaderBytes < headNeeded) {
+  if (n(v, 'MAX_HEADER_BYTES') < headNeeded(maxDigits)) {
     r.fail(
       'MAX_HEADER_BYTES',
-      String(maxHeaderBytes),
-      `at least ${headNeeded} (2 × MAX_DIGITS + 2048), so /api/gcd?n=…&m=… with two numbers of MAX_DIGITS fits`,
+      v.MAX_HEADER_BYTES,
+      `at least ${headNeeded(maxDigits)} (2 × MAX_DIGITS + 2048), so /api/gcd?n=…&m=… with two numbers of MAX_DIGITS fits`,
     );
   }
-  if (drainDelayMs >= shutdownTimeoutMs) {
-    r.fail('DRAIN_DELAY_MS', String(drainDelayMs), `less than SHUTDOWN_TIMEOUT_MS (${shutdownTimeoutMs})`);
-  }
-  if (headersTimeoutMs > requestTimeoutMs) {
+  if (n(v, 'DRAIN_DELAY_MS') >= n(v, 'SHUTDOWN_TIMEOUT_MS')) {
     r.fail(
-      'HEADERS_TIMEOUT_MS',
-      String(headersTimeoutMs),
-      `at most REQUEST_TIMEOUT_MS (${requestTimeoutMs})`,
+      'DRAIN_DELAY_MS',
+      v.DRAIN_DELAY_MS,
+      `less than SHUTDOWN_TIMEOUT_MS (${String(v.SHUTDOWN_TIMEOUT_MS)})`,
     );
   }
-  if (validatorFleetBreaker && (validatorUrl === undefined || redisUrl === undefined)) {
+  const certFile = v.TLS_CERT_FILE;
+  const keyFile = v.TLS_KEY_FILE;
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    const [missing, other, given] =
+      certFile === undefined
+        ? ['TLS_CERT_FILE', 'TLS_KEY_FILE', keyFile]
+        : ['TLS_KEY_FILE', 'TLS_CERT_FILE', certFile];
+    r.fail(missing, undefined, `a path too, since ${other} is set (${JSON.stringify(given)})`);
+  }
+  const validatorUrl = v.VALIDATOR_URL;
+  if (v.VALIDATOR_FLEET_BREAKER === true && (validatorUrl === undefined || v.REDIS_URL === undefined)) {
     r.fail(
       'VALIDATOR_FLEET_BREAKER',
       'true',
       "false unless VALIDATOR_URL and REDIS_URL are both set (the breaker it shares is the validator's, through that Redis)",
     );
   }
-  if (mode === 'validator' && validatorUrl !== undefined) {
+  if (v.GCD_MODE === 'validator' && validatorUrl !== undefined) {
     r.fail('VALIDATOR_URL', validatorUrl, 'unset when GCD_MODE=validator (a validator does not call one)');
   }
-
-  const chaosRates: [string, number][] = [
-    ['CHAOS_VALIDATOR_FAULT_RATE', chaosValidatorFaultRate],
-    ['CHAOS_VALIDATOR_LATENCY_RATE', chaosValidatorLatencyRate],
-    ['CHAOS_COMPUTE_FAULT_RATE', chaosComputeFaultRate],
-  ];
+  const chaosRates = (
+    ['CHAOS_VALIDATOR_FAULT_RATE', 'CHAOS_VALIDATOR_LATENCY_RATE', 'CHAOS_COMPUTE_FAULT_RATE'] as const
+  ).map((name) => [name, n(v, name)] as const);
   const chaosOn = chaosRates.some(([, rate]) => rate > 0);
   if (validatorUrl === undefined) {
     for (const [name, rate] of chaosRates.slice(0, 2)) {
       if (rate > 0) {
-        r.fail(
-          name,
-          String(rate),
-          '0 unless VALIDATOR_URL is set (it injects into the calls to the validator)',
-        );
+        r.fail(name, rate, '0 unless VALIDATOR_URL is set (it injects into the calls to the validator)');
       }
     }
   }
-  if (chaosValidatorLatencyRate > 0 && chaosValidatorLatencyMs === 0) {
+  if (n(v, 'CHAOS_VALIDATOR_LATENCY_RATE') > 0 && n(v, 'CHAOS_VALIDATOR_LATENCY_MS') === 0) {
     r.fail(
       'CHAOS_VALIDATOR_LATENCY_MS',
-      '0',
+      0,
       'a delay above 0, since CHAOS_VALIDATOR_LATENCY_RATE is above 0 (the delay it injects)',
     );
   }
-  if (mode === 'validator' && chaosComputeFaultRate > 0) {
+  if (v.GCD_MODE === 'validator' && n(v, 'CHAOS_COMPUTE_FAULT_RATE') > 0) {
     r.fail(
       'CHAOS_COMPUTE_FAULT_RATE',
-      String(chaosComputeFaultRate),
+      v.CHAOS_COMPUTE_FAULT_RATE,
       '0 when GCD_MODE=validator (a validator has no worker pool)',
     );
   }
-  if (chaosOn && env.NODE_ENV === 'production' && !chaosAllowInProduction) {
+  if (chaosOn && env.NODE_ENV === 'production' && v.CHAOS_ALLOW_IN_PRODUCTION !== true) {
     const set = chaosRates.filter(([, rate]) => rate > 0).map(([name, rate]) => `${name}=${rate}`);
-    r.issues.push({
-      variable: 'CHAOS_ALLOW_IN_PRODUCTION',
-      received: env.CHAOS_ALLOW_IN_PRODUCTION ? JSON.stringify(env.CHAOS_ALLOW_IN_PRODUCTION) : '(unset)',
-      expected: `true to inject faults with NODE_ENV=production (${set.join(', ')} is set); or set the CHAOS_* rates to 0`,
-    });
+    r.fail(
+      'CHAOS_ALLOW_IN_PRODUCTION',
+      env.CHAOS_ALLOW_IN_PRODUCTION || undefined,
+      `true to inject faults with NODE_ENV=production (${set.join(', ')} is set); or set the CHAOS_* rates to 0`,
+    );
   }
 
   const otel: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
     if (name.startsWith('OTEL_') && value !== undefined) otel[name] = value;
   }
-  r.read.push({ name: 'OTEL_*', default: '(unset)', expected: 'the standard OpenTelemetry variables' });
 
-  const config: GcdConfig = Object.freeze({
-    mode,
-    port,
-    host,
-    maxDigits,
-    inlineMaxDigits,
-    computeTimeoutMs,
-    poolMaxThreads,
-    poolMaxQueue,
-    bodyLimitBytes,
-    maxHeaderBytes,
-    requestTimeoutMs,
-    headersTimeoutMs,
-    keepAliveTimeoutMs,
-    handlerTimeoutMs,
-    shutdownTimeoutMs,
-    drainDelayMs,
-    logLevel,
-    accessLog,
-    rateLimit:
-      rateLimitPerSecond === 0
-        ? undefined
-        : Object.freeze({
-            perSecond: rateLimitPerSecond,
-            burst: rateLimitBurst,
-            onRedisError: rateLimitOnRedisError,
-            keyHeader: rateLimitKeyHeader?.toLowerCase(),
-          }),
-    loadShedding,
-    shedAlgorithm,
-    trustProxy,
-    redisUrl,
-    healthDetailsToken,
-    tls:
-      certFile !== undefined && keyFile !== undefined
-        ? Object.freeze({ certFile, keyFile, watch: tlsWatch })
-        : undefined,
-    validator:
-      validatorUrl !== undefined
-        ? Object.freeze({
-            url: validatorUrl,
-            timeoutMs: validatorTimeoutMs,
-            retries: validatorRetries,
-            deadlineMs: validatorDeadlineMs,
-            openMs: validatorOpenMs,
-            failureThreshold: validatorFailureThreshold,
-            fleetBreaker: validatorFleetBreaker,
-          })
-        : undefined,
-    chaos: chaosOn
-      ? Object.freeze({
-          validatorFaultRate: chaosValidatorFaultRate,
-          validatorLatencyRate: chaosValidatorLatencyRate,
-          validatorLatencyMs: chaosValidatorLatencyMs,
-          computeFaultRate: chaosComputeFaultRate,
-          seed: chaosSeed === undefined ? undefined : Number(chaosSeed),
-        })
-      : undefined,
+  // Sections present only when turned on.
+  const rateLimit = o.rateLimit as RateLimitConfig;
+  const config = {
+    ...o,
+    rateLimit: rateLimit.ratePerSecond === 0 ? undefined : Object.freeze(rateLimit),
+    shedding: v.LOAD_SHEDDING === true ? Object.freeze(o.shedding) : false,
+    tls: certFile !== undefined && keyFile !== undefined ? Object.freeze(o.tls) : undefined,
+    validator: validatorUrl !== undefined ? Object.freeze(o.validator) : undefined,
+    chaos: chaosOn ? Object.freeze({ seed: undefined, ...o.chaos }) : undefined,
+    redisUrl: o.redisUrl,
+    healthDetailsToken: o.healthDetailsToken,
     otel: Object.freeze(otel),
-  });
-  return { config, reader: r };
+  } as unknown as GcdConfig;
+  return { config: Object.freeze(config), issues: r.issues };
 }
 
 /** The typed configuration, or a {@link ConfigError} listing every bad variable. */
 export function loadConfig(env: Env): GcdConfig {
-  const { config, reader } = read(env);
-  if (reader.issues.length > 0) throw new ConfigError(reader.issues);
+  const { config, issues } = read(env);
+  if (issues.length > 0) throw new ConfigError(issues);
   return config;
 }
 
-/** Every variable the service reads, with its default and what it accepts (docs and `--help`). */
+/** Every variable the service reads, with its default, what it accepts and its doc line (docs and `--help`). */
 export function listVariables(): readonly VariableInfo[] {
-  return read({}).reader.read;
+  return [...describeTable(ENV), OTEL];
+}
+
+/**
+ * A kit option the kit refused (`InvalidOptionError('service.headersTimeoutMs', …)`), told in the
+ * environment's words (`HEADERS_TIMEOUT_MS=20000: expected at most REQUEST_TIMEOUT_MS (10000)`), or
+ * undefined when no variable sets that option.
+ */
+export function configErrorOf(error: unknown): ConfigError | undefined {
+  if (!(error instanceof InvalidOptionError)) return undefined;
+  const byOption = new Map(
+    ENV.filter((row) => row.target !== undefined).map((row) => [`service.${row.target!}`, row.name]),
+  );
+  const variable = byOption.get(error.option);
+  if (variable === undefined) return undefined;
+  let expected = error.expected;
+  for (const [option, name] of byOption) {
+    expected = expected.replace(new RegExp(`\\b${option.slice('service.'.length)}\\b`, 'gu'), name);
+  }
+  return new ConfigError([{ variable, received: JSON.stringify(String(error.received)), expected }]);
 }
 
 /** The configuration as it is safe to log: the Redis password replaced by `***`. */

@@ -64,7 +64,8 @@ try {
   server = await createGcdServer(config, { tracing });
   await server.listen();
 } catch (error) {
-  if (error instanceof MissingDependencyError) {
+  // A missing optional package, or a value the kit refused (told in variables: configErrorOf).
+  if (error instanceof MissingDependencyError || error instanceof ConfigError) {
     await tracing.shutdown();
     configError(error.message);
   }

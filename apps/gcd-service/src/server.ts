@@ -18,7 +18,7 @@ import { EventEmitter } from '@bulwark/core/internal';
 import { createService, FleetBreaker, type ServiceOptions, type Tracing } from '@bulwark/service';
 import type { DestinationStream } from 'pino';
 import { createGameDay, type GameDay } from './chaos.js';
-import { describeConfig, type GcdConfig } from './config.js';
+import { configErrorOf, describeConfig, type GcdConfig } from './config.js';
 import { GcdComputer } from './compute.js';
 import { GcdError } from './errors.js';
 import { errorPage, type FormValues } from './html.js';
@@ -137,21 +137,21 @@ export function kitOptions(
     rateLimit:
       config.rateLimit === undefined
         ? false
-        : {
-            ratePerSecond: config.rateLimit.perSecond,
-            burst: config.rateLimit.burst,
-            onStoreError: config.rateLimit.onRedisError,
-            ...(config.rateLimit.keyHeader === undefined ? {} : { keyHeader: config.rateLimit.keyHeader }),
-            ...(config.redisUrl === undefined ? {} : { redisUrl: config.redisUrl }),
-          },
-    shedding: config.loadShedding ? { algorithm: config.shedAlgorithm } : false,
+        : { ...config.rateLimit, ...(config.redisUrl === undefined ? {} : { redisUrl: config.redisUrl }) },
+    shedding: config.shedding,
     ...(deps.tracing === undefined ? {} : { tracing: deps.tracing }),
   };
 }
 
 export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {}): Promise<GcdServer> {
   const https = config.tls === undefined ? undefined : readTlsFiles(config.tls);
-  const app = createService(kitOptions(config, deps, https));
+  let app: ReturnType<typeof createService>;
+  try {
+    app = createService(kitOptions(config, deps, https));
+  } catch (error) {
+    // The kit checks its own options (e.g. headersTimeoutMs ≤ requestTimeoutMs): say it in variables.
+    throw configErrorOf(error) ?? error;
+  }
   const kit = app.bulwark;
 
   let computer: GcdComputer | undefined;

@@ -19,7 +19,9 @@
  */
 import { Agent, request, type Dispatcher } from 'undici';
 import {
+  CIRCUIT_BREAKER_DEFAULTS,
   DEADLINE_HEADER,
+  RETRY_DEFAULTS,
   DeadlineExceededError,
   circuitBreaker,
   currentDeadline,
@@ -27,16 +29,18 @@ import {
   pipeline,
   retry,
   timeout,
+  type CircuitBreakerOptions,
   type CircuitBreakerPolicy,
   type CircuitState,
   type Clock,
   type CallContext,
   type Policy,
+  type RetryOptions,
   type Subscribe,
 } from '@bulwark/core';
 import { EventEmitter } from '@bulwark/core/internal';
+import { RETRYABLE_STATUSES, parseRetryAfter } from '@bulwark/http';
 import { injectTraceHeaders, traceAttempt } from '@bulwark/service';
-import type { ValidatorConfig } from './config.js';
 import { GcdError } from './errors.js';
 import type { ValidationMode } from './routes.js';
 
@@ -55,6 +59,63 @@ export class ValidatorUnavailableError extends Error {
     super(message);
   }
 }
+
+/** The longest `VALIDATOR_OPEN_MS` (1 h): the cap of the breaker's (fixed) open duration. */
+export const MAX_OPEN_DURATION_MS = 3_600_000;
+
+/**
+ * The validator client's options, in core's words: `circuitBreaker` and `retry` are core's option objects,
+ * merged over {@link VALIDATOR_DEFAULTS} (which take core's defaults where the validator has no reason
+ * to differ). `timeoutMs` bounds the whole step, retries included; `attemptTimeoutMs` each attempt.
+ */
+export interface ValidatorOptions {
+  /** The validator's base URL (`VALIDATOR_URL`); the client posts to `/validate` on it. */
+  readonly url: string;
+  /** The whole validation step, retries included; then local validation is used. */
+  readonly timeoutMs?: number;
+  /** Each call to the validator (and its connect). */
+  readonly attemptTimeoutMs?: number;
+  /** core `retry` options, merged over {@link VALIDATOR_DEFAULTS}`.retry`. */
+  readonly retry?: Partial<Omit<RetryOptions, 'clock'>>;
+  /** core `circuitBreaker` options, merged over {@link VALIDATOR_DEFAULTS}`.circuitBreaker`. */
+  readonly circuitBreaker?: Partial<Omit<CircuitBreakerOptions, 'clock'>>;
+  /** Share the breaker's trips through Redis (`REDIS_URL`) with the other instances (server.ts). */
+  readonly fleetBreaker?: boolean;
+}
+
+/**
+ * The validator's defaults, each chosen once (the env table, docs/gcd-service.md, takes its defaults from here):
+ * - `timeoutMs` 1 s for the whole step and `attemptTimeoutMs` 300 ms: a validation answers in
+ *   milliseconds; past that the service answers locally rather than keep its caller waiting.
+ * - retry: core's `maxAttempts` (3: two retries), with short delays (25 ms growing to 250 ms) that fit
+ *   inside the step's second.
+ * - circuitBreaker: the chapter's breaker — open after 5 failures in a row (not core's time window: a
+ *   validator sees every request, so a run of failures is news at once), one half-open probe, core's
+ *   `openDurationMs` (5 s) **fixed**: `multiplier: 1`, so the breaker stays open `VALIDATOR_OPEN_MS`
+ *   each time however many probes fail (core's default would double it up to 60 s; here the documented
+ *   time is the time, and a recovered validator is used again within it).
+ */
+export const VALIDATOR_DEFAULTS = Object.freeze({
+  timeoutMs: 1_000,
+  attemptTimeoutMs: 300,
+  retry: Object.freeze({
+    name: 'validator-retry',
+    maxAttempts: RETRY_DEFAULTS.maxAttempts,
+    initialDelayMs: 25,
+    maxDelayMs: 250,
+  }),
+  circuitBreaker: Object.freeze({
+    name: 'validator',
+    strategy: Object.freeze({ type: 'consecutive', threshold: 5 }) as {
+      type: 'consecutive';
+      threshold: number;
+    },
+    openDurationMs: CIRCUIT_BREAKER_DEFAULTS.openDurationMs,
+    openDurationBackoff: Object.freeze({ multiplier: 1, maxOpenDurationMs: MAX_OPEN_DURATION_MS }),
+    halfOpenPermits: 1,
+  }),
+  fleetBreaker: false,
+});
 
 /** The validator could not be used for one request; local validation was used instead. */
 export interface FallbackEvent {
@@ -102,34 +163,22 @@ export class ValidatorClient {
   /** The last reason the validator could not be used, for /healthz. */
   lastFailure: { readonly reason: string; readonly message: string; readonly at: string } | undefined;
 
-  constructor(config: ValidatorConfig, deps: ValidatorClientDeps = {}) {
-    this.#url = new URL('/validate', config.url).href;
+  constructor(options: ValidatorOptions, deps: ValidatorClientDeps = {}) {
+    const d = VALIDATOR_DEFAULTS;
+    const timeoutMs = options.timeoutMs ?? d.timeoutMs;
+    const attemptTimeoutMs = options.attemptTimeoutMs ?? d.attemptTimeoutMs;
+    this.#url = new URL('/validate', options.url).href;
     this.#ownsDispatcher = deps.dispatcher === undefined;
     this.#dispatcher =
       deps.dispatcher ??
-      new Agent({ connections: 64, keepAliveTimeout: 4_000, connectTimeout: config.timeoutMs });
+      new Agent({ connections: 64, keepAliveTimeout: 4_000, connectTimeout: attemptTimeoutMs });
     this.#clock = deps.clock;
     const clock = deps.clock === undefined ? {} : { clock: deps.clock };
-    const deadline = timeout({ timeoutMs: config.deadlineMs, name: 'validator-deadline', ...clock });
-    const retries = retry({
-      ...clock,
-      name: 'validator-retry',
-      maxAttempts: config.retries + 1,
-      initialDelayMs: 25,
-      maxDelayMs: 250,
-      // Core's classifier does not retry an open breaker: "answer locally now", not "wait until it half-opens".
-    });
-    this.breaker = circuitBreaker({
-      ...clock,
-      name: 'validator',
-      // The chapter's breaker: open after 5 failures in a row; probe after `openMs`.
-      strategy: { type: 'consecutive', threshold: config.failureThreshold },
-      openDurationMs: config.openMs,
-      // Open for VALIDATOR_OPEN_MS every time, as documented (core's default doubles it per failed probe).
-      openDurationBackoff: { multiplier: 1, maxOpenDurationMs: config.openMs },
-      halfOpenPermits: 1,
-    });
-    const perAttempt = timeout({ timeoutMs: config.timeoutMs, name: 'validator-attempt', ...clock });
+    const deadline = timeout({ timeoutMs, name: 'validator-deadline', ...clock });
+    // Core's classifier does not retry an open breaker: "answer locally now", not "wait until it half-opens".
+    const retries = retry({ ...d.retry, ...options.retry, ...clock });
+    this.breaker = circuitBreaker({ ...d.circuitBreaker, ...options.circuitBreaker, ...clock });
+    const perAttempt = timeout({ timeoutMs: attemptTimeoutMs, name: 'validator-attempt', ...clock });
     this.policy = pipeline(deadline, retries, this.breaker, perAttempt, ...(deps.chaos ?? []));
     this.policies = {
       'validator-deadline': deadline,
@@ -218,12 +267,13 @@ export class ValidatorClient {
         return { valid: false, code: body.code, message: body.message };
       }
     }
-    const retryAfter = Number(res.headers['retry-after']);
+    // @bulwark/http's classification: which statuses another attempt may change, and Retry-After in
+    // both forms (seconds or an HTTP-date).
     throw new ValidatorUnavailableError(
       `The validator answered ${res.statusCode}`,
       res.statusCode,
-      Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined,
-      res.statusCode >= 500 || res.statusCode === 429 || res.statusCode === 408,
+      parseRetryAfter(res.headers['retry-after']),
+      RETRYABLE_STATUSES.has(res.statusCode),
     );
   }
 

@@ -134,11 +134,10 @@ describe('a game day against the validator (CHAOS_VALIDATOR_FAULT_RATE=1)', () =
   let s: Running;
   const validatorConfig = (url: string): ValidatorConfig => ({
     url,
-    timeoutMs: 5000,
-    retries: 0,
-    deadlineMs: 10_000,
-    openMs: 100,
-    failureThreshold: 3,
+    attemptTimeoutMs: 5000,
+    retry: { maxAttempts: 1 },
+    timeoutMs: 10_000,
+    circuitBreaker: { openDurationMs: 100, strategy: { type: 'consecutive', threshold: 3 } },
   });
   before(async () => {
     v = await start({ mode: 'validator' }); // a working validator: every failure is injected
@@ -266,11 +265,10 @@ test('CHAOS_VALIDATOR_LATENCY_*: the delay is inside the per-attempt timeout (a 
   const s = await start({
     validator: {
       url: v.url,
-      timeoutMs: 50,
-      retries: 0,
-      deadlineMs: 10_000,
-      openMs: 5000,
-      failureThreshold: 5,
+      attemptTimeoutMs: 50,
+      retry: { maxAttempts: 1 },
+      timeoutMs: 10_000,
+      circuitBreaker: { openDurationMs: 5000, strategy: { type: 'consecutive', threshold: 5 } },
     },
     chaos: { ...NO_CHAOS, validatorLatencyRate: 1, validatorLatencyMs: 600_000 },
   });

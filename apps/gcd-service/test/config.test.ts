@@ -6,6 +6,13 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { CIRCUIT_BREAKER_DEFAULTS, RETRY_DEFAULTS } from '@bulwark/core';
+import {
+  RATE_LIMIT_DEFAULTS,
+  SERVICE_DEFAULTS,
+  SHEDDING_DEFAULTS,
+  SHUTDOWN_DEFAULTS,
+} from '@bulwark/service';
 import {
   ConfigError,
   DEFAULTS,
@@ -14,6 +21,8 @@ import {
   loadConfig,
   redactUrl,
 } from '../src/config.js';
+import { VALIDATOR_DEFAULTS } from '../src/validator-client.js';
+import { createGcdServer } from '../src/server.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 
@@ -85,23 +94,59 @@ describe('loadConfig', () => {
     assert.equal(loadConfig({ PORT: '', REDIS_URL: '' }).port, 3000);
   });
 
-  test('validator settings', () => {
+  test('validator settings: core option objects, defaults from the validator client (and so from core)', () => {
     const config = loadConfig({ VALIDATOR_URL: 'http://127.0.0.1:4000', VALIDATOR_RETRIES: '0' });
     assert.deepEqual(config.validator, {
       url: 'http://127.0.0.1:4000',
-      timeoutMs: DEFAULTS.validatorTimeoutMs,
-      retries: 0,
-      deadlineMs: DEFAULTS.validatorDeadlineMs,
-      openMs: DEFAULTS.validatorOpenMs,
-      failureThreshold: DEFAULTS.validatorFailureThreshold,
+      attemptTimeoutMs: VALIDATOR_DEFAULTS.attemptTimeoutMs,
+      retry: { maxAttempts: 1 },
+      timeoutMs: VALIDATOR_DEFAULTS.timeoutMs,
+      circuitBreaker: {
+        openDurationMs: CIRCUIT_BREAKER_DEFAULTS.openDurationMs,
+        strategy: { type: 'consecutive', threshold: VALIDATOR_DEFAULTS.circuitBreaker.strategy.threshold },
+      },
       fleetBreaker: false,
     });
+    const set = loadConfig({
+      VALIDATOR_URL: 'http://127.0.0.1:4000',
+      VALIDATOR_OPEN_MS: '1234',
+      VALIDATOR_FAILURE_THRESHOLD: '7',
+      VALIDATOR_TIMEOUT_MS: '50',
+      VALIDATOR_DEADLINE_MS: '500',
+    }).validator;
+    assert.equal(set?.circuitBreaker?.openDurationMs, 1234);
+    assert.deepEqual(set?.circuitBreaker?.strategy, { type: 'consecutive', threshold: 7 });
+    assert.equal(set?.attemptTimeoutMs, 50);
+    assert.equal(set?.timeoutMs, 500);
+    assert.equal(
+      loadConfig({ VALIDATOR_URL: 'http://x' }).validator?.retry?.maxAttempts,
+      RETRY_DEFAULTS.maxAttempts,
+    );
+  });
+
+  test("defaults the kit declares are the kit's", () => {
+    const config = loadConfig({});
+    assert.equal(config.keepAliveTimeoutMs, SERVICE_DEFAULTS.keepAliveTimeoutMs);
+    assert.equal(config.maxHeaderBytes, SERVICE_DEFAULTS.maxHeaderBytes);
+    assert.equal(config.logLevel, SERVICE_DEFAULTS.logLevel);
+    assert.equal(config.shutdownTimeoutMs, SHUTDOWN_DEFAULTS.shutdownTimeoutMs);
+    assert.deepEqual(config.rateLimit, {
+      ratePerSecond: RATE_LIMIT_DEFAULTS.ratePerSecond,
+      burst: RATE_LIMIT_DEFAULTS.burst,
+      onStoreError: RATE_LIMIT_DEFAULTS.onStoreError,
+    });
+    assert.deepEqual(config.shedding, { algorithm: SHEDDING_DEFAULTS.algorithm });
+    assert.equal(loadConfig({ LOAD_SHEDDING: 'off' }).shedding, false);
+    assert.equal(loadConfig({ RATE_LIMIT_KEY_HEADER: 'X-Api-Key' }).rateLimit?.keyHeader, 'x-api-key');
   });
 
   test('a validator has no rate limit unless one is set; the gcd service has one by default', () => {
     assert.equal(loadConfig({ GCD_MODE: 'validator' }).rateLimit, undefined);
-    assert.equal(loadConfig({ GCD_MODE: 'validator', RATE_LIMIT_PER_SECOND: '50' }).rateLimit?.perSecond, 50);
-    assert.equal(loadConfig({}).rateLimit?.perSecond, DEFAULTS.rateLimitPerSecond);
+    assert.equal(
+      loadConfig({ GCD_MODE: 'validator', RATE_LIMIT_PER_SECOND: '50' }).rateLimit?.ratePerSecond,
+      50,
+    );
+    assert.equal(loadConfig({}).rateLimit?.ratePerSecond, RATE_LIMIT_DEFAULTS.ratePerSecond);
   });
 
   test('VALIDATOR_FLEET_BREAKER needs VALIDATOR_URL and REDIS_URL', () => {
@@ -140,7 +185,6 @@ describe('loadConfig', () => {
       'MAX_HEADER_BYTES',
       /at least 18048/,
     ],
-    [{ HEADERS_TIMEOUT_MS: '20000' }, 'HEADERS_TIMEOUT_MS', /at most REQUEST_TIMEOUT_MS \(10000\)/],
     [
       { TLS_CERT_FILE: '/x.pem' },
       'TLS_KEY_FILE',
@@ -169,6 +213,19 @@ describe('loadConfig', () => {
       assert.match(error.message, message);
     });
   }
+
+  test('HEADERS_TIMEOUT_MS above REQUEST_TIMEOUT_MS: checked once, by the kit, and told in variables', async () => {
+    const config = { ...loadConfig({ HEADERS_TIMEOUT_MS: '20000' }), port: 0, logLevel: 'silent' as const };
+    await assert.rejects(createGcdServer(config), (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(error.issues[0]?.variable, 'HEADERS_TIMEOUT_MS');
+      assert.match(
+        error.message,
+        /HEADERS_TIMEOUT_MS="20000": expected at most REQUEST_TIMEOUT_MS \(10000\)/,
+      );
+      return true;
+    });
+  });
 
   test('reports every problem at once', () => {
     const error = issuesOf({ PORT: 'x', LOG_LEVEL: 'y', MAX_DIGITS: 'z' });
@@ -241,6 +298,13 @@ describe('main.js with a bad environment', () => {
     assert.match(exit.stderr, /MAX_DIGITS="-3": expected a whole number from 1 to 1000000/);
     assert.match(exit.stderr, /docs\/gcd-service\.md/);
     assert.doesNotMatch(exit.stderr + exit.stdout, /hunter2/);
+    assert.equal(exit.stdout, '', 'nothing starts');
+  });
+
+  test('exits 78 when the kit refuses a value, naming the variable (HEADERS_TIMEOUT_MS)', async () => {
+    const exit = await runMain({ PORT: '0', HEADERS_TIMEOUT_MS: '20000', REQUEST_TIMEOUT_MS: '15000' });
+    assert.equal(exit.code, 78, exit.stderr);
+    assert.match(exit.stderr, /HEADERS_TIMEOUT_MS="20000": expected at most REQUEST_TIMEOUT_MS \(15000\)/);
     assert.equal(exit.stdout, '', 'nothing starts');
   });
 

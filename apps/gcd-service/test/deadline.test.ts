@@ -48,11 +48,10 @@ describe('deadlines: caller → gcd service → validator', () => {
       testConfig({
         validator: {
           url: v.url,
-          timeoutMs: 5_000,
-          retries: 0,
-          deadlineMs: 10_000,
-          openMs: 5_000,
-          failureThreshold: 1,
+          attemptTimeoutMs: 5_000,
+          retry: { maxAttempts: 1 },
+          timeoutMs: 10_000,
+          circuitBreaker: { openDurationMs: 5_000, strategy: { type: 'consecutive', threshold: 1 } },
         },
       }),
     );

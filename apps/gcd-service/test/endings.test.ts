@@ -78,7 +78,7 @@ async function shedCounts(s: Running): Promise<{ concurrency: number; eventLoop:
 
 describe('finding 1: a form POST abandoned after its body', () => {
   test('60 of them leave no slot taken and no pool task running; the next request is served', async () => {
-    const s = await start({ loadShedding: true });
+    const s = await start({ shedding: { algorithm: 'gradient2' } });
     const f = follow(s);
     try {
       await Promise.all(Array.from({ length: 60 }, (_, i) => abandonAfterBody(s, f, `a${i}`)));
@@ -115,14 +115,13 @@ describe('finding 1: a form POST abandoned after its body', () => {
       fault: { type: 'latency', ms: 60_000 },
     });
     const s = await start({
-      loadShedding: true,
+      shedding: { algorithm: 'gradient2' },
       validator: {
         url: proxy.url,
+        attemptTimeoutMs: 60_000,
+        retry: { maxAttempts: 1 },
         timeoutMs: 60_000,
-        retries: 0,
-        deadlineMs: 60_000,
-        openMs: 5000,
-        failureThreshold: 5,
+        circuitBreaker: { openDurationMs: 5000, strategy: { type: 'consecutive', threshold: 5 } },
       },
     });
     const f = follow(s);
@@ -145,7 +144,11 @@ describe('finding 2: slow uploads', () => {
   let f: ReturnType<typeof follow>;
   const uploads: Socket[] = [];
   before(async () => {
-    s = await start({ loadShedding: true, requestTimeoutMs: 120_000, headersTimeoutMs: 60_000 });
+    s = await start({
+      shedding: { algorithm: 'gradient2' },
+      requestTimeoutMs: 120_000,
+      headersTimeoutMs: 60_000,
+    });
     f = follow(s);
   });
   after(async () => {

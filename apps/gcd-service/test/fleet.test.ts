@@ -17,11 +17,10 @@ before(async () => {
   await requireRedis(REDIS_URL); // a clear failure within seconds when there is no Redis
   const validator = {
     url: `http://127.0.0.1:${await freePort()}`, // nothing listens: a validator that is down
-    timeoutMs: 1000,
-    retries: 0,
-    deadlineMs: 2000,
-    openMs: 60_000,
-    failureThreshold: 2,
+    attemptTimeoutMs: 1000,
+    retry: { maxAttempts: 1 },
+    timeoutMs: 2000,
+    circuitBreaker: { openDurationMs: 60_000, strategy: { type: 'consecutive' as const, threshold: 2 } },
     fleetBreaker: true,
   };
   a = await start({ validator, redisUrl: REDIS_URL });

@@ -26,7 +26,7 @@ export function testConfig(overrides: Partial<GcdConfig> = {}): GcdConfig {
     port: 0,
     logLevel: 'silent',
     rateLimit: undefined,
-    loadShedding: false,
+    shedding: false,
     ...overrides,
   };
 }

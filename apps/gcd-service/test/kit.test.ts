@@ -181,7 +181,7 @@ describe('health, readiness, request ids', () => {
 
 describe('load shedding (on by default)', () => {
   test('is wired: /healthz reports the algorithm, /metrics the concurrency limit; both are exempt', async () => {
-    const s = await start({ loadShedding: true, shedAlgorithm: 'aimd', healthDetailsToken: TOKEN });
+    const s = await start({ shedding: { algorithm: 'aimd' }, healthDetailsToken: TOKEN });
     try {
       const health = (await ask(`${s.url}/healthz`, DETAILS)).json<{
         shedding: { enabled: boolean; algorithm: string };
@@ -204,11 +204,10 @@ describe('validator away: degraded, still ready', () => {
       healthDetailsToken: TOKEN,
       validator: {
         url: proxy.url,
-        timeoutMs: 100,
-        retries: 0,
-        deadlineMs: 300,
-        openMs: 60_000,
-        failureThreshold: 2,
+        attemptTimeoutMs: 100,
+        retry: { maxAttempts: 1 },
+        timeoutMs: 300,
+        circuitBreaker: { openDurationMs: 60_000, strategy: { type: 'consecutive', threshold: 2 } },
       },
     });
     try {
@@ -245,7 +244,7 @@ describe('rate limit', () => {
   test('in memory: 429 with Retry-After past the burst; health endpoints are exempt', async () => {
     const s = await start({
       healthDetailsToken: TOKEN,
-      rateLimit: { perSecond: 1, burst: 3, onRedisError: 'local', keyHeader: undefined },
+      rateLimit: { ratePerSecond: 1, burst: 3, onStoreError: 'local' },
     });
     try {
       const statuses: number[] = [];
@@ -271,7 +270,12 @@ describe('rate limit', () => {
     before(async () => {
       await requireRedis(REDIS_URL); // a clear failure within seconds when there is no Redis
       proxy = await startFaultProxy({ target: REDIS_URL });
-      const rateLimit = { perSecond: 1, burst: 4, onRedisError: 'local' as const, keyHeader: 'x-api-key' };
+      const rateLimit = {
+        ratePerSecond: 1,
+        burst: 4,
+        onStoreError: 'local' as const,
+        keyHeader: 'x-api-key',
+      };
       const redisUrl = `redis://${proxy.address}`;
       a = await start({ rateLimit, redisUrl, healthDetailsToken: TOKEN });
       b = await start({ rateLimit, redisUrl, healthDetailsToken: TOKEN });

@@ -250,7 +250,7 @@ test('the default queue holds 4 computations per thread: a burst of 5 on one thr
     }),
     port: 0,
     logLevel: 'silent',
-    loadShedding: false,
+    shedding: false,
     rateLimit: undefined,
   });
   try {

@@ -20,11 +20,10 @@ let v: Running;
 let s: Running;
 
 const VALIDATOR = {
-  timeoutMs: 2000,
-  retries: 2,
-  deadlineMs: 5000,
-  openMs: 5000,
-  failureThreshold: 10,
+  attemptTimeoutMs: 2000,
+  retry: { maxAttempts: 3 },
+  timeoutMs: 5000,
+  circuitBreaker: { openDurationMs: 5000, strategy: { type: 'consecutive' as const, threshold: 10 } },
 };
 
 before(async () => {

@@ -10,7 +10,7 @@ import { startFaultProxy, type FaultProxy } from '@bulwark/fault-server';
 import { spawnService, ask, q, start, type Running } from './helpers.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { CircuitStateChangeEvent } from '@bulwark/core';
+import type { CircuitStateChangeEvent, RetryPolicy } from '@bulwark/core';
 import { FakeClock } from '@bulwark/core/testing';
 import { loadConfig } from '../src/config.js';
 import { ValidatorClient } from '../src/validator-client.js';
@@ -79,11 +79,10 @@ describe('gcd service with a validator', () => {
     s = await start({
       validator: {
         url: proxy.url,
-        timeoutMs: 150,
-        retries: 1,
-        deadlineMs: DEADLINE_MS,
-        openMs: OPEN_MS,
-        failureThreshold: 3,
+        attemptTimeoutMs: 150,
+        retry: { maxAttempts: 2 },
+        timeoutMs: DEADLINE_MS,
+        circuitBreaker: { openDurationMs: OPEN_MS, strategy: { type: 'consecutive', threshold: 3 } },
       },
     });
   });
@@ -213,7 +212,74 @@ describe('finding 5: the documented validator example, and what a validator answ
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
   }
-  const CONFIG = { timeoutMs: 1000, retries: 0, deadlineMs: 2000, openMs: 5000, failureThreshold: 5 };
+  const CONFIG = { attemptTimeoutMs: 1000, retry: { maxAttempts: 1 }, timeoutMs: 2000 };
+
+  /** A stand-in validator that answers with `answers` in turn (the last one again), counting calls. */
+  async function script(
+    answers: readonly { status: number; headers?: Record<string, string>; body?: string }[],
+  ): Promise<{ server: Server; url: string; calls: () => number }> {
+    let calls = 0;
+    const server = createServer((req, res) => {
+      let text = '';
+      req.on('data', (c: Buffer) => (text += c.toString()));
+      req.on('end', () => {
+        const a = answers[Math.min(calls++, answers.length - 1)]!;
+        const pair = JSON.parse(text) as { n: string; m: string };
+        res
+          .writeHead(a.status, { 'content-type': 'application/json', ...a.headers })
+          .end(a.body ?? JSON.stringify({ valid: true, ...pair }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, calls: () => calls };
+  }
+
+  test("statuses are @bulwark/http's RETRYABLE_STATUSES: 425 is retried, 501 is not (issue 13)", async () => {
+    for (const [status, attempts] of [
+      [425, 2],
+      [501, 1],
+      [503, 2],
+      [404, 1],
+    ] as const) {
+      const v = await script([{ status, body: '{}' }]);
+      const client = new ValidatorClient({
+        ...CONFIG,
+        url: v.url,
+        retry: { maxAttempts: 2, initialDelayMs: 1 },
+      });
+      try {
+        assert.equal(await client.check({ n: '12', m: '18' }), 'local-fallback', String(status));
+        assert.equal(v.calls(), attempts, `${status}: ${attempts} attempt(s)`);
+      } finally {
+        await client.close();
+        v.server.close();
+      }
+    }
+  });
+
+  test('a Retry-After in the HTTP-date form is honoured (issue 13)', async () => {
+    const clock = new FakeClock();
+    // whole seconds: the HTTP-date form has no fraction, so the wait is 29–30 s
+    const at = new Date(Date.now() + 30_000).toUTCString();
+    const v = await script([{ status: 503, headers: { 'retry-after': at }, body: '{}' }, { status: 200 }]);
+    const client = new ValidatorClient(
+      { ...CONFIG, timeoutMs: 120_000, url: v.url, retry: { maxAttempts: 2 } },
+      { clock },
+    );
+    const retryPolicy = client.policies['validator-retry'] as RetryPolicy;
+    const waited = new Promise<number>((resolve) => retryPolicy.onRetry((e) => resolve(e.delayMs)));
+    try {
+      const checked = client.check({ n: '12', m: '18' });
+      const delayMs = await waited;
+      assert.ok(delayMs >= 28_000 && delayMs <= 30_000, `waits until the date (${delayMs} ms), not 25 ms`);
+      await clock.advanceAsync(delayMs);
+      assert.equal(await checked, 'remote');
+      assert.equal(v.calls(), 2);
+    } finally {
+      await client.close();
+      v.server.close();
+    }
+  });
 
   test('a 200 that says {"valid": false} is a rejection, not an acceptance', async () => {
     const v = await stub(200, JSON.stringify({ valid: false, code: 'NOPE', message: 'not today' }));
@@ -266,7 +332,11 @@ describe('finding 5: the documented validator example, and what a validator answ
     const v = await stub(500, '{}');
     const clock = new FakeClock();
     const client = new ValidatorClient(
-      { ...CONFIG, url: v.url, failureThreshold: 1, openMs: 5000 },
+      {
+        ...CONFIG,
+        url: v.url,
+        circuitBreaker: { openDurationMs: 5000, strategy: { type: 'consecutive', threshold: 1 } },
+      },
       { clock },
     );
     const opened: CircuitStateChangeEvent[] = [];

@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import * as service from './index.js';
-import { ServiceMetrics } from './metrics.js';
+import { METRICS_DEFAULTS, ServiceMetrics } from './metrics.js';
+import { SECURITY_HEADERS_DEFAULTS } from './security-headers.js';
 
 const doc = readFileSync(fileURLToPath(new URL('../../../docs/service.md', import.meta.url)), 'utf8');
 
@@ -33,7 +34,7 @@ it('documents every option of every part', () => {
     'https',
     'tracing',
   ]);
-  assertDocumented('### Metrics options', [...Object.keys(service.METRICS_DEFAULTS), 'registry']);
+  assertDocumented('### Metrics options', [...Object.keys(METRICS_DEFAULTS), 'registry']);
   assertDocumented('### Rate limiting', [
     ...Object.keys(service.RATE_LIMIT_DEFAULTS),
     'keyHeader',
@@ -42,7 +43,7 @@ it('documents every option of every part', () => {
     'redis',
   ]);
   assertDocumented('### Load shedding', [...Object.keys(service.SHEDDING_DEFAULTS), 'clock']);
-  assertDocumented('### Security headers', Object.keys(service.SECURITY_HEADERS_DEFAULTS));
+  assertDocumented('### Security headers', Object.keys(SECURITY_HEADERS_DEFAULTS));
   assertDocumented('### Deadlines', ['maxMs']);
   assertDocumented('### Shutdown', [
     ...Object.keys(service.SHUTDOWN_DEFAULTS),

@@ -1,12 +1,18 @@
 // The public surface of @bulwark/service, written out by hand: nothing is exported by accident.
 // index.test.ts pins this list so an API change is always a visible diff.
+//
+// What an app needs, nothing the kit uses internally (issue 13). Of the `*_DEFAULTS`, only those of the
+// option objects an app builds or derives values from are exported: SERVICE_DEFAULTS (createService),
+// HEALTH_DEFAULTS (probe timings are sized from checkTimeoutMs), RATE_LIMIT_DEFAULTS, SHEDDING_DEFAULTS
+// and SHUTDOWN_DEFAULTS (an app's own config maps its settings onto these and takes their defaults, as
+// gcd-service does). The others are internal; their values are in docs/service.md's option tables.
 
 export { createService, bulwarkService } from './service.js';
 export type { BulwarkKit, HealthReport } from './service.js';
 
 export { serverOptions } from './server-options.js';
-export { SERVICE_DEFAULTS, resolveServiceOptions } from './options.js';
-export type { ServiceOptions, ResolvedServiceOptions } from './options.js';
+export { SERVICE_DEFAULTS } from './options.js';
+export type { ServiceOptions } from './options.js';
 
 export { installShutdown, SHUTDOWN_DEFAULTS } from './shutdown.js';
 export type { ShutdownOptions, ShutdownHandle } from './shutdown.js';
@@ -21,9 +27,9 @@ export type {
   ReadinessReport,
 } from './health.js';
 
-export { ServiceMetrics, METRICS_DEFAULTS, METRIC_NAMES } from './metrics.js';
+export { ServiceMetrics, METRIC_NAMES } from './metrics.js';
 export type { MetricsOptions } from './metrics.js';
-export { DEFAULT_DURATION_BUCKETS_SECONDS, FastHistogram, HistogramCell } from './duration-histogram.js';
+export { DEFAULT_DURATION_BUCKETS_SECONDS, FastHistogram } from './duration-histogram.js';
 export type { FastHistogramOptions } from './duration-histogram.js';
 export type { InstrumentOptions, InstrumentablePolicy } from './instrument.js';
 
@@ -32,7 +38,6 @@ export {
   DEFAULT_API_SECURITY_HEADERS,
   DEFAULT_CONTENT_SECURITY_POLICY,
   DEFAULT_SECURITY_HEADERS,
-  SECURITY_HEADERS_DEFAULTS,
 } from './security-headers.js';
 export type { SecurityHeadersOptions, SecurityHeadersProfile } from './security-headers.js';
 
@@ -51,11 +56,11 @@ export type { TraceAttemptOptions } from './tracing/spans.js';
 export { MissingDependencyError, REDIS_FEATURE, requireOptionalPackages } from './optional.js';
 export type { OptionalFeature } from './optional.js';
 
-export { HttpRateLimiter, RATE_LIMIT_DEFAULTS, hashKey } from './rate-limit.js';
+export { HttpRateLimiter, RATE_LIMIT_DEFAULTS } from './rate-limit.js';
 export type { RateLimitOptions, RateLimitStatus, StoreErrorMode } from './rate-limit.js';
-export { RedisRateLimitStore, REDIS_STORE_DEFAULTS, TAKE_SCRIPT } from './redis-store.js';
+export { RedisRateLimitStore } from './redis-store.js';
 export type { RedisRateLimitStoreOptions, StoreHealthEvent } from './redis-store.js';
-export { FleetBreaker, FLEET_BREAKER_DEFAULTS } from './fleet-breaker.js';
+export { FleetBreaker } from './fleet-breaker.js';
 export type {
   FleetBreakerOptions,
   FleetBreakerTarget,
@@ -67,11 +72,11 @@ export type {
 
 export { Shedder, SHEDDING_DEFAULTS } from './shedder.js';
 export type { SheddingOptions, SheddingStatus, ShedReason, AlgorithmName } from './shedder.js';
-export { ConcurrencyLimiter, CONCURRENCY_LIMITER_DEFAULTS } from './concurrency-limiter.js';
+export { ConcurrencyLimiter } from './concurrency-limiter.js';
 export type { ConcurrencyLimiterOptions, LimitChangeEvent } from './concurrency-limiter.js';
-export { gradient2, aimd, fixed, GRADIENT2_DEFAULTS, AIMD_DEFAULTS } from './limit-algorithms.js';
+export { gradient2, aimd, fixed } from './limit-algorithms.js';
 export type { LimitAlgorithm, Gradient2Options, AimdOptions } from './limit-algorithms.js';
-export { PressureGate, PRESSURE_DEFAULTS } from './event-loop.js';
+export { PressureGate } from './event-loop.js';
 export type { PressureGateOptions, EventLoopSample } from './event-loop.js';
 
 export { UNMATCHED_ROUTE } from './hooks.js';

@@ -215,7 +215,7 @@ export function resolveServiceOptions(
     throw new InvalidOptionError(
       'service.headersTimeoutMs',
       resolved.headersTimeoutMs,
-      `<= requestTimeoutMs (${resolved.requestTimeoutMs})`,
+      `at most requestTimeoutMs (${resolved.requestTimeoutMs})`,
     );
   }
   securityHeaderSets(resolved.securityHeaders, resolved.https !== undefined); // throws on a bad header or value

@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
-import { HEALTH_DEFAULTS } from '@bulwark/service';
+import { HEALTH_DEFAULTS, SHUTDOWN_DEFAULTS } from '@bulwark/service';
 import { DEFAULTS, listVariables, loadConfig, type GcdConfig } from '../../src/config.js';
 import { createGcdServer, type GcdServer } from '../../src/server.js';
 import { loadYaml, loadYamlDocuments, readRepoFile, repoPath } from './support.js';
@@ -148,7 +148,10 @@ describe('deploy/k8s: the gcd-service Deployment against the service configurati
       graceMs >= pauseMs + config.shutdownTimeoutMs + 2000,
       `grace ${graceMs} ms < preStop ${pauseMs} ms + SHUTDOWN_TIMEOUT_MS ${config.shutdownTimeoutMs} ms + 2 s`,
     );
-    assert.ok(config.shutdownTimeoutMs >= DEFAULTS.shutdownTimeoutMs, 'no shorter deadline than the default');
+    assert.ok(
+      config.shutdownTimeoutMs >= SHUTDOWN_DEFAULTS.shutdownTimeoutMs,
+      'no shorter deadline than the default',
+    );
   });
 
   test('worker threads fit the CPU limit, and every container has requests and limits', () => {
