@@ -2,8 +2,8 @@
  * The arithmetic, on BigInt so every value is exact (u64 and far beyond, up to the digit cap).
  *
  * Euclid's algorithm: on BigInt the `%` is done by V8 in C++, which beats a binary (Stein) gcd
- * written in JS with shifts and subtractions. Cost measured on the project's 2-core VM, worst case
- * (consecutive Fibonacci numbers): 20 digits ≈ 5 µs, 100 ≈ 70 µs, 1 000 ≈ 1.4 ms, 5 000 ≈ 60 ms.
+ * written in JS with shifts and subtractions. The worst case (consecutive Fibonacci numbers) grows
+ * about with the square of the digits: bench/design-figures.mjs measures it (docs/benchmarks.md).
  */
 
 /** Greatest common divisor of two non-negative integers (`gcd(a, 0) = a`). */

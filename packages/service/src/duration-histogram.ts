@@ -1,6 +1,7 @@
 /**
  * Histograms built for the hot path. prom-client's `Histogram.observe` validates and hashes a labels
- * object and allocates a closure on every call (about 1 µs); here each label combination is a
+ * object and allocates a closure on every call (docs/benchmarks.md, "Figures behind design choices",
+ * compares the two); here each label combination is a
  * {@link HistogramCell} found once and kept by its caller, so an observation is a bucket search and three
  * additions — no allocation, no string building. The metric registers in a prom-client `Registry` like
  * any other (it implements the `get()` that `registry.metrics()` reads), so exposition, escaping and

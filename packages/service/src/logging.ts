@@ -14,8 +14,9 @@ import { pino, type DestinationStream, type Logger, type LevelWithSilent } from 
 import { context, trace } from '@opentelemetry/api';
 
 /**
- * Paths redacted on every log line (pino path syntax; hyphenated keys in brackets). No wildcards: a `*.x`
- * path makes every request's child logger ~2 µs dearer; add your own with `redactPaths`.
+ * Paths redacted on every log line (pino path syntax; hyphenated keys in brackets). No wildcards: pino
+ * compiles a wildcard path into a walk over every logged object, on every line (docs/benchmarks.md,
+ * "Figures behind design choices"); add your own with `redactPaths`.
  */
 export const REDACT_PATHS: readonly string[] = Object.freeze([
   'req.headers.authorization',

@@ -57,7 +57,7 @@ export interface ServiceOptions {
   connectionTimeoutMs?: number;
   /**
    * A handler running longer gets 503 `FST_ERR_HANDLER_TIMEOUT` and its `request.signal` aborted, in ms
-   * (0 = off). Fastify pays an AbortController and a timer per request for it (~4 µs), so it is off by
+   * (0 = off). Fastify pays an AbortController and a timer per request for it, so it is off by
    * default: set Fastify's per-route `handlerTimeout` on the routes that do real work, or this for all.
    * @default 0
    */

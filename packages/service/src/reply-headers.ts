@@ -1,7 +1,7 @@
 /**
  * Setting the kit's fixed response headers in one step. The kit adds ~15 headers to every response (the
  * request id, the security headers, the rate-limit headers); Fastify's `reply.header()` lower-cases the
- * name and checks for `set-cookie` on each call, ~50 ns a header. The names here are lower-case already,
+ * name and checks for `set-cookie` on each call. The names here are lower-case already,
  * so the kit writes them straight into the header object Fastify keeps for the reply (and later hands to
  * `writeHead`): one `Object.assign` of a prepared object per response, plus one property per variable
  * value. (Replacing Fastify's object with a copy instead is slower: it changes the type of a field of

@@ -8,11 +8,11 @@
  *   `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY` (plus HSTS over HTTPS). The rest of
  *   helmet's set (cross-origin isolation, referrer, DNS prefetch, download and XSS-auditor switches)
  *   governs how a browser treats an HTML document and what it loads from it; a JSON body has none of
- *   that, and every header costs each response ~0.3 µs of server CPU to validate and write.
+ *   that, and every header costs each response server CPU to validate and write.
  *
- * (@fastify/helmet costs ~60 µs of CPU per request on this machine class — more than the rest of the kit
- * together — because it runs helmet's Express middleware chain per request; a fixed header list costs
- * about 1 µs.) A handler can still override any of them (e.g. a page with its own CSP).
+ * (@fastify/helmet runs helmet's Express middleware chain per request, which costs more than a fixed
+ * header list written in one step: docs/benchmarks.md, "Figures behind design choices", measures both.)
+ * A handler can still override any of them (e.g. a page with its own CSP).
  */
 import { InvalidOptionError } from '@bulwark/core';
 import { checks } from '@bulwark/core/internal';
