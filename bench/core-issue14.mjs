@@ -10,9 +10,10 @@
 // (mitata `measure`), pinned to CPU 1 with taskset when there are two CPUs.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, release, tmpdir, totalmem, type as osType } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { canPin, fmt, machineLine, median, shuffle } from './lib.mjs';
 
 /** [case, against, bar]: measured in alternation in each process, so a burst of noise hits both. */
 const BARS = [
@@ -214,7 +215,7 @@ function orchestrate() {
   const reps = Number(args.find((a) => /^\d+$/.test(a)) ?? 5);
   const ref = args.find((a) => a.startsWith('--baseline-ref='))?.slice('--baseline-ref='.length) ?? 'b548de1';
   const { dir, sha } = buildBaseline(ref);
-  const pin = availableParallelism() >= 2 && hasTaskset();
+  const pin = canPin();
   const runs = [];
   for (let r = 1; r <= reps; r++) {
     process.stderr.write(`core issue 14: repetition ${r}/${reps}\n`);
@@ -240,7 +241,7 @@ function orchestrate() {
     }
   };
   let md = `## Issue 14 additions: per-call cost (\`bench/core-issue14.mjs\`)\n\n`;
-  md += `Command: \`node bench/core-issue14.mjs ${reps}${ref === 'b548de1' ? '' : ` --baseline-ref=${ref}`}\`. Node ${process.version}, mitata ${version('mitata')}; ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${osType()} ${release()}. **Taken on a busy shared machine**: compare the ratios, measured side by side in each process.\n\n`;
+  md += `Command: \`node bench/core-issue14.mjs ${reps}${ref === 'b548de1' ? '' : ` --baseline-ref=${ref}`}\`. Node ${process.version}, mitata ${version('mitata')}; ${machineLine()}. **Taken on a busy shared machine**: compare the ratios, measured side by side in each process.\n\n`;
   md += `"Previous core" is \`packages/core\` at ${sha} (before the issue-14 additions), compiled from git by the script. ${reps} fresh processes${pin ? ' pinned to CPU 1 (`taskset`)' : ''}, each measuring every pair of the second table ${ROUNDS} times in alternation (mitata \`measure\`, ≥ ${MEASURE_NS / 1e6} ms CPU each, pairs in a seeded shuffled order), so that a burst of load from elsewhere hits both sides of a ratio; a case's figure is the median of its measurements in a process, then over processes, and a ratio the median of the per-round ratios, then over processes. The operation is \`async () => 1\`. The README pipeline is \`timeout(2 s), retry, circuitBreaker (count window), timeout(500 ms)\`. A process that has called \`runWithDeadline\` pays an \`AsyncLocalStorage\` lookup in every \`execute\` (one that never has, a global read): the cases naming it are measured that way, the others not.\n\n`;
   md += `| case | ns per call (median) | range |\n|---|---:|---:|\n`;
   for (const n of names) {
@@ -255,34 +256,4 @@ function orchestrate() {
   md += `\nA chaos policy that is switched off is one boolean check: on its own it costs what any policy's \`execute\` costs over a bare call (a context and a promise); inside a pipeline it is a stage entered inline that does nothing, so the bar is on the pipeline. The breaker's wake-up queue is touched only by transitions, never by a closed breaker's call; "≤ 1.1" leaves room for the noise of a busy machine.\n`;
   writeFileSync(new URL('results/core-issue14.md', import.meta.url), md);
   process.stdout.write(md);
-}
-
-function hasTaskset() {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true']);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function fmt(n, d = 0) {
-  return n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-}
-
-function shuffle(array, seed) {
-  let s = seed >>> 0 || 1;
-  const rnd = () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
-  const a = [...array];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
 }

@@ -12,8 +12,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { canPin, fmt, median, shuffle } from './lib.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const self = fileURLToPath(import.meta.url);
@@ -322,7 +322,7 @@ async function orchestrate() {
   const only = args.find((a) => a.startsWith('--only='))?.slice(7);
   const nodes = args.filter((a) => a.startsWith('--node=')).map((a) => a.slice(7));
   if (nodes.length === 0) nodes.push(process.execPath);
-  const pin = availableParallelism() >= 2 && hasTaskset();
+  const pin = canPin();
   const sections = [];
   for (const node of nodes) {
     const version = execFileSync(node, ['--version'], { encoding: 'utf8' }).trim();
@@ -438,34 +438,4 @@ function report(version, runs, undici, reps) {
     md += `\nundici: ${undici.requests.toLocaleString('en-US')} requests per measurement at concurrency 50 to a local \`node:http\` server (keep-alive), 3 warm-up pairs then 5 alternating pairs per process, ${reps} processes; ratios are medians of per-pair ratios, then of processes. The pipeline is the README's (\`timeout(2 s)\`, \`retry\`, \`circuitBreaker\`, \`timeout(500 ms)\`) and hands \`ctx.signal\` to \`request\`. Raw req/s per process (median): ${undici.rounds.map((r) => fmt(median(r.raw))).join(', ')}; pipeline: ${undici.rounds.map((r) => fmt(median(r.ours))).join(', ')}. Client CPU µs per request, raw: ${undici.rounds.map((r) => fmt(median(r.rawCpu), 1)).join(', ')}; pipeline: ${undici.rounds.map((r) => fmt(median(r.oursCpu), 1)).join(', ')}. Failed requests (not counted in req/s), raw: ${undici.rounds.reduce((a, r) => a + r.rawFailed, 0)}; pipeline: ${undici.rounds.reduce((a, r) => a + r.oursFailed, 0)}.\n`;
   }
   return md;
-}
-
-function hasTaskset() {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true']);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function fmt(n, d = 0) {
-  return n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-}
-
-function shuffle(array, seed) {
-  let s = seed >>> 0 || 1;
-  const rnd = () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
-  const a = [...array];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
 }

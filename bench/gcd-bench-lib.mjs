@@ -2,12 +2,13 @@
 // starting servers as separate processes, CPU accounting from /proc, closed- and open-loop load with
 // latency from each request's intended send time, and a probe that opens a fresh connection each time.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import os from 'node:os';
 import autocannon from 'autocannon';
 import { Client, Pool, request } from 'undici';
 import { fileURLToPath } from 'node:url';
+import { machine, processCpuSeconds } from './lib.mjs';
 
 export const here = fileURLToPath(new URL('.', import.meta.url));
 export const root = fileURLToPath(new URL('..', import.meta.url));
@@ -55,15 +56,6 @@ export function pinSelf() {
   }
   execFileSync('taskset', ['-a', '-cp', CORES.generator, String(process.pid)], { stdio: 'ignore' });
   log(`load generator pinned to core ${CORES.generator}; servers to core ${CORES.server}`);
-}
-
-export function machine() {
-  const cpu = os.cpus();
-  const load = os
-    .loadavg()
-    .map((x) => x.toFixed(2))
-    .join(', ');
-  return `${cpu.length} × ${cpu[0]?.model ?? 'CPU'}, Node ${process.version}, load average at start ${load}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -121,18 +113,6 @@ export async function startServer(script, env, readyPath = '/livez') {
       clearTimeout(timer);
     },
   };
-}
-
-const CLOCK_TICKS = 100; // USER_HZ on Linux
-
-/** CPU seconds (user + system, every thread) a process has used so far, from /proc; NaN elsewhere. */
-export function processCpuSeconds(pid) {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -390,4 +370,4 @@ export const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-
 export const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
 export const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 
-export { Pool, request };
+export { Pool, request, machine, processCpuSeconds };

@@ -13,10 +13,11 @@
 // Prints markdown; writes bench/results/gcd-cost.md.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { loadAverages } from './lib.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const PATH = '/api/gcd?n=18446744073709551615&m=12297829382473034410';
@@ -185,7 +186,7 @@ async function main() {
   };
   let md = `## gcd-service: JavaScript CPU per request, in-process\n\n`;
   md += `Command: \`node bench/gcd-cost.mjs ${rounds}\` — Node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}, `;
-  md += `load average before: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(', ')}. `;
+  md += `load average before: ${loadAverages().join(', ')}. `;
   md += `\`GET ${PATH}\` through Node's HTTP server on an in-memory socket (no kernel, no load generator), ${PIPELINE} pipelined at a time; `;
   md += `${rounds} rounds × ${BATCHES} batches of ${BATCH.toLocaleString('en-US')} requests per server, each round a fresh process after a warm-up of ${BATCH.toLocaleString('en-US')}. `;
   md += `CPU = user + system of the process (server and the trivial in-memory client), per request. `;

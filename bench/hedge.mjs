@@ -10,9 +10,9 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
-import { availableParallelism, cpus, totalmem, type as osType, release } from 'node:os';
 import { writeFileSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { canPin, fmt, machineLine, median } from './lib.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -185,7 +185,7 @@ async function orchestrate() {
   const calls = args[0] || 10_000;
   const concurrency = args[1] || 20;
   const reps = args[2] || 3;
-  const pin = availableParallelism() >= 2 && hasTaskset();
+  const pin = canPin();
   const node = process.execPath;
   const runs = [];
   for (let r = 1; r <= reps; r++) {
@@ -236,7 +236,7 @@ function report(runs, { calls, concurrency, reps, pin }) {
     }
   };
   let md = `## Hedging against a slow tail (\`bench/hedge.mjs\`)\n\n`;
-  md += `Command: \`node bench/hedge.mjs ${calls} ${concurrency} ${reps}\`. Node ${process.version}, undici ${version('undici')}, cockatiel ${version('cockatiel')}; ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${osType()} ${release()}. `;
+  md += `Command: \`node bench/hedge.mjs ${calls} ${concurrency} ${reps}\`. Node ${process.version}, undici ${version('undici')}, cockatiel ${version('cockatiel')}; ${machineLine()}. `;
   md += `**Taken on a busy shared machine** (other lanes' builds and tests running): timer jitter inflates the fast answers; compare the rows, not the absolute numbers.\n\n`;
   md += `A local \`node:http\` server (keep-alive) answers ${SLOW_SHARE * 100} % of requests after ${SLOW_MS} ms and the rest after ${FAST_MS} ms, chosen per request by a seeded generator (a hedge's second attempt draws again). `;
   md += `Each variant sends ${calls.toLocaleString('en-US')} calls, ${concurrency} at a time (closed loop), after 1,000 warm-up calls that are not measured (they also fill the adaptive hedge's latency window). `;
@@ -263,23 +263,4 @@ function report(runs, { calls, concurrency, reps, pin }) {
     )}. Hedges started (adaptive): ${runs.map((r) => r[hedge].hedges).join(', ')}; losing attempts the server saw cancelled: ${runs.map((r) => r[hedge].cancelled).join(', ')}.\n\n`;
   md += `Reading it: plain retry does nothing for a slow answer (it is not a failure). Retry behind a per-attempt timeout cuts the tail too, but it abandons the first attempt (a slow answer that was about to arrive is thrown away), retries with no budget (under a real outage every call doubles), and its timeout must be tuned by hand; hedging keeps the first attempt running, takes whichever answers first, learns its delay from the observed latency, and is capped by its budget.\n`;
   return md;
-}
-
-function hasTaskset() {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true']);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function fmt(n, d = 0) {
-  return n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 }

@@ -8,11 +8,12 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fmt, loadAverages, median, peakRssKiB, pinSelfTo } from './lib.mjs';
 
 const CHUNK = 64 * 1024;
 
@@ -52,27 +53,13 @@ async function main() {
   const size = sizeMiB * 1024 * 1024;
   const root = fileURLToPath(new URL('..', import.meta.url));
   const cli = join(root, 'apps/http-get/dist/src/main.js');
-  const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
   const log = (s) => process.stderr.write(`http-get bench: ${s}\n`);
-  const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
-  const median = (xs) => {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = s.length >> 1;
-    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-  };
+  const load = () => loadAverages()[0];
 
   // pin: the server on core 1, this process and what it spawns on core 0 (when there are two)
-  let pinned = false;
+  const pinned = pinSelfTo(0);
   const pin = (core, argv) =>
     pinned ? ['taskset', ['-c', String(core), ...argv]] : [argv[0], argv.slice(1)];
-  try {
-    if (cpus().length >= 2) {
-      execFileSync('taskset', ['-cp', '0', String(process.pid)], { stdio: 'ignore' });
-      pinned = true;
-    }
-  } catch {
-    pinned = false;
-  }
   const [serverCmd, serverArgs] = pin(1, [process.execPath, fileURLToPath(import.meta.url), '--serve']);
   const server = spawn(serverCmd, serverArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const [{ port }] = await once(server, 'message');
@@ -102,13 +89,8 @@ async function main() {
     child.stderr.on('data', (d) => (stderr += d));
     let peakKb = 0;
     const sample = () => {
-      try {
-        // with taskset the measured process is taskset's exec: the same pid
-        const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-        if (m) peakKb = Math.max(peakKb, Number(m[1]));
-      } catch {
-        // exited
-      }
+      // with taskset the measured process is taskset's exec: the same pid
+      peakKb = Math.max(peakKb, peakRssKiB(child.pid) ?? 0);
     };
     const timer = setInterval(sample, 20);
     const [code] = await once(child, 'exit');

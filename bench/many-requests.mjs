@@ -5,14 +5,15 @@
 // Prints markdown and writes results/many-requests.md. Needs `npm run build` first (it imports
 // packages/http/dist and spawns apps/many-requests/dist).
 // Usage: node bench/many-requests.mjs [rounds=5] [requests=10000] [rssUrls=100000]
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fmt, loadAverages, median, peakRssKiB, pinSelfTo } from './lib.mjs';
 
 const BODY = JSON.stringify({ hello: 'world', n: 42, items: [1, 2, 3] });
 /** The live hosts' fixed think time in the "remote-like" ten-host case, in ms. */
@@ -68,25 +69,11 @@ async function main() {
   );
   const { Agent, request } = await import('undici');
 
-  const median = (xs) => {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = s.length >> 1;
-    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-  };
-  const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-  const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+  const load = () => loadAverages()[0];
   const log = (s) => process.stderr.write(`many-requests bench: ${s}\n`);
 
   // pin: the servers on core 1, this process (and the CLI it spawns) on core 0
-  let pinned = false;
-  try {
-    if (cpus().length >= 2) {
-      execFileSync('taskset', ['-cp', '0', String(process.pid)], { stdio: 'ignore' });
-      pinned = true;
-    }
-  } catch {
-    pinned = false;
-  }
+  const pinned = pinSelfTo(0);
   const serve = [process.execPath, fileURLToPath(import.meta.url), '--serve', '9'];
   const server = pinned
     ? spawn('taskset', ['-c', '1', ...serve], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -295,12 +282,7 @@ async function main() {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
     let peakKb = 0;
     const sample = () => {
-      try {
-        const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-        if (m) peakKb = Math.max(peakKb, Number(m[1]));
-      } catch {
-        // the process has exited
-      }
+      peakKb = Math.max(peakKb, peakRssKiB(child.pid) ?? 0);
     };
     const timer = setInterval(sample, 20);
     const [code] = await once(child, 'exit');

@@ -11,9 +11,9 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
-import { availableParallelism, cpus, totalmem, type as osType, release } from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { canPin, fmt, machineLine } from './lib.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -153,7 +153,7 @@ async function orchestrate() {
   const overloadSeconds = args[1] || 45;
   const healSeconds = args[2] || 40;
   const capacity = offered / 10;
-  const pin = availableParallelism() >= 2 && hasTaskset();
+  const pin = canPin();
   const node = process.execPath;
   const server = spawn(
     pin ? 'taskset' : node,
@@ -255,7 +255,7 @@ function report(runs, { offered, capacity, pin }) {
   };
   const args = process.argv.slice(2);
   let md = `## Adaptive throttling against an overloaded backend (\`bench/throttle.mjs\`)\n\n`;
-  md += `Command: \`node bench/throttle.mjs${args.length ? ` ${args.join(' ')}` : ''}\`. Node ${process.version}, undici ${version('undici')}; ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${osType()} ${release()}. **Taken on a busy shared machine**: rates are offered open-loop by a timer and may lag a little; compare the ratios.\n\n`;
+  md += `Command: \`node bench/throttle.mjs${args.length ? ` ${args.join(' ')}` : ''}\`. Node ${process.version}, undici ${version('undici')}; ${machineLine()}. **Taken on a busy shared machine**: rates are offered open-loop by a timer and may lag a little; compare the ratios.\n\n`;
   md += `A local \`node:http\` server accepts at most ${capacity} requests per second (a token bucket) and answers 503 to the rest; the client offers ${offered} requests per second, open loop (10 × capacity: the backend refuses 90 % of the offered load), each a fresh \`undici.request\` (keep-alive pool), through the variant named. A 503 is a refusal (the default classifier's \`failure\`), a 200 an accept. The steady state is the last ${STEADY_SECONDS} s of the overload; then the backend heals (accepts everything), and "back to full rate" is the time from the heal until every following 1 s window has ≥ 95 % of the offered calls reaching the backend${pin ? '. Server on CPU 0, client on CPU 1 (`taskset`)' : ''}.\n\n`;
   md += `| variant | offered /s | reaching the backend /s | accepted /s | reaching ÷ accepted | back to full rate after heal |\n|---|---:|---:|---:|---:|---:|\n`;
   const analysed = {};
@@ -274,17 +274,4 @@ function report(runs, { offered, capacity, pin }) {
   }
   md += `\nReading it: without the throttle every offered call reaches the overloaded backend (10 × what it accepts), each costing it a refusal. With it, the client rejects locally until about k = 2 requests reach the backend per accepted one, and recovers on its own once the backend accepts again: the old refusals leave the window, and every accept counts k times. The window sets the recovery time (about one window here): a shorter window recovers faster and reacts to noise faster too; the SRE book's two minutes would take about two.\n`;
   return md;
-}
-
-function hasTaskset() {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true']);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function fmt(n, d = 0) {
-  return n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 }

@@ -162,6 +162,7 @@ describe('deploy/Dockerfile', () => {
         '@types/node',
         '@bulwark/fault-server',
         '@bulwark/bench',
+        '@bulwark/cli-support',
         '@bulwark/http-get',
         '@bulwark/many-requests',
         'commander',

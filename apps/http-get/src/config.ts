@@ -4,12 +4,23 @@
  * names the option and says what is allowed). The flags a curl or wget user reaches for are here under
  * their names (docs/http-get.md shows them side by side).
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import {
+  MAX_MS,
+  certificates,
+  collect,
+  header,
+  integer,
+  metricsFileArgument,
+  metricsFileFrom,
+  nonEmpty,
+  seconds,
+  userAgent,
+} from '@bulwark/cli-support';
 import { HTTP_CLIENT_DEFAULTS, defaultCacheDir } from '@bulwark/http';
-import { METRICS_FILE_ENV, metricsFileProblem } from './metrics.js';
+import { METRICS_FILE_ENV } from './metrics.js';
 
 /** The cache directory's name under $XDG_CACHE_HOME (or ~/.cache): the CLI's own, not the library's default. */
 const CACHE_APP_NAME = 'bulwark-http-get';
@@ -106,37 +117,6 @@ export type ParseResult =
   | { readonly kind: 'run'; readonly config: CliConfig }
   | { readonly kind: 'exit'; readonly code: number; readonly stdout: string; readonly stderr: string };
 
-const MAX_MS = 2_147_483_647;
-
-/**
- * An integer argument from `min` to `max`. The message names what is allowed; commander puts the option
- * and the bad value before it. (many-requests' config.ts has the same parser: the CLIs share conventions,
- * not a package.)
- */
-function integer(min: number, max: number, unit?: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(
-        `expected an integer${unit === undefined ? '' : ` number of ${unit}`} from ${min} to ${max}.`,
-      );
-    }
-    return n;
-  };
-}
-
-/** Seconds as curl takes them (`2.5`, `10`, `0.25`), to whole milliseconds, from 1 ms to 2^31−1 ms. */
-function seconds(value: string): number {
-  const n = Number(value);
-  const ms = Math.round(n * 1000);
-  if (!/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(value) || !(ms >= 1) || ms > MAX_MS) {
-    throw new InvalidArgumentError(
-      `expected a number of seconds, decimals allowed (e.g. 2.5), from 0.001 to ${MAX_MS / 1000}.`,
-    );
-  }
-  return ms;
-}
-
 function httpUrl(value: string): string {
   let u: URL;
   try {
@@ -155,71 +135,9 @@ function urlArgument(value: string): string {
   return value === '-' ? value : httpUrl(value);
 }
 
-function collect<T>(parse: (v: string) => T) {
-  return (value: string, previous: T[] = []): T[] => [...previous, parse(value)];
-}
-
-/** A header field name: an RFC 9110 token. */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/** Headers undici (and HTTP/1.1 framing) manage themselves: setting them by hand breaks the exchange. */
-const MANAGED = new Set(['connection', 'content-length', 'transfer-encoding', 'keep-alive', 'upgrade', 'te']);
-
-/** `Name: value` (or `Name:` to remove a default header) → `[name, value]`. */
-function header(value: string): [string, string] {
-  const colon = value.indexOf(':');
-  const name = colon < 0 ? '' : value.slice(0, colon).trim();
-  if (colon < 0 || !TOKEN.test(name)) {
-    throw new InvalidArgumentError(
-      `expected "Name: value" with a header name of letters, digits and !#$%&'*+.^_\`|~- (or "Name:" to remove a default header).`,
-    );
-  }
-  const v = value.slice(colon + 1).trim();
-  if (/[\r\n\0]/.test(v)) throw new InvalidArgumentError('expected a header value without CR, LF or NUL.');
-  if (MANAGED.has(name.toLowerCase())) {
-    throw new InvalidArgumentError(
-      `expected a header http-get does not manage itself; ${name} is set by the HTTP client.`,
-    );
-  }
-  return [name.toLowerCase(), v];
-}
-
-function userAgent(value: string): string {
-  if (/[\r\n\0]/.test(value)) throw new InvalidArgumentError('expected a User-Agent without CR, LF or NUL.');
-  return value;
-}
-
-function metricsFile(value: string): string {
-  const problem = metricsFileProblem(value);
-  if (problem !== undefined) throw new InvalidArgumentError(problem);
-  return resolve(value);
-}
-
-function nonEmptyPath(what: string) {
-  return (value: string): string => {
-    if (value.trim() === '') throw new InvalidArgumentError(`expected a ${what}, not an empty string.`);
-    return value;
-  };
-}
-
-/** `--cacert FILE`: a readable file of PEM certificates. */
+/** `--cacert FILE`: a readable file of PEM certificates (read again when the run starts). */
 function cacertFile(value: string): string {
-  if (value.trim() === '')
-    throw new InvalidArgumentError('expected a file of PEM certificates, not an empty string.');
-  let text: string;
-  try {
-    if (statSync(value).isDirectory()) throw new Error('it is a directory');
-    text = readFileSync(value, 'utf8');
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    throw new InvalidArgumentError(
-      `expected a readable file of PEM certificates; cannot read it (${reason}).`,
-    );
-  }
-  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new InvalidArgumentError(
-      'expected a file of PEM certificates (-----BEGIN CERTIFICATE-----); none found.',
-    );
-  }
+  certificates(nonEmpty('file of PEM certificates')(value));
   return value;
 }
 
@@ -309,7 +227,7 @@ function program(): Command {
       )
       .addOption(
         new Option('-m, --max-time <seconds>', 'the same in seconds, like curl (e.g. 2.5)').argParser(
-          seconds,
+          seconds(),
         ),
       )
       .addOption(
@@ -318,14 +236,14 @@ function program(): Command {
           'time per attempt until the response headers (default: derived from the total, see docs)',
         ).argParser(integer(1, MAX_MS, 'milliseconds')),
       )
-      .addOption(new Option('--attempt-timeout <seconds>', 'the same in seconds').argParser(seconds))
+      .addOption(new Option('--attempt-timeout <seconds>', 'the same in seconds').argParser(seconds()))
       .addOption(
         new Option('--connect-timeout-ms <ms>', 'TCP/TLS connect timeout per connection')
           .argParser(integer(1, MAX_MS, 'milliseconds'))
           .default(CLI_DEFAULTS.connectTimeoutMs),
       )
       .addOption(
-        new Option('--connect-timeout <seconds>', 'the same in seconds, like curl').argParser(seconds),
+        new Option('--connect-timeout <seconds>', 'the same in seconds, like curl').argParser(seconds()),
       )
       .addOption(
         new Option(
@@ -340,7 +258,7 @@ function program(): Command {
         new Option(
           '-H, --header <header>',
           '"Name: value" sent with the request (repeatable; "Name:" removes a default)',
-        ).argParser(collect(header)),
+        ).argParser(collect(header('http-get', true))),
       )
       .addOption(new Option('-A, --user-agent <name>', 'the User-Agent header').argParser(userAgent))
       .addOption(new Option('--compressed', 'ask for gzip/deflate/br and decode it (on by default)'))
@@ -374,7 +292,7 @@ function program(): Command {
         new Option(
           '--cache-dir <dir>',
           'the durable cache directory, created with mode 0700 (default: $XDG_CACHE_HOME/bulwark-http-get, else ~/.cache/bulwark-http-get)',
-        ).argParser(nonEmptyPath('directory path')),
+        ).argParser(nonEmpty('directory path')),
       )
       .addOption(new Option('--no-cache', 'neither read nor write the cache (no fresh or stale tier)'))
       .addOption(
@@ -389,7 +307,7 @@ function program(): Command {
         new Option(
           '-o, --output <file>',
           'write the body to FILE atomically (temp file + rename, through a symlink; never torn) instead of stdout',
-        ).argParser(nonEmptyPath('file path')),
+        ).argParser(nonEmpty('file path')),
       )
       .addOption(
         new Option('-O, --remote-name', "write the body to a file named like the URL's last path segment"),
@@ -427,7 +345,7 @@ function program(): Command {
         new Option(
           '--metrics-file <path>',
           `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
-        ).argParser(metricsFile),
+        ).argParser(metricsFileArgument),
       )
       .version(VERSION, '-V, --version', 'print the version')
       .helpOption('-h, --help', 'print this help')
@@ -536,15 +454,8 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     output = name;
   }
   // the option wins over the environment; an empty variable is unset
-  let metricsPath = o.metricsFile;
-  const metricsEnv = env[METRICS_FILE_ENV];
-  if (metricsPath === undefined && metricsEnv !== undefined && metricsEnv !== '') {
-    const problem = metricsFileProblem(metricsEnv);
-    if (problem !== undefined) {
-      return usage(`environment variable ${METRICS_FILE_ENV} '${metricsEnv}' is invalid. ${problem}`);
-    }
-    metricsPath = resolve(metricsEnv);
-  }
+  const metricsPath = metricsFileFrom(o.metricsFile, env, METRICS_FILE_ENV);
+  if (typeof metricsPath === 'object') return usage(metricsPath.problem);
   const headers: Record<string, string> = { 'user-agent': `http-get/${VERSION} (bulwark)` };
   if (o.userAgent !== undefined) headers['user-agent'] = o.userAgent;
   for (const [name, value] of o.header ?? []) headers[name] = value;

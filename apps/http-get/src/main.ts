@@ -2,10 +2,10 @@
 /**
  * http-get: process wiring only (argv, signals, streams, exit code). Everything else is in run.ts.
  */
+import { removePendingTempFiles } from '@bulwark/cli-support';
 import { EXIT, parseArgs, readUrlFrom } from './config.js';
 import { RunRecord, writeMetricsFile, writeMetricsFileSync, type RunEnd } from './metrics.js';
 import { Interrupted } from './outcome.js';
-import { removePendingTempFiles } from './output.js';
 import { run } from './run.js';
 
 /** A bug: said in one line, never with a stack trace. */

@@ -4,10 +4,8 @@
  * ops/prometheus/rules.yml reads. The file is replaced atomically at the end of every run (a temp file in
  * the same directory, then rename), so the collector never reads a torn one.
  */
-import { accessSync, constants, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { gauge, writeFileAtomic, writeFileAtomicSync } from '@bulwark/cli-support';
 import type { DiskCacheEvent, HttpCacheErrorEvent, HttpTier } from '@bulwark/http';
-import { tempPathFor, writeFileAtomic } from './output.js';
 
 /** The environment variable that sets `--metrics-file` (the option wins). */
 export const METRICS_FILE_ENV = 'HTTP_GET_METRICS_FILE';
@@ -18,35 +16,6 @@ export type SnapshotOperation = (typeof SNAPSHOT_OPERATIONS)[number];
 
 /** The `tier` label of `bulwark_http_get_last_run_tier`: every tier that can serve. */
 export const SERVED_TIERS: readonly HttpTier[] = ['fresh-cache', 'primary', 'fallback', 'stale-cache'];
-
-/**
- * Why `path` cannot be a metrics file (the "expected …" half of a usage error), or `undefined` when it
- * can: it must end in `.prom` (the collector reads nothing else) and be a file in an existing, writable
- * directory (checked now: a cron job's mistake should fail its first run, not every run's last step).
- */
-export function metricsFileProblem(path: string): string | undefined {
-  if (!path.endsWith('.prom') || basename(path) === '.prom') {
-    return "expected a file name ending in .prom (node-exporter's textfile collector reads only *.prom files).";
-  }
-  const target = resolve(path);
-  const dir = dirname(target);
-  try {
-    if (!statSync(dir).isDirectory()) return `expected a file in a directory; ${dir} is not a directory.`;
-  } catch {
-    return `expected a file in an existing directory; ${dir} does not exist.`;
-  }
-  try {
-    accessSync(dir, constants.W_OK | constants.X_OK);
-  } catch {
-    return `expected a file in a writable directory; ${dir} is not writable.`;
-  }
-  try {
-    if (statSync(target).isDirectory()) return `expected a file, not the directory ${target}.`;
-  } catch {
-    // does not exist yet: the first run creates it
-  }
-  return undefined;
-}
 
 /** What a run did that the metrics file reports; `run()` fills it in, `main` writes it. */
 export class RunRecord {
@@ -78,14 +47,6 @@ export interface RunEnd {
   readonly endedAtMs: number;
   /** From the start of the process to the end of the run. */
   readonly durationMs: number;
-}
-
-function gauge(name: string, help: string, samples: readonly [labels: string, value: number | string][]) {
-  return [
-    `# HELP ${name} ${help}`,
-    `# TYPE ${name} gauge`,
-    ...samples.map(([labels, value]) => `${name}${labels} ${value}`),
-  ];
 }
 
 /** The Prometheus text exposition of a run (every series always present, so none goes missing). */
@@ -126,7 +87,7 @@ export function renderMetrics(record: RunRecord, end: RunEnd): string {
 
 /** Replaces `path` with the metrics of the run, atomically (temp file + fsync + rename + directory fsync). */
 export function writeMetricsFile(path: string, record: RunRecord, end: RunEnd): Promise<void> {
-  return writeFileAtomic(path, Buffer.from(renderMetrics(record, end)));
+  return writeFileAtomic(path, Buffer.from(renderMetrics(record, end)), 'http-get');
 }
 
 /**
@@ -134,16 +95,5 @@ export function writeMetricsFile(path: string, record: RunRecord, end: RunEnd): 
  * Best effort: a failure leaves the previous file in place.
  */
 export function writeMetricsFileSync(path: string, record: RunRecord, end: RunEnd): void {
-  const target = resolve(path);
-  const tmp = tempPathFor(target);
-  try {
-    writeFileSync(tmp, renderMetrics(record, end), { flag: 'wx', mode: 0o666 });
-    renameSync(tmp, target);
-  } catch {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never created, or already renamed
-    }
-  }
+  writeFileAtomicSync(path, renderMetrics(record, end), 'http-get');
 }

@@ -2,6 +2,7 @@
  * A failed run → the exit code and the lines printed on stderr (no stack traces: an operator needs to
  * know which source failed and how, not where in the code).
  */
+import { hidePasswords } from '@bulwark/cli-support';
 import { AllSourcesFailedError, BulwarkError, type TierReport } from '@bulwark/core';
 import { HttpError, HttpNetworkError, HttpStatusError, NO_COPY_CODES, isSourceTier } from '@bulwark/http';
 import { EXIT } from './config.js';
@@ -45,14 +46,6 @@ const isSource = (t: TierLine): boolean => isSourceTier(t.tier);
 
 /** URLs longer than this are shortened in messages (a 100 KB URL must not become a 100 KB error line). */
 const LONG_URL = 200;
-
-/**
- * `text` with the password of every http(s) URL's `user:pass@` in it hidden (`user:***@`): what is
- * reported (stderr, `--json`) ends up in logs. (A parsed URL's user info holds no `/ ? # @ : "` or space.)
- */
-export function hidePasswords(text: string): string {
-  return text.replace(/(https?:\/\/[^/?#@:\s"]*):[^/?#@\s"]*@/g, '$1:***@');
-}
 
 /**
  * Shortens every http(s) URL longer than 200 characters in `text` (its start, how much was left out, its

@@ -12,164 +12,23 @@
  *   body never reaches a pipe, and a retry or a mirror can still serve.
  * - writes to a stream report a closed reader (`EPIPE`) apart from every other failure.
  *
- * Hand-written rather than write-file-atomic: that takes the whole data at once, not a stream.
+ * The temp file, its sweep and the rename are @bulwark/cli-support's (many-requests writes the same way).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, unlinkSync, write } from 'node:fs';
-import {
-  access,
-  lstat,
-  open,
-  readdir,
-  readlink,
-  rename,
-  stat,
-  unlink,
-  type FileHandle,
-} from 'node:fs/promises';
+import { write } from 'node:fs';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { STATUS_CODES } from 'node:http';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { TempFile, atomicTarget, writeFully } from '@bulwark/cli-support';
 import type { BodySink, ResponseHeaders } from '@bulwark/http';
 
-/** Temp files being written, so a hard exit (second Ctrl-C) can remove them synchronously. */
-const pendingTempFiles = new Set<string>();
-
-/** Removes every pending temp file, synchronously (for a hard exit). */
-export function removePendingTempFiles(): void {
-  for (const path of pendingTempFiles) {
-    try {
-      unlinkSync(path);
-    } catch {
-      // already gone
-    }
-  }
-  pendingTempFiles.clear();
-}
-
-/** `.<name>.http-get.<pid>.<12 hex>.tmp`: hidden, unique per writer, and it says whose it is. */
-const TEMP_NAME = /^\..+\.http-get\.(\d+)\.[0-9a-f]{12}\.tmp$/;
-
-/**
- * A temp file beside `target` (absolute), for a rename onto it: hidden, unique per writer, ending in
- * `.tmp` (never in `.prom`: node-exporter's textfile collector ignores it).
- */
-export function tempPathFor(target: string): string {
-  return join(
-    dirname(target),
-    `.${basename(target)}.http-get.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
-  );
-}
-
-/** Whether a process with this id exists on this host. */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Removes http-get temp files in `dir` whose writer process is gone (a `kill -9` mid-write); returns
- * their names. Best effort: a directory that cannot be listed is left alone.
- */
-export async function sweepTempFiles(dir: string): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return [];
-  }
-  const removed: string[] = [];
-  for (const name of names) {
-    const m = TEMP_NAME.exec(name);
-    if (!m) continue;
-    const pid = Number(m[1]);
-    if (pid === process.pid || isAlive(pid)) continue;
-    try {
-      await unlink(join(dir, name));
-      removed.push(name);
-    } catch {
-      // removed meanwhile, or not ours to remove
-    }
-  }
-  return removed;
-}
-
-/**
- * Refuses to replace an existing file this user may not write (mode 0400, a read-only file system), as
- * `>`, curl and wget do: the temp file and rename need only the directory to be writable, so without this
- * check a write-protected file would be replaced.
- */
-export async function assertWritable(target: string): Promise<void> {
-  try {
-    await access(target, constants.W_OK);
-  } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (code === 'ENOENT') return;
-    const errno = typeof code === 'string' ? code : 'EACCES';
-    throw Object.assign(
-      new Error(`the file exists and is not writable by this user (${errno}); left as it is`),
-      {
-        code: errno,
-      },
-    );
-  }
-}
-
-/**
- * The file `path` really names: a symlink (or a chain of them) is followed to its final target, which
- * need not exist yet (`ln -s data.json latest; http-get -o latest …` writes data.json). Writing there
- * keeps the link, as curl and wget do.
- */
-export async function resolveTarget(path: string): Promise<string> {
-  let current = resolve(path);
-  for (let hops = 0; hops < 40; hops++) {
-    let isLink: boolean;
-    try {
-      isLink = (await lstat(current)).isSymbolicLink();
-    } catch {
-      return current; // does not exist (yet): the file to create
-    }
-    if (!isLink) return current;
-    current = resolve(dirname(current), await readlink(current));
-  }
-  throw Object.assign(new Error(`too many levels of symbolic links: ${path}`), { code: 'ELOOP' });
-}
-
-/** fsync(2) of a directory, so a rename in it survives a power loss (best effort). */
-async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const h = await open(dir, 'r');
-    try {
-      await h.sync();
-    } finally {
-      await h.close();
-    }
-  } catch {
-    // some file systems cannot fsync a directory: the rename itself is atomic
-  }
-}
-
-async function writeFully(handle: FileHandle, data: Uint8Array, position?: number): Promise<void> {
-  for (let offset = 0; offset < data.length;) {
-    const { bytesWritten } = await handle.write(
-      data,
-      offset,
-      data.length - offset,
-      position === undefined ? null : position + offset,
-    );
-    if (!(bytesWritten > 0)) throw new Error(`write made no progress at byte ${offset}`);
-    offset += bytesWritten;
-  }
-}
+const PROGRAM = 'http-get';
 
 /** Where an {@link AtomicFile} writes: a temp file renamed over a regular target, or a spool for any other. */
 type Opened =
-  | { readonly kind: 'temp'; readonly handle: FileHandle; readonly tmp: string; readonly target: string }
+  | { readonly kind: 'temp'; readonly file: TempFile }
   | { readonly kind: 'direct'; readonly spool: Spool; readonly target: string };
 
 /**
@@ -197,39 +56,20 @@ export class AtomicFile implements BodySink {
 
   #open(): Promise<Opened> {
     this.#opened ??= (async (): Promise<Opened> => {
-      // what the path names, as the kernel follows it (also /dev/stdout's /proc link, which names a pipe)
-      const named = await stat(this.#path).catch(() => undefined);
-      if (named !== undefined && !named.isFile() && !named.isDirectory()) {
-        return { kind: 'direct', spool: new Spool(this.#prefix), target: this.#path };
+      const where = await atomicTarget(this.#path);
+      if (where.kind === 'special') {
+        return { kind: 'direct', spool: new Spool(this.#prefix), target: where.target };
       }
-      const target = await resolveTarget(this.#path);
-      const existing = await stat(target).catch(() => undefined);
-      if (existing?.isDirectory()) {
-        throw Object.assign(new Error(`is a directory: ${target}`), { code: 'EISDIR' });
-      }
-      if (existing !== undefined && !existing.isFile()) {
-        return { kind: 'direct', spool: new Spool(this.#prefix), target };
-      }
-      if (existing !== undefined) await assertWritable(target);
-      await sweepTempFiles(dirname(target));
-      const tmp = tempPathFor(target);
-      // a new file: 0666 less the umask, as any program creates one
-      const handle = await open(tmp, 'wx', 0o666);
-      pendingTempFiles.add(tmp);
-      try {
-        if (existing !== undefined) {
-          // the file being replaced keeps its mode (and owner, when we may set it)
-          await handle.chmod(existing.mode & 0o7777);
-          await handle.chown(existing.uid, existing.gid).catch(() => {});
+      const file = await TempFile.create(where.target, PROGRAM, where.existing);
+      if (this.#prefix !== undefined) {
+        try {
+          await file.write(this.#prefix);
+        } catch (error) {
+          await file.abort();
+          throw error;
         }
-        if (this.#prefix !== undefined) await writeFully(handle, this.#prefix);
-      } catch (error) {
-        await handle.close().catch(() => {});
-        await unlink(tmp).catch(() => {});
-        pendingTempFiles.delete(tmp);
-        throw error;
       }
-      return { kind: 'temp', handle, tmp, target };
+      return { kind: 'temp', file };
     })();
     return this.#opened;
   }
@@ -237,7 +77,7 @@ export class AtomicFile implements BodySink {
   async write(chunk: Buffer): Promise<void> {
     const opened = await this.#open();
     if (opened.kind === 'direct') await opened.spool.write(chunk);
-    else await writeFully(opened.handle, chunk);
+    else await opened.file.write(chunk);
   }
 
   /** The body is complete: make its bytes durable (the file is not visible yet). */
@@ -246,8 +86,7 @@ export class AtomicFile implements BodySink {
     if (this.#closed) return;
     this.#closed = true;
     if (opened.kind === 'direct') return;
-    await opened.handle.sync();
-    await opened.handle.close();
+    await opened.file.close();
   }
 
   /** Replaces the target with the complete file. Returns the path written (the symlink's target, if any). */
@@ -265,11 +104,8 @@ export class AtomicFile implements BodySink {
       }
       return opened.target;
     }
-    const { tmp, target } = opened;
-    await rename(tmp, target);
-    pendingTempFiles.delete(tmp);
-    await fsyncDir(dirname(target));
-    return target;
+    await opened.file.commit();
+    return opened.file.target;
   }
 
   async abort(): Promise<void> {
@@ -281,10 +117,7 @@ export class AtomicFile implements BodySink {
         await opened.spool.abort();
         return;
       }
-      const { handle, tmp } = opened;
-      if (!this.#closed) await handle.close().catch(() => {});
-      await unlink(tmp).catch(() => {});
-      pendingTempFiles.delete(tmp);
+      await opened.file.abort();
     } catch {
       // never opened
     }
@@ -463,16 +296,4 @@ export function writeAll(stream: NodeJS.WritableStream, data: Uint8Array | strin
       else reject(error);
     });
   });
-}
-
-/** Writes `data` to `path` atomically (temp file, fsync, rename, directory fsync). For the metrics file. */
-export async function writeFileAtomic(path: string, data: Uint8Array): Promise<void> {
-  const file = new AtomicFile(path);
-  try {
-    await file.write(Buffer.from(data));
-    await file.commit();
-  } catch (error) {
-    await file.abort();
-    throw error;
-  }
 }

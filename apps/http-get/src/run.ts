@@ -13,12 +13,12 @@ import {
   type HttpDownload,
 } from '@bulwark/http';
 import type { TierEvent } from '@bulwark/core';
+import { hidePasswords } from '@bulwark/cli-support';
 import { CLI_DEFAULTS, EXIT, type CliConfig } from './config.js';
 import {
   classifyFailure,
   describeTier,
   ioFailure,
-  hidePasswords,
   shortenUrls,
   type Failure,
   type TierLine,

@@ -4,11 +4,22 @@
  * names the option). The flags a curl or wget user reaches for are here under their names
  * (docs/many-requests.md shows them side by side).
  */
-import { readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import {
+  MAX_MS,
+  certificates,
+  collect,
+  decimal,
+  header,
+  integer,
+  metricsFileArgument,
+  metricsFileFrom,
+  nonEmpty,
+  seconds,
+  userAgent,
+} from '@bulwark/cli-support';
 import { FETCH_ALL_DEFAULTS } from '@bulwark/http';
-import { METRICS_FILE_ENV, metricsFileProblem } from './metrics.js';
+import { METRICS_FILE_ENV } from './metrics.js';
 
 /** Exit codes (printed by `--help`, listed in docs/many-requests.md). */
 export const EXIT = Object.freeze({
@@ -85,111 +96,6 @@ export interface CliConfig {
 export type ParseResult =
   | { readonly kind: 'run'; readonly config: CliConfig }
   | { readonly kind: 'exit'; readonly code: number; readonly stdout: string; readonly stderr: string };
-
-const MAX_MS = 2 ** 31 - 1;
-
-/**
- * An integer argument from `min` to `max`. The message names what is allowed; commander puts the option
- * and the bad value before it. (http-get's config.ts has the same parser: the CLIs share conventions, not
- * a package.)
- */
-function integer(min: number, max: number, unit?: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(
-        `expected an integer${unit === undefined ? '' : ` number of ${unit}`} from ${min} to ${max}.`,
-      );
-    }
-    return n;
-  };
-}
-
-/** A decimal number (plain notation: `0.5`, `10`) from `min` (or above it) to `max`. */
-function decimal(min: number, max: number, above = false) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(value) || (above ? n <= min : n < min) || n > max) {
-      throw new InvalidArgumentError(
-        `expected a decimal number ${above ? `greater than ${min} and at most` : `from ${min} to`} ${max}.`,
-      );
-    }
-    return n;
-  };
-}
-
-/** Seconds as curl takes them (`2.5`), to whole milliseconds, from `minMs` to 2^31−1 ms. */
-function seconds(minMs: number) {
-  return (value: string): number => {
-    const ms = Math.round(Number(value) * 1000);
-    if (!/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(value) || !(ms >= minMs) || ms > MAX_MS) {
-      throw new InvalidArgumentError(
-        `expected a number of seconds, decimals allowed (e.g. 2.5), from ${minMs / 1000} to ${MAX_MS / 1000}.`,
-      );
-    }
-    return ms;
-  };
-}
-
-/** A header field name: an RFC 9110 token. */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/** Headers undici (and HTTP/1.1 framing) manage themselves. */
-const MANAGED = new Set(['connection', 'content-length', 'transfer-encoding', 'keep-alive', 'upgrade', 'te']);
-
-function header(value: string, previous: [string, string][] = []): [string, string][] {
-  const colon = value.indexOf(':');
-  const name = colon < 0 ? '' : value.slice(0, colon).trim();
-  if (colon < 0 || !TOKEN.test(name)) {
-    throw new InvalidArgumentError(
-      `expected "Name: value" with a header name of letters, digits and !#$%&'*+.^_\`|~-.`,
-    );
-  }
-  const v = value.slice(colon + 1).trim();
-  if (/[\r\n\0]/.test(v)) throw new InvalidArgumentError('expected a header value without CR, LF or NUL.');
-  if (MANAGED.has(name.toLowerCase())) {
-    throw new InvalidArgumentError(
-      `expected a header many-requests does not manage itself; ${name} is set by the HTTP client.`,
-    );
-  }
-  return [...previous, [name.toLowerCase(), v]];
-}
-
-function userAgent(value: string): string {
-  if (/[\r\n\0]/.test(value)) throw new InvalidArgumentError('expected a User-Agent without CR, LF or NUL.');
-  return value;
-}
-
-function cacertFile(value: string): string {
-  let text: string;
-  try {
-    if (statSync(value).isDirectory()) throw new Error('it is a directory');
-    text = readFileSync(value, 'utf8');
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    throw new InvalidArgumentError(
-      `expected a readable file of PEM certificates; cannot read it (${reason}).`,
-    );
-  }
-  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new InvalidArgumentError(
-      'expected a file of PEM certificates (-----BEGIN CERTIFICATE-----); none found.',
-    );
-  }
-  return text;
-}
-
-function nonEmpty(what: string) {
-  return (value: string): string => {
-    if (value.trim() === '') throw new InvalidArgumentError(`expected a ${what}, not an empty string.`);
-    return value;
-  };
-}
-
-function metricsFile(value: string): string {
-  const problem = metricsFileProblem(value);
-  if (problem !== undefined) throw new InvalidArgumentError(problem);
-  return resolve(value);
-}
 
 const EXIT_HELP = `
 Input:
@@ -306,14 +212,14 @@ function program(version: string): Command {
       .addOption(new Option('--max-wait <seconds>', 'the same in seconds').argParser(seconds(0)))
       .addOption(
         new Option('-H, --header <header>', '"Name: value" sent with every request (repeatable)').argParser(
-          header,
+          collect(header('many-requests', false)),
         ),
       )
       .addOption(new Option('-A, --user-agent <name>', 'the User-Agent header').argParser(userAgent))
       .addOption(new Option('-k, --insecure', 'do not verify TLS certificates (warns on stderr)'))
       .addOption(
         new Option('--cacert <file>', 'trust the PEM certificates in FILE (for a private CA)').argParser(
-          cacertFile,
+          certificates,
         ),
       )
       // switches are off unless given: no "(default: false)" in --help
@@ -326,7 +232,7 @@ function program(version: string): Command {
         new Option(
           '--metrics-file <path>',
           `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
-        ).argParser(metricsFile),
+        ).argParser(metricsFileArgument),
       )
       .addHelpText('after', EXIT_HELP)
       .showSuggestionAfterError(true)
@@ -438,15 +344,8 @@ export function parseArgs(
   const stdinImplied = sources.length === 0;
   if (stdinImplied) sources.push({ kind: 'stdin' });
   // the option wins over the environment; an empty variable is unset
-  let metricsPath = o.metricsFile;
-  const metricsEnv = env[METRICS_FILE_ENV];
-  if (metricsPath === undefined && metricsEnv !== undefined && metricsEnv !== '') {
-    const problem = metricsFileProblem(metricsEnv);
-    if (problem !== undefined) {
-      return usage(`environment variable ${METRICS_FILE_ENV} '${metricsEnv}' is invalid. ${problem}`);
-    }
-    metricsPath = resolve(metricsEnv);
-  }
+  const metricsPath = metricsFileFrom(o.metricsFile, env, METRICS_FILE_ENV);
+  if (typeof metricsPath === 'object') return usage(metricsPath.problem);
   const headers: Record<string, string> = {};
   if (o.userAgent !== undefined) headers['user-agent'] = o.userAgent;
   for (const [name, value] of o.header ?? []) headers[name] = value;

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // many-requests: process wiring only (signals, streams, exit). Everything else is in run.ts.
 import { createRequire } from 'node:module';
+import { removePendingTempFiles } from '@bulwark/cli-support';
 import { EXIT } from './config.js';
 import { writeMetricsFileSync } from './metrics.js';
-import { removePendingTempFiles } from './output.js';
 import { Interrupted, current, runCli, runEnd } from './run.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };

@@ -5,18 +5,10 @@
  * its command line (a temp file in the same directory, then rename), so the collector never reads a torn
  * one. Every series is always written (a code with no URL is 0), so none goes missing between runs.
  */
-import {
-  accessSync,
-  constants,
-  readFileSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { gauge, writeFileAtomic, writeFileAtomicSync } from '@bulwark/cli-support';
 import { FETCH_ERROR_CODES } from '@bulwark/http';
-import { tempPathFor, writeFileAtomic } from './output.js';
 import type { SummaryData } from './summary.js';
 
 /** The environment variable that sets `--metrics-file` (the option wins). */
@@ -24,35 +16,6 @@ export const METRICS_FILE_ENV = 'MANY_REQUESTS_METRICS_FILE';
 
 /** The `outcome` label of `bulwark_many_requests_last_run_urls`: `ok`, then every error code. */
 export const OUTCOMES: readonly string[] = Object.freeze(['ok', ...FETCH_ERROR_CODES]);
-
-/**
- * Why `path` cannot be a metrics file (the "expected …" half of a usage error), or `undefined` when it
- * can: it must end in `.prom` and be a file in an existing, writable directory (checked now: a cron job's
- * mistake should fail its first run, not every run's last step).
- */
-export function metricsFileProblem(path: string): string | undefined {
-  if (!path.endsWith('.prom') || basename(path) === '.prom') {
-    return "expected a file name ending in .prom (node-exporter's textfile collector reads only *.prom files).";
-  }
-  const target = resolve(path);
-  const dir = dirname(target);
-  try {
-    if (!statSync(dir).isDirectory()) return `expected a file in a directory; ${dir} is not a directory.`;
-  } catch {
-    return `expected a file in an existing directory; ${dir} does not exist.`;
-  }
-  try {
-    accessSync(dir, constants.W_OK | constants.X_OK);
-  } catch {
-    return `expected a file in a writable directory; ${dir} is not writable.`;
-  }
-  try {
-    if (statSync(target).isDirectory()) return `expected a file, not the directory ${target}.`;
-  } catch {
-    // does not exist yet: the first run creates it
-  }
-  return undefined;
-}
 
 export interface RunEnd {
   readonly exitCode: number;
@@ -82,14 +45,6 @@ export function consecutiveFailures(path: string, exitCode: number): number {
     // the first run, or a file we cannot read: start counting here
   }
   return previous + 1;
-}
-
-function gauge(name: string, help: string, samples: readonly [labels: string, value: number | string][]) {
-  return [
-    `# HELP ${name} ${help}`,
-    `# TYPE ${name} gauge`,
-    ...samples.map(([labels, value]) => `${name}${labels} ${value}`),
-  ];
 }
 
 /** The Prometheus text exposition of a run; `failures` is {@link consecutiveFailures}. */
@@ -148,7 +103,8 @@ export function renderMetrics(end: RunEnd, failures: number): string {
 
 /** Replaces `path` with the metrics of the run, atomically (temp file + fsync + rename + directory fsync). */
 export function writeMetricsFile(path: string, end: RunEnd): Promise<void> {
-  return writeFileAtomic(path, Buffer.from(renderMetrics(end, consecutiveFailures(path, end.exitCode))));
+  const text = renderMetrics(end, consecutiveFailures(path, end.exitCode));
+  return writeFileAtomic(path, Buffer.from(text), 'many-requests');
 }
 
 /**
@@ -156,19 +112,6 @@ export function writeMetricsFile(path: string, end: RunEnd): Promise<void> {
  * Best effort: a failure leaves the previous file in place.
  */
 export function writeMetricsFileSync(path: string, end: RunEnd): void {
-  const target = resolve(path);
-  const tmp = tempPathFor(target);
-  try {
-    writeFileSync(tmp, renderMetrics(end, consecutiveFailures(target, end.exitCode)), {
-      flag: 'wx',
-      mode: 0o666,
-    });
-    renameSync(tmp, target);
-  } catch {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never created, or already renamed
-    }
-  }
+  const text = renderMetrics(end, consecutiveFailures(resolve(path), end.exitCode));
+  writeFileAtomicSync(path, text, 'many-requests');
 }

@@ -4,26 +4,14 @@
  * end (every line in it complete, also after Ctrl-C). A reader that went away (EPIPE) is told apart from
  * every other write failure (a full disk, an I/O error): the first is quiet, the second an error.
  *
- * The temp-file helpers follow http-get's (the CLIs share conventions, not a package): temp names
- * `.<name>.many-requests.<pid>.<12 hex>.tmp` beside the file a path really names (a symlink is followed),
- * an existing file's mode kept, and each run removes such files whose process is gone.
+ * The temp file is @bulwark/cli-support's, as http-get's: temp names `.<name>.many-requests.<pid>.<12
+ * hex>.tmp` beside the file a path really names (a symlink is followed), an existing file's mode kept,
+ * and each run removes such files whose process is gone.
  */
-import { randomBytes } from 'node:crypto';
-import { constants, unlinkSync, write } from 'node:fs';
-import {
-  access,
-  lstat,
-  open,
-  readdir,
-  readlink,
-  rename,
-  stat,
-  unlink,
-  type FileHandle,
-} from 'node:fs/promises';
+import { write } from 'node:fs';
 import { Socket } from 'node:net';
-import { basename, dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
+import { hidePasswords } from '@bulwark/cli-support';
 import type { FetchResult } from '@bulwark/http';
 import type { SummaryData } from './summary.js';
 
@@ -44,14 +32,6 @@ export interface ResultRecord {
 /** Version of the `--json` document layout: 2 since it carries `exitCode` (camelCase, like http-get's). */
 export const SCHEMA_VERSION = 2;
 
-/**
- * `text` with the password of every URL's `user:pass@` in it shown as `***` (`user:***@`): records and
- * error lines end up in logs.
- */
-export function hidePasswords(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^/?#@:\s"]*):[^/?#@\s"]*@/gi, '$1:***@');
-}
-
 export function toRecord(r: FetchResult): ResultRecord {
   return {
     index: r.index,
@@ -65,184 +45,6 @@ export function toRecord(r: FetchResult): ResultRecord {
     errorCode: r.errorCode,
     error: r.error === undefined ? undefined : hidePasswords(r.error),
   };
-}
-
-// --- files ------------------------------------------------------------------------------------------
-
-/** Temp files being written, so a hard exit (second Ctrl-C) can remove them synchronously. */
-const pendingTempFiles = new Set<string>();
-
-/** Removes every pending temp file, synchronously (for a hard exit). */
-export function removePendingTempFiles(): void {
-  for (const path of pendingTempFiles) {
-    try {
-      unlinkSync(path);
-    } catch {
-      // already gone
-    }
-  }
-  pendingTempFiles.clear();
-}
-
-const TEMP_NAME = /^\..+\.many-requests\.(\d+)\.[0-9a-f]{12}\.tmp$/;
-
-/** `.<name>.many-requests.<pid>.<12 hex>.tmp` beside `target`: hidden, unique, it says whose it is. */
-export function tempPathFor(target: string): string {
-  return join(
-    dirname(target),
-    `.${basename(target)}.many-requests.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
-  );
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Removes many-requests temp files in `dir` whose writer process is gone (a `kill -9` mid-run). */
-export async function sweepTempFiles(dir: string): Promise<void> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = TEMP_NAME.exec(name);
-    if (!m) continue;
-    const pid = Number(m[1]);
-    if (pid !== process.pid && !isAlive(pid)) await unlink(join(dir, name)).catch(() => {});
-  }
-}
-
-/**
- * Refuses to replace an existing file this user may not write (mode 0400, a read-only file system), as
- * `>`, curl and wget do: the temp file and rename need only the directory to be writable, so without this
- * check a write-protected file would be replaced.
- */
-export async function assertWritable(target: string): Promise<void> {
-  try {
-    await access(target, constants.W_OK);
-  } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (code === 'ENOENT') return;
-    const errno = typeof code === 'string' ? code : 'EACCES';
-    throw Object.assign(
-      new Error(`the file exists and is not writable by this user (${errno}); left as it is`),
-      {
-        code: errno,
-      },
-    );
-  }
-}
-
-/** The file `path` really names: symlinks followed to their final target (which need not exist yet). */
-export async function resolveTarget(path: string): Promise<string> {
-  let current = resolve(path);
-  for (let hops = 0; hops < 40; hops++) {
-    let isLink: boolean;
-    try {
-      isLink = (await lstat(current)).isSymbolicLink();
-    } catch {
-      return current;
-    }
-    if (!isLink) return current;
-    current = resolve(dirname(current), await readlink(current));
-  }
-  throw Object.assign(new Error(`too many levels of symbolic links: ${path}`), { code: 'ELOOP' });
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const h = await open(dir, 'r');
-    try {
-      await h.sync();
-    } finally {
-      await h.close();
-    }
-  } catch {
-    // best effort: the rename itself is atomic
-  }
-}
-
-/** A file written progressively into a temp file, and renamed over its target by `commit`. */
-export class AtomicFile {
-  readonly tmp: string;
-  readonly target: string;
-  readonly handle: FileHandle;
-
-  private constructor(tmp: string, target: string, handle: FileHandle) {
-    this.tmp = tmp;
-    this.target = target;
-    this.handle = handle;
-  }
-
-  /** Creates the temp file (0666 less the umask, or the existing file's mode), after a sweep of leftovers. */
-  static async create(path: string): Promise<AtomicFile> {
-    const target = await resolveTarget(path);
-    await sweepTempFiles(dirname(target));
-    const existing = await stat(target).catch(() => undefined);
-    if (existing?.isDirectory())
-      throw Object.assign(new Error(`is a directory: ${target}`), { code: 'EISDIR' });
-    if (existing?.isFile()) await assertWritable(target);
-    const tmp = tempPathFor(target);
-    const handle = await open(tmp, 'wx', 0o666);
-    pendingTempFiles.add(tmp);
-    if (existing !== undefined) {
-      await handle.chmod(existing.mode & 0o7777).catch(() => {});
-      await handle.chown(existing.uid, existing.gid).catch(() => {});
-    }
-    return new AtomicFile(tmp, target, handle);
-  }
-
-  /** A stream writing into the temp file (it leaves the file open: `commit` or `abort` closes it). */
-  writable(): Writable {
-    const handle = this.handle;
-    return new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        (async () => {
-          for (let offset = 0; offset < chunk.length;) {
-            const { bytesWritten } = await handle.write(chunk, offset);
-            offset += bytesWritten;
-          }
-        })().then(() => callback(), callback);
-      },
-    });
-  }
-
-  /** fsync, close, rename over the target, fsync of the directory. */
-  async commit(): Promise<void> {
-    await this.handle.sync();
-    await this.handle.close();
-    await rename(this.tmp, this.target);
-    pendingTempFiles.delete(this.tmp);
-    await fsyncDir(dirname(this.target));
-  }
-
-  async abort(): Promise<void> {
-    await this.handle.close().catch(() => {});
-    await unlink(this.tmp).catch(() => {});
-    pendingTempFiles.delete(this.tmp);
-  }
-}
-
-/** Writes `data` to `path` atomically. For the metrics file. */
-export async function writeFileAtomic(path: string, data: Uint8Array): Promise<void> {
-  const file = await AtomicFile.create(path);
-  try {
-    for (let offset = 0; offset < data.length;) {
-      const { bytesWritten } = await file.handle.write(data, offset);
-      offset += bytesWritten;
-    }
-    await file.commit();
-  } catch (error) {
-    await file.abort();
-    throw error;
-  }
 }
 
 // --- results ----------------------------------------------------------------------------------------

@@ -3,11 +3,12 @@
  * parse argv → stream the URLs through `fetchAll` → write each result → summary → metrics → exit code.
  */
 import type { Readable, Writable } from 'node:stream';
+import { TempFile, hidePasswords } from '@bulwark/cli-support';
 import { fetchAll, type FetchAllRun } from '@bulwark/http';
 import { EXIT, parseArgs, type CliConfig } from './config.js';
 import { checkReadable, readUrls } from './input.js';
 import { writeMetricsFile, type RunEnd } from './metrics.js';
-import { AtomicFile, ResultWriter, hidePasswords, stdoutWritable } from './output.js';
+import { ResultWriter, stdoutWritable } from './output.js';
 import { Progress, wantProgress } from './progress.js';
 import { Summary, formatSummary, type SummaryData } from './summary.js';
 
@@ -96,10 +97,10 @@ async function fetchAndReport(config: CliConfig, io: CliIo): Promise<number> {
     );
   }
   // --output: the results go into a temp file, renamed over it at the end
-  let file: AtomicFile | undefined;
+  let file: TempFile | undefined;
   if (config.output !== undefined) {
     try {
-      file = await AtomicFile.create(config.output);
+      file = await TempFile.open(config.output, 'many-requests');
     } catch (error) {
       io.stderr.write(
         `many-requests: error: cannot write the results to ${config.output}: ${(error as Error).message}\n`,

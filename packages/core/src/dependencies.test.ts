@@ -17,10 +17,23 @@ const ROOT = process.env.BULWARK_REPO_ROOT ?? fileURLToPath(new URL('../../../',
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   '@bulwark/core': [],
   '@bulwark/fault-server': [],
+  '@bulwark/cli-support': ['commander'],
   '@bulwark/http': ['@bulwark/core', '@types/http-cache-semantics', 'http-cache-semantics', 'undici'],
   '@bulwark/service': ['@bulwark/core', '@opentelemetry/api', 'fastify-plugin', 'pino', 'prom-client'],
-  '@bulwark/http-get': ['@bulwark/core', '@bulwark/http', 'cli-progress', 'commander'],
-  '@bulwark/many-requests': ['@bulwark/core', '@bulwark/http', 'cli-progress', 'commander'],
+  '@bulwark/http-get': [
+    '@bulwark/cli-support',
+    '@bulwark/core',
+    '@bulwark/http',
+    'cli-progress',
+    'commander',
+  ],
+  '@bulwark/many-requests': [
+    '@bulwark/cli-support',
+    '@bulwark/core',
+    '@bulwark/http',
+    'cli-progress',
+    'commander',
+  ],
 };
 
 /**

@@ -1,0 +1,31 @@
+/**
+ * The support code the Bulwark CLIs (`@bulwark/http-get`, `@bulwark/many-requests`) share: atomic file
+ * replacement with its temp-file sweep, the `--metrics-file` checks and Prometheus text helpers, the
+ * option-argument parsers and password hiding. Internal: no stability promise outside those two programs.
+ */
+export {
+  TempFile,
+  assertWritable,
+  atomicTarget,
+  removePendingTempFiles,
+  resolveTarget,
+  sweepTempFiles,
+  tempPathFor,
+  writeFileAtomic,
+  writeFileAtomicSync,
+  writeFully,
+  type AtomicTarget,
+} from './files.js';
+export { gauge, metricsFileArgument, metricsFileFrom, metricsFileProblem } from './metrics.js';
+export {
+  MAX_MS,
+  certificates,
+  collect,
+  decimal,
+  header,
+  integer,
+  nonEmpty,
+  seconds,
+  userAgent,
+} from './parsers.js';
+export { hidePasswords } from './passwords.js';
