@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { FakeClock } from './clock.js';
 import { degrade, type TierEvent } from './degrade.js';
 import { setListenerErrorHandler } from './events.js';
-import { AllSourcesFailedError, InvalidOptionError, TimeoutError } from './errors.js';
+import { AllSourcesFailedError, DeadlineExceededError, InvalidOptionError, TimeoutError } from './errors.js';
 import { timeout } from './timeout.js';
 
 function deferred<T>() {
@@ -256,6 +256,56 @@ describe('degrade', () => {
     assert.equal(results.filter((r) => r.shared).length, 99);
     assert.equal(ladder.inFlight, 0);
     assert.equal(clock.pendingTimers, 0);
+  });
+
+  it("single-flight: a joiner never fails with the starter's deadline; it goes on with a flight of its own", async () => {
+    const clock = new FakeClock();
+    const budgets: number[] = [];
+    const ladder = degrade<void, string>({
+      clock,
+      singleFlight: true,
+      tiers: [
+        {
+          name: 'primary',
+          run: (ctx) => {
+            budgets.push(ctx.remainingMs());
+            const answer = new Promise<string>((resolve) => clock.setTimeout(() => resolve('body'), 120));
+            return Promise.race([answer, untilAborted(ctx.signal)]);
+          },
+        },
+      ],
+    });
+    const a = ladder.execute(undefined, { key: 'k', timeoutMs: 50 }); // starts the flight
+    const aFailed = assert.rejects(a, (e) => DeadlineExceededError.is(e));
+    await clock.advanceAsync(5);
+    const b = ladder.execute(undefined, { key: 'k' }); // joins it, with no deadline of its own
+    const c = ladder.execute(undefined, { key: 'k', timeoutMs: 1_000 }); // joins it, with a later one
+    await clock.advanceAsync(45); // a's deadline: the flight ends; b and c go on in a new one
+    await aFailed;
+    assert.equal(ladder.inFlight, 1);
+    await clock.advanceAsync(120);
+    const [rb, rc] = await Promise.all([b, c]);
+    assert.equal(rb.value, 'body');
+    assert.equal(rc.value, 'body');
+    assert.deepEqual(budgets, [50, Infinity], "two flights: a's, then one b started and c joined");
+    assert.equal(ladder.inFlight, 0);
+  });
+
+  it('single-flight: a joiner whose own deadline passes fails with it', async () => {
+    const clock = new FakeClock();
+    const ladder = degrade<void, string>({
+      clock,
+      singleFlight: true,
+      tiers: [{ name: 'primary', run: (ctx) => untilAborted(ctx.signal) as Promise<string> }],
+    });
+    const a = ladder.execute(undefined, { key: 'k', timeoutMs: 50 });
+    const b = ladder.execute(undefined, { key: 'k', timeoutMs: 50 });
+    const both = Promise.allSettled([a, b]);
+    await clock.advanceAsync(50);
+    const [ra, rb] = await both;
+    assert.ok(ra.status === 'rejected' && DeadlineExceededError.is(ra.reason));
+    assert.ok(rb.status === 'rejected' && DeadlineExceededError.is(rb.reason));
+    assert.equal(ladder.inFlight, 0);
   });
 
   it('single-flight: a leaving waiter does not abort the shared call; the last one does', async () => {

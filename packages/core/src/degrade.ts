@@ -25,7 +25,12 @@
 import type { Clock } from './clock.js';
 import { Context, type CallContext } from './context.js';
 import { bounded, executeBounded, runWithoutDeadline } from './deadline.js';
-import { AllSourcesFailedError, InvalidOptionError, type TierReport } from './errors.js';
+import {
+  AllSourcesFailedError,
+  DeadlineExceededError,
+  InvalidOptionError,
+  type TierReport,
+} from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
 import { invoke, type Policy } from './policy.js';
@@ -208,10 +213,12 @@ export class Degrader<I, T> {
           shared: false,
         };
       }
-      const { value, shared } = await flights.run(
+      const { value, shared } = await this.#share(
+        flights,
         key,
         (flightSignal) => this.#ladder(input, key, Context.root(this.clock, { signal: flightSignal, key })),
         signal,
+        Infinity,
       );
       return { ...value, shared };
     }
@@ -223,7 +230,8 @@ export class Degrader<I, T> {
     // The caller waits under its own bounds (its context's signal ends at its deadline); the flight runs
     // under the deadline of the caller that started it, and only the flight's own signal.
     const waited = await executeBounded(this.clock, bounds, (caller) =>
-      flights.run(
+      this.#share(
+        flights,
         key,
         (flightSignal) =>
           runWithoutDeadline(() =>
@@ -232,10 +240,38 @@ export class Degrader<I, T> {
             ),
           ) as Promise<LadderResult<T>>,
         caller.abortable ? caller.signal : undefined,
+        caller.deadline,
       ),
     );
     const { value, shared } = waited as { value: LadderResult<T>; shared: boolean };
     return { ...value, shared };
+  }
+
+  /**
+   * Runs `work` as the flight for `key`, or joins the one in flight. A caller that joined a flight which
+   * then ran out of its starter's (earlier) deadline goes on with a flight of its own, while its own
+   * deadline (`deadline`, on the ladder's clock) allows: one caller's short budget never fails another.
+   */
+  async #share(
+    flights: SingleFlight<LadderResult<T>>,
+    key: string,
+    work: (signal: AbortSignal) => Promise<LadderResult<T>>,
+    signal: AbortSignal | undefined,
+    deadline: number,
+  ): Promise<{ value: LadderResult<T>; shared: boolean }> {
+    for (;;) {
+      const joining = flights.waiters(key) > 0;
+      try {
+        return await flights.run(key, work, signal);
+      } catch (error) {
+        const othersDeadline =
+          joining &&
+          DeadlineExceededError.is(error) &&
+          signal?.aborted !== true &&
+          deadline > this.clock.now();
+        if (!othersDeadline) throw error;
+      }
+    }
   }
 
   async #ladder(input: I, key: string | undefined, root: Context): Promise<LadderResult<T>> {

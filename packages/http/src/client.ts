@@ -420,9 +420,11 @@ export class HttpClient {
       clock: this.options.clock,
       singleFlight: true,
       // a definitive answer from the primary (404, 403, body too large, bad redirect) is not an outage;
-      // a local failure (the caller's sink could not write) ends the call wherever it happens
+      // a local failure (the caller's sink could not write) and the caller's deadline (no budget left for
+      // an attempt) end the call wherever they happen: no later tier answers a caller who stopped waiting
       shouldDegrade: (error, tier) =>
         !(error instanceof SinkFailure) &&
+        !DeadlineExceededError.is(error) &&
         !(
           tier === 'primary' &&
           error instanceof HttpError &&

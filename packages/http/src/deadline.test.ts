@@ -99,15 +99,39 @@ describe('the bulwark-timeout-ms header', () => {
     assert.deepEqual(received, ['2950', undefined]);
   });
 
-  it('no budget beyond the allowance: the request is not sent', async () => {
+  it('no budget beyond the allowance: the request is not sent, and the call rejects with DeadlineExceededError', async () => {
     const clock = new FakeClock();
     const c = client({ clock, totalTimeoutMs: 3_000 });
-    await assert.rejects(
-      runWithDeadline({ deadline: clock.now() + 4, clock }, () => c.get(url)),
-      (e: unknown) =>
-        e instanceof AllSourcesFailedError && e.errors.some((x) => x instanceof DeadlineExceededError),
-    );
+    // with a mirror and a cache too: no later tier answers a caller whose budget is spent (a service
+    // answers this 504, not 500 for an AllSourcesFailedError)
+    const mirror = url.replace('/doc', '/mirror');
+    for (const budgetMs of [0, 1, 4, 5]) {
+      await assert.rejects(
+        runWithDeadline({ deadline: clock.now() + budgetMs, clock }, () =>
+          c.get(url, { fallbackUrls: [mirror] }),
+        ),
+        (e: unknown) => DeadlineExceededError.is(e) && !(e instanceof AllSourcesFailedError),
+        `budget ${budgetMs} ms`,
+      );
+    }
     assert.deepEqual(received, []);
+  });
+
+  it('single-flight: a caller without a deadline never fails with a joined caller’s deadline', async () => {
+    hold = true;
+    const c = client({ totalTimeoutMs: 10_000 });
+    const first = once(held, 'request');
+    const short = runWithDeadline({ timeoutMs: 50 }, () => c.get(url));
+    await first;
+    const patient = c.get(url); // joins the flight in progress
+    const second = once(held, 'request');
+    await assert.rejects(short, (e: unknown) => DeadlineExceededError.is(e));
+    await second; // the patient caller went on with a request of its own
+    assert.equal(received.length, 2);
+    // its own total (what is left of 10 s), not what the short caller had left
+    assert.ok(Number(received[0]) <= 45 && Number(received[1]) > 1_000, received.join(', '));
+    pending.at(-1)!.end('ok');
+    assert.equal((await patient).body.toString(), 'ok');
   });
 
   it('a held server: the call ends with DeadlineExceededError at the ambient deadline', async () => {
