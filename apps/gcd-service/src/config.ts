@@ -37,12 +37,12 @@ export const DEFAULTS = Object.freeze({
   /** Worker threads: the CPU count minus one (one core stays with the event loop), at least 1. */
   poolMaxThreads: Math.max(1, availableParallelism() - 1),
   /**
-   * Computations allowed to wait for a worker; more are refused at once with 503. Short on purpose (the
-   * SRE book: a queue of a few times the pool): a long queue only turns overload into latency. Default:
-   * 4 per thread — at half load a queue of 1 per thread refused ~1 % of pool requests for nothing, and
-   * under overload 4 waiting keep a request's wait within a few computations.
+   * Computations allowed to wait for a worker, a hard bound behind `POOL_MAX_WAIT_MS` (which sizes the
+   * queue by time). Default: 64 per thread — a queue of 4 per thread refused 3–14 % of pool requests
+   * at 0.25–0.5× capacity (bursts), and each refusal from the pool costs a full pass through Fastify,
+   * where the kit's concurrency limit refuses before routing.
    */
-  poolMaxQueue: 4 * Math.max(1, availableParallelism() - 1),
+  poolMaxQueue: 64 * Math.max(1, availableParallelism() - 1),
   /** Largest request body (the form). Must hold two numbers of `maxDigits`. @default 4096 (more when MAX_DIGITS needs it) */
   bodyLimitBytes: 4096,
   /** Largest request head (request line + headers). Must hold a URL with two numbers. @default 16384 (more when MAX_DIGITS needs it) */
@@ -114,6 +114,14 @@ export const DEFAULTS = Object.freeze({
   chaosComputeFaultRate: 0,
   /** Game day: inject even though NODE_ENV=production. @default false */
   chaosAllowInProduction: false,
+  /**
+   * A computation is refused (503) when its expected wait for a worker — the computations ahead of it ×
+   * the mean computation time measured so far ÷ threads — exceeds this (0 = only `POOL_MAX_QUEUE`
+   * bounds the queue). The queue is sized by time: a burst of 1 000-digit computations (~1 ms each) may
+   * wait, while a queue of 60 ms ones stays short. Half the default compute deadline: a computation
+   * expected to wait longer would mostly time out. @default 500
+   */
+  poolMaxWaitMs: 500,
 });
 
 export interface TlsConfig {
@@ -188,6 +196,8 @@ export interface GcdConfig {
   readonly chaos: ChaosConfig | undefined;
   /** Every `OTEL_*` variable, passed to the tracing setup unchanged. */
   readonly otel: Readonly<Record<string, string>>;
+  /** Expected wait for a worker past which a computation is refused (ms; 0 = `poolMaxQueue` only). */
+  readonly poolMaxWaitMs: number;
 }
 
 /** One problem with one variable. */
@@ -343,7 +353,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     256,
     'CPU count − 1 (at least 1)',
   );
-  const poolMaxQueue = r.int('POOL_MAX_QUEUE', 4 * poolMaxThreads, 0, 100_000, '4 × POOL_MAX_THREADS');
+  const poolMaxQueue = r.int('POOL_MAX_QUEUE', 64 * poolMaxThreads, 0, 100_000, '64 × POOL_MAX_THREADS');
   // Defaults that follow MAX_DIGITS up (a default never conflicts with another setting; a value the
   // operator set still must fit, see the relations below).
   const bodyLimitBytes = r.int(
@@ -457,6 +467,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
     r.fail('CHAOS_SEED', chaosSeed, 'a whole number from 0 to 4294967295');
   }
   const chaosAllowInProduction = r.bool('CHAOS_ALLOW_IN_PRODUCTION', DEFAULTS.chaosAllowInProduction);
+  const poolMaxWaitMs = r.int('POOL_MAX_WAIT_MS', DEFAULTS.poolMaxWaitMs, 0, 600_000);
 
   // Relations between variables.
   if (inlineMaxDigits > maxDigits) {
@@ -604,6 +615,7 @@ function read(env: Env): { config: GcdConfig; reader: EnvReader } {
         })
       : undefined,
     otel: Object.freeze(otel),
+    poolMaxWaitMs,
   });
   return { config, reader: r };
 }
