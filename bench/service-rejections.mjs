@@ -75,7 +75,8 @@ async function measure(name) {
         if (res.statusCode === 503) break;
       }
     }
-    if (name === 'limited' || name === 'limitedBaseline') await (await request(`${server.origin}/fast`)).body.dump(); // the one token
+    if (name === 'limited' || name === 'limitedBaseline')
+      await (await request(`${server.origin}/fast`)).body.dump(); // the one token
     const r = await closedLoop(server, c.path, {
       connections: CONNECTIONS,
       durationS: DURATION_S,
@@ -110,8 +111,10 @@ for (const n of names) {
   const statuses = `${r.reduce((a, x) => a + x['2xx'], 0)} 2xx, ${r.reduce((a, x) => a + x.non2xx, 0)} other`;
   md += `| ${CASES[n].label} | ${f0(median(r.map((x) => x.rps)))} | ${f1(cpu(n))}; ${f1(Math.min(...r.map((x) => x.serverUs)))} | ${rows.answered?.length > 0 ? `${f2(cpu(n) / cpu('answered'))}×` : 'n/a'} | ${statuses} |\n`;
 }
-if (rows.shed?.length > 0 && rows.limited?.length > 0 && rows.answered?.length > 0) md += `\nA 503 from the shedder costs ${f1(cpu('shed'))} µs of server CPU and a 429 ${f1(cpu('limited'))} µs (median), against ${f1(cpu('answered'))} µs for the same server's smallest answer.`;
-if (rows.shedBaseline?.length > 0 && rows.shed?.length > 0) md += ` The baseline's 503: ${f1(cpu('shedBaseline'))} µs.`;
+if (rows.shed?.length > 0 && rows.limited?.length > 0 && rows.answered?.length > 0)
+  md += `\nA 503 from the shedder costs ${f1(cpu('shed'))} µs of server CPU and a 429 ${f1(cpu('limited'))} µs (median), against ${f1(cpu('answered'))} µs for the same server's smallest answer.`;
+if (rows.shedBaseline?.length > 0 && rows.shed?.length > 0)
+  md += ` The baseline's 503: ${f1(cpu('shedBaseline'))} µs.`;
 md += `\n\n`;
 md += `_Whole run: ${f0((Date.now() - started) / 1000)} s._\n`;
 process.stdout.write(md);

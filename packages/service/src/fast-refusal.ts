@@ -160,10 +160,7 @@ export class FastRefusal {
     const shedder = this.#shedder;
     let counter;
     if (shedder.gate.shouldShed()) counter = this.#shedEventLoop;
-    else if (
-      shedder.limiter.inflight >= shedder.limiter.limit &&
-      !carriesBody(req.method, req.headers)
-    ) {
+    else if (shedder.limiter.inflight >= shedder.limiter.limit && !carriesBody(req.method, req.headers)) {
       counter = this.#shedConcurrency;
     } else {
       this.passed = req;

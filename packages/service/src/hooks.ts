@@ -198,7 +198,6 @@ export interface RouteHooks {
   preHandler(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void;
 }
 
-
 export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
   const shedder = state.shed ? rt.shedder : undefined;
   const limiter = state.rateLimited ? rt.rateLimiter : undefined;
