@@ -4,7 +4,9 @@
 // server and bare Fastify's answer — each server a fresh process pinned to one core, autocannon (closed
 // loop, -c 50) pinned to another. One command: `node bench/service-rejections.mjs` (after
 // `npm run build`); writes bench/results/gcd-rejections.md.
-// Knobs (env): BENCH_ROUNDS (3), BENCH_DURATION_S (5), BENCH_CONNECTIONS (50).
+// Knobs (env): BENCH_ROUNDS (3), BENCH_DURATION_S (5), BENCH_CONNECTIONS (50), BENCH_CASES (all: a
+// comma-separated subset of bare,answered,shed,limited), BENCH_BASELINE (the root of another built
+// checkout: its kit's 503 and 429 are measured in the same rounds, for a before/after side by side).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import {
   closedLoop,
@@ -48,12 +50,23 @@ const CASES = {
   },
   limited: { label: 'kit, 429 rate-limited', script: KIT, env: { SERVER_MODE: 'ratelimit' }, path: '/fast' },
 };
+const BASELINE = process.env.BENCH_BASELINE;
+if (BASELINE !== undefined && BASELINE !== '') {
+  const kit = `${BASELINE.replace(/\/$/, '')}/bench/service-kit-server.mjs`;
+  CASES.shedBaseline = { ...CASES.shed, label: `${CASES.shed.label} — baseline (${BASELINE})`, script: kit };
+  CASES.limitedBaseline = {
+    ...CASES.limited,
+    label: `${CASES.limited.label} — baseline (${BASELINE})`,
+    script: kit,
+  };
+}
+const ONLY = process.env.BENCH_CASES?.split(',');
 
 async function measure(name) {
   const c = CASES[name];
   const server = await startServer(c.script, c.env, c.ready ?? '/livez');
   try {
-    if (name === 'shed') {
+    if (name === 'shed' || name === 'shedBaseline') {
       // one request holds the only slot for the whole run
       void request(`${server.origin}/hold`).catch(() => undefined);
       for (;;) {
@@ -62,7 +75,8 @@ async function measure(name) {
         if (res.statusCode === 503) break;
       }
     }
-    if (name === 'limited') await (await request(`${server.origin}/fast`)).body.dump(); // the one token
+    if (name === 'limited' || name === 'limitedBaseline')
+      await (await request(`${server.origin}/fast`)).body.dump(); // the one token
     const r = await closedLoop(server, c.path, {
       connections: CONNECTIONS,
       durationS: DURATION_S,
@@ -77,7 +91,9 @@ async function measure(name) {
 requireBuilt();
 pinSelf();
 const started = Date.now();
-const names = Object.keys(CASES);
+const names = Object.keys(CASES).filter(
+  (n) => ONLY === undefined || ONLY.includes(n.replace(/Baseline$/, '')),
+);
 const rows = Object.fromEntries(names.map((n) => [n, []]));
 for (let round = 0; round < ROUNDS; round++) {
   for (const name of names.map((_, i) => names[(i + round) % names.length])) {
@@ -93,9 +109,13 @@ md += `| response | req/s (median) | server CPU µs/request (median; lowest) | �
 for (const n of names) {
   const r = rows[n];
   const statuses = `${r.reduce((a, x) => a + x['2xx'], 0)} 2xx, ${r.reduce((a, x) => a + x.non2xx, 0)} other`;
-  md += `| ${CASES[n].label} | ${f0(median(r.map((x) => x.rps)))} | ${f1(cpu(n))}; ${f1(Math.min(...r.map((x) => x.serverUs)))} | ${f2(cpu(n) / cpu('answered'))}× | ${statuses} |\n`;
+  md += `| ${CASES[n].label} | ${f0(median(r.map((x) => x.rps)))} | ${f1(cpu(n))}; ${f1(Math.min(...r.map((x) => x.serverUs)))} | ${rows.answered?.length > 0 ? `${f2(cpu(n) / cpu('answered'))}×` : 'n/a'} | ${statuses} |\n`;
 }
-md += `\nA 503 from the shedder costs ${f1(cpu('shed'))} µs of server CPU and a 429 ${f1(cpu('limited'))} µs (median), against ${f1(cpu('answered'))} µs for the same server's smallest answer: refusing is no cheaper than answering a trivial request, so a server refusing at 10× its capacity spends ~9 × this per admitted request on refusals. That is what limits goodput under overload on a single core (bench/gcd-shedding.mjs).\n\n`;
+if (rows.shed?.length > 0 && rows.limited?.length > 0 && rows.answered?.length > 0)
+  md += `\nA 503 from the shedder costs ${f1(cpu('shed'))} µs of server CPU and a 429 ${f1(cpu('limited'))} µs (median), against ${f1(cpu('answered'))} µs for the same server's smallest answer.`;
+if (rows.shedBaseline?.length > 0 && rows.shed?.length > 0)
+  md += ` The baseline's 503: ${f1(cpu('shedBaseline'))} µs.`;
+md += `\n\n`;
 md += `_Whole run: ${f0((Date.now() - started) / 1000)} s._\n`;
 process.stdout.write(md);
 const out = process.argv[2] ?? `${here}results/gcd-rejections.md`;

@@ -42,8 +42,15 @@ export interface ComputeOptions {
   computeTimeoutMs: number;
   /** Worker threads in the pool. */
   poolMaxThreads: number;
-  /** Tasks that may wait for a worker; beyond that the request is refused with 503. */
+  /** Tasks that may wait for a worker; beyond that the request is refused with 503 (a hard bound). */
   poolMaxQueue: number;
+  /**
+   * A task is refused with 503 when its expected wait for a worker — the tasks ahead of it × the mean
+   * computation time measured so far ÷ threads — exceeds this (0 = no bound but `poolMaxQueue`). The
+   * queue is sized by time, not by count: a burst of cheap computations may wait, a queue of expensive
+   * ones is short. @default 0
+   */
+  poolMaxWaitMs?: number;
   /** The worker module (tests may pass another). @default dist/src/worker.js */
   workerFile?: URL;
   /**
@@ -96,6 +103,9 @@ export class GcdComputer {
   readonly bulkhead: BulkheadPolicy;
   readonly #onCompute = new EventEmitter<ComputeEvent>();
   #inFlight = 0;
+  /** Mean time a worker spends on a computation (exponential moving average, ms; 0 = none measured yet). */
+  #meanRunMs = 0;
+  readonly #maxWaitMs: number;
   /** Subscribe to finished computations (metrics, logs). */
   readonly onCompute: Subscribe<ComputeEvent> = this.#onCompute.subscribe;
 
@@ -107,12 +117,13 @@ export class GcdComputer {
 
   constructor(options: ComputeOptions) {
     this.#options = options;
+    this.#maxWaitMs = options.poolMaxWaitMs ?? 0;
     this.busyError = withoutStack(
       () =>
         new GcdError(
           'GCD_ERR_BUSY',
-          `All ${options.poolMaxThreads} worker threads are busy and ${options.poolMaxQueue} ` +
-            `computations are waiting; retry in a moment.`,
+          `All ${options.poolMaxThreads} worker threads are busy and the computations waiting would ` +
+            `keep this one waiting too long; retry in a moment.`,
           { 'retry-after': '1' },
         ),
     );
@@ -160,10 +171,16 @@ export class GcdComputer {
    * no parsing and no validation while the pool cannot take it.
    */
   get saturated(): boolean {
-    return (
-      this.bulkhead.running >= this.#options.poolMaxThreads &&
-      this.bulkhead.queued >= this.#options.poolMaxQueue
-    );
+    const threads = this.#options.poolMaxThreads;
+    if (this.bulkhead.running < threads) return false;
+    const queued = this.bulkhead.queued;
+    if (queued >= this.#options.poolMaxQueue) return true;
+    return this.#maxWaitMs > 0 && ((queued + 1) * this.#meanRunMs) / threads > this.#maxWaitMs;
+  }
+
+  /** The mean time a worker spent on a computation so far (ms; 0 before the first). */
+  get meanRunMs(): number {
+    return this.#meanRunMs;
   }
 
   /**
@@ -209,6 +226,12 @@ export class GcdComputer {
     if (input.digits <= this.#options.inlineMaxDigits)
       return { gcd: this.computeInline(input), path: 'inline' };
     const started = performance.now();
+    // Refused at once when the wait for a worker would be too long (a request parsed before the pool
+    // filled up; the routes refuse the others before parsing, see `saturated`).
+    if (this.saturated) {
+      this.#emit('pool', 'busy', started, input.digits);
+      throw this.busyError;
+    }
     const task: GcdTask = { n: input.n, m: input.m };
     this.#inFlight++;
     // Traced (when tracing is on): the wait for a worker, then the computation in it.
@@ -220,7 +243,11 @@ export class GcdComputer {
           endSpan(wait);
           wait = undefined;
           work = startSpan('gcd.compute', { 'gcd.compute.path': 'pool', 'gcd.digits': input.digits });
-          return this.pool.run(task, { signal: ctx.signal });
+          const running = performance.now();
+          return this.pool.run(task, { signal: ctx.signal }).then((value) => {
+            this.#measured(performance.now() - running);
+            return value;
+          });
         },
         { signal },
       );
@@ -268,6 +295,11 @@ export class GcdComputer {
   /** Waits for running tasks, then stops the workers. */
   async close(): Promise<void> {
     await this.pool.close();
+  }
+
+  /** Folds one computation's time into the mean (weight 1/16: a few dozen computations set it). */
+  #measured(ms: number): void {
+    this.#meanRunMs = this.#meanRunMs === 0 ? ms : this.#meanRunMs + (ms - this.#meanRunMs) / 16;
   }
 
   #emit(path: ComputePath, outcome: ComputeOutcome, started: number, digits: number): void {

@@ -72,12 +72,18 @@ export const DEFAULTS = Object.freeze({
   /** Worker threads: the CPU count minus one (one core stays with the event loop), at least 1. */
   poolMaxThreads: Math.max(1, availableParallelism() - 1),
   /**
-   * Computations allowed to wait for a worker, per thread; more are refused at once with 503. Short on
-   * purpose (the SRE book: a queue of a few times the pool): a long queue only turns overload into
-   * latency. At half load a queue of 1 per thread refused ~1 % of pool requests for nothing, and under
-   * overload 4 waiting keep a request's wait within a few computations.
+   * Computations allowed to wait for a worker, per thread: a hard bound behind `poolMaxWaitMs` (which
+   * sizes the queue by time). A queue of 4 per thread refused 3–14 % of pool requests at a quarter to half
+   * of capacity (bursts), and each refusal from the pool costs a full pass through Fastify, where the
+   * kit's concurrency limit refuses before routing.
    */
-  poolQueuePerThread: 4,
+  poolQueuePerThread: 64,
+  /**
+   * A computation is refused (503) when its expected wait for a worker — the computations ahead of it ×
+   * the mean computation time measured so far ÷ threads — exceeds this (0 = only the queue bound). Half
+   * the default compute deadline: a computation expected to wait longer would mostly time out.
+   */
+  poolMaxWaitMs: 500,
   /** The form holds two numbers: 4 KB, not the kit's 1 MB (more when MAX_DIGITS needs it). */
   bodyLimitBytes: 4096,
   /** Whole request: 10 s, not the kit's 30 s — a form of two numbers arrives in well under a second. */
@@ -129,6 +135,8 @@ export interface GcdConfig {
   readonly computeTimeoutMs: number;
   readonly poolMaxThreads: number;
   readonly poolMaxQueue: number;
+  /** Expected wait for a worker past which a computation is refused (ms; 0 = `poolMaxQueue` only). */
+  readonly poolMaxWaitMs: number;
   readonly bodyLimitBytes: number;
   readonly maxHeaderBytes: number;
   readonly requestTimeoutMs: number;
@@ -236,7 +244,14 @@ export const ENV: readonly EnvVar[] = [
     target: 'poolMaxQueue',
     default: (v) => DEFAULTS.poolQueuePerThread * n(v, 'POOL_MAX_THREADS'),
     defaultText: `${DEFAULTS.poolQueuePerThread} × POOL_MAX_THREADS`,
-    doc: 'computations that may wait for a worker; more get 503 at once — a long queue only turns overload into latency, a queue of one per thread refused ~1 % of pool requests at half load',
+    doc: 'computations that may wait for a worker, a hard bound behind `POOL_MAX_WAIT_MS`; more get 503 at once (a queue of 4 per thread refused 3–14 % of pool requests at a quarter to half of capacity)',
+  }),
+  envVar({
+    name: 'POOL_MAX_WAIT_MS',
+    parser: int(0, 600_000),
+    target: 'poolMaxWaitMs',
+    default: DEFAULTS.poolMaxWaitMs,
+    doc: "a computation is refused with 503 at once when its expected wait for a worker — computations ahead × the mean computation time measured so far ÷ threads — exceeds this (0: only `POOL_MAX_QUEUE`); the queue is sized by time, so the kit's concurrency limit, which refuses before Fastify, sheds first",
   }),
   envVar({
     name: 'BODY_LIMIT_BYTES',

@@ -171,6 +171,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
       computeTimeoutMs: config.computeTimeoutMs,
       poolMaxThreads: config.poolMaxThreads,
       poolMaxQueue: config.poolMaxQueue,
+      poolMaxWaitMs: config.poolMaxWaitMs,
       ...(deps.workerFile === undefined ? {} : { workerFile: deps.workerFile }),
       ...(gameDay?.compute === undefined ? {} : { chaos: gameDay.compute }),
     });

@@ -238,9 +238,9 @@ test('close() stops the pool threads', async () => {
   assert.equal(computer.threads, 0);
 });
 
-test('the default queue holds 4 computations per thread: a burst of 5 on one thread is served, not refused (finding 10)', async () => {
-  assert.equal(loadConfig({ POOL_MAX_THREADS: '1' }).poolMaxQueue, 4);
-  assert.equal(loadConfig({ POOL_MAX_THREADS: '3' }).poolMaxQueue, 12);
+test('the default queue holds 64 computations per thread (bounded by POOL_MAX_WAIT_MS): a burst of 5 on one thread is served, not refused (finding 10)', async () => {
+  assert.equal(loadConfig({ POOL_MAX_THREADS: '1' }).poolMaxQueue, 64);
+  assert.equal(loadConfig({ POOL_MAX_THREADS: '3' }).poolMaxQueue, 192);
   const s = await start({
     ...loadConfig({
       POOL_MAX_THREADS: '1',

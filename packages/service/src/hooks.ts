@@ -22,6 +22,7 @@ import { InvalidOptionError, type TakeResult } from '@bulwark/core';
 import type { HistogramCell } from './duration-histogram.js';
 import type { ServiceMetrics } from './metrics.js';
 import { admitDeadline, type ResolvedDeadlines } from './deadline.js';
+import { carriesBody, type FastRefusal } from './fast-refusal.js';
 import { onResponseEnd } from './response-end.js';
 import type { HttpRateLimiter } from './rate-limit.js';
 import { setHeader, type FixedHeaders } from './reply-headers.js';
@@ -90,6 +91,8 @@ export interface Runtime {
   readonly slowRequestMs: number;
   /** The request-id header and each profile's security headers, one of them set on every response. */
   readonly fixedHeaders: Readonly<Record<SecurityHeadersProfile, FixedHeaders>>;
+  /** Refusals before Fastify (the kit's raw server, shedding on): the request it let through last. */
+  fastRefusal: FastRefusal | undefined;
   /** `Retry-After` of the kit's 503s (shedding, closing), in seconds. */
   readonly retryAfterSeconds: number;
   /** Shutdown began: answers carry `Connection: close`. */
@@ -193,16 +196,6 @@ export interface RouteHooks {
   /** Takes the slot of a request with a body (registered only on routes that shed and may take one). */
   preValidation(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void;
   preHandler(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void;
-}
-
-/** Whether a request carries a body that is still to be read (Fastify parses none for GET and HEAD). */
-function hasBody(request: FastifyRequest): boolean {
-  const method = request.method;
-  if (method === 'GET' || method === 'HEAD') return false;
-  const headers = request.headers;
-  if (headers['transfer-encoding'] !== undefined) return true;
-  const length = headers['content-length'];
-  return length !== undefined && length !== '0';
 }
 
 export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
@@ -350,11 +343,14 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
       // before a slot is taken: a malformed or spent budget is answered at once (400 / 504)
       if (deadlines !== undefined && !admitDeadline(deadlines, request, reply)) return;
       if (shedder !== undefined) {
-        if (shedder.gate.shouldShed()) {
+        // The gate sheds a random share: a request it let through before Fastify is not asked again.
+        const fast = rt.fastRefusal;
+        if (fast !== undefined && fast.passed === request.raw) fast.passed = null;
+        else if (shedder.gate.shouldShed()) {
           shed(reply, 'event_loop');
           return;
         }
-        if (hasBody(request)) request.bulwarkAdmission = Admission.AwaitingBody;
+        if (carriesBody(request.method, request.headers)) request.bulwarkAdmission = Admission.AwaitingBody;
         else if (!admit(request, reply)) return;
       }
       if (limiter === undefined) {

@@ -61,6 +61,29 @@ export class FixedHeaders {
     this.#template = template;
   }
 
+  /** The variable header's name (lower case). */
+  get variableName(): string {
+    return this.#variableName;
+  }
+
+  /**
+   * The headers as a flat `[name, value, …]` list in the order `apply` sets them, the variable header
+   * first with an empty value (left out when a fixed header replaces it): for `res.writeHead` outside
+   * Fastify (the kit's refusals before routing).
+   */
+  flat(): string[] {
+    const flat: string[] = this.#variableReplaced ? [] : [this.#variableName, ''];
+    for (const [name, value] of this.#pairs) {
+      if (this.#variableReplaced && name === this.#variableName) {
+        // `apply` keeps the header where the variable one was first set, with the fixed value
+        flat.unshift(name, value);
+        continue;
+      }
+      flat.push(name, value);
+    }
+    return flat;
+  }
+
   /** Sets the variable header to `value`, then every fixed header (each replacing an earlier value). */
   apply(reply: FastifyReply, value: string): void {
     const headers = this.#direct ? headersOf(reply) : undefined;

@@ -8,6 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { LogController, type FastifyBaseLogger, type FastifyServerOptions } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { attachPreRouting, withPreRouting } from './fast-refusal.js';
 import { createLogger, lazyChildLoggerFactory, requestIdGenerator } from './logging.js';
 import { securityHeaderSets } from './security-headers.js';
 import { resolveServiceOptions, type ResolvedServiceOptions, type ServiceOptions } from './options.js';
@@ -100,8 +101,13 @@ export function clientErrorHandler(o: ResolvedServiceOptions): (error: Error, so
   };
 }
 
-/** The node server with every connection-level limit set (Fastify skips its own when a factory is used). */
-export function createRawServer(o: ResolvedServiceOptions, handler: Handler): HttpServer {
+/**
+ * The node server with every connection-level limit set (Fastify skips its own when a factory is used).
+ * Its `request` listener runs the kit's pre-routing step (refusals under overload, see fast-refusal.ts),
+ * once the kit is installed, before Fastify's handler.
+ */
+export function createRawServer(o: ResolvedServiceOptions, fastifyHandler: Handler): HttpServer {
+  const { listener: handler, preRouting } = withPreRouting(fastifyHandler as never);
   const common = {
     connectionsCheckingInterval: o.connectionsCheckingIntervalMs,
     headersTimeout: o.headersTimeoutMs,
@@ -118,6 +124,7 @@ export function createRawServer(o: ResolvedServiceOptions, handler: Handler): Ht
           { minVersion: 'TLSv1.2', handshakeTimeout: o.headersTimeoutMs, ...o.https, ...common },
           handler,
         ) as unknown as HttpServer);
+  attachPreRouting(server, preRouting);
   server.setTimeout(o.connectionTimeoutMs);
   if (o.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = o.maxRequestsPerSocket;
   return server;

@@ -8,14 +8,17 @@
  * `await app.register(bulwarkService, opts)` **before** adding routes (the kit instruments routes as they
  * are added).
  */
+import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Disposable } from '@bulwark/core';
 import { DeadlineExceededError } from '@bulwark/core';
 import { deadlinePreHandler, sendDeadlineExceeded } from './deadline.js';
+import { FastRefusal, installFastRefusal, preRoutingOf } from './fast-refusal.js';
 import { Health, type HealthCheck, type HealthCheckOptions, type ReadinessReport } from './health.js';
 import {
   Admission,
+  overloadedBody,
   routeHooks,
   RouteState,
   UNMATCHED_ROUTE,
@@ -32,6 +35,7 @@ import { ServiceMetrics, safeLabel } from './metrics.js';
 import { resolveServiceOptions, type ResolvedServiceOptions, type ServiceOptions } from './options.js';
 import { HttpRateLimiter, type RateLimitStatus } from './rate-limit.js';
 import { FixedHeaders } from './reply-headers.js';
+import { requestIdGenerator } from './logging.js';
 import { securityHeaderSets, type SecurityHeadersProfile } from './security-headers.js';
 import { serverOptions } from './server-options.js';
 import { Shedder, SHEDDING_DEFAULTS, type SheddingStatus } from './shedder.js';
@@ -162,9 +166,19 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
       securityHeaderSets(o.securityHeaders, o.https !== undefined),
     ),
     retryAfterSeconds: shedder?.retryAfterSeconds ?? SHEDDING_DEFAULTS.retryAfterSeconds,
+    fastRefusal: undefined,
     draining: false,
     closing: false,
   };
+  // Refusals under overload before Fastify, on the kit's own server (see fast-refusal.ts).
+  if (shedder !== undefined && FastRefusal.usable(rt) && preRoutingOf(app.server) !== undefined) {
+    const genReqId =
+      (app as unknown as { genReqId?: (req: IncomingMessage) => string }).genReqId ??
+      requestIdGenerator(o.requestIdHeader);
+    const refusal = new FastRefusal(rt, shedder, genReqId, overloadedBody(rt.retryAfterSeconds));
+    rt.fastRefusal = refusal;
+    installFastRefusal(app.server, refusal);
+  }
 
   if (metrics !== undefined && rateLimiter !== undefined) {
     const storeErrors = metrics.rateLimitStoreErrors.labels(rateLimiter.name);
@@ -246,8 +260,18 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
   // Every route added from here on gets its own hooks.
   app.addHook('onRoute', (route) => {
     const onRequest = list(route.onRequest);
-    if (onRequest.some((h) => (h as Record<symbol, unknown>)[KIT_HOOK] === true)) return; // e.g. the HEAD twin of a GET
+    const constrained = route.constraints !== undefined && Object.keys(route.constraints).length > 0;
+    if (onRequest.some((h) => (h as Record<symbol, unknown>)[KIT_HOOK] === true)) {
+      // e.g. the HEAD twin of a GET: the same hooks, and refused before routing like it
+      if (rt.fastRefusal !== undefined && !constrained) {
+        for (const m of methods(route.method)) rt.fastRefusal.alias(m, 'GET', route.url);
+      }
+      return;
+    }
     const state = new RouteState(route.url, route.config?.bulwark, rt);
+    if (rt.fastRefusal !== undefined) {
+      for (const m of methods(route.method)) rt.fastRefusal.addRoute(m, route.url, constrained, state);
+    }
     const hooks = routeHooks(rt, state);
     mark(hooks);
     // Ours run first on the way in (before the route's own).
