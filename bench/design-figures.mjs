@@ -6,7 +6,7 @@
 //   - a pino child logger with the kit's redact paths vs the same plus one wildcard path;
 //   - an AbortController and a timer per request: why Fastify's handlerTimeout is off by default;
 //   - an Error with and without a stack trace: why refusals under overload build theirs without one;
-//   - a Fastify route (inject) bare, with @fastify/helmet, and with the kit's fixed security headers.
+//   - helmet's middleware (as @fastify/helmet runs it) vs the kit's fixed security headers, per response.
 // One process, pinned to CPU 1 with taskset when there are two CPUs; each case is measured by mitata in
 // alternation with the case it is compared with (ROUNDS times), and the median of the rounds is reported.
 // Usage: node bench/design-figures.mjs [rounds=5]   (needs `npx tsc -b` first)
@@ -39,11 +39,9 @@ if (process.env.BULWARK_BENCH_PINNED !== '1' && availableParallelism() >= 2) {
 
 const { measure, do_not_optimize } = await import('mitata');
 const { gcd } = await import(`${root}apps/gcd-service/dist/src/gcd.js`);
-const { FastHistogram, REDACT_PATHS, DEFAULT_API_SECURITY_HEADERS } = await import('@bulwark/service');
+const { FastHistogram, REDACT_PATHS, DEFAULT_SECURITY_HEADERS } = await import('@bulwark/service');
 const promClient = await import('prom-client');
 const { default: pino } = await import('pino');
-const { default: Fastify } = await import('fastify');
-const { default: helmet } = await import('@fastify/helmet');
 
 /** Median of mitata's per-iteration average, in ns, over `ROUNDS` alternations with `other`. */
 async function pair(a, b) {
@@ -53,6 +51,9 @@ async function pair(a, b) {
     as.push((await measure(a.fn, { min_cpu_time: 100e6 })).avg);
     bs.push((await measure(b.fn, { min_cpu_time: 100e6 })).avg);
   }
+  process.stderr.write(
+    `${a.name} / ${b.name}: heap ${(process.memoryUsage().heapUsed / 1e6).toFixed(0)} MB\n`,
+  );
   const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   return [
     { name: a.name, ns: median(as) },
@@ -166,35 +167,39 @@ const errorRows = await pair(
   { name: 'new Error, 20 frames deep, stackTraceLimit 0', fn: () => do_not_optimize(deep(20, withoutStack)) },
 );
 
-// --- security headers through Fastify -------------------------------------------------------------------
-async function app(kind) {
-  const f = Fastify({ logger: false });
-  if (kind === 'helmet') await f.register(helmet);
-  if (kind === 'kit') {
-    const headers = { ...DEFAULT_API_SECURITY_HEADERS };
-    f.addHook('onSend', async (_request, reply, payload) => {
-      reply.headers(headers);
-      return payload;
-    });
-  }
-  f.get('/', async () => ({ ok: true }));
-  await f.ready();
-  return f;
-}
-const bare = await app('bare');
-const withHelmet = await app('helmet');
-const withKit = await app('kit');
-const inject = (f) => async () => {
-  const r = await f.inject({ method: 'GET', url: '/' });
-  do_not_optimize(r.statusCode);
-};
-const [helmetRow, bareRow1] = await pair(
-  { name: 'Fastify inject, @fastify/helmet (default set)', fn: inject(withHelmet) },
-  { name: 'Fastify inject, bare', fn: inject(bare) },
+// --- security headers ------------------------------------------------------------------------------
+// helmet's middleware (what @fastify/helmet runs per request) against the kit's fixed set written in one
+// step, each on a fresh ServerResponse (nothing sent); the response alone is the baseline.
+const { IncomingMessage, ServerResponse } = await import('node:http');
+const { Socket } = await import('node:net');
+const { default: helmetMiddleware } = await import('helmet');
+const runHelmet = helmetMiddleware();
+const kitHeaders = Object.entries(DEFAULT_SECURITY_HEADERS);
+const request = new IncomingMessage(new Socket());
+const [helmetRow, kitRow] = await pair(
+  {
+    name: 'helmet 8 middleware (default set) on a response',
+    fn: () => {
+      const res = new ServerResponse(request);
+      runHelmet(request, res, () => {});
+      do_not_optimize(res);
+    },
+  },
+  {
+    name: "the kit's fixed document set (`DEFAULT_SECURITY_HEADERS`) on a response",
+    fn: () => {
+      const res = new ServerResponse(request);
+      for (const [name, value] of kitHeaders) res.setHeader(name, value);
+      do_not_optimize(res);
+    },
+  },
 );
-const [kitRow, bareRow2] = await pair(
-  { name: "Fastify inject, the kit's fixed API header set", fn: inject(withKit) },
-  { name: 'Fastify inject, bare', fn: inject(bare) },
+const [responseRow] = await pair(
+  {
+    name: 'a response and no headers (baseline)',
+    fn: () => do_not_optimize(new ServerResponse(request)),
+  },
+  { name: 'noop', fn: () => do_not_optimize(request) },
 );
 
 // --- report -------------------------------------------------------------------------------------------
@@ -219,6 +224,6 @@ md += `**Histogram observation** (packages/service/src/duration-histogram.ts):\n
 md += `**Log redaction** (packages/service/src/logging.ts; why the kit's paths have no wildcard):\n\n${table(redactRows, `A wildcard path adds ${fmt(redactRows[1].ns - redactRows[0].ns)} per request's child logger and line.`)}\n`;
 md += `**A timer per request** (packages/service/src/options.ts \`handlerTimeoutMs\`, off by default):\n\n${table(abortRows)}\n`;
 md += `**Stack traces** (refusals under overload are built without one):\n\n${table(errorRows)}\n`;
-md += `**Security headers** (packages/service/src/security-headers.ts; through \`fastify.inject\`, whose own cost is in every row):\n\n${table([helmetRow, bareRow1, kitRow, bareRow2], `@fastify/helmet adds ${fmt(helmetRow.ns - bareRow1.ns)} per request; the kit's fixed set adds ${fmt(kitRow.ns - bareRow2.ns)}.`)}\n`;
+md += `**Security headers** (packages/service/src/security-headers.ts):\n\n${table([helmetRow, kitRow, responseRow], `helmet adds ${fmt(helmetRow.ns - responseRow.ns)} per response; the kit's fixed set adds ${fmt(kitRow.ns - responseRow.ns)}.`)}\n`;
 console.log(md);
 writeFileSync(new URL('results/design-figures.md', import.meta.url), md);
