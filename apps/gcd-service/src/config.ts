@@ -156,6 +156,8 @@ export interface GcdConfig {
   readonly redisUrl: string | undefined;
   /** Callers sending `Authorization: Bearer <token>` see the details of /healthz and /readyz. A secret. */
   readonly healthDetailsToken: string | undefined;
+  /** VALIDATOR_FLEET_BREAKER_SECRET: signs and checks the fleet's trip messages (HMAC-SHA256). A secret. */
+  readonly fleetBreakerSecret: string | undefined;
   readonly tls: TlsConfig | undefined;
   readonly validator: ValidatorConfig | undefined;
   /** Game-day fault injection (`CHAOS_*`); undefined = off (the default). */
@@ -482,6 +484,19 @@ export const ENV: readonly EnvVar[] = [
     doc: "share the validator breaker's trips with every instance on the same `REDIS_URL` (needs `VALIDATOR_URL` and `REDIS_URL`): one instance's trip opens the others' breakers at once, each still probes on its own schedule; with Redis away each decides locally (see below)",
   }),
   envVar({
+    name: 'VALIDATOR_FLEET_BREAKER_SECRET',
+    parser: text(
+      'a secret of at least 16 printable ASCII characters, no spaces, the same on every instance',
+      'at least 16 printable ASCII characters, no spaces (needs `VALIDATOR_FLEET_BREAKER=true`)',
+      (v) => /^[\x21-\x7e]{16,}$/u.test(v),
+    ),
+    target: 'fleetBreakerSecret',
+    default: undefined,
+    defaultText: '(unset: trips are not signed)',
+    secret: '(hidden: it is a secret)',
+    doc: "signs the fleet breaker's trip messages (HMAC-SHA256); a message without a valid signature is ignored and counted. Unset, whoever can `PUBLISH` on that Redis can open every instance's validator breaker (see below). Secret: never logged",
+  }),
+  envVar({
     name: 'CHAOS_VALIDATOR_FAULT_RATE',
     parser: rate,
     allowed: '0–1 (needs `VALIDATOR_URL`)',
@@ -524,9 +539,18 @@ export const ENV: readonly EnvVar[] = [
     name: 'CHAOS_ALLOW_IN_PRODUCTION',
     parser: bool,
     default: false,
-    doc: 'with `NODE_ENV=production` a `CHAOS_*` rate above 0 is refused (exit 78) unless this is true',
+    doc: 'with `NODE_ENV=production` (or `prod`, in any letter case) a `CHAOS_*` rate above 0 is refused (exit 78) unless this is true',
   }),
 ];
+
+/**
+ * Whether `NODE_ENV` names production for the chaos rail: `production` or `prod`, in any letter case,
+ * surrounding spaces ignored (a variant must not silently drop the rail).
+ */
+export function isProduction(nodeEnv: string | undefined): boolean {
+  const v = nodeEnv?.trim().toLowerCase();
+  return v === 'production' || v === 'prod';
+}
 
 /** `OTEL_*`: passed to the tracing setup whole (not a row: a family of variables). */
 const OTEL: VariableInfo = {
@@ -599,6 +623,13 @@ function read(env: Env): Read {
       "false unless VALIDATOR_URL and REDIS_URL are both set (the breaker it shares is the validator's, through that Redis)",
     );
   }
+  if (v.VALIDATOR_FLEET_BREAKER_SECRET !== undefined && v.VALIDATOR_FLEET_BREAKER !== true) {
+    r.fail(
+      'VALIDATOR_FLEET_BREAKER_SECRET',
+      undefined,
+      "unset unless VALIDATOR_FLEET_BREAKER=true (it signs the fleet breaker's messages)",
+    );
+  }
   if (v.GCD_MODE === 'validator' && validatorUrl !== undefined) {
     r.fail('VALIDATOR_URL', validatorUrl, 'unset when GCD_MODE=validator (a validator does not call one)');
   }
@@ -627,12 +658,12 @@ function read(env: Env): Read {
       '0 when GCD_MODE=validator (a validator has no worker pool)',
     );
   }
-  if (chaosOn && env.NODE_ENV === 'production' && v.CHAOS_ALLOW_IN_PRODUCTION !== true) {
+  if (chaosOn && isProduction(env.NODE_ENV) && v.CHAOS_ALLOW_IN_PRODUCTION !== true) {
     const set = chaosRates.filter(([, rate]) => rate > 0).map(([name, rate]) => `${name}=${rate}`);
     r.fail(
       'CHAOS_ALLOW_IN_PRODUCTION',
       env.CHAOS_ALLOW_IN_PRODUCTION || undefined,
-      `true to inject faults with NODE_ENV=production (${set.join(', ')} is set); or set the CHAOS_* rates to 0`,
+      `true to inject faults with NODE_ENV=${env.NODE_ENV!.trim()} (${set.join(', ')} is set); or set the CHAOS_* rates to 0`,
     );
   }
 
@@ -652,6 +683,7 @@ function read(env: Env): Read {
     chaos: chaosOn ? Object.freeze({ seed: undefined, ...o.chaos }) : undefined,
     redisUrl: o.redisUrl,
     healthDetailsToken: o.healthDetailsToken,
+    fleetBreakerSecret: o.fleetBreakerSecret,
     otel: Object.freeze(otel),
   } as unknown as GcdConfig;
   return { config: Object.freeze(config), issues: r.issues };
@@ -694,6 +726,7 @@ export function describeConfig(config: GcdConfig): Record<string, unknown> {
     ...config,
     redisUrl: config.redisUrl === undefined ? undefined : redactUrl(config.redisUrl),
     healthDetailsToken: config.healthDetailsToken === undefined ? undefined : '***',
+    fleetBreakerSecret: config.fleetBreakerSecret === undefined ? undefined : '***',
     otel: Object.keys(config.otel),
   };
 }

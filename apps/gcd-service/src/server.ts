@@ -15,7 +15,14 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import formbody from '@fastify/formbody';
 import { DeadlineExceededError, type Subscribe } from '@bulwark/core';
 import { EventEmitter } from '@bulwark/core/internal';
-import { createService, FleetBreaker, type ServiceOptions, type Tracing } from '@bulwark/service';
+import {
+  createService,
+  FleetBreaker,
+  type FleetMalformedEvent,
+  type FleetTripEvent,
+  type ServiceOptions,
+  type Tracing,
+} from '@bulwark/service';
 import type { DestinationStream } from 'pino';
 import { createGameDay, type GameDay } from './chaos.js';
 import { configErrorOf, describeConfig, type GcdConfig } from './config.js';
@@ -36,6 +43,8 @@ export interface GcdServerDeps {
   readonly workerFile?: URL;
   /** Tracing from `setupTracing()` (main.ts sets it up from `OTEL_*`). @default off */
   readonly tracing?: Tracing;
+  /** How often the fleet breaker's malformed messages are summed up in one log line, in ms. @default 10 000 */
+  readonly fleetLogIntervalMs?: number;
 }
 
 export interface TlsReloadEvent {
@@ -94,6 +103,8 @@ const LISTEN_BACKLOG = 4096;
 
 /** At most one "validator unavailable" log line per this many ms (the count of the others is logged). */
 const FALLBACK_LOG_INTERVAL_MS = 1000;
+/** The fleet breaker's malformed (or muted) messages: the first one logged, then a sum per interval. */
+const FLEET_LOG_INTERVAL_MS = 10_000;
 
 const VERSION = readVersion();
 
@@ -157,6 +168,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
   let computer: GcdComputer | undefined;
   let validator: ValidatorClient | undefined;
   let fleet: FleetBreaker | undefined;
+  let stopFleetLogs: (() => void) | undefined;
   let metrics: GcdMetrics | undefined;
   // The game day's policies; the compute fault throws the pool's own "worker failed" refusal.
   let workerFailed: unknown;
@@ -202,7 +214,12 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
       );
       watchValidator(app, client);
       if (config.validator.fleetBreaker === true && config.redisUrl !== undefined) {
-        fleet = shareValidatorBreaker(app, client, config.validator.url, config.redisUrl);
+        ({ fleet, stopLogs: stopFleetLogs } = shareValidatorBreaker(app, client, {
+          validatorUrl: config.validator.url,
+          redisUrl: config.redisUrl,
+          secret: config.fleetBreakerSecret,
+          logIntervalMs: deps.fleetLogIntervalMs ?? FLEET_LOG_INTERVAL_MS,
+        }));
       }
     }
     metrics = kit.metrics === undefined ? undefined : new GcdMetrics(kit.metrics.registry, pool, validator);
@@ -289,6 +306,7 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
     reloader?.close();
     metrics?.dispose();
     await computer?.close();
+    stopFleetLogs?.();
     await fleet?.close();
     await validator?.close();
   });
@@ -350,9 +368,15 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
         if (config.tls.watch) reloader.watch();
       }
       if (config.redisUrl !== undefined && config.rateLimit === undefined) {
-        app.log.warn(
-          'REDIS_URL is set but rate limiting is off (RATE_LIMIT_PER_SECOND=0): Redis is not used',
-        );
+        if (fleet !== undefined) {
+          app.log.info(
+            "REDIS_URL is used to share the validator breaker's trips (VALIDATOR_FLEET_BREAKER=true); not for rate limiting, which is off (RATE_LIMIT_PER_SECOND=0)",
+          );
+        } else {
+          app.log.warn(
+            'REDIS_URL is set but not used: rate limiting is off (RATE_LIMIT_PER_SECOND=0) and the fleet breaker too (VALIDATOR_FLEET_BREAKER)',
+          );
+        }
       }
       const address = app.server.address() as AddressInfo;
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -398,19 +422,60 @@ function watchValidator(app: FastifyInstance, client: ValidatorClient): void {
 /**
  * VALIDATOR_FLEET_BREAKER: the validator breaker's own trips go to every instance on this Redis, and
  * theirs come here (applied as `open({ by: 'fleet:<instance>' })`). Redis trouble is logged once per
- * outage; the local breaker goes on deciding by itself meanwhile.
+ * outage; the local breaker goes on deciding by itself meanwhile. Malformed messages (garbage, or
+ * unsigned / badly signed ones with VALIDATOR_FLEET_BREAKER_SECRET) and trips ignored while muted are
+ * each counted by the link; the log gets the first one, then one sum per interval while more arrive —
+ * never a line (nor a stack) per message: anyone who can PUBLISH could otherwise flood every instance's log.
  */
 function shareValidatorBreaker(
   app: FastifyInstance,
   client: ValidatorClient,
-  validatorUrl: string,
-  redisUrl: string,
-): FleetBreaker {
+  options: {
+    validatorUrl: string;
+    redisUrl: string;
+    secret: string | undefined;
+    logIntervalMs: number;
+  },
+): { fleet: FleetBreaker; stopLogs: () => void } {
   // Instances share trips only for the same validator (its host and port name the channel).
-  const name = `gcd-validator:${new URL(validatorUrl).host}`;
-  const fleet = new FleetBreaker({ breaker: client.breaker, url: redisUrl, name });
+  const name = `gcd-validator:${new URL(options.validatorUrl).host}`;
+  const fleet = new FleetBreaker({
+    breaker: client.breaker,
+    url: options.redisUrl,
+    name,
+    ...(options.secret === undefined ? {} : { secret: options.secret }),
+  });
   let failing = false;
+  const malformed = throttledLog<FleetMalformedEvent>(options.logIntervalMs, (count, last) =>
+    app.log.warn(
+      { count, total: fleet.malformed, reason: last.reason, sample: last.sample },
+      `fleet breaker: ${count} malformed message${count === 1 ? '' : 's'} ignored in the last ${options.logIntervalMs / 1000} s`,
+    ),
+  );
+  const muted = throttledLog<FleetTripEvent>(options.logIntervalMs, (count, last) =>
+    app.log.warn(
+      { count, from: last.trip.instance, reason: last.trip.reason },
+      `fleet breaker: ${count} trip${count === 1 ? '' : 's'} from other instances ignored in the last ${options.logIntervalMs / 1000} s: the validator answered this instance's probe after the last one`,
+    ),
+  );
+  fleet.onMalformed((e) => {
+    malformed.add(e, () =>
+      app.log.warn(
+        { reason: e.reason, via: e.via, sample: e.sample, total: e.count },
+        'fleet breaker: ignored a malformed message (more are summed up)',
+      ),
+    );
+  });
   fleet.onRemoteTrip((e) => {
+    if (e.muted) {
+      muted.add(e, () =>
+        app.log.warn(
+          { breaker: 'validator', from: e.trip.instance, reason: e.trip.reason },
+          "fleet breaker: ignored a trip from another instance: the validator answered this instance's probe after the last one (more are summed up)",
+        ),
+      );
+      return;
+    }
     if (e.applied) {
       app.log.warn(
         { breaker: 'validator', from: e.trip.instance, reason: e.trip.reason, via: e.via },
@@ -419,10 +484,6 @@ function shareValidatorBreaker(
     }
   });
   fleet.onError((e) => {
-    if (e.during === 'message') {
-      app.log.warn({ err: e.error }, 'fleet breaker: ignored a malformed message');
-      return;
-    }
     if (failing) return;
     failing = true;
     app.log.warn(
@@ -435,7 +496,51 @@ function shareValidatorBreaker(
     failing = false;
     app.log.info('fleet breaker: Redis back, trips are shared again');
   });
-  return fleet;
+  return {
+    fleet,
+    stopLogs: () => {
+      malformed.stop();
+      muted.stop();
+    },
+  };
+}
+
+/**
+ * A log for events that may come by thousands: the first one is logged at once (`first`), then the
+ * ones after it are counted and `summary(count, last)` logs their sum at the end of each interval in
+ * which any arrived; a quiet interval ends it (the next event is logged at once again).
+ */
+function throttledLog<E>(
+  intervalMs: number,
+  summary: (count: number, last: E) => void,
+): { add(event: E, first: () => void): void; stop(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let count = 0;
+  let last: E | undefined;
+  const tick = (): void => {
+    if (count === 0) {
+      timer = undefined;
+      return;
+    }
+    summary(count, last!);
+    count = 0;
+    timer = setTimeout(tick, intervalMs).unref();
+  };
+  return {
+    add(event, first) {
+      if (timer === undefined) {
+        first();
+        timer = setTimeout(tick, intervalMs).unref();
+        return;
+      }
+      count++;
+      last = event;
+    },
+    stop() {
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+    },
+  };
 }
 
 const DEADLINE_EXCEEDED: string = DeadlineExceededError.code;

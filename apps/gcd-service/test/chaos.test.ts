@@ -105,6 +105,19 @@ describe('CHAOS_* configuration', () => {
     assert.equal(loadConfig({ NODE_ENV: 'production' }).chaos, undefined);
   });
 
+  test('production in any letter case, or `prod`, is production for the rail', () => {
+    for (const NODE_ENV of ['Production', 'PRODUCTION', 'prod', 'Prod', ' production ']) {
+      assert.throws(
+        () => loadConfig({ NODE_ENV, CHAOS_COMPUTE_FAULT_RATE: '0.1' }),
+        /CHAOS_ALLOW_IN_PRODUCTION=\(unset\): expected true to inject faults with NODE_ENV=/,
+        `NODE_ENV=${JSON.stringify(NODE_ENV)}`,
+      );
+    }
+    for (const NODE_ENV of ['development', 'staging', 'test', 'preprod', 'production-like']) {
+      assert.equal(loadConfig({ NODE_ENV, CHAOS_COMPUTE_FAULT_RATE: '0.1' }).chaos?.computeFaultRate, 0.1);
+    }
+  });
+
   test('the real process exits 78 naming CHAOS_ALLOW_IN_PRODUCTION', async () => {
     await assert.rejects(
       spawnService({ NODE_ENV: 'production', CHAOS_COMPUTE_FAULT_RATE: '0.5' }),

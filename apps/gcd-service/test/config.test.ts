@@ -244,6 +244,30 @@ describe('secrets', () => {
     const error = issuesOf({ REDIS_URL: 'redis//:s3cret@h', PORT: 'x' });
     assert.doesNotMatch(error.message, /s3cret/);
   });
+  test('VALIDATOR_FLEET_BREAKER_SECRET: read, never shown, and only with the fleet breaker on', () => {
+    const fleet = {
+      VALIDATOR_URL: 'http://127.0.0.1:3001',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      VALIDATOR_FLEET_BREAKER: 'true',
+    };
+    const secret = 'fleet-s3cret-0123456789';
+    const config = loadConfig({ ...fleet, VALIDATOR_FLEET_BREAKER_SECRET: secret });
+    assert.equal(config.fleetBreakerSecret, secret);
+    assert.equal(loadConfig(fleet).fleetBreakerSecret, undefined);
+    assert.doesNotMatch(JSON.stringify(describeConfig(config)), /s3cret/);
+    const short = issuesOf({ ...fleet, VALIDATOR_FLEET_BREAKER_SECRET: 's3cret-short' });
+    assert.match(
+      short.message,
+      /VALIDATOR_FLEET_BREAKER_SECRET=\(hidden: it is a secret\): expected a secret of at least 16/,
+    );
+    assert.doesNotMatch(short.message, /s3cret/);
+    const unused = issuesOf({ VALIDATOR_FLEET_BREAKER_SECRET: secret });
+    assert.match(
+      unused.message,
+      /VALIDATOR_FLEET_BREAKER_SECRET=\(hidden: it is a secret\): expected unset unless VALIDATOR_FLEET_BREAKER=true/,
+    );
+    assert.doesNotMatch(unused.message, /s3cret/);
+  });
 });
 
 describe('listVariables', () => {

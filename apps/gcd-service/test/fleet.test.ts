@@ -6,6 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CircuitStateChangeEvent } from '@bulwark/core';
+import { Redis } from 'ioredis';
 import { ask, freePort, requireRedis, start, type Running } from './helpers.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -57,4 +58,106 @@ test("one instance's validator breaker trips; the other opens its own through Re
   assert.equal(res.headers['x-gcd-validation'], 'local-fallback');
   const health = await ask(`${b.url}/healthz`);
   assert.equal(health.json().status, 'degraded');
+});
+
+/** A log stream that keeps the parsed lines and tells when one matches. */
+function captureLogs() {
+  const lines: Array<Record<string, unknown> & { msg: string }> = [];
+  const waiters: Array<{ test: () => boolean; resolve: () => void }> = [];
+  return {
+    lines,
+    stream: {
+      write(line: string) {
+        lines.push(JSON.parse(line) as Record<string, unknown> & { msg: string });
+        for (const w of [...waiters]) {
+          if (w.test()) {
+            waiters.splice(waiters.indexOf(w), 1);
+            w.resolve();
+          }
+        }
+      },
+    },
+    until(test: () => boolean): Promise<void> {
+      return test() ? Promise.resolve() : new Promise((resolve) => waiters.push({ test, resolve }));
+    },
+  };
+}
+
+test('garbage on the channel is counted and summed up in the log, never a line (or a stack) per message; the start-up line says what Redis is for', async () => {
+  const logs = captureLogs();
+  const validator = {
+    url: `http://127.0.0.1:${await freePort()}`, // a channel of this test's own
+    attemptTimeoutMs: 1000,
+    retry: { maxAttempts: 1 },
+    timeoutMs: 2000,
+    fleetBreaker: true,
+  };
+  const c = await start(
+    { validator, redisUrl: REDIS_URL, logLevel: 'info', rateLimit: undefined },
+    { logStream: logs.stream, fleetLogIntervalMs: 100 },
+  );
+  const publisher = new Redis(REDIS_URL);
+  try {
+    await c.server.fleet!.ready();
+    // F8: with rate limiting off, Redis still carries the fleet breaker: the log says so.
+    assert.ok(logs.lines.some((l) => /REDIS_URL is used to share the validator breaker's trips/.test(l.msg)));
+    assert.ok(!logs.lines.some((l) => /not used/.test(l.msg)));
+
+    const n = 200;
+    const fleet = c.server.fleet!;
+    const counted = new Promise<void>((resolve) => {
+      fleet.onMalformed((e) => {
+        if (e.count === n) resolve();
+      });
+    });
+    const flood = publisher.pipeline();
+    for (let i = 0; i < n; i++) flood.publish(fleet.channel, `garbage ${i}`);
+    await flood.exec();
+    await counted;
+    assert.equal(fleet.malformed, n, 'every one counted');
+    const about = () => logs.lines.filter((l) => /malformed message/.test(l.msg));
+    // the first is logged at once; the others are summed up at the end of each interval
+    await logs.until(
+      () => about().reduce((sum, l) => sum + (typeof l.count === 'number' ? l.count : 1), 0) === n,
+    );
+    const lines = about();
+    assert.ok(lines.length < 20, `${lines.length} log lines for ${n} messages`);
+    assert.match(lines[0]!.msg, /ignored a malformed message/);
+    assert.match(lines[1]!.msg, /^fleet breaker: \d+ malformed messages? ignored in the last 0.1 s$/);
+    for (const l of lines) assert.doesNotMatch(JSON.stringify(l), /"stack"|\bat \w+ \(/, 'no stack');
+    assert.equal(c.server.validator!.breaker.state, 'closed');
+  } finally {
+    publisher.disconnect();
+    await c.close();
+  }
+});
+
+test('VALIDATOR_FLEET_BREAKER_SECRET: a forged, well-formed but unsigned trip does not open the breaker', async () => {
+  const validator = {
+    url: `http://127.0.0.1:${await freePort()}`,
+    attemptTimeoutMs: 1000,
+    retry: { maxAttempts: 1 },
+    timeoutMs: 2000,
+    fleetBreaker: true,
+  };
+  const c = await start({
+    validator,
+    redisUrl: REDIS_URL,
+    fleetBreakerSecret: 'the-fleet-secret-0123456789',
+  });
+  const publisher = new Redis(REDIS_URL);
+  try {
+    const fleet = c.server.fleet!;
+    await fleet.ready();
+    const rejected = new Promise<string>((resolve) => fleet.onMalformed((e) => resolve(e.reason)));
+    await publisher.publish(
+      fleet.channel,
+      JSON.stringify({ v: 1, instance: 'evil', reason: 'forged', openDurationMs: 1 }),
+    );
+    assert.equal(await rejected, 'unauthenticated');
+    assert.equal(c.server.validator!.breaker.state, 'closed');
+  } finally {
+    publisher.disconnect();
+    await c.close();
+  }
 });

@@ -95,6 +95,49 @@ describe('chaos', () => {
     assert.equal(await perKey.execute(() => 'real', { key: 'b' }), 'real');
   });
 
+  it('a rate function answering anything but a number from 0 to 1 fails the call, saying so', async () => {
+    for (const bad of [2, '1', NaN, -0.1, undefined, Infinity]) {
+      for (const p of [
+        chaos.outcome({ rate: () => bad as never, outcome: () => 'fake' }),
+        chaos.fault({ rate: () => bad as never }),
+      ]) {
+        let ran = 0;
+        await assert.rejects(
+          p.execute(() => ran++),
+          (e) =>
+            e instanceof InvalidOptionError &&
+            e.option === `chaos.${p.kind}.rate` &&
+            /returned/.test(e.message),
+          `rate function returning ${String(bad)}`,
+        );
+        // inside a pipeline too (the inline stage)
+        await assert.rejects(
+          pipeline(p, retry({ maxAttempts: 1 })).execute(() => ran++),
+          (e) => e instanceof InvalidOptionError && e.option === `chaos.${p.kind}.rate`,
+        );
+        assert.equal(ran, 0);
+      }
+    }
+  });
+
+  it('a fault function returning nothing fails the call with a clear error, not with undefined', async () => {
+    for (const nothing of [undefined, null]) {
+      const p = chaos.fault({ rate: 1, fault: () => nothing });
+      for (const run of [
+        () => p.execute(() => 1),
+        () => pipeline(p, retry({ maxAttempts: 1 })).execute(() => 1),
+      ]) {
+        await assert.rejects(
+          run(),
+          (e) =>
+            e instanceof InvalidOptionError &&
+            e.option === 'chaos.fault.fault' &&
+            /returned nothing/.test(e.message),
+        );
+      }
+    }
+  });
+
   it('the switch: enabled changes at run time; enabled: false builds it off; when narrows it per call', async () => {
     const p = chaos.outcome({ rate: 1, outcome: () => 'fake', enabled: false });
     assert.equal(p.enabled, false);

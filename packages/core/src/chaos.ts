@@ -31,7 +31,10 @@ export type ChaosKind = 'fault' | 'latency' | 'outcome';
 
 /** The options every chaos policy takes. */
 export interface ChaosOptions {
-  /** The share of calls to inject into, 0 … 1, or a function of the call returning it. Required. */
+  /**
+   * The share of calls to inject into, 0 … 1, or a function of the call returning it (any other answer —
+   * `2`, `'1'`, `NaN` — fails the call with `InvalidOptionError`). Required.
+   */
   rate: number | ((ctx: CallContext) => number);
   /** Whether the policy starts on; `policy.enabled` changes it at run time. @default true */
   enabled?: boolean;
@@ -48,7 +51,8 @@ export interface ChaosOptions {
 export interface ChaosFaultOptions extends ChaosOptions {
   /**
    * What the call fails with: an `Error`, or a function of the call making a fresh one each time (the
-   * same `Error` object thrown again and again keeps its first stack).
+   * same `Error` object thrown again and again keeps its first stack). A function that returns `undefined`
+   * or `null` fails the call with `InvalidOptionError` naming `chaos.fault.fault`.
    * @default () => new ChaosFaultError(name)
    */
   fault?: Error | ((ctx: CallContext) => unknown);
@@ -223,8 +227,21 @@ export class ChaosPolicy extends BasePolicy {
 
   #decide(ctx: CallContext): boolean {
     if (this.#when !== undefined && !this.#when(ctx)) return false;
-    const rate = typeof this.#rate === 'number' ? this.#rate : this.#rate(ctx);
+    const rate = typeof this.#rate === 'number' ? this.#rate : this.#rateOf(ctx);
     return rate > 0 && this.#random() < rate;
+  }
+
+  /** A rate function's answer, checked like the `rate` option: a number from 0 to 1, or the call fails. */
+  #rateOf(ctx: CallContext): number {
+    const rate = (this.#rate as (ctx: CallContext) => unknown)(ctx);
+    if (typeof rate !== 'number' || !(rate >= 0 && rate <= 1)) {
+      throw new InvalidOptionError(
+        `chaos.${this.kind}.rate`,
+        rate,
+        'a number from 0 to 1 (the rate function returned something else)',
+      );
+    }
+    return rate;
   }
 
   #inject<T>(fn: Operation<T>, ctx: CallContext): Promise<T> {
@@ -254,7 +271,16 @@ export class ChaosPolicy extends BasePolicy {
     this.#emit(ctx, undefined);
     const fault = this.#fault;
     if (fault === undefined) return new ChaosFaultError(this.name);
-    return typeof fault === 'function' ? (fault as (ctx: CallContext) => unknown)(ctx) : fault;
+    if (typeof fault !== 'function') return fault;
+    const made = (fault as (ctx: CallContext) => unknown)(ctx);
+    if (made === undefined || made === null) {
+      return new InvalidOptionError(
+        `chaos.${this.kind}.fault`,
+        made,
+        'a function returning the error to fail the call with (it returned nothing)',
+      );
+    }
+    return made;
   }
 
   #emit(ctx: CallContext, latencyMs: number | undefined): void {

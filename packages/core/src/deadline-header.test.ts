@@ -59,10 +59,13 @@ describe('parseDeadlineHeader', () => {
       timeoutMs: 40,
       capped: false,
     });
-    assert.throws(
-      () => parseDeadlineHeader('1', { maxMs: 0 }),
-      (e) => e instanceof InvalidOptionError && e.option === 'parseDeadlineHeader.maxMs',
-    );
+    for (const maxMs of [0, 1.5, -1, NaN, Infinity, '100']) {
+      assert.throws(
+        () => parseDeadlineHeader('1', { maxMs: maxMs as never }),
+        (e) => e instanceof InvalidOptionError && e.option === 'parseDeadlineHeader.maxMs',
+        `maxMs ${String(maxMs)}: whole milliseconds, at least 1`,
+      );
+    }
   });
 
   it('refuses anything but 1–10 ASCII digits, saying what was wrong', () => {

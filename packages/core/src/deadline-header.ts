@@ -35,7 +35,7 @@ export interface FormatDeadlineHeaderOptions {
 }
 
 export interface ParseDeadlineHeaderOptions {
-  /** The receiver's own maximum, in ms (> 0): a larger budget is cut to it. @default 60_000 */
+  /** The receiver's own maximum, in whole ms (an integer ≥ 1): a larger budget is cut to it. @default 60_000 */
   maxMs?: number;
 }
 
@@ -87,7 +87,7 @@ export function parseDeadlineHeader(
   const maxMs =
     options?.maxMs === undefined
       ? DEADLINE_HEADER_DEFAULTS.maxMs
-      : check.number('parseDeadlineHeader.maxMs', options.maxMs, { above: 0 });
+      : check.positiveInteger('parseDeadlineHeader.maxMs', options.maxMs);
   if (value === undefined) return ABSENT;
   let text: unknown = value;
   if (Array.isArray(value)) {

@@ -109,6 +109,7 @@ describe('execute with a deadline', () => {
       [{ timeoutMs: -1 }, 'execute.timeoutMs'],
       [{ timeoutMs: NaN }, 'execute.timeoutMs'],
       [{ timeoutMs: '5' }, 'execute.timeoutMs'],
+      [{ timeoutMs: 1e11 }, 'execute.timeoutMs'], // more than a year: the bound a deadline has
     ];
     for (const [options, option] of cases) {
       await assert.rejects(
@@ -385,6 +386,7 @@ describe('the ambient deadline', () => {
   it('refuses bad options with InvalidOptionError', () => {
     const bad: [unknown, string][] = [
       [{ timeoutMs: -5 }, 'runWithDeadline.timeoutMs'],
+      [{ timeoutMs: 1e11 }, 'runWithDeadline.timeoutMs'],
       [{ deadline: NaN }, 'runWithDeadline.deadline'],
       [{ deadline: Date.now() }, 'runWithDeadline.deadline'],
       [{ signal: {} }, 'runWithDeadline.signal'],
@@ -399,5 +401,28 @@ describe('the ambient deadline', () => {
       );
     }
     assert.throws(() => runWithDeadline({}, 5 as never), InvalidOptionError);
+  });
+
+  it('a timeoutMs of up to a year (or Infinity) is a deadline every policy inside accepts', async () => {
+    const clock = new FakeClock();
+    const year = 365 * 24 * 3600 * 1000;
+    const ladder = degrade<void, string>({
+      clock,
+      singleFlight: true,
+      tiers: [{ name: 'primary', run: (ctx) => `left ${ctx.remainingMs()}` }],
+    });
+    for (const timeoutMs of [year, Infinity]) {
+      const result = await runWithDeadline({ timeoutMs, clock }, () =>
+        // the single flight runs under `deadline: caller.deadline`, validated as any deadline is
+        ladder.execute(undefined, { key: 'k' }),
+      );
+      assert.equal(result.value, `left ${timeoutMs}`);
+      assert.equal(
+        await runWithDeadline({ timeoutMs, clock }, () =>
+          timeout({ timeoutMs: 10, clock }).execute(() => 'ok', { deadline: currentDeadline(clock) }),
+        ),
+        'ok',
+      );
+    }
   });
 });

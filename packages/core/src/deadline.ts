@@ -158,8 +158,21 @@ function deadlineValue(option: string, value: unknown, now: number): number {
   return value;
 }
 
+/**
+ * A relative bound: ms ≥ 0, at most a year ({@link FARTHEST_MS}, the bound `deadline` has), or `Infinity`
+ * for none. A longer finite one would make a deadline that every `execute` given it (`deadline:
+ * currentDeadline()`, degrade's single flight) refuses.
+ */
 function timeoutValue(option: string, value: unknown): number {
-  return check.number(option, value, { min: 0, infinite: true });
+  const ms = check.number(option, value, { min: 0, infinite: true });
+  if (ms !== Infinity && ms > FARTHEST_MS) {
+    throw new InvalidOptionError(
+      option,
+      value,
+      `ms >= 0, at most a year (${FARTHEST_MS}, the bound of a deadline), or Infinity for none`,
+    );
+  }
+  return ms;
 }
 
 /**

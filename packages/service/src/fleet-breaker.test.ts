@@ -11,11 +11,16 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { circuitBreaker, type CircuitStateChangeEvent } from '@bulwark/core';
 import { FakeClock } from '@bulwark/core/testing';
-import { FleetBreaker, type FleetErrorEvent, type FleetTripEvent } from './fleet-breaker.js';
+import {
+  FleetBreaker,
+  type FleetErrorEvent,
+  type FleetMalformedEvent,
+  type FleetTripEvent,
+} from './fleet-breaker.js';
 import { freePort, REDIS_URL, redisForTests } from './test-support.js';
 
 const OPEN_MS = 1000;
@@ -156,15 +161,135 @@ describe('fleet-shared breaker through Redis (REDIS_URL)', () => {
     await admin.del(`bulwark:breaker:${lateName}`);
   });
 
-  it('a malformed message is reported and ignored', async () => {
+  it('every malformed message is counted and reported cheaply (no Error, no stack), and ignored', async () => {
     const b = breaker(`${name}-bad`, new FakeClock());
     const l = link(b, 'b');
     await l.ready();
-    const error = next(l.onError);
+    const errors: FleetErrorEvent[] = [];
+    l.onError((e) => errors.push(e));
+    const seen: FleetMalformedEvent[] = [];
+    const all = new Promise<void>((resolve) => {
+      l.onMalformed((e) => {
+        seen.push(e);
+        if (e.count === 50) resolve();
+      });
+    });
     await admin.publish(l.channel, '{"v":1,"instance":"x","reason":"r","openDurationMs":"soon"}');
-    const e = await error;
-    assert.equal(e.during, 'message');
+    await admin.publish(l.channel, 'x'.repeat(10_000));
+    const flood = admin.pipeline();
+    for (let i = 0; i < 48; i++) flood.publish(l.channel, `garbage ${i}`);
+    await flood.exec();
+    await all;
+    assert.equal(l.malformed, 50, 'every one counted');
+    assert.deepEqual(
+      seen.map((e) => e.count),
+      Array.from({ length: 50 }, (_, i) => i + 1),
+    );
+    assert.deepEqual(Object.keys(seen[0]!).sort(), ['count', 'reason', 'sample', 'via']);
+    assert.equal(seen[0]!.reason, 'malformed');
+    assert.equal(seen[0]!.via, 'message');
+    assert.ok(seen[1]!.sample.length <= 201, 'a sample, not the whole message');
+    assert.equal(seen[2]!.sample, 'garbage 0');
+    assert.deepEqual(errors, [], 'a bad message is not a Redis failure');
     assert.equal(b.state, 'closed');
+  });
+
+  it('with a secret: signed trips are applied; unsigned, badly signed or stale ones are malformed', async () => {
+    const secretName = `${name}-signed`;
+    const secret = 'a-shared-secret-of-the-fleet';
+    const a = breaker(secretName, new FakeClock());
+    const b = breaker(secretName, new FakeClock());
+    const linkA = new FleetBreaker({ breaker: a, url: REDIS_URL, instanceId: 'a', secret });
+    const linkB = new FleetBreaker({ breaker: b, url: REDIS_URL, instanceId: 'b', secret });
+    links.push(linkA, linkB);
+    await Promise.all([linkA.ready(), linkB.ready()]);
+    const rejected: FleetMalformedEvent[] = [];
+    linkB.onMalformed((e) => rejected.push(e));
+    const remote: FleetTripEvent[] = [];
+    linkB.onRemoteTrip((e) => remote.push(e));
+    const fake = { v: 1, instance: 'evil', reason: 'forged', openDurationMs: 1000 };
+    const sign = (key: string, sentAt: number, channel = linkB.channel) =>
+      createHmac('sha256', key)
+        .update(JSON.stringify([1, channel, fake.instance, fake.reason, fake.openDurationMs, sentAt]))
+        .digest('base64url');
+    const now = Date.now();
+    const forged = [
+      JSON.stringify(fake), // unsigned, well-formed: what RT-14 F5 sent
+      JSON.stringify({ ...fake, sentAt: now, mac: sign('not-the-fleet-secret', now) }),
+      JSON.stringify({ ...fake, sentAt: now, mac: sign(secret, now, 'bulwark:breaker:another') }),
+      JSON.stringify({ ...fake, sentAt: now + 1, mac: sign(secret, now) }), // the time changed
+      JSON.stringify({ ...fake, sentAt: now - 120_000, mac: sign(secret, now - 120_000) }), // a replay
+    ];
+    const allRejected = next(linkB.onMalformed, (e) => e.count === forged.length);
+    for (const message of forged) await admin.publish(linkB.channel, message);
+    await allRejected;
+    assert.deepEqual(
+      rejected.map((e) => e.reason),
+      ['unauthenticated', 'unauthenticated', 'unauthenticated', 'unauthenticated', 'stale'],
+    );
+    assert.deepEqual(remote, []);
+    assert.equal(b.state, 'closed', 'no forged message opened it');
+
+    // A genuine trip, signed by A, opens B.
+    const learnt = next(linkB.onRemoteTrip);
+    await trip(a);
+    const got = await learnt;
+    assert.equal(got.applied, true);
+    assert.equal(got.trip.instance, 'a');
+    assert.equal(b.state, 'open');
+    await admin.del(linkB.channel);
+  });
+
+  it('a remote open disproved by its own probe mutes remote trips (renewed while they keep coming)', async () => {
+    const muteName = `${name}-mute`;
+    const clock = new FakeClock();
+    const b = breaker(muteName, clock);
+    const l = new FleetBreaker({ breaker: b, url: REDIS_URL, instanceId: 'b', clock, remoteMuteMs: 5_000 });
+    links.push(l);
+    await l.ready();
+    const forged = JSON.stringify({ v: 1, instance: 'evil', reason: 'forged', openDurationMs: 1 });
+    const forge = async () => {
+      const heard = next(l.onRemoteTrip);
+      await admin.publish(l.channel, forged);
+      return heard;
+    };
+    // The first forged trip opens it (nothing tells it from a real one)...
+    assert.equal((await forge()).applied, true);
+    assert.equal(b.state, 'open');
+    // ...its own probe then finds the dependency healthy: it closes and mutes remote trips.
+    clock.advance(OPEN_MS);
+    await b.execute(() => 'ok');
+    assert.equal(b.state, 'closed');
+    assert.equal(l.muted, true);
+    for (let i = 0; i < 3; i++) {
+      clock.advance(4_000); // within the mute, renewed by each trip ignored
+      const e = await forge();
+      assert.deepEqual({ applied: e.applied, muted: e.muted }, { applied: false, muted: true });
+      assert.equal(b.state, 'closed', 'a healthy dependency stays closed while forged trips keep coming');
+    }
+    // Its own failures still open it (and are published).
+    const published = next(l.onPublish);
+    await trip(b);
+    await published;
+    clock.advance(OPEN_MS);
+    await b.execute(() => 'ok');
+    assert.equal(b.state, 'closed');
+    // Quiet for the whole mute: remote trips apply again.
+    clock.advance(5_000);
+    assert.equal(l.muted, false);
+    const e = await forge();
+    assert.deepEqual({ applied: e.applied, muted: e.muted }, { applied: true, muted: false });
+    assert.equal(b.state, 'open');
+    // A remote open its own probe confirms (the probe fails) does not mute.
+    clock.advance(OPEN_MS);
+    await b
+      .execute(() => {
+        throw new Error('dependency down');
+      })
+      .catch(() => undefined);
+    assert.equal(b.state, 'open');
+    assert.equal(l.muted, false);
+    await admin.del(l.channel);
   });
 
   it('checks its options', () => {
@@ -176,6 +301,12 @@ describe('fleet-shared breaker through Redis (REDIS_URL)', () => {
       /fleetBreaker\.breaker.*circuit breaker/,
     );
     assert.throws(() => new FleetBreaker({ breaker: b, url: REDIS_URL, oops: 1 } as never), /oops/);
+    assert.throws(
+      () => new FleetBreaker({ breaker: b, url: REDIS_URL, secret: 'short-secret' }),
+      (e: Error) =>
+        /fleetBreaker\.secret.*at least 16 characters/.test(e.message) && !e.message.includes('short-secret'),
+    );
+    assert.throws(() => new FleetBreaker({ breaker: b, url: REDIS_URL, remoteMuteMs: -1 }), /remoteMuteMs/);
   });
 });
 

@@ -65,6 +65,7 @@ export type {
   FleetBreakerOptions,
   FleetBreakerTarget,
   FleetErrorEvent,
+  FleetMalformedEvent,
   FleetPublishEvent,
   FleetTrip,
   FleetTripEvent,
