@@ -20,6 +20,7 @@ import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import {
   BulkheadRejectedError,
+  DeadlineExceededError,
   bulkhead,
   pipeline,
   TimeoutError,
@@ -272,7 +273,9 @@ export class GcdComputer {
         this.#emit('pool', 'busy', started, input.digits);
         throw this.busyError;
       }
-      this.#emit('pool', signal?.aborted ? 'aborted' : 'error', started, input.digits);
+      // the caller went away, or its own budget (bulwark-timeout-ms) ran out: it stopped waiting
+      const stopped = signal?.aborted === true || DeadlineExceededError.is(error);
+      this.#emit('pool', stopped ? 'aborted' : 'error', started, input.digits);
       throw error;
     } finally {
       this.#inFlight--;

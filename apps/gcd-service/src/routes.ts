@@ -3,7 +3,7 @@
  * the error handler in server.ts, which answers JSON (`/api/…`) or an HTML page (`POST /gcd`).
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { traceStep } from '@bulwark/service';
+import { ClientClosedError, traceStep } from '@bulwark/service';
 import type { GcdComputer } from './compute.js';
 import { GcdError } from './errors.js';
 import { FAVICON, formPage, resultPage, STYLESHEET } from './html.js';
@@ -82,7 +82,7 @@ export function waitSignal(reply: FastifyReply, handlerTimeoutMs: number): Abort
   const timer = setTimeout(() => controller.abort(handlerTimeoutError(handlerTimeoutMs)), handlerTimeoutMs);
   res.once('close', () => {
     clearTimeout(timer);
-    if (!res.writableFinished) controller.abort(new Error('the client closed the connection'));
+    if (!res.writableFinished) controller.abort(new ClientClosedError());
   });
   return controller.signal;
 }

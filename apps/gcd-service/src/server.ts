@@ -16,6 +16,7 @@ import formbody from '@fastify/formbody';
 import { DeadlineExceededError, type Subscribe } from '@bulwark/core';
 import { EventEmitter } from '@bulwark/core/internal';
 import {
+  ClientClosedError,
   createService,
   FleetBreaker,
   type FleetMalformedEvent,
@@ -297,6 +298,12 @@ export async function createGcdServer(config: GcdConfig, deps: GcdServerDeps = {
   });
 
   app.setErrorHandler((error: FastifyError | GcdError, request, reply) => {
+    // The client went away while its request waited (the validator, the pool): nobody reads an answer
+    // and nothing is wrong — a debug line; the kit counts it as aborted, not as an error.
+    if ((error as { code?: unknown }).code === ClientClosedError.code) {
+      request.log.debug('the client closed the connection before the answer');
+      return reply.code(499).send();
+    }
     return sendError(request, reply, toGcdError(error, request, config));
   });
 

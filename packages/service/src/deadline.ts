@@ -121,8 +121,9 @@ export function admitDeadline(
 
 /** Why the request's ambient signal aborted: the client went away before its answer was sent. */
 export class ClientClosedError extends Error {
+  static readonly code = 'BULWARK_ERR_CLIENT_CLOSED';
   override readonly name = 'ClientClosedError';
-  readonly code = 'BULWARK_ERR_CLIENT_CLOSED';
+  readonly code = ClientClosedError.code;
   constructor() {
     super('The client closed the connection before the answer was sent');
   }

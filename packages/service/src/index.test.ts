@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import * as service from './index.js';
 
 const EXPECTED = [
+  'ClientClosedError',
   'ConcurrencyLimiter',
   'DEFAULT_API_SECURITY_HEADERS',
   'DEFAULT_CONTENT_SECURITY_POLICY',

@@ -11,6 +11,7 @@ export { createService, bulwarkService } from './service.js';
 export type { BulwarkKit, HealthReport } from './service.js';
 
 export { serverOptions } from './server-options.js';
+export { ClientClosedError } from './deadline.js';
 export { SERVICE_DEFAULTS } from './options.js';
 export type { ServiceOptions } from './options.js';
 

@@ -13,7 +13,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsy
 import fp from 'fastify-plugin';
 import type { Disposable } from '@bulwark/core';
 import { DeadlineExceededError } from '@bulwark/core';
-import { deadlinePreHandler, sendDeadlineExceeded } from './deadline.js';
+import { ClientClosedError, deadlinePreHandler, sendDeadlineExceeded } from './deadline.js';
 import { FastRefusal, installFastRefusal, preRoutingOf } from './fast-refusal.js';
 import { Health, type HealthCheck, type HealthCheckOptions, type ReadinessReport } from './health.js';
 import {
@@ -304,11 +304,14 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
   if (metrics !== undefined) {
     app.addHook('onError', (request, _reply, error, done) => {
       const route = request.is404 ? UNMATCHED_ROUTE : (request.routeOptions.url ?? UNMATCHED_ROUTE);
-      metrics.errors.inc({
-        method: request.method,
-        route,
-        code: safeLabel((error as { code?: unknown }).code, 'ERR_UNKNOWN'),
-      });
+      // a client that went away is counted once, as an aborted request, not as an error
+      if ((error as { code?: unknown }).code !== ClientClosedError.code) {
+        metrics.errors.inc({
+          method: request.method,
+          route,
+          code: safeLabel((error as { code?: unknown }).code, 'ERR_UNKNOWN'),
+        });
+      }
       done();
     });
   }
@@ -319,6 +322,13 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
   // message — its text may hold internals (a query, a password) and never goes to the client. An
   // application's own `setErrorHandler` replaces this one.
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    // The client went away before its answer (work waiting on the request's signal ended with it): no
+    // one reads an answer and nothing is wrong; a debug line, and the kit counts it as aborted.
+    if ((error as { code?: unknown }).code === ClientClosedError.code) {
+      request.log.debug('the client closed the connection before the answer');
+      reply.code(499).send();
+      return;
+    }
     // The request's deadline passed (the caller has given up): a short 504, nothing logged.
     if ((error as { code?: unknown }).code === DeadlineExceededError.code) {
       sendDeadlineExceeded(reply);
