@@ -2,9 +2,10 @@
  * Where the CPU work runs: inline on the event loop when it is cheap, in a piscina worker pool when
  * it is not, and never longer than `computeTimeoutMs`.
  *
- * Why a threshold: a BigInt gcd of two 20-digit numbers costs ~1–5 µs, while handing any task to a
- * worker costs ~50–70 µs (ANCHOR-BENCHMARKS.md §D). At 100 digits the worst case (Fibonacci pairs)
- * reaches the offload cost, so above `inlineMaxDigits` the work moves off the event loop.
+ * Why a threshold: a BigInt gcd of two small numbers costs far less than handing any task to a worker
+ * thread, and near 100 digits the worst case (Fibonacci pairs) reaches that offload cost, so above
+ * `inlineMaxDigits` the work moves off the event loop (docs/benchmarks.md measures both: "Figures behind
+ * design choices" and "gcd-service: JavaScript CPU per request").
  *
  * Why a pool and not a timer around inline work: JavaScript cannot interrupt a running loop, so the
  * only way to stop runaway CPU work is to terminate the thread doing it. The @bulwark/core `timeout`
@@ -80,7 +81,7 @@ export interface ComputeResult {
 /** piscina's messages when no worker is free and the queue is full (it has no error codes). */
 const POOL_FULL = new Set(['Task queue is at limit', 'No task queue available and all Workers are busy']);
 
-/** Builds an error without capturing a stack trace (~4 µs; a refusal under overload needs none). */
+/** Builds an error without capturing a stack trace (a refusal under overload needs none; docs/benchmarks.md). */
 function withoutStack<T>(make: () => T): T {
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
