@@ -12,10 +12,8 @@
  */
 import {
   DEADLINE_HEADER,
-  DeadlineExceededError,
   TimeoutError,
   classify,
-  formatDeadlineHeader,
   degrade,
   circuitBreaker,
   pipeline,
@@ -51,6 +49,7 @@ import {
   type CacheEntryWriter,
   type StreamingStore,
 } from './cache/store.js';
+import { attemptDeadlineHeader } from './deadline-header.js';
 import { HttpError, HttpNetworkError, HttpStatusError, messageOf, parseRetryAfter } from './errors.js';
 import {
   resolveOptions,
@@ -731,11 +730,8 @@ export class HttpClient {
   ): Promise<Fetched> {
     const o = this.options;
     const deadlineMs = this.#attemptDeadline(attemptNo, lastSource);
-    if (o.deadlineHeader !== false) {
-      const budget = formatDeadlineHeader(Math.min(remainingMs, deadlineMs), o.deadlineHeader);
-      if (budget === '0') throw new DeadlineExceededError(Math.max(0, remainingMs));
-      if (budget !== undefined) headers = { ...headers, [DEADLINE_HEADER]: budget };
-    }
+    const budget = attemptDeadlineHeader(Math.min(remainingMs, deadlineMs), o.deadlineHeader);
+    if (budget !== undefined) headers = { ...headers, [DEADLINE_HEADER]: budget };
     f.attempts++;
     const clock = o.clock;
     const started = clock.now();

@@ -4,6 +4,11 @@
 import { EXPONENTIAL_BACKOFF_DEFAULTS, InvalidOptionError, type Clock } from '@bulwark/core';
 import { checks, MAX_TIMER_MS } from '@bulwark/core/internal';
 import type { Dispatcher } from 'undici';
+import {
+  resolveDeadlineHeader,
+  type DeadlineHeaderOption,
+  type ResolvedDeadlineHeader,
+} from './deadline-header.js';
 import { resolveTls, type TlsOptions } from './options.js';
 
 export interface FetchAllOptions {
@@ -95,6 +100,13 @@ export interface FetchAllOptions {
   tls?: TlsOptions;
   /** The clock of every timeout, backoff, breaker, pace and wait (tests inject core's `FakeClock`). @default systemClock */
   clock?: Clock;
+  /**
+   * Send each attempt's budget in the `bulwark-timeout-ms` header (@bulwark/core's
+   * `formatDeadlineHeader`, the same code path as the client's option of the same name): what is left of
+   * the attempt's `timeoutMs` when it is sent, minus `allowanceMs` for the hop. An attempt with no budget
+   * left beyond the allowance is not sent (`TIMEOUT`). `false`: no header. @default true ({ allowanceMs: 5 })
+   */
+  deadlineHeader?: DeadlineHeaderOption;
 }
 
 /** The defaults of {@link FetchAllOptions}. */
@@ -123,6 +135,7 @@ const KEYS = [
   'dispatcher',
   'tls',
   'clock',
+  'deadlineHeader',
 ] as readonly string[];
 
 /** Options after validation and defaults. */
@@ -147,6 +160,8 @@ export interface ResolvedFetchAllOptions {
   readonly dispatcher: Dispatcher | undefined;
   readonly tls: TlsOptions;
   readonly clock: Clock;
+  /** `false`: no `bulwark-timeout-ms` header. */
+  readonly deadlineHeader: ResolvedDeadlineHeader;
 }
 
 /** Core `retry`'s default `maxDelayMs` (30 s): its backoff refuses a larger `initialDelayMs`. */
@@ -231,5 +246,6 @@ export function resolveFetchAllOptions(options: FetchAllOptions | undefined): Re
     dispatcher,
     tls: resolveTls('fetchAll.tls', o.tls),
     clock: checks.clock('fetchAll.clock', o.clock),
+    deadlineHeader: resolveDeadlineHeader('fetchAll.deadlineHeader', o.deadlineHeader),
   };
 }

@@ -53,6 +53,7 @@ import {
   type TimeoutPolicy,
 } from '@bulwark/core';
 import { EventEmitter, onAbort } from '@bulwark/core/internal';
+import { attemptDeadlineHeader } from './deadline-header.js';
 import { HttpBodyTooLargeError, RETRYABLE_STATUSES, messageOf } from './errors.js';
 import { errorCodeOf, statusCode } from './fetch-all-errors.js';
 import {
@@ -184,8 +185,9 @@ class Item implements Progress, Entry {
 
   readonly #first = (): Promise<unknown> => this.host.inner.execute(this.send, this.#inner);
 
-  /** The innermost operation: one request. */
-  readonly send = (): Promise<ExchangeResult> => {
+  /** The innermost operation: one request, with what is left of its timeout as its budget header. */
+  readonly send = (ctx: CallContext): Promise<ExchangeResult> => {
+    const budget = attemptDeadlineHeader(ctx.remainingMs(), this.run.options.deadlineHeader);
     if (this.attempts++ > 0) this.run.retriesSent++;
     if (this.startedAt < 0) this.startedAt = this.run.clock.now();
     this.status = undefined;
@@ -194,7 +196,7 @@ class Item implements Progress, Entry {
     this.run.inFlight++;
     const exchange = new Exchange(this.target, this.run.exchangeOptions, this);
     this.exchange = exchange;
-    return exchange.start();
+    return exchange.start(budget);
   };
 }
 

@@ -1,15 +1,15 @@
 /**
  * The options of `createHttpClient`, their defaults (declared once, here) and their validation.
  */
-import {
-  DEADLINE_HEADER_DEFAULTS,
-  InvalidOptionError,
-  type Clock,
-  type ExponentialBackoffOptions,
-} from '@bulwark/core';
+import { InvalidOptionError, type Clock, type ExponentialBackoffOptions } from '@bulwark/core';
 import { checks } from '@bulwark/core/internal';
 import type { Dispatcher } from 'undici';
 import type { CacheStore } from './cache/store.js';
+import {
+  resolveDeadlineHeader,
+  type DeadlineHeaderOption,
+  type ResolvedDeadlineHeader,
+} from './deadline-header.js';
 
 export interface HttpClientOptions {
   /**
@@ -97,7 +97,7 @@ export interface HttpClientOptions {
    * answering), minus `allowanceMs` for the hop. An attempt with no budget left beyond the allowance is
    * not sent. `false`: no header (the bounds still apply). @default true ({ allowanceMs: 5 })
    */
-  deadlineHeader?: boolean | { allowanceMs?: number };
+  deadlineHeader?: DeadlineHeaderOption;
 }
 
 /** TLS settings for the connections a default dispatcher makes (`tls` of the client and of fetchAll). */
@@ -189,7 +189,7 @@ export interface ResolvedOptions {
   readonly clock: Clock;
   readonly now: () => number;
   /** `false`: no `bulwark-timeout-ms` header. */
-  readonly deadlineHeader: false | { readonly allowanceMs: number };
+  readonly deadlineHeader: ResolvedDeadlineHeader;
 }
 
 export function resolveOptions(options: HttpClientOptions | undefined): ResolvedOptions {
@@ -273,27 +273,8 @@ export function resolveOptions(options: HttpClientOptions | undefined): Resolved
     tls: resolveTls('httpClient.tls', o.tls),
     clock: checks.clock('httpClient.clock', o.clock),
     now: o.now === undefined ? Date.now : checks.fn<() => number>('httpClient.now', o.now),
-    deadlineHeader: resolveDeadlineHeader(o.deadlineHeader),
+    deadlineHeader: resolveDeadlineHeader('httpClient.deadlineHeader', o.deadlineHeader),
   };
-}
-
-function resolveDeadlineHeader(value: unknown): false | { readonly allowanceMs: number } {
-  const name = 'httpClient.deadlineHeader';
-  if (value === false) return false;
-  if (value === undefined || value === true) {
-    return Object.freeze({ allowanceMs: DEADLINE_HEADER_DEFAULTS.allowanceMs });
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new InvalidOptionError(name, value, 'true, false or { allowanceMs }');
-  }
-  checks.knownKeys(name, value, ['allowanceMs']);
-  const allowanceMs = (value as { allowanceMs?: unknown }).allowanceMs;
-  return Object.freeze({
-    allowanceMs:
-      allowanceMs === undefined
-        ? DEADLINE_HEADER_DEFAULTS.allowanceMs
-        : checks.nonNegativeMs(`${name}.allowanceMs`, allowanceMs),
-  });
 }
 
 /** An empty value removes the header (a default one, such as `user-agent`, included). */
