@@ -3,6 +3,7 @@
  * parse argv → stream the URLs through `fetchAll` → write each result → summary → metrics → exit code.
  */
 import type { Readable, Writable } from 'node:stream';
+import { retryBudget } from '@bulwark/core';
 import { fetchAll, type FetchAllRun } from '@bulwark/http';
 import { EXIT, parseArgs, type CliConfig } from './config.js';
 import { checkReadable, readUrls } from './input.js';
@@ -134,6 +135,14 @@ async function fetchAndReport(config: CliConfig, io: CliIo): Promise<number> {
       breakerFailures: config.breakerFailures,
       breakerOpenMs: config.breakerOpenMs,
       maxWaitMs: config.maxWaitMs,
+      adaptiveThrottle: config.adaptiveThrottle,
+      hedge:
+        config.hedge === false
+          ? false
+          : {
+              delayMs: config.hedge.delayMs,
+              budget: retryBudget({ ratio: config.hedge.budgetRatio, minRetriesPerSecond: 0 }),
+            },
       headers: Object.keys(config.headers).length > 0 ? config.headers : undefined,
       tls: config.insecure
         ? { rejectUnauthorized: false }
