@@ -18,6 +18,7 @@ import {
   seconds,
   userAgent,
 } from '@bulwark/cli-support';
+import { ADAPTIVE_THROTTLE_DEFAULTS, HEDGE_DEFAULTS } from '@bulwark/core';
 import { FETCH_ALL_DEFAULTS } from '@bulwark/http';
 import { METRICS_FILE_ENV } from './metrics.js';
 
@@ -50,6 +51,10 @@ export const CLI_DEFAULTS = Object.freeze({
   breakerFailures: FETCH_ALL_DEFAULTS.breakerFailures,
   breakerOpenMs: FETCH_ALL_DEFAULTS.breakerOpenMs,
   maxWaitMs: FETCH_ALL_DEFAULTS.maxWaitMs,
+  /** Core's adaptiveThrottle `k` (the throttle is on unless --no-adaptive-throttle). */
+  throttleK: ADAPTIVE_THROTTLE_DEFAULTS.k,
+  /** Core's hedge budget ratio (hedging is off unless --hedge-after-ms). */
+  hedgeBudgetRatio: HEDGE_DEFAULTS.budgetRatio,
   json: false,
   quiet: false,
   verbose: false,
@@ -77,6 +82,10 @@ export interface CliConfig {
   readonly breakerOpenMs: number;
   /** How long the run may wait for hosts whose breaker is open once nothing else is left. */
   readonly maxWaitMs: number;
+  /** Client-side adaptive throttling per host (fetchAll's `adaptiveThrottle`; `false`: off). */
+  readonly adaptiveThrottle: false | { readonly k: number };
+  /** Hedging (fetchAll's `hedge`): core's `delayMs` and the budget's ratio; `false`: off. */
+  readonly hedge: false | { readonly delayMs: number; readonly budgetRatio: number };
   /** Request headers (lower-case names). */
   readonly headers: Readonly<Record<string, string>>;
   readonly insecure: boolean;
@@ -211,6 +220,34 @@ function program(version: string): Command {
       )
       .addOption(new Option('--max-wait <seconds>', 'the same in seconds').argParser(seconds(0)))
       .addOption(
+        new Option(
+          '--no-adaptive-throttle',
+          'do not reject requests locally when a host refuses most of them (adaptive throttling is on by default)',
+        ),
+      )
+      .addOption(
+        new Option(
+          '--throttle-k <k>',
+          "adaptive throttling's k: a refusing host gets about k requests per one it accepts",
+        )
+          .argParser(decimal(1, 1000))
+          .default(d.throttleK),
+      )
+      .addOption(
+        new Option(
+          '--hedge-after-ms <ms>',
+          'hedging: a URL whose request has not answered after MS gets a second request; the first to answer wins (default: off)',
+        ).argParser(integer(0, MAX_MS, 'milliseconds')),
+      )
+      .addOption(
+        new Option(
+          '--hedge-budget-ratio <r>',
+          'hedges allowed per URL attempt across the run, in a sliding 10 s window (with --hedge-after-ms)',
+        )
+          .argParser(decimal(0, 1))
+          .default(d.hedgeBudgetRatio),
+      )
+      .addOption(
         new Option('-H, --header <header>', '"Name: value" sent with every request (repeatable)').argParser(
           collect(header('many-requests', false)),
         ),
@@ -254,6 +291,10 @@ interface RawOptions {
   breakerOpenMs: number;
   maxWaitMs: number;
   maxWait?: number;
+  adaptiveThrottle: boolean;
+  throttleK: number;
+  hedgeAfterMs?: number;
+  hedgeBudgetRatio: number;
   header?: [string, string][];
   userAgent?: string;
   insecure?: boolean;
@@ -315,6 +356,10 @@ export function parseArgs(
   if (given('maxWait') && given('maxWaitMs'))
     return usage('choose one of --max-wait (seconds) and --max-wait-ms');
   if (o.insecure && o.cacert !== undefined) return usage('choose one of -k/--insecure and --cacert');
+  if (!o.adaptiveThrottle && given('throttleK'))
+    return usage('choose one of --no-adaptive-throttle and --throttle-k');
+  if (o.hedgeAfterMs === undefined && given('hedgeBudgetRatio'))
+    return usage('--hedge-budget-ratio needs --hedge-after-ms (hedging is off without it)');
   const sources: Source[] = [];
   let stdinUsed = false;
   const addStdin = (): string | undefined => {
@@ -363,6 +408,9 @@ export function parseArgs(
       breakerFailures: o.breakerFailures,
       breakerOpenMs: o.breakerOpenMs,
       maxWaitMs: o.maxWait ?? o.maxWaitMs,
+      adaptiveThrottle: o.adaptiveThrottle ? { k: o.throttleK } : false,
+      hedge:
+        o.hedgeAfterMs === undefined ? false : { delayMs: o.hedgeAfterMs, budgetRatio: o.hedgeBudgetRatio },
       headers,
       insecure: o.insecure === true,
       cacert: o.cacert,

@@ -4,6 +4,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { TempFile, hidePasswords } from '@bulwark/cli-support';
+import { retryBudget } from '@bulwark/core';
 import { fetchAll, type FetchAllRun } from '@bulwark/http';
 import { EXIT, parseArgs, type CliConfig } from './config.js';
 import { checkReadable, readUrls } from './input.js';
@@ -135,6 +136,14 @@ async function fetchAndReport(config: CliConfig, io: CliIo): Promise<number> {
       breakerFailures: config.breakerFailures,
       breakerOpenMs: config.breakerOpenMs,
       maxWaitMs: config.maxWaitMs,
+      adaptiveThrottle: config.adaptiveThrottle,
+      hedge:
+        config.hedge === false
+          ? false
+          : {
+              delayMs: config.hedge.delayMs,
+              budget: retryBudget({ ratio: config.hedge.budgetRatio, minRetriesPerSecond: 0 }),
+            },
       headers: Object.keys(config.headers).length > 0 ? config.headers : undefined,
       tls: config.insecure
         ? { rejectUnauthorized: false }

@@ -11,6 +11,8 @@ const stats: FetchAllStats = {
   inFlight: 2,
   retries: 0,
   retriesDenied: 0,
+  hedges: 0,
+  throttled: 0,
   breakerTrips: new Map(),
   waiting: 0,
 };

@@ -13,9 +13,12 @@
 import {
   DEADLINE_HEADER,
   DeadlineExceededError,
+  HedgeCancelledError,
+  ThrottledError,
   TimeoutError,
+  adaptiveThrottle,
   classify,
-  formatDeadlineHeader,
+  hedge,
   degrade,
   circuitBreaker,
   pipeline,
@@ -51,6 +54,8 @@ import {
   type CacheEntryWriter,
   type StreamingStore,
 } from './cache/store.js';
+import { attemptDeadlineHeader } from './deadline-header.js';
+import { hedgeOptions, throttleOptions } from './policy-options.js';
 import { HttpError, HttpNetworkError, HttpStatusError, messageOf, parseRetryAfter } from './errors.js';
 import {
   resolveOptions,
@@ -65,6 +70,7 @@ import {
   ACCEPT_ENCODING,
   SinkFailure,
   decodedHeaders,
+  discard,
   drain,
   headerValue,
   openResponse,
@@ -212,6 +218,8 @@ interface Flight {
   entry: CacheEntryHandle | undefined;
   policy: CachePolicy | undefined;
   attempts: number;
+  /** An attempt is closing its sink: it serves the flight (a hedged attempt that gets there later lost). */
+  closing: boolean;
 }
 
 /** What one attempt got. */
@@ -259,7 +267,8 @@ export class HttpClient {
   readonly #ownsDispatcher: boolean;
   readonly #cache: StreamingStore | undefined;
   readonly #Policy: PolicyClass;
-  readonly #breakers = new Map<string, Policy>();
+  /** Per origin: [hedge], [adaptive throttle], [breaker] (see #perOrigin). */
+  readonly #perOriginPolicies = new Map<string, Policy[]>();
   readonly #ladders = new Map<number, Degrader<Flight, Served>>();
   readonly #background = new Map<string, Promise<unknown>>();
   /** Aborts the background refreshes (`close({ signal })`). */
@@ -341,6 +350,7 @@ export class HttpClient {
       entry: undefined,
       policy: undefined,
       attempts: 0,
+      closing: false,
     };
     // calls that write into the caller's own sinks, or that change what is served, are not shared
     const shareable = sinkFactory === undefined && method === 'GET' && options.acceptStatus === undefined;
@@ -574,7 +584,7 @@ export class HttpClient {
         ? [timeout({ timeoutMs: budget, clock: o.clock, name: 'http-total-timeout' })]
         : []),
       this.#retryFor(lastSource),
-      ...this.#breakerFor(url),
+      ...this.#perOrigin(url),
     );
     // credentials given for the call (Authorization, Cookie, Proxy-Authorization) go only to the primary's
     // origin, as on a redirect: a mirror on another origin (scheme, host or port) gets none of them
@@ -682,7 +692,7 @@ export class HttpClient {
       maxRetryAfterMs: o.maxRetryAfterMs,
       clock: o.clock,
       name: 'http-retry',
-      classify: lastSource ? classify : NOT_LAST_SOURCE_CLASSIFY,
+      classify: lastSource ? RETRY_CLASSIFY : NOT_LAST_SOURCE_CLASSIFY,
     });
   }
 
@@ -723,11 +733,8 @@ export class HttpClient {
   ): Promise<Fetched> {
     const o = this.options;
     const deadlineMs = this.#attemptDeadline(attemptNo, lastSource);
-    if (o.deadlineHeader !== false) {
-      const budget = formatDeadlineHeader(Math.min(remainingMs, deadlineMs), o.deadlineHeader);
-      if (budget === '0') throw new DeadlineExceededError(Math.max(0, remainingMs));
-      if (budget !== undefined) headers = { ...headers, [DEADLINE_HEADER]: budget };
-    }
+    const budget = attemptDeadlineHeader(Math.min(remainingMs, deadlineMs), o.deadlineHeader);
+    if (budget !== undefined) headers = { ...headers, [DEADLINE_HEADER]: budget };
     f.attempts++;
     const clock = o.clock;
     const started = clock.now();
@@ -770,6 +777,11 @@ export class HttpClient {
         followRedirects: o.followRedirects,
       });
       clearTimer();
+      // a hedged attempt that lost while its headers were on the way: no sink, no cache entry
+      if (attemptSignal.aborted) {
+        discard(head.body);
+        throw attemptSignal.reason;
+      }
       const status = head.status;
       if (status === 304) {
         drain(head.body);
@@ -838,6 +850,11 @@ export class HttpClient {
         },
         onProgress: f.onProgress,
       });
+      // one attempt serves the flight: a hedged one that completes while another is closing its sink lost
+      // (its own sink is aborted below, never closed; its cache entry never published)
+      if (attemptSignal.aborted) throw attemptSignal.reason;
+      if (f.closing) throw withoutStackTrace(new HedgeCancelledError(0));
+      f.closing = true;
       try {
         await sink.close();
       } catch (error) {
@@ -889,25 +906,38 @@ export class HttpClient {
       });
   }
 
-  #breakerFor(url: string): Policy[] {
-    const config = this.options.circuitBreaker;
-    if (config === false) return [];
+  /**
+   * The per-origin policies of an attempt, outside in: hedge (opt-in: each hedged request goes through
+   * the rest), the adaptive throttle (on by default: a request it turns away never reaches the breaker,
+   * so it is not the origin's failure, and retry does not try again — the next tier is tried) and the
+   * circuit breaker.
+   */
+  #perOrigin(url: string): Policy[] {
     const origin = new URL(url).origin;
-    let breaker = this.#breakers.get(origin);
-    if (breaker === undefined) {
-      breaker = circuitBreaker({
-        name: origin,
-        strategy: { type: 'consecutive', threshold: config.consecutiveFailures },
-        openDurationMs: config.openDurationMs,
-        clock: this.options.clock,
-        // core's classifier: what is retryable counts (statuses, timeouts, network errors, cut bodies); an
-        // answer (404, 501: `retryable: false`) is the server working; a local failure (the caller's sink)
-        // is nobody's
-        classify: BREAKER_CLASSIFY,
-      });
-      this.#breakers.set(origin, breaker);
+    let policies = this.#perOriginPolicies.get(origin);
+    if (policies !== undefined) return policies;
+    const o = this.options;
+    policies = [];
+    if (o.hedge !== false) policies.push(hedge(hedgeOptions(o.hedge, origin, o.clock, BREAKER_CLASSIFY)));
+    if (o.adaptiveThrottle !== false)
+      policies.push(adaptiveThrottle(throttleOptions(o.adaptiveThrottle, origin, o.clock, BREAKER_CLASSIFY)));
+    const config = o.circuitBreaker;
+    if (config !== false) {
+      policies.push(
+        circuitBreaker({
+          name: origin,
+          strategy: { type: 'consecutive', threshold: config.consecutiveFailures },
+          openDurationMs: config.openDurationMs,
+          clock: o.clock,
+          // core's classifier: what is retryable counts (statuses, timeouts, network errors, cut bodies); an
+          // answer (404, 501: `retryable: false`) is the server working; a local failure (the caller's sink)
+          // is nobody's
+          classify: BREAKER_CLASSIFY,
+        }),
+      );
     }
-    return [breaker];
+    this.#perOriginPolicies.set(origin, policies);
+    return policies;
   }
 
   /** stale-while-revalidate: refresh the entry after serving it, once per key at a time. */
@@ -924,6 +954,7 @@ export class HttpClient {
       sinks: [],
       writers: [],
       attempts: 0,
+      closing: false,
     };
     const ladder = degrade<Flight, Served>({
       name: 'http-revalidate',
@@ -963,8 +994,19 @@ export function derivedAttemptTimeoutMs(totalTimeoutMs: number): number {
 
 /** A sink's own failure (full disk, closed pipe) is the caller's, not the origin's. */
 const BREAKER_CLASSIFY = classify.error(SinkFailure, 'ignore');
-/** A timeout while another source remains moves on to it instead of retrying (core's classifier otherwise). */
-const NOT_LAST_SOURCE_CLASSIFY = classify.errorWhen(isTimeout, 'ignore');
+/**
+ * Core's classifier, but a local throttle's rejection is not retried: another draw at once would defeat
+ * the throttle, and waiting a backoff for it holds the call for nothing (the next tier is tried instead).
+ */
+const RETRY_CLASSIFY = classify.error(ThrottledError, 'ignore');
+/** A timeout while another source remains moves on to it instead of retrying. */
+const NOT_LAST_SOURCE_CLASSIFY = RETRY_CLASSIFY.errorWhen(isTimeout, 'ignore');
+
+/** An error thrown on a losing path: no stack trace (it only points here). */
+function withoutStackTrace<E extends Error>(error: E): E {
+  error.stack = `${error.name}: ${error.message}`;
+  return error;
+}
 
 /**
  * Whether a request carries credentials: `Authorization` or `Cookie`, or a URL's `user:pass@` (sent as

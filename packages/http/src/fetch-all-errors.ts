@@ -3,7 +3,7 @@
  * The codes are part of @bulwark/http's API (programs and CLIs such as many-requests print them): add new
  * ones, never rename.
  */
-import { CircuitOpenError, TimeoutError } from '@bulwark/core';
+import { CircuitOpenError, DeadlineExceededError, ThrottledError, TimeoutError } from '@bulwark/core';
 import { HttpBodyTooLargeError, HttpNetworkError, HttpStatusError, type NetworkErrorKind } from './errors.js';
 
 /** Why a URL failed. Listed (with meanings) in docs/many-requests.md. */
@@ -12,7 +12,15 @@ export type FetchErrorCode =
   | 'INVALID_URL'
   /** The host's circuit breaker was open: the request was not sent (the host failed repeatedly). */
   | 'CIRCUIT_OPEN'
-  /** The attempt exceeded `timeoutMs` (or undici's headers / body timeout) and was aborted. */
+  /**
+   * The host's adaptive throttle rejected the request locally: it was not sent, because the host has been
+   * refusing requests (`adaptiveThrottle`). Not retried.
+   */
+  | 'THROTTLED'
+  /**
+   * The attempt exceeded `timeoutMs` (or undici's headers / body timeout) and was aborted; or its budget
+   * was spent before it was sent (see `deadlineHeader`), and it was not sent.
+   */
   | 'TIMEOUT'
   /** TCP connect did not complete in time. */
   | 'CONNECT_TIMEOUT'
@@ -50,6 +58,7 @@ export type FetchErrorCode =
 export const FETCH_ERROR_CODES: readonly FetchErrorCode[] = Object.freeze([
   'INVALID_URL',
   'CIRCUIT_OPEN',
+  'THROTTLED',
   'TIMEOUT',
   'CONNECT_TIMEOUT',
   'CONNECT_REFUSED',
@@ -90,7 +99,8 @@ export function statusCode(status: number): FetchErrorCode {
 /** The code for the error a URL's last attempt ended with (the run's own abort is told apart before). */
 export function errorCodeOf(error: unknown): FetchErrorCode {
   if (error instanceof CircuitOpenError) return 'CIRCUIT_OPEN';
-  if (error instanceof TimeoutError) return 'TIMEOUT';
+  if (error instanceof ThrottledError) return 'THROTTLED';
+  if (error instanceof TimeoutError || error instanceof DeadlineExceededError) return 'TIMEOUT';
   if (error instanceof HttpStatusError) return statusCode(error.status);
   if (error instanceof HttpNetworkError) return BY_KIND[error.kind];
   if (error instanceof HttpBodyTooLargeError) return 'BODY_TOO_LARGE';

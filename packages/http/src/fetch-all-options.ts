@@ -1,10 +1,27 @@
 /**
  * The options of `fetchAll`, their defaults (declared once, here) and their validation.
  */
-import { EXPONENTIAL_BACKOFF_DEFAULTS, InvalidOptionError, type Clock } from '@bulwark/core';
+import {
+  EXPONENTIAL_BACKOFF_DEFAULTS,
+  InvalidOptionError,
+  type AdaptiveThrottleOptions,
+  type Clock,
+  type HedgeOptions,
+} from '@bulwark/core';
 import { checks, MAX_TIMER_MS } from '@bulwark/core/internal';
 import type { Dispatcher } from 'undici';
+import {
+  resolveDeadlineHeader,
+  type DeadlineHeaderOption,
+  type ResolvedDeadlineHeader,
+} from './deadline-header.js';
 import { resolveTls, type TlsOptions } from './options.js';
+import {
+  resolveHedge,
+  resolveThrottle,
+  type ResolvedHedge,
+  type ResolvedThrottle,
+} from './policy-options.js';
 
 export interface FetchAllOptions {
   /** Requests in flight at once, over all hosts (an integer ≥ 1). @default 50 */
@@ -95,6 +112,32 @@ export interface FetchAllOptions {
   tls?: TlsOptions;
   /** The clock of every timeout, backoff, breaker, pace and wait (tests inject core's `FakeClock`). @default systemClock */
   clock?: Clock;
+  /**
+   * Send each attempt's budget in the `bulwark-timeout-ms` header (@bulwark/core's
+   * `formatDeadlineHeader`, the same code path as the client's option of the same name): what is left of
+   * the attempt's `timeoutMs` when it is sent, minus `allowanceMs` for the hop. An attempt with no budget
+   * left beyond the allowance is not sent (`TIMEOUT`). `false`: no header. @default true ({ allowanceMs: 5 })
+   */
+  deadlineHeader?: DeadlineHeaderOption;
+  /**
+   * Client-side adaptive throttling per host (core's `adaptiveThrottle`, the SRE book's "Handling
+   * Overload"): once a host refuses requests (5xx, 408/425/429, network errors, timeouts), attempts to it
+   * are rejected locally with probability max(0, (requests − k·accepts) / (requests + 1)) over the
+   * window, so what reaches it settles at about `k` times what it accepts. A rejected attempt is not sent,
+   * does not count against the breaker and is not retried: the URL fails with `THROTTLED` (or, on a retry,
+   * with its last request's failure). Core's option names, merged over `ADAPTIVE_THROTTLE_DEFAULTS`:
+   * `k`, `windowMs`, `minimumRequests`, `random`. `false`: off.
+   * @default on: { k: 2, windowMs: 30_000, minimumRequests: 20 }
+   */
+  adaptiveThrottle?: false | Partial<AdaptiveThrottleOptions>;
+  /**
+   * Hedging per host (core's `hedge`; GET is idempotent): when an attempt is slow, send a second request
+   * for the URL; the first success wins and the other is aborted on the wire. Core's option names, merged
+   * over `HEDGE_DEFAULTS`: `delayMs` (fixed) or the adaptive `percentile`, `minDelayMs`, `maxDelayMs`,
+   * `minSamples`, `windowMs`; `maxHedges`; `budget` (default: hedges ≤ 10 % extra requests per host). A
+   * hedge does not take a concurrency slot of its own (the budget bounds them). @default false (off)
+   */
+  hedge?: false | Partial<HedgeOptions>;
 }
 
 /** The defaults of {@link FetchAllOptions}. */
@@ -123,6 +166,9 @@ const KEYS = [
   'dispatcher',
   'tls',
   'clock',
+  'deadlineHeader',
+  'adaptiveThrottle',
+  'hedge',
 ] as readonly string[];
 
 /** Options after validation and defaults. */
@@ -147,6 +193,10 @@ export interface ResolvedFetchAllOptions {
   readonly dispatcher: Dispatcher | undefined;
   readonly tls: TlsOptions;
   readonly clock: Clock;
+  /** `false`: no `bulwark-timeout-ms` header. */
+  readonly deadlineHeader: ResolvedDeadlineHeader;
+  readonly adaptiveThrottle: false | ResolvedThrottle;
+  readonly hedge: false | ResolvedHedge;
 }
 
 /** Core `retry`'s default `maxDelayMs` (30 s): its backoff refuses a larger `initialDelayMs`. */
@@ -231,5 +281,8 @@ export function resolveFetchAllOptions(options: FetchAllOptions | undefined): Re
     dispatcher,
     tls: resolveTls('fetchAll.tls', o.tls),
     clock: checks.clock('fetchAll.clock', o.clock),
+    deadlineHeader: resolveDeadlineHeader('fetchAll.deadlineHeader', o.deadlineHeader),
+    adaptiveThrottle: resolveThrottle('fetchAll.adaptiveThrottle', o.adaptiveThrottle),
+    hedge: resolveHedge('fetchAll.hedge', o.hedge),
   };
 }

@@ -10,6 +10,7 @@
  * an `AbortSignal`: a signal per request costs an `AbortController` plus listener bookkeeping, which was
  * the largest single cost of a `fetchAll` request (see fetch-all.ts).
  */
+import { DEADLINE_HEADER } from '@bulwark/core';
 import type { Dispatcher } from 'undici';
 import { HttpBodyTooLargeError, HttpStatusError, classifyNetworkError, parseRetryAfter } from './errors.js';
 import { resetInProgress } from './reset-guard.js';
@@ -82,7 +83,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#chunks = options.keepBody ? [] : undefined;
   }
 
-  start(): Promise<ExchangeResult> {
+  /** Sends the request; `budget`: the `bulwark-timeout-ms` value to send with it (none when undefined). */
+  start(budget?: string): Promise<ExchangeResult> {
     const promise = new Promise<ExchangeResult>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -93,7 +95,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
           origin: this.target.origin,
           path: this.target.path,
           method: 'GET',
-          headers: this.#requestHeaders(),
+          headers: this.#requestHeaders(budget),
         },
         this,
       );
@@ -103,11 +105,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
     return promise;
   }
 
-  /** The run's headers, with the URL's `user:pass@` as `Authorization: Basic` (a set `Authorization` wins). */
-  #requestHeaders(): Readonly<Record<string, string>> | undefined {
+  /**
+   * The run's headers, with the URL's `user:pass@` as `Authorization: Basic` (a set `Authorization` wins)
+   * and the attempt's budget.
+   */
+  #requestHeaders(budget: string | undefined): Readonly<Record<string, string>> | undefined {
     const basic = this.target.basic;
-    if (basic === undefined) return this.options.headers;
-    return withAuthorization(this.options.headers ?? {}, basic);
+    const headers =
+      basic === undefined ? this.options.headers : withAuthorization(this.options.headers ?? {}, basic);
+    if (budget === undefined) return headers;
+    return { ...headers, [DEADLINE_HEADER]: budget };
   }
 
   /** Settles at once with `reason` and aborts the transfer (now, or as soon as undici starts it). */

@@ -64,6 +64,13 @@ export interface FetchAllStats {
   readonly retries: number;
   /** Retries the budget refused. */
   readonly retriesDenied: number;
+  /** Hedged requests sent (`hedge`: a second request for a URL whose first was slow; not retries). */
+  readonly hedges: number;
+  /**
+   * Attempts the hosts' adaptive throttles rejected locally (`adaptiveThrottle`): never sent, because the
+   * host has been refusing requests. A URL whose first attempt was one fails with `THROTTLED`.
+   */
+  readonly throttled: number;
   /** `host[:port]` → times its breaker opened (only hosts whose breaker opened). */
   readonly breakerTrips: ReadonlyMap<string, number>;
   /** URLs waiting for their host's breaker to let requests through again (see `maxWaitMs`). */

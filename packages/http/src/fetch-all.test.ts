@@ -324,6 +324,7 @@ test('retries stay within the shared budget when everything fails (counted at th
     retryBudgetMinPerSecond: 1, // floor: 1/s × 10 s window = 10 retries
     retryInitialDelayMs: 1,
     breakerFailures: 1_000_000, // keep the breaker out of it: this is about the budget
+    adaptiveThrottle: false, // and the adaptive throttle (it would turn most of these away)
     concurrency: 20,
     perHostConcurrency: 20,
   });

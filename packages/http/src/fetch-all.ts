@@ -31,9 +31,12 @@ import { Agent, type Dispatcher } from 'undici';
 import {
   CircuitOpenError,
   InvalidOptionError,
+  ThrottledError,
   TimeoutError,
+  adaptiveThrottle,
   circuitBreaker,
   classify,
+  hedge,
   type CircuitBreakerPolicy,
   type Clock,
   type ClockTimer,
@@ -53,6 +56,8 @@ import {
   type TimeoutPolicy,
 } from '@bulwark/core';
 import { EventEmitter, onAbort } from '@bulwark/core/internal';
+import { attemptDeadlineHeader } from './deadline-header.js';
+import { hedgeOptions, throttleOptions } from './policy-options.js';
 import { HttpBodyTooLargeError, RETRYABLE_STATUSES, messageOf } from './errors.js';
 import { errorCodeOf, statusCode } from './fetch-all-errors.js';
 import {
@@ -75,6 +80,9 @@ import type { FetchAllRun, FetchAllStats, FetchResult, HostBreakerEvent } from '
 
 /** Most idle origin states kept (breaker, slots); beyond it idle ones with a closed breaker are dropped. */
 const MAX_IDLE_HOSTS = 1000;
+
+/** Core's classifier, but a local throttle's rejection ends the URL's retries (see the retry below). */
+const RETRY_CLASSIFY = classify.error(ThrottledError, 'ignore');
 
 /** Statuses that fail an attempt (so retry and the breaker see them): 5xx and the retryable 4xx (408, 425, 429). */
 const isFailureStatus = (status: number): boolean => status >= 500 || RETRYABLE_STATUSES.has(status);
@@ -103,9 +111,9 @@ const GAVE_UP = new GaveUp();
 interface Host {
   readonly host: string;
   readonly breaker: CircuitBreakerPolicy;
-  /** slots → breaker → timeout: a later attempt (a retry). */
+  /** slots → [hedge] → [adaptive throttle] → breaker → timeout: a later attempt (a retry). */
   readonly policy: Policy;
-  /** breaker → timeout: a first attempt, which already holds its slot. */
+  /** The same without the slots: a first attempt, which already holds its slot. */
   readonly inner: Policy;
   readonly slots: HostSlots;
   readonly breakerIsClosed: () => boolean;
@@ -153,6 +161,11 @@ class Item implements Progress, Entry {
   /** Parked out of the read-ahead window (it is counted back in when it leaves the wait). */
   parkedOutside = false;
   key = '';
+  /** Calls of `attempt` (retry's attempts), and requests sent in the current one (hedges included). */
+  tries = 0;
+  sentInTry = 0;
+  /** With hedging: every exchange of this URL in flight (a hedged attempt has more than one). */
+  hedged: Set<Exchange> | undefined = undefined;
   #inner: ExecuteOptions | undefined = undefined;
 
   constructor(
@@ -173,8 +186,16 @@ class Item implements Progress, Entry {
     this.run.cancelled(this, reason);
   }
 
+  /** Aborts the URL's request(s) in flight. */
+  abortExchanges(reason: unknown): void {
+    this.exchange?.abort(reason);
+    if (this.hedged !== undefined) for (const e of this.hedged) e.abort(reason);
+  }
+
   /** One attempt, as `retry` sees it. */
   readonly attempt = (): Promise<unknown> => {
+    this.tries++;
+    this.sentInTry = 0;
     if (this.holdsSlot) {
       this.holdsSlot = false;
       return this.host.slots.runHeld(this.#first, undefined as unknown as CallContext);
@@ -184,9 +205,12 @@ class Item implements Progress, Entry {
 
   readonly #first = (): Promise<unknown> => this.host.inner.execute(this.send, this.#inner);
 
-  /** The innermost operation: one request. */
-  readonly send = (): Promise<ExchangeResult> => {
-    if (this.attempts++ > 0) this.run.retriesSent++;
+  /** The innermost operation: one request, with what is left of its timeout as its budget header. */
+  readonly send = (ctx: CallContext): Promise<ExchangeResult> => {
+    const budget = attemptDeadlineHeader(ctx.remainingMs(), this.run.options.deadlineHeader);
+    this.attempts++;
+    // a hedge is not a retry (it is counted as one of `stats.hedges`)
+    if (this.sentInTry++ === 0 && this.tries > 1) this.run.retriesSent++;
     if (this.startedAt < 0) this.startedAt = this.run.clock.now();
     this.status = undefined;
     this.bytes = 0;
@@ -194,7 +218,17 @@ class Item implements Progress, Entry {
     this.run.inFlight++;
     const exchange = new Exchange(this.target, this.run.exchangeOptions, this);
     this.exchange = exchange;
-    return exchange.start();
+    if (!this.run.hedging) return exchange.start(budget);
+    // hedged: each attempt's own signal ends its exchange (its timeout, or a hedge that won); the
+    // signal is read only here, so an unhedged run pays nothing for it
+    const hedged = (this.hedged ??= new Set());
+    hedged.add(exchange);
+    const signal = ctx.signal;
+    const unlink = onAbort(signal, () => exchange.abort(signal.reason));
+    return exchange.start(budget).finally(() => {
+      unlink();
+      hedged.delete(exchange);
+    });
   };
 }
 
@@ -217,6 +251,11 @@ class Run implements FetchAllRun {
   inFlight = 0;
   /** Retries sent (counted when they go out: a retry cut short by its host's breaker was never sent). */
   retriesSent = 0;
+  /** Hedged requests started; attempts the adaptive throttles rejected locally. */
+  hedgesSent = 0;
+  throttled = 0;
+  /** Whether attempts are hedged (each exchange then follows its attempt's signal). */
+  readonly hedging: boolean;
   readonly #input: Iterator<unknown> | AsyncIterator<unknown>;
   readonly #controller = new AbortController();
   readonly #signal = this.#controller.signal;
@@ -273,6 +312,7 @@ class Run implements FetchAllRun {
       throw new InvalidOptionError('fetchAll.urls', urls, 'an Iterable or AsyncIterable of URL strings');
     }
     this.#cap = o.concurrency + o.readAhead;
+    this.hedging = o.hedge !== false;
     this.#ownsDispatcher = o.dispatcher === undefined;
     this.#dispatcher =
       o.dispatcher ??
@@ -304,14 +344,19 @@ class Run implements FetchAllRun {
       clock: o.clock,
       initialDelayMs: o.retryInitialDelayMs,
       maxRetryAfterMs: o.maxRetryAfterMs,
-      // core's classifier: an open breaker is not retried (failing fast is its point), nor is a value
+      // core's classifier: an open breaker is not retried (failing fast is its point), nor is a value;
+      // nor a local throttle's rejection (another draw at once would defeat it, and a backoff would hold
+      // the URL for nothing: the host has been refusing requests)
+      classify: RETRY_CLASSIFY,
     });
     this.#timeout = timeout({ timeoutMs: o.timeoutMs, clock: o.clock });
     this.#timeoutReason = new TimeoutError(o.timeoutMs);
-    this.#timeout.onTimeout((event) => {
-      const item = event.key === undefined ? undefined : this.#items.get(event.key);
-      item?.exchange?.abort(this.#timeoutReason);
-    });
+    // (hedged: each exchange follows its own attempt's signal, which the timeout aborts)
+    if (!this.hedging)
+      this.#timeout.onTimeout((event) => {
+        const item = event.key === undefined ? undefined : this.#items.get(event.key);
+        item?.exchange?.abort(this.#timeoutReason);
+      });
     this.#slots = new SlotScheduler(o.concurrency, o.clock);
     this.#limiter =
       o.ratePerHost === Infinity
@@ -341,6 +386,8 @@ class Run implements FetchAllRun {
       inFlight: this.inFlight,
       retries: this.retriesSent,
       retriesDenied: this.#budget.totalRejected,
+      hedges: this.hedgesSent,
+      throttled: this.throttled,
       breakerTrips: this.#trips,
       waiting: this.#parked,
     };
@@ -419,7 +466,7 @@ class Run implements FetchAllRun {
       host.controller.abort(reason);
       for (const item of host.parked.splice(0)) this.#unpark(item, false).cancel(reason);
     }
-    for (const item of this.#items.values()) item.exchange?.abort(reason);
+    for (const item of this.#items.values()) item.abortExchanges(reason);
     const resume = this.#resumePump;
     this.#resumePump = undefined;
     resume?.();
@@ -618,7 +665,7 @@ class Run implements FetchAllRun {
         host.wake = undefined;
       }
       for (const item of host.parked.splice(0)) this.#settled(this.#unpark(item, false), undefined, GAVE_UP);
-      for (const item of this.#items.values()) if (item.host === host) item.exchange?.abort(GAVE_UP);
+      for (const item of this.#items.values()) if (item.host === host) item.abortExchanges(GAVE_UP);
     }
   }
 
@@ -694,11 +741,30 @@ class Run implements FetchAllRun {
         this.#onBreaker.emit({ host: target.host, origin: key, from: e.from, to: e.to });
     });
     const slots = this.#slots.host(key, o.perHostConcurrency, this.#limiter, o.breakerFailures);
+    // per attempt, outside in: hedge (each hedged request goes through the rest) → adaptive throttle
+    // (a request it turns away never reaches the breaker: not the host's failure) → breaker → timeout
+    const around: Policy[] = [];
+    if (o.hedge !== false) {
+      const h = hedge(hedgeOptions(o.hedge, target.host, o.clock, this.#isHostFailure));
+      h.onHedge((e) => {
+        if (e.type === 'started') this.hedgesSent++;
+      });
+      around.push(h);
+    }
+    if (o.adaptiveThrottle !== false) {
+      const t = adaptiveThrottle(
+        throttleOptions(o.adaptiveThrottle, target.host, o.clock, this.#isHostFailure),
+      );
+      t.onReject(() => {
+        this.throttled++;
+      });
+      around.push(t);
+    }
     const created: Host = {
       host: target.host,
       breaker,
-      policy: pipeline(slots, breaker, this.#timeout),
-      inner: pipeline(breaker, this.#timeout),
+      policy: pipeline(slots, ...around, breaker, this.#timeout),
+      inner: pipeline(...around, breaker, this.#timeout),
       slots,
       breakerIsClosed: () => breaker.state === 'closed',
       breakerIsOpen: () => breaker.state === 'open',
@@ -770,7 +836,12 @@ class Run implements FetchAllRun {
     // a retry cut short or refused because the breaker opened meanwhile: report what the last request sent
     // ran into (a URL whose retry was cut short has always sent one)
     if (error === HOST_TRIPPED || error === GAVE_UP) error = item.error ?? this.#openError(item.host);
-    else if (!aborted && error instanceof CircuitOpenError && item.error !== undefined) error = item.error;
+    else if (
+      !aborted &&
+      (error instanceof CircuitOpenError || error instanceof ThrottledError) &&
+      item.error !== undefined
+    )
+      error = item.error;
     this.#deliver({
       index: item.index,
       url: item.target.url,

@@ -2,14 +2,26 @@
  * The options of `createHttpClient`, their defaults (declared once, here) and their validation.
  */
 import {
-  DEADLINE_HEADER_DEFAULTS,
   InvalidOptionError,
+  type AdaptiveThrottleOptions,
   type Clock,
   type ExponentialBackoffOptions,
+  type HedgeOptions,
 } from '@bulwark/core';
 import { checks } from '@bulwark/core/internal';
 import type { Dispatcher } from 'undici';
 import type { CacheStore } from './cache/store.js';
+import {
+  resolveHedge,
+  resolveThrottle,
+  type ResolvedHedge,
+  type ResolvedThrottle,
+} from './policy-options.js';
+import {
+  resolveDeadlineHeader,
+  type DeadlineHeaderOption,
+  type ResolvedDeadlineHeader,
+} from './deadline-header.js';
 
 export interface HttpClientOptions {
   /**
@@ -97,7 +109,27 @@ export interface HttpClientOptions {
    * answering), minus `allowanceMs` for the hop. An attempt with no budget left beyond the allowance is
    * not sent. `false`: no header (the bounds still apply). @default true ({ allowanceMs: 5 })
    */
-  deadlineHeader?: boolean | { allowanceMs?: number };
+  deadlineHeader?: DeadlineHeaderOption;
+  /**
+   * Client-side adaptive throttling per origin (core's `adaptiveThrottle`, the SRE book's "Handling
+   * Overload"): once an origin refuses requests (5xx, 408/425/429, network errors, timeouts, cut bodies),
+   * its attempts are rejected locally with probability max(0, (requests − k·accepts) / (requests + 1))
+   * over the window, so what reaches it settles at about `k` times what it accepts. A rejected attempt is
+   * not sent, is not counted by the breaker and is not retried: the call moves on to the next tier (a
+   * mirror, the stale copy) with core's `ThrottledError` (`BULWARK_ERR_THROTTLED`) in that tier's report.
+   * Core's option names, merged over `ADAPTIVE_THROTTLE_DEFAULTS`: `k`, `windowMs`, `minimumRequests`,
+   * `random`. `false`: off. @default on: { k: 2, windowMs: 30_000, minimumRequests: 20 }
+   */
+  adaptiveThrottle?: false | Partial<AdaptiveThrottleOptions>;
+  /**
+   * Hedging per origin (core's `hedge`; the client sends only GET and HEAD, both idempotent): when an
+   * attempt is slow, another request goes out; the first success wins and the other is aborted (its
+   * connection closed, its sink aborted, nothing of it cached). Core's option names, merged over
+   * `HEDGE_DEFAULTS`: `delayMs` (fixed) or the adaptive `percentile`, `minDelayMs`, `maxDelayMs`,
+   * `minSamples`, `windowMs`; `maxHedges`; `budget` (default: at most 10 % extra requests per origin).
+   * @default false (off)
+   */
+  hedge?: false | Partial<HedgeOptions>;
 }
 
 /** TLS settings for the connections a default dispatcher makes (`tls` of the client and of fetchAll). */
@@ -163,6 +195,8 @@ const KEYS = [
   'clock',
   'now',
   'deadlineHeader',
+  'adaptiveThrottle',
+  'hedge',
 ] as const;
 
 export interface ResolvedOptions {
@@ -189,7 +223,9 @@ export interface ResolvedOptions {
   readonly clock: Clock;
   readonly now: () => number;
   /** `false`: no `bulwark-timeout-ms` header. */
-  readonly deadlineHeader: false | { readonly allowanceMs: number };
+  readonly deadlineHeader: ResolvedDeadlineHeader;
+  readonly adaptiveThrottle: false | ResolvedThrottle;
+  readonly hedge: false | ResolvedHedge;
 }
 
 export function resolveOptions(options: HttpClientOptions | undefined): ResolvedOptions {
@@ -273,27 +309,10 @@ export function resolveOptions(options: HttpClientOptions | undefined): Resolved
     tls: resolveTls('httpClient.tls', o.tls),
     clock: checks.clock('httpClient.clock', o.clock),
     now: o.now === undefined ? Date.now : checks.fn<() => number>('httpClient.now', o.now),
-    deadlineHeader: resolveDeadlineHeader(o.deadlineHeader),
+    deadlineHeader: resolveDeadlineHeader('httpClient.deadlineHeader', o.deadlineHeader),
+    adaptiveThrottle: resolveThrottle('httpClient.adaptiveThrottle', o.adaptiveThrottle),
+    hedge: resolveHedge('httpClient.hedge', o.hedge),
   };
-}
-
-function resolveDeadlineHeader(value: unknown): false | { readonly allowanceMs: number } {
-  const name = 'httpClient.deadlineHeader';
-  if (value === false) return false;
-  if (value === undefined || value === true) {
-    return Object.freeze({ allowanceMs: DEADLINE_HEADER_DEFAULTS.allowanceMs });
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new InvalidOptionError(name, value, 'true, false or { allowanceMs }');
-  }
-  checks.knownKeys(name, value, ['allowanceMs']);
-  const allowanceMs = (value as { allowanceMs?: unknown }).allowanceMs;
-  return Object.freeze({
-    allowanceMs:
-      allowanceMs === undefined
-        ? DEADLINE_HEADER_DEFAULTS.allowanceMs
-        : checks.nonNegativeMs(`${name}.allowanceMs`, allowanceMs),
-  });
 }
 
 /** An empty value removes the header (a default one, such as `user-agent`, included). */
