@@ -72,14 +72,13 @@ export type {
   FleetTripEvent,
 } from './fleet-breaker.js';
 
-export { Shedder, SHEDDING_DEFAULTS } from './shedding/shedder.js';
+// Load shedding: the options an app passes (`shedding`) and the algorithms it may pass as
+// `shedding.algorithm`. The parts the kit builds from them (Shedder, ConcurrencyLimiter, PressureGate) are
+// internal: an app reaches the running ones through `app.bulwark.shedder`.
+export { SHEDDING_DEFAULTS } from './shedding/shedder.js';
 export type { SheddingOptions, SheddingStatus, ShedReason, AlgorithmName } from './shedding/shedder.js';
-export { ConcurrencyLimiter } from './shedding/concurrency-limiter.js';
-export type { ConcurrencyLimiterOptions, LimitChangeEvent } from './shedding/concurrency-limiter.js';
 export { gradient2, aimd, fixed } from './shedding/limit-algorithms.js';
 export type { LimitAlgorithm, Gradient2Options, AimdOptions } from './shedding/limit-algorithms.js';
-export { PressureGate } from './shedding/pressure-gate.js';
-export type { PressureGateOptions, EventLoopSample } from './shedding/pressure-gate.js';
 
 export { UNMATCHED_ROUTE } from './hooks.js';
 export type { BulwarkRouteConfig } from './hooks.js';
