@@ -15,6 +15,9 @@
  * runs on a destroyed socket) and `onRequestAbort` (which runs only while the body is unread) are not
  * used for it. The ending releases the slot, ends the span, records the duration and writes the
  * slow/access log line.
+ *
+ * What is decided lives with its concept: the shedding decisions in `shedding/`, the rate limit in
+ * `rate-limit/`, the deadline header in `deadline.ts`, the response's end in `response-end.ts`.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { context, type Context, type Span } from '@opentelemetry/api';

@@ -1,8 +1,8 @@
 /**
- * shedding/ — the kit's load shedding: this file (the {@link Shedder}, its options and defaults, its 503's body) ties
- * together the concurrency limit (`concurrency-limiter.ts`, fed by `limit-algorithms.ts`), the event-loop
- * pressure gate (`pressure-gate.ts`) and the refusals written before Fastify (`fast-refusal.ts`); the
- * per-request admission and release run in `../hooks.ts`.
+ * shedding/ — the kit's load shedding. This file (the {@link Shedder}, its options and defaults, the body
+ * of its 503) ties together the concurrency limit (`concurrency-limiter.ts`, moved by `limit-algorithms.ts`),
+ * the event-loop pressure gate (`pressure-gate.ts`) and the refusals written before Fastify
+ * (`fast-refusal.ts`); each request is admitted and released in `../hooks.ts`.
  *
  * Load shedding for the HTTP server: an adaptive concurrency limit (Gradient2 by default) plus
  * event-loop pressure. A request over the limit, or picked by the pressure gate, is answered 503 with
