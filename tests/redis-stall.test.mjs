@@ -45,8 +45,8 @@ async function stallingProxy() {
 
 describe('a Redis that stops answering mid-run (REDIS_URL)', { concurrency: true }, () => {
   for (const file of [
-    'packages/service/dist/rate-limit.test.js',
-    'packages/service/dist/redis-store.test.js',
+    'packages/service/dist/rate-limit/limiter.test.js',
+    'packages/service/dist/rate-limit/redis-store.test.js',
     'apps/gcd-service/dist/test/kit.test.js',
   ]) {
     it(`fails ${file} by itself, saying so, instead of hanging`, async (t) => {

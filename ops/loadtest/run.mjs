@@ -220,7 +220,7 @@ async function measureRedis() {
   try {
     const { RedisRateLimitStore } = await import(join(ROOT, 'packages/service/dist/index.js'));
     // not exported (internal to the kit): the key hash the limiter applies to header keys
-    const { hashKey } = await import(join(ROOT, 'packages/service/dist/rate-limit.js'));
+    const { hashKey } = await import(join(ROOT, 'packages/service/dist/rate-limit/limiter.js'));
     store = new RedisRateLimitStore({ url, keyPrefix: 'bulwark:loadtest:', commandTimeoutMs: 1000 });
     if (store.client.status !== 'ready') {
       await new Promise((resolve, reject) => {

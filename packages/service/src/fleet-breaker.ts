@@ -34,7 +34,7 @@ import type { Redis } from 'ioredis';
 import { InvalidOptionError, type Clock, type Subscribe } from '@bulwark/core';
 import { checks, EventEmitter } from '@bulwark/core/internal';
 import { loadOptional, REDIS_PACKAGES } from './optional.js';
-import { redactUrl, redisClientOptions } from './redis-store.js';
+import { redactUrl, redisClientOptions } from './rate-limit/redis-store.js';
 
 /** What the link needs of a breaker (core's `circuitBreaker()` has it). */
 export interface FleetBreakerTarget {

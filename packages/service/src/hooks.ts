@@ -15,6 +15,9 @@
  * runs on a destroyed socket) and `onRequestAbort` (which runs only while the body is unread) are not
  * used for it. The ending releases the slot, ends the span, records the duration and writes the
  * slow/access log line.
+ *
+ * What is decided lives with its concept: the shedding decisions in `shedding/`, the rate limit in
+ * `rate-limit/`, the deadline header in `deadline.ts`, the response's end in `response-end.ts`.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { context, type Context, type Span } from '@opentelemetry/api';
@@ -22,12 +25,12 @@ import { InvalidOptionError, type TakeResult } from '@bulwark/core';
 import type { HistogramCell } from './duration-histogram.js';
 import type { ServiceMetrics } from './metrics.js';
 import { admitDeadline, type ResolvedDeadlines } from './deadline.js';
-import { carriesBody, type FastRefusal } from './fast-refusal.js';
+import { carriesBody, type FastRefusal } from './shedding/fast-refusal.js';
 import { onResponseEnd } from './response-end.js';
-import type { HttpRateLimiter } from './rate-limit.js';
+import type { HttpRateLimiter } from './rate-limit/limiter.js';
 import { setHeader, type FixedHeaders } from './reply-headers.js';
 import type { SecurityHeadersProfile } from './security-headers.js';
-import type { Shedder } from './shedder.js';
+import { overloadedBody, type Shedder } from './shedding/shedder.js';
 import { endServerSpan, startServerSpan, CLIENT_CLOSED } from './tracing/spans.js';
 
 /** Per-route switches, set as `config: { bulwark: { … } }` on a route. */
@@ -166,16 +169,6 @@ export class RouteState {
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';
-
-/** Body of a shed response (stable: `code` BULWARK_ERR_OVERLOADED). */
-export function overloadedBody(retryAfterSeconds: number): string {
-  return JSON.stringify({
-    statusCode: 503,
-    error: 'Service Unavailable',
-    code: 'BULWARK_ERR_OVERLOADED',
-    message: `The server is overloaded; retry after ${retryAfterSeconds} s.`,
-  });
-}
 
 /** Body of a request refused because the server is shutting down (stable: `code` BULWARK_ERR_SHUTTING_DOWN). */
 export function shuttingDownBody(retryAfterSeconds: number): string {

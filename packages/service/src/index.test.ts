@@ -5,7 +5,6 @@ import * as service from './index.js';
 
 const EXPECTED = [
   'ClientClosedError',
-  'ConcurrencyLimiter',
   'DEFAULT_API_SECURITY_HEADERS',
   'DEFAULT_CONTENT_SECURITY_POLICY',
   'DEFAULT_DURATION_BUCKETS_SECONDS',
@@ -17,7 +16,6 @@ const EXPECTED = [
   'HttpRateLimiter',
   'METRIC_NAMES',
   'MissingDependencyError',
-  'PressureGate',
   'RATE_LIMIT_DEFAULTS',
   'REDACT_PATHS',
   'REDIS_FEATURE',
@@ -26,7 +24,6 @@ const EXPECTED = [
   'SHEDDING_DEFAULTS',
   'SHUTDOWN_DEFAULTS',
   'ServiceMetrics',
-  'Shedder',
   'UNMATCHED_ROUTE',
   'aimd',
   'bulwarkService',

@@ -57,10 +57,10 @@ export type { TraceAttemptOptions } from './tracing/spans.js';
 export { MissingDependencyError, REDIS_FEATURE, requireOptionalPackages } from './optional.js';
 export type { OptionalFeature } from './optional.js';
 
-export { HttpRateLimiter, RATE_LIMIT_DEFAULTS } from './rate-limit.js';
-export type { RateLimitOptions, RateLimitStatus, StoreErrorMode } from './rate-limit.js';
-export { RedisRateLimitStore } from './redis-store.js';
-export type { RedisRateLimitStoreOptions, StoreHealthEvent } from './redis-store.js';
+export { HttpRateLimiter, RATE_LIMIT_DEFAULTS } from './rate-limit/limiter.js';
+export type { RateLimitOptions, RateLimitStatus, StoreErrorMode } from './rate-limit/limiter.js';
+export { RedisRateLimitStore } from './rate-limit/redis-store.js';
+export type { RedisRateLimitStoreOptions, StoreHealthEvent } from './rate-limit/redis-store.js';
 export { FleetBreaker } from './fleet-breaker.js';
 export type {
   FleetBreakerOptions,
@@ -72,14 +72,13 @@ export type {
   FleetTripEvent,
 } from './fleet-breaker.js';
 
-export { Shedder, SHEDDING_DEFAULTS } from './shedder.js';
-export type { SheddingOptions, SheddingStatus, ShedReason, AlgorithmName } from './shedder.js';
-export { ConcurrencyLimiter } from './concurrency-limiter.js';
-export type { ConcurrencyLimiterOptions, LimitChangeEvent } from './concurrency-limiter.js';
-export { gradient2, aimd, fixed } from './limit-algorithms.js';
-export type { LimitAlgorithm, Gradient2Options, AimdOptions } from './limit-algorithms.js';
-export { PressureGate } from './event-loop.js';
-export type { PressureGateOptions, EventLoopSample } from './event-loop.js';
+// Load shedding: the options an app passes (`shedding`) and the algorithms it may pass as
+// `shedding.algorithm`. The parts the kit builds from them (Shedder, ConcurrencyLimiter, PressureGate) are
+// internal: an app reaches the running ones through `app.bulwark.shedder`.
+export { SHEDDING_DEFAULTS } from './shedding/shedder.js';
+export type { SheddingOptions, SheddingStatus, ShedReason, AlgorithmName } from './shedding/shedder.js';
+export { gradient2, aimd, fixed } from './shedding/limit-algorithms.js';
+export type { LimitAlgorithm, Gradient2Options, AimdOptions } from './shedding/limit-algorithms.js';
 
 export { UNMATCHED_ROUTE } from './hooks.js';
 export type { BulwarkRouteConfig } from './hooks.js';

@@ -10,9 +10,9 @@ import { checks } from '@bulwark/core/internal';
 import { resolveDeadlines, type DeadlineOptions, type ResolvedDeadlines } from './deadline.js';
 import type { HealthOptions } from './health.js';
 import type { MetricsOptions } from './metrics.js';
-import type { RateLimitOptions } from './rate-limit.js';
+import type { RateLimitOptions } from './rate-limit/limiter.js';
 import { securityHeaderSets, type SecurityHeadersOptions } from './security-headers.js';
-import type { SheddingOptions } from './shedder.js';
+import type { SheddingOptions } from './shedding/shedder.js';
 import type { Tracing } from './tracing/setup.js';
 
 export interface ServiceOptions {

@@ -8,7 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { LogController, type FastifyBaseLogger, type FastifyServerOptions } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { attachPreRouting, withPreRouting } from './fast-refusal.js';
+import { attachPreRouting, withPreRouting } from './shedding/fast-refusal.js';
 import { createLogger, lazyChildLoggerFactory, requestIdGenerator } from './logging.js';
 import { securityHeaderSets } from './security-headers.js';
 import { resolveServiceOptions, type ResolvedServiceOptions, type ServiceOptions } from './options.js';
@@ -103,7 +103,7 @@ export function clientErrorHandler(o: ResolvedServiceOptions): (error: Error, so
 
 /**
  * The node server with every connection-level limit set (Fastify skips its own when a factory is used).
- * Its `request` listener runs the kit's pre-routing step (refusals under overload, see fast-refusal.ts),
+ * Its `request` listener runs the kit's pre-routing step (refusals under overload, see shedding/fast-refusal.ts),
  * once the kit is installed, before Fastify's handler.
  */
 export function createRawServer(o: ResolvedServiceOptions, fastifyHandler: Handler): HttpServer {

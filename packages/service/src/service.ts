@@ -14,11 +14,10 @@ import fp from 'fastify-plugin';
 import type { Disposable } from '@bulwark/core';
 import { DeadlineExceededError } from '@bulwark/core';
 import { ClientClosedError, deadlinePreHandler, sendDeadlineExceeded } from './deadline.js';
-import { FastRefusal, installFastRefusal, preRoutingOf } from './fast-refusal.js';
+import { FastRefusal, installFastRefusal, preRoutingOf } from './shedding/fast-refusal.js';
 import { Health, type HealthCheck, type HealthCheckOptions, type ReadinessReport } from './health.js';
 import {
   Admission,
-  overloadedBody,
   routeHooks,
   RouteState,
   UNMATCHED_ROUTE,
@@ -33,12 +32,12 @@ import {
 } from './instrument.js';
 import { ServiceMetrics, safeLabel } from './metrics.js';
 import { resolveServiceOptions, type ResolvedServiceOptions, type ServiceOptions } from './options.js';
-import { HttpRateLimiter, type RateLimitStatus } from './rate-limit.js';
+import { HttpRateLimiter, type RateLimitStatus } from './rate-limit/limiter.js';
 import { FixedHeaders } from './reply-headers.js';
 import { requestIdGenerator } from './logging.js';
 import { securityHeaderSets, type SecurityHeadersProfile } from './security-headers.js';
 import { serverOptions } from './server-options.js';
-import { Shedder, SHEDDING_DEFAULTS, type SheddingStatus } from './shedder.js';
+import { overloadedBody, Shedder, SHEDDING_DEFAULTS, type SheddingStatus } from './shedding/shedder.js';
 import type { Tracing } from './tracing/setup.js';
 
 /** The detailed report served at `/healthz`. */
@@ -170,7 +169,7 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     draining: false,
     closing: false,
   };
-  // Refusals under overload before Fastify, on the kit's own server (see fast-refusal.ts).
+  // Refusals under overload before Fastify, on the kit's own server (see shedding/fast-refusal.ts).
   if (shedder !== undefined && FastRefusal.usable(rt) && preRoutingOf(app.server) !== undefined) {
     const genReqId =
       (app as unknown as { genReqId?: (req: IncomingMessage) => string }).genReqId ??

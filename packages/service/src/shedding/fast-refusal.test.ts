@@ -10,10 +10,10 @@ import { EventEmitter, once } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { request } from 'undici';
-import { bulwarkService, createService } from './service.js';
-import { serverOptions } from './server-options.js';
-import type { ServiceOptions } from './options.js';
-import { listen, parsePrometheus, RawConnection, sampleValue } from './test-support.js';
+import { bulwarkService, createService } from '../service.js';
+import { serverOptions } from '../server-options.js';
+import type { ServiceOptions } from '../options.js';
+import { listen, parsePrometheus, RawConnection, sampleValue } from '../test-support.js';
 
 const OPTIONS: ServiceOptions = {
   logLevel: 'silent',

@@ -1,6 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventLoopSampler, PressureGate, startEventLoopMonitor, type EventLoopSample } from './event-loop.js';
+import {
+  EventLoopSampler,
+  PressureGate,
+  startEventLoopMonitor,
+  type EventLoopSample,
+} from './pressure-gate.js';
 
 const calm: EventLoopSample = { delayMs: 1, utilization: 0.2 };
 const slow: EventLoopSample = { delayMs: 500, utilization: 0.2 };

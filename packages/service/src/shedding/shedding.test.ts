@@ -1,9 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Pool, request } from 'undici';
-import { createService } from './service.js';
+import { createService } from '../service.js';
 import { EventEmitter } from 'node:events';
-import { listen, parsePrometheus, sampleValue } from './test-support.js';
+import { listen, parsePrometheus, sampleValue } from '../test-support.js';
 
 describe('load shedding (integration)', () => {
   it('floods a held route: the excess gets 503 + Retry-After while the admitted ones still run, health routes answer', async () => {

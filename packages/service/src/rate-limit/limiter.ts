@@ -1,4 +1,8 @@
 /**
+ * rate-limit/ — the kit's per-client rate limiting: this file (the {@link HttpRateLimiter}, its options
+ * and defaults, the request's key) and the Redis token-bucket store it shares across a fleet
+ * (`redis-store.ts`); the 429 itself is answered in `../hooks.ts`.
+ *
  * Per-client rate limiting for the HTTP server, built on @bulwark/core's `rateLimiter` (token bucket).
  *
  * - Key: the client IP (Fastify's `request.ip`, which honours `trustProxy`), or a header such as an API

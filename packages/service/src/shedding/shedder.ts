@@ -1,4 +1,9 @@
 /**
+ * shedding/ — the kit's load shedding. This file (the {@link Shedder}, its options and defaults, the body
+ * of its 503) ties together the concurrency limit (`concurrency-limiter.ts`, moved by `limit-algorithms.ts`),
+ * the event-loop pressure gate (`pressure-gate.ts`) and the refusals written before Fastify
+ * (`fast-refusal.ts`); each request is admitted and released in `../hooks.ts`.
+ *
  * Load shedding for the HTTP server: an adaptive concurrency limit (Gradient2 by default) plus
  * event-loop pressure. A request over the limit, or picked by the pressure gate, is answered 503 with
  * `Retry-After` at once — before its body is read, without a log line (only a counter).
@@ -11,7 +16,7 @@ import {
   PRESSURE_DEFAULTS,
   startEventLoopMonitor,
   type EventLoopMonitor,
-} from './event-loop.js';
+} from './pressure-gate.js';
 import { aimd, fixed, gradient2, type LimitAlgorithm } from './limit-algorithms.js';
 
 export type AlgorithmName = 'gradient2' | 'aimd' | 'fixed';
@@ -192,4 +197,14 @@ function algorithmOf(o: SheddingOptions): LimitAlgorithm {
   }
   const limits = { initialLimit, minLimit, maxLimit };
   return name === 'aimd' ? aimd(limits) : gradient2(limits);
+}
+
+/** Body of a shed response (stable: `code` BULWARK_ERR_OVERLOADED). */
+export function overloadedBody(retryAfterSeconds: number): string {
+  return JSON.stringify({
+    statusCode: 503,
+    error: 'Service Unavailable',
+    code: 'BULWARK_ERR_OVERLOADED',
+    message: `The server is overloaded; retry after ${retryAfterSeconds} s.`,
+  });
 }

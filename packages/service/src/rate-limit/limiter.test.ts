@@ -7,8 +7,8 @@ import type { Redis } from 'ioredis';
 import { request } from 'undici';
 import type { FastifyInstance } from 'fastify';
 import { startFaultProxy } from '@bulwark/fault-server';
-import { createService } from './service.js';
-import { HttpRateLimiter, type RateLimitOptions } from './rate-limit.js';
+import { createService } from '../service.js';
+import { HttpRateLimiter, type RateLimitOptions } from './limiter.js';
 import { InvalidOptionError } from '@bulwark/core';
 import type { StoreHealthEvent } from './redis-store.js';
 import {
@@ -21,7 +21,7 @@ import {
   REDIS_URL,
   redisForTests,
   sampleValue,
-} from './test-support.js';
+} from '../test-support.js';
 
 const prefix = `bulwark:test:${process.pid}:${randomUUID().slice(0, 8)}:`;
 

@@ -14,7 +14,7 @@ import {
   redisForTests,
   redisReady,
   sleep,
-} from './test-support.js';
+} from '../test-support.js';
 
 const prefix = `bulwark:test:${process.pid}:${randomUUID().slice(0, 8)}:`;
 

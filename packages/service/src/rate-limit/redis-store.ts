@@ -21,7 +21,7 @@ import {
   type TakeResult,
 } from '@bulwark/core';
 import { checks, EventEmitter } from '@bulwark/core/internal';
-import { loadOptional, REDIS_FEATURE } from './optional.js';
+import { loadOptional, REDIS_FEATURE } from '../optional.js';
 
 export interface RedisRateLimitStoreOptions {
   /** `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS). One of `url` / `client` is required. */

@@ -19,8 +19,8 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Counter } from 'prom-client';
 import { DEADLINE_HEADER } from '@bulwark/core';
-import type { RouteState, Runtime } from './hooks.js';
-import type { FixedHeaders } from './reply-headers.js';
+import type { RouteState, Runtime } from '../hooks.js';
+import type { FixedHeaders } from '../reply-headers.js';
 import type { Shedder } from './shedder.js';
 
 /** Where the raw server keeps its pre-routing step (set on the server object by `createRawServer`). */
