@@ -7,35 +7,26 @@
 //   - an AbortController and a timer per request: why Fastify's handlerTimeout is off by default;
 //   - an Error with and without a stack trace: why refusals under overload build theirs without one;
 //   - helmet's middleware (as @fastify/helmet runs it) vs the kit's fixed security headers, per response.
-// One process, pinned to CPU 1 with taskset when there are two CPUs; each case is measured by mitata in
+// One process, pinned to CPU 1 with taskset when there are two CPUs (bench/lib.mjs); each case is measured by mitata in
 // alternation with the case it is compared with (ROUNDS times), and the median of the rounds is reported.
 // Usage: node bench/design-figures.mjs [rounds=5]   (needs `npx tsc -b` first)
 // Prints markdown; writes bench/results/design-figures.md.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg } from 'node:os';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { loadAverages, machineLine, median, pinSelfTo } from './lib.mjs';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 100) {
   console.error(`usage: node bench/design-figures.mjs [rounds=5]  (rounds: an integer from 1 to 100)`);
   process.exit(2);
 }
-const self = fileURLToPath(import.meta.url);
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-// Re-run pinned to CPU 1 (the other core stays for the machine's other work).
-if (process.env.BULWARK_BENCH_PINNED !== '1' && availableParallelism() >= 2) {
-  const hasTaskset = spawnSync('taskset', ['--version']).status === 0;
-  if (hasTaskset) {
-    const r = spawnSync('taskset', ['-c', '1', process.execPath, self, ...process.argv.slice(2)], {
-      stdio: 'inherit',
-      env: { ...process.env, BULWARK_BENCH_PINNED: '1' },
-    });
-    process.exit(r.status ?? 1);
-  }
-}
+// Pinned to CPU 1 (the other core stays for the machine's other work).
+const pinned = pinSelfTo(1);
+const loadBefore = loadAverages().join(', ');
 
 const { measure, do_not_optimize } = await import('mitata');
 const { gcd } = await import(`${root}apps/gcd-service/dist/src/gcd.js`);
@@ -54,7 +45,6 @@ async function pair(a, b) {
   process.stderr.write(
     `${a.name} / ${b.name}: heap ${(process.memoryUsage().heapUsed / 1e6).toFixed(0)} MB\n`,
   );
-  const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   return [
     { name: a.name, ns: median(as) },
     { name: b.name, ns: median(bs) },
@@ -203,8 +193,6 @@ const [responseRow] = await pair(
 );
 
 // --- report -------------------------------------------------------------------------------------------
-const cpu = cpus()[0]?.model ?? 'unknown CPU';
-const pinned = process.env.BULWARK_BENCH_PINNED === '1' ? 'pinned to CPU 1 (taskset)' : 'not pinned';
 let git = 'unknown';
 try {
   git = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root }).toString().trim();
@@ -214,11 +202,7 @@ try {
 const table = (rows, extra) =>
   `| case | per call |\n| --- | ---: |\n${rows.map((r) => `| ${r.name} | ${fmt(r.ns)} |`).join('\n')}\n${extra ? `\n${extra}\n` : ''}`;
 let md = `## Figures behind design choices (\`bench/design-figures.mjs\`)\n\n`;
-md += `Command: \`node bench/design-figures.mjs ${ROUNDS}\` — Node ${process.version}, ${cpu} × ${cpus().length}, ${pinned}, commit ${git}, load average before: ${loadavg()
-  .map((l) => l.toFixed(2))
-  .join(
-    ', ',
-  )}. Each row is the median of ${ROUNDS} mitata measurements taken in alternation with its pair. Source comments name the choice; the figures are here.\n\n`;
+md += `Command: \`node bench/design-figures.mjs ${ROUNDS}\` — Node ${process.version}, ${machineLine()}, ${pinned ? 'pinned to CPU 1 (taskset)' : 'not pinned'}, commit ${git}, load average before: ${loadBefore}. Each row is the median of ${ROUNDS} mitata measurements taken in alternation with its pair. Source comments name the choice; the figures are here.\n\n`;
 md += `**gcd on BigInt, worst case** (apps/gcd-service/src/gcd.ts; why inputs up to \`INLINE_MAX_DIGITS\` run on the event loop):\n\n${table(gcdRows)}\n`;
 md += `**Histogram observation** (packages/service/src/duration-histogram.ts):\n\n${table(histogramRows)}\n`;
 md += `**Log redaction** (packages/service/src/logging.ts; why the kit's paths have no wildcard):\n\n${table(redactRows, `A wildcard path adds ${fmt(redactRows[1].ns - redactRows[0].ns)} per request's child logger and line.`)}\n`;

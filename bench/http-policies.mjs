@@ -17,9 +17,9 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
-import { availableParallelism, cpus, totalmem, type as osType, release } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { canPin, machineLine } from './lib.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -216,7 +216,7 @@ async function orchestrate() {
   const tailCalls = args[0] || 4000;
   const offered = args[1] || 300;
   const seconds = args[2] || 20;
-  const pin = availableParallelism() >= 2 && hasTaskset();
+  const pin = canPin();
   const node = process.execPath;
   const server = spawn(
     pin ? 'taskset' : node,
@@ -261,7 +261,7 @@ async function orchestrate() {
   }
   const f = (n, d = 1) => n.toFixed(d);
   let md = `# @bulwark/http: hedging and adaptive throttling (\`bench/http-policies.mjs\`)\n\n`;
-  md += `Command: \`node bench/http-policies.mjs${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}\`. Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${osType()} ${release()}; server ${pin ? 'pinned to CPU 0, load generator to CPU 1 (taskset)' : 'not pinned'}. **Taken on a busy shared machine (other work running on both cores)**: absolute latencies are noisy; each row's variants ran back to back in one run.\n\n`;
+  md += `Command: \`node bench/http-policies.mjs${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}\`. Node ${process.version}; ${machineLine()}; server ${pin ? 'pinned to CPU 0, load generator to CPU 1 (taskset)' : 'not pinned'}. **Taken on a busy shared machine (other work running on both cores)**: absolute latencies are noisy; each row's variants ran back to back in one run.\n\n`;
   md += `### Slow tail (5 % of answers 200 ms, the rest 2 ms; ${tailCalls} calls, concurrency ${CONCURRENCY})\n\n`;
   md += `| API | variant | p50 ms | p99 ms | requests per call | p99 hedged / plain (bar ≤ 0.2) | extra requests (bar ≤ 10 %) |\n|---|---|---|---|---|---|---|\n`;
   for (const api of ['client', 'fetchAll']) {
@@ -285,13 +285,4 @@ async function orchestrate() {
   }
   writeFileSync(new URL('results/http-policies.md', import.meta.url), md);
   process.stdout.write(md);
-}
-
-function hasTaskset() {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true']);
-    return true;
-  } catch {
-    return false;
-  }
 }
