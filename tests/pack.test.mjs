@@ -466,6 +466,7 @@ const EXPECTED_TESTING_OUTPUT = {
     'SpanCollector',
     'closeRedisForTests',
     'freePort',
+    'hidePackages',
     'redisForTests',
     'redisReady',
     'requireRedis',

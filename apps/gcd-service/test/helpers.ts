@@ -11,8 +11,9 @@ import { request as undiciRequest } from 'undici';
 import { loadConfig, type GcdConfig } from '../src/config.js';
 import { createGcdServer, type GcdServer, type GcdServerDeps } from '../src/server.js';
 
-// The kit's test helpers (a span exporter to wait on, Redis readiness, a free port), defined there once.
-export { freePort, REDIS_URL, requireRedis, SpanCollector } from '@bulwark/service/testing';
+// The kit's test helpers (a span exporter to wait on, Redis readiness, a free port, packages hidden from a
+// child process), defined there once.
+export { freePort, hidePackages, REDIS_URL, requireRedis, SpanCollector } from '@bulwark/service/testing';
 
 /**
  * The defaults with a free port, silent logs, and the given overrides. Two production features are

@@ -56,6 +56,7 @@ const TESTING = [
   'SpanCollector',
   'closeRedisForTests',
   'freePort',
+  'hidePackages',
   'redisForTests',
   'redisReady',
   'requireRedis',

@@ -7,7 +7,14 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import type { ExportResult } from '@opentelemetry/core';
-import { closeRedisForTests, freePort, redisForTests, requireRedis, SpanCollector } from './testing.js';
+import {
+  closeRedisForTests,
+  freePort,
+  hidePackages,
+  redisForTests,
+  requireRedis,
+  SpanCollector,
+} from './testing.js';
 
 const span = (name: string) => ({ name }) as unknown as ReadableSpan;
 
@@ -45,33 +52,18 @@ describe('SpanCollector', () => {
 });
 
 it('loads, and its span collector and freePort work, with no optional peer installed; redisForTests then names ioredis', async () => {
-  const hidden = [
-    'ioredis',
-    '@opentelemetry/sdk-trace',
-    '@opentelemetry/core',
-    '@opentelemetry/resources',
-    '@opentelemetry/context-async-hooks',
-    '@opentelemetry/exporter-trace-otlp-http',
-  ];
-  const hide = `data:text/javascript,${encodeURIComponent(`
-    import { registerHooks } from 'node:module';
-    const hidden = new Set(${JSON.stringify(hidden)});
-    registerHooks({
-      resolve(specifier, context, next) {
-        if (hidden.has(specifier)) {
-          throw Object.assign(new Error("Cannot find module '" + specifier + "'"), { code: 'MODULE_NOT_FOUND' });
-        }
-        return next(specifier, context);
-      },
-    });
-  `)}`;
+  // ioredis by name, and every OpenTelemetry package but the API (which the kit always loads) by pattern.
+  const hide = hidePackages(['ioredis', /^@opentelemetry\/(?!api$)/]);
   const program = `
     const { SpanCollector, freePort, redisForTests } = await import(${JSON.stringify(new URL('./testing.js', import.meta.url).href)});
     const collector = new SpanCollector();
     collector.export([{ name: 'x' }], () => {});
     const port = await freePort();
     const missing = await redisForTests('redis://127.0.0.1:1').then(() => 'loaded', (e) => [e.name, e.packageName, e.message]);
-    console.log(JSON.stringify({ spans: collector.getFinishedSpans().length, port: port > 0, missing }));
+    const loads = async (name) => import(name).then(() => true, (e) => e.code);
+    const sdk = await loads('@opentelemetry/sdk-trace');
+    const api = await loads('@opentelemetry/api');
+    console.log(JSON.stringify({ spans: collector.getFinishedSpans().length, port: port > 0, missing, sdk, api }));
   `;
   const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) =>
     execFile(
@@ -82,7 +74,15 @@ it('loads, and its span collector and freePort work, with no optional peer insta
         error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve({ stdout }),
     ),
   );
-  const out = JSON.parse(stdout) as { spans: number; port: boolean; missing: string[] };
+  const out = JSON.parse(stdout) as {
+    spans: number;
+    port: boolean;
+    missing: string[];
+    sdk: unknown;
+    api: unknown;
+  };
+  assert.equal(out.sdk, 'MODULE_NOT_FOUND', 'the pattern hides the SDK');
+  assert.equal(out.api, true, 'and not the API');
   assert.equal(out.spans, 1);
   assert.equal(out.port, true);
   assert.equal(out.missing[0], 'MissingDependencyError');

@@ -196,3 +196,28 @@ export async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+/**
+ * A `node --import` argument (a `data:` URL) that makes packages unresolvable in that process, as if they
+ * were not installed — to test what a program does without an optional peer (`MissingDependencyError`,
+ * or that a plain start never loads it): `spawn(process.execPath, ['--import', hidePackages(['ioredis']),
+ * 'main.js'])`. A string hides that exact specifier, a RegExp every specifier it matches (e.g.
+ * `/^@opentelemetry\/(?!api$)/`). Both `import` and `require` go through it (`module.registerHooks`).
+ */
+export function hidePackages(packages: ReadonlyArray<string | RegExp>): string {
+  const names = packages.filter((p): p is string => typeof p === 'string');
+  const patterns = packages.filter((p): p is RegExp => p instanceof RegExp).map((r) => [r.source, r.flags]);
+  return `data:text/javascript,${encodeURIComponent(`
+    import { registerHooks } from 'node:module';
+    const names = new Set(${JSON.stringify(names)});
+    const patterns = ${JSON.stringify(patterns)}.map(([source, flags]) => new RegExp(source, flags));
+    registerHooks({
+      resolve(specifier, context, next) {
+        if (names.has(specifier) || patterns.some((p) => p.test(specifier))) {
+          throw Object.assign(new Error("Cannot find module '" + specifier + "'"), { code: 'MODULE_NOT_FOUND' });
+        }
+        return next(specifier, context);
+      },
+    });
+  `)}`;
+}
