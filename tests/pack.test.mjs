@@ -17,6 +17,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { delimiter, dirname, join, relative, sep } from 'node:path';
 import { ROOT, cleanEnv, describeRun, publishable, readJson, run } from './support.mjs';
 
@@ -118,9 +119,9 @@ describe('npm pack', () => {
         license,
         `${m.name}: LICENSE differs from the root's`,
       );
-      if (m.exports['.'] !== undefined) {
-        for (const f of [m.exports['.'].default, m.exports['.'].types])
-          assert.ok(files.includes(f.replace(/^\.\//, '')), `${m.name}: ${f}`);
+      for (const [entry, target] of Object.entries(m.exports)) {
+        for (const f of typeof target === 'string' ? [target] : [target.default, target.types])
+          assert.ok(files.includes(f.replace(/^\.\//, '')), `${m.name}: ${entry} → ${f}`);
       }
       for (const bin of Object.values(m.bin ?? {})) {
         assert.ok(files.includes(bin), `${m.name}: ${bin}`);
@@ -244,6 +245,31 @@ describe('a project outside the repository that installed the tarballs', () => {
     const r = await run(process.execPath, ['cjs.cjs'], { cwd: consumer, timeoutMs: 60_000 });
     assert.equal(r.code, 0, describeRun('node cjs.cjs', r));
     assert.deepEqual(JSON.parse(r.stdout), EXPECTED_PROGRAM_OUTPUT);
+  });
+
+  it('imports @bulwark/service/testing (ESM and CommonJS) with no optional peer installed', async () => {
+    writeFileSync(join(consumer, 'testing.mjs'), TESTING_PROGRAM);
+    writeFileSync(
+      join(consumer, 'testing.cjs'),
+      TESTING_PROGRAM.replace(
+        "import * as testing from '@bulwark/service/testing';",
+        "const testing = require('@bulwark/service/testing');",
+      ).replace(/^/, '(async () => {\n') + '})();\n',
+    );
+    const built = Object.keys(
+      await import(pathToFileURL(join(ROOT, 'packages/service/dist/testing.js')).href),
+    ).sort();
+    for (const file of ['testing.mjs', 'testing.cjs']) {
+      const r = await run(process.execPath, [file], { cwd: consumer, timeoutMs: 60_000 });
+      assert.equal(r.code, 0, describeRun(`node ${file}`, r));
+      const { exports, ...rest } = JSON.parse(r.stdout);
+      assert.deepEqual(
+        exports,
+        built,
+        `${file}: the tarball's entry exports what the workspace's build does`,
+      );
+      assert.deepEqual(rest, EXPECTED_TESTING_OUTPUT, file);
+    }
   });
 
   it("runs each library README's first example and each examples/ program", async () => {
@@ -430,10 +456,27 @@ main().catch((error) => {
 });
 `;
 
+// The testing entry as a plain install meets it: the span collector and freePort work; the Redis helpers
+// need ioredis (an optional peer, not installed here) and say so.
+const TESTING_PROGRAM = `import * as testing from '@bulwark/service/testing';
+const collector = new testing.SpanCollector();
+collector.export([{ name: 'GET /' }], () => {});
+const span = await collector.waitFor((s) => s.name === 'GET /');
+const port = await testing.freePort();
+const redis = await testing.redisForTests().then(
+  () => 'connected',
+  (error) => error.name + ': ' + error.packageName,
+);
+console.log(JSON.stringify({ exports: Object.keys(testing).sort(), span: span.name, port: port > 0, redis }));
+`;
+
+const EXPECTED_TESTING_OUTPUT = { span: 'GET /', port: true, redis: 'MissingDependencyError: ioredis' };
+
 const TYPED_PROGRAM = `import Fastify from 'fastify';
 import { circuitBreaker, pipeline, retry, timeout, type CircuitState, type Policy } from '@bulwark/core';
 import { createHttpClient, type CacheStore, type HttpResponse } from '@bulwark/http';
-import { bulwarkService, createService, serverOptions, type ServiceOptions } from '@bulwark/service';
+import { bulwarkService, createService, serverOptions, setupTracing, type ServiceOptions } from '@bulwark/service';
+import { SpanCollector, freePort } from '@bulwark/service/testing';
 import { startFaultServer } from '@bulwark/fault-server';
 
 const breaker = circuitBreaker({ openDurationMs: 1_000 });
@@ -446,7 +489,11 @@ const kit = createService(options).bulwark;
 const server = await startFaultServer();
 const response: HttpResponse = await createHttpClient().get(server.origin);
 const store: CacheStore | undefined = undefined;
-export { state, policy, kit, response, store };
+const collector = new SpanCollector();
+const tracing = setupTracing({ env: {}, exporter: collector, processor: 'simple' });
+const spanName: string = (await collector.waitFor((s) => s.kind === 1)).name;
+const port: number = await freePort();
+export { state, policy, kit, response, store, tracing, spanName, port };
 `;
 
 const WRONG_PROGRAM = `import { circuitBreaker } from '@bulwark/core';

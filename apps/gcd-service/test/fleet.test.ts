@@ -7,9 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CircuitStateChangeEvent } from '@bulwark/core';
 import { Redis } from 'ioredis';
-import { ask, freePort, requireRedis, start, type Running } from './helpers.js';
-
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+import { ask, freePort, REDIS_URL, requireRedis, start, type Running } from './helpers.js';
 
 let a: Running;
 let b: Running;

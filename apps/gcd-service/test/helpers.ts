@@ -1,18 +1,19 @@
 /**
- * Test helpers: a real server on a loopback port, and a small HTTP client on undici.
+ * Test helpers: a real server on a loopback port, and a small HTTP client on undici; and, re-exported,
+ * the kit's own (`@bulwark/service/testing`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter, once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { createServer as createTcpServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
 import { request as undiciRequest } from 'undici';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
-import type { ExportResult } from '@opentelemetry/core';
 import { loadConfig, type GcdConfig } from '../src/config.js';
 import { createGcdServer, type GcdServer, type GcdServerDeps } from '../src/server.js';
+
+// The kit's test helpers (a span exporter to wait on, Redis readiness, a free port, packages hidden from a
+// child process), defined there once.
+export { freePort, hidePackages, REDIS_URL, requireRedis, SpanCollector } from '@bulwark/service/testing';
 
 /**
  * The defaults with a free port, silent logs, and the given overrides. Two production features are
@@ -116,34 +117,6 @@ export function fibonacciPair(digits: number): [bigint, bigint] {
     b = t;
   }
   return [b, a];
-}
-
-/**
- * An in-memory span exporter a test can wait on: {@link waitFor} resolves with the first finished span
- * that matches (at once if it already arrived). A span ends when its response closes, which may be just
- * after the client has the answer: tests wait for it instead of polling or sleeping.
- */
-export class SpanCollector extends InMemorySpanExporter {
-  readonly #waiters: Array<{ match: (s: ReadableSpan) => boolean; resolve: (s: ReadableSpan) => void }> = [];
-
-  override export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
-    super.export(spans, done);
-    for (const span of spans) {
-      for (let i = this.#waiters.length - 1; i >= 0; i--) {
-        const w = this.#waiters[i]!;
-        if (w.match(span)) {
-          this.#waiters.splice(i, 1);
-          w.resolve(span);
-        }
-      }
-    }
-  }
-
-  waitFor(match: (s: ReadableSpan) => boolean): Promise<ReadableSpan> {
-    const found = this.getFinishedSpans().find(match);
-    if (found !== undefined) return Promise.resolve(found);
-    return new Promise((resolve) => this.#waiters.push({ match, resolve }));
-  }
 }
 
 /** A process started by {@link spawnService}. */
@@ -277,43 +250,4 @@ export class HeldValidator {
     this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
-}
-
-/**
- * Checks that Redis answers at `url` (within `timeoutMs`), or fails at once with a clear message — the
- * Redis tests need a real Redis, and without one they must say so, not hang or spam ioredis' errors.
- */
-export async function requireRedis(url: string, timeoutMs = 3000): Promise<void> {
-  const client = new Redis(url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    connectTimeout: timeoutMs,
-    commandTimeout: timeoutMs, // a Redis that accepts and never answers fails here, not later
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  let why = 'no answer';
-  client.on('error', (error: Error) => (why = error.message));
-  try {
-    await client.connect();
-    await client.ping();
-    await client.quit();
-  } catch (error) {
-    client.disconnect();
-    throw new Error(
-      `Redis is not reachable at ${url.replace(/\/\/[^@/]*@/, '//***@')} (${why === 'no answer' ? (error as Error).message : why}): ` +
-        'start redis-server there, or point REDIS_URL at one. The Redis tests need a real Redis.',
-      { cause: error },
-    );
-  }
-}
-
-/** A loopback port free at the moment of asking (for a server a test starts, or a dead address). */
-export async function freePort(): Promise<number> {
-  const server = createTcpServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }

@@ -8,9 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startFaultProxy, type FaultProxy } from '@bulwark/fault-server';
-import { ask, q, requireRedis, start, type Running } from './helpers.js';
+import { ask, q, REDIS_URL, requireRedis, start, type Running } from './helpers.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** HEALTH_DETAILS_TOKEN of the servers here: the tests read the detailed /healthz. */
 const TOKEN = 'kit-test-details-token-0123456789';
 const DETAILS = { headers: { authorization: `Bearer ${TOKEN}` } };

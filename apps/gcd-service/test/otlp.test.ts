@@ -9,12 +9,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { ask, fibonacciPair, q } from './helpers.js';
+import { ask, fibonacciPair, hidePackages, q, spawnService, type Spawned } from './helpers.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 
@@ -83,51 +81,16 @@ class Receiver {
   }
 }
 
-interface Proc {
-  readonly child: ChildProcess;
-  readonly url: string;
-  readonly stdout: string[];
-  readonly exit: Promise<{ code: number | null; stderr: string }>;
-}
-
-function launch(env: Record<string, string>, nodeArgs: string[] = []): Promise<Proc> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeArgs, MAIN], {
-      env: { PATH: process.env.PATH ?? '', PORT: '0', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const stdout: string[] = [];
-    let stderr = '';
-    let buffered = '';
-    let listening = false;
-    const exit = once(child, 'exit').then(([code]) => ({ code: code as number | null, stderr }));
-    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.stdout!.on('data', (c: Buffer) => {
-      buffered += c.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        stdout.push(line);
-        const m = /listening on (https?:\/\/[^"\s]+)/.exec(line);
-        if (m && !listening) {
-          listening = true;
-          resolve({ child, url: m[1]!, stdout, exit });
-        }
-      }
-    });
-    void exit.then(({ code }) => {
-      if (!listening)
-        reject(Object.assign(new Error(`exited ${code} before listening: ${stderr}`), { code, stderr }));
-    });
-  });
+/** The built program (with `nodeArgs` before it), started as {@link spawnService} does. */
+function launch(env: Record<string, string>, nodeArgs: string[] = []): Promise<Spawned> {
+  return spawnService(env, { args: [...nodeArgs, MAIN] });
 }
 
 describe('tracing on: the real service exports to an OTLP/HTTP receiver (finding 3)', () => {
   const receiver = new Receiver();
   let endpoint = '';
-  let validator: Proc;
-  let gcd: Proc;
+  let validator: Spawned;
+  let gcd: Spawned;
 
   before(async () => {
     endpoint = await receiver.listen();
@@ -158,7 +121,7 @@ describe('tracing on: the real service exports to an OTLP/HTTP receiver (finding
     validator.child.kill('SIGTERM');
     assert.equal((await gcd.exit).code, 0);
     assert.equal((await validator.exit).code, 0);
-    for (const line of [...gcd.stdout, ...validator.stdout]) JSON.parse(line); // every log line is JSON
+    for (const line of [...gcd.lines, ...validator.lines]) JSON.parse(line); // every log line is JSON
     assert.ok(receiver.requests.length > 0, 'something was exported');
     for (const r of receiver.requests) {
       assert.equal(r.path, '/v1/traces');
@@ -214,10 +177,10 @@ describe('tracing on, and no collector listening', () => {
     assert.equal((await ask(`${p.url}/api/gcd?n=12&m=18`)).status, 200); // a span to export
     p.child.kill('SIGTERM');
     const { code, stderr } = await p.exit;
-    const lines = p.stdout.map((l) => JSON.parse(l) as { level: number; msg: string });
-    assert.equal(code, 0, `${p.stdout.join('\n')}\n${stderr}`);
+    const lines = p.lines.map((l) => JSON.parse(l) as { level: number; msg: string });
+    assert.equal(code, 0, `${p.lines.join('\n')}\n${stderr}`);
     const warning = lines.find((l) => /^tracing: the last spans/.test(l.msg));
-    assert.ok(warning, p.stdout.join('\n'));
+    assert.ok(warning, p.lines.join('\n'));
     assert.equal(warning.level, 40, 'a warning');
     assert.ok(warning.msg.includes(endpoint), warning.msg);
     assert.ok(lines.some((l) => l.msg === 'shutdown complete'));
@@ -226,27 +189,13 @@ describe('tracing on, and no collector listening', () => {
 });
 
 describe('a feature turned on without its optional package', () => {
-  /** A module hook that makes one package unresolvable, as if it were not installed. */
-  const hide = (name: string) =>
-    `data:text/javascript,${encodeURIComponent(`
-      import { registerHooks } from 'node:module';
-      registerHooks({
-        resolve(specifier, context, next) {
-          if (specifier === ${JSON.stringify(name)}) {
-            throw Object.assign(new Error("Cannot find module '" + specifier + "'"), { code: 'MODULE_NOT_FOUND' });
-          }
-          return next(specifier, context);
-        },
-      });
-    `)}`;
-
   for (const [feature, env, missing] of [
     ['tracing', { OTEL_TRACES_EXPORTER: 'otlp' }, '@opentelemetry/sdk-trace'],
     ['tracing (the exporter)', { OTEL_TRACES_EXPORTER: 'otlp' }, '@opentelemetry/exporter-trace-otlp-http'],
     ['a Redis rate limit', { REDIS_URL: 'redis://127.0.0.1:6379' }, 'ioredis'],
   ] as const) {
     test(`${feature} without ${missing}: exit 78, naming the package to install`, async () => {
-      const failed = await launch(env, ['--import', hide(missing)]).then(
+      const failed = await launch(env, ['--import', hidePackages([missing])]).then(
         (p) => {
           p.child.kill('SIGKILL');
           assert.fail('the program started without the package');
@@ -271,20 +220,8 @@ describe('a feature turned on without its optional package', () => {
       '@opentelemetry/exporter-trace-otlp-http',
       'ioredis',
     ];
-    const hideThese = `data:text/javascript,${encodeURIComponent(`
-      import { registerHooks } from 'node:module';
-      const hidden = new Set(${JSON.stringify(hidden)});
-      registerHooks({
-        resolve(specifier, context, next) {
-          if (hidden.has(specifier)) {
-            throw Object.assign(new Error("Cannot find module '" + specifier + "'"), { code: 'MODULE_NOT_FOUND' });
-          }
-          return next(specifier, context);
-        },
-      });
-    `)}`;
     const env = { OTEL_TRACES_EXPORTER: 'otlp', REDIS_URL: 'redis://127.0.0.1:6379' };
-    const failed = await launch(env, ['--import', hideThese]).then(
+    const failed = await launch(env, ['--import', hidePackages(hidden)]).then(
       (p) => {
         p.child.kill('SIGKILL');
         assert.fail('the program started without the packages');
@@ -305,18 +242,7 @@ describe('a feature turned on without its optional package', () => {
 
   test('with the package present and the feature off, nothing optional is loaded', async () => {
     // Every optional package hidden at once: a plain start (no OTEL_*, no REDIS_URL) must not notice.
-    const hideAll = `data:text/javascript,${encodeURIComponent(`
-      import { registerHooks } from 'node:module';
-      registerHooks({
-        resolve(specifier, context, next) {
-          if (specifier === 'ioredis' || specifier.startsWith('@opentelemetry/') && specifier !== '@opentelemetry/api') {
-            throw Object.assign(new Error("Cannot find module '" + specifier + "'"), { code: 'MODULE_NOT_FOUND' });
-          }
-          return next(specifier, context);
-        },
-      });
-    `)}`;
-    const p = await launch({}, ['--import', hideAll]);
+    const p = await launch({}, ['--import', hidePackages(['ioredis', /^@opentelemetry\/(?!api$)/])]);
     const res = await ask(`${p.url}/api/gcd?n=12&m=18`);
     assert.equal(res.status, 200);
     p.child.kill('SIGTERM');

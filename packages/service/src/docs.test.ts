@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import * as service from './index.js';
+import * as testing from './testing.js';
 import { METRICS_DEFAULTS, ServiceMetrics } from './metrics.js';
 import { SECURITY_HEADERS_DEFAULTS } from './security-headers.js';
 
@@ -78,4 +79,13 @@ it("imports in the doc's example exist", () => {
   );
   assert.ok(imports.length > 0);
   for (const name of imports) assert.ok(name in service, `${name} is exported`);
+});
+
+it('documents every export of @bulwark/service/testing, and its example imports only those', () => {
+  assertDocumented('## Testing helpers', Object.keys(testing));
+  const imports = [...doc.matchAll(/import \{([^}]+)\} from '@bulwark\/service\/testing'/g)].flatMap((m) =>
+    m[1]!.split(',').map((s) => s.trim()),
+  );
+  assert.ok(imports.length > 0);
+  for (const name of imports) assert.ok(name in testing, `${name} is exported by @bulwark/service/testing`);
 });

@@ -1,14 +1,23 @@
 /**
  * Helpers shared by this package's tests (not a test file itself, and not exported from the package):
- * a loopback listener, an in-memory log sink, and a strict Prometheus text-format parser.
+ * a loopback listener, an in-memory log sink, a strict Prometheus text-format parser, a raw TCP
+ * connection — and, re-exported, the public test helpers of `@bulwark/service/testing` (./testing.ts).
  */
-import { connect as connectSocket, createServer as createTcpServer, type Socket } from 'node:net';
+import { connect as connectSocket, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
-import type { ExportResult } from '@opentelemetry/core';
+import { REDIS_URL } from './testing.js';
+
+// The helpers an app's tests need too are defined once, in the package's `testing` entry.
+export {
+  closeRedisForTests,
+  freePort,
+  REDIS_URL,
+  redisForTests,
+  redisReady,
+  SpanCollector,
+} from './testing.js';
 
 /** Listens on 127.0.0.1, an ephemeral port; returns the base URL. */
 export async function listen(app: FastifyInstance): Promise<string> {
@@ -200,95 +209,6 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /**
- * An in-memory span exporter that a test can wait on: {@link waitFor} resolves with the first finished
- * span that matches (at once if one has already arrived), so a test never polls or sleeps for a span.
- */
-export class SpanCollector extends InMemorySpanExporter {
-  readonly #waiters: Array<{ match: (s: ReadableSpan) => boolean; resolve: (s: ReadableSpan) => void }> = [];
-
-  override export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
-    super.export(spans, done);
-    for (const span of spans) {
-      for (let i = this.#waiters.length - 1; i >= 0; i--) {
-        const w = this.#waiters[i]!;
-        if (w.match(span)) {
-          this.#waiters.splice(i, 1);
-          w.resolve(span);
-        }
-      }
-    }
-  }
-
-  waitFor(match: (s: ReadableSpan) => boolean): Promise<ReadableSpan> {
-    const found = this.getFinishedSpans().find(match);
-    if (found !== undefined) return Promise.resolve(found);
-    return new Promise((resolve) => this.#waiters.push({ match, resolve }));
-  }
-}
-
-/** The Redis the tests use: `REDIS_URL`, else the local default. */
-export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-
-function unreachable(url: string, why: string): Error {
-  return new Error(
-    `Redis is not reachable at ${url.replace(/\/\/[^@/]*@/, '//***@')} (${why}): start redis-server there, ` +
-      'or point REDIS_URL at one. The Redis tests need a real Redis.',
-  );
-}
-
-/**
- * An ioredis client for a test's own checks (keys, CLIENT KILL): connected, or — when Redis does not
- * answer within `timeoutMs` — a clear error instead of a hang or ioredis' "Unhandled error event" lines.
- * Every command it sends is bounded too (`commandTimeout`): a Redis that stops answering mid-run (paused,
- * or a listener that says nothing) fails the test that asked within `timeoutMs`, never hangs the file.
- * It never reconnects; end it with `closeRedisForTests()`.
- */
-export async function redisForTests(url = REDIS_URL, timeoutMs = 3000): Promise<Redis> {
-  const client = new Redis(url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    connectTimeout: timeoutMs,
-    commandTimeout: timeoutMs,
-    retryStrategy: () => null,
-  });
-  let lastError = 'no answer';
-  client.on('error', (error: Error) => {
-    lastError = error.message;
-  });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    await Promise.race([
-      client.connect(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-    return client;
-  } catch (error) {
-    client.disconnect();
-    throw unreachable(url, lastError === 'no answer' ? (error as Error).message : lastError);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Ends a test's Redis client: QUIT when Redis answers (bounded by the client's commandTimeout), else a
- * hard disconnect — never a wait on a Redis that stopped answering.
- */
-export async function closeRedisForTests(client: Redis | undefined): Promise<void> {
-  if (client === undefined) return;
-  try {
-    if (client.status === 'ready') await client.quit();
-  } catch {
-    // no answer: disconnect below
-  } finally {
-    client.disconnect();
-  }
-}
-
-/**
  * Runs every cleanup step of an `after` hook even when one fails (a Redis that stopped answering fails
  * the first command; the clients must still be closed, or the file never ends), then throws the first
  * failure, saying that Redis stopped answering when it did.
@@ -311,29 +231,6 @@ export async function cleanUp(...steps: Array<() => unknown>): Promise<void> {
       { cause: first },
     );
   throw first;
-}
-
-/** Resolves once a client is ready; rejects with a clear message if it is not within `timeoutMs`. */
-export function redisReady(client: Redis, url = REDIS_URL, timeoutMs = 3000): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    let lastError = 'no answer';
-    const onError = (error: Error) => {
-      lastError = error.message;
-    };
-    const onReady = () => {
-      clearTimeout(timer);
-      client.off('error', onError);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      client.off('ready', onReady);
-      client.off('error', onError);
-      reject(unreachable(url, `${lastError}; not ready within ${timeoutMs} ms`));
-    }, timeoutMs);
-    client.once('ready', onReady);
-    client.on('error', onError);
-  });
 }
 
 /** Resolves with the next value `subscribe` delivers that matches `match`, then unsubscribes. */
@@ -410,16 +307,4 @@ export class RawConnection {
   reset(): void {
     this.socket.resetAndDestroy();
   }
-}
-
-/** A loopback port free at the moment of asking (for a server a test starts). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createTcpServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }

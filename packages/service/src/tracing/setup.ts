@@ -33,7 +33,7 @@ export interface TracingOptions {
   serviceName?: string;
   /** `service.version`. @default undefined */
   serviceVersion?: string;
-  /** Export to this exporter, whatever `OTEL_TRACES_EXPORTER` says (tests use an `InMemorySpanExporter`). */
+  /** Export to this exporter, whatever `OTEL_TRACES_EXPORTER` says (tests: `SpanCollector` from `@bulwark/service/testing`). */
   exporter?: SpanExporter;
   /** `batch` (production) or `simple` (each span exported as it ends: tests, debugging). @default 'batch' */
   processor?: 'batch' | 'simple';
