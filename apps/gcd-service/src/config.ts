@@ -494,6 +494,7 @@ export const ENV: readonly EnvVar[] = [
     default: undefined,
     defaultText: '(unset: trips are not signed)',
     secret: '(hidden: it is a secret)',
+    refuseEmpty: true,
     doc: "signs the fleet breaker's trip messages (HMAC-SHA256); a message without a valid signature is ignored and counted. Unset, whoever can `PUBLISH` on that Redis can open every instance's validator breaker (see below). Secret: never logged",
   }),
   envVar({

@@ -3,8 +3,9 @@
  * {@link EnvVar} row — its name, a parser, the path it sets in the options object, its default and a doc
  * line — and {@link readEnv} reads them all, collecting every problem instead of stopping at the first.
  *
- * An empty value (`PORT=`) counts as unset, as Docker Compose writes unset interpolations. A row marked
- * `secret` never has its value echoed in an issue.
+ * An empty value (`PORT=`) counts as unset, as Docker Compose writes unset interpolations — except for a
+ * row marked `refuseEmpty` (a secret that turns a protection on: one that did not reach the environment
+ * must not silently turn it off). A `secret` row never has its value echoed in an issue.
  */
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -72,6 +73,8 @@ export interface EnvVar<T = unknown> {
   /** Converts the value on its way to `target` (VALIDATOR_RETRIES → `retry.maxAttempts`: n + 1). */
   readonly to?: (value: T) => unknown;
   /** Never echo the received value (what to show instead). */
+  /** An empty value is refused instead of counting as unset (for a value that turns a protection on). */
+  readonly refuseEmpty?: boolean;
   readonly secret?: string;
   /** The docs' "allowed" column when the parser's is not all of it (a rule across variables). */
   readonly allowed?: string;
@@ -110,8 +113,8 @@ export function readEnv(env: Env, table: readonly EnvVar[]): EnvReading {
     const fallback = defaultOf(row, values);
     const raw = env[row.name];
     let value = fallback;
-    if (raw !== undefined && raw !== '') {
-      const parsed = row.parser.parse(raw);
+    if (raw !== undefined && (raw !== '' || row.refuseEmpty === true)) {
+      const parsed = raw === '' ? undefined : row.parser.parse(raw);
       if (parsed === undefined) fail(row.name, raw, row.parser.expected);
       else value = parsed;
     }

@@ -261,6 +261,11 @@ describe('secrets', () => {
       /VALIDATOR_FLEET_BREAKER_SECRET=\(hidden: it is a secret\): expected a secret of at least 16/,
     );
     assert.doesNotMatch(short.message, /s3cret/);
+    // set but empty (a secret that did not reach the environment) is refused, not taken as unset
+    assert.match(
+      issuesOf({ ...fleet, VALIDATOR_FLEET_BREAKER_SECRET: '' }).message,
+      /VALIDATOR_FLEET_BREAKER_SECRET=\(hidden: it is a secret\): expected a secret of at least 16/,
+    );
     const unused = issuesOf({ VALIDATOR_FLEET_BREAKER_SECRET: secret });
     assert.match(
       unused.message,

@@ -65,7 +65,13 @@ describe('adaptiveThrottle', () => {
 
   it('forgets what left the window, so the dependency is tried again by itself', async () => {
     const clock = new FakeClock();
-    const t = adaptiveThrottle({ clock, windowMs: 10_000, minimumRequests: 0, random: () => 0.999 });
+    const t = adaptiveThrottle({
+      clock,
+      windowMs: 10_000,
+      minimumRequests: 0,
+      maxRejectionProbability: 1,
+      random: () => 0.999,
+    });
     for (let i = 0; i < 50; i++) await t.execute(refuse).catch(() => {});
     assert.ok(t.probability() > 0.9);
     clock.advance(5_000);
@@ -73,6 +79,58 @@ describe('adaptiveThrottle', () => {
     clock.advance(6_000); // 11 s: every bucket has left the window (it covers 10 to 11 s)
     assert.equal(t.probability(), 0);
     assert.deepEqual(t.stats(), { requests: 0, accepts: 0, probability: 0 });
+  });
+
+  it('never rejects more than maxRejectionProbability: probes see a dependency that healed (red-team RT-2 F4)', async () => {
+    const clock = new FakeClock();
+    let reached = 0;
+    let healthy = false;
+    const op = () => {
+      reached++;
+      return healthy ? Promise.resolve('ok') : Promise.reject(new Error('503'));
+    };
+    // a draw of 0.95: rejected by the book's p (~0.98 after 50 refusals), let through under the 0.9 cap
+    const t = adaptiveThrottle({ clock, minimumRequests: 0, random: () => 0.95 });
+    for (let i = 0; i < 50; i++) await t.execute(op).catch(() => {});
+    assert.equal(t.probability(), 0.9);
+    healthy = true; // the dependency heals: the next call is a probe that reaches it, within the window
+    reached = 0;
+    await t.execute(op);
+    assert.equal(reached, 1);
+    let calls = 1;
+    while (t.probability() > 0) {
+      await t.execute(op);
+      calls++;
+    }
+    assert.ok(calls <= 60, `${calls} calls until p = 0, all of them sent`);
+    assert.equal(reached, calls);
+    // the uncapped formula, for contrast: the same draw is rejected and nothing reaches the dependency
+    const strict = adaptiveThrottle({
+      clock,
+      minimumRequests: 0,
+      maxRejectionProbability: 1,
+      random: () => 0.95,
+    });
+    healthy = false;
+    for (let i = 0; i < 50; i++) await strict.execute(op).catch(() => {});
+    healthy = true;
+    reached = 0;
+    await assert.rejects(strict.execute(op), (e: unknown) => ThrottledError.is(e));
+    assert.equal(reached, 0);
+  });
+
+  it('maxRejectionProbability and what random returns are checked', async () => {
+    for (const bad of [-0.1, 1.5, Number.NaN, '0.5'])
+      assert.throws(
+        () => adaptiveThrottle({ maxRejectionProbability: bad as number }),
+        (e: unknown) => InvalidOptionError.is(e) && /maxRejectionProbability/.test((e as Error).message),
+      );
+    const t = adaptiveThrottle({ minimumRequests: 0, random: () => 2 });
+    for (let i = 0; i < 30; i++) await t.execute(refuse).catch(() => {});
+    await assert.rejects(
+      t.execute(accept),
+      (e: unknown) => InvalidOptionError.is(e) && /random/.test((e as Error).message),
+    );
   });
 
   it('counts by the classifier: success is an accept, failure a refusal; rejected, ignored and aborted calls not at all', async () => {

@@ -19,6 +19,8 @@
  *   caller's abort are not counted at all.
  * - A window with fewer than `minimumRequests` requests never throttles, so one early failure of a
  *   quiet client cannot turn it away (the book's formula alone rejects half the calls after one refusal).
+ * - p never exceeds `maxRejectionProbability` (0.9): the calls still let through are the probes that see
+ *   the dependency heal, so a client is not cut off for a whole window after an outage ends.
  * - Keyed: one window per key (`keyOf`, by default the call's `key`), at most `maxKeys` kept (the least
  *   recently used is forgotten beyond it).
  * - `random` is injectable (`seededRandom(seed)` for a reproducible run).
@@ -37,7 +39,7 @@ import {
 } from './classify.js';
 import type { Clock } from './clock.js';
 import type { CallContext, Operation } from './context.js';
-import { ThrottledError, withoutStack } from './errors.js';
+import { InvalidOptionError, ThrottledError, withoutStack } from './errors.js';
 import { EventEmitter, type Subscribe } from './events.js';
 import * as check from './options.js';
 import { BasePolicy, forwardsContext, INLINE, invoke, type InlineStage } from './policy.js';
@@ -49,6 +51,13 @@ export interface AdaptiveThrottleOptions {
   windowMs?: number;
   /** Requests the window must hold before it throttles (an integer ≥ 0). @default 20 */
   minimumRequests?: number;
+  /**
+   * The rejection probability never goes above this (in [0, 1]): the calls still let through are the
+   * probes that see the dependency heal — at 1, a dependency that refused everything stays cut off for a
+   * whole window after it recovers, because nothing reaches it to be accepted (Envoy's admission control
+   * caps it the same way). @default 0.9
+   */
+  maxRejectionProbability?: number;
   /** The key of a call (one window per key). @default (ctx) => ctx.key ?? '' */
   keyOf?: (ctx: CallContext) => string;
   /** Keys kept at most; beyond it the least recently used key's window is forgotten. @default 1_000 */
@@ -68,6 +77,7 @@ export const ADAPTIVE_THROTTLE_DEFAULTS = Object.freeze({
   k: 2,
   windowMs: 30_000,
   minimumRequests: 20,
+  maxRejectionProbability: 0.9,
   maxKeys: 1_000,
   classify: classify as ClassifyFn,
   random: Math.random as RandomSource,
@@ -78,6 +88,7 @@ const KEYS = [
   'k',
   'windowMs',
   'minimumRequests',
+  'maxRejectionProbability',
   'keyOf',
   'maxKeys',
   'classify',
@@ -158,6 +169,7 @@ export class AdaptiveThrottlePolicy extends BasePolicy {
   readonly k: number;
   readonly windowMs: number;
   readonly minimumRequests: number;
+  readonly maxRejectionProbability: number;
   readonly maxKeys: number;
   readonly name: string;
   readonly #keyOf: ((ctx: CallContext) => string) | undefined;
@@ -183,6 +195,11 @@ export class AdaptiveThrottlePolicy extends BasePolicy {
       'adaptiveThrottle.minimumRequests',
       o.minimumRequests ?? D.minimumRequests,
       { min: 0, integer: true },
+    );
+    this.maxRejectionProbability = check.number(
+      'adaptiveThrottle.maxRejectionProbability',
+      o.maxRejectionProbability ?? D.maxRejectionProbability,
+      { min: 0, max: 1 },
     );
     this.maxKeys = check.positiveInteger('adaptiveThrottle.maxKeys', o.maxKeys ?? D.maxKeys);
     this.#keyOf =
@@ -254,7 +271,7 @@ export class AdaptiveThrottlePolicy extends BasePolicy {
     const key = this.#keyOf === undefined ? (ctx.key ?? '') : this.#keyOf(ctx);
     const w = this.#window(key);
     const p = this.#probability(w);
-    if (p > 0 && this.#random() < p) {
+    if (p > 0 && this.#roll() < p) {
       w.count(false);
       if (this.#onReject.active)
         this.#onReject.emit({ name: this.name, key, reason: 'throttled', probability: p });
@@ -274,11 +291,18 @@ export class AdaptiveThrottlePolicy extends BasePolicy {
     w.count(verdict === 'success');
   }
 
+  /** One draw of `random`, checked: a number in [0, 1), else the call fails naming the option. */
+  #roll(): number {
+    const x = this.#random();
+    if (typeof x === 'number' && x >= 0 && x < 1) return x;
+    throw new InvalidOptionError('adaptiveThrottle.random', x, 'a function returning numbers in [0, 1)');
+  }
+
   #probability(w: KeyWindow): number {
     const requests = w.requestSum;
     if (requests < this.minimumRequests) return 0;
     const p = (requests - this.k * w.acceptSum) / (requests + 1);
-    return p > 0 ? p : 0;
+    return p > 0 ? Math.min(p, this.maxRejectionProbability) : 0;
   }
 
   /** The key's window, brought up to date and made the most recently used. */

@@ -9,7 +9,12 @@
  * are added).
  */
 import type { IncomingMessage } from 'node:http';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyRequest,
+} from 'fastify';
 import fp from 'fastify-plugin';
 import type { Disposable } from '@bulwark/core';
 import { DeadlineExceededError } from '@bulwark/core';
@@ -118,6 +123,20 @@ function fixedHeaderSets(
   });
 }
 const NO_STORE = 'no-store';
+
+/** Connection errors that only say the client went away (a reset mid-body, a closed pipe). */
+const GONE_CODES = new Set(['ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+/**
+ * Whether `error` only says that the client went away: work that waited on the request's signal ended
+ * with it (`ClientClosedError`), or reading the request failed because the connection was reset or closed.
+ * Such a request is counted as aborted, never as a server error.
+ */
+function clientWentAway(request: FastifyRequest, error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === ClientClosedError.code) return true;
+  return typeof code === 'string' && GONE_CODES.has(code) && request.raw.socket?.destroyed !== false;
+}
 
 /** A Fastify instance with the whole kit installed. Add your routes to it, then `listen`. */
 export function createService(options: ServiceOptions = {}): FastifyInstance {
@@ -304,7 +323,7 @@ function installKit(app: FastifyInstance, o: ResolvedServiceOptions): void {
     app.addHook('onError', (request, _reply, error, done) => {
       const route = request.is404 ? UNMATCHED_ROUTE : (request.routeOptions.url ?? UNMATCHED_ROUTE);
       // a client that went away is counted once, as an aborted request, not as an error
-      if ((error as { code?: unknown }).code !== ClientClosedError.code) {
+      if (!clientWentAway(request, error)) {
         metrics.errors.inc({
           method: request.method,
           route,
