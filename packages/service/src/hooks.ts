@@ -169,6 +169,8 @@ export class RouteState {
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';
+/** Refusals (503, 429) are never stored by a cache: the next try must reach a server. */
+const NO_STORE = 'no-store';
 
 /** Body of a request refused because the server is shutting down (stable: `code` BULWARK_ERR_SHUTTING_DOWN). */
 export function shuttingDownBody(retryAfterSeconds: number): string {
@@ -211,7 +213,12 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
 
   const shed = (reply: FastifyReply, reason: 'concurrency' | 'event_loop') => {
     (reason === 'concurrency' ? shedConcurrency : shedEventLoop)?.inc();
-    reply.code(503).header('retry-after', retryAfter).type(JSON_TYPE).send(shedBody);
+    reply
+      .code(503)
+      .header('retry-after', retryAfter)
+      .header('cache-control', NO_STORE)
+      .type(JSON_TYPE)
+      .send(shedBody);
   };
 
   /** Takes a slot, or answers 503 and returns false. */
@@ -251,7 +258,12 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
       request.bulwarkAdmission = Admission.None;
     }
     const seconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
-    reply.code(429).header('retry-after', seconds).type(JSON_TYPE).send(rateLimitedBody(seconds));
+    reply
+      .code(429)
+      .header('retry-after', seconds)
+      .header('cache-control', NO_STORE)
+      .type(JSON_TYPE)
+      .send(rateLimitedBody(seconds));
   };
 
   /**
@@ -330,7 +342,12 @@ export function routeHooks(rt: Runtime, state: RouteState): RouteHooks {
         request.bulwarkTraceContext = ctx;
       }
       if (rt.closing && !exempt) {
-        reply.code(503).header('retry-after', retryAfter).type(JSON_TYPE).send(closingBody);
+        reply
+          .code(503)
+          .header('retry-after', retryAfter)
+          .header('cache-control', NO_STORE)
+          .type(JSON_TYPE)
+          .send(closingBody);
         return;
       }
       // before a slot is taken: a malformed or spent budget is answered at once (400 / 504)

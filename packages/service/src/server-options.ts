@@ -107,7 +107,7 @@ export function clientErrorHandler(o: ResolvedServiceOptions): (error: Error, so
  * once the kit is installed, before Fastify's handler.
  */
 export function createRawServer(o: ResolvedServiceOptions, fastifyHandler: Handler): HttpServer {
-  const { listener: handler, preRouting } = withPreRouting(fastifyHandler as never);
+  const { listener: handler, checkContinue, preRouting } = withPreRouting(fastifyHandler as never);
   const common = {
     connectionsCheckingInterval: o.connectionsCheckingIntervalMs,
     headersTimeout: o.headersTimeoutMs,
@@ -125,6 +125,7 @@ export function createRawServer(o: ResolvedServiceOptions, fastifyHandler: Handl
           handler,
         ) as unknown as HttpServer);
   attachPreRouting(server, preRouting);
+  server.on('checkContinue', checkContinue);
   server.setTimeout(o.connectionTimeoutMs);
   if (o.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = o.maxRequestsPerSocket;
   return server;

@@ -246,6 +246,49 @@ describe('refusals before Fastify', () => {
     }
   });
 
+  it('Expect: 100-continue — a refused request gets its 503 (no-store) instead of 100 Continue; an admitted one gets the 100', async () => {
+    const s = await server(true, { ...OPTIONS, shedding: { ...OPTIONS.shedding, initialLimit: 10 } });
+    try {
+      let shed = true;
+      s.app.bulwark.shedder!.gate.shouldShed = () => shed;
+      const head =
+        'POST /api HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\n';
+      const refused = new RawConnection(s.port);
+      await refused.ready();
+      refused.write(head); // the body is held back until the server asks for it
+      await refused.until((r) => r.includes('\r\n\r\n'));
+      assert.match(refused.received, /^HTTP\/1\.1 503 /, refused.received);
+      assert.doesNotMatch(refused.received, /100 Continue/);
+      assert.match(refused.received, /\r\ncache-control: no-store\r\n/i);
+      assert.match(refused.received, /\r\nconnection: close\r\n/i);
+      await refused.closed; // the server closes: no body is expected from this client
+      shed = false;
+      const admitted = new RawConnection(s.port);
+      await admitted.ready();
+      admitted.write(head);
+      await admitted.until((r) => r.includes('100 Continue'));
+      admitted.write('{}');
+      await admitted.until((r) => /HTTP\/1\.1 200 /.test(r));
+      admitted.end();
+    } finally {
+      await s.app.close();
+    }
+  });
+
+  it('a shed 503 is never stored by a cache, on a document route too (no-store)', async () => {
+    const s = await server(true, { ...OPTIONS, shedding: { ...OPTIONS.shedding, initialLimit: 10 } });
+    try {
+      s.app.bulwark.shedder!.gate.shouldShed = () => true;
+      for (const path of ['/page', '/api']) {
+        const refused = await raw(s.port, `GET ${path} HTTP/1.1\r\nHost: t`);
+        assert.equal(refused.status, 503);
+        assert.equal(refused.headers.filter((h) => /^cache-control: no-store$/i.test(h)).length, 1, path);
+      }
+    } finally {
+      await s.app.close();
+    }
+  });
+
   it('takes no slot for a refused request and returns every slot taken when clients hang up, pipelined ones too', async () => {
     const s = await server(true);
     const limiter = s.app.bulwark.shedder!.limiter;

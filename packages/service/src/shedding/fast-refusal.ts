@@ -34,13 +34,31 @@ export interface PreRouting {
 type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** Fastify's handler behind an (initially empty) pre-routing step; attach the step to the server. */
-export function withPreRouting(handler: Listener): { listener: Listener; preRouting: PreRouting } {
+export function withPreRouting(handler: Listener): {
+  listener: Listener;
+  checkContinue: Listener;
+  preRouting: PreRouting;
+} {
   const preRouting: PreRouting = { refuse: undefined };
   const listener: Listener = (req, res) => {
     const refuse = preRouting.refuse;
     if (refuse === undefined || !refuse(req, res)) handler(req, res);
   };
-  return { listener, preRouting };
+  // `Expect: 100-continue`: a request that is refused gets its 503 instead of the `100 Continue` that
+  // would invite its body (RFC 9110 §10.1.1), and the connection closes (the body is never sent); any
+  // other request gets the 100 and goes on as usual (what Node does when nobody listens for this).
+  const checkContinue: Listener = (req, res) => {
+    const refuse = preRouting.refuse;
+    if (refuse !== undefined) {
+      const keepAlive = res.shouldKeepAlive;
+      res.shouldKeepAlive = false;
+      if (refuse(req, res)) return;
+      res.shouldKeepAlive = keepAlive;
+    }
+    res.writeContinue();
+    handler(req, res);
+  };
+  return { listener, checkContinue, preRouting };
 }
 
 export function attachPreRouting(server: Server, preRouting: PreRouting): void {
@@ -131,14 +149,12 @@ export class FastRefusal {
     if (made === undefined) {
       const head = headers.flat();
       const idIndex = head[0] === headers.variableName && head[1] === '' ? 1 : -1;
-      head.push(
-        'retry-after',
-        this.#retryAfter,
-        'content-type',
-        JSON_TYPE,
-        'content-length',
-        String(this.#body.length),
-      );
+      head.push('retry-after', this.#retryAfter);
+      // as the hook's reply.header(): a name the security headers already set keeps its place
+      const cacheControl = head.findIndex((name, i) => i % 2 === 0 && name === 'cache-control');
+      if (cacheControl === -1) head.push('cache-control', 'no-store');
+      else head[cacheControl + 1] = 'no-store';
+      head.push('content-type', JSON_TYPE, 'content-length', String(this.#body.length));
       made = { head, idIndex };
       this.#heads.set(headers, made);
     }
