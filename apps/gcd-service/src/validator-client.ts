@@ -137,6 +137,9 @@ export interface ValidatorClientDeps {
   readonly chaos?: readonly Policy[];
 }
 
+/** Statuses saying the request was too large for the validator: a configuration mismatch, not an outage. */
+const TOO_LARGE = new Set([413, 414, 431]);
+
 /**
  * Kept from the request's deadline for what follows the validator step (the local rules, the gcd and the
  * answer), in ms: the validator call ends this long before the request's deadline.
@@ -270,7 +273,9 @@ export class ValidatorClient {
     // @bulwark/http's classification: which statuses another attempt may change, and Retry-After in
     // both forms (seconds or an HTTP-date).
     throw new ValidatorUnavailableError(
-      `The validator answered ${res.statusCode}`,
+      TOO_LARGE.has(res.statusCode)
+        ? `The validator answered ${res.statusCode}: it refuses requests this large — its MAX_DIGITS (or body and header limits) is lower than this service's; give both the same MAX_DIGITS`
+        : `The validator answered ${res.statusCode}`,
       res.statusCode,
       parseRetryAfter(res.headers['retry-after']),
       RETRYABLE_STATUSES.has(res.statusCode),

@@ -257,6 +257,19 @@ describe('finding 5: the documented validator example, and what a validator answ
     }
   });
 
+  test('a 413 from the validator says what to fix: its MAX_DIGITS is lower (red-team RT-2 F9)', async () => {
+    const v = await script([{ status: 413, body: '{}' }]);
+    const client = new ValidatorClient({ ...CONFIG, url: v.url });
+    const fallback = new Promise<string>((resolve) => client.onFallback((e) => resolve(e.message)));
+    try {
+      assert.equal(await client.check({ n: '12', m: '18' }), 'local-fallback');
+      assert.match(await fallback, /answered 413: it refuses requests this large .*MAX_DIGITS/);
+    } finally {
+      await client.close();
+      v.server.close();
+    }
+  });
+
   test('a Retry-After in the HTTP-date form is honoured (issue 13)', async () => {
     const clock = new FakeClock();
     // whole seconds: the HTTP-date form has no fraction, so the wait is 29–30 s
