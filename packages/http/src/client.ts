@@ -56,7 +56,8 @@ import {
 } from './cache/store.js';
 import { attemptDeadlineHeader } from './deadline-header.js';
 import { hedgeOptions, throttleOptions } from './policy-options.js';
-import { HttpError, HttpNetworkError, HttpStatusError, messageOf, parseRetryAfter } from './errors.js';
+import { HOST_FAILURE_CLASSIFY, parseRetryAfter } from './classify.js';
+import { HttpError, HttpNetworkError, HttpStatusError, messageOf } from './errors.js';
 import {
   resolveOptions,
   HTTP_CLIENT_DEFAULTS,
@@ -929,9 +930,8 @@ export class HttpClient {
           strategy: { type: 'consecutive', threshold: config.consecutiveFailures },
           openDurationMs: config.openDurationMs,
           clock: o.clock,
-          // core's classifier: what is retryable counts (statuses, timeouts, network errors, cut bodies); an
-          // answer (404, 501: `retryable: false`) is the server working; a local failure (the caller's sink)
-          // is nobody's
+          // classify.ts: 5xx, 408/425/429, timeouts and network errors count; an answer (404) is the
+          // server working; a local failure (the caller's sink) is nobody's
           classify: BREAKER_CLASSIFY,
         }),
       );
@@ -992,8 +992,8 @@ export function derivedAttemptTimeoutMs(totalTimeoutMs: number): number {
   );
 }
 
-/** A sink's own failure (full disk, closed pipe) is the caller's, not the origin's. */
-const BREAKER_CLASSIFY = classify.error(SinkFailure, 'ignore');
+/** The HTTP classification (classify.ts); a sink's own failure (full disk, closed pipe) is the caller's. */
+const BREAKER_CLASSIFY = HOST_FAILURE_CLASSIFY.error(SinkFailure, 'ignore');
 /**
  * Core's classifier, but a local throttle's rejection is not retried: another draw at once would defeat
  * the throttle, and waiting a backoff for it holds the call for nothing (the next tier is tried instead).

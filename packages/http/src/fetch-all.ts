@@ -58,7 +58,8 @@ import {
 import { EventEmitter, onAbort } from '@bulwark/core/internal';
 import { attemptDeadlineHeader } from './deadline-header.js';
 import { hedgeOptions, throttleOptions } from './policy-options.js';
-import { HttpBodyTooLargeError, RETRYABLE_STATUSES, messageOf } from './errors.js';
+import { HOST_FAILURE_CLASSIFY, isHostFailureStatus } from './classify.js';
+import { HttpBodyTooLargeError, messageOf } from './errors.js';
 import { errorCodeOf, statusCode } from './fetch-all-errors.js';
 import {
   resolveFetchAllOptions,
@@ -83,9 +84,6 @@ const MAX_IDLE_HOSTS = 1000;
 
 /** Core's classifier, but a local throttle's rejection ends the URL's retries (see the retry below). */
 const RETRY_CLASSIFY = classify.error(ThrottledError, 'ignore');
-
-/** Statuses that fail an attempt (so retry and the breaker see them): 5xx and the retryable 4xx (408, 425, 429). */
-const isFailureStatus = (status: number): boolean => status >= 500 || RETRYABLE_STATUSES.has(status);
 
 function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
@@ -328,7 +326,8 @@ class Run implements FetchAllRun {
       headers: o.headers,
       keepBody: o.keepBody,
       maxBodyBytes: o.maxBodyBytes,
-      isFailureStatus,
+      // statuses that fail an attempt (so retry and the breaker see them): classify.ts's host failures
+      isFailureStatus: isHostFailureStatus,
       onEnd: () => {
         this.inFlight--;
       },
@@ -714,9 +713,9 @@ class Run implements FetchAllRun {
     // a probe the run stopped waiting for says nothing about the host
     if (outcome.error === GAVE_UP) return 'ignore';
     if (outcome.error instanceof HttpBodyTooLargeError) return 'success';
-    // as before the shared classifier: every other error counts (a `retryable: false` one too), local
-    // rejections do not
-    const verdict = classify(outcome, ctx);
+    // the HTTP classification (classify.ts); beyond it every other error counts (a `retryable: false`
+    // one too), local rejections do not
+    const verdict = HOST_FAILURE_CLASSIFY(outcome, ctx);
     return verdict === 'success' ? 'failure' : verdict;
   };
 
