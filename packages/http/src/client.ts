@@ -688,9 +688,7 @@ export class HttpClient {
   #retryFor(lastSource: boolean): Policy {
     const o = this.options;
     return retry({
-      ...o.backoff,
-      maxAttempts: o.maxAttempts,
-      maxRetryAfterMs: o.maxRetryAfterMs,
+      ...o.retry,
       clock: o.clock,
       name: 'http-retry',
       classify: lastSource ? RETRY_CLASSIFY : NOT_LAST_SOURCE_CLASSIFY,
@@ -707,7 +705,7 @@ export class HttpClient {
   #attemptDeadline(attempt: number, lastSource: boolean): number {
     const o = this.options;
     if (o.attemptTimeoutMs !== undefined) return o.attemptTimeoutMs;
-    if (lastSource && attempt >= o.maxAttempts) return Infinity;
+    if (lastSource && attempt >= o.retry.maxAttempts) return Infinity;
     return derivedAttemptTimeoutMs(o.totalTimeoutMs) * 2 ** (attempt - 1);
   }
 
@@ -926,9 +924,8 @@ export class HttpClient {
     if (config !== false) {
       policies.push(
         circuitBreaker({
+          ...config,
           name: origin,
-          strategy: { type: 'consecutive', threshold: config.consecutiveFailures },
-          openDurationMs: config.openDurationMs,
           clock: o.clock,
           // classify.ts: 5xx, 408/425/429, timeouts and network errors count; an answer (404) is the
           // server working; a local failure (the caller's sink) is nobody's
