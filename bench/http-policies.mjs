@@ -103,14 +103,14 @@ async function client({ port, scenario, variant, calls, offered, seconds }) {
         concurrency: CONCURRENCY,
         perHostConcurrency: CONCURRENCY,
         hedge,
-        retries: 0,
+        retry: false,
       })) {
         if (!r.ok) throw new Error(`${r.url}: ${r.errorCode}`);
         latencies.push(r.durationMs);
       }
       out = { wallMs: performance.now() - t0 };
     } else {
-      const c = http.createHttpClient({ cache: false, hedge, maxAttempts: 1 });
+      const c = http.createHttpClient({ cache: false, hedge, retry: false });
       let next = 0;
       const t0 = performance.now();
       await Promise.all(
@@ -139,7 +139,7 @@ async function client({ port, scenario, variant, calls, offered, seconds }) {
     const c =
       api === 'fetchAll'
         ? undefined
-        : http.createHttpClient({ cache: false, maxAttempts: 1, circuitBreaker: false, adaptiveThrottle });
+        : http.createHttpClient({ cache: false, retry: false, circuitBreaker: false, adaptiveThrottle });
     // fetchAll: a paced async input
     let feed;
     let run;
@@ -167,8 +167,8 @@ async function client({ port, scenario, variant, calls, offered, seconds }) {
       const results = http.fetchAll(input(), {
         concurrency: 200,
         perHostConcurrency: 200,
-        retries: 0,
-        breakerFailures: 1_000_000,
+        retry: false,
+        circuitBreaker: false,
         adaptiveThrottle,
       });
       run = (async () => {

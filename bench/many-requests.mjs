@@ -142,7 +142,7 @@ async function main() {
   //   one timeoutMs, so the dead host's unavoidable one timeout can only partly overlap with it;
   // - think: they answer after a fixed THINK_MS, like remote hosts: the run is several timeoutMs long.
   // The dead host gets as many URLs as each live host (1,000) or five times as many: its cost should be about one
-  // timeoutMs of its breakerFailures slots, whatever its URL count (the read-ahead window permitting).
+  // attemptTimeoutMs of its breaker-threshold slots, whatever its URL count (the read-ahead window permitting).
   const tenHostTimeoutMs = 500;
   const perHost = Math.ceil(requests / 10);
   const deadHost = `127.0.0.1:${blackhole}`;
@@ -171,7 +171,7 @@ async function main() {
     // at the defaults: nothing but the URLs (concurrency 50 and readAhead 1000 are the defaults too)
     const run = defaults
       ? fetchAll(list)
-      : fetchAll(list, { concurrency, timeoutMs: tenHostTimeoutMs, readAhead });
+      : fetchAll(list, { concurrency, attemptTimeoutMs: tenHostTimeoutMs, readAhead });
     run.onBreakerStateChange((e) => {
       if (e.host === deadHost && e.to === 'open') openedAt ??= performance.now() - t0;
     });
@@ -339,7 +339,7 @@ ${throughputRows.join('\n')}
 ### One black-holed host among ten
 
 Ten origins (ten ports on 127.0.0.1): nine answer, one accepts connections and never answers. Every
-run: \`concurrency: 50\`, per-host 10, \`timeoutMs: ${tenHostTimeoutMs}\`, retries 2, breaker opens after 5
+run: \`concurrency: 50\`, per-host 10, \`attemptTimeoutMs: ${tenHostTimeoutMs}\`, retries 2, breaker opens after 5
 consecutive failures (defaults otherwise). ${fmt(perHost)} URLs per live host, interleaved; the dead host's
 URLs are spread evenly among them. "Without" is the same list minus the dead host's URLs; every ratio is
 with ÷ without of the same round (alternating order, one warm-up run per round). The
@@ -347,7 +347,7 @@ black hole accepted ${fmt(accepted)} connections over all the runs.
 
 What a dead host must cost: its first 5 requests wait one \`timeoutMs\` (${tenHostTimeoutMs} ms) before its
 breaker can open, and hold 5 of the 50 global slots meanwhile (a host that has not answered yet gets
-\`breakerFailures\` requests in flight); then all its other URLs fail at once (\`CIRCUIT_OPEN\`). So the run
+as many requests in flight as the failures that open its breaker); then all its other URLs fail at once (\`CIRCUIT_OPEN\`). So the run
 with it cannot end before ~${tenHostTimeoutMs} ms, and the live hosts lose 5 × ${tenHostTimeoutMs} ms of slot time (~${fmt((5 * tenHostTimeoutMs) / concurrency)} ms
 of a 50-slot run).
 
@@ -370,7 +370,7 @@ ${tenTable(tenSections[1].rows)}
 host with ${fmt(perHost)} URLs), ${ratioOf('instant', 5 * perHost)}× (${fmt(5 * perHost)} URLs); live hosts answering after ${THINK_MS} ms:
 ${ratioOf('think', perHost)}× (${fmt(perHost)} URLs), ${ratioOf('think', 5 * perHost)}× (${fmt(5 * perHost)} URLs).
 
-Reading the rows: the breaker opens one \`timeoutMs\` into the run; the dead host's URLs beyond its first 5
+Reading the rows: the breaker opens one \`attemptTimeoutMs\` into the run; the dead host's URLs beyond its first 5
 stop holding slots and the read-ahead window then (they wait for the host while the live hosts work, and
 fail with \`CIRCUIT_OPEN\` once nothing else is left), so "extra ms" is what the dead host costs. Before
 its breaker opens, the read-ahead window (\`concurrency + readAhead\` URLs held) holds the dead host's

@@ -21,8 +21,8 @@ const close = (server: Server) => new Promise<void>((resolve) => server.close(()
 const primary = await serve('from the primary');
 const mirror = await serve('from the mirror');
 let now = Date.now();
-const client = createHttpClient({ totalTimeoutMs: 5_000, maxAttempts: 2, now: () => now });
-const uncached = createHttpClient({ maxAttempts: 1, cache: false });
+const client = createHttpClient({ totalTimeoutMs: 5_000, retry: { maxAttempts: 2 }, now: () => now });
+const uncached = createHttpClient({ retry: false, cache: false });
 const get = async (label: string) => {
   const res = await client.get(primary.url, { fallbackUrls: [mirror.url] });
   const tier = res.source === res.tier ? res.tier : `${res.tier} (${res.source})`;

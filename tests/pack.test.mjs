@@ -421,7 +421,7 @@ const value = await policy.execute(async () => {
   return 'ok';
 });
 const server = await startFaultServer();
-const client = createHttpClient({ maxAttempts: 2 });
+const client = createHttpClient({ retry: { maxAttempts: 2 } });
 const res = await client.get(server.origin + '/');
 const app = createService({ logLevel: 'silent' });
 const livez = await app.inject('/livez');
@@ -443,7 +443,7 @@ async function main() {
     return 'ok';
   });
   const server = await startFaultServer();
-  const client = createHttpClient({ maxAttempts: 2 });
+  const client = createHttpClient({ retry: { maxAttempts: 2 } });
   const res = await client.get(server.origin + '/');
   const app = createService({ logLevel: 'silent' });
   const livez = await app.inject('/livez');

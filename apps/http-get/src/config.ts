@@ -60,7 +60,7 @@ export const CLI_DEFAULTS = Object.freeze({
   /** Derived from the total (see docs): `undefined` here. */
   attemptTimeoutMs: undefined,
   connectTimeoutMs: HTTP_CLIENT_DEFAULTS.connectTimeoutMs,
-  retries: HTTP_CLIENT_DEFAULTS.maxAttempts - 1,
+  retries: HTTP_CLIENT_DEFAULTS.retry.maxAttempts - 1,
   maxBodyBytes: HTTP_CLIENT_DEFAULTS.maxBodyBytes,
   maxRedirects: HTTP_CLIENT_DEFAULTS.maxRedirects,
   cache: true,

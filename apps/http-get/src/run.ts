@@ -98,7 +98,7 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
   const client = createHttpClient({
     totalTimeoutMs: config.timeoutMs,
     attemptTimeoutMs: config.attemptTimeoutMs,
-    maxAttempts: config.retries + 1,
+    retry: { maxAttempts: config.retries + 1 },
     maxBodyBytes: config.maxBodyBytes,
     maxRedirects: config.maxRedirects,
     followRedirects: config.followRedirects,

@@ -18,7 +18,7 @@ import {
   seconds,
   userAgent,
 } from '@bulwark/cli-support';
-import { ADAPTIVE_THROTTLE_DEFAULTS, HEDGE_DEFAULTS } from '@bulwark/core';
+import { ADAPTIVE_THROTTLE_DEFAULTS, CIRCUIT_BREAKER_DEFAULTS, HEDGE_DEFAULTS } from '@bulwark/core';
 import { FETCH_ALL_DEFAULTS } from '@bulwark/http';
 import { METRICS_FILE_ENV } from './metrics.js';
 
@@ -44,12 +44,15 @@ export const EXIT = Object.freeze({
 export const CLI_DEFAULTS = Object.freeze({
   concurrency: FETCH_ALL_DEFAULTS.concurrency,
   perHost: FETCH_ALL_DEFAULTS.perHostConcurrency,
-  attemptTimeoutMs: FETCH_ALL_DEFAULTS.timeoutMs,
-  retries: FETCH_ALL_DEFAULTS.retries,
-  retryBudgetRatio: FETCH_ALL_DEFAULTS.retryBudgetRatio,
+  attemptTimeoutMs: FETCH_ALL_DEFAULTS.attemptTimeoutMs,
+  /** fetchAll's `retry.maxAttempts` less the first attempt. */
+  retries: FETCH_ALL_DEFAULTS.retry.maxAttempts - 1,
+  retryBudgetRatio: FETCH_ALL_DEFAULTS.retryBudget.ratio,
   ratePerHost: FETCH_ALL_DEFAULTS.ratePerHost,
-  breakerFailures: FETCH_ALL_DEFAULTS.breakerFailures,
-  breakerOpenMs: FETCH_ALL_DEFAULTS.breakerOpenMs,
+  /** fetchAll's `circuitBreaker.strategy.threshold` (consecutive failures). */
+  breakerFailures: FETCH_ALL_DEFAULTS.circuitBreaker.strategy.threshold,
+  /** Core's `openDurationMs`: fetchAll keeps it. */
+  breakerOpenMs: CIRCUIT_BREAKER_DEFAULTS.openDurationMs,
   maxWaitMs: FETCH_ALL_DEFAULTS.maxWaitMs,
   /** Core's adaptiveThrottle `k` (the throttle is on unless --no-adaptive-throttle). */
   throttleK: ADAPTIVE_THROTTLE_DEFAULTS.k,

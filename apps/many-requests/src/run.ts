@@ -129,12 +129,14 @@ async function fetchAndReport(config: CliConfig, io: CliIo): Promise<number> {
     run = fetchAll(readUrls(config.sources, io.stdin), {
       concurrency: config.concurrency,
       perHostConcurrency: config.perHost,
-      timeoutMs: config.attemptTimeoutMs,
-      retries: config.retries,
-      retryBudgetRatio: config.retryBudgetRatio,
+      attemptTimeoutMs: config.attemptTimeoutMs,
+      retry: { maxAttempts: config.retries + 1 },
+      retryBudget: { ratio: config.retryBudgetRatio },
       ratePerHost: config.ratePerHost,
-      breakerFailures: config.breakerFailures,
-      breakerOpenMs: config.breakerOpenMs,
+      circuitBreaker: {
+        strategy: { type: 'consecutive', threshold: config.breakerFailures },
+        openDurationMs: config.breakerOpenMs,
+      },
       maxWaitMs: config.maxWaitMs,
       adaptiveThrottle: config.adaptiveThrottle,
       hedge:

@@ -54,12 +54,20 @@ test('every CLI option is documented, with its default', () => {
   }
 });
 
+/** A default as the docs write it: a number, or an object literal `{ key: value, … }` ('strings' quoted). */
+function literal(value: unknown): string {
+  if (typeof value === 'string') return `'${value}'`;
+  if (typeof value !== 'object' || value === null) return String(value);
+  const entries = Object.entries(value).map(([k, v]) => `${k}: ${literal(v)}`);
+  return `{ ${entries.join(', ')} }`;
+}
+
 test('every library option is documented, with its default', () => {
   for (const [key, value] of Object.entries(FETCH_ALL_DEFAULTS)) {
     const line = row(`\`${key}\``);
     assert.ok(line, `docs: no row for option ${key}`);
     const documented = /^\| `[^`]+` \| `([^`]+)` \|/.exec(line)?.[1]?.replaceAll('_', '');
-    assert.equal(documented, String(value), `docs: default of ${key}`);
+    assert.equal(documented, literal(value), `docs: default of ${key}`);
   }
   for (const key of ['headers', 'signal', 'dispatcher'])
     assert.ok(row(`\`${key}\``), `docs: no row for ${key}`);

@@ -84,8 +84,8 @@ test('a throttled attempt is not sent, not retried, not counted by the breaker; 
   };
   const c = client({
     clock: new FakeClock(),
-    maxAttempts: 1,
-    circuitBreaker: { consecutiveFailures: 5 },
+    retry: { maxAttempts: 1 },
+    circuitBreaker: { strategy: { type: 'consecutive', threshold: 5 } },
     adaptiveThrottle: { minimumRequests: 3, k: 1, random: () => 0 },
   });
   for (let i = 0; i < 3; i++) await assert.rejects(c.get(`${origin}/${i}`), AllSourcesFailedError);
@@ -112,7 +112,7 @@ test('a throttled primary moves on to the mirror at once', async () => {
   };
   const c = client({
     clock: new FakeClock(),
-    maxAttempts: 1,
+    retry: { maxAttempts: 1 },
     adaptiveThrottle: { minimumRequests: 1, k: 1, random: () => 0 },
   });
   // the mirror is another origin only by its host name (localhost), so it has a throttle of its own
@@ -145,7 +145,12 @@ test('against a backend refusing 90 % (capacity counted in calls), what reaches 
     accepted = 0;
     tokens = 0;
     // no retries, no breaker: the throttle alone; a clock that does not move keeps every call in its window
-    const c = client({ clock: new FakeClock(), maxAttempts: 1, circuitBreaker: false, ...options });
+    const c = client({
+      clock: new FakeClock(),
+      retry: { maxAttempts: 1 },
+      circuitBreaker: false,
+      ...options,
+    });
     for (let i = 0; i < 400; i++) {
       tokens = Math.min(1, tokens + 0.1);
       await c.get(`${origin}/${i}`).catch(() => undefined);
@@ -179,7 +184,7 @@ test('hedging: the stalled first request is overtaken; the loser is aborted (ser
   const clock = new FakeClock();
   const c = createHttpClient({
     clock,
-    maxAttempts: 1,
+    retry: { maxAttempts: 1 },
     hedge: { delayMs: 50, budget: retryBudget({ ratio: 1, minRetriesPerSecond: 0, clock }) },
   });
   clients.push(c);
@@ -238,7 +243,7 @@ test('hedging a request that stalls before its headers: the hedge wins, the stal
   const clock = new FakeClock();
   const c = client({
     clock,
-    maxAttempts: 1,
+    retry: { maxAttempts: 1 },
     hedge: { delayMs: 20, budget: retryBudget({ ratio: 1, minRetriesPerSecond: 0, clock }) },
   });
   const closing = once(closed, 'close');

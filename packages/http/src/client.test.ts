@@ -27,12 +27,14 @@ const clients: HttpClient[] = [];
 /** A wall clock the test moves, so cache ages change without sleeping. */
 let wall = Date.parse('2026-01-01T00:00:00Z');
 
+const systemClockLike = { now: () => 0 };
+
 function client(options: HttpClientOptions = {}): HttpClient {
   const c = createHttpClient({
     now: () => wall,
     totalTimeoutMs: 5000,
-    backoff: { initialDelayMs: 1, maxDelayMs: 5 },
     ...options,
+    retry: options.retry === false ? false : { initialDelayMs: 1, maxDelayMs: 5, ...options.retry },
   });
   clients.push(c);
   return c;
@@ -96,7 +98,7 @@ describe('tiers', () => {
     mirror.setFault({ type: 'reset' });
     const other = await startFaultServer({ response: { body: 'mirror 2' } });
     try {
-      const c = client({ maxAttempts: 1 });
+      const c = client({ retry: { maxAttempts: 1 } });
       const r = await c.get(`${primary.origin}/doc`, {
         fallbackUrls: [`${mirror.origin}/doc`, `${other.origin}/doc`],
       });
@@ -112,7 +114,7 @@ describe('tiers', () => {
   });
 
   it('both down → stale copy within max-stale; beyond it → AllSourcesFailedError', async () => {
-    const c = client({ maxStaleMs: 60_000, maxAttempts: 1 });
+    const c = client({ maxStaleMs: 60_000, retry: { maxAttempts: 1 } });
     const url = `${primary.origin}/doc`;
     await c.get(url); // stored, max-age 60 s
     primary.setFault({ type: 'status', status: 502 });
@@ -143,7 +145,7 @@ describe('tiers', () => {
   });
 
   it('everything down, nothing cached → AllSourcesFailedError listing every tier', async () => {
-    const c = client({ maxAttempts: 2 });
+    const c = client({ retry: { maxAttempts: 2 } });
     const error = await c.get(dead, { fallbackUrls: [dead.replace('/doc', '/other')] }).then(
       () => assert.fail('expected failure'),
       (e: unknown) => e,
@@ -165,7 +167,7 @@ describe('tiers', () => {
 
   it('the stale tier honours the response stale-if-error window when max-stale is not set', async () => {
     primary.setResponse({ body: 'sie', cacheControl: 'max-age=10, stale-if-error=20' });
-    const c = client({ maxAttempts: 1 });
+    const c = client({ retry: { maxAttempts: 1 } });
     const url = `${primary.origin}/doc`;
     await c.get(url);
     primary.setFault({ type: 'status', status: 500 });
@@ -177,7 +179,7 @@ describe('tiers', () => {
 
   it('must-revalidate forbids the stale tier', async () => {
     primary.setResponse({ body: 'strict', cacheControl: 'max-age=1, must-revalidate' });
-    const c = client({ maxAttempts: 1 });
+    const c = client({ retry: { maxAttempts: 1 } });
     const url = `${primary.origin}/doc`;
     await c.get(url);
     primary.setFault({ type: 'status', status: 503 });
@@ -308,7 +310,7 @@ describe('limits and retries', () => {
   it('Retry-After on 503 is honoured before the next attempt (injected clock)', async () => {
     primary.setFault({ type: 'status', status: 503, retryAfter: 1 }, { times: 1 });
     const clock = new TestClock();
-    const c = client({ maxAttempts: 2, clock, attemptTimeoutMs: 60_000 });
+    const c = client({ retry: { maxAttempts: 2 }, clock, attemptTimeoutMs: 60_000 });
     const sleep = clock.waitForTimers((ms) => ms >= 1000 && ms < 2000);
     const p = c.get(`${primary.origin}/doc`);
     const waitMs = await sleep; // the retry sleeps at least what Retry-After asked for
@@ -322,9 +324,31 @@ describe('limits and retries', () => {
     assert.ok(waitMs >= 1000);
   });
 
+  it("takes core's breaker and retry options; refuses the keys it sets and the old flat names", () => {
+    assert.throws(
+      () => createHttpClient({ circuitBreaker: { openDurationMs: 0 } }),
+      /httpClient\.circuitBreaker\.openDurationMs/,
+    );
+    assert.throws(
+      () => createHttpClient({ circuitBreaker: { classify: () => 'failure' } as never }),
+      /httpClient\.circuitBreaker\.classify.*no value/,
+    );
+    assert.throws(() => createHttpClient({ retry: { maxAttempts: 0 } }), /httpClient\.retry\.maxAttempts/);
+    assert.throws(
+      () => createHttpClient({ retry: { clock: systemClockLike } } as never),
+      /httpClient\.retry\.clock.*no value/,
+    );
+    for (const old of ['maxAttempts', 'backoff', 'maxRetryAfterMs'])
+      assert.throws(() => createHttpClient({ [old]: 1 } as never), new RegExp(`httpClient\\.${old}`));
+    assert.throws(
+      () => createHttpClient({ circuitBreaker: { consecutiveFailures: 2 } as never }),
+      /httpClient\.circuitBreaker\.consecutiveFailures/,
+    );
+  });
+
   it('a Retry-After longer than maxRetryAfterMs ends that source at once (429)', async () => {
     primary.setFault({ type: 'status', status: 429, retryAfter: 120 });
-    const c = client({ maxAttempts: 3, maxRetryAfterMs: 1000 });
+    const c = client({ retry: { maxAttempts: 3, maxRetryAfterMs: 1000 } });
     const error = (await c.get(`${primary.origin}/doc`).catch((e: unknown) => e)) as AllSourcesFailedError;
     assert.ok(error instanceof AllSourcesFailedError);
     const failure = error.tiers[1]!.error as HttpStatusError;
@@ -401,7 +425,7 @@ describe('limits and retries', () => {
 
   it('credentials go to a fallback on the primary origin only, never to a mirror on another origin', async () => {
     const headers = { Authorization: 'Bearer s3cret', cookie: 'sid=42', 'proxy-authorization': 'Basic eDp5' };
-    const c = client({ cache: new MemoryCacheStore(), maxAttempts: 1, headers });
+    const c = client({ cache: new MemoryCacheStore(), retry: { maxAttempts: 1 }, headers });
     primary.setFault({ type: 'status', status: 503 }, { path: '/down' });
     const res = await c.get(`${primary.origin}/down`, { fallbackUrls: [`${mirror.origin}/fb`] });
     assert.equal(res.source, 'fallback-1');
@@ -437,7 +461,7 @@ describe('limits and retries', () => {
       assert.deepEqual(seen, [25_000], 'a 25 s attempt timeout is a 25 s headers timeout');
       seen.length = 0;
       // derived: the last attempt of the last source has only the total (here 60 s), undici no timer of its own
-      const derived = client({ cache: false, dispatcher, totalTimeoutMs: 60_000, maxAttempts: 1 });
+      const derived = client({ cache: false, dispatcher, totalTimeoutMs: 60_000, retry: { maxAttempts: 1 } });
       await derived.get(`${primary.origin}/doc`);
       assert.deepEqual(seen, [0]);
       seen.length = 0;
@@ -453,7 +477,12 @@ describe('limits and retries', () => {
     primary.setFault({ type: 'blackhole' });
     const clock = new TestClock();
     // an attempt deadline beyond the total: only the shares end the attempts
-    const opts = { headersTimeoutMs: 60_000, totalTimeoutMs: 800, attemptTimeoutMs: 5000, maxAttempts: 10 };
+    const opts = {
+      headersTimeoutMs: 60_000,
+      totalTimeoutMs: 800,
+      attemptTimeoutMs: 5000,
+      retry: { maxAttempts: 10 },
+    };
     const c = client({ ...opts, cache: false, clock });
     let share = clock.waitForTimers((ms) => ms === 400);
     const served = c.get(`${primary.origin}/doc`, { fallbackUrls: [`${mirror.origin}/doc`] });
@@ -483,7 +512,7 @@ describe('limits and retries', () => {
 
   it('onAttempt reports every attempt before the call settles, also those a timeout ended', async () => {
     primary.setFault({ type: 'latency', ms: 5000 });
-    const c = client({ attemptTimeoutMs: 150, maxAttempts: 2, cache: false });
+    const c = client({ attemptTimeoutMs: 150, retry: { maxAttempts: 2 }, cache: false });
     const events: HttpAttemptEvent[] = [];
     c.onAttempt((e) => events.push(e));
     const error = await c.get(`${primary.origin}/doc`).catch((e: unknown) => e);
@@ -511,7 +540,7 @@ describe('limits and retries', () => {
   it('a get after close() fails at once: a closed dispatcher is not retried as a network failure', async () => {
     // the clock never moves: a retry would sleep on it for ever (and the test time out)
     const clock = new TestClock();
-    const c = createHttpClient({ cache: false, backoff: { initialDelayMs: 1000 }, clock });
+    const c = createHttpClient({ cache: false, retry: { initialDelayMs: 1000 }, clock });
     await c.close();
     const events: HttpAttemptEvent[] = [];
     c.onAttempt((e) => events.push(e));
@@ -530,7 +559,7 @@ describe('limits and retries', () => {
 
   it('truncated body and mid-body reset are network failures that degrade to the next tier', async () => {
     primary.setResponse({ size: 5000 });
-    const c = client({ maxAttempts: 1, cache: false });
+    const c = client({ retry: { maxAttempts: 1 }, cache: false });
     for (const fault of [
       { type: 'truncate', bytes: 100 },
       { type: 'reset', afterBytes: 100 },
@@ -547,9 +576,9 @@ describe('limits and retries', () => {
   it('a per-origin circuit breaker stops calling a failing origin', async () => {
     primary.setFault({ type: 'status', status: 500 });
     const c = client({
-      maxAttempts: 1,
+      retry: { maxAttempts: 1 },
       cache: false,
-      circuitBreaker: { consecutiveFailures: 2, openDurationMs: 60_000 },
+      circuitBreaker: { strategy: { type: 'consecutive', threshold: 2 }, openDurationMs: 60_000 },
     });
     const url = `${primary.origin}/doc`;
     for (let i = 0; i < 4; i++) await c.get(url, { fallbackUrls: [`${mirror.origin}/doc`] });

@@ -56,7 +56,8 @@ import {
 } from './cache/store.js';
 import { attemptDeadlineHeader } from './deadline-header.js';
 import { hedgeOptions, throttleOptions } from './policy-options.js';
-import { HttpError, HttpNetworkError, HttpStatusError, messageOf, parseRetryAfter } from './errors.js';
+import { HOST_FAILURE_CLASSIFY, parseRetryAfter } from './classify.js';
+import { HttpError, HttpNetworkError, HttpStatusError, messageOf } from './errors.js';
 import {
   resolveOptions,
   HTTP_CLIENT_DEFAULTS,
@@ -687,9 +688,7 @@ export class HttpClient {
   #retryFor(lastSource: boolean): Policy {
     const o = this.options;
     return retry({
-      ...o.backoff,
-      maxAttempts: o.maxAttempts,
-      maxRetryAfterMs: o.maxRetryAfterMs,
+      ...o.retry,
       clock: o.clock,
       name: 'http-retry',
       classify: lastSource ? RETRY_CLASSIFY : NOT_LAST_SOURCE_CLASSIFY,
@@ -706,7 +705,7 @@ export class HttpClient {
   #attemptDeadline(attempt: number, lastSource: boolean): number {
     const o = this.options;
     if (o.attemptTimeoutMs !== undefined) return o.attemptTimeoutMs;
-    if (lastSource && attempt >= o.maxAttempts) return Infinity;
+    if (lastSource && attempt >= o.retry.maxAttempts) return Infinity;
     return derivedAttemptTimeoutMs(o.totalTimeoutMs) * 2 ** (attempt - 1);
   }
 
@@ -925,13 +924,11 @@ export class HttpClient {
     if (config !== false) {
       policies.push(
         circuitBreaker({
+          ...config,
           name: origin,
-          strategy: { type: 'consecutive', threshold: config.consecutiveFailures },
-          openDurationMs: config.openDurationMs,
           clock: o.clock,
-          // core's classifier: what is retryable counts (statuses, timeouts, network errors, cut bodies); an
-          // answer (404, 501: `retryable: false`) is the server working; a local failure (the caller's sink)
-          // is nobody's
+          // classify.ts: 5xx, 408/425/429, timeouts and network errors count; an answer (404) is the
+          // server working; a local failure (the caller's sink) is nobody's
           classify: BREAKER_CLASSIFY,
         }),
       );
@@ -992,8 +989,8 @@ export function derivedAttemptTimeoutMs(totalTimeoutMs: number): number {
   );
 }
 
-/** A sink's own failure (full disk, closed pipe) is the caller's, not the origin's. */
-const BREAKER_CLASSIFY = classify.error(SinkFailure, 'ignore');
+/** The HTTP classification (classify.ts); a sink's own failure (full disk, closed pipe) is the caller's. */
+const BREAKER_CLASSIFY = HOST_FAILURE_CLASSIFY.error(SinkFailure, 'ignore');
 /**
  * Core's classifier, but a local throttle's rejection is not retried: another draw at once would defeat
  * the throttle, and waiting a backoff for it holds the call for nothing (the next tier is tried instead).

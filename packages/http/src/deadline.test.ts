@@ -27,7 +27,7 @@ const pending: ServerResponse[] = [];
 const clients: HttpClient[] = [];
 
 function client(options: HttpClientOptions = {}): HttpClient {
-  const c = createHttpClient({ cache: false, maxAttempts: 1, ...options });
+  const c = createHttpClient({ cache: false, retry: { maxAttempts: 1 }, ...options });
   clients.push(c);
   return c;
 }
@@ -148,7 +148,7 @@ describe('the bulwark-timeout-ms header', () => {
   it('a background refresh (stale-while-revalidate) does not inherit the request’s deadline', async () => {
     const clock = new FakeClock();
     let wall = Date.parse('2026-01-01T00:00:00Z');
-    const c = createHttpClient({ clock, now: () => wall, totalTimeoutMs: 3_000, maxAttempts: 1 });
+    const c = createHttpClient({ clock, now: () => wall, totalTimeoutMs: 3_000, retry: { maxAttempts: 1 } });
     clients.push(c);
     const swr = url.replace('/doc', '/swr');
     await c.get(swr); // stored, fresh for 1 s

@@ -46,8 +46,8 @@ function client(options: HttpClientOptions = {}): HttpClient {
   const c = createHttpClient({
     now: () => wall,
     totalTimeoutMs: 30_000,
-    backoff: { initialDelayMs: 1, maxDelayMs: 5 },
     ...options,
+    retry: options.retry === false ? false : { initialDelayMs: 1, maxDelayMs: 5, ...options.retry },
   });
   clients.push(c);
   return c;
@@ -91,7 +91,7 @@ describe('download(): bodies into sinks', () => {
 
   it('a cut body aborts its sink; the mirror gets a new one, which is served', async () => {
     const sinks: RecordingSink[] = [];
-    const r = await client({ cache: false, maxAttempts: 2 }).download(
+    const r = await client({ cache: false, retry: { maxAttempts: 2 } }).download(
       `${primary.origin}/reset?afterBytes=1000&size=100000&framing=close`,
       {
         fallbackUrls: [`${mirror.origin}/doc`],
@@ -115,8 +115,8 @@ describe('download(): bodies into sinks', () => {
     let opened = 0;
     const c = client({
       cache: false,
-      maxAttempts: 3,
-      circuitBreaker: { consecutiveFailures: 1, openDurationMs: 60_000 },
+      retry: { maxAttempts: 3 },
+      circuitBreaker: { strategy: { type: 'consecutive', threshold: 1 }, openDurationMs: 60_000 },
     });
     const error = await c
       .download(`${primary.origin}/big?size=200000`, {
@@ -160,7 +160,7 @@ describe('download(): bodies into sinks', () => {
   it('the disk cache receives the body as it arrives and commits it only when complete', async () => {
     const dir = join(work, 'cache-1');
     const store = new DiskCacheStore({ dir });
-    const c = client({ cache: store, maxAttempts: 1 });
+    const c = client({ cache: store, retry: { maxAttempts: 1 } });
     const url = `${primary.origin}/doc`;
     primary.setResponse({ size: 3_000_000, cacheControl: 'max-age=60' });
     const first = await c.get(url);
@@ -198,7 +198,7 @@ describe('compressed bodies', () => {
     // close-delimited and ended by a FIN: only gzip's own end marker tells that bytes are missing
     primary.setResponse({ size: 200_000, gzip: true, framing: 'close' });
     primary.setFault({ type: 'truncate', bytes: 300 });
-    const r = await client({ cache: false, maxAttempts: 1 }).get(`${primary.origin}/doc`, {
+    const r = await client({ cache: false, retry: { maxAttempts: 1 } }).get(`${primary.origin}/doc`, {
       fallbackUrls: [`${mirror.origin}/doc`],
     });
     assert.equal(r.source, 'fallback-1');
@@ -209,7 +209,7 @@ describe('compressed bodies', () => {
 
   it('a body that is not gzip at all is a protocol error', async () => {
     primary.setResponse({ body: 'not gzip at all', headers: { 'content-encoding': 'gzip' } });
-    const error = await client({ cache: false, maxAttempts: 1 })
+    const error = await client({ cache: false, retry: { maxAttempts: 1 } })
       .get(`${primary.origin}/doc`)
       .catch((e: unknown) => e as AllSourcesFailedError);
     const e = error.tiers[1]!.error as HttpNetworkError;
@@ -219,7 +219,7 @@ describe('compressed bodies', () => {
 
   it('an encoding it cannot decode is a protocol error', async () => {
     primary.setResponse({ body: 'x', headers: { 'content-encoding': 'compress' } });
-    const error = await client({ cache: false, maxAttempts: 1 })
+    const error = await client({ cache: false, retry: { maxAttempts: 1 } })
       .get(`${primary.origin}/doc`)
       .catch((e: unknown) => e as AllSourcesFailedError);
     assert.match((error.tiers[1]!.error as Error).message, /unsupported Content-Encoding "compress"/);
@@ -248,7 +248,7 @@ describe('the attempt deadline (injected clock)', () => {
   it('the last source is retried after a timeout, each retry waiting twice as long; its last attempt has only the total', async () => {
     primary.setFault({ type: 'blackhole' });
     const clock = new TestClock();
-    const c = client({ clock, cache: false, totalTimeoutMs: 30_000, maxAttempts: 3 });
+    const c = client({ clock, cache: false, totalTimeoutMs: 30_000, retry: { maxAttempts: 3 } });
     const p = c.get(`${primary.origin}/doc`).catch((e: unknown) => e);
     for (const [n, wait] of [
       [1, 2000],
@@ -286,7 +286,7 @@ describe('the attempt deadline (injected clock)', () => {
 describe('what is served', () => {
   it('an unsolicited 304 (no conditional request) is a protocol failure: the mirror serves', async () => {
     primary.setFault({ type: 'status', status: 304 });
-    const r = await client({ cache: false, maxAttempts: 1 }).get(`${primary.origin}/doc`, {
+    const r = await client({ cache: false, retry: { maxAttempts: 1 } }).get(`${primary.origin}/doc`, {
       fallbackUrls: [`${mirror.origin}/doc`],
     });
     assert.equal(r.source, 'fallback-1');

@@ -3,31 +3,7 @@ import { createServer } from 'node:net';
 import { test } from 'node:test';
 import { request } from 'undici';
 import { startFaultServer } from '@bulwark/fault-server';
-import {
-  HttpNetworkError,
-  HttpStatusError,
-  classifyNetworkError,
-  isRetryableHttpError,
-  parseRetryAfter,
-} from './errors.js';
-
-test('parseRetryAfter: delay-seconds', () => {
-  assert.equal(parseRetryAfter('0'), 0);
-  assert.equal(parseRetryAfter('120'), 120_000);
-  assert.equal(parseRetryAfter(' 3 '), 3000);
-  assert.equal(parseRetryAfter(['7', '9']), 7000);
-});
-
-test('parseRetryAfter: HTTP-date relative to now, never negative', () => {
-  const now = Date.parse('Wed, 21 Oct 2015 07:28:00 GMT');
-  assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:28:30 GMT', now), 30_000);
-  assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:27:00 GMT', now), 0);
-});
-
-test('parseRetryAfter: absent or unparsable → undefined', () => {
-  for (const bad of [undefined, '', '  ', '-1', '1.5', 'soon', '12abc', '2015-10-21'])
-    assert.equal(parseRetryAfter(bad, 0), undefined, String(bad));
-});
+import { HttpNetworkError, HttpStatusError, classifyNetworkError, isRetryableHttpError } from './errors.js';
 
 test('HttpStatusError: code, fields, retryable statuses', () => {
   const e = new HttpStatusError(503, 'http://x/', 2000);

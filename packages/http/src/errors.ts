@@ -9,9 +9,7 @@
  * - {@link HttpBodyTooLargeError}, {@link HttpRedirectError}: limits the client enforces.
  */
 import { BulwarkError } from '@bulwark/core';
-
-/** Statuses worth retrying (another attempt, or the next tier, may succeed). */
-export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 425, 429, 500, 502, 503, 504]);
+import { isRetryableStatus } from './classify.js';
 
 /** Base class of every @bulwark/http error. */
 export abstract class HttpError extends BulwarkError {
@@ -36,7 +34,7 @@ export class HttpStatusError extends HttpError {
     super(
       `HTTP ${status} from ${url}${retryAfterMs !== undefined ? ` (retry after ${retryAfterMs} ms)` : ''}`,
     );
-    this.retryable = RETRYABLE_STATUSES.has(status);
+    this.retryable = isRetryableStatus(status);
   }
 }
 
@@ -244,29 +242,6 @@ export function classifyNetworkError(error: unknown, url: string): HttpError {
   return new HttpNetworkError(kind, url, innerKind !== undefined ? inner : (outer ?? inner), {
     cause: error,
   });
-}
-
-/**
- * Parses a `Retry-After` header value: delay-seconds (`120`) or an HTTP-date. Returns milliseconds from
- * `nowMs` (wall clock, default `Date.now()`), never negative; `undefined` when absent or unparsable.
- */
-export function parseRetryAfter(
-  value: string | string[] | undefined,
-  nowMs = Date.now(),
-): number | undefined {
-  const raw = Array.isArray(value) ? value[0] : value;
-  if (raw === undefined) return undefined;
-  const text = raw.trim();
-  if (text === '') return undefined;
-  if (/^\d+$/.test(text)) {
-    const seconds = Number(text);
-    return Number.isSafeInteger(seconds) ? seconds * 1000 : undefined;
-  }
-  // HTTP-date (IMF-fixdate, plus the obsolete RFC 850 / asctime forms Date.parse accepts)
-  if (!/[a-z]/i.test(text)) return undefined;
-  const at = Date.parse(text);
-  if (Number.isNaN(at)) return undefined;
-  return Math.max(0, at - nowMs);
 }
 
 /** A one-line description of any thrown value (for reports and events; not exported from the package). */

@@ -18,7 +18,7 @@ export type FetchErrorCode =
    */
   | 'THROTTLED'
   /**
-   * The attempt exceeded `timeoutMs` (or undici's headers / body timeout) and was aborted; or its budget
+   * The attempt exceeded `attemptTimeoutMs` (or undici's headers / body timeout) and was aborted; or its budget
    * was spent before it was sent (see `deadlineHeader`), and it was not sent.
    */
   | 'TIMEOUT'

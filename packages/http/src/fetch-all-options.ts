@@ -2,9 +2,11 @@
  * The options of `fetchAll`, their defaults (declared once, here) and their validation.
  */
 import {
-  EXPONENTIAL_BACKOFF_DEFAULTS,
   InvalidOptionError,
+  RETRY_DEFAULTS,
+  retryBudget,
   type AdaptiveThrottleOptions,
+  type RetryBudgetOptions,
   type Clock,
   type HedgeOptions,
 } from '@bulwark/core';
@@ -17,11 +19,46 @@ import {
 } from './deadline-header.js';
 import { resolveTls, type TlsOptions } from './options.js';
 import {
+  failuresToOpen,
+  resolveBreaker,
   resolveHedge,
+  resolveRetry,
   resolveThrottle,
+  type HttpBreakerOptions,
+  type HttpRetryOptions,
   type ResolvedHedge,
   type ResolvedThrottle,
 } from './policy-options.js';
+
+/** fetchAll's retry keys: core's, but `budget` (the run has its own: `retryBudget`). */
+const FETCH_ALL_RETRY_KEYS = [
+  'maxAttempts',
+  'maxRetryAfterMs',
+  'initialDelayMs',
+  'maxDelayMs',
+  'multiplier',
+  'jitter',
+  'random',
+  'backoff',
+] as const;
+
+/** `retryBudget`: core's options (but the clock, fetchAll's) over the defaults, validated by core. */
+function resolveRetryBudget(
+  value: unknown,
+  defaults: Readonly<Partial<RetryBudgetOptions>>,
+): Readonly<Omit<RetryBudgetOptions, 'clock'>> {
+  const o = checks.optionsObject('fetchAll.retryBudget', value as Partial<RetryBudgetOptions> | undefined);
+  checks.knownKeys('fetchAll.retryBudget', o, ['ratio', 'minRetriesPerSecond', 'windowMs']);
+  const merged = Object.freeze({ ...defaults, ...o });
+  try {
+    retryBudget(merged);
+  } catch (error) {
+    if (error instanceof InvalidOptionError && error.option.startsWith('retryBudget.'))
+      throw new InvalidOptionError(`fetchAll.${error.option}`, error.received, error.expected);
+    throw error;
+  }
+  return merged;
+}
 
 export interface FetchAllOptions {
   /** Requests in flight at once, over all hosts (an integer ≥ 1). @default 50 */
@@ -29,46 +66,44 @@ export interface FetchAllOptions {
   /**
    * Requests in flight at once to one origin (scheme, host and port); also undici's connection limit per
    * origin. Capped at `concurrency`. An origin that has not answered yet (and again after its breaker
-   * opened) gets at most `breakerFailures` until one of its requests succeeds. @default 10
+   * opened) gets at most the failures that open its breaker (`circuitBreaker`) until one of its requests succeeds. @default 10
    */
   perHostConcurrency?: number;
   /**
    * Time allowed per attempt, in ms: connect, headers and the whole body. 5 s: long enough for a slow
    * server's answer, short enough that a dead host's one timeout is small against a bulk run. @default 5_000
    */
-  timeoutMs?: number;
+  attemptTimeoutMs?: number;
   /**
-   * Retries per URL after its first attempt, for network errors, timeouts, 408/425/429/500/502/503/504,
-   * within the shared retry budget. @default 2
+   * Retries per URL (core's `retry` options, merged over `FETCH_ALL_DEFAULTS.retry`, then core's
+   * `RETRY_DEFAULTS`): `maxAttempts` (the first included: 3 = two retries), the backoff
+   * (`initialDelayMs`, `maxDelayMs`, `multiplier`, `jitter`, `random`, or a `backoff`) and
+   * `maxRetryAfterMs` (a longer `Retry-After` ends the URL's retries). Network errors, timeouts and
+   * 408/425/429/500/502/503/504 are retried (the HTTP classification), within the run's `retryBudget`.
+   * `name`, `clock`, `classify`, `readRetryAfterMs` and `budget` are fetchAll's and refused. `false`: one
+   * attempt per URL. @default { maxAttempts: 3, maxRetryAfterMs: 5_000 } and core's backoff (100 ms initial)
    */
-  retries?: number;
+  retry?: false | Partial<HttpRetryOptions>;
   /**
-   * Retries allowed across the whole run, per URL started, in a sliding 10 s window (0.1 = at most one
-   * retry per ten URLs, plus the floor). @default 0.1
+   * The run's retry budget (core's `retryBudget` options over `FETCH_ALL_DEFAULTS.retryBudget`, then
+   * core's): `ratio` retries allowed per URL started in a sliding `windowMs` (0.1 = at most one retry per
+   * ten URLs), plus `minRetriesPerSecond` even without traffic. @default { ratio: 0.1 } (core: 10/s floor, 10 s window)
    */
-  retryBudgetRatio?: number;
-  /** The budget's floor: retries allowed per second of window even without traffic. @default 10 */
-  retryBudgetMinPerSecond?: number;
+  retryBudget?: Partial<Omit<RetryBudgetOptions, 'clock'>>;
   /**
-   * Scale of the first backoff before a retry, in ms (exponential with decorrelated jitter), at most 30_000
-   * (core `retry`'s longest delay). @default 100
+   * A circuit breaker per host (origin): core's `circuitBreaker` options, merged over
+   * `FETCH_ALL_DEFAULTS.circuitBreaker`, then core's `CIRCUIT_BREAKER_DEFAULTS`. Failures are the HTTP
+   * classification's (network errors, timeouts, 408, 425, 429, 5xx). Once open, the host's remaining URLs
+   * fail fast with `CIRCUIT_OPEN`: those waiting for a slot at once, those read while it is open on
+   * admission; its retries waiting out a backoff end then too. The failures that open it first (the
+   * consecutive `threshold`, or a window's `minimumCalls`) are also the most requests in flight to a host
+   * that has not answered yet, so a dead host's first wave of failures opens its breaker in one timeout
+   * while holding few of the `concurrency` slots. `halfOpenTimeoutMs` defaults to `attemptTimeoutMs` +
+   * 1 s (a probe is bounded by its attempt). `name`, `clock`, `classify` and `initialState` are fetchAll's
+   * and refused. `false`: no breaker (core's `mode: 'disabled'`).
+   * @default { strategy: { type: 'consecutive', threshold: 5 } } over core's (open 5 s, doubling per failed probe round up to 60 s, 3 probes)
    */
-  retryInitialDelayMs?: number;
-  /** The longest `Retry-After` honoured, in ms; a longer one ends the URL's retries. @default 5_000 */
-  maxRetryAfterMs?: number;
-  /**
-   * Consecutive failures (network errors, timeouts, 408, 425, 429, 5xx) after which a host's circuit breaker opens
-   * and its remaining URLs fail fast with `CIRCUIT_OPEN`: those waiting for a slot at once, those read while
-   * it is open on admission; its retries waiting out a backoff end then too. Also the most requests in flight
-   * to a host that has not answered yet, so a dead host's first wave of failures opens its breaker in one
-   * timeout while holding few of the `concurrency` slots. @default 5
-   */
-  breakerFailures?: number;
-  /**
-   * How long an open breaker fails fast before it lets probes through (3 at a time), in ms; doubles per
-   * failed probe round up to 60 s (core `circuitBreaker` defaults). @default 5_000
-   */
-  breakerOpenMs?: number;
+  circuitBreaker?: false | Partial<HttpBreakerOptions>;
   /**
    * URLs refused by their host's open breaker wait for it: when it lets probes through, they go (three
    * first, the rest once it closes). They wait for free while other URLs are still in progress; once
@@ -84,7 +119,7 @@ export interface FetchAllOptions {
   /**
    * URLs read from the input beyond `concurrency`: waiting for their host's slot, between retries, or
    * finished and not yet consumed. Bounds memory (each costs its URL and ~200 bytes). A black-holed
-   * host's URLs wait in this window until its breaker opens (one `timeoutMs`): a window smaller than the
+   * host's URLs wait in this window until its breaker opens (one `attemptTimeoutMs`): a window smaller than the
    * URLs it receives meanwhile stalls the input behind that host until then; once it is open they leave at
    * once. @default 1000
    */
@@ -115,7 +150,7 @@ export interface FetchAllOptions {
   /**
    * Send each attempt's budget in the `bulwark-timeout-ms` header (@bulwark/core's
    * `formatDeadlineHeader`, the same code path as the client's option of the same name): what is left of
-   * the attempt's `timeoutMs` when it is sent, minus `allowanceMs` for the hop. An attempt with no budget
+   * the attempt's `attemptTimeoutMs` when it is sent, minus `allowanceMs` for the hop. An attempt with no budget
    * left beyond the allowance is not sent (`TIMEOUT`). `false`: no header. @default true ({ allowanceMs: 5 })
    */
   deadlineHeader?: DeadlineHeaderOption;
@@ -144,14 +179,31 @@ export interface FetchAllOptions {
 export const FETCH_ALL_DEFAULTS = Object.freeze({
   concurrency: 50,
   perHostConcurrency: 10,
-  timeoutMs: 5_000,
-  retries: 2,
-  retryBudgetRatio: 0.1,
-  retryBudgetMinPerSecond: 10,
-  retryInitialDelayMs: 100,
-  maxRetryAfterMs: 5_000,
-  breakerFailures: 5,
-  breakerOpenMs: 5_000,
+  attemptTimeoutMs: 5_000,
+  /**
+   * Where fetchAll's retry differs from core's: a `Retry-After` is honoured up to 5 s (core: 60 s), one
+   * attempt's time; a host asking for longer is not worth holding a bulk run's URL for. `maxAttempts` is
+   * core's, read here for the CLI.
+   */
+  retry: Object.freeze({
+    maxAttempts: RETRY_DEFAULTS.maxAttempts,
+    maxRetryAfterMs: 5_000,
+  }) as Readonly<HttpRetryOptions> & { readonly maxAttempts: number },
+  /** Half of core's ratio: a bulk run's retries are extra load on hosts already failing. */
+  retryBudget: Object.freeze({ ratio: 0.1 }) as Readonly<Partial<RetryBudgetOptions>> & {
+    readonly ratio: number;
+  },
+  /**
+   * Where fetchAll's breaker differs from core's (chosen once, here): 5 failures in a row rather than
+   * core's time window, so a dead host is recognised within its first wave of requests (one timeout)
+   * and that wave is small (see `circuitBreaker`). Core's open duration (5 s, doubling): a bulk run
+   * is short, and a host that recovers is used again within it.
+   */
+  circuitBreaker: Object.freeze({
+    strategy: Object.freeze({ type: 'consecutive', threshold: 5 }),
+  }) as Readonly<HttpBreakerOptions> & {
+    readonly strategy: { readonly type: 'consecutive'; readonly threshold: number };
+  },
   maxWaitMs: 0,
   ratePerHost: Infinity,
   readAhead: 1000,
@@ -175,14 +227,13 @@ const KEYS = [
 export interface ResolvedFetchAllOptions {
   readonly concurrency: number;
   readonly perHostConcurrency: number;
-  readonly timeoutMs: number;
-  readonly retries: number;
-  readonly retryBudgetRatio: number;
-  readonly retryBudgetMinPerSecond: number;
-  readonly retryInitialDelayMs: number;
-  readonly maxRetryAfterMs: number;
+  readonly attemptTimeoutMs: number;
+  readonly retry: Readonly<HttpRetryOptions> & { readonly maxAttempts: number };
+  readonly retryBudget: Readonly<Omit<RetryBudgetOptions, 'clock'>>;
+  /** Core's options for each host's breaker (`false` → `mode: 'disabled'`), the HTTP layer's keys aside. */
+  readonly circuitBreaker: Readonly<HttpBreakerOptions>;
+  /** The failures that open a breaker first: the most in flight to a host that has not answered yet. */
   readonly breakerFailures: number;
-  readonly breakerOpenMs: number;
   readonly maxWaitMs: number;
   readonly ratePerHost: number;
   readonly readAhead: number;
@@ -198,9 +249,6 @@ export interface ResolvedFetchAllOptions {
   readonly adaptiveThrottle: false | ResolvedThrottle;
   readonly hedge: false | ResolvedHedge;
 }
-
-/** Core `retry`'s default `maxDelayMs` (30 s): its backoff refuses a larger `initialDelayMs`. */
-const MAX_BACKOFF_MS = EXPONENTIAL_BACKOFF_DEFAULTS.maxDelayMs;
 
 /** Validates `options` (throws {@link InvalidOptionError} naming the option) and fills in defaults. */
 export function resolveFetchAllOptions(options: FetchAllOptions | undefined): ResolvedFetchAllOptions {
@@ -232,36 +280,25 @@ export function resolveFetchAllOptions(options: FetchAllOptions | undefined): Re
   ) {
     throw new InvalidOptionError('fetchAll.headers', headers, 'an object of string header values');
   }
+  const attemptTimeoutMs = checks.number(
+    'fetchAll.attemptTimeoutMs',
+    o.attemptTimeoutMs ?? d.attemptTimeoutMs,
+    { above: 0, max: MAX_TIMER_MS },
+  );
+  const breaker = resolveBreaker('fetchAll.circuitBreaker', o.circuitBreaker, d.circuitBreaker);
+  // probes are bounded by the attempt timeout; one that outlives it is hung
+  const circuitBreaker: Readonly<HttpBreakerOptions> = Object.freeze({
+    halfOpenTimeoutMs: attemptTimeoutMs + 1000,
+    ...(breaker === false ? { mode: 'disabled' as const } : breaker),
+  });
   return {
     concurrency,
     perHostConcurrency: Math.min(perHost, concurrency),
-    timeoutMs: checks.number('fetchAll.timeoutMs', o.timeoutMs ?? d.timeoutMs, {
-      above: 0,
-      max: MAX_TIMER_MS,
-    }),
-    retries: int('retries', 0, 100),
-    retryBudgetRatio: checks.number('fetchAll.retryBudgetRatio', o.retryBudgetRatio ?? d.retryBudgetRatio, {
-      min: 0,
-    }),
-    retryBudgetMinPerSecond: checks.number(
-      'fetchAll.retryBudgetMinPerSecond',
-      o.retryBudgetMinPerSecond ?? d.retryBudgetMinPerSecond,
-      { min: 0 },
-    ),
-    retryInitialDelayMs: checks.number(
-      'fetchAll.retryInitialDelayMs',
-      o.retryInitialDelayMs ?? d.retryInitialDelayMs,
-      { min: 0, max: MAX_BACKOFF_MS },
-    ),
-    maxRetryAfterMs: checks.number('fetchAll.maxRetryAfterMs', o.maxRetryAfterMs ?? d.maxRetryAfterMs, {
-      min: 0,
-      max: MAX_TIMER_MS,
-    }),
-    breakerFailures: int('breakerFailures', 1),
-    breakerOpenMs: checks.number('fetchAll.breakerOpenMs', o.breakerOpenMs ?? d.breakerOpenMs, {
-      above: 0,
-      max: MAX_TIMER_MS,
-    }),
+    attemptTimeoutMs,
+    retry: resolveRetry('fetchAll.retry', o.retry, d.retry, FETCH_ALL_RETRY_KEYS),
+    retryBudget: resolveRetryBudget(o.retryBudget, d.retryBudget),
+    circuitBreaker,
+    breakerFailures: circuitBreaker.mode === 'disabled' ? perHost : failuresToOpen(circuitBreaker),
     maxWaitMs: checks.number('fetchAll.maxWaitMs', o.maxWaitMs ?? d.maxWaitMs, {
       min: 0,
       max: MAX_TIMER_MS,

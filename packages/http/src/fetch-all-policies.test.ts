@@ -37,7 +37,9 @@ test('every attempt sends its budget: bulwark-timeout-ms, at most the attempt ti
   const s = await server();
   s.setFault({ type: 'status', status: 503 }, { path: '/flaky', times: 1 });
   const clock = new TestClock();
-  const collecting = collect(fetchAll([`${s.origin}/a`, `${s.origin}/flaky`], { timeoutMs: 1_500, clock }));
+  const collecting = collect(
+    fetchAll([`${s.origin}/a`, `${s.origin}/flaky`], { attemptTimeoutMs: 1_500, clock }),
+  );
   // the retry's backoff (shorter than any timeout) is due when the test moves the clock
   clock.advance(await clock.waitForTimers((ms) => ms < 1_000));
   const results = await collecting;
@@ -63,9 +65,9 @@ test('deadlineHeader: { allowanceMs } changes the allowance; false sends none', 
   const s = await server();
   const clock = new TestClock();
   await collect(
-    fetchAll([`${s.origin}/a`], { timeoutMs: 1_000, deadlineHeader: { allowanceMs: 100 }, clock }),
+    fetchAll([`${s.origin}/a`], { attemptTimeoutMs: 1_000, deadlineHeader: { allowanceMs: 100 }, clock }),
   );
-  await collect(fetchAll([`${s.origin}/b`], { timeoutMs: 1_000, deadlineHeader: false, clock }));
+  await collect(fetchAll([`${s.origin}/b`], { attemptTimeoutMs: 1_000, deadlineHeader: false, clock }));
   assert.equal(s.requests[0]!.headers[DEADLINE_HEADER], '900');
   assert.equal(s.requests[1]!.headers[DEADLINE_HEADER], undefined);
 });
@@ -73,7 +75,11 @@ test('deadlineHeader: { allowanceMs } changes the allowance; false sends none', 
 test('an attempt whose budget is spent before it goes is not sent (TIMEOUT)', async () => {
   const s = await server();
   const [r] = await collect(
-    fetchAll([`${s.origin}/a`], { timeoutMs: 4, deadlineHeader: { allowanceMs: 5 }, clock: new TestClock() }),
+    fetchAll([`${s.origin}/a`], {
+      attemptTimeoutMs: 4,
+      deadlineHeader: { allowanceMs: 5 },
+      clock: new TestClock(),
+    }),
   );
   assert.equal(r!.errorCode, 'TIMEOUT');
   assert.equal(r!.attempts, 0);
@@ -133,8 +139,8 @@ async function overloaded(
     const run = fetchAll(input(), {
       concurrency: 1,
       readAhead: 0,
-      retries: 0,
-      breakerFailures: 1_000_000,
+      retry: { maxAttempts: 1 },
+      circuitBreaker: { strategy: { type: 'consecutive', threshold: 1_000_000 } },
       clock: new TestClock(),
       adaptiveThrottle,
     });
@@ -181,8 +187,8 @@ test('a throttled attempt is not retried and never counts against the breaker', 
     {
       concurrency: 1,
       readAhead: 0,
-      retries: 0,
-      breakerFailures: 10,
+      retry: { maxAttempts: 1 },
+      circuitBreaker: { strategy: { type: 'consecutive', threshold: 10 } },
       adaptiveThrottle: { minimumRequests: 3, k: 1, random: () => 0 },
       clock: new TestClock(),
     },
@@ -246,7 +252,7 @@ test('hedging is off by default: a stalled request waits for its timeout', async
   const s = await server();
   s.setFault({ type: 'blackhole' }, { path: '/x', times: 1 });
   const clock = new TestClock();
-  const run = fetchAll([`${s.origin}/x`], { timeoutMs: 1_000, retries: 0, clock });
+  const run = fetchAll([`${s.origin}/x`], { attemptTimeoutMs: 1_000, retry: { maxAttempts: 1 }, clock });
   const collecting = collect(run);
   await s.waitForRequests(1);
   clock.advance(50);

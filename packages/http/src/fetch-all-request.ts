@@ -12,7 +12,8 @@
  */
 import { DEADLINE_HEADER } from '@bulwark/core';
 import type { Dispatcher } from 'undici';
-import { HttpBodyTooLargeError, HttpStatusError, classifyNetworkError, parseRetryAfter } from './errors.js';
+import { parseRetryAfter } from './classify.js';
+import { HttpBodyTooLargeError, HttpStatusError, classifyNetworkError } from './errors.js';
 import { resetInProgress } from './reset-guard.js';
 import { withAuthorization } from './transport.js';
 

@@ -18,7 +18,7 @@
  * a global slot frees up.
  *
  * An origin that has not answered yet holds at most `probeLimit` requests in flight (fetchAll passes its
- * `breakerFailures`): if it is dead, that first wave is exactly enough failures to open its breaker in one
+ * the failures that open its breaker): if it is dead, that first wave is exactly enough failures to open its breaker in one
  * timeout, and the global slots it ties up meanwhile are as few as that allows. Its first success lifts the
  * limit to `maxConcurrent`; {@link HostSlots.unanswered} (its breaker opened) lowers it again.
  */

@@ -89,7 +89,7 @@ test('every input URL yields exactly one record: valid, invalid, duplicate, erro
     `${s.origin}/status/500`,
     `${s.origin}/status/429`,
   ];
-  const results = await collect(fetchAll(urls, { retries: 0 }));
+  const results = await collect(fetchAll(urls, { retry: { maxAttempts: 1 } }));
   assert.equal(results.length, urls.length);
   const byIndex = new Map(results.map((r) => [r.index, r]));
   assert.deepEqual(
@@ -149,11 +149,10 @@ test('a black-holed host trips its breaker: the rest finish, its remaining URLs 
   );
   const clock = new TestClock();
   const run = fetchAll(urls, {
-    timeoutMs: 1000,
-    retries: 1,
-    breakerFailures: 3,
+    attemptTimeoutMs: 1000,
+    retry: { maxAttempts: 2, initialDelayMs: 5 },
+    circuitBreaker: { strategy: { type: 'consecutive', threshold: 3 } },
     perHostConcurrency: 3,
-    retryInitialDelayMs: 5,
     clock,
   });
   const events: string[] = [];
@@ -184,7 +183,12 @@ test('a host that has not answered yet holds at most breakerFailures requests; i
   const s = await server();
   s.setFault({ type: 'latency', ms: 50 });
   const urls = Array.from({ length: 40 }, (_, i) => `${s.origin}/slow?${i}`);
-  const results = await collect(fetchAll(urls, { perHostConcurrency: 8, breakerFailures: 3 }));
+  const results = await collect(
+    fetchAll(urls, {
+      perHostConcurrency: 8,
+      circuitBreaker: { strategy: { type: 'consecutive', threshold: 3 } },
+    }),
+  );
   assert.equal(results.filter((r) => r.ok).length, 40);
   const starts = s.requests.map((r) => r.startedAt).sort((a, b) => a - b);
   const firstAnswer = Math.min(...s.requests.map((r) => r.endedAt ?? Infinity));
@@ -202,7 +206,13 @@ test('a black-holed host ties up only breakerFailures global slots while its fir
   );
   const clock = new TestClock();
   const { all, reached } = collectUntil(
-    fetchAll(urls, { concurrency: 10, perHostConcurrency: 10, breakerFailures: 4, timeoutMs: 3000, clock }),
+    fetchAll(urls, {
+      concurrency: 10,
+      perHostConcurrency: 10,
+      circuitBreaker: { strategy: { type: 'consecutive', threshold: 4 } },
+      attemptTimeoutMs: 3000,
+      clock,
+    }),
     (r) => r.ok,
     60,
   );
@@ -225,10 +235,10 @@ test("when a host's breaker opens, its queued URLs fail at once, without taking 
   const urls = Array.from({ length: 100 }, (_, i) => `${dead.origin}/x?${i}`);
   const clock = new TestClock();
   const run = fetchAll(urls, {
-    retries: 0,
-    breakerFailures: 3,
+    retry: { maxAttempts: 1 },
+    circuitBreaker: { strategy: { type: 'consecutive', threshold: 3 } },
     perHostConcurrency: 3,
-    timeoutMs: 200,
+    attemptTimeoutMs: 200,
     clock,
   });
   let settledRightAfter = -1;
@@ -262,7 +272,12 @@ test('URLs read while their host is open wait for it, not for a slot; with nothi
     for (let i = 0; i < 20; i++) yield `${refused}/later?${i}`;
   }
   const clock = new TestClock();
-  const run = fetchAll(input(), { concurrency: 1, retries: 0, breakerFailures: 1, clock });
+  const run = fetchAll(input(), {
+    concurrency: 1,
+    retry: { maxAttempts: 1 },
+    circuitBreaker: { strategy: { type: 'consecutive', threshold: 1 } },
+    clock,
+  });
   run.onBreakerStateChange((e) => {
     if (e.to === 'open') opened();
   });
@@ -282,10 +297,10 @@ test("a host's breaker opening ends its retries sleeping in a backoff; they repo
   const urls = Array.from({ length: 10 }, (_, i) => `${dead.origin}/x?${i}`);
   const clock = new TestClock();
   const run = fetchAll(urls, {
-    retries: 2,
-    retryInitialDelayMs: 20_000, // a backoff of seconds: waiting it out would show on the clock
-    breakerFailures: 3,
-    timeoutMs: 300,
+    // a backoff of seconds: waiting it out would show on the clock
+    retry: { maxAttempts: 3, initialDelayMs: 20_000 },
+    circuitBreaker: { strategy: { type: 'consecutive', threshold: 3 } },
+    attemptTimeoutMs: 300,
     clock,
   });
   const collecting = collect(run);
@@ -305,7 +320,13 @@ test("a host's breaker opening ends its retries sleeping in a backoff; they repo
 test('a refused host trips its breaker: CONNECT_REFUSED, then CIRCUIT_OPEN', async () => {
   const port = await deadPort();
   const urls = Array.from({ length: 50 }, (_, i) => `http://127.0.0.1:${port}/${i}`);
-  const results = await collect(fetchAll(urls, { retries: 0, breakerFailures: 4, perHostConcurrency: 2 }));
+  const results = await collect(
+    fetchAll(urls, {
+      retry: { maxAttempts: 1 },
+      circuitBreaker: { strategy: { type: 'consecutive', threshold: 4 } },
+      perHostConcurrency: 2,
+    }),
+  );
   const codes = results.map((r) => r.errorCode);
   // the 4th failure opens it; a request already on the wire then (2 per host) still reports its own error
   const refused = codes.filter((c) => c === 'CONNECT_REFUSED').length;
@@ -319,11 +340,9 @@ test('retries stay within the shared budget when everything fails (counted at th
   s.setFault({ type: 'status', status: 503 });
   const urls = Array.from({ length: 300 }, (_, i) => `${s.origin}/fail?${i}`);
   const run = fetchAll(urls, {
-    retries: 3,
-    retryBudgetRatio: 0.1,
-    retryBudgetMinPerSecond: 1, // floor: 1/s × 10 s window = 10 retries
-    retryInitialDelayMs: 1,
-    breakerFailures: 1_000_000, // keep the breaker out of it: this is about the budget
+    retry: { maxAttempts: 4, initialDelayMs: 1 },
+    retryBudget: { ratio: 0.1, minRetriesPerSecond: 1 }, // floor: 1/s × 10 s window = 10 retries
+    circuitBreaker: { strategy: { type: 'consecutive', threshold: 1_000_000 } }, // keep the breaker out of it: this is about the budget
     adaptiveThrottle: false, // and the adaptive throttle (it would turn most of these away)
     concurrency: 20,
     perHostConcurrency: 20,
@@ -346,7 +365,9 @@ test('a timeout aborts the request on the wire (the connection is dropped)', asy
   const s = await server();
   s.setFault({ type: 'blackhole' });
   const clock = new TestClock();
-  const collecting = collect(fetchAll([`${s.origin}/slow`], { timeoutMs: 150, retries: 0, clock }));
+  const collecting = collect(
+    fetchAll([`${s.origin}/slow`], { attemptTimeoutMs: 150, retry: { maxAttempts: 1 }, clock }),
+  );
   await s.waitForRequests(1);
   clock.advance(150);
   const [r] = await collecting;
@@ -363,7 +384,12 @@ test('network faults map to stable codes', async () => {
     `${s.origin}/truncate?bytes=1&size=100`,
     `${s.origin}/close`,
   ];
-  const results = await collect(fetchAll(urls, { retries: 0, breakerFailures: 100 }));
+  const results = await collect(
+    fetchAll(urls, {
+      retry: { maxAttempts: 1 },
+      circuitBreaker: { strategy: { type: 'consecutive', threshold: 100 } },
+    }),
+  );
   const code = (i: number): string | undefined => results.find((r) => r.index === i)!.errorCode;
   assert.equal(code(0), 'RESET');
   assert.equal(code(1), 'PROTOCOL');
@@ -477,10 +503,28 @@ test('options are validated at once, naming the option', () => {
     },
   );
   assert.throws(() => fetchAll([], { timeout: 5 } as never), /fetchAll\.timeout/);
-  assert.throws(() => fetchAll([], { retryBudgetRatio: -1 }), /fetchAll\.retryBudgetRatio/);
+  assert.throws(() => fetchAll([], { retryBudget: { ratio: -1 } }), /fetchAll\.retryBudget\.ratio/);
   // core retry's backoff caps a delay at 30 s: a larger first delay is refused here, under fetchAll's name
-  assert.throws(() => fetchAll([], { retryInitialDelayMs: 30_001 }), /fetchAll\.retryInitialDelayMs/);
-  assert.doesNotThrow(() => fetchAll([], { retryInitialDelayMs: 30_000 }));
+  assert.throws(() => fetchAll([], { retry: { initialDelayMs: 30_001 } }), /fetchAll\.retry\.initialDelayMs/);
+  // core's option objects, checked by core under fetchAll's path; the keys fetchAll sets itself are refused
+  assert.throws(
+    () => fetchAll([], { circuitBreaker: { strategy: { type: 'consecutive', threshold: 0 } } }),
+    /fetchAll\.circuitBreaker\.strategy\.threshold/,
+  );
+  for (const key of ['classify', 'clock', 'name', 'initialState'])
+    assert.throws(
+      () => fetchAll([], { circuitBreaker: { [key]: undefined } as never }),
+      new RegExp(`fetchAll\\.circuitBreaker\\.${key}.*no value`),
+    );
+  assert.throws(() => fetchAll([], { retry: { budget: {} } as never }), /fetchAll\.retry/);
+  assert.throws(
+    () => fetchAll([], { retry: { classify: () => 'failure' } } as never),
+    /fetchAll\.retry\.classify/,
+  );
+  // the old flat names are gone (a clean break)
+  for (const old of ['timeoutMs', 'retries', 'breakerFailures', 'breakerOpenMs', 'retryInitialDelayMs'])
+    assert.throws(() => fetchAll([], { [old]: 1 } as never), new RegExp(`fetchAll\\.${old}`));
+  assert.doesNotThrow(() => fetchAll([], { retry: { initialDelayMs: 30_000 } }));
   assert.throws(() => fetchAll(42 as never), /fetchAll\.urls/);
   assert.throws(() => fetchAll([], { maxWaitMs: -1 }), /fetchAll\.maxWaitMs/);
   assert.throws(() => fetchAll([], { clock: {} as never }), /fetchAll\.clock/);
@@ -490,7 +534,11 @@ test('408 and 425 are retried like 429 and 5xx; other 4xx are answers, sent once
   const s = await server();
   const urls = ['/status/408', '/status/425', '/status/404', '/status/403'].map((p) => `${s.origin}${p}`);
   const results = await collect(
-    fetchAll(urls, { retries: 2, retryInitialDelayMs: 1, breakerFailures: 100, concurrency: 1 }),
+    fetchAll(urls, {
+      retry: { maxAttempts: 3, initialDelayMs: 1 },
+      circuitBreaker: { strategy: { type: 'consecutive', threshold: 100 } },
+      concurrency: 1,
+    }),
   );
   const attempts = new Map(results.map((r) => [r.url.slice(s.origin.length), r.attempts]));
   assert.deepEqual(Object.fromEntries(attempts), {
@@ -574,7 +622,12 @@ test('a host down at the start, then up: its URLs wait for it and every URL ends
     await proxy.setFault({ type: 'down' });
     const urls = Array.from({ length: 200 }, (_, i) => `${proxy.url}u?${i}`);
     const clock = new TestClock();
-    const run = fetchAll(urls, { breakerOpenMs: 5000, maxWaitMs: 30_000, retryInitialDelayMs: 10, clock });
+    const run = fetchAll(urls, {
+      circuitBreaker: { openDurationMs: 5000 },
+      maxWaitMs: 30_000,
+      retry: { initialDelayMs: 10 },
+      clock,
+    });
     const events: string[] = [];
     run.onBreakerStateChange((e) => events.push(`${e.from}->${e.to}`));
     const collecting = collect(run);
@@ -608,7 +661,7 @@ test('while other URLs are in progress the waiting costs nothing: no maxWaitMs n
       ...Array.from({ length: 50 }, (_, i) => `${proxy.url}u?${i}`),
     ];
     const clock = new TestClock();
-    const run = fetchAll(urls, { breakerOpenMs: 5000, timeoutMs: 60_000, clock });
+    const run = fetchAll(urls, { circuitBreaker: { openDurationMs: 5000 }, attemptTimeoutMs: 60_000, clock });
     const collecting = collect(run);
     await other.waitForRequests(5); // the other host's URLs are in flight, held
     await clock.waitForTimers((ms) => ms === 5000); // the breaker opened: its URLs wait for it
@@ -630,7 +683,12 @@ test('a host that stays down: once nothing else is left, its URLs wait maxWaitMs
   const refused = `http://127.0.0.1:${await deadPort()}`;
   const urls = Array.from({ length: 30 }, (_, i) => `${refused}/x?${i}`);
   const clock = new TestClock();
-  const run = fetchAll(urls, { breakerOpenMs: 1000, maxWaitMs: 10_000, retries: 0, clock });
+  const run = fetchAll(urls, {
+    circuitBreaker: { openDurationMs: 1000 },
+    maxWaitMs: 10_000,
+    retry: { maxAttempts: 1 },
+    clock,
+  });
   const collecting = collect(run);
   await clock.waitForTimers((ms) => ms === 10_000);
   // probe rounds fail meanwhile (refused: at once), the breaker's open time doubling
@@ -652,7 +710,12 @@ test('at most readAhead URLs wait at once; more fail at once with CIRCUIT_OPEN',
   const other = await heldServer();
   try {
     const urls = [`${other.origin}/busy`, ...Array.from({ length: 40 }, (_, i) => `${refused}/x?${i}`)];
-    const run = fetchAll(urls, { readAhead: 10, retries: 0, breakerFailures: 1, clock: new TestClock() });
+    const run = fetchAll(urls, {
+      readAhead: 10,
+      retry: { maxAttempts: 1 },
+      circuitBreaker: { strategy: { type: 'consecutive', threshold: 1 } },
+      clock: new TestClock(),
+    });
     const seen: FetchResult[] = [];
     const iterating = (async () => {
       for await (const r of run) {
@@ -681,9 +744,9 @@ test('with maxWaitMs, more URLs than readAhead wait for their host: the input pa
     const run = fetchAll(urls, {
       readAhead: 20,
       concurrency: 10,
-      breakerOpenMs: 5000,
+      circuitBreaker: { openDurationMs: 5000 },
       maxWaitMs: 30_000,
-      retryInitialDelayMs: 10,
+      retry: { initialDelayMs: 10 },
       clock,
     });
     const collecting = collect(run);
@@ -713,9 +776,9 @@ test('with maxWaitMs, more URLs than readAhead to a host that stays down: they f
   const run = fetchAll(urls, {
     readAhead: 10,
     concurrency: 5,
-    breakerOpenMs: 1000,
+    circuitBreaker: { openDurationMs: 1000 },
     maxWaitMs: 10_000,
-    retries: 0,
+    retry: { maxAttempts: 1 },
     clock,
   });
   const collecting = collect(run);
@@ -732,7 +795,12 @@ test('an abort ends the waiting URLs too: ABORTED', async () => {
   const controller = new AbortController();
   const urls = Array.from({ length: 20 }, (_, i) => `${refused}/x?${i}`);
   const clock = new TestClock();
-  const run = fetchAll(urls, { maxWaitMs: 60_000, retries: 0, signal: controller.signal, clock });
+  const run = fetchAll(urls, {
+    maxWaitMs: 60_000,
+    retry: { maxAttempts: 1 },
+    signal: controller.signal,
+    clock,
+  });
   const seen: FetchResult[] = [];
   const iterating = assert.rejects(async () => {
     for await (const r of run) seen.push(r);

@@ -13,7 +13,7 @@
  *   first slot (`CIRCUIT_OPEN`, no slot taken), retries sleeping in a backoff or queued for a slot (they
  *   report the failure of their last request), and URLs read while it stays open (`CIRCUIT_OPEN` on
  *   admission). So the read-ahead window empties at once instead of at the pace of the slot scheduler.
- * - A host that has not answered yet (and again after its breaker opened) holds at most `breakerFailures`
+ * - A host that has not answered yet (and again after its breaker opened) holds at most the failures that open its breaker
  *   requests in flight: a dead host's first wave is just enough to open its breaker in one timeout.
  * - Input is pulled lazily: at most `concurrency + readAhead` URLs are held at once (in flight, queued
  *   for a slot, between retries, or finished and not yet consumed), so memory does not grow with the
@@ -58,7 +58,8 @@ import {
 import { EventEmitter, onAbort } from '@bulwark/core/internal';
 import { attemptDeadlineHeader } from './deadline-header.js';
 import { hedgeOptions, throttleOptions } from './policy-options.js';
-import { HttpBodyTooLargeError, RETRYABLE_STATUSES, messageOf } from './errors.js';
+import { HOST_FAILURE_CLASSIFY, isHostFailureStatus } from './classify.js';
+import { HttpBodyTooLargeError, messageOf } from './errors.js';
 import { errorCodeOf, statusCode } from './fetch-all-errors.js';
 import {
   resolveFetchAllOptions,
@@ -83,9 +84,6 @@ const MAX_IDLE_HOSTS = 1000;
 
 /** Core's classifier, but a local throttle's rejection ends the URL's retries (see the retry below). */
 const RETRY_CLASSIFY = classify.error(ThrottledError, 'ignore');
-
-/** Statuses that fail an attempt (so retry and the breaker see them): 5xx and the retryable 4xx (408, 425, 429). */
-const isFailureStatus = (status: number): boolean => status >= 500 || RETRYABLE_STATUSES.has(status);
 
 function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
@@ -319,38 +317,33 @@ class Run implements FetchAllRun {
       new Agent({
         connections: o.perHostConcurrency,
         // our timeout bounds every attempt; undici's own are a backstop only
-        headersTimeout: o.timeoutMs + 1000,
-        bodyTimeout: o.timeoutMs + 1000,
-        connect: { timeout: Math.min(o.timeoutMs + 1000, 30_000), ...o.tls },
+        headersTimeout: o.attemptTimeoutMs + 1000,
+        bodyTimeout: o.attemptTimeoutMs + 1000,
+        connect: { timeout: Math.min(o.attemptTimeoutMs + 1000, 30_000), ...o.tls },
       });
     this.exchangeOptions = {
       dispatcher: this.#dispatcher,
       headers: o.headers,
       keepBody: o.keepBody,
       maxBodyBytes: o.maxBodyBytes,
-      isFailureStatus,
+      // statuses that fail an attempt (so retry and the breaker see them): classify.ts's host failures
+      isFailureStatus: isHostFailureStatus,
       onEnd: () => {
         this.inFlight--;
       },
     };
-    this.#budget = retryBudget({
-      ratio: o.retryBudgetRatio,
-      minRetriesPerSecond: o.retryBudgetMinPerSecond,
-      clock: o.clock,
-    });
+    this.#budget = retryBudget({ ...o.retryBudget, clock: o.clock });
     this.#retry = retry({
-      maxAttempts: o.retries + 1,
+      ...o.retry,
       budget: this.#budget,
       clock: o.clock,
-      initialDelayMs: o.retryInitialDelayMs,
-      maxRetryAfterMs: o.maxRetryAfterMs,
       // core's classifier: an open breaker is not retried (failing fast is its point), nor is a value;
       // nor a local throttle's rejection (another draw at once would defeat it, and a backoff would hold
       // the URL for nothing: the host has been refusing requests)
       classify: RETRY_CLASSIFY,
     });
-    this.#timeout = timeout({ timeoutMs: o.timeoutMs, clock: o.clock });
-    this.#timeoutReason = new TimeoutError(o.timeoutMs);
+    this.#timeout = timeout({ timeoutMs: o.attemptTimeoutMs, clock: o.clock });
+    this.#timeoutReason = new TimeoutError(o.attemptTimeoutMs);
     // (hedged: each exchange follows its own attempt's signal, which the timeout aborts)
     if (!this.hedging)
       this.#timeout.onTimeout((event) => {
@@ -550,7 +543,7 @@ class Run implements FetchAllRun {
   /**
    * `host`'s breaker has just opened: its retries sleeping in a backoff end now (they would only be
    * refused), every URL queued for its first slot fails with `CIRCUIT_OPEN` at once, and it is held to
-   * `breakerFailures` requests in flight again until it answers.
+   * as many requests in flight as the failures that open its breaker again until it answers.
    */
   #tripped(host: Host): void {
     const tripped = host.controller;
@@ -714,9 +707,9 @@ class Run implements FetchAllRun {
     // a probe the run stopped waiting for says nothing about the host
     if (outcome.error === GAVE_UP) return 'ignore';
     if (outcome.error instanceof HttpBodyTooLargeError) return 'success';
-    // as before the shared classifier: every other error counts (a `retryable: false` one too), local
-    // rejections do not
-    const verdict = classify(outcome, ctx);
+    // the HTTP classification (classify.ts); beyond it every other error counts (a `retryable: false`
+    // one too), local rejections do not
+    const verdict = HOST_FAILURE_CLASSIFY(outcome, ctx);
     return verdict === 'success' ? 'failure' : verdict;
   };
 
@@ -727,11 +720,8 @@ class Run implements FetchAllRun {
     if (this.#hosts.size >= MAX_IDLE_HOSTS) this.#dropIdleHosts();
     const o = this.options;
     const breaker = circuitBreaker({
+      ...o.circuitBreaker,
       name: target.host,
-      strategy: { type: 'consecutive', threshold: o.breakerFailures },
-      openDurationMs: o.breakerOpenMs,
-      // probes are bounded by the attempt timeout; one that outlives it is hung
-      halfOpenTimeoutMs: o.timeoutMs + 1000,
       classify: this.#isHostFailure,
       clock: o.clock,
     });
@@ -806,7 +796,7 @@ class Run implements FetchAllRun {
     if (
       value === undefined &&
       (error instanceof CircuitOpenError ||
-        (error === HOST_TRIPPED && item.attempts <= this.options.retries)) &&
+        (error === HOST_TRIPPED && item.attempts < this.options.retry.maxAttempts)) &&
       !this.#signal.aborted &&
       this.#park(item)
     )

@@ -6,11 +6,16 @@ export {
   HttpNetworkError,
   HttpBodyTooLargeError,
   HttpRedirectError,
-  RETRYABLE_STATUSES,
   classifyNetworkError,
-  parseRetryAfter,
   isRetryableHttpError,
 } from './errors.js';
+export {
+  RETRYABLE_STATUSES,
+  HOST_FAILURE_CLASSIFY,
+  isHostFailureStatus,
+  isRetryableStatus,
+  parseRetryAfter,
+} from './classify.js';
 export type { NetworkErrorKind, RedirectFailure } from './errors.js';
 
 export { fetchAll } from './fetch-all.js';

@@ -3,17 +3,21 @@
  */
 import {
   InvalidOptionError,
+  RETRY_DEFAULTS,
   type AdaptiveThrottleOptions,
   type Clock,
-  type ExponentialBackoffOptions,
   type HedgeOptions,
 } from '@bulwark/core';
 import { checks } from '@bulwark/core/internal';
 import type { Dispatcher } from 'undici';
 import type { CacheStore } from './cache/store.js';
 import {
+  resolveBreaker,
   resolveHedge,
+  resolveRetry,
   resolveThrottle,
+  type HttpBreakerOptions,
+  type HttpRetryOptions,
   type ResolvedHedge,
   type ResolvedThrottle,
 } from './policy-options.js';
@@ -49,18 +53,25 @@ export interface HttpClientOptions {
   headersTimeoutMs?: number;
   /** Longest pause between two body chunks (idle), in ms. @default 10_000 */
   bodyTimeoutMs?: number;
-  /** Attempts per source (the first included) for retryable failures. @default 3 */
-  maxAttempts?: number;
-  /** Backoff between attempts (core's exponential backoff options). @default 100 ms initial, ×2, decorrelated jitter, 30 s cap */
-  backoff?: ExponentialBackoffOptions;
-  /** The longest `Retry-After` honoured, in ms; a longer one ends that source's retries. @default 30_000 */
-  maxRetryAfterMs?: number;
   /**
-   * A circuit breaker per origin (scheme + host + port): consecutive failures in a row that open it, and
-   * how long it stays open. `false` disables breakers.
-   * @default { consecutiveFailures: 5, openDurationMs: 30_000 }
+   * Retries per source (core's `retry` options, merged over `HTTP_CLIENT_DEFAULTS.retry`, then core's
+   * `RETRY_DEFAULTS`): `maxAttempts` (the first included), the backoff (`initialDelayMs`, `maxDelayMs`,
+   * `multiplier`, `jitter`, `random`, or a `backoff`), `maxRetryAfterMs` (a longer `Retry-After` ends that
+   * source's retries) and a shared `budget`. What is retried is the HTTP classification's (retryable
+   * statuses, network errors, timeouts; not an open breaker nor a local throttle's rejection): the
+   * `classify`, `name`, `clock` and `readRetryAfterMs` keys are the client's and refused. `false`: one
+   * attempt per source.
+   * @default { maxAttempts: 3, maxRetryAfterMs: 30_000 } and core's backoff (100 ms initial, ×2, decorrelated jitter, 30 s cap)
    */
-  circuitBreaker?: false | { consecutiveFailures?: number; openDurationMs?: number };
+  retry?: false | Partial<HttpRetryOptions>;
+  /**
+   * A circuit breaker per origin (scheme + host + port): core's `circuitBreaker` options, merged over
+   * `HTTP_CLIENT_DEFAULTS.circuitBreaker`, then core's `CIRCUIT_BREAKER_DEFAULTS`. What counts as a
+   * failure is the HTTP classification's (`HOST_FAILURE_CLASSIFY`); `name`, `clock`, `classify` and
+   * `initialState` are the client's and refused. `false` disables breakers.
+   * @default { strategy: { type: 'consecutive', threshold: 5 }, openDurationMs: 30_000 }
+   */
+  circuitBreaker?: false | Partial<HttpBreakerOptions>;
   /** The largest body accepted, in bytes; the transfer is aborted past it. @default 104_857_600 (100 MiB) */
   maxBodyBytes?: number;
   /** Redirects followed per attempt. @default 5 */
@@ -161,10 +172,24 @@ export const HTTP_CLIENT_DEFAULTS = Object.freeze({
   maxDerivedAttemptTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
   bodyTimeoutMs: 10_000,
-  maxAttempts: 3,
-  maxRetryAfterMs: 30_000,
-  consecutiveFailures: 5,
-  openDurationMs: 30_000,
+  /**
+   * Where the client's retry differs from core's: a `Retry-After` is honoured up to 30 s (core: 60 s),
+   * the client's whole default budget (`totalTimeoutMs`). `maxAttempts` is core's, read here for the CLIs.
+   */
+  retry: Object.freeze({
+    maxAttempts: RETRY_DEFAULTS.maxAttempts,
+    maxRetryAfterMs: 30_000,
+  }) as Readonly<HttpRetryOptions> & { readonly maxAttempts: number },
+  /**
+   * Where the client's breaker differs from core's (chosen once, here): 5 failures in a row rather than
+   * core's time window (a client sees few calls per origin, too few for a rate over 20 calls to decide
+   * soon), and 30 s open rather than 5 s (an interactive client's call has its cache and mirrors to fall
+   * back on, so an origin that just failed five times in a row is left alone for a while).
+   */
+  circuitBreaker: Object.freeze({
+    strategy: Object.freeze({ type: 'consecutive', threshold: 5 }),
+    openDurationMs: 30_000,
+  }) as Readonly<HttpBreakerOptions>,
   maxBodyBytes: 100 * 1024 * 1024,
   maxRedirects: 5,
   followRedirects: true,
@@ -179,9 +204,7 @@ const KEYS = [
   'connectTimeoutMs',
   'headersTimeoutMs',
   'bodyTimeoutMs',
-  'maxAttempts',
-  'backoff',
-  'maxRetryAfterMs',
+  'retry',
   'circuitBreaker',
   'maxBodyBytes',
   'maxRedirects',
@@ -207,10 +230,8 @@ export interface ResolvedOptions {
   /** `undefined`: each attempt's deadline. */
   readonly headersTimeoutMs: number | undefined;
   readonly bodyTimeoutMs: number;
-  readonly maxAttempts: number;
-  readonly backoff: ExponentialBackoffOptions;
-  readonly maxRetryAfterMs: number;
-  readonly circuitBreaker: false | { readonly consecutiveFailures: number; readonly openDurationMs: number };
+  readonly retry: Readonly<HttpRetryOptions> & { readonly maxAttempts: number };
+  readonly circuitBreaker: false | Readonly<HttpBreakerOptions>;
   readonly maxBodyBytes: number;
   readonly maxRedirects: number;
   readonly followRedirects: boolean;
@@ -234,16 +255,6 @@ export function resolveOptions(options: HttpClientOptions | undefined): Resolved
   const d = HTTP_CLIENT_DEFAULTS;
   const ms = (name: keyof typeof d & keyof HttpClientOptions, value: unknown) =>
     checks.positiveMs(`httpClient.${name}`, value ?? d[name], true);
-  const breaker = o.circuitBreaker;
-  if (breaker !== undefined && breaker !== false && (typeof breaker !== 'object' || breaker === null)) {
-    throw new InvalidOptionError(
-      'httpClient.circuitBreaker',
-      breaker,
-      'false or { consecutiveFailures, openDurationMs }',
-    );
-  }
-  if (breaker)
-    checks.knownKeys('httpClient.circuitBreaker', breaker, ['consecutiveFailures', 'openDurationMs']);
   const cache = o.cache;
   if (
     cache !== undefined &&
@@ -269,25 +280,8 @@ export function resolveOptions(options: HttpClientOptions | undefined): Resolved
         ? undefined
         : checks.positiveMs('httpClient.headersTimeoutMs', o.headersTimeoutMs, true),
     bodyTimeoutMs: ms('bodyTimeoutMs', o.bodyTimeoutMs),
-    maxAttempts: checks.positiveInteger('httpClient.maxAttempts', o.maxAttempts ?? d.maxAttempts),
-    backoff: checks.optionsObject('httpClient.backoff', o.backoff),
-    maxRetryAfterMs: checks.nonNegativeMs(
-      'httpClient.maxRetryAfterMs',
-      o.maxRetryAfterMs ?? d.maxRetryAfterMs,
-    ),
-    circuitBreaker:
-      breaker === false
-        ? false
-        : {
-            consecutiveFailures: checks.positiveInteger(
-              'httpClient.circuitBreaker.consecutiveFailures',
-              breaker?.consecutiveFailures ?? d.consecutiveFailures,
-            ),
-            openDurationMs: checks.positiveMs(
-              'httpClient.circuitBreaker.openDurationMs',
-              breaker?.openDurationMs ?? d.openDurationMs,
-            ),
-          },
+    retry: resolveRetry('httpClient.retry', o.retry, d.retry),
+    circuitBreaker: resolveBreaker('httpClient.circuitBreaker', o.circuitBreaker, d.circuitBreaker),
     maxBodyBytes: checks.number('httpClient.maxBodyBytes', o.maxBodyBytes ?? d.maxBodyBytes, {
       min: 0,
       integer: true,

@@ -1,17 +1,25 @@
 /**
- * The `adaptiveThrottle` and `hedge` options of the client and `fetchAll`: core's option objects
- * (`Partial<AdaptiveThrottleOptions>`, `Partial<HedgeOptions>`) merged over core's defaults, validated once
+ * The `circuitBreaker`, `retry`, `adaptiveThrottle` and `hedge` options of the client and `fetchAll`:
+ * core's option objects (`Partial<CircuitBreakerOptions>`, `Partial<RetryOptions>`,
+ * `Partial<AdaptiveThrottleOptions>`, `Partial<HedgeOptions>`) merged over core's defaults (and, for the
+ * breaker and retry, over one partial per program that says where it differs from core), validated once
  * at construction by core's own factories (so the rules and messages are core's), with the option's
  * dotted path in the error. The keys the HTTP layer sets itself (the key, the clock, `idempotent`, the
  * classifier) are refused with a message saying why.
  */
 import {
   ADAPTIVE_THROTTLE_DEFAULTS,
+  CIRCUIT_BREAKER_DEFAULTS,
   HEDGE_DEFAULTS,
+  RETRY_DEFAULTS,
   InvalidOptionError,
   adaptiveThrottle,
+  circuitBreaker,
   hedge,
+  retry,
   type AdaptiveThrottleOptions,
+  type CircuitBreakerOptions,
+  type RetryOptions,
   type Clock,
   type HedgeOptions,
   type RandomSource,
@@ -59,7 +67,40 @@ const OWNED: Readonly<Record<string, string>> = {
   name: 'set by the HTTP layer (the origin)',
   classify: "set by the HTTP layer (the breaker's verdicts: what the origin did)",
   idempotent: 'set by the HTTP layer: only GET and HEAD are hedged, and both are idempotent',
+  initialState: 'one breaker per origin: there is no single state to start from',
+  readRetryAfterMs: "set by the HTTP layer: the response's Retry-After",
 };
+
+/** The breaker options the HTTP layer takes (core's, less the ones it sets: name, clock, classify, state). */
+const BREAKER_KEYS = [
+  'strategy',
+  'failureRateThreshold',
+  'slowCallDurationMs',
+  'slowCallRateThreshold',
+  'openDurationMs',
+  'openDurationBackoff',
+  'halfOpenPermits',
+  'halfOpenTimeoutMs',
+  'mode',
+] as const;
+
+/** The retry options the HTTP layer takes (core's, less name, clock, classify and readRetryAfterMs). */
+const RETRY_KEYS = [
+  'maxAttempts',
+  'maxRetryAfterMs',
+  'initialDelayMs',
+  'maxDelayMs',
+  'multiplier',
+  'jitter',
+  'random',
+  'backoff',
+  'budget',
+] as const;
+
+/** `circuitBreaker` as the HTTP layer takes it: core's options but the ones it sets itself. */
+export type HttpBreakerOptions = Pick<CircuitBreakerOptions, (typeof BREAKER_KEYS)[number]>;
+/** `retry` as the HTTP layer takes it: core's options but the ones it sets itself. */
+export type HttpRetryOptions = Pick<RetryOptions, (typeof RETRY_KEYS)[number]>;
 
 /** Core's factory error, renamed to the option's path (`adaptiveThrottle.k` → `fetchAll.adaptiveThrottle.k`). */
 function validated<T>(name: string, core: string, make: () => T): T {
@@ -85,6 +126,66 @@ function refuseOwned(name: string, value: object, allowed: readonly string[]): v
       throw new InvalidOptionError(`${name}.${key}`, (value as never)[key], `no value (${why})`);
   }
   checks.knownKeys(name, value, allowed);
+}
+
+function isOptionsObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * `circuitBreaker`: `false`, or core's options merged over the program's `defaults` (a partial of
+ * core's, which fills in the rest), validated by core's factory.
+ */
+export function resolveBreaker(
+  name: string,
+  value: unknown,
+  defaults: Readonly<HttpBreakerOptions>,
+): false | Readonly<HttpBreakerOptions> {
+  if (value === false) return false;
+  if (value !== undefined && !isOptionsObject(value)) {
+    throw new InvalidOptionError(
+      name,
+      value,
+      "false or circuitBreaker options ({ strategy, openDurationMs, … }: @bulwark/core's)",
+    );
+  }
+  const o = (value ?? {}) as Partial<CircuitBreakerOptions>;
+  refuseOwned(name, o, BREAKER_KEYS);
+  const merged: Readonly<HttpBreakerOptions> = Object.freeze({ ...defaults, ...o });
+  validated(name, 'circuitBreaker', () => circuitBreaker(merged));
+  return merged;
+}
+
+/**
+ * `retry`: `false` (one attempt), or core's options merged over the program's `defaults` (a partial of
+ * core's, which fills in the rest), validated by core's factory.
+ */
+export function resolveRetry(
+  name: string,
+  value: unknown,
+  defaults: Readonly<HttpRetryOptions>,
+  allowed: readonly (keyof HttpRetryOptions)[] = RETRY_KEYS,
+): Readonly<HttpRetryOptions> & { readonly maxAttempts: number } {
+  if (value !== undefined && value !== false && !isOptionsObject(value)) {
+    throw new InvalidOptionError(
+      name,
+      value,
+      "false or retry options ({ maxAttempts, initialDelayMs, … }: @bulwark/core's)",
+    );
+  }
+  const o = (value === false ? { maxAttempts: 1 } : (value ?? {})) as Partial<RetryOptions>;
+  refuseOwned(name, o, allowed);
+  const merged = Object.freeze({ maxAttempts: RETRY_DEFAULTS.maxAttempts, ...defaults, ...o });
+  validated(name, 'retry', () => retry(merged));
+  return merged as Readonly<HttpRetryOptions> & { readonly maxAttempts: number };
+}
+
+/** The number of failures that open a breaker first: the strategy's threshold, or its minimum calls. */
+export function failuresToOpen(options: Readonly<HttpBreakerOptions>): number {
+  const s = options.strategy ?? CIRCUIT_BREAKER_DEFAULTS.strategy;
+  if (s.type === 'consecutive') return s.threshold;
+  if (s.type === 'count') return s.minimumCalls ?? Math.min(CIRCUIT_BREAKER_DEFAULTS.minimumCalls, s.size);
+  return s.minimumCalls ?? CIRCUIT_BREAKER_DEFAULTS.minimumCalls;
 }
 
 /** `adaptiveThrottle` (on by default): `false`, or core's options over ADAPTIVE_THROTTLE_DEFAULTS. */

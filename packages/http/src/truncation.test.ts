@@ -59,9 +59,9 @@ function client(options: HttpClientOptions = {}): HttpClient {
     totalTimeoutMs: 60_000,
     // undici checks its body timeout on a ~1 s tick; 1.5 s is far below the stall (held until close)
     bodyTimeoutMs: 1500,
-    backoff: { initialDelayMs: 1, maxDelayMs: 5 },
     circuitBreaker: false,
     ...options,
+    retry: options.retry === false ? false : { initialDelayMs: 1, maxDelayMs: 5, ...options.retry },
   });
   clients.push(c);
   return c;
@@ -94,7 +94,7 @@ describe('a complete close-delimited body is still accepted (the control)', () =
 for (const shape of SHAPES) {
   describe(`${shape.name}: never served, cached or counted as complete`, () => {
     it('client, one source: a retryable network failure, retried, then the call fails', async () => {
-      const error = await client({ cache: false, maxAttempts: 2 })
+      const error = await client({ cache: false, retry: { maxAttempts: 2 } })
         .get(`${origin.origin}${shape.path}`)
         .then(
           () => assert.fail('a cut body was served'),
@@ -109,9 +109,12 @@ for (const shape of SHAPES) {
     });
 
     it('client with a mirror: the mirror serves, the primary is reported failed', async () => {
-      const r = await client({ cache: false, maxAttempts: 1 }).get(`${origin.origin}${shape.path}`, {
-        fallbackUrls: [`${mirror.origin}/doc`],
-      });
+      const r = await client({ cache: false, retry: { maxAttempts: 1 } }).get(
+        `${origin.origin}${shape.path}`,
+        {
+          fallbackUrls: [`${mirror.origin}/doc`],
+        },
+      );
       assert.equal(r.source, 'fallback-1');
       assert.equal(r.body.toString(), 'mirror body');
       assert.equal((r.tiers[1]!.error as HttpNetworkError).kind, shape.kind);
@@ -119,7 +122,7 @@ for (const shape of SHAPES) {
 
     it('client cache: the cut body is not stored; a stale intact copy is served instead', async () => {
       const store = new MemoryCacheStore();
-      const c = client({ cache: store, maxAttempts: 1, maxStaleMs: 3_600_000 });
+      const c = client({ cache: store, retry: { maxAttempts: 1 }, maxStaleMs: 3_600_000 });
       const url = `${origin.origin}/doc`;
       origin.setResponse({ size: 5000, cacheControl: 'max-age=10' });
       await c.get(url);
@@ -133,7 +136,7 @@ for (const shape of SHAPES) {
 
       // nothing stored when there was nothing before
       const fresh = new MemoryCacheStore();
-      await client({ cache: fresh, maxAttempts: 1 })
+      await client({ cache: fresh, retry: { maxAttempts: 1 } })
         .get(`${origin.origin}/other`)
         .catch(() => undefined);
       assert.equal(fresh.size, 0);
@@ -142,8 +145,8 @@ for (const shape of SHAPES) {
     it("client: counts against the origin's breaker", async () => {
       const c = client({
         cache: false,
-        maxAttempts: 1,
-        circuitBreaker: { consecutiveFailures: 2, openDurationMs: 60_000 },
+        retry: { maxAttempts: 1 },
+        circuitBreaker: { strategy: { type: 'consecutive', threshold: 2 }, openDurationMs: 60_000 },
       });
       for (let i = 0; i < 3; i++) await c.get(`${origin.origin}${shape.path}`).catch(() => undefined);
       assert.equal(origin.requestCount, 2, 'the breaker opened after two cut bodies');
@@ -151,9 +154,9 @@ for (const shape of SHAPES) {
 
     it('fetchAll: an error code, not ok, and retried', async () => {
       const run = fetchAll([`${origin.origin}${shape.path}`], {
-        retries: 1,
-        retryInitialDelayMs: 1,
-        timeoutMs: 1500, // the stall's bound: far below its silence, which lasts until close()
+        retry: { maxAttempts: 2, initialDelayMs: 1 },
+        // the stall's bound: far below its silence, which lasts until close()
+        attemptTimeoutMs: 1500,
       });
       const [result] = await collect(run);
       assert.equal(result!.ok, false);
@@ -166,7 +169,12 @@ for (const shape of SHAPES) {
     it("fetchAll: counts against the host's breaker", async () => {
       const urls = Array.from({ length: 6 }, (_, i) => `${origin.origin}${shape.path}&i=${i}`);
       const results = await collect(
-        fetchAll(urls, { retries: 0, timeoutMs: 1500, breakerFailures: 2, perHostConcurrency: 1 }),
+        fetchAll(urls, {
+          retry: { maxAttempts: 1 },
+          attemptTimeoutMs: 1500,
+          circuitBreaker: { strategy: { type: 'consecutive', threshold: 2 } },
+          perHostConcurrency: 1,
+        }),
       );
       assert.equal(origin.requestCount, 2, 'two cut bodies opened the breaker');
       assert.equal(results.filter((r) => r.errorCode === 'CIRCUIT_OPEN').length, 4);
