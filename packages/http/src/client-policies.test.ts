@@ -247,6 +247,8 @@ test('hedging a request that stalls before its headers: the hedge wins, the stal
     hedge: { delayMs: 20, budget: retryBudget({ ratio: 1, minRetriesPerSecond: 0, clock }) },
   });
   const closing = once(closed, 'close');
+  const events: Array<[number, number, number | undefined]> = [];
+  c.onAttempt((e) => events.push([e.attempt, e.hedge, e.status]));
   const got = c.get(`${origin}/x`);
   await requests(1);
   clock.advance(20);
@@ -254,6 +256,22 @@ test('hedging a request that stalls before its headers: the hedge wins, the stal
   assert.equal(r.body.toString(), 'fast');
   assert.equal(r.attempts, 2);
   await closing;
+  // one attempt, two requests: the hedge is told from the first (red-team RT-2 F7)
+  assert.deepEqual(events.map(([attempt, hedge]) => [attempt, hedge]).sort(), [
+    [1, 0],
+    [1, 1],
+  ]);
+  assert.deepEqual(
+    events.find(([, hedge]) => hedge === 1),
+    [1, 1, 200],
+  );
+});
+
+test('an own __proto__ key is refused as an unknown option, with a readable message (red-team RT-2 F10)', () => {
+  assert.throws(
+    () => client({ adaptiveThrottle: JSON.parse('{"__proto__":{"k":0}}') as never }),
+    (e: unknown) => e instanceof Error && !/\[object Object\]/.test(e.message) && /__proto__/.test(e.message),
+  );
 });
 
 test('hedge and adaptiveThrottle are validated, naming the option', () => {

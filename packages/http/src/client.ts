@@ -164,6 +164,8 @@ export interface HttpAttemptEvent {
   readonly url: string;
   /** Attempt number within the tier (1, 2, …). */
   readonly attempt: number;
+  /** 0 for an attempt's first request; 1, 2, … for its hedged requests (the `hedge` option). */
+  readonly hedge: number;
   readonly status: number | undefined;
   /**
    * Why the attempt failed: an `HttpError`, core's `TimeoutError` when the attempt or total timeout cut it
@@ -219,6 +221,8 @@ interface Flight {
   entry: CacheEntryHandle | undefined;
   policy: CachePolicy | undefined;
   attempts: number;
+  /** Requests sent per `tier#attempt`, so a hedged request is told from its attempt's first. */
+  readonly sentPerAttempt: Map<string, number>;
   /** An attempt is closing its sink: it serves the flight (a hedged attempt that gets there later lost). */
   closing: boolean;
 }
@@ -351,6 +355,7 @@ export class HttpClient {
       entry: undefined,
       policy: undefined,
       attempts: 0,
+      sentPerAttempt: new Map(),
       closing: false,
     };
     // calls that write into the caller's own sinks, or that change what is served, are not shared
@@ -732,9 +737,12 @@ export class HttpClient {
   ): Promise<Fetched> {
     const o = this.options;
     const deadlineMs = this.#attemptDeadline(attemptNo, lastSource);
-    const budget = attemptDeadlineHeader(Math.min(remainingMs, deadlineMs), o.deadlineHeader);
+    const budget = attemptDeadlineHeader(remainingMs, deadlineMs, o.deadlineHeader);
     if (budget !== undefined) headers = { ...headers, [DEADLINE_HEADER]: budget };
     f.attempts++;
+    const sentKey = `${tier}#${attemptNo}`;
+    const hedgeNo = f.sentPerAttempt.get(sentKey) ?? 0;
+    f.sentPerAttempt.set(sentKey, hedgeNo + 1);
     const clock = o.clock;
     const started = clock.now();
     // Every attempt is reported once, also one a timeout or an abort ended. Those abort the signal before
@@ -745,7 +753,7 @@ export class HttpClient {
       if (reported) return;
       reported = true;
       const e = error === undefined || error instanceof Error ? error : new Error(String(error));
-      this.#attemptEvent(tier, url, attemptNo, status, e, started);
+      this.#attemptEvent(tier, url, attemptNo, hedgeNo, status, e, started);
     };
     // the attempt's own signal: the policies' one, plus the deadline until the headers arrive
     const controller = new AbortController();
@@ -890,6 +898,7 @@ export class HttpClient {
     tier: string,
     url: string,
     attempt: number,
+    hedge: number,
     status: number | undefined,
     error: Error | undefined,
     started: number,
@@ -899,6 +908,7 @@ export class HttpClient {
         tier,
         url,
         attempt,
+        hedge,
         status,
         error,
         elapsedMs: this.options.clock.now() - started,
@@ -951,6 +961,7 @@ export class HttpClient {
       sinks: [],
       writers: [],
       attempts: 0,
+      sentPerAttempt: new Map(),
       closing: false,
     };
     const ladder = degrade<Flight, Served>({

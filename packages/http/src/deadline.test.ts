@@ -117,6 +117,21 @@ describe('the bulwark-timeout-ms header', () => {
     assert.deepEqual(received, []);
   });
 
+  it('an attempt timeout shorter than the allowance is still sent, with the smallest budget (red-team RT-2 F1)', async () => {
+    // a clock that does not move: the 3 ms never run out, so the answer is awaited whatever the machine
+    const c = client({ clock: new FakeClock(), attemptTimeoutMs: 3, totalTimeoutMs: 10_000 });
+    const res = await c.get(url);
+    assert.equal(res.status, 200);
+    assert.deepEqual(received, ['1']);
+  });
+
+  it('allowanceMs above 60 s is refused (it would make every attempt look spent)', () => {
+    assert.throws(
+      () => client({ deadlineHeader: { allowanceMs: 1e12 } }),
+      (e: unknown) => e instanceof InvalidOptionError && /allowanceMs/.test(e.message),
+    );
+  });
+
   it('single-flight: a caller without a deadline never fails with a joined caller’s deadline', async () => {
     hold = true;
     const c = client({ totalTimeoutMs: 10_000 });

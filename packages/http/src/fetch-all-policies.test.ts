@@ -2,18 +2,20 @@
 // adaptive throttling per host and hedging. Over loopback against @bulwark/fault-server; time is the
 // injected clock's, and the tests wait on events (requests seen by the server), never on sleeps.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import {
   DEADLINE_HEADER,
   InvalidOptionError,
+  runWithDeadline,
   retryBudget,
   seededRandom,
   type AdaptiveThrottleOptions,
 } from '@bulwark/core';
 import { startFaultServer, type FaultServer } from '@bulwark/fault-server';
+import { FakeClock } from '@bulwark/core/testing';
 import { TestClock } from './clock.test.support.js';
 import { fetchAll, type FetchAllOptions, type FetchResult } from './index.js';
 
@@ -72,18 +74,28 @@ test('deadlineHeader: { allowanceMs } changes the allowance; false sends none', 
   assert.equal(s.requests[1]!.headers[DEADLINE_HEADER], undefined);
 });
 
-test('an attempt whose budget is spent before it goes is not sent (TIMEOUT)', async () => {
+test('an attempt whose caller’s budget is spent before it goes is not sent (TIMEOUT)', async () => {
   const s = await server();
-  const [r] = await collect(
+  const clock = new TestClock();
+  const [r] = await runWithDeadline({ deadline: clock.now() + 4, clock }, () =>
+    collect(fetchAll([`${s.origin}/a`], { deadlineHeader: { allowanceMs: 5 }, clock })),
+  );
+  assert.equal(r!.errorCode, 'TIMEOUT');
+  assert.equal(r!.attempts, 0);
+  assert.equal(s.requestCount, 0);
+});
+
+test('an attempt timeout shorter than the allowance is still sent, with the smallest budget (red-team RT-2 F1)', async () => {
+  const s = await server();
+  await collect(
     fetchAll([`${s.origin}/a`], {
       attemptTimeoutMs: 4,
       deadlineHeader: { allowanceMs: 5 },
       clock: new TestClock(),
     }),
   );
-  assert.equal(r!.errorCode, 'TIMEOUT');
-  assert.equal(r!.attempts, 0);
-  assert.equal(s.requestCount, 0);
+  assert.equal(s.requestCount, 1);
+  assert.equal(s.requests[0]!.headers[DEADLINE_HEADER], '1');
 });
 
 test('deadlineHeader is validated, naming the option', () => {
@@ -246,6 +258,65 @@ test('hedging: a request that stalls is overtaken by a hedge; the stalled one is
   assert.equal(s.requests[0]!.fault, 'blackhole');
   await s.waitForIdle(); // the stalled request's connection was closed: the server saw it end
   assert.notEqual(s.requests[0]!.endedAt, undefined);
+});
+
+test('hedges get connections of their own: with every per-host connection busy, each hedge reaches the server (red-team RT-2 F2)', async () => {
+  // a host slow on every request: each one is held until the test lets them all answer
+  const seen = new EventEmitter();
+  const held: Array<() => void> = [];
+  const paths: string[] = [];
+  /** Held requests whose connection closed before the test let them answer (undici's backstop timer). */
+  let cutBeforeAnswer = 0;
+  let answering = false;
+  const slow = createServer((req, res) => {
+    paths.push(req.url!);
+    res.on('close', () => {
+      if (!answering) cutBeforeAnswer++;
+    });
+    held.push(() => res.end('x'));
+    seen.emit('request');
+  });
+  slow.listen(0, '127.0.0.1');
+  await once(slow, 'listening');
+  const origin = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
+  const arrived = async (n: number) => {
+    while (paths.length < n) await once(seen, 'request');
+  };
+  try {
+    const clock = new FakeClock();
+    const run = fetchAll([`${origin}/a`, `${origin}/b`], {
+      perHostConcurrency: 2,
+      concurrency: 2,
+      hedge: { delayMs: 50, budget: retryBudget({ ratio: 1, minRetriesPerSecond: 0, clock }) },
+      clock,
+    });
+    const collecting = collect(run);
+    await arrived(2); // both per-host connections are busy
+    clock.advance(50); // both hedges are due: they must not wait behind the held requests
+    await arrived(4);
+    // the hedges went out while the first requests still held both connections (without room of their
+    // own they wait until undici's backstop timer cuts one of those)
+    assert.equal(cutBeforeAnswer, 0);
+    answering = true;
+    for (const answer of held.splice(0)) answer();
+    const results = await collecting;
+    assert.deepEqual(
+      results.map((r) => [r.ok, r.attempts]),
+      [
+        [true, 2],
+        [true, 2],
+      ],
+    );
+    assert.equal(run.stats.hedges, 2);
+    assert.deepEqual(
+      paths.sort(),
+      ['/a', '/a', '/b', '/b'],
+      'every request counted in attempts reached the server',
+    );
+  } finally {
+    slow.closeAllConnections();
+    slow.close();
+  }
 });
 
 test('hedging is off by default: a stalled request waits for its timeout', async () => {

@@ -40,6 +40,7 @@ import {
   type CircuitBreakerPolicy,
   type Clock,
   type ClockTimer,
+  currentDeadline,
   pipeline,
   rateLimiter,
   retry,
@@ -203,9 +204,17 @@ class Item implements Progress, Entry {
 
   readonly #first = (): Promise<unknown> => this.host.inner.execute(this.send, this.#inner);
 
-  /** The innermost operation: one request, with what is left of its timeout as its budget header. */
+  /**
+   * The innermost operation: one request, with what is left of its timeout as its budget header (a
+   * caller's deadline around the run — `runWithDeadline` — spent beyond the allowance sends nothing).
+   */
   readonly send = (ctx: CallContext): Promise<ExchangeResult> => {
-    const budget = attemptDeadlineHeader(ctx.remainingMs(), this.run.options.deadlineHeader);
+    const clock = this.run.clock;
+    const budget = attemptDeadlineHeader(
+      currentDeadline(clock) - clock.now(),
+      ctx.remainingMs(),
+      this.run.options.deadlineHeader,
+    );
     this.attempts++;
     // a hedge is not a retry (it is counted as one of `stats.hedges`)
     if (this.sentInTry++ === 0 && this.tries > 1) this.run.retriesSent++;
@@ -315,7 +324,9 @@ class Run implements FetchAllRun {
     this.#dispatcher =
       o.dispatcher ??
       new Agent({
-        connections: o.perHostConcurrency,
+        // room for the hedges: a hedge waiting behind the host's own requests for a connection would
+        // only slow them down (and count as sent when it never was)
+        connections: o.perHostConcurrency * (1 + (o.hedge === false ? 0 : o.hedge.maxHedges)),
         // our timeout bounds every attempt; undici's own are a backstop only
         headersTimeout: o.attemptTimeoutMs + 1000,
         bodyTimeout: o.attemptTimeoutMs + 1000,

@@ -32,6 +32,7 @@ export interface ResolvedThrottle {
   readonly k: number;
   readonly windowMs: number;
   readonly minimumRequests: number;
+  readonly maxRejectionProbability: number;
   readonly random: RandomSource;
 }
 
@@ -49,7 +50,7 @@ export interface ResolvedHedge {
   readonly budget: RetryBudget | undefined;
 }
 
-const THROTTLE_KEYS = ['k', 'windowMs', 'minimumRequests', 'random'] as const;
+const THROTTLE_KEYS = ['k', 'windowMs', 'minimumRequests', 'maxRejectionProbability', 'random'] as const;
 const HEDGE_KEYS = [
   'delayMs',
   'percentile',
@@ -121,7 +122,7 @@ function validated<T>(name: string, core: string, make: () => T): T {
 function refuseOwned(name: string, value: object, allowed: readonly string[]): void {
   for (const key of Object.keys(value)) {
     if (allowed.includes(key)) continue;
-    const why = OWNED[key];
+    const why = Object.hasOwn(OWNED, key) ? OWNED[key] : undefined;
     if (why !== undefined)
       throw new InvalidOptionError(`${name}.${key}`, (value as never)[key], `no value (${why})`);
   }
@@ -195,7 +196,7 @@ export function resolveThrottle(name: string, value: unknown): false | ResolvedT
     throw new InvalidOptionError(
       name,
       value,
-      'false or adaptiveThrottle options ({ k, windowMs, minimumRequests, random })',
+      'false or adaptiveThrottle options ({ k, windowMs, minimumRequests, maxRejectionProbability, random })',
     );
   }
   const o = (value ?? {}) as Partial<AdaptiveThrottleOptions>;
@@ -205,6 +206,7 @@ export function resolveThrottle(name: string, value: unknown): false | ResolvedT
     k: o.k ?? D.k,
     windowMs: o.windowMs ?? D.windowMs,
     minimumRequests: o.minimumRequests ?? D.minimumRequests,
+    maxRejectionProbability: o.maxRejectionProbability ?? D.maxRejectionProbability,
     random: o.random ?? D.random,
   });
   validated(name, 'adaptiveThrottle', () => adaptiveThrottle(resolved));
