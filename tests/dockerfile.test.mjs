@@ -178,6 +178,7 @@ describe('deploy/Dockerfile', () => {
         '@opentelemetry/exporter-trace-otlp-http',
         '@bulwark/core',
         '@bulwark/service',
+        '@bulwark/http',
       ])
         assert.ok(present(name), `${name} is missing from the production image`);
       assert.equal(existsSync(join(modules, '.bin', 'node')), false, 'no second Node in the image');
@@ -203,7 +204,9 @@ describe('deploy/Dockerfile', () => {
           files.includes('apps/gcd-service/dist/src/worker.js'),
       );
       assert.ok(
-        files.includes('packages/core/dist/index.js') && files.includes('packages/service/dist/index.js'),
+        files.includes('packages/core/dist/index.js') &&
+          files.includes('packages/service/dist/index.js') &&
+          files.includes('packages/http/dist/index.js'),
       );
     });
 

@@ -121,7 +121,7 @@ describe('npm test, sent a signal', () => {
   for (const signal of ['SIGTERM', 'SIGINT']) {
     it(`${signal} to npm stops the runner, node --test, the test files and the run's own Redis`, (t) =>
       cancel(t, ['test', '--ignore-scripts', '--', 'tests/redis-stall'], {
-        busy: /dist\/rate-limit\.test\.js/,
+        busy: /dist\/rate-limit\/limiter\.test\.js/,
         also: [/redis-server/],
         signal,
       }));
