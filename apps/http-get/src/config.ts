@@ -1,16 +1,20 @@
 /**
- * argv → a typed configuration, in one place: the defaults, the option table `--help` prints, the exit
- * codes, and the validation of every value (a bad value is a usage error, exit 2, with a message that
+ * argv → a typed configuration, in one place: the flag table ({@link FLAGS}: each flag's parser, default,
+ * client option and doc line, from which `--help`, the client's options and the docs' options table
+ * come), the exit codes, and the validation of every value (a bad value is a usage error, exit 2, with a message that
  * names the option and says what is allowed). The flags a curl or wget user reaches for are here under
  * their names (docs/http-get.md shows them side by side).
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import {
   MAX_MS,
+  addFlags,
+  buildOptions,
   certificates,
   collect,
+  flag,
   header,
   integer,
   metricsFileArgument,
@@ -18,8 +22,10 @@ import {
   nonEmpty,
   seconds,
   userAgent,
+  type BuiltOptions,
+  type Flag,
 } from '@bulwark/cli-support';
-import { HTTP_CLIENT_DEFAULTS, defaultCacheDir } from '@bulwark/http';
+import { HTTP_CLIENT_DEFAULTS, defaultCacheDir, type HttpClientOptions } from '@bulwark/http';
 import { METRICS_FILE_ENV } from './metrics.js';
 
 /** The cache directory's name under $XDG_CACHE_HOME (or ~/.cache): the CLI's own, not the library's default. */
@@ -54,46 +60,44 @@ export const EXIT = Object.freeze({
   TERMINATED: 143,
 });
 
-/** The defaults of the CLI's options (those of @bulwark/http where they exist). */
-export const CLI_DEFAULTS = Object.freeze({
-  timeoutMs: HTTP_CLIENT_DEFAULTS.totalTimeoutMs,
-  /** Derived from the total (see docs): `undefined` here. */
-  attemptTimeoutMs: undefined,
-  connectTimeoutMs: HTTP_CLIENT_DEFAULTS.connectTimeoutMs,
-  retries: HTTP_CLIENT_DEFAULTS.retry.maxAttempts - 1,
-  maxBodyBytes: HTTP_CLIENT_DEFAULTS.maxBodyBytes,
-  maxRedirects: HTTP_CLIENT_DEFAULTS.maxRedirects,
-  cache: true,
-  /** How long a stale-while-revalidate refresh may keep the process after the body is out. */
-  refreshBoundMs: 2_000,
-});
+/** How long a stale-while-revalidate refresh may keep the process after the body is out (the CLI's own). */
+export const REFRESH_BOUND_MS = 2_000;
+
+/** The User-Agent sent unless `-A` or `-H` says otherwise. */
+const USER_AGENT = `http-get/${VERSION} (bulwark)`;
 
 /** What to do with a status the client does not serve (≥ 400). */
 export type FailMode = 'fail' | 'no-fail' | 'fail-with-body';
+
+/** The client options the flags set (its names), built from {@link FLAGS}. */
+export type ClientFlags = Readonly<
+  Pick<
+    HttpClientOptions,
+    | 'totalTimeoutMs'
+    | 'attemptTimeoutMs'
+    | 'connectTimeoutMs'
+    | 'retry'
+    | 'maxBodyBytes'
+    | 'maxRedirects'
+    | 'followRedirects'
+    | 'decompress'
+    | 'maxStaleMs'
+    | 'headers'
+    | 'tls'
+  >
+>;
 
 export interface CliConfig {
   /** The URL, or `-`: read it from stdin (main does, before the run). */
   readonly url: string;
   readonly fallbacks: readonly string[];
-  readonly timeoutMs: number;
-  /** Time per attempt until the response headers; `undefined`: derived from the total. */
-  readonly attemptTimeoutMs: number | undefined;
-  readonly connectTimeoutMs: number;
-  readonly retries: number;
-  readonly maxBodyBytes: number;
-  readonly maxRedirects: number;
-  readonly followRedirects: boolean;
-  readonly compressed: boolean;
-  /** Request headers (lower-case names); an empty value removes a default header. */
-  readonly headers: Readonly<Record<string, string>>;
+  /** The client's options, from the flags' rows in {@link FLAGS} (the cache is the run's). */
+  readonly client: ClientFlags;
+  /** `-k`: certificates are not checked (`client.tls` says so; the run warns). */
   readonly insecure: boolean;
-  /** PEM certificates to trust (`--cacert`). */
-  readonly cacert: string | undefined;
   readonly cacertPath: string | undefined;
   /** The cache directory, or `undefined` with `--no-cache`. */
   readonly cacheDir: string | undefined;
-  /** `undefined`: the response's stale-if-error window, else 24 h. */
-  readonly maxStaleMs: number | undefined;
   /** Write the body here (atomically) instead of stdout. */
   readonly output: string | undefined;
   /** `-O`: the output file is named after the URL. */
@@ -202,177 +206,256 @@ export function exitCodeTable(): string {
   return rows.map(([code, text]) => `  ${String(code).padStart(3)}  ${text}`).join('\n');
 }
 
-function program(): Command {
-  return (
-    new Command('http-get')
-      .description(
-        'GET a URL and print the body, degrading step by step instead of failing:\n' +
-          'fresh cache -> primary -> fallback mirror(s) -> stale cache -> explicit failure.',
-      )
-      .argument('<url>', 'the http:// or https:// URL to fetch ("-": read it from stdin)', urlArgument)
-      .addOption(
-        new Option(
-          '--fallback <url>',
-          'a mirror of the same resource, tried after the primary (repeatable)',
-        ).argParser(collect(httpUrl)),
-      )
-      // --- time
-      .addOption(
-        new Option(
-          '--timeout-ms <ms>',
-          'total deadline of the network tiers (all attempts, backoffs, fallbacks)',
-        )
-          .argParser(integer(1, MAX_MS, 'milliseconds'))
-          .default(CLI_DEFAULTS.timeoutMs),
-      )
-      .addOption(
-        new Option('-m, --max-time <seconds>', 'the same in seconds, like curl (e.g. 2.5)').argParser(
-          seconds(),
-        ),
-      )
-      .addOption(
-        new Option(
-          '--attempt-timeout-ms <ms>',
-          'time per attempt until the response headers (default: derived from the total, see docs)',
-        ).argParser(integer(1, MAX_MS, 'milliseconds')),
-      )
-      .addOption(new Option('--attempt-timeout <seconds>', 'the same in seconds').argParser(seconds()))
-      .addOption(
-        new Option('--connect-timeout-ms <ms>', 'TCP/TLS connect timeout per connection')
-          .argParser(integer(1, MAX_MS, 'milliseconds'))
-          .default(CLI_DEFAULTS.connectTimeoutMs),
-      )
-      .addOption(
-        new Option('--connect-timeout <seconds>', 'the same in seconds, like curl').argParser(seconds()),
-      )
-      .addOption(
-        new Option(
-          '--retries <n>',
-          'retries per source after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
-        )
-          .argParser(integer(0, 100))
-          .default(CLI_DEFAULTS.retries),
-      )
-      // --- the request
-      .addOption(
-        new Option(
-          '-H, --header <header>',
-          '"Name: value" sent with the request (repeatable; "Name:" removes a default)',
-        ).argParser(collect(header('http-get', true))),
-      )
-      .addOption(new Option('-A, --user-agent <name>', 'the User-Agent header').argParser(userAgent))
-      .addOption(new Option('--compressed', 'ask for gzip/deflate/br and decode it (on by default)'))
-      .addOption(new Option('--no-compressed', 'no Accept-Encoding; bodies as sent'))
-      .addOption(
-        new Option(
-          '-L, --location',
-          'follow redirects (on by default; credentials are not sent to another origin)',
-        ),
-      )
-      .addOption(new Option('--no-location', 'do not follow redirects: a 3xx is the answer'))
-      .addOption(
-        new Option('--max-redirects <n>', 'redirects followed per attempt')
-          .argParser(integer(0, 100))
-          .default(CLI_DEFAULTS.maxRedirects),
-      )
-      .addOption(new Option('-I, --head', 'a HEAD request: print the status line and headers only'))
-      .addOption(new Option('-k, --insecure', 'do not verify TLS certificates (warns on stderr)'))
-      .addOption(
-        new Option('--cacert <file>', 'trust the PEM certificates in FILE (for a private CA)').argParser(
-          cacertFile,
-        ),
-      )
-      .addOption(
-        new Option('--max-body-bytes <bytes>', 'abort and fail when the body exceeds this size')
-          .argParser(integer(0, Number.MAX_SAFE_INTEGER, 'bytes'))
-          .default(CLI_DEFAULTS.maxBodyBytes),
-      )
-      // --- the cache
-      .addOption(
-        new Option(
-          '--cache-dir <dir>',
-          'the durable cache directory, created with mode 0700 (default: $XDG_CACHE_HOME/bulwark-http-get, else ~/.cache/bulwark-http-get)',
-        ).argParser(nonEmpty('directory path')),
-      )
-      .addOption(new Option('--no-cache', 'neither read nor write the cache (no fresh or stale tier)'))
-      .addOption(
-        new Option(
-          '--max-stale-ms <ms>',
-          "serve a stale copy at most this many milliseconds past its freshness when every source failed (default: the response's stale-if-error window, else 86400000 = 24 h)",
-        ).argParser(integer(0, Number.MAX_SAFE_INTEGER, 'milliseconds')),
-      )
-      .addOption(new Option('--fail-on-stale', `exit ${EXIT.STALE_REFUSED} instead of serving a stale copy`))
-      // --- the output
-      .addOption(
-        new Option(
-          '-o, --output <file>',
-          'write the body to FILE atomically (temp file + rename, through a symlink; never torn) instead of stdout',
-        ).argParser(nonEmpty('file path')),
-      )
-      .addOption(
-        new Option('-O, --remote-name', "write the body to a file named like the URL's last path segment"),
-      )
-      .addOption(new Option('-i, --include', 'the status line and headers before the body'))
-      .addOption(
-        new Option('--fail', `a status >= 400 is an error: exit ${EXIT.HTTP}, no body (the default)`),
-      )
-      .addOption(
-        new Option(
-          '--no-fail',
-          'a status >= 400 that is an answer (404, 403, …) is served like any: body out, exit 0',
-        ),
-      )
-      .addOption(new Option('--fail-with-body', `the same, but exit ${EXIT.HTTP}`))
-      .addOption(
-        new Option(
-          '--json',
-          'print metadata as one JSON document on stdout (schemaVersion 2); the body goes only to --output',
-        ),
-      )
-      .addOption(
-        new Option('-v, --verbose', 'show the ladder as it happens on stderr (tiers, attempts, cache)'),
-      )
-      .addOption(new Option('-q, --quiet', 'nothing on stderr but errors (no notes, warnings or progress)'))
-      .addOption(new Option('-s, --silent', 'the same as --quiet (curl -s)'))
-      .addOption(new Option('--no-color', 'no colour on stderr (also: NO_COLOR=1, or stderr not a terminal)'))
-      .addOption(
-        new Option(
-          '--no-progress',
-          'no progress bar (shown only on a terminal, for bodies over 1 MiB, not with -q, -v or --json)',
-        ),
-      )
-      .addOption(
-        new Option(
-          '--metrics-file <path>',
-          `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
-        ).argParser(metricsFileArgument),
-      )
-      .version(VERSION, '-V, --version', 'print the version')
-      .helpOption('-h, --help', 'print this help')
-      .addHelpText('after', `\nExit codes:\n${exitCodeTable()}\n\nDocs: docs/http-get.md`)
-      .showSuggestionAfterError(true)
-      .allowExcessArguments(false)
-  );
+/** The client's `headers` being built (a header name may hold a dot: not a path). */
+function headersOf(options: BuiltOptions): Record<string, string> {
+  return (options['headers'] ??= {}) as Record<string, string>;
 }
 
+const MS = integer(1, MAX_MS, 'milliseconds');
+const OFF = 'off';
+
+/**
+ * Every flag, in the order of `--help` and of docs/http-get.md's options table (test/docs.test.ts checks
+ * it row for row). A row with a `target` sets that path of the client's options; its default is the
+ * client's (`HTTP_CLIENT_DEFAULTS`), read here, never restated. Rules across flags are in {@link parseArgs}.
+ */
+export const FLAGS: readonly Flag[] = [
+  flag({
+    flags: '--fallback <url>',
+    parse: collect(httpUrl),
+    defaultText: 'none',
+    doc: 'a mirror of the same resource, tried after the primary (repeatable)',
+  }),
+  // --- time
+  flag({
+    flags: '--timeout-ms <ms>',
+    parse: MS,
+    default: HTTP_CLIENT_DEFAULTS.totalTimeoutMs,
+    target: 'totalTimeoutMs',
+    doc: 'total deadline of the network tiers (all attempts, backoffs, fallbacks)',
+  }),
+  flag({
+    flags: '-m, --max-time <seconds>',
+    parse: seconds(),
+    target: 'totalTimeoutMs',
+    doc: 'the same in seconds, like curl (e.g. 2.5)',
+  }),
+  flag({
+    flags: '--attempt-timeout-ms <ms>',
+    parse: MS,
+    defaultText: 'derived from the total',
+    target: 'attemptTimeoutMs',
+    doc: 'time per attempt until the response headers (see docs)',
+  }),
+  flag({
+    flags: '--attempt-timeout <seconds>',
+    parse: seconds(),
+    target: 'attemptTimeoutMs',
+    doc: 'the same in seconds',
+  }),
+  flag({
+    flags: '--connect-timeout-ms <ms>',
+    parse: MS,
+    default: HTTP_CLIENT_DEFAULTS.connectTimeoutMs,
+    target: 'connectTimeoutMs',
+    doc: 'TCP/TLS connect timeout per connection',
+  }),
+  flag({
+    flags: '--connect-timeout <seconds>',
+    parse: seconds(),
+    target: 'connectTimeoutMs',
+    doc: 'the same in seconds, like curl',
+  }),
+  flag({
+    flags: '--retries <n>',
+    parse: integer(0, 100),
+    default: HTTP_CLIENT_DEFAULTS.retry.maxAttempts - 1,
+    target: 'retry.maxAttempts',
+    to: (n: number) => n + 1,
+    doc: 'retries per source after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
+  }),
+  // --- the request
+  flag({
+    flags: '-A, --user-agent <name>',
+    parse: userAgent,
+    defaultText: '`http-get/<version> (bulwark)`',
+    apply: (name: string | undefined, options) => {
+      headersOf(options)['user-agent'] = name ?? USER_AGENT;
+    },
+    doc: 'the User-Agent header',
+  }),
+  flag({
+    flags: '-H, --header <header>',
+    parse: collect(header('http-get', true)),
+    defaultText: 'none',
+    // after -A: a -H 'User-Agent: …' wins; an empty value removes the header, a default one included
+    apply: (pairs: [string, string][] | undefined, options) => {
+      for (const [name, value] of pairs ?? []) headersOf(options)[name] = value;
+    },
+    doc: '"Name: value" sent with the request (repeatable; "Name:" removes a default)',
+  }),
+  flag({
+    flags: '--compressed',
+    defaultText: 'on',
+    // after -H: -H 'Accept-Encoding:' (no value) turns decoding off too
+    apply: (on: boolean | undefined, options) => {
+      options['decompress'] =
+        (on ?? HTTP_CLIENT_DEFAULTS.decompress) && headersOf(options)['accept-encoding'] !== '';
+    },
+    doc: 'ask for gzip/deflate/br and decode it (on by default)',
+  }),
+  flag({ flags: '--no-compressed', doc: 'no Accept-Encoding; bodies as sent' }),
+  flag({
+    flags: '-L, --location',
+    defaultText: 'on',
+    apply: (on: boolean | undefined, options) => {
+      options['followRedirects'] = on ?? HTTP_CLIENT_DEFAULTS.followRedirects;
+    },
+    doc: 'follow redirects (on by default; credentials are not sent to another origin)',
+  }),
+  flag({ flags: '--no-location', doc: 'do not follow redirects: a 3xx is the answer' }),
+  flag({
+    flags: '--max-redirects <n>',
+    parse: integer(0, 100),
+    default: HTTP_CLIENT_DEFAULTS.maxRedirects,
+    target: 'maxRedirects',
+    doc: 'redirects followed per attempt',
+  }),
+  flag({
+    flags: '-I, --head',
+    defaultText: OFF,
+    doc: 'a HEAD request: print the status line and headers only',
+  }),
+  flag({
+    flags: '-k, --insecure',
+    defaultText: OFF,
+    apply: (on: boolean | undefined, options) => {
+      if (on === true) options['tls'] = { rejectUnauthorized: false };
+    },
+    doc: 'do not verify TLS certificates (warns on stderr)',
+  }),
+  flag({
+    flags: '--cacert <file>',
+    parse: cacertFile,
+    defaultText: "the system's",
+    apply: (path: string | undefined, options) => {
+      if (path !== undefined) options['tls'] = { ca: readFileSync(path, 'utf8') };
+    },
+    doc: 'trust the PEM certificates in FILE (for a private CA)',
+  }),
+  flag({
+    flags: '--max-body-bytes <bytes>',
+    parse: integer(0, Number.MAX_SAFE_INTEGER, 'bytes'),
+    default: HTTP_CLIENT_DEFAULTS.maxBodyBytes,
+    target: 'maxBodyBytes',
+    doc: 'abort and fail when the body exceeds this size',
+  }),
+  // --- the cache
+  flag({
+    flags: '--cache-dir <dir>',
+    parse: nonEmpty('directory path'),
+    defaultText: `\`$XDG_CACHE_HOME/${CACHE_APP_NAME}\`, else \`~/.cache/${CACHE_APP_NAME}\``,
+    doc: 'the durable cache directory, created with mode 0700',
+  }),
+  flag({
+    flags: '--no-cache',
+    defaultText: OFF,
+    doc: 'neither read nor write the cache (no fresh or stale tier)',
+  }),
+  flag({
+    flags: '--max-stale-ms <ms>',
+    parse: integer(0, Number.MAX_SAFE_INTEGER, 'milliseconds'),
+    defaultText: `the response's \`stale-if-error\`, else \`${HTTP_CLIENT_DEFAULTS.defaultMaxStaleMs}\` (24 h)`,
+    target: 'maxStaleMs',
+    doc: 'serve a stale copy at most this many milliseconds past its freshness when every source failed',
+  }),
+  flag({
+    flags: '--fail-on-stale',
+    defaultText: OFF,
+    doc: `exit ${EXIT.STALE_REFUSED} instead of serving a stale copy`,
+  }),
+  // --- the output
+  flag({
+    flags: '-o, --output <file>',
+    parse: nonEmpty('file path'),
+    defaultText: 'stdout',
+    doc: 'write the body to FILE atomically (temp file + rename, through a symlink; never torn)',
+  }),
+  flag({
+    flags: '-O, --remote-name',
+    defaultText: OFF,
+    doc: "write the body to a file named like the URL's last path segment",
+  }),
+  flag({
+    flags: '-i, --include',
+    defaultText: OFF,
+    doc: 'the status line and headers before the body',
+  }),
+  flag({
+    flags: '--fail',
+    defaultText: 'on',
+    doc: `a status >= 400 is an error: exit ${EXIT.HTTP}, no body (the default)`,
+  }),
+  flag({
+    flags: '--no-fail',
+    doc: 'a status >= 400 that is an answer (404, 403, …) is served like any: body out, exit 0',
+  }),
+  flag({ flags: '--fail-with-body', defaultText: OFF, doc: `like --no-fail, but exit ${EXIT.HTTP}` }),
+  flag({
+    flags: '--json',
+    defaultText: OFF,
+    doc: 'print metadata as one JSON document on stdout (schemaVersion 2); the body goes only to --output',
+  }),
+  flag({
+    flags: '-v, --verbose',
+    defaultText: OFF,
+    doc: 'show the ladder as it happens on stderr (tiers, attempts, cache)',
+  }),
+  flag({
+    flags: '-q, --quiet',
+    defaultText: OFF,
+    doc: 'nothing on stderr but errors (no notes, warnings or progress)',
+  }),
+  flag({ flags: '-s, --silent', defaultText: OFF, doc: 'the same as --quiet (curl -s)' }),
+  flag({
+    flags: '--no-color',
+    defaultText: 'colour on a terminal',
+    doc: 'no colour on stderr (also: NO_COLOR=1, or stderr not a terminal)',
+  }),
+  flag({
+    flags: '--no-progress',
+    defaultText: 'bar on a terminal',
+    doc: 'no progress bar (shown only on a terminal, for bodies over 1 MiB, not with -q, -v or --json)',
+  }),
+  flag({
+    flags: '--metrics-file <path>',
+    parse: metricsFileArgument,
+    defaultText: 'none',
+    doc: `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
+  }),
+  flag({ flags: '-V, --version', builtin: 'version', doc: 'print the version' }),
+  flag({ flags: '-h, --help', builtin: 'help', doc: 'print this help' }),
+];
+
+function program(): Command {
+  const cmd = new Command('http-get')
+    .description(
+      'GET a URL and print the body, degrading step by step instead of failing:\n' +
+        'fresh cache -> primary -> fallback mirror(s) -> stale cache -> explicit failure.',
+    )
+    .argument('<url>', 'the http:// or https:// URL to fetch ("-": read it from stdin)', urlArgument);
+  return addFlags(cmd, FLAGS, VERSION)
+    .addHelpText('after', `\nExit codes:\n${exitCodeTable()}\n\nDocs: docs/http-get.md`)
+    .showSuggestionAfterError(true)
+    .allowExcessArguments(false);
+}
+
+/** The values of the flags that rules across flags and the app read (the rest go to the client). */
 interface RawOptions {
   fallback?: string[];
-  timeoutMs: number;
-  maxTime?: number;
-  attemptTimeoutMs?: number;
-  attemptTimeout?: number;
-  connectTimeoutMs: number;
-  connectTimeout?: number;
-  retries: number;
-  header?: [string, string][];
-  userAgent?: string;
-  compressed: boolean;
-  location: boolean;
-  maxRedirects: number;
   head?: boolean;
   insecure?: boolean;
   cacert?: string;
-  maxBodyBytes: number;
   cacheDir?: string;
   cache: boolean;
   maxStaleMs?: number;
@@ -456,29 +539,16 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   // the option wins over the environment; an empty variable is unset
   const metricsPath = metricsFileFrom(o.metricsFile, env, METRICS_FILE_ENV);
   if (typeof metricsPath === 'object') return usage(metricsPath.problem);
-  const headers: Record<string, string> = { 'user-agent': `http-get/${VERSION} (bulwark)` };
-  if (o.userAgent !== undefined) headers['user-agent'] = o.userAgent;
-  for (const [name, value] of o.header ?? []) headers[name] = value;
   const noColorEnv = env['NO_COLOR'] !== undefined && env['NO_COLOR'] !== '';
   return {
     kind: 'run',
     config: {
       url,
       fallbacks: o.fallback ?? [],
-      timeoutMs: o.maxTime ?? o.timeoutMs,
-      attemptTimeoutMs: o.attemptTimeout ?? o.attemptTimeoutMs ?? CLI_DEFAULTS.attemptTimeoutMs,
-      connectTimeoutMs: o.connectTimeout ?? o.connectTimeoutMs,
-      retries: o.retries,
-      maxBodyBytes: o.maxBodyBytes,
-      maxRedirects: o.maxRedirects,
-      followRedirects: o.location !== false,
-      compressed: o.compressed !== false,
-      headers,
+      client: buildOptions(FLAGS, cmd.opts()) as ClientFlags,
       insecure: o.insecure === true,
-      cacert: o.cacert === undefined ? undefined : readFileSync(o.cacert, 'utf8'),
       cacertPath: o.cacert,
       cacheDir: o.cache === false ? undefined : (o.cacheDir ?? defaultCacheDir(env, CACHE_APP_NAME)),
-      maxStaleMs: o.maxStaleMs,
       output,
       remoteName: o.remoteName === true,
       include: o.include === true,

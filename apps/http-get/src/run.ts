@@ -14,7 +14,7 @@ import {
 } from '@bulwark/http';
 import type { TierEvent } from '@bulwark/core';
 import { hidePasswords } from '@bulwark/cli-support';
-import { CLI_DEFAULTS, EXIT, type CliConfig } from './config.js';
+import { EXIT, REFRESH_BOUND_MS, type CliConfig } from './config.js';
 import {
   classifyFailure,
   describeTier,
@@ -95,25 +95,7 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
     );
   }
   const store = config.cacheDir === undefined ? undefined : new DiskCacheStore({ dir: config.cacheDir });
-  const client = createHttpClient({
-    totalTimeoutMs: config.timeoutMs,
-    attemptTimeoutMs: config.attemptTimeoutMs,
-    retry: { maxAttempts: config.retries + 1 },
-    maxBodyBytes: config.maxBodyBytes,
-    maxRedirects: config.maxRedirects,
-    followRedirects: config.followRedirects,
-    decompress: config.compressed && config.headers['accept-encoding'] !== '',
-    cache: store ?? false,
-    maxStaleMs: config.maxStaleMs,
-    // an empty value ("-H 'User-Agent:'") removes the header, a default one included
-    headers: config.headers,
-    connectTimeoutMs: config.connectTimeoutMs,
-    tls: config.insecure
-      ? { rejectUnauthorized: false }
-      : config.cacert !== undefined
-        ? { ca: config.cacert }
-        : undefined,
-  });
+  const client = createHttpClient({ ...config.client, cache: store ?? false });
   let attempts = 0;
   client.onAttempt(() => attempts++);
   // the ladder as it happened: --json and the error lines list every tier tried, also when the primary's
@@ -312,13 +294,12 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 /**
- * Lets a stale-while-revalidate refresh finish, at most {@link CLI_DEFAULTS.refreshBoundMs} after the body
+ * Lets a stale-while-revalidate refresh finish, at most {@link REFRESH_BOUND_MS} after the body
  * is out (then it is abandoned: the entry stays as it was, a later run refreshes it); on Ctrl-C, or once
  * stdout is gone, not at all.
  */
 async function finish(client: ReturnType<typeof createHttpClient>, io: Io, now: boolean): Promise<void> {
-  const signal =
-    now || io.signal.aborted ? AbortSignal.abort() : AbortSignal.timeout(CLI_DEFAULTS.refreshBoundMs);
+  const signal = now || io.signal.aborted ? AbortSignal.abort() : AbortSignal.timeout(REFRESH_BOUND_MS);
   // on Ctrl-C only start closing: the caller exits, sockets may linger in the agent
   if (io.signal.aborted) void client.close({ signal }).catch(() => {});
   else await client.close({ signal }).catch(() => {});
@@ -332,7 +313,7 @@ function reportServed(r: HttpDownload, out: Reporter): void {
       return;
     case 'fresh-cache':
       out.note(
-        `served from the cache (age ${seconds(r.cacheAgeMs)}${r.stalenessMs > 0 ? `, ${seconds(r.stalenessMs)} stale, refreshing in the background for at most ${seconds(CLI_DEFAULTS.refreshBoundMs)}` : ''})`,
+        `served from the cache (age ${seconds(r.cacheAgeMs)}${r.stalenessMs > 0 ? `, ${seconds(r.stalenessMs)} stale, refreshing in the background for at most ${seconds(REFRESH_BOUND_MS)}` : ''})`,
       );
       return;
     case 'fallback':

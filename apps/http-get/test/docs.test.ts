@@ -5,7 +5,9 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import { CLI_DEFAULTS, EXIT, parseArgs } from '../src/config.js';
+import { optionsTableProblems } from '@bulwark/cli-support';
+import { HTTP_CLIENT_DEFAULTS } from '@bulwark/http';
+import { EXIT, FLAGS, parseArgs } from '../src/config.js';
 import { JSON_SCHEMA_VERSION, run } from '../src/run.js';
 
 const doc = readFileSync(new URL('../../../../docs/http-get.md', import.meta.url), 'utf8');
@@ -25,28 +27,32 @@ test('every exit code is in the exit-code table and in --help', () => {
   }
 });
 
-test('every CLI option is documented, with its default', () => {
+test('the options table is the flag table of src/config.ts: flags, defaults and doc lines, row for row', () => {
+  assert.deepEqual(optionsTableProblems(doc, FLAGS), []);
+});
+
+test('every option --help prints is documented', () => {
   const flags = new Set(help().match(/--[a-z][a-z-]+/g));
   assert.ok(flags.size >= 18, [...flags].join(' '));
   for (const flag of flags)
     assert.ok(doc.includes(`\`${flag}`) || doc.includes(`, ${flag}`), `docs: ${flag}`);
-  const byFlag: Record<string, number> = {
-    '--timeout-ms <ms>': CLI_DEFAULTS.timeoutMs,
-    '--connect-timeout-ms <ms>': CLI_DEFAULTS.connectTimeoutMs,
-    '--retries <n>': CLI_DEFAULTS.retries,
-    '--max-body-bytes <bytes>': CLI_DEFAULTS.maxBodyBytes,
-    '--max-redirects <n>': CLI_DEFAULTS.maxRedirects,
-  };
-  for (const [flag, value] of Object.entries(byFlag)) {
-    const line = row(`\`${flag}\``);
-    assert.ok(line, `docs: no row for ${flag}`);
-    assert.ok(line.includes(`| \`${value}\` |`), `docs: default of ${flag} is ${value}`);
-  }
-  assert.equal(CLI_DEFAULTS.attemptTimeoutMs, undefined);
-  assert.ok(
-    row('`--attempt-timeout-ms <ms>`')?.includes('| derived from the total |'),
-    'docs: --attempt-timeout-ms is derived from the total',
+});
+
+test('without flags, the client gets its own defaults (the table reads them, restates none)', () => {
+  const parsed = parseArgs(['http://x/'], {});
+  assert.equal(parsed.kind, 'run');
+  if (parsed.kind !== 'run') return;
+  const o = parsed.config.client;
+  const d = HTTP_CLIENT_DEFAULTS;
+  assert.deepEqual(
+    [o.totalTimeoutMs, o.connectTimeoutMs, o.maxBodyBytes, o.maxRedirects, o.followRedirects, o.decompress],
+    [d.totalTimeoutMs, d.connectTimeoutMs, d.maxBodyBytes, d.maxRedirects, d.followRedirects, d.decompress],
   );
+  assert.deepEqual(o.retry, { maxAttempts: d.retry.maxAttempts });
+  // derived from the total by the client; the stale window is the response's, else the client's
+  assert.equal(o.attemptTimeoutMs, undefined);
+  assert.equal(o.maxStaleMs, undefined);
+  assert.equal(o.tls, undefined);
 });
 
 test('the --json example and field table have exactly the fields a run prints, in the same order', async () => {

@@ -1,25 +1,37 @@
 /**
- * argv → a typed configuration, in one place: the defaults, the option table `--help` prints, the exit
- * codes, and the validation of every value (a bad value is a usage error, exit 2, with a message that
- * names the option). The flags a curl or wget user reaches for are here under their names
+ * argv → a typed configuration, in one place: the flag table ({@link FLAGS}: each flag's parser, default,
+ * fetchAll option and doc line, from which `--help`, fetchAll's options and the docs' options table come),
+ * the exit codes, and the validation of every value (a bad value is a usage error, exit 2, with a message
+ * that names the option). The flags a curl or wget user reaches for are here under their names
  * (docs/many-requests.md shows them side by side).
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import {
   MAX_MS,
+  addFlags,
+  buildOptions,
   certificates,
   collect,
   decimal,
+  flag,
   header,
   integer,
   metricsFileArgument,
   metricsFileFrom,
   nonEmpty,
   seconds,
+  setPath,
   userAgent,
+  type BuiltOptions,
+  type Flag,
 } from '@bulwark/cli-support';
-import { ADAPTIVE_THROTTLE_DEFAULTS, CIRCUIT_BREAKER_DEFAULTS, HEDGE_DEFAULTS } from '@bulwark/core';
-import { FETCH_ALL_DEFAULTS } from '@bulwark/http';
+import {
+  ADAPTIVE_THROTTLE_DEFAULTS,
+  CIRCUIT_BREAKER_DEFAULTS,
+  HEDGE_DEFAULTS,
+  retryBudget,
+} from '@bulwark/core';
+import { FETCH_ALL_DEFAULTS, type FetchAllOptions } from '@bulwark/http';
 import { METRICS_FILE_ENV } from './metrics.js';
 
 /** Exit codes (printed by `--help`, listed in docs/many-requests.md). */
@@ -40,59 +52,39 @@ export const EXIT = Object.freeze({
   TERMINATED: 143,
 });
 
-/** The defaults of the CLI's options (those of `fetchAll` where they exist). */
-export const CLI_DEFAULTS = Object.freeze({
-  concurrency: FETCH_ALL_DEFAULTS.concurrency,
-  perHost: FETCH_ALL_DEFAULTS.perHostConcurrency,
-  attemptTimeoutMs: FETCH_ALL_DEFAULTS.attemptTimeoutMs,
-  /** fetchAll's `retry.maxAttempts` less the first attempt. */
-  retries: FETCH_ALL_DEFAULTS.retry.maxAttempts - 1,
-  retryBudgetRatio: FETCH_ALL_DEFAULTS.retryBudget.ratio,
-  ratePerHost: FETCH_ALL_DEFAULTS.ratePerHost,
-  /** fetchAll's `circuitBreaker.strategy.threshold` (consecutive failures). */
-  breakerFailures: FETCH_ALL_DEFAULTS.circuitBreaker.strategy.threshold,
-  /** Core's `openDurationMs`: fetchAll keeps it. */
-  breakerOpenMs: CIRCUIT_BREAKER_DEFAULTS.openDurationMs,
-  maxWaitMs: FETCH_ALL_DEFAULTS.maxWaitMs,
-  /** Core's adaptiveThrottle `k` (the throttle is on unless --no-adaptive-throttle). */
-  throttleK: ADAPTIVE_THROTTLE_DEFAULTS.k,
-  /** Core's hedge budget ratio (hedging is off unless --hedge-after-ms). */
-  hedgeBudgetRatio: HEDGE_DEFAULTS.budgetRatio,
-  json: false,
-  quiet: false,
-  verbose: false,
-  allowFailures: false,
-});
-
 /** Where URLs come from, in order. */
 export type Source =
   | { readonly kind: 'url'; readonly url: string }
   | { readonly kind: 'file'; readonly path: string }
   | { readonly kind: 'stdin' };
 
+/** The fetchAll options the flags set (core's names), built from {@link FLAGS}. */
+export type FetchAllFlags = Readonly<
+  Pick<
+    FetchAllOptions,
+    | 'concurrency'
+    | 'perHostConcurrency'
+    | 'attemptTimeoutMs'
+    | 'retry'
+    | 'retryBudget'
+    | 'ratePerHost'
+    | 'circuitBreaker'
+    | 'maxWaitMs'
+    | 'adaptiveThrottle'
+    | 'hedge'
+    | 'headers'
+    | 'tls'
+  >
+>;
+
 export interface CliConfig {
   readonly sources: readonly Source[];
   /** No URL argument or input file was given: stdin is the input (when it is not a terminal). */
   readonly stdinImplied: boolean;
-  readonly concurrency: number;
-  readonly perHost: number;
-  /** Time allowed per attempt (connect + headers + body). */
-  readonly attemptTimeoutMs: number;
-  readonly retries: number;
-  readonly retryBudgetRatio: number;
-  readonly ratePerHost: number;
-  readonly breakerFailures: number;
-  readonly breakerOpenMs: number;
-  /** How long the run may wait for hosts whose breaker is open once nothing else is left. */
-  readonly maxWaitMs: number;
-  /** Client-side adaptive throttling per host (fetchAll's `adaptiveThrottle`; `false`: off). */
-  readonly adaptiveThrottle: false | { readonly k: number };
-  /** Hedging (fetchAll's `hedge`): core's `delayMs` and the budget's ratio; `false`: off. */
-  readonly hedge: false | { readonly delayMs: number; readonly budgetRatio: number };
-  /** Request headers (lower-case names). */
-  readonly headers: Readonly<Record<string, string>>;
+  /** fetchAll's options, from the flags' rows in {@link FLAGS} (the signal is the run's). */
+  readonly fetchAll: FetchAllFlags;
+  /** `-k`: certificates are not checked (`fetchAll.tls` says so; the run warns). */
   readonly insecure: boolean;
-  readonly cacert: string | undefined;
   /** Write the results here (atomically, at the end) instead of stdout. */
   readonly output: string | undefined;
   readonly json: boolean;
@@ -140,166 +132,223 @@ Examples:
   cat urls.txt | many-requests --attempt-timeout 2 --retries 1 --json > results.json
 `;
 
-function program(version: string): Command {
-  const d = CLI_DEFAULTS;
-  return (
-    new Command()
-      .name('many-requests')
-      .description(
-        'GET many URLs concurrently, with per-host limits, a circuit breaker per host, timeouts and budgeted retries.',
-      )
-      .version(version, '-V, --version', 'print the version')
-      .helpOption('-h, --help', 'print this help')
-      .argument('[urls...]', 'URLs to fetch; "-" reads URLs from stdin')
-      .addOption(
-        new Option(
-          '-i, --input-file <path>',
-          'read URLs from a file, one per line ("-" = stdin), like wget -i',
-        ).argParser(nonEmpty('file path or -')),
-      )
-      .addOption(
-        new Option(
-          '-o, --output <file>',
-          'write the results to FILE (atomically: a temp file renamed at the end) instead of stdout',
-        ).argParser(nonEmpty('file path')),
-      )
-      .addOption(
-        new Option('-c, --concurrency <n>', 'requests in flight at once, over all hosts')
-          .argParser(integer(1, 10_000))
-          .default(d.concurrency),
-      )
-      .addOption(
-        new Option('--per-host <n>', 'requests in flight at once per host (origin)')
-          .argParser(integer(1, 10_000))
-          .default(d.perHost),
-      )
-      .addOption(
-        new Option('--attempt-timeout-ms <ms>', 'time allowed per attempt: connect + headers + body')
-          .argParser(integer(1, MAX_MS, 'milliseconds'))
-          .default(d.attemptTimeoutMs),
-      )
-      .addOption(
-        new Option('--attempt-timeout <seconds>', 'the same in seconds (e.g. 2.5)').argParser(seconds(1)),
-      )
-      .addOption(
-        new Option(
-          '--retries <n>',
-          'retries per URL after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
-        )
-          .argParser(integer(0, 100))
-          .default(d.retries),
-      )
-      .addOption(
-        new Option('--retry-budget-ratio <r>', 'retries allowed across the run per URL started (+10/s floor)')
-          .argParser(decimal(0, 100))
-          .default(d.retryBudgetRatio),
-      )
-      .addOption(
-        new Option(
-          '--rate-per-host <n>',
-          'requests started per second per host (default: no limit)',
-        ).argParser(decimal(0, 1_000_000, true)),
-      )
-      .addOption(
-        new Option('--breaker-failures <n>', "consecutive failures that open a host's circuit breaker")
-          .argParser(integer(1, 1_000_000))
-          .default(d.breakerFailures),
-      )
-      .addOption(
-        new Option(
-          '--breaker-open-ms <ms>',
-          'how long an open breaker fails fast before it probes the host again',
-        )
-          .argParser(integer(1, MAX_MS, 'milliseconds'))
-          .default(d.breakerOpenMs),
-      )
-      .addOption(
-        new Option(
-          '--max-wait-ms <ms>',
-          'once nothing else is left, how long to wait for hosts whose breaker is open (URLs refused by one wait for it anyway while other URLs are in progress)',
-        )
-          .argParser(integer(0, MAX_MS, 'milliseconds'))
-          .default(d.maxWaitMs),
-      )
-      .addOption(new Option('--max-wait <seconds>', 'the same in seconds').argParser(seconds(0)))
-      .addOption(
-        new Option(
-          '--no-adaptive-throttle',
-          'do not reject requests locally when a host refuses most of them (adaptive throttling is on by default)',
-        ),
-      )
-      .addOption(
-        new Option(
-          '--throttle-k <k>',
-          "adaptive throttling's k: a refusing host gets about k requests per one it accepts",
-        )
-          .argParser(decimal(1, 1000))
-          .default(d.throttleK),
-      )
-      .addOption(
-        new Option(
-          '--hedge-after-ms <ms>',
-          'hedging: a URL whose request has not answered after MS gets a second request; the first to answer wins (default: off)',
-        ).argParser(integer(0, MAX_MS, 'milliseconds')),
-      )
-      .addOption(
-        new Option(
-          '--hedge-budget-ratio <r>',
-          'hedges allowed per URL attempt across the run, in a sliding 10 s window (with --hedge-after-ms)',
-        )
-          .argParser(decimal(0, 1))
-          .default(d.hedgeBudgetRatio),
-      )
-      .addOption(
-        new Option('-H, --header <header>', '"Name: value" sent with every request (repeatable)').argParser(
-          collect(header('many-requests', false)),
-        ),
-      )
-      .addOption(new Option('-A, --user-agent <name>', 'the User-Agent header').argParser(userAgent))
-      .addOption(new Option('-k, --insecure', 'do not verify TLS certificates (warns on stderr)'))
-      .addOption(
-        new Option('--cacert <file>', 'trust the PEM certificates in FILE (for a private CA)').argParser(
-          certificates,
-        ),
-      )
-      // switches are off unless given: no "(default: false)" in --help
-      .option('--json', 'one JSON document at the end instead of NDJSON (buffers all results)')
-      .option('-v, --verbose', "each host's circuit breaker opening and closing, on stderr")
-      .option('-q, --quiet', 'nothing on stderr but errors (no progress bar, no summary)')
-      .option('-s, --silent', 'the same as --quiet (curl -s)')
-      .option('--allow-failures', 'exit 0 even if some URLs failed')
-      .addOption(
-        new Option(
-          '--metrics-file <path>',
-          `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
-        ).argParser(metricsFileArgument),
-      )
-      .addHelpText('after', EXIT_HELP)
-      .showSuggestionAfterError(true)
-      .allowExcessArguments(false)
-  );
+/** fetchAll's `headers` being built (a header name may hold a dot: not a path). */
+function headersOf(options: BuiltOptions): Record<string, string> {
+  return (options['headers'] ??= {}) as Record<string, string>;
 }
 
+/**
+ * Every flag, in the order of `--help` and of docs/many-requests.md's options table (test/docs.test.ts
+ * checks it row for row). A row with a `target` sets that path of fetchAll's options; its default is
+ * fetchAll's (`FETCH_ALL_DEFAULTS`) or core's, read here, never restated. Rules across flags are in
+ * {@link parseArgs}.
+ */
+export const FLAGS: readonly Flag[] = [
+  flag({
+    flags: '-i, --input-file <path>',
+    parse: nonEmpty('file path or -'),
+    defaultText: 'none',
+    doc: 'read URLs from a file, one per line ("-" = stdin), like wget -i',
+  }),
+  flag({
+    flags: '-o, --output <file>',
+    parse: nonEmpty('file path'),
+    defaultText: 'stdout',
+    doc: 'write the results to FILE, atomically (a temp file renamed at the end)',
+  }),
+  flag({
+    flags: '-c, --concurrency <n>',
+    parse: integer(1, 10_000),
+    default: FETCH_ALL_DEFAULTS.concurrency,
+    target: 'concurrency',
+    doc: 'requests in flight at once, over all hosts',
+  }),
+  flag({
+    flags: '--per-host <n>',
+    parse: integer(1, 10_000),
+    default: FETCH_ALL_DEFAULTS.perHostConcurrency,
+    target: 'perHostConcurrency',
+    doc: 'requests in flight at once per host (origin)',
+  }),
+  flag({
+    flags: '--attempt-timeout-ms <ms>',
+    parse: integer(1, MAX_MS, 'milliseconds'),
+    default: FETCH_ALL_DEFAULTS.attemptTimeoutMs,
+    target: 'attemptTimeoutMs',
+    doc: 'time allowed per attempt: connect + headers + body',
+  }),
+  flag({
+    flags: '--attempt-timeout <seconds>',
+    parse: seconds(1),
+    target: 'attemptTimeoutMs',
+    doc: 'the same in seconds (e.g. 2.5)',
+  }),
+  flag({
+    flags: '--retries <n>',
+    parse: integer(0, 100),
+    default: FETCH_ALL_DEFAULTS.retry.maxAttempts - 1,
+    target: 'retry.maxAttempts',
+    to: (n: number) => n + 1,
+    doc: 'retries per URL after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
+  }),
+  flag({
+    flags: '--retry-budget-ratio <r>',
+    parse: decimal(0, 100),
+    default: FETCH_ALL_DEFAULTS.retryBudget.ratio,
+    target: 'retryBudget.ratio',
+    doc: 'retries allowed across the run per URL started (+10/s floor)',
+  }),
+  flag({
+    flags: '--rate-per-host <n>',
+    parse: decimal(0, 1_000_000, true),
+    default: FETCH_ALL_DEFAULTS.ratePerHost,
+    defaultText: 'no limit',
+    target: 'ratePerHost',
+    doc: 'requests started per second per host',
+  }),
+  flag({
+    flags: '--breaker-failures <n>',
+    parse: integer(1, 1_000_000),
+    default: FETCH_ALL_DEFAULTS.circuitBreaker.strategy.threshold,
+    target: 'circuitBreaker.strategy',
+    to: (threshold: number) => ({ type: 'consecutive', threshold }),
+    doc: "consecutive failures that open a host's circuit breaker",
+  }),
+  flag({
+    flags: '--breaker-open-ms <ms>',
+    parse: integer(1, MAX_MS, 'milliseconds'),
+    default: CIRCUIT_BREAKER_DEFAULTS.openDurationMs,
+    target: 'circuitBreaker.openDurationMs',
+    doc: 'how long an open breaker fails fast before it probes the host again',
+  }),
+  flag({
+    flags: '--max-wait-ms <ms>',
+    parse: integer(0, MAX_MS, 'milliseconds'),
+    default: FETCH_ALL_DEFAULTS.maxWaitMs,
+    target: 'maxWaitMs',
+    doc: 'once nothing else is left, how long to wait for hosts whose breaker is open (URLs refused by one wait for it anyway while other URLs are in progress)',
+  }),
+  flag({
+    flags: '--max-wait <seconds>',
+    parse: seconds(0),
+    target: 'maxWaitMs',
+    doc: 'the same in seconds',
+  }),
+  flag({
+    flags: '--no-adaptive-throttle',
+    defaultText: 'on',
+    target: 'adaptiveThrottle',
+    // on: fetchAll's throttle (core's options, `k` below); off: `false`
+    to: (on: boolean) => (on ? {} : false),
+    doc: 'do not reject requests locally when a host refuses most of them (adaptive throttling is on by default)',
+  }),
+  flag({
+    flags: '--throttle-k <k>',
+    parse: decimal(1, 1000),
+    default: ADAPTIVE_THROTTLE_DEFAULTS.k,
+    target: 'adaptiveThrottle.k',
+    doc: "adaptive throttling's k: a refusing host gets about k requests per one it accepts",
+  }),
+  flag({
+    flags: '--hedge-after-ms <ms>',
+    parse: integer(0, MAX_MS, 'milliseconds'),
+    defaultText: 'off',
+    // hedging is off unless given
+    apply: (delayMs: number | undefined, options) =>
+      delayMs === undefined ? (options['hedge'] = false) : setPath(options, 'hedge.delayMs', delayMs),
+    doc: 'hedging: a URL whose request has not answered after MS gets a second request; the first to answer wins',
+  }),
+  flag({
+    flags: '--hedge-budget-ratio <r>',
+    parse: decimal(0, 1),
+    default: HEDGE_DEFAULTS.budgetRatio,
+    target: 'hedge.budget',
+    // core's hedge budget: a retry budget of this ratio, no floor
+    to: (ratio: number) => retryBudget({ ratio, minRetriesPerSecond: 0 }),
+    doc: 'hedges allowed per URL attempt across the run, in a sliding 10 s window (with --hedge-after-ms)',
+  }),
+  flag({
+    flags: '-A, --user-agent <name>',
+    parse: userAgent,
+    defaultText: "undici's",
+    apply: (name: string | undefined, options) => {
+      if (name !== undefined) headersOf(options)['user-agent'] = name;
+    },
+    doc: 'the User-Agent header',
+  }),
+  flag({
+    flags: '-H, --header <header>',
+    parse: collect(header('many-requests', false)),
+    defaultText: 'none',
+    // after -A: a -H 'User-Agent: …' wins
+    apply: (pairs: [string, string][] | undefined, options) => {
+      for (const [name, value] of pairs ?? []) headersOf(options)[name] = value;
+    },
+    doc: '"Name: value" sent with every request (repeatable)',
+  }),
+  flag({
+    flags: '-k, --insecure',
+    defaultText: 'off',
+    apply: (on: boolean | undefined, options) => {
+      if (on === true) options['tls'] = { rejectUnauthorized: false };
+    },
+    doc: 'do not verify TLS certificates (warns on stderr)',
+  }),
+  flag({
+    flags: '--cacert <file>',
+    parse: certificates,
+    defaultText: "the system's",
+    apply: (ca: string | undefined, options) => {
+      if (ca !== undefined) options['tls'] = { ca };
+    },
+    doc: 'trust the PEM certificates in FILE (for a private CA)',
+  }),
+  flag({
+    flags: '--json',
+    defaultText: 'off',
+    doc: 'one JSON document at the end instead of NDJSON (buffers all results)',
+  }),
+  flag({
+    flags: '-v, --verbose',
+    defaultText: 'off',
+    doc: "each host's circuit breaker opening and closing, on stderr",
+  }),
+  flag({
+    flags: '-q, --quiet',
+    defaultText: 'off',
+    doc: 'nothing on stderr but errors (no progress bar, no summary)',
+  }),
+  flag({ flags: '-s, --silent', defaultText: 'off', doc: 'the same as --quiet (curl -s)' }),
+  flag({ flags: '--allow-failures', defaultText: 'off', doc: 'exit 0 even if some URLs failed' }),
+  flag({
+    flags: '--metrics-file <path>',
+    parse: metricsFileArgument,
+    defaultText: 'none',
+    doc: `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
+  }),
+  flag({ flags: '-V, --version', builtin: 'version', doc: 'print the version' }),
+  flag({ flags: '-h, --help', builtin: 'help', doc: 'print this help' }),
+];
+
+function program(version: string): Command {
+  const cmd = new Command()
+    .name('many-requests')
+    .description(
+      'GET many URLs concurrently, with per-host limits, a circuit breaker per host, timeouts and budgeted retries.',
+    )
+    .argument('[urls...]', 'URLs to fetch; "-" reads URLs from stdin');
+  return addFlags(cmd, FLAGS, version)
+    .addHelpText('after', EXIT_HELP)
+    .showSuggestionAfterError(true)
+    .allowExcessArguments(false);
+}
+
+/** The values of the flags that rules across flags and the app read (the rest go to fetchAll). */
 interface RawOptions {
   inputFile?: string;
   output?: string;
-  concurrency: number;
-  perHost: number;
-  attemptTimeoutMs: number;
-  attemptTimeout?: number;
-  retries: number;
-  retryBudgetRatio: number;
-  ratePerHost?: number;
-  breakerFailures: number;
-  breakerOpenMs: number;
-  maxWaitMs: number;
-  maxWait?: number;
   adaptiveThrottle: boolean;
-  throttleK: number;
   hedgeAfterMs?: number;
-  hedgeBudgetRatio: number;
-  header?: [string, string][];
-  userAgent?: string;
   insecure?: boolean;
   cacert?: string;
   json?: boolean;
@@ -394,34 +443,18 @@ export function parseArgs(
   // the option wins over the environment; an empty variable is unset
   const metricsPath = metricsFileFrom(o.metricsFile, env, METRICS_FILE_ENV);
   if (typeof metricsPath === 'object') return usage(metricsPath.problem);
-  const headers: Record<string, string> = {};
-  if (o.userAgent !== undefined) headers['user-agent'] = o.userAgent;
-  for (const [name, value] of o.header ?? []) headers[name] = value;
   return {
     kind: 'run',
     config: {
       sources,
       stdinImplied,
-      concurrency: o.concurrency,
-      perHost: o.perHost,
-      attemptTimeoutMs: o.attemptTimeout ?? o.attemptTimeoutMs,
-      retries: o.retries,
-      retryBudgetRatio: o.retryBudgetRatio,
-      ratePerHost: o.ratePerHost ?? CLI_DEFAULTS.ratePerHost,
-      breakerFailures: o.breakerFailures,
-      breakerOpenMs: o.breakerOpenMs,
-      maxWaitMs: o.maxWait ?? o.maxWaitMs,
-      adaptiveThrottle: o.adaptiveThrottle ? { k: o.throttleK } : false,
-      hedge:
-        o.hedgeAfterMs === undefined ? false : { delayMs: o.hedgeAfterMs, budgetRatio: o.hedgeBudgetRatio },
-      headers,
+      fetchAll: buildOptions(FLAGS, cmd.opts()) as FetchAllFlags,
       insecure: o.insecure === true,
-      cacert: o.cacert,
       output: o.output === '-' ? undefined : o.output,
-      json: o.json ?? CLI_DEFAULTS.json,
+      json: o.json === true,
       quiet,
-      verbose: o.verbose ?? CLI_DEFAULTS.verbose,
-      allowFailures: o.allowFailures ?? CLI_DEFAULTS.allowFailures,
+      verbose: o.verbose === true,
+      allowFailures: o.allowFailures === true,
       metricsFile: metricsPath,
     },
   };

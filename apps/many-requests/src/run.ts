@@ -4,7 +4,6 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { TempFile, hidePasswords } from '@bulwark/cli-support';
-import { retryBudget } from '@bulwark/core';
 import { fetchAll, type FetchAllRun } from '@bulwark/http';
 import { EXIT, parseArgs, type CliConfig } from './config.js';
 import { checkReadable, readUrls } from './input.js';
@@ -127,31 +126,7 @@ async function fetchAndReport(config: CliConfig, io: CliIo): Promise<number> {
   current.bytes = 0;
   try {
     run = fetchAll(readUrls(config.sources, io.stdin), {
-      concurrency: config.concurrency,
-      perHostConcurrency: config.perHost,
-      attemptTimeoutMs: config.attemptTimeoutMs,
-      retry: { maxAttempts: config.retries + 1 },
-      retryBudget: { ratio: config.retryBudgetRatio },
-      ratePerHost: config.ratePerHost,
-      circuitBreaker: {
-        strategy: { type: 'consecutive', threshold: config.breakerFailures },
-        openDurationMs: config.breakerOpenMs,
-      },
-      maxWaitMs: config.maxWaitMs,
-      adaptiveThrottle: config.adaptiveThrottle,
-      hedge:
-        config.hedge === false
-          ? false
-          : {
-              delayMs: config.hedge.delayMs,
-              budget: retryBudget({ ratio: config.hedge.budgetRatio, minRetriesPerSecond: 0 }),
-            },
-      headers: Object.keys(config.headers).length > 0 ? config.headers : undefined,
-      tls: config.insecure
-        ? { rejectUnauthorized: false }
-        : config.cacert !== undefined
-          ? { ca: config.cacert }
-          : undefined,
+      ...config.fetchAll,
       signal: controller.signal,
     });
     const running = run;

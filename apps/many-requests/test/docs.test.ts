@@ -3,8 +3,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { optionsTableProblems } from '@bulwark/cli-support';
+import { CIRCUIT_BREAKER_DEFAULTS } from '@bulwark/core';
 import { FETCH_ALL_DEFAULTS, FETCH_ERROR_CODES } from '@bulwark/http';
-import { CLI_DEFAULTS, EXIT, parseArgs } from '../src/config.js';
+import { EXIT, FLAGS, parseArgs } from '../src/config.js';
 import { LatencyHistogram } from '../src/summary.js';
 
 const doc = readFileSync(new URL('../../../../docs/many-requests.md', import.meta.url), 'utf8');
@@ -28,30 +30,38 @@ test('every exit code is in the exit-code table and in --help', () => {
   }
 });
 
-test('every CLI option is documented, with its default', () => {
+test('the options table is the flag table of src/config.ts: flags, defaults and doc lines, row for row', () => {
+  assert.deepEqual(optionsTableProblems(doc, FLAGS), []);
+});
+
+test('every option --help prints is documented', () => {
   const help = parseArgs(['--help'], '0.0.0');
   const text = help.kind === 'exit' ? help.stdout : '';
   const flags = new Set(text.match(/--[a-z][a-z-]+/g));
   assert.ok(flags.size >= 12);
   for (const flag of flags)
     assert.ok(doc.includes(`\`${flag}`) || doc.includes(`, ${flag}`), `docs: ${flag}`);
-  const byFlag: Record<string, keyof typeof CLI_DEFAULTS> = {
-    '-c, --concurrency <n>': 'concurrency',
-    '--per-host <n>': 'perHost',
-    '--attempt-timeout-ms <ms>': 'attemptTimeoutMs',
-    '--retries <n>': 'retries',
-    '--retry-budget-ratio <r>': 'retryBudgetRatio',
-    '--breaker-failures <n>': 'breakerFailures',
-    '--breaker-open-ms <ms>': 'breakerOpenMs',
-  };
-  for (const [flag, key] of Object.entries(byFlag)) {
-    const line = row(`\`${flag}\``);
-    assert.ok(line, `docs: no row for ${flag}`);
-    assert.ok(
-      line.includes(`| \`${CLI_DEFAULTS[key]}\` |`),
-      `docs: default of ${flag} is ${CLI_DEFAULTS[key]}`,
-    );
-  }
+});
+
+test('without flags, fetchAll gets its own defaults (the table reads them, restates none)', () => {
+  const parsed = parseArgs(['http://x/'], '0.0.0');
+  assert.equal(parsed.kind, 'run');
+  if (parsed.kind !== 'run') return;
+  const o = parsed.config.fetchAll;
+  const d = FETCH_ALL_DEFAULTS;
+  assert.deepEqual(
+    [o.concurrency, o.perHostConcurrency, o.attemptTimeoutMs, o.ratePerHost, o.maxWaitMs],
+    [d.concurrency, d.perHostConcurrency, d.attemptTimeoutMs, d.ratePerHost, d.maxWaitMs],
+  );
+  assert.deepEqual(o.retry, { maxAttempts: d.retry.maxAttempts });
+  assert.deepEqual(o.retryBudget, { ratio: d.retryBudget.ratio });
+  assert.deepEqual(o.circuitBreaker, {
+    strategy: d.circuitBreaker.strategy,
+    openDurationMs: CIRCUIT_BREAKER_DEFAULTS.openDurationMs,
+  });
+  assert.equal(o.hedge, false);
+  assert.equal(o.headers, undefined);
+  assert.equal(o.tls, undefined);
 });
 
 /** A default as the docs write it: a number, or an object literal `{ key: value, … }` ('strings' quoted). */

@@ -32,9 +32,9 @@ function usage(args: string[]): string {
 }
 
 test('adaptive throttling is on with core’s k; --throttle-k and --no-adaptive-throttle map onto it', () => {
-  assert.deepEqual(config([]).adaptiveThrottle, { k: ADAPTIVE_THROTTLE_DEFAULTS.k });
-  assert.deepEqual(config(['--throttle-k', '1.5']).adaptiveThrottle, { k: 1.5 });
-  assert.equal(config(['--no-adaptive-throttle']).adaptiveThrottle, false);
+  assert.deepEqual(config([]).fetchAll.adaptiveThrottle, { k: ADAPTIVE_THROTTLE_DEFAULTS.k });
+  assert.deepEqual(config(['--throttle-k', '1.5']).fetchAll.adaptiveThrottle, { k: 1.5 });
+  assert.equal(config(['--no-adaptive-throttle']).fetchAll.adaptiveThrottle, false);
   assert.match(usage(['--throttle-k', '0.9']), /--throttle-k.*expected a decimal number from 1 to 1000/);
   assert.match(usage(['--throttle-k', 'two']), /--throttle-k/);
   assert.match(
@@ -44,14 +44,22 @@ test('adaptive throttling is on with core’s k; --throttle-k and --no-adaptive-
 });
 
 test('hedging is off; --hedge-after-ms turns it on with core’s budget ratio, --hedge-budget-ratio sets it', () => {
-  assert.equal(config([]).hedge, false);
-  assert.deepEqual(config(['--hedge-after-ms', '40']).hedge, {
+  assert.equal(config([]).fetchAll.hedge, false);
+  // core's hedge options: delayMs, and a budget (a retry budget of the ratio, no floor)
+  const hedge = (args: string[]): { delayMs: unknown; ratio: unknown; floor: unknown } => {
+    const h = config(args).fetchAll.hedge;
+    assert.ok(h !== false && h !== undefined && h.budget !== undefined);
+    return { delayMs: h.delayMs, ratio: h.budget.ratio, floor: h.budget.minRetriesPerSecond };
+  };
+  assert.deepEqual(hedge(['--hedge-after-ms', '40']), {
     delayMs: 40,
-    budgetRatio: HEDGE_DEFAULTS.budgetRatio,
+    ratio: HEDGE_DEFAULTS.budgetRatio,
+    floor: 0,
   });
-  assert.deepEqual(config(['--hedge-after-ms', '0', '--hedge-budget-ratio', '0.05']).hedge, {
+  assert.deepEqual(hedge(['--hedge-after-ms', '0', '--hedge-budget-ratio', '0.05']), {
     delayMs: 0,
-    budgetRatio: 0.05,
+    ratio: 0.05,
+    floor: 0,
   });
   assert.match(usage(['--hedge-after-ms', '-1']), /--hedge-after-ms/);
   assert.match(usage(['--hedge-after-ms', '1.5']), /expected an integer number of milliseconds/);

@@ -1,6 +1,7 @@
 /**
  * The support code the Bulwark CLIs (`@bulwark/http-get`, `@bulwark/many-requests`) share: atomic file
- * replacement with its temp-file sweep, the `--metrics-file` checks and Prometheus text helpers, the
+ * replacement with its temp-file sweep, the flag tables (commander options, library options and the docs
+ * check from one table per program), the `--metrics-file` checks and Prometheus text helpers, the
  * option-argument parsers and password hiding. Internal: no stability promise outside those two programs.
  */
 export {
@@ -16,6 +17,18 @@ export {
   writeFully,
   type AtomicTarget,
 } from './files.js';
+export {
+  addFlags,
+  attributeName,
+  buildOptions,
+  defaultText,
+  docsRowStart,
+  flag,
+  optionsTableProblems,
+  setPath,
+  type BuiltOptions,
+  type Flag,
+} from './flags.js';
 export { gauge, metricsFileArgument, metricsFileFrom, metricsFileProblem } from './metrics.js';
 export {
   MAX_MS,
