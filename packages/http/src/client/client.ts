@@ -46,27 +46,28 @@ import {
   ageOf,
   type CacheAge,
   type PolicyClass,
-} from './cache/semantics.js';
-import { MemoryCacheStore } from './cache/memory-store.js';
+} from '../cache/semantics.js';
+import { MemoryCacheStore } from '../cache/memory-store.js';
 import {
   streamingView,
   type CacheEntryHandle,
   type CacheEntryWriter,
   type StreamingStore,
-} from './cache/store.js';
-import { attemptDeadlineHeader } from './deadline-header.js';
-import { hedgeOptions, throttleOptions } from './policy-options.js';
-import { HOST_FAILURE_CLASSIFY, parseRetryAfter } from './classify.js';
-import { HttpError, HttpNetworkError, HttpStatusError, messageOf } from './errors.js';
+} from '../cache/store.js';
+import { attemptDeadlineHeader } from '../deadline-header.js';
+import { hedgeOptions, throttleOptions } from '../policy-options.js';
+import { HOST_FAILURE_CLASSIFY, parseRetryAfter } from '../classify.js';
+import { HttpError, HttpNetworkError, HttpStatusError, messageOf } from '../errors.js';
 import {
   resolveOptions,
   HTTP_CLIENT_DEFAULTS,
   type HttpClientOptions,
   type ResolvedOptions,
 } from './options.js';
-import { resetGuard } from './reset-guard.js';
+import { resetGuard } from '../reset-guard.js';
 import { TIER_SKIP_CODES as SKIP, tierOf, type HttpTier } from './tiers.js';
-import { parseHttpUrl } from './url.js';
+import { withoutCredentials } from '../credentials.js';
+import { parseHttpUrl } from '../url.js';
 import {
   ACCEPT_ENCODING,
   SinkFailure,
@@ -75,7 +76,6 @@ import {
   drain,
   headerValue,
   openResponse,
-  withoutCredentials,
   pumpBody,
   willDecode,
   type BodySink,

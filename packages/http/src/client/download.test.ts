@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import { AllSourcesFailedError, TimeoutError } from '@bulwark/core';
 import { patternBody, startFaultServer, type FaultServer } from '@bulwark/fault-server';
 import { createHttpClient, type BodyInfo, type HttpClient } from './client.js';
-import { TestClock } from './clock.test.support.js';
-import { DiskCacheStore } from './cache/disk-store.js';
-import { MemoryCacheStore } from './cache/memory-store.js';
-import type { HttpNetworkError } from './errors.js';
-import { HttpStatusError } from './errors.js';
+import { TestClock } from '../clock.test.support.js';
+import { DiskCacheStore } from '../cache/disk-store.js';
+import { MemoryCacheStore } from '../cache/memory-store.js';
+import type { HttpNetworkError } from '../errors.js';
+import { HttpStatusError } from '../errors.js';
 import type { HttpClientOptions } from './options.js';
 import type { BodySink } from './transport.js';
 

@@ -3,7 +3,7 @@
  *
  * Per URL: core `retry` (with one `retryBudget` shared by the whole run) around attempts; each attempt
  * goes through its origin's slot (global + per-origin concurrency, optional per-origin pace: see
- * fetch-all-slots.ts) → the origin's core `circuitBreaker` → core `timeout` (aggressive) → one undici
+ * slots.ts) → the origin's core `circuitBreaker` → core `timeout` (aggressive) → one undici
  * dispatch.
  *
  * - Slots are taken per attempt, so a URL waiting out a backoff holds none.
@@ -57,28 +57,24 @@ import {
   type TimeoutPolicy,
 } from '@bulwark/core';
 import { EventEmitter, onAbort } from '@bulwark/core/internal';
-import { attemptDeadlineHeader } from './deadline-header.js';
-import { hedgeOptions, throttleOptions } from './policy-options.js';
-import { HOST_FAILURE_CLASSIFY, isHostFailureStatus } from './classify.js';
-import { HttpBodyTooLargeError, messageOf } from './errors.js';
-import { errorCodeOf, statusCode } from './fetch-all-errors.js';
-import {
-  resolveFetchAllOptions,
-  type FetchAllOptions,
-  type ResolvedFetchAllOptions,
-} from './fetch-all-options.js';
+import { attemptDeadlineHeader } from '../deadline-header.js';
+import { hedgeOptions, throttleOptions } from '../policy-options.js';
+import { HOST_FAILURE_CLASSIFY, isHostFailureStatus } from '../classify.js';
+import { HttpBodyTooLargeError, messageOf } from '../errors.js';
+import { errorCodeOf, statusCode } from './errors.js';
+import { resolveFetchAllOptions, type FetchAllOptions, type ResolvedFetchAllOptions } from './options.js';
 import {
   Exchange,
   type ExchangeOptions,
   type ExchangeResult,
   type Progress,
   type Target,
-} from './fetch-all-request.js';
-import { SlotScheduler, type Entry, type HostSlots } from './fetch-all-slots.js';
-import { watchResets } from './reset-guard.js';
-import { basicAuthorization } from './transport.js';
-import { parseHttpUrl } from './url.js';
-import type { FetchAllRun, FetchAllStats, FetchResult, HostBreakerEvent } from './fetch-all-types.js';
+} from './request.js';
+import { SlotScheduler, type Entry, type HostSlots } from './slots.js';
+import { watchResets } from '../reset-guard.js';
+import { basicAuthorization } from '../credentials.js';
+import { parseHttpUrl } from '../url.js';
+import type { FetchAllRun, FetchAllStats, FetchResult, HostBreakerEvent } from './types.js';
 
 /** Most idle origin states kept (breaker, slots); beyond it idle ones with a closed breaker are dropped. */
 const MAX_IDLE_HOSTS = 1000;
@@ -143,7 +139,7 @@ function hostSignal(): { controller: AbortController; execOptions: ExecuteOption
 }
 
 /**
- * One URL. It waits for its first slot as this bare record (see fetch-all-slots.ts for why); its closures
+ * One URL. It waits for its first slot as this bare record (see slots.ts for why); its closures
  * and policies come to life in `grant`.
  */
 class Item implements Progress, Entry {

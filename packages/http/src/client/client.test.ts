@@ -6,10 +6,10 @@ import { Agent } from 'undici';
 import { AllSourcesFailedError } from '@bulwark/core';
 import { startFaultServer, type FaultServer } from '@bulwark/fault-server';
 import { createHttpClient, type HttpAttemptEvent, type HttpClient } from './client.js';
-import { MemoryCacheStore } from './cache/memory-store.js';
+import { MemoryCacheStore } from '../cache/memory-store.js';
 import type { HttpClientOptions } from './options.js';
-import { HttpBodyTooLargeError, HttpNetworkError, HttpRedirectError, HttpStatusError } from './errors.js';
-import { TestClock } from './clock.test.support.js';
+import { HttpBodyTooLargeError, HttpNetworkError, HttpRedirectError, HttpStatusError } from '../errors.js';
+import { TestClock } from '../clock.test.support.js';
 
 /** A loopback URL nothing listens on (connection refused). */
 async function deadUrl(): Promise<string> {
