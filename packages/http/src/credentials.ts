@@ -59,3 +59,25 @@ export function withAuthorization(
   const has = Object.keys(headers).some((name) => name.toLowerCase() === 'authorization');
   return has ? headers : { ...headers, authorization: value };
 }
+
+/**
+ * Whether a request carries credentials: `Authorization` or `Cookie`, or a URL's `user:pass@` (sent as
+ * `Authorization: Basic`). Its answer may be for these credentials only.
+ */
+export function carriesCredentials(url: string, headers: Readonly<Record<string, string>>): boolean {
+  for (const name of Object.keys(headers)) {
+    const lower = name.toLowerCase();
+    if (lower === 'authorization' || lower === 'cookie') return true;
+  }
+  const u = new URL(url);
+  return u.username !== '' || u.password !== '';
+}
+
+/** `url` without its `user:pass@` (a cache key must not hold a password). */
+export function withoutUserInfo(url: string): string {
+  const u = new URL(url);
+  if (u.username === '' && u.password === '') return url;
+  u.username = '';
+  u.password = '';
+  return u.href;
+}

@@ -39,7 +39,7 @@ export type {
   HttpResponse,
   HttpResult,
   SinkFactory,
-} from './client/client.js';
+} from './client/types.js';
 export { HTTP_CLIENT_DEFAULTS } from './client/options.js';
 export type { HttpClientOptions } from './client/options.js';
 export type { TlsOptions } from './tls.js';
