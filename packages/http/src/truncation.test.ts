@@ -4,12 +4,12 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AllSourcesFailedError } from '@bulwark/core';
 import { patternBody, startFaultServer, type FaultServer } from '@bulwark/fault-server';
-import { createHttpClient, type HttpClient } from './client.js';
+import { createHttpClient, type HttpClient } from './client/client.js';
 import { MemoryCacheStore } from './cache/memory-store.js';
 import { HttpNetworkError } from './errors.js';
-import { fetchAll } from './fetch-all.js';
-import type { FetchResult } from './fetch-all-types.js';
-import type { HttpClientOptions } from './options.js';
+import { fetchAll } from './fetch-all/run.js';
+import type { FetchResult } from './fetch-all/types.js';
+import type { HttpClientOptions } from './client/options.js';
 
 interface Shape {
   readonly name: string;

@@ -1,3 +1,5 @@
+// Over 600 lines on purpose: one on-disk format (write, verify, recover, evict), whose crash-safety rules
+// only hold together; the format-independent parts are store.ts and semantics.ts.
 /**
  * A durable on-disk cache store whose bodies are streamed in and out, so memory stays bounded whatever a
  * body's size. Layout (format 3; docs/http-get.md#cache-format-and-recovery):

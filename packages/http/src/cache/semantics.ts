@@ -9,8 +9,8 @@
  *   (`must-revalidate`, `no-cache`).
  */
 import CachePolicy from 'http-cache-semantics';
-import type { TierSkipCode } from '../tiers.js';
-import type { ResponseHeaders } from '../transport.js';
+import type { TierSkipCode } from '../client/tiers.js';
+import type { ResponseHeaders } from '../client/transport.js';
 
 /** http-cache-semantics with an injectable wall clock (it reads `this.now()` for every age). */
 export type PolicyClass = typeof CachePolicy;

@@ -8,14 +8,14 @@
  *
  * An exchange is aborted by calling {@link Exchange.abort} (the run's timeout and abort do), not through
  * an `AbortSignal`: a signal per request costs an `AbortController` plus listener bookkeeping, which was
- * the largest single cost of a `fetchAll` request (see fetch-all.ts).
+ * the largest single cost of a `fetchAll` request (see run.ts).
  */
 import { DEADLINE_HEADER } from '@bulwark/core';
 import type { Dispatcher } from 'undici';
-import { parseRetryAfter } from './classify.js';
-import { HttpBodyTooLargeError, HttpStatusError, classifyNetworkError } from './errors.js';
-import { resetInProgress } from './reset-guard.js';
-import { withAuthorization } from './transport.js';
+import { parseRetryAfter } from '../classify.js';
+import { HttpBodyTooLargeError, HttpStatusError, classifyNetworkError } from '../errors.js';
+import { resetInProgress } from '../reset-guard.js';
+import { withAuthorization } from '../credentials.js';
 
 /** What one exchange produced: the response status and its body size (and bytes, when kept). */
 export interface ExchangeResult {

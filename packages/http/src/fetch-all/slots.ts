@@ -31,44 +31,13 @@ import {
   type RateLimiterPolicy,
 } from '@bulwark/core';
 import { BasePolicy, invoke } from '@bulwark/core/internal';
+import { Queue } from './queue.js';
 
 /** Something waiting for a slot. `grant` is called with the slot already taken. */
 export interface Entry {
   grant(slots: HostSlots): void;
   /** Leaves the queue without a slot: the run was aborted, or the origin's breaker opened. */
   cancel(reason: unknown): void;
-}
-
-/** A FIFO queue on an array with a moving head (O(1) amortised). */
-class Queue<T> {
-  #items: (T | undefined)[] = [];
-  #head = 0;
-
-  get size(): number {
-    return this.#items.length - this.#head;
-  }
-
-  push(item: T): void {
-    this.#items.push(item);
-  }
-
-  shift(): T | undefined {
-    if (this.#head >= this.#items.length) return undefined;
-    const item = this.#items[this.#head];
-    this.#items[this.#head++] = undefined;
-    if (this.#head >= 1024 && this.#head * 2 >= this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    }
-    return item;
-  }
-
-  drain(): T[] {
-    const items = this.#items.slice(this.#head) as T[];
-    this.#items = [];
-    this.#head = 0;
-    return items;
-  }
 }
 
 /** A later attempt (a retry) waiting for its slot inside the policies. */

@@ -14,8 +14,8 @@ import {
   type FaultServer,
   type RequestRecord,
 } from '@bulwark/fault-server';
-import { TestClock } from './clock.test.support.js';
-import { FETCH_ERROR_CODES, fetchAll, type FetchResult } from './index.js';
+import { TestClock } from '../clock.test.support.js';
+import { FETCH_ERROR_CODES, fetchAll, type FetchResult } from '../index.js';
 
 const servers: FaultServer[] = [];
 async function server(): Promise<FaultServer> {

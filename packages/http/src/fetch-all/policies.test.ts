@@ -16,8 +16,8 @@ import {
 } from '@bulwark/core';
 import { startFaultServer, type FaultServer } from '@bulwark/fault-server';
 import { FakeClock } from '@bulwark/core/testing';
-import { TestClock } from './clock.test.support.js';
-import { fetchAll, type FetchAllOptions, type FetchResult } from './index.js';
+import { TestClock } from '../clock.test.support.js';
+import { fetchAll, type FetchAllOptions, type FetchResult } from '../index.js';
 
 const servers: FaultServer[] = [];
 async function server(): Promise<FaultServer> {

@@ -1,9 +1,12 @@
+// Over 600 lines on purpose: the run's reading, read-ahead window, waiting for hosts and settling share
+// its counters and are one state machine; what separates cleanly is in item.ts (one URL), hosts.ts (an
+// origin's state), queue.ts, slots.ts, request.ts (one request).
 /**
  * fetchAll: GET many URLs concurrently and yield one result per URL as each completes.
  *
  * Per URL: core `retry` (with one `retryBudget` shared by the whole run) around attempts; each attempt
  * goes through its origin's slot (global + per-origin concurrency, optional per-origin pace: see
- * fetch-all-slots.ts) → the origin's core `circuitBreaker` → core `timeout` (aggressive) → one undici
+ * slots.ts) → the origin's core `circuitBreaker` → core `timeout` (aggressive) → one undici
  * dispatch.
  *
  * - Slots are taken per attempt, so a URL waiting out a backoff holds none.
@@ -37,18 +40,14 @@ import {
   circuitBreaker,
   classify,
   hedge,
-  type CircuitBreakerPolicy,
   type Clock,
   type ClockTimer,
-  currentDeadline,
   pipeline,
   rateLimiter,
   retry,
   retryBudget,
   timeout,
-  type CallContext,
   type ClassifyFn,
-  type ExecuteOptions,
   type Policy,
   type RateLimiterPolicy,
   type RetryBudget,
@@ -57,31 +56,18 @@ import {
   type TimeoutPolicy,
 } from '@bulwark/core';
 import { EventEmitter, onAbort } from '@bulwark/core/internal';
-import { attemptDeadlineHeader } from './deadline-header.js';
-import { hedgeOptions, throttleOptions } from './policy-options.js';
-import { HOST_FAILURE_CLASSIFY, isHostFailureStatus } from './classify.js';
-import { HttpBodyTooLargeError, messageOf } from './errors.js';
-import { errorCodeOf, statusCode } from './fetch-all-errors.js';
-import {
-  resolveFetchAllOptions,
-  type FetchAllOptions,
-  type ResolvedFetchAllOptions,
-} from './fetch-all-options.js';
-import {
-  Exchange,
-  type ExchangeOptions,
-  type ExchangeResult,
-  type Progress,
-  type Target,
-} from './fetch-all-request.js';
-import { SlotScheduler, type Entry, type HostSlots } from './fetch-all-slots.js';
-import { watchResets } from './reset-guard.js';
-import { basicAuthorization } from './transport.js';
-import { parseHttpUrl } from './url.js';
-import type { FetchAllRun, FetchAllStats, FetchResult, HostBreakerEvent } from './fetch-all-types.js';
-
-/** Most idle origin states kept (breaker, slots); beyond it idle ones with a closed breaker are dropped. */
-const MAX_IDLE_HOSTS = 1000;
+import { hedgeOptions, throttleOptions } from '../policy-options.js';
+import { HOST_FAILURE_CLASSIFY, isHostFailureStatus } from '../classify.js';
+import { HttpBodyTooLargeError, messageOf } from '../errors.js';
+import { errorCodeOf, statusCode } from './errors.js';
+import { resolveFetchAllOptions, type FetchAllOptions, type ResolvedFetchAllOptions } from './options.js';
+import type { ExchangeOptions, ExchangeResult, Target } from './request.js';
+import { GAVE_UP, HOST_TRIPPED, MAX_IDLE_HOSTS, hostSignal, type Host } from './hosts.js';
+import { Item, parseTarget } from './item.js';
+import { Queue } from './queue.js';
+import { SlotScheduler } from './slots.js';
+import { watchResets } from '../reset-guard.js';
+import type { FetchAllRun, FetchAllStats, FetchResult, HostBreakerEvent } from './types.js';
 
 /** Core's classifier, but a local throttle's rejection ends the URL's retries (see the retry below). */
 const RETRY_CLASSIFY = classify.error(ThrottledError, 'ignore');
@@ -90,168 +76,7 @@ function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
-/**
- * Why a URL's retry was cut short: its host's breaker opened (the reason a host's signal is aborted with).
- * Never reported as such: the URL reports the failure of its last request (or `CIRCUIT_OPEN`).
- */
-class HostTripped {}
-const HOST_TRIPPED = new HostTripped();
-
-/**
- * Why a probe in flight was abandoned: nothing else was left to do and the wait for its host was over
- * (`maxWaitMs`). Reported as `CIRCUIT_OPEN` (or the failure of the URL's last request).
- */
-class GaveUp {
-  /** Not retried (core retry's default reads this). */
-  readonly retryable = false;
-}
-const GAVE_UP = new GaveUp();
-
-interface Host {
-  readonly host: string;
-  readonly breaker: CircuitBreakerPolicy;
-  /** slots → [hedge] → [adaptive throttle] → breaker → timeout: a later attempt (a retry). */
-  readonly policy: Policy;
-  /** The same without the slots: a first attempt, which already holds its slot. */
-  readonly inner: Policy;
-  readonly slots: HostSlots;
-  readonly breakerIsClosed: () => boolean;
-  readonly breakerIsOpen: () => boolean;
-  /** URLs of this origin admitted and not settled. */
-  active: number;
-  /**
-   * The signal `retry` gets for this host's URLs (it listens only while a backoff sleeps). Aborted with
-   * {@link HOST_TRIPPED} when the breaker opens, and replaced; aborted with the run's reason by the run's abort.
-   */
-  controller: AbortController;
-  execOptions: ExecuteOptions;
-  /** While open: ms until the breaker lets probes through (the breaker's own count), for `retryAfterMs`. */
-  readonly openRemainingMs: () => number;
-  /** The last `CircuitOpenError` made for this host's URLs (shared while its `retryAfterMs` is the same). */
-  openError: CircuitOpenError | undefined;
-  /** URLs refused by its open breaker, waiting for it to half-open (FIFO). */
-  readonly parked: Item[];
-  /** Wakes the parked URLs when the breaker's open time is over. */
-  wake: ClockTimer | undefined;
-}
-
-function hostSignal(): { controller: AbortController; execOptions: ExecuteOptions } {
-  const controller = new AbortController();
-  // every retry of the host sleeping in a backoff listens on it
-  setMaxListeners(0, controller.signal);
-  return { controller, execOptions: { signal: controller.signal } };
-}
-
-/**
- * One URL. It waits for its first slot as this bare record (see fetch-all-slots.ts for why); its closures
- * and policies come to life in `grant`.
- */
-class Item implements Progress, Entry {
-  attempts = 0;
-  startedAt = -1;
-  status: number | undefined = undefined;
-  bytes = 0;
-  error: unknown = undefined;
-  exchange: Exchange | undefined = undefined;
-  /** The slot granted for the first attempt, not yet used. */
-  holdsSlot = false;
-  /** Waiting for its host's breaker (see Run.#park). */
-  parked = false;
-  /** Parked out of the read-ahead window (it is counted back in when it leaves the wait). */
-  parkedOutside = false;
-  key = '';
-  /** Calls of `attempt` (retry's attempts), and requests sent in the current one (hedges included). */
-  tries = 0;
-  sentInTry = 0;
-  /** With hedging: every exchange of this URL in flight (a hedged attempt has more than one). */
-  hedged: Set<Exchange> | undefined = undefined;
-  #inner: ExecuteOptions | undefined = undefined;
-
-  constructor(
-    readonly index: number,
-    readonly target: Target,
-    readonly host: Host,
-    readonly run: Run,
-  ) {}
-
-  grant(): void {
-    this.key = String(this.index);
-    this.#inner = { key: this.key };
-    this.holdsSlot = true;
-    this.run.begin(this);
-  }
-
-  cancel(reason: unknown): void {
-    this.run.cancelled(this, reason);
-  }
-
-  /** Aborts the URL's request(s) in flight. */
-  abortExchanges(reason: unknown): void {
-    this.exchange?.abort(reason);
-    if (this.hedged !== undefined) for (const e of this.hedged) e.abort(reason);
-  }
-
-  /** One attempt, as `retry` sees it. */
-  readonly attempt = (): Promise<unknown> => {
-    this.tries++;
-    this.sentInTry = 0;
-    if (this.holdsSlot) {
-      this.holdsSlot = false;
-      return this.host.slots.runHeld(this.#first, undefined as unknown as CallContext);
-    }
-    return this.host.policy.execute(this.send, this.#inner);
-  };
-
-  readonly #first = (): Promise<unknown> => this.host.inner.execute(this.send, this.#inner);
-
-  /**
-   * The innermost operation: one request, with what is left of its timeout as its budget header (a
-   * caller's deadline around the run — `runWithDeadline` — spent beyond the allowance sends nothing).
-   */
-  readonly send = (ctx: CallContext): Promise<ExchangeResult> => {
-    const clock = this.run.clock;
-    const budget = attemptDeadlineHeader(
-      currentDeadline(clock) - clock.now(),
-      ctx.remainingMs(),
-      this.run.options.deadlineHeader,
-    );
-    this.attempts++;
-    // a hedge is not a retry (it is counted as one of `stats.hedges`)
-    if (this.sentInTry++ === 0 && this.tries > 1) this.run.retriesSent++;
-    if (this.startedAt < 0) this.startedAt = this.run.clock.now();
-    this.status = undefined;
-    this.bytes = 0;
-    this.error = undefined;
-    this.run.inFlight++;
-    const exchange = new Exchange(this.target, this.run.exchangeOptions, this);
-    this.exchange = exchange;
-    if (!this.run.hedging) return exchange.start(budget);
-    // hedged: each attempt's own signal ends its exchange (its timeout, or a hedge that won); the
-    // signal is read only here, so an unhedged run pays nothing for it
-    const hedged = (this.hedged ??= new Set());
-    hedged.add(exchange);
-    const signal = ctx.signal;
-    const unlink = onAbort(signal, () => exchange.abort(signal.reason));
-    return exchange.start(budget).finally(() => {
-      unlink();
-      hedged.delete(exchange);
-    });
-  };
-}
-
-function parseTarget(raw: unknown): Target | { error: string; url: string } {
-  const url = typeof raw === 'string' ? raw : raw instanceof URL ? raw.href : String(raw);
-  const parsed = parseHttpUrl(url);
-  if (!(parsed instanceof URL)) {
-    const problem = parsed.problem;
-    return { error: problem.charAt(0).toUpperCase() + problem.slice(1), url };
-  }
-  const basic = basicAuthorization(parsed);
-  const target = { url, origin: parsed.origin, path: parsed.pathname + parsed.search, host: parsed.host };
-  return basic === undefined ? target : { ...target, basic };
-}
-
-class Run implements FetchAllRun {
+export class Run implements FetchAllRun {
   readonly options: ResolvedFetchAllOptions;
   readonly exchangeOptions: ExchangeOptions;
   readonly clock: Clock;
@@ -281,9 +106,8 @@ class Run implements FetchAllRun {
   readonly #onBreaker = new EventEmitter<HostBreakerEvent>();
   readonly onBreakerStateChange: Subscribe<HostBreakerEvent> = this.#onBreaker.subscribe;
 
-  /** Results not yet taken by the consumer (a queue: `#results[#head…]`). */
-  #results: FetchResult[] = [];
-  #head = 0;
+  /** Results not yet taken by the consumer. */
+  readonly #results = new Queue<FetchResult>();
   #waiter: { resolve: (r: IteratorResult<FetchResult>) => void; reject: (e: unknown) => void } | undefined;
   /** Admitted and not yet consumed. */
   #active = 0;
@@ -402,7 +226,7 @@ class Run implements FetchAllRun {
       this.#started = true;
       void this.#pump();
     }
-    if (this.#head < this.#results.length) return Promise.resolve({ done: false, value: this.#take() });
+    if (this.#results.size > 0) return Promise.resolve({ done: false, value: this.#take() });
     if (this.#finished || this.#closed) return this.#end();
     if (this.#waiter !== undefined) return Promise.reject(new Error('fetchAll: next() called concurrently'));
     return new Promise((resolve, reject) => {
@@ -420,12 +244,7 @@ class Run implements FetchAllRun {
   }
 
   #take(): FetchResult {
-    const result = this.#results[this.#head]!;
-    this.#results[this.#head++] = undefined as unknown as FetchResult;
-    if (this.#head >= 1024 && this.#head * 2 >= this.#results.length) {
-      this.#results = this.#results.slice(this.#head);
-      this.#head = 0;
-    }
+    const result = this.#results.shift()!;
     this.#consumed();
     return result;
   }
@@ -880,8 +699,7 @@ class Run implements FetchAllRun {
     if (this.#finished) return;
     if (!this.#inputDone) {
       // the input waits for room in a window that holds only URLs waiting for their hosts
-      if (this.#resumePump !== undefined && this.#head >= this.#results.length && this.#onlyWaitingLeft())
-        this.#idle();
+      if (this.#resumePump !== undefined && this.#results.size === 0 && this.#onlyWaitingLeft()) this.#idle();
       return;
     }
     if (this.#completed < this.#read) {
@@ -890,7 +708,7 @@ class Run implements FetchAllRun {
     }
     this.#finished = true;
     const waiter = this.#waiter;
-    if (waiter !== undefined && this.#head >= this.#results.length) {
+    if (waiter !== undefined && this.#results.size === 0) {
       this.#waiter = undefined;
       this.#end().then(waiter.resolve, waiter.reject);
     }

@@ -4,7 +4,12 @@
  * ones, never rename.
  */
 import { CircuitOpenError, DeadlineExceededError, ThrottledError, TimeoutError } from '@bulwark/core';
-import { HttpBodyTooLargeError, HttpNetworkError, HttpStatusError, type NetworkErrorKind } from './errors.js';
+import {
+  HttpBodyTooLargeError,
+  HttpNetworkError,
+  HttpStatusError,
+  type NetworkErrorKind,
+} from '../errors.js';
 
 /** Why a URL failed. Listed (with meanings) in docs/many-requests.md. */
 export type FetchErrorCode =

@@ -16,8 +16,8 @@ import {
   resolveDeadlineHeader,
   type DeadlineHeaderOption,
   type ResolvedDeadlineHeader,
-} from './deadline-header.js';
-import { resolveTls, type TlsOptions } from './options.js';
+} from '../deadline-header.js';
+import { resolveTls, type TlsOptions } from '../tls.js';
 import {
   failuresToOpen,
   resolveBreaker,
@@ -28,7 +28,7 @@ import {
   type HttpRetryOptions,
   type ResolvedHedge,
   type ResolvedThrottle,
-} from './policy-options.js';
+} from '../policy-options.js';
 
 /** fetchAll's retry keys: core's, but `budget` (the run has its own: `retryBudget`). */
 const FETCH_ALL_RETRY_KEYS = [

@@ -5,11 +5,12 @@ import { createServer } from 'node:net';
 import { Agent } from 'undici';
 import { AllSourcesFailedError } from '@bulwark/core';
 import { startFaultServer, type FaultServer } from '@bulwark/fault-server';
-import { createHttpClient, type HttpAttemptEvent, type HttpClient } from './client.js';
-import { MemoryCacheStore } from './cache/memory-store.js';
+import { createHttpClient, type HttpClient } from './client.js';
+import type { HttpAttemptEvent } from './types.js';
+import { MemoryCacheStore } from '../cache/memory-store.js';
 import type { HttpClientOptions } from './options.js';
-import { HttpBodyTooLargeError, HttpNetworkError, HttpRedirectError, HttpStatusError } from './errors.js';
-import { TestClock } from './clock.test.support.js';
+import { HttpBodyTooLargeError, HttpNetworkError, HttpRedirectError, HttpStatusError } from '../errors.js';
+import { TestClock } from '../clock.test.support.js';
 
 /** A loopback URL nothing listens on (connection refused). */
 async function deadUrl(): Promise<string> {

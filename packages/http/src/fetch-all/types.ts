@@ -2,7 +2,7 @@
  * The public shapes of `fetchAll`: one result per URL, live counters, breaker events.
  */
 import type { Subscribe } from '@bulwark/core';
-import type { FetchErrorCode } from './fetch-all-errors.js';
+import type { FetchErrorCode } from './errors.js';
 
 /** The outcome for one input URL. Fields that do not apply are `undefined` (left out by `JSON.stringify`). */
 export interface FetchResult {
