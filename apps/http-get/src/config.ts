@@ -24,6 +24,8 @@ import {
   userAgent,
   type BuiltOptions,
   type Flag,
+  traceFromEnv,
+  withTrace,
 } from '@bulwark/cli-support';
 import { HTTP_CLIENT_DEFAULTS, defaultCacheDir, type HttpClientOptions } from '@bulwark/http';
 import { METRICS_FILE_ENV } from './metrics.js';
@@ -93,6 +95,10 @@ export interface CliConfig {
   readonly fallbacks: readonly string[];
   /** The client's options, from the flags' rows in {@link FLAGS} (the cache is the run's). */
   readonly client: ClientFlags;
+  /** The caller's trace, continued from `TRACEPARENT` (its headers are in `client.headers`), if any. */
+  readonly traceId: string | undefined;
+  /** Why `TRACEPARENT` was ignored (the run warns), if it was. */
+  readonly traceProblem: string | undefined;
   /** `-k`: certificates are not checked (`client.tls` says so; the run warns). */
   readonly insecure: boolean;
   readonly cacertPath: string | undefined;
@@ -540,12 +546,17 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   const metricsPath = metricsFileFrom(o.metricsFile, env, METRICS_FILE_ENV);
   if (typeof metricsPath === 'object') return usage(metricsPath.problem);
   const noColorEnv = env['NO_COLOR'] !== undefined && env['NO_COLOR'] !== '';
+  const client = buildOptions(FLAGS, cmd.opts()) as ClientFlags;
+  const trace = traceFromEnv(env);
+  const traced = trace !== undefined && 'traceId' in trace ? trace : undefined;
   return {
     kind: 'run',
     config: {
       url,
       fallbacks: o.fallback ?? [],
-      client: buildOptions(FLAGS, cmd.opts()) as ClientFlags,
+      client: { ...client, headers: withTrace(client.headers, traced) } as ClientFlags,
+      traceId: traced?.traceId,
+      traceProblem: trace !== undefined && 'problem' in trace ? trace.problem : undefined,
       insecure: o.insecure === true,
       cacertPath: o.cacert,
       cacheDir: o.cache === false ? undefined : (o.cacheDir ?? defaultCacheDir(env, CACHE_APP_NAME)),

@@ -94,6 +94,8 @@ export async function run(config: CliConfig, io: Io): Promise<number> {
       'TLS certificates are NOT verified (-k/--insecure): anyone on the path can read and change this transfer',
     );
   }
+  if (config.traceProblem !== undefined) out.warn(config.traceProblem);
+  if (config.traceId !== undefined) out.verbose(`trace ${config.traceId} (continued from TRACEPARENT)`);
   const store = config.cacheDir === undefined ? undefined : new DiskCacheStore({ dir: config.cacheDir });
   const client = createHttpClient({ ...config.client, cache: store ?? false });
   let attempts = 0;

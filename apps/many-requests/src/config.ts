@@ -24,6 +24,8 @@ import {
   userAgent,
   type BuiltOptions,
   type Flag,
+  traceFromEnv,
+  withTrace,
 } from '@bulwark/cli-support';
 import {
   ADAPTIVE_THROTTLE_DEFAULTS,
@@ -83,6 +85,10 @@ export interface CliConfig {
   readonly stdinImplied: boolean;
   /** fetchAll's options, from the flags' rows in {@link FLAGS} (the signal is the run's). */
   readonly fetchAll: FetchAllFlags;
+  /** The caller's trace, continued from `TRACEPARENT` (its headers are in `fetchAll.headers`), if any. */
+  readonly traceId: string | undefined;
+  /** Why `TRACEPARENT` was ignored (the run warns), if it was. */
+  readonly traceProblem: string | undefined;
   /** `-k`: certificates are not checked (`fetchAll.tls` says so; the run warns). */
   readonly insecure: boolean;
   /** Write the results here (atomically, at the end) instead of stdout. */
@@ -443,12 +449,18 @@ export function parseArgs(
   // the option wins over the environment; an empty variable is unset
   const metricsPath = metricsFileFrom(o.metricsFile, env, METRICS_FILE_ENV);
   if (typeof metricsPath === 'object') return usage(metricsPath.problem);
+  const fetchAll = buildOptions(FLAGS, cmd.opts()) as FetchAllFlags;
+  const trace = traceFromEnv(env);
+  const traced = trace !== undefined && 'traceId' in trace ? trace : undefined;
+  const headers = withTrace(fetchAll.headers, traced);
   return {
     kind: 'run',
     config: {
       sources,
       stdinImplied,
-      fetchAll: buildOptions(FLAGS, cmd.opts()) as FetchAllFlags,
+      fetchAll: (headers === undefined ? fetchAll : { ...fetchAll, headers }) as FetchAllFlags,
+      traceId: traced?.traceId,
+      traceProblem: trace !== undefined && 'problem' in trace ? trace.problem : undefined,
       insecure: o.insecure === true,
       output: o.output === '-' ? undefined : o.output,
       json: o.json === true,

@@ -91,6 +91,10 @@ export async function runCli(io: CliIo): Promise<number> {
 }
 
 async function fetchAndReport(config: CliConfig, io: CliIo): Promise<number> {
+  if (config.traceProblem !== undefined && !config.quiet)
+    io.stderr.write(`many-requests: warning: ${config.traceProblem}\n`);
+  if (config.traceId !== undefined && config.verbose)
+    io.stderr.write(`many-requests: trace ${config.traceId} (continued from TRACEPARENT)\n`);
   if (config.insecure) {
     io.stderr.write(
       'many-requests: WARNING: TLS certificates are NOT verified (-k/--insecure): anyone on the path can read and change these transfers\n',

@@ -42,3 +42,4 @@ export {
   userAgent,
 } from './parsers.js';
 export { hidePasswords } from './passwords.js';
+export { TRACEPARENT_ENV, TRACESTATE_ENV, traceFromEnv, withTrace, type RunTrace } from './trace.js';
