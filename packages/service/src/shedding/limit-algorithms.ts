@@ -48,7 +48,7 @@ export interface Gradient2Options {
    * every this many windows (the first drains the queue admitted before, the second is measured). When halving the requests in flight cuts the latency (to at most
    * {@link PROBE_QUEUEING_RATIO} of the window before), the latency was queueing: the halved limit and
    * the probe's RTT (as the long-term baseline) are kept, and the next probe comes as soon. Otherwise the
-   * limit is restored and the interval doubles (up to 32×). Without probes, a service started under
+   * limit is restored and the interval doubles (up to 16×). Without probes, a service started under
    * overload takes its queueing latency as its baseline and keeps a limit far above its capacity.
    * @default 2
    */
@@ -75,7 +75,7 @@ const LONG_RTT_WARMUP = 10;
 export const PROBE_QUEUEING_RATIO = 0.6;
 
 /** The probe interval doubles, while probes show no queueing, up to this many times `probeInterval`. */
-const PROBE_BACKOFF_MAX = 32;
+const PROBE_BACKOFF_MAX = 16;
 
 /**
  * Gradient2: `gradient = clamp(0.5, 1, tolerance × longRtt / shortRtt)`,
