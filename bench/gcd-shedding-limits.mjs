@@ -21,7 +21,7 @@ import {
   f1,
   f2,
   fibonacciPair,
-  freshConnectionProbe,
+  probeProcess,
   here,
   int,
   log,
@@ -124,7 +124,7 @@ for (let round = 0; round < ROUNDS; round++) {
         await withServer(
           variant.env,
           async (s) => {
-            const probe = freshConnectionProbe(s.origin, '/livez');
+            const probe = probeProcess(s.origin, '/livez');
             const records = await openLoop(s.origin, path, {
               rate: capacity * factor,
               seconds: OVERLOAD_S,
@@ -158,7 +158,7 @@ md += `**The machine was busy** (other jobs on both cores): load average (1, 5, 
 md += `Command: \`node bench/gcd-shedding-limits.mjs\`${process.env.BENCH_VARIANTS ? ` with BENCH_VARIANTS=${process.env.BENCH_VARIANTS}` : ''}. `;
 md += `Capacity C (closed loop, 4 connections) is measured again at the start of each round; goodput / C is against the round's C. Unloaded (open loop at 0.5 C, first round's C = ${f1(capacity)} req/s): p50 ${f2(unloaded.p50)} ms, p99 ${f2(unloaded.p99)} ms. `;
 md += BASE ? `"(baseline)" = the build in \`${BASE}\`. ` : '';
-md += `Each run: a fresh server, open loop over ${CONNECTIONS} keep-alive connections for ${OVERLOAD_S} s (first second excluded), a fresh connection to /livez every 100 ms; variants alternate within each factor. `;
+md += `Each run: a fresh server, open loop over ${CONNECTIONS} keep-alive connections for ${OVERLOAD_S} s (first second excluded), a fresh connection to /livez every 100 ms from a separate process; variants alternate within each factor. `;
 md += `"limit at end" and "kit shed" are read from the server's /metrics after the run; the other 503s are the pool's own refusals (\`GCD_ERR_BUSY\`, after Fastify).\n\n`;
 md += `| round (C req/s) | offered | variant | load avg | goodput / C | admitted p50 ms | admitted p99 ms | p99 / unloaded | /livez p50 / p99 ms | 503+429 | kit shed | event-loop shed | limit at end | timeouts | with Retry-After |\n`;
 md += `| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n`;
