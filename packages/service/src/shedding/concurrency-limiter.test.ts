@@ -173,7 +173,10 @@ describe('ConcurrencyLimiter', () => {
         if (running[i]!.done > now) continue;
         const [job] = running.splice(i, 1);
         l.release(now - job!.admitted);
-        if (t >= tailFrom) (rtts.push(now - job!.admitted), completed++);
+        if (t >= tailFrom) {
+          rtts.push(now - job!.admitted);
+          completed++;
+        }
       }
       while (running.length < servers && queue.length > 0) {
         running.push({ admitted: queue.shift()!, done: now + serviceMs });
