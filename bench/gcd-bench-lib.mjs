@@ -357,6 +357,30 @@ export function freshConnectionProbe(origin, path, everyMs = 100, timeoutMs = 50
   };
 }
 
+/**
+ * {@link freshConnectionProbe} run in a separate process (bench/livez-prober.mjs), pinned to the
+ * generator's cores: the probe's latencies then carry the server's delay, not the load generator's event
+ * loop lag. Resolves (on stop) with the latencies in ms (failures as `Infinity`).
+ */
+export function probeProcess(origin, path, everyMs = 100) {
+  const args = [process.execPath, `${here}livez-prober.mjs`, origin, path, String(everyMs)];
+  const cmd = CORES.pinned ? 'taskset' : args.shift();
+  const child = spawn(cmd, CORES.pinned ? ['-c', CORES.generator, ...args] : args, {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (c) => (out += c));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    async stop() {
+      child.stdin.end();
+      const code = await exited;
+      if (code !== 0) throw new Error(`livez-prober exited ${code}`);
+      return JSON.parse(out).map((x) => x ?? Infinity);
+    },
+  };
+}
+
 /** Fibonacci neighbours of at least `digits` digits (Euclid's worst case). */
 export function fibonacciPair(digits) {
   let a = 1n;

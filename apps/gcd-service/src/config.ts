@@ -150,7 +150,7 @@ export interface GcdConfig {
   /** Per-client rate limit; undefined = off. */
   readonly rateLimit: RateLimitConfig | undefined;
   /** The kit's load shedding, or `false`. */
-  readonly shedding: Readonly<{ algorithm: ShedAlgorithm }> | false;
+  readonly shedding: Readonly<{ algorithm: ShedAlgorithm; initialLimit?: number }> | false;
   readonly trustProxy: boolean | readonly string[];
   /** Redis for the shared rate limit; unset = in-memory limit. Contains a secret: log {@link redactUrl} only. */
   readonly redisUrl: string | undefined;
@@ -177,7 +177,7 @@ const LOG_LEVELS = [
   'silent',
 ] as const satisfies readonly LogLevel[];
 const STORE_ERROR_MODES = ['local', 'allow', 'deny'] as const satisfies readonly StoreErrorMode[];
-const SHED_ALGORITHMS = ['gradient2', 'aimd'] as const satisfies readonly ShedAlgorithm[];
+const SHED_ALGORITHMS = ['gradient2', 'aimd', 'fixed'] as const satisfies readonly ShedAlgorithm[];
 const NOT_SPACE = (v: string): boolean => !/\s|\//u.test(v);
 const PEM = text('a path to a PEM file (set TLS_CERT_FILE and TLS_KEY_FILE together)', 'a PEM file');
 const n = (values: Readonly<Record<string, unknown>>, name: string): number => values[name] as number;
@@ -377,7 +377,14 @@ export const ENV: readonly EnvVar[] = [
     parser: oneOf<ShedAlgorithm>(SHED_ALGORITHMS),
     target: 'shedding.algorithm',
     default: SHEDDING_DEFAULTS.algorithm as ShedAlgorithm,
-    doc: 'the concurrency-limit algorithm (Netflix concurrency-limits)',
+    doc: 'the concurrency-limit algorithm (Netflix concurrency-limits); `fixed` holds `SHED_LIMIT` requests in flight',
+  }),
+  envVar({
+    name: 'SHED_LIMIT',
+    parser: int(1, 100_000),
+    target: 'shedding.initialLimit',
+    default: SHEDDING_DEFAULTS.initialLimit,
+    doc: 'requests in flight at once: where gradient2 and aimd start, the whole limit for `fixed`',
   }),
   envVar({
     name: 'TRUST_PROXY',

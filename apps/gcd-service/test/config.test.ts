@@ -135,7 +135,10 @@ describe('loadConfig', () => {
       burst: RATE_LIMIT_DEFAULTS.burst,
       onStoreError: RATE_LIMIT_DEFAULTS.onStoreError,
     });
-    assert.deepEqual(config.shedding, { algorithm: SHEDDING_DEFAULTS.algorithm });
+    assert.deepEqual(config.shedding, {
+      algorithm: SHEDDING_DEFAULTS.algorithm,
+      initialLimit: SHEDDING_DEFAULTS.initialLimit,
+    });
     assert.equal(loadConfig({ LOAD_SHEDDING: 'off' }).shedding, false);
     assert.equal(loadConfig({ RATE_LIMIT_KEY_HEADER: 'X-Api-Key' }).rateLimit?.keyHeader, 'x-api-key');
   });

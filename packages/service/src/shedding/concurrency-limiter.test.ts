@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidOptionError } from '@bulwark/core';
 import { FakeClock } from '@bulwark/core/testing';
-import { aimd, fixed, gradient2 } from './limit-algorithms.js';
+import { aimd, fixed, gradient2, GRADIENT2_DEFAULTS, type LimitAlgorithm } from './limit-algorithms.js';
 import { ConcurrencyLimiter, type LimitChangeEvent } from './concurrency-limiter.js';
 
 describe('gradient2', () => {
@@ -13,7 +13,8 @@ describe('gradient2', () => {
   });
 
   it('grows by about smoothing × queueSize per window while latency stays at the baseline', () => {
-    const g = gradient2({ initialLimit: 20, maxLimit: 1000, smoothing: 0.2, queueSize: 4 });
+    // (probes off: they take two windows now and then, see the probe tests below)
+    const g = gradient2({ initialLimit: 20, maxLimit: 1000, smoothing: 0.2, queueSize: 4, probeInterval: 0 });
     g.update(10, 20, false);
     // gradient 1 (tolerance × long / short = 1.5 → capped at 1): new = 20 + 4; smoothed: 20·0.8 + 24·0.2
     assert.equal(g.limit, 20.8);
@@ -50,6 +51,7 @@ describe('gradient2', () => {
     assert.throws(() => gradient2({ smoothing: 0 }), /gradient2.smoothing/);
     assert.throws(() => gradient2({ rttTolerance: 0.5 }), /gradient2.rttTolerance/);
     assert.throws(() => gradient2({ limit: 5 } as never), /gradient2.limit/);
+    assert.throws(() => gradient2({ probeInterval: 1.5 }), /gradient2.probeInterval/);
   });
 });
 
@@ -146,6 +148,85 @@ describe('ConcurrencyLimiter', () => {
     assert.ok(l.limit < grown * 0.6, `shrank from ${grown} to ${l.limit}`);
     assert.ok(events.length > 0);
     assert.ok(events.every((e) => e.from !== e.to));
+  });
+
+  /**
+   * A synthetic service under a FakeClock: `servers` requests run at once, each for `serviceMs`; the rest
+   * of those admitted wait in a FIFO queue (as the gcd worker pool's), so the RTT grows with the requests
+   * in flight. Requests arrive at `overload` × capacity from the first millisecond (a cold start under
+   * overload). Returns the limits of the last `tailS` seconds, the admitted RTTs then and the throughput.
+   */
+  function simulate(algorithm: LimitAlgorithm, servers: number, serviceMs: number, seconds: number) {
+    const clock = new FakeClock();
+    const l = new ConcurrencyLimiter({ algorithm, clock, windowMs: 500, windowMinSamples: 10 });
+    const perMs = (10 * servers) / serviceMs; // 10× capacity
+    const queue: number[] = []; // admission times
+    const running: Array<{ admitted: number; done: number }> = [];
+    const tailFrom = (seconds - 10) * 1000;
+    const limits: number[] = [];
+    const rtts: number[] = [];
+    let completed = 0;
+    let owed = 0;
+    for (let t = 0; t < seconds * 1000; t++) {
+      const now = clock.now();
+      for (let i = running.length - 1; i >= 0; i--) {
+        if (running[i]!.done > now) continue;
+        const [job] = running.splice(i, 1);
+        l.release(now - job!.admitted);
+        if (t >= tailFrom) {
+          rtts.push(now - job!.admitted);
+          completed++;
+        }
+      }
+      while (running.length < servers && queue.length > 0) {
+        running.push({ admitted: queue.shift()!, done: now + serviceMs });
+      }
+      for (owed += perMs; owed >= 1; owed--) if (l.tryAcquire()) queue.push(now);
+      if (t >= tailFrom) limits.push(l.limit);
+      clock.advance(1);
+    }
+    rtts.sort((a, b) => a - b);
+    return {
+      minLimit: Math.min(...limits),
+      maxLimit: Math.max(...limits),
+      p99: rtts[Math.floor(rtts.length * 0.99)]!,
+      throughputShare: completed / 10 / ((1000 * servers) / serviceMs),
+    };
+  }
+
+  for (const [servers, serviceMs] of [
+    [1, 2],
+    [4, 10],
+    [16, 20],
+  ] as const) {
+    it(`gradient2 started under 10× overload converges near the capacity (${servers} × ${serviceMs} ms), not to its queueing latency`, () => {
+      // Gradient2's target is about rttTolerance × capacity + queueSize in flight (1.5 × servers + 4); it
+      // saws above it as the limit grows between probes. Without probes it stays at 50 and beyond.
+      const target = 2 * servers + GRADIENT2_DEFAULTS.queueSize;
+      const r = simulate(gradient2({ initialLimit: 50, minLimit: 1 }), servers, serviceMs, 60);
+      assert.ok(r.minLimit >= servers, `limit fell to ${r.minLimit}, below the ${servers} that keep it busy`);
+      assert.ok(r.maxLimit <= target + 2, `limit up to ${r.maxLimit}, target ${target}`);
+      assert.ok(r.throughputShare >= 0.95, `throughput ${r.throughputShare} of capacity`);
+      assert.ok(
+        r.p99 <= ((target + 4) * serviceMs) / servers + serviceMs,
+        `admitted p99 ${r.p99} ms, service time ${serviceMs} ms`,
+      );
+    });
+  }
+
+  it('without probes (Netflix Gradient2) a cold start under overload keeps its limit at the queueing level', () => {
+    const r = simulate(gradient2({ initialLimit: 50, minLimit: 1, probeInterval: 0 }), 4, 10, 60);
+    assert.ok(r.minLimit >= 40, `limit ${r.minLimit}`);
+  });
+
+  it('gradient2 keeps growing where latency does not depend on the requests in flight (probes restore the limit)', () => {
+    const g = gradient2({ initialLimit: 20, maxLimit: 1000 });
+    const limits: number[] = [];
+    for (let i = 0; i < 100; i++) limits.push(g.update(10, Math.floor(g.limit), false));
+    assert.ok(g.limit > 80, `limit ${g.limit}`);
+    // probes halved it for a window now and then, ever less often (the interval doubles)
+    const probes = limits.filter((x, i) => i > 0 && x < limits[i - 1]! * 0.6).length;
+    assert.ok(probes >= 2 && probes <= 6, `${probes} probes`);
   });
 
   it('validates options', () => {

@@ -42,6 +42,17 @@ export interface Gradient2Options {
   longWindow?: number;
   /** Headroom added on top of the gradient (lets the limit probe upwards). @default 4 */
   queueSize?: number;
+  /**
+   * Windows between probes (0: never probe, as Netflix's Gradient2). While the limit is reached and the
+   * latency stays within the tolerance of the long-term RTT, the algorithm halves the limit for two windows
+   * every this many windows (the first drains the queue admitted before, the second is measured). When halving the requests in flight cuts the latency (to at most
+   * {@link PROBE_QUEUEING_RATIO} of the window before), the latency was queueing: the halved limit and
+   * the probe's RTT (as the long-term baseline) are kept, and the next probe comes as soon. Otherwise the
+   * limit is restored and the interval doubles (up to 16×). Without probes, a service started under
+   * overload takes its queueing latency as its baseline and keeps a limit far above its capacity.
+   * @default 2
+   */
+  probeInterval?: number;
 }
 
 export const GRADIENT2_DEFAULTS = Object.freeze({
@@ -52,6 +63,7 @@ export const GRADIENT2_DEFAULTS = Object.freeze({
   smoothing: 0.2,
   longWindow: 600,
   queueSize: 4,
+  probeInterval: 2,
 } satisfies Required<Gradient2Options>);
 
 const GRADIENT2_KEYS = Object.keys(GRADIENT2_DEFAULTS);
@@ -59,10 +71,18 @@ const GRADIENT2_KEYS = Object.keys(GRADIENT2_DEFAULTS);
 /** Warm-up samples averaged plainly before the long RTT becomes an exponential average (as Netflix). */
 const LONG_RTT_WARMUP = 10;
 
+/** A probe window (half the limit) whose RTT is at most this share of the window before it shows queueing: by Little's law the halved limit still carried ≥ 83 % of the throughput. */
+export const PROBE_QUEUEING_RATIO = 0.6;
+
+/** The probe interval doubles, while probes show no queueing, up to this many times `probeInterval`. */
+const PROBE_BACKOFF_MAX = 16;
+
 /**
  * Gradient2: `gradient = clamp(0.5, 1, tolerance × longRtt / shortRtt)`,
  * `newLimit = limit × gradient + queueSize`, smoothed: `limit = limit × (1 − s) + newLimit × s`.
  * The limit does not grow while the service is "app-limited" (fewer than half the limit in flight).
+ * Unlike Netflix's, it probes downwards (see {@link Gradient2Options.probeInterval}): the long-term RTT
+ * alone cannot tell a service's own latency from the queueing of an overload it started under.
  */
 export function gradient2(options?: Gradient2Options): LimitAlgorithm {
   const o = checks.optionsObject('gradient2', options);
@@ -95,11 +115,23 @@ export function gradient2(options?: Gradient2Options): LimitAlgorithm {
   const queueSize = checks.number('gradient2.queueSize', o.queueSize ?? GRADIENT2_DEFAULTS.queueSize, {
     min: 0,
   });
+  const probeInterval = checks.number(
+    'gradient2.probeInterval',
+    o.probeInterval ?? GRADIENT2_DEFAULTS.probeInterval,
+    { min: 0, integer: true },
+  );
 
   let limit = initial;
   let longRtt = 0;
   let samples = 0;
   const alpha = 2 / (longWindow + 1);
+  // Probing: windows left before the next probe, the current interval, and — during a probe window —
+  // the limit and RTT it is compared with (probeFrom > 0 means the window now closing is a probe).
+  let interval = probeInterval;
+  let countdown = probeInterval;
+  let probeFrom = 0;
+  let probeRtt = 0;
+  let probeWindow = 0;
 
   return {
     name: 'gradient2',
@@ -108,6 +140,22 @@ export function gradient2(options?: Gradient2Options): LimitAlgorithm {
     },
     update(rttMs, inflight, _didDrop) {
       if (!(rttMs > 0)) return limit;
+      if (probeFrom > 0) {
+        // The first probe window drains the queue admitted before it; the second is measured: did
+        // halving the requests in flight cut the latency?
+        if (++probeWindow < 2) return limit;
+        const from = probeFrom;
+        probeFrom = 0;
+        if (rttMs <= probeRtt * PROBE_QUEUEING_RATIO) {
+          longRtt = Math.min(longRtt, rttMs); // queueing: keep the halved limit and its latency
+          interval = probeInterval;
+        } else {
+          limit = from; // no queueing: restore, probe less often
+          interval = Math.min(interval * 2, probeInterval * PROBE_BACKOFF_MAX);
+        }
+        countdown = interval;
+        return limit;
+      }
       // Long-term RTT: a plain mean over the warm-up, then an exponential moving average.
       samples++;
       if (samples <= LONG_RTT_WARMUP) longRtt += (rttMs - longRtt) / samples;
@@ -117,6 +165,18 @@ export function gradient2(options?: Gradient2Options): LimitAlgorithm {
       // App-limited: too little load to learn anything about the limit.
       if (inflight < limit / 2) return limit;
       const gradient = Math.max(0.5, Math.min(1, (tolerance * longRtt) / rttMs));
+      // At the limit with no latency signal: the baseline may be queueing; probe (see probeInterval).
+      if (probeInterval > 0 && gradient === 1 && inflight >= Math.floor(limit) && --countdown <= 0) {
+        const half = Math.max(minLimit, Math.floor(limit / 2));
+        if (half < Math.floor(limit)) {
+          probeFrom = limit;
+          probeRtt = rttMs;
+          probeWindow = 0;
+          limit = half;
+          return limit;
+        }
+        countdown = interval;
+      }
       const estimate = limit * gradient + queueSize;
       limit = Math.max(minLimit, Math.min(maxLimit, limit * (1 - smoothing) + estimate * smoothing));
       return limit;
