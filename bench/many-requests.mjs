@@ -1,6 +1,6 @@
 // many-requests benchmarks: fetchAll vs raw undici.request, one black-holed host among ten (live hosts
 // answering at once, and answering after a fixed 20 ms think time; the dead host with 1,000 and 5,000
-// URLs; with timeoutMs 500, and at the defaults), RSS of a streamed 100k-URL run through the CLI. Loopback
+// URLs; with attemptTimeoutMs 500, and at the defaults), RSS of a streamed 100k-URL run through the CLI. Loopback
 // only; servers run in a child process pinned to core 1, the client on core 0 (taskset, when there are two).
 // Prints markdown and writes results/many-requests.md. Needs `npm run build` first (it imports
 // packages/http/dist and spawns apps/many-requests/dist).
@@ -139,8 +139,8 @@ async function main() {
   // ---- 2. one black-holed host among ten --------------------------------------------------------------
   // Two settings of the nine live hosts, chosen up front (not tuned on results):
   // - instant: they answer at once (loopback, CPU-bound): the run without the dead host takes less than
-  //   one timeoutMs, so the dead host's unavoidable one timeout can only partly overlap with it;
-  // - think: they answer after a fixed THINK_MS, like remote hosts: the run is several timeoutMs long.
+  //   one attemptTimeoutMs, so the dead host's unavoidable one timeout can only partly overlap with it;
+  // - think: they answer after a fixed THINK_MS, like remote hosts: the run is several attemptTimeoutMs long.
   // The dead host gets as many URLs as each live host (1,000) or five times as many: its cost should be about one
   // attemptTimeoutMs of its breaker-threshold slots, whatever its URL count (the read-ahead window permitting).
   const tenHostTimeoutMs = 500;
@@ -214,7 +214,7 @@ async function main() {
     },
     {
       name: 'defaults',
-      title: `at the defaults (attempt timeout ${fmt(FETCH_ALL_DEFAULTS.timeoutMs)} ms), live hosts answer after ${THINK_MS} ms`,
+      title: `at the defaults (attempt timeout ${fmt(FETCH_ALL_DEFAULTS.attemptTimeoutMs)} ms), live hosts answer after ${THINK_MS} ms`,
       rounds: Math.max(3, Math.ceil(rounds / 2)),
       ports: slowPorts,
       defaults: true,
@@ -378,17 +378,17 @@ URLs; when it receives more than that within one \`timeoutMs\` (more URLs, faste
 window of only \`concurrency\`), the input stalls behind it until then.
 
 **Case 3 — at the defaults** (\`fetchAll(urls)\`, nothing else: attempt timeout
-${fmt(FETCH_ALL_DEFAULTS.timeoutMs)} ms, \`maxWaitMs\` ${FETCH_ALL_DEFAULTS.maxWaitMs}, concurrency ${FETCH_ALL_DEFAULTS.concurrency}, per host ${FETCH_ALL_DEFAULTS.perHostConcurrency};
+${fmt(FETCH_ALL_DEFAULTS.attemptTimeoutMs)} ms, \`maxWaitMs\` ${FETCH_ALL_DEFAULTS.maxWaitMs}, concurrency ${FETCH_ALL_DEFAULTS.concurrency}, per host ${FETCH_ALL_DEFAULTS.perHostConcurrency};
 the CLI's defaults are the same), live hosts answering after ${THINK_MS} ms; ${tenCases[2].rounds} rounds. The dead host
 costs one attempt timeout, overlapped with the live hosts' work; the run with it cannot end before it.
-So the ratio depends on how long the run is against ${fmt(FETCH_ALL_DEFAULTS.timeoutMs)} ms: two sizes,
+So the ratio depends on how long the run is against ${fmt(FETCH_ALL_DEFAULTS.attemptTimeoutMs)} ms: two sizes,
 ${fmt(perHost)} and ${fmt(3 * perHost)} URLs per live host (runs of ~${fmt(tenSections[2].withoutMsOf[0] / 1000, 1)} s and ~${fmt(tenSections[2].withoutMsOf[2] / 1000, 1)} s here).
 
 ${tenTable(tenSections[2].rows)}
 
 **Dead-host ratio at the defaults: ${fmt(tenRatios[`defaults with the dead host: ${fmt(perHost)} URLs`], 2)}× (a ~${fmt(tenSections[2].withoutMsOf[0] / 1000, 1)} s run),
 ${fmt(tenRatios[`defaults with the dead host: ${fmt(perHost)} URLs (3× the URLs per live host)`], 2)}× (a ~${fmt(tenSections[2].withoutMsOf[2] / 1000, 1)} s run)** (target ≤ 1.25×). A run shorter than one attempt
-timeout cannot get below ${fmt(FETCH_ALL_DEFAULTS.timeoutMs)} ms ÷ its length: a bulk job is longer than that.
+timeout cannot get below ${fmt(FETCH_ALL_DEFAULTS.attemptTimeoutMs)} ms ÷ its length: a bulk job is longer than that.
 
 ### Memory: streamed URLs through the CLI
 
