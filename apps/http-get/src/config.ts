@@ -24,6 +24,7 @@ import {
   userAgent,
   type BuiltOptions,
   type Flag,
+  setPath,
   traceFromEnv,
   withTrace,
 } from '@bulwark/cli-support';
@@ -276,8 +277,15 @@ export const FLAGS: readonly Flag[] = [
     flags: '--retries <n>',
     parse: integer(0, 100),
     default: HTTP_CLIENT_DEFAULTS.retry.maxAttempts - 1,
-    target: 'retry.maxAttempts',
-    to: (n: number) => n + 1,
+    // retry.maxAttempts = n + 1; and one source's own attempts never open its origin's breaker: in a
+    // one-shot run it would only cut its retries short (and end in "circuit open" instead of the status)
+    apply: (n: number | undefined, options) => {
+      const attempts = (n ?? HTTP_CLIENT_DEFAULTS.retry.maxAttempts - 1) + 1;
+      setPath(options, 'retry.maxAttempts', attempts);
+      const strategy = HTTP_CLIENT_DEFAULTS.circuitBreaker.strategy;
+      if (strategy?.type === 'consecutive' && strategy.threshold < attempts)
+        setPath(options, 'circuitBreaker.strategy', { ...strategy, threshold: attempts });
+    },
     doc: 'retries per source after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
   }),
   // --- the request

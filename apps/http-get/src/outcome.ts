@@ -3,7 +3,13 @@
  * know which source failed and how, not where in the code).
  */
 import { hidePasswords } from '@bulwark/cli-support';
-import { AllSourcesFailedError, BulwarkError, type TierReport } from '@bulwark/core';
+import {
+  AllSourcesFailedError,
+  BulwarkError,
+  DeadlineExceededError,
+  TimeoutError,
+  type TierReport,
+} from '@bulwark/core';
 import { HttpError, HttpNetworkError, HttpStatusError, NO_COPY_CODES, isSourceTier } from '@bulwark/http';
 import { EXIT } from './config.js';
 
@@ -153,7 +159,13 @@ export function classifyFailure(
       tiers: ladder,
     };
   }
-  if (error instanceof HttpError || error instanceof HttpNetworkError) {
+  // a deadline (the caller's budget, or a timeout) is a network-class failure, never a bug
+  if (
+    error instanceof HttpError ||
+    error instanceof HttpNetworkError ||
+    DeadlineExceededError.is(error) ||
+    TimeoutError.is(error)
+  ) {
     return {
       code: EXIT.NETWORK,
       errorCode: error.code,

@@ -108,6 +108,7 @@ export class NetworkTier {
           actx.signal,
           f,
           actx.remainingMs(),
+          ctx.deadline,
         ),
       ctx,
     );
@@ -127,6 +128,7 @@ export class NetworkTier {
             actx.signal,
             f,
             actx.remainingMs(),
+            ctx.deadline,
           ),
         ctx,
       );
@@ -184,10 +186,15 @@ export class NetworkTier {
     signal: AbortSignal,
     f: Flight,
     remainingMs: number,
+    callerDeadline: number,
   ): Promise<Fetched> {
     const o = this.#core.options;
     const deadlineMs = this.#attemptDeadline(attemptNo, lastSource);
-    const budget = attemptDeadlineHeader(remainingMs, deadlineMs, o.deadlineHeader);
+    // only the caller's deadline (ambient: runWithDeadline, a service's request budget) spent stops the
+    // attempt here; the client's own limits (its total, this source's share, the attempt's) are bounds
+    // the attempt is sent with, and enforce themselves (TimeoutError)
+    const callerMs = callerDeadline - o.clock.now();
+    const budget = attemptDeadlineHeader(callerMs, Math.min(remainingMs, deadlineMs), o.deadlineHeader);
     if (budget !== undefined) headers = { ...headers, [DEADLINE_HEADER]: budget };
     f.attempts++;
     const sentKey = `${tier}#${attemptNo}`;
