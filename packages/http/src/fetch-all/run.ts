@@ -26,8 +26,8 @@
  * attempt's policies run in a context without one, and the exchange is aborted directly: by the timeout's
  * `onTimeout` event (keyed by the URL's index) and by the run's abort, which also empties the slot queues.
  * Letting every attempt read `ctx.signal` instead — an `AbortController` per attempt, linked to the run's
- * signal with a listener — took the per-URL CPU cost from 14 µs to 52–77 µs (fake dispatcher; see
- * docs/many-requests.md).
+ * signal with a listener — multiplied the per-URL CPU cost several times (docs/many-requests.md,
+ * "Performance", has the measurement).
  */
 import { setMaxListeners } from 'node:events';
 import { Agent, type Dispatcher } from 'undici';

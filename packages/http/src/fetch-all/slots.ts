@@ -6,7 +6,7 @@
  * nearly all of them may wait for a slot. Measured (fake dispatcher, 100k URLs, concurrency 50):
  * - A bulkhead waiter listens for the caller's abort; every call of a run shares one signal, and Node's
  *   `EventTarget` walks its whole listener list on each add/remove, so 1000 waiters made every request
- *   O(1000): `fetchAll` ran at 0.3× raw undici. Here a waiter holds no listener; the run aborts them all
+ *   O(1000): `fetchAll` ran at a fraction of raw undici's speed (docs/many-requests.md, "Performance"). Here a waiter holds no listener; the run aborts them all
  *   at once ({@link SlotScheduler.abortAll}).
  * - A URL waiting *inside* the policies (retry frame, contexts, closures, promises) lives long enough to
  *   be promoted out of the young generation: per-URL cost doubled from `readAhead` 0 to 1000. So a URL's

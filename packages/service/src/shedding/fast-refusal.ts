@@ -1,7 +1,7 @@
 /**
  * Refusing before Fastify: under overload most requests are refused, so a refusal must cost next to
  * nothing — through Fastify (routing, the request and reply objects, hooks, serialisation) a 503 cost
- * ~27 µs of CPU, as much as a trivial answer, and at 10× capacity the refusals starved the admitted
+ * as much CPU as a trivial answer (docs/benchmarks.md, "What a refusal costs"), and at 10× capacity the refusals starved the admitted
  * requests. The kit's raw server (`createRawServer`) asks {@link FastRefusal.refuse} first, in Node's
  * `request` listener: for a request to a route that sheds, it consults the event-loop gate and (for a
  * request without a body) the concurrency limit, and when either says no it writes the kit's 503 itself
