@@ -8,6 +8,7 @@ import {
   DiskCacheStore,
   RETRYABLE_STATUSES,
   createHttpClient,
+  isSourceTier,
   type BodyInfo,
   type BodySink,
   type HttpDownload,
@@ -308,7 +309,10 @@ async function finish(client: ReturnType<typeof createHttpClient>, io: Io, now: 
 }
 
 function reportServed(r: HttpDownload, out: Reporter): void {
-  const failedSources = r.tiers.filter((t) => t.status === 'failed').map((t) => `${t.tier} ${t.reason}`);
+  // what kept each source from serving: its failure, or why it was skipped (a spent total timeout)
+  const failedSources = r.tiers
+    .filter((t) => isSourceTier(t.tier) && t.status !== 'served')
+    .map((t) => `${t.tier} ${t.status === 'skipped' ? 'skipped: ' : ''}${t.reason}`);
   switch (r.tier) {
     case 'primary':
       if (r.revalidated) out.verbose(`revalidated the cached copy (304 Not Modified)`);

@@ -38,6 +38,16 @@ test('integers, decimals and seconds: the value, or what is allowed', () => {
     message(() => seconds()('0.0004')),
     'expected a number of seconds, decimals allowed (e.g. 2.5), from 0.001 to 2147483.647.',
   );
+  // the range holds for the value given, not for its rounding (red-team RT-3 F6)
+  assert.match(
+    message(() => seconds()('0.0005')),
+    /from 0\.001 to/,
+  );
+  assert.match(
+    message(() => seconds()('2147483.6474')),
+    /to 2147483\.647/,
+  );
+  assert.equal(seconds()('2147483.647'), MAX_MS);
   assert.equal(
     message(() => seconds(0)('-1')),
     'expected a number of seconds, decimals allowed (e.g. 2.5), from 0 to 2147483.647.',

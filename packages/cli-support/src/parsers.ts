@@ -38,8 +38,10 @@ export function decimal(min: number, max: number, above = false) {
 /** Seconds as curl takes them (`2.5`, `10`, `0.25`), to whole milliseconds, from `minMs` to 2^31−1 ms. */
 export function seconds(minMs = 1) {
   return (value: string): number => {
-    const ms = Math.round(Number(value) * 1000);
-    if (!/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(value) || !(ms >= minMs) || ms > MAX_MS) {
+    // the range is checked on the value given, before it is rounded to whole milliseconds
+    const given = Number(value) * 1000;
+    const ms = Math.round(given);
+    if (!/^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(value) || !(given >= minMs) || given > MAX_MS) {
       throw new InvalidArgumentError(
         `expected a number of seconds, decimals allowed (e.g. 2.5), from ${minMs / 1000} to ${MAX_MS / 1000}.`,
       );
