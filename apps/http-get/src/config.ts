@@ -17,7 +17,6 @@ import {
   flag,
   header,
   integer,
-  metricsFileArgument,
   metricsFileFrom,
   nonEmpty,
   seconds,
@@ -25,7 +24,11 @@ import {
   type BuiltOptions,
   type Flag,
   setPath,
+  insecureFlag,
+  metricsFileFlag,
+  quietFlags,
   traceFromEnv,
+  versionAndHelpFlags,
   withTrace,
 } from '@bulwark/cli-support';
 import { HTTP_CLIENT_DEFAULTS, defaultCacheDir, type HttpClientOptions } from '@bulwark/http';
@@ -340,14 +343,7 @@ export const FLAGS: readonly Flag[] = [
     defaultText: OFF,
     doc: 'a HEAD request: print the status line and headers only',
   }),
-  flag({
-    flags: '-k, --insecure',
-    defaultText: OFF,
-    apply: (on: boolean | undefined, options) => {
-      if (on === true) options['tls'] = { rejectUnauthorized: false };
-    },
-    doc: 'do not verify TLS certificates (warns on stderr)',
-  }),
+  insecureFlag(),
   flag({
     flags: '--cacert <file>',
     parse: cacertFile,
@@ -425,12 +421,7 @@ export const FLAGS: readonly Flag[] = [
     defaultText: OFF,
     doc: 'show the ladder as it happens on stderr (tiers, attempts, cache)',
   }),
-  flag({
-    flags: '-q, --quiet',
-    defaultText: OFF,
-    doc: 'nothing on stderr but errors (no notes, warnings or progress)',
-  }),
-  flag({ flags: '-s, --silent', defaultText: OFF, doc: 'the same as --quiet (curl -s)' }),
+  ...quietFlags('no notes, warnings or progress'),
   flag({
     flags: '--no-color',
     defaultText: 'colour on a terminal',
@@ -441,14 +432,8 @@ export const FLAGS: readonly Flag[] = [
     defaultText: 'bar on a terminal',
     doc: 'no progress bar (shown only on a terminal, for bodies over 1 MiB, not with -q, -v or --json)',
   }),
-  flag({
-    flags: '--metrics-file <path>',
-    parse: metricsFileArgument,
-    defaultText: 'none',
-    doc: `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
-  }),
-  flag({ flags: '-V, --version', builtin: 'version', doc: 'print the version' }),
-  flag({ flags: '-h, --help', builtin: 'help', doc: 'print this help' }),
+  metricsFileFlag(METRICS_FILE_ENV),
+  ...versionAndHelpFlags(),
 ];
 
 function program(): Command {

@@ -16,7 +16,6 @@ import {
   flag,
   header,
   integer,
-  metricsFileArgument,
   metricsFileFrom,
   nonEmpty,
   seconds,
@@ -24,7 +23,11 @@ import {
   userAgent,
   type BuiltOptions,
   type Flag,
+  insecureFlag,
+  metricsFileFlag,
+  quietFlags,
   traceFromEnv,
+  versionAndHelpFlags,
   withTrace,
 } from '@bulwark/cli-support';
 import {
@@ -292,14 +295,7 @@ export const FLAGS: readonly Flag[] = [
     },
     doc: '"Name: value" sent with every request (repeatable)',
   }),
-  flag({
-    flags: '-k, --insecure',
-    defaultText: 'off',
-    apply: (on: boolean | undefined, options) => {
-      if (on === true) options['tls'] = { rejectUnauthorized: false };
-    },
-    doc: 'do not verify TLS certificates (warns on stderr)',
-  }),
+  insecureFlag(),
   flag({
     flags: '--cacert <file>',
     parse: certificates,
@@ -319,21 +315,10 @@ export const FLAGS: readonly Flag[] = [
     defaultText: 'off',
     doc: "each host's circuit breaker opening and closing, on stderr",
   }),
-  flag({
-    flags: '-q, --quiet',
-    defaultText: 'off',
-    doc: 'nothing on stderr but errors (no progress bar, no summary)',
-  }),
-  flag({ flags: '-s, --silent', defaultText: 'off', doc: 'the same as --quiet (curl -s)' }),
+  ...quietFlags('no progress bar, no summary'),
   flag({ flags: '--allow-failures', defaultText: 'off', doc: 'exit 0 even if some URLs failed' }),
-  flag({
-    flags: '--metrics-file <path>',
-    parse: metricsFileArgument,
-    defaultText: 'none',
-    doc: `at the end of the run, write its Prometheus metrics to PATH (*.prom, atomically) for node-exporter's textfile collector (also: env ${METRICS_FILE_ENV})`,
-  }),
-  flag({ flags: '-V, --version', builtin: 'version', doc: 'print the version' }),
-  flag({ flags: '-h, --help', builtin: 'help', doc: 'print this help' }),
+  metricsFileFlag(METRICS_FILE_ENV),
+  ...versionAndHelpFlags(),
 ];
 
 function program(version: string): Command {

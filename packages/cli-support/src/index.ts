@@ -43,3 +43,4 @@ export {
 } from './parsers.js';
 export { hidePasswords } from './passwords.js';
 export { TRACEPARENT_ENV, TRACESTATE_ENV, traceFromEnv, withTrace, type RunTrace } from './trace.js';
+export { insecureFlag, metricsFileFlag, quietFlags, versionAndHelpFlags } from './common-flags.js';
