@@ -153,11 +153,15 @@ describe('the bulwark-timeout-ms header', () => {
     hold = true;
     const c = client({ totalTimeoutMs: 10_000 });
     const arrived = once(held, 'request');
-    const call = runWithDeadline({ timeoutMs: 60 }, () => c.get(url));
-    await arrived;
-    await assert.rejects(call, (e: unknown) => e instanceof DeadlineExceededError);
-    assert.equal(received.length, 1);
-    assert.ok(Number(received[0]) <= 55, received[0]);
+    // its outcome is taken at once: on a loaded machine the deadline may pass before the request arrives
+    const outcome = runWithDeadline({ timeoutMs: 60 }, () => c.get(url)).then(
+      () => 'answered',
+      (e: unknown) => e,
+    );
+    await Promise.race([arrived, outcome]);
+    assert.ok((await outcome) instanceof DeadlineExceededError, String(await outcome));
+    assert.ok(received.length <= 1);
+    if (received.length === 1) assert.ok(Number(received[0]) <= 55, received[0]);
   });
 
   it('a background refresh (stale-while-revalidate) does not inherit the request’s deadline', async () => {
