@@ -118,8 +118,9 @@ export interface HttpClientOptions {
    * Send each attempt's remaining budget in the `bulwark-timeout-ms` header (@bulwark/core's
    * `formatDeadlineHeader`): the least of the attempt's own limit, the source's share of
    * `totalTimeoutMs` and the ambient deadline (`runWithDeadline`, e.g. the request a service is
-   * answering), minus `allowanceMs` for the hop. An attempt with no budget left beyond the allowance is
-   * not sent. `false`: no header (the bounds still apply). @default true ({ allowanceMs: 5 })
+   * answering), minus `allowanceMs` for the hop (at least 1). When the *caller's* deadline has nothing
+   * left beyond the allowance the attempt is not sent (`DeadlineExceededError`); the client's own limits
+   * never stop it unsent. `false`: no header (the bounds still apply). @default true ({ allowanceMs: 5 })
    */
   deadlineHeader?: DeadlineHeaderOption;
   /**
@@ -130,7 +131,8 @@ export interface HttpClientOptions {
    * not sent, is not counted by the breaker and is not retried: the call moves on to the next tier (a
    * mirror, the stale copy) with core's `ThrottledError` (`BULWARK_ERR_THROTTLED`) in that tier's report.
    * Core's option names, merged over `ADAPTIVE_THROTTLE_DEFAULTS`: `k`, `windowMs`, `minimumRequests`,
-   * `random`. `false`: off. @default on: { k: 2, windowMs: 30_000, minimumRequests: 20 }
+   * `maxRejectionProbability`, `random`. `false`: off.
+   * @default on: { k: 2, windowMs: 30_000, minimumRequests: 20, maxRejectionProbability: 0.9 }
    */
   adaptiveThrottle?: false | Partial<AdaptiveThrottleOptions>;
   /**

@@ -150,8 +150,9 @@ export interface FetchAllOptions {
   /**
    * Send each attempt's budget in the `bulwark-timeout-ms` header (@bulwark/core's
    * `formatDeadlineHeader`, the same code path as the client's option of the same name): what is left of
-   * the attempt's `attemptTimeoutMs` when it is sent, minus `allowanceMs` for the hop. An attempt with no budget
-   * left beyond the allowance is not sent (`TIMEOUT`). `false`: no header. @default true ({ allowanceMs: 5 })
+   * the attempt's `attemptTimeoutMs` when it is sent, minus `allowanceMs` for the hop (at least 1). Only a
+   * caller's deadline around the run (`runWithDeadline`) with nothing left beyond the allowance keeps an
+   * attempt unsent (`TIMEOUT`). `false`: no header. @default true ({ allowanceMs: 5 })
    */
   deadlineHeader?: DeadlineHeaderOption;
   /**
@@ -161,8 +162,8 @@ export interface FetchAllOptions {
    * window, so what reaches it settles at about `k` times what it accepts. A rejected attempt is not sent,
    * does not count against the breaker and is not retried: the URL fails with `THROTTLED` (or, on a retry,
    * with its last request's failure). Core's option names, merged over `ADAPTIVE_THROTTLE_DEFAULTS`:
-   * `k`, `windowMs`, `minimumRequests`, `random`. `false`: off.
-   * @default on: { k: 2, windowMs: 30_000, minimumRequests: 20 }
+   * `k`, `windowMs`, `minimumRequests`, `maxRejectionProbability`, `random`. `false`: off.
+   * @default on: { k: 2, windowMs: 30_000, minimumRequests: 20, maxRejectionProbability: 0.9 }
    */
   adaptiveThrottle?: false | Partial<AdaptiveThrottleOptions>;
   /**
