@@ -15,15 +15,15 @@ import {
   certificates,
   collect,
   flag,
-  header,
   integer,
   metricsFileFrom,
   nonEmpty,
   seconds,
-  userAgent,
-  type BuiltOptions,
   type Flag,
   setPath,
+  headerFlag,
+  headersOf,
+  userAgentFlag,
   insecureFlag,
   metricsFileFlag,
   quietFlags,
@@ -216,11 +216,6 @@ export function exitCodeTable(): string {
   return rows.map(([code, text]) => `  ${String(code).padStart(3)}  ${text}`).join('\n');
 }
 
-/** The client's `headers` being built (a header name may hold a dot: not a path). */
-function headersOf(options: BuiltOptions): Record<string, string> {
-  return (options['headers'] ??= {}) as Record<string, string>;
-}
-
 const MS = integer(1, MAX_MS, 'milliseconds');
 const OFF = 'off';
 
@@ -292,25 +287,9 @@ export const FLAGS: readonly Flag[] = [
     doc: 'retries per source after its first attempt (for network errors, timeouts, 408/425/429/5xx)',
   }),
   // --- the request
-  flag({
-    flags: '-A, --user-agent <name>',
-    parse: userAgent,
-    defaultText: '`http-get/<version> (bulwark)`',
-    apply: (name: string | undefined, options) => {
-      headersOf(options)['user-agent'] = name ?? USER_AGENT;
-    },
-    doc: 'the User-Agent header',
-  }),
-  flag({
-    flags: '-H, --header <header>',
-    parse: collect(header('http-get', true)),
-    defaultText: 'none',
-    // after -A: a -H 'User-Agent: …' wins; an empty value removes the header, a default one included
-    apply: (pairs: [string, string][] | undefined, options) => {
-      for (const [name, value] of pairs ?? []) headersOf(options)[name] = value;
-    },
-    doc: '"Name: value" sent with the request (repeatable; "Name:" removes a default)',
-  }),
+  userAgentFlag('`http-get/<version> (bulwark)`', USER_AGENT),
+  // after -A: a -H 'User-Agent: …' wins; an empty value removes the header, a default one included
+  headerFlag('http-get', true, '"Name: value" sent with the request (repeatable; "Name:" removes a default)'),
   flag({
     flags: '--compressed',
     defaultText: 'on',

@@ -11,18 +11,16 @@ import {
   addFlags,
   buildOptions,
   certificates,
-  collect,
   decimal,
   flag,
-  header,
   integer,
   metricsFileFrom,
   nonEmpty,
   seconds,
   setPath,
-  userAgent,
-  type BuiltOptions,
   type Flag,
+  headerFlag,
+  userAgentFlag,
   insecureFlag,
   metricsFileFlag,
   quietFlags,
@@ -140,11 +138,6 @@ Examples:
   many-requests -i urls.txt -c 100 --per-host 20 -o results.ndjson
   cat urls.txt | many-requests --attempt-timeout 2 --retries 1 --json > results.json
 `;
-
-/** fetchAll's `headers` being built (a header name may hold a dot: not a path). */
-function headersOf(options: BuiltOptions): Record<string, string> {
-  return (options['headers'] ??= {}) as Record<string, string>;
-}
 
 /**
  * Every flag, in the order of `--help` and of docs/many-requests.md's options table (test/docs.test.ts
@@ -276,25 +269,9 @@ export const FLAGS: readonly Flag[] = [
     to: (ratio: number) => retryBudget({ ratio, minRetriesPerSecond: 0 }),
     doc: 'hedges allowed per URL attempt across the run, in a sliding 10 s window (with --hedge-after-ms)',
   }),
-  flag({
-    flags: '-A, --user-agent <name>',
-    parse: userAgent,
-    defaultText: "undici's",
-    apply: (name: string | undefined, options) => {
-      if (name !== undefined) headersOf(options)['user-agent'] = name;
-    },
-    doc: 'the User-Agent header',
-  }),
-  flag({
-    flags: '-H, --header <header>',
-    parse: collect(header('many-requests', false)),
-    defaultText: 'none',
-    // after -A: a -H 'User-Agent: …' wins
-    apply: (pairs: [string, string][] | undefined, options) => {
-      for (const [name, value] of pairs ?? []) headersOf(options)[name] = value;
-    },
-    doc: '"Name: value" sent with every request (repeatable)',
-  }),
+  userAgentFlag("undici's"),
+  // after -A: a -H 'User-Agent: …' wins
+  headerFlag('many-requests', false, '"Name: value" sent with every request (repeatable)'),
   insecureFlag(),
   flag({
     flags: '--cacert <file>',

@@ -43,4 +43,12 @@ export {
 } from './parsers.js';
 export { hidePasswords } from './passwords.js';
 export { TRACEPARENT_ENV, TRACESTATE_ENV, traceFromEnv, withTrace, type RunTrace } from './trace.js';
-export { insecureFlag, metricsFileFlag, quietFlags, versionAndHelpFlags } from './common-flags.js';
+export {
+  headerFlag,
+  headersOf,
+  insecureFlag,
+  metricsFileFlag,
+  quietFlags,
+  userAgentFlag,
+  versionAndHelpFlags,
+} from './common-flags.js';
